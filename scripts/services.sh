@@ -1,0 +1,521 @@
+#!/usr/bin/env bash
+# Real services for weft's test suite, on loopback only: Redis and Apache Cassandra 5.0.8.
+#
+#   bash scripts/services.sh up       install what is missing, start (or reuse) both, wait until they answer
+#   bash scripts/services.sh down     stop what `up` started (by pid file), wait until it is gone
+#   bash scripts/services.sh env      print `export WEFT_TEST_...` lines: eval "$(bash scripts/services.sh env)"
+#   bash scripts/services.sh status   say what answers (exit 1 if something does not)
+#
+# `down` takes optional names (redis, cassandra) to stop only those.
+#
+# Environment (all optional):
+#   WEFT_REDIS_PORT (6379), WEFT_CQL_PORT (9042), WEFT_CASSANDRA_STORAGE_PORT (7000),
+#   WEFT_CASSANDRA_JMX_PORT (7199), WEFT_CASSANDRA_HEAP (1G), WEFT_CASSANDRA_START_TIMEOUT (240 s),
+#   WEFT_CASSANDRA_KEEP_DATA (0: a freshly started node gets empty data dirs),
+#   WEFT_SERVICES_DIR (~/.cache/weft-services: download cache), WEFT_STATE_DIR (<services dir>/state),
+#   WEFT_SERVICES_STARTED_FILE (if set, `up` appends the name of each service it started itself).
+#
+# Cassandra runs from Maven Central's cassandra-all jars on JDK 17 as a separate JVM
+# (org.apache.cassandra.service.CassandraDaemon). Its pom, yaml template, logback config
+# and CQL check live in scripts/cassandra/.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CASS_SRC=$SCRIPT_DIR/cassandra
+
+REDIS_PORT=${WEFT_REDIS_PORT:-6379}
+CQL_PORT=${WEFT_CQL_PORT:-9042}
+STORAGE_PORT=${WEFT_CASSANDRA_STORAGE_PORT:-7000}
+JMX_PORT=${WEFT_CASSANDRA_JMX_PORT:-7199}
+CASS_HEAP=${WEFT_CASSANDRA_HEAP:-1G}
+CASS_START_TIMEOUT=${WEFT_CASSANDRA_START_TIMEOUT:-240}
+CASS_KEEP_DATA=${WEFT_CASSANDRA_KEEP_DATA:-0}
+SERVICES_DIR=${WEFT_SERVICES_DIR:-$HOME/.cache/weft-services}
+STATE_DIR=${WEFT_STATE_DIR:-$HOME/.cache/weft-services/state}
+
+CASS_VERSION=5.0.8
+CASS_HOME=$SERVICES_DIR/cassandra-$CASS_VERSION
+CASS_LIB=$CASS_HOME/lib
+CASS_MARKER=$CASS_HOME/lib.complete
+REDIS_DIR=$STATE_DIR/redis
+REDIS_PIDFILE=$REDIS_DIR/redis.pid
+REDIS_LOG=$REDIS_DIR/redis.log
+CASS_DIR=$STATE_DIR/cassandra
+CASS_PIDFILE=$CASS_DIR/cassandra.pid
+CASS_LOG=$CASS_DIR/logs/cassandra.log
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+log() { printf '[services] %s\n' "$*" >&2; }
+
+die() {
+    log "ERROR: $*"
+    exit 1
+}
+
+# die_log FILE MESSAGE: print the tail of FILE, then fail with MESSAGE.
+die_log() {
+    local file=$1
+    shift
+    if [ -f "$file" ]; then
+        log "---- last 60 lines of $file ----"
+        tail -n 60 "$file" >&2 || true
+        log "---- end of $file ----"
+    fi
+    die "$*"
+}
+
+now_ms() { date +%s%3N; }
+
+# secs_since START_MS -> "12.3"
+secs_since() {
+    local d=$(($(now_ms) - $1))
+    printf '%d.%d' $((d / 1000)) $(((d % 1000) / 100))
+}
+
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 && SUDO=sudo
+fi
+
+# port_open PORT: something accepts TCP connections on 127.0.0.1:PORT.
+port_open() {
+    timeout 3 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+# redis_ping PORT: a Redis answers PING on 127.0.0.1:PORT (no redis-cli needed).
+redis_ping() {
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    timeout 3 bash -c '
+        exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+        printf "PING\r\n" >&3
+        IFS= read -r -t 2 line <&3 || exit 1
+        [[ $line == +PONG* ]]' _ "$1" 2>/dev/null
+}
+
+python_bin() {
+    command -v python3 2>/dev/null || { [ -x /usr/bin/python3 ] && echo /usr/bin/python3; } || true
+}
+
+# cql_check PORT: prints the server's release_version if STARTUP + a SELECT work.
+cql_check() {
+    local py
+    py=$(python_bin)
+    [ -n "$py" ] || return 1
+    "$py" "$CASS_SRC/cql_ping.py" 127.0.0.1 "$1" 5
+}
+
+# pid_is PIDFILE PATTERN: the pid in PIDFILE is alive and its command line matches PATTERN.
+pid_is() {
+    local pid
+    [ -s "$1" ] || return 1
+    pid=$(cat "$1")
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    [ -r "/proc/$pid/cmdline" ] || return 1
+    local cmd
+    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    [[ $cmd == *"$2"* ]]
+}
+
+rss_mib() {
+    awk '/^VmRSS:/ { printf "%d MiB", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "?"
+}
+
+# apt_install PKG...: noninteractive install; `apt-get update` only when a package has no
+# candidate or the install fails on stale lists. Package scripts are kept from starting
+# daemons (there is no init system; this script starts its own on loopback).
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install by hand: $*"
+    (
+        export DEBIAN_FRONTEND=noninteractive
+        made_policy=0
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+            $SUDO chmod 755 /usr/sbin/policy-rc.d
+            made_policy=1
+        fi
+        trap '[ "$made_policy" = 1 ] && $SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+        updated=0
+        for p in "$@"; do
+            # (Output captured first: `grep -q` closing the pipe early trips pipefail.)
+            policy=$(apt-cache policy "$p" 2>/dev/null || true)
+            if ! grep -q 'Candidate: [^(]' <<<"$policy"; then
+                log "apt-get update (no candidate for $p)"
+                $SUDO apt-get update -q
+                updated=1
+                break
+            fi
+        done
+        log "apt-get install $*"
+        if ! $SUDO apt-get install -y -q --no-install-recommends "$@"; then
+            [ "$updated" = 1 ] && exit 1
+            log "install failed; apt-get update and retry"
+            $SUDO apt-get update -q
+            $SUDO apt-get install -y -q --no-install-recommends "$@"
+        fi
+    ) >&2 || die "apt-get install $* failed"
+}
+
+# java_major JAVA -> "17"
+java_major() {
+    "$1" -version 2>&1 | sed -n 's/.* version "\(1\.\)\{0,1\}\([0-9]*\).*/\2/p' | head -n 1
+}
+
+# find_java17: path of a JDK 17 `java` (Cassandra 5.0 runs on 11 or 17 only).
+find_java17() {
+    local cand
+    for cand in "${WEFT_JAVA:-}" "${JAVA_HOME:+$JAVA_HOME/bin/java}" "$(command -v java 2>/dev/null || true)" \
+        /usr/lib/jvm/java-17-openjdk-*/bin/java /usr/lib/jvm/*17*/bin/java; do
+        [ -n "$cand" ] && [ -x "$cand" ] || continue
+        if [ "$(java_major "$cand")" = 17 ]; then
+            readlink -f "$cand"
+            return 0
+        fi
+    done
+    return 1
+}
+
+ensure_tools() {
+    local pkgs=()
+    command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || pkgs+=(redis-server redis-tools)
+    find_java17 >/dev/null || pkgs+=(openjdk-17-jdk-headless)
+    command -v mvn >/dev/null 2>&1 || pkgs+=(maven)
+    [ -n "$(python_bin)" ] || pkgs+=(python3-minimal)
+    if [ ${#pkgs[@]} -gt 0 ]; then
+        local t0
+        t0=$(now_ms)
+        apt_install "${pkgs[@]}"
+        log "installed ${pkgs[*]} in $(secs_since "$t0") s"
+    fi
+    JAVA17=$(find_java17) || die "no JDK 17 found after installing openjdk-17-jdk-headless"
+    JAVA17_HOME=$(dirname "$(dirname "$JAVA17")")
+    command -v redis-server >/dev/null 2>&1 || die "redis-server still missing after apt-get install"
+    command -v mvn >/dev/null 2>&1 || die "mvn still missing after apt-get install"
+}
+
+note_started() {
+    if [ -n "${WEFT_SERVICES_STARTED_FILE:-}" ]; then
+        echo "$1" >>"$WEFT_SERVICES_STARTED_FILE"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Redis
+
+start_redis() {
+    if redis_ping "$REDIS_PORT"; then
+        if pid_is "$REDIS_PIDFILE" redis-server; then
+            log "redis: already running on 127.0.0.1:$REDIS_PORT (pid $(cat "$REDIS_PIDFILE"))"
+        else
+            log "redis: something already answers PING on 127.0.0.1:$REDIS_PORT; reusing it (not ours, 'down' leaves it)"
+        fi
+        return 0
+    fi
+    port_open "$REDIS_PORT" && die "port 127.0.0.1:$REDIS_PORT is taken by something that is not Redis (set WEFT_REDIS_PORT)"
+    mkdir -p "$REDIS_DIR/data"
+    rm -f "$REDIS_PIDFILE"
+    local t0
+    t0=$(now_ms)
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
+        --daemonize yes --pidfile "$REDIS_PIDFILE" --logfile "$REDIS_LOG" --dir "$REDIS_DIR/data" \
+        --save "" --appendonly no </dev/null >"$REDIS_DIR/redis.start.log" 2>&1 9>&- ||
+        die_log "$REDIS_DIR/redis.start.log" "redis-server failed to start"
+    local i
+    for i in $(seq 1 100); do
+        redis_ping "$REDIS_PORT" && break
+        [ "$i" = 100 ] && die_log "$REDIS_LOG" "redis did not answer PING on 127.0.0.1:$REDIS_PORT within 10 s"
+        sleep 0.1
+    done
+    for i in $(seq 1 50); do
+        [ -s "$REDIS_PIDFILE" ] && break
+        sleep 0.1
+    done
+    note_started redis
+    log "redis: started on 127.0.0.1:$REDIS_PORT (pid $(cat "$REDIS_PIDFILE" 2>/dev/null || echo '?')) in $(secs_since "$t0") s"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Cassandra
+
+cass_lib_complete() {
+    [ -f "$CASS_MARKER" ] || return 1
+    grep -qx "pom-sha256=$1" "$CASS_MARKER" || return 1
+    local jar n=0
+    while IFS= read -r jar; do
+        [ -s "$CASS_LIB/$jar" ] || return 1
+        n=$((n + 1))
+    done < <(sed -n 's/^jar=//p' "$CASS_MARKER")
+    [ "$n" -gt 50 ]
+}
+
+ensure_cassandra_jars() {
+    local sum
+    sum=$(sha256sum "$CASS_SRC/pom.xml" | cut -d' ' -f1)
+    if cass_lib_complete "$sum"; then
+        log "cassandra: $CASS_VERSION jars cached in $CASS_LIB"
+        return 0
+    fi
+    log "cassandra: resolving cassandra-all:$CASS_VERSION runtime jars with mvn (cache missing or incomplete)..."
+    local t0 build=$CASS_HOME/build
+    t0=$(now_ms)
+    rm -rf "$build" "$CASS_LIB.tmp"
+    mkdir -p "$build" "$CASS_LIB.tmp"
+    cp "$CASS_SRC/pom.xml" "$build/pom.xml"
+    # The ERROR about ${jmc5.path} (systemPath in cassandra-parent) is expected and harmless.
+    if ! (cd "$build" && JAVA_HOME=$JAVA17_HOME mvn -B -ntp -f "$build/pom.xml" \
+        dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$CASS_LIB.tmp") \
+        >"$CASS_HOME/mvn.log" 2>&1; then
+        die_log "$CASS_HOME/mvn.log" "mvn could not resolve org.apache.cassandra:cassandra-all:$CASS_VERSION"
+    fi
+    ls "$CASS_LIB.tmp"/cassandra-all-*.jar "$CASS_LIB.tmp"/jamm-*.jar >/dev/null 2>&1 ||
+        die_log "$CASS_HOME/mvn.log" "mvn finished but cassandra-all/jamm jars are missing"
+    rm -rf "$CASS_LIB"
+    mv "$CASS_LIB.tmp" "$CASS_LIB"
+    rm -rf "$build"
+    {
+        echo "pom-sha256=$sum"
+        (cd "$CASS_LIB" && ls -1 -- *.jar) | sed 's/^/jar=/'
+    } >"$CASS_MARKER.tmp"
+    mv "$CASS_MARKER.tmp" "$CASS_MARKER"
+    log "cassandra: $(grep -c '^jar=' "$CASS_MARKER") jars ($(du -sm "$CASS_LIB" | cut -f1) MiB) downloaded in $(secs_since "$t0") s"
+}
+
+# JVM options for Cassandra 5.0 on JDK 17: conf/jvm17-server.options + cassandra-unit's additions.
+cassandra_jvm_opts() {
+    local d=$CASS_DIR jamms jamm
+    jamms=("$CASS_LIB"/jamm-*.jar)
+    jamm=${jamms[0]}
+    CASS_JVM_OPTS=(
+        -Xms"$CASS_HEAP" -Xmx"$CASS_HEAP" -Xss256k
+        -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:MaxTenuringThreshold=1 -XX:G1HeapRegionSize=16m
+        -XX:MaxGCPauseMillis=300 -XX:+PerfDisableSharedMem -XX:+ExitOnOutOfMemoryError
+        -ea -da:net.openhft...
+        -Djava.net.preferIPv4Stack=true
+        -javaagent:"$jamm" -Djdk.attach.allowAttachSelf=true
+        --add-exports java.base/jdk.internal.misc=ALL-UNNAMED
+        --add-exports java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED
+        --add-exports java.management/com.sun.jmx.remote.security=ALL-UNNAMED
+        --add-exports java.rmi/sun.rmi.registry=ALL-UNNAMED
+        --add-exports java.rmi/sun.rmi.server=ALL-UNNAMED
+        --add-exports java.sql/java.sql=ALL-UNNAMED
+        --add-exports java.base/java.lang.ref=ALL-UNNAMED
+        --add-exports jdk.unsupported/sun.misc=ALL-UNNAMED
+        --add-exports jdk.compiler/com.sun.tools.javac.file=ALL-UNNAMED
+        --add-exports jdk.attach/sun.tools.attach=ALL-UNNAMED
+        --add-opens java.base/java.lang.module=ALL-UNNAMED
+        --add-opens java.base/jdk.internal.loader=ALL-UNNAMED
+        --add-opens java.base/jdk.internal.ref=ALL-UNNAMED
+        --add-opens java.base/jdk.internal.reflect=ALL-UNNAMED
+        --add-opens java.base/jdk.internal.math=ALL-UNNAMED
+        --add-opens java.base/jdk.internal.module=ALL-UNNAMED
+        --add-opens java.base/jdk.internal.util.jar=ALL-UNNAMED
+        --add-opens jdk.management/com.sun.management.internal=ALL-UNNAMED
+        --add-opens java.base/sun.nio.ch=ALL-UNNAMED
+        --add-opens java.base/java.io=ALL-UNNAMED
+        --add-opens java.base/java.lang.reflect=ALL-UNNAMED
+        --add-opens java.base/java.lang=ALL-UNNAMED
+        --add-opens java.base/java.util=ALL-UNNAMED
+        --add-opens java.base/java.nio=ALL-UNNAMED
+        --add-opens jdk.compiler/com.sun.tools.javac=ALL-UNNAMED
+        -Dio.netty.tryReflectionSetAccessible=true
+        -Dio.netty.allocator.useCacheForAllThreads=true
+        -Dio.netty.allocator.maxOrder=11
+        -Dchronicle.analytics.disable=true
+        -Dcassandra.config=file://"$d"/conf/cassandra.yaml
+        -Dcassandra.storagedir="$d"
+        -Dcassandra.logdir="$d"/logs
+        -Dcassandra.triggers_dir="$d"/triggers
+        -Dcassandra-foreground=yes
+        -Dcassandra.jmx.local.port="$JMX_PORT"
+        -Dcassandra.skip_wait_for_gossip_to_settle=0
+        -Dcassandra.ring_delay_ms=1000
+        -Dcassandra.unsafesystem=true
+        -Dlogback.configurationFile="$d"/conf/logback.xml
+        -cp "$d/conf:$CASS_LIB/*"
+        org.apache.cassandra.service.CassandraDaemon
+    )
+}
+
+# wait_cassandra PID|"" T0: until the CQL port answers a real query (or the JVM dies / time runs out).
+wait_cassandra() {
+    local pid=$1 t0=$2 deadline version
+    deadline=$(($(date +%s) + CASS_START_TIMEOUT))
+    while :; do
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            rm -f "$CASS_PIDFILE"
+            die_log "$CASS_LOG" "Cassandra JVM (pid $pid) exited during startup"
+        fi
+        if port_open "$CQL_PORT" && version=$(cql_check "$CQL_PORT" 2>/dev/null); then
+            CASS_VERSION_SEEN=$version
+            return 0
+        fi
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            die_log "$CASS_LOG" "Cassandra did not answer CQL on 127.0.0.1:$CQL_PORT within ${CASS_START_TIMEOUT} s"
+        fi
+        sleep 1
+    done
+}
+
+start_cassandra() {
+    local t0 pid version
+    if port_open "$CQL_PORT"; then
+        t0=$(now_ms)
+        if pid_is "$CASS_PIDFILE" CassandraDaemon; then
+            pid=$(cat "$CASS_PIDFILE")
+            log "cassandra: already running (pid $pid); checking CQL on 127.0.0.1:$CQL_PORT"
+        else
+            pid=
+            log "cassandra: something already listens on 127.0.0.1:$CQL_PORT; reusing it (not ours, 'down' leaves it)"
+        fi
+        wait_cassandra "$pid" "$t0"
+        log "cassandra: CQL on 127.0.0.1:$CQL_PORT answers (release_version $CASS_VERSION_SEEN)"
+        return 0
+    fi
+    if pid_is "$CASS_PIDFILE" CassandraDaemon; then
+        pid=$(cat "$CASS_PIDFILE")
+        log "cassandra: our JVM (pid $pid) is still starting; waiting for CQL on 127.0.0.1:$CQL_PORT"
+        t0=$(now_ms)
+        wait_cassandra "$pid" "$t0"
+        log "cassandra: ready after $(secs_since "$t0") s more (release_version $CASS_VERSION_SEEN)"
+        return 0
+    fi
+    rm -f "$CASS_PIDFILE"
+
+    ensure_cassandra_jars
+
+    port_open "$STORAGE_PORT" && die "port 127.0.0.1:$STORAGE_PORT (Cassandra storage) is taken (set WEFT_CASSANDRA_STORAGE_PORT)"
+    port_open "$JMX_PORT" && die "port 127.0.0.1:$JMX_PORT (Cassandra JMX) is taken (set WEFT_CASSANDRA_JMX_PORT)"
+
+    local d=$CASS_DIR
+    if [ "$CASS_KEEP_DATA" != 1 ]; then
+        rm -rf "$d"/data "$d"/commitlog "$d"/saved_caches "$d"/hints "$d"/cdc_raw
+    fi
+    mkdir -p "$d"/conf "$d"/data "$d"/commitlog "$d"/saved_caches "$d"/hints "$d"/cdc_raw "$d"/logs "$d"/triggers
+    sed -e "s#@DIR@#$d#g" -e "s#@CQL_PORT@#$CQL_PORT#g" -e "s#@STORAGE_PORT@#$STORAGE_PORT#g" \
+        "$CASS_SRC/cassandra.yaml" >"$d/conf/cassandra.yaml"
+    cp "$CASS_SRC/logback.xml" "$d/conf/logback.xml"
+    [ -f "$CASS_LOG" ] && mv -f "$CASS_LOG" "$CASS_LOG.1"
+
+    cassandra_jvm_opts
+    t0=$(now_ms)
+    log "cassandra: starting $CASS_VERSION (heap $CASS_HEAP) on 127.0.0.1:$CQL_PORT, log $CASS_LOG"
+    # Own session (setsid) and no inherited stdio, so the JVM outlives this script and never holds
+    # the caller's pipes open. Run from the state dir: the JVM may write files into its cwd.
+    # fd 9 (the state lock) must not leak into the daemon, or the next `up` would wait for it.
+    (cd "$d" && exec setsid "$JAVA17" "${CASS_JVM_OPTS[@]}" </dev/null >>"$CASS_LOG" 2>&1 9>&-) &
+    pid=$!
+    # (No job control in this script, so the subshell is no process group leader and setsid
+    # does not fork: $! is the JVM's own pid.)
+    echo "$pid" >"$CASS_PIDFILE"
+    note_started cassandra
+    wait_cassandra "$pid" "$t0"
+    log "cassandra: ready on 127.0.0.1:$CQL_PORT (pid $pid, release_version $CASS_VERSION_SEEN) after $(secs_since "$t0") s, RSS $(rss_mib "$pid")"
+}
+
+# ---------------------------------------------------------------------------------------------
+# stop
+
+# stop_pid NAME PIDFILE PATTERN TIMEOUT_S
+stop_pid() {
+    local name=$1 pidfile=$2 pattern=$3 limit=$4 pid i
+    if ! pid_is "$pidfile" "$pattern"; then
+        [ -f "$pidfile" ] && log "$name: stale pid file $pidfile removed"
+        [ -f "$pidfile" ] || log "$name: nothing started by services.sh is running"
+        rm -f "$pidfile"
+        return 0
+    fi
+    pid=$(cat "$pidfile")
+    log "$name: stopping pid $pid"
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 $((limit * 10))); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "$name: pid $pid still alive after ${limit} s; SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        for i in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+    fi
+    kill -0 "$pid" 2>/dev/null && die "$name: pid $pid did not exit"
+    rm -f "$pidfile"
+    log "$name: stopped"
+}
+
+# ---------------------------------------------------------------------------------------------
+# commands
+
+lock_state() {
+    mkdir -p "$STATE_DIR"
+    exec 9>"$STATE_DIR/.lock"
+    flock -w 600 9 || die "another services.sh holds $STATE_DIR/.lock"
+}
+
+cmd_up() {
+    local t0
+    t0=$(now_ms)
+    lock_state
+    ensure_tools
+    start_redis
+    start_cassandra
+    log "up: redis 127.0.0.1:$REDIS_PORT, cassandra CQL 127.0.0.1:$CQL_PORT ready in $(secs_since "$t0") s total"
+}
+
+cmd_down() {
+    local names=("$@") n
+    [ ${#names[@]} -gt 0 ] || names=(redis cassandra)
+    lock_state
+    for n in "${names[@]}"; do
+        case $n in
+        redis) stop_pid redis "$REDIS_PIDFILE" redis-server 30 ;;
+        cassandra) stop_pid cassandra "$CASS_PIDFILE" CassandraDaemon 90 ;;
+        *) die "down: unknown service '$n' (redis, cassandra)" ;;
+        esac
+    done
+}
+
+cmd_env() {
+    echo "export WEFT_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
+    echo "export WEFT_TEST_CQL_NODES=127.0.0.1:$CQL_PORT"
+}
+
+cmd_status() {
+    local ok=0 owner version
+    if redis_ping "$REDIS_PORT"; then
+        owner="not started by services.sh"
+        pid_is "$REDIS_PIDFILE" redis-server && owner="pid $(cat "$REDIS_PIDFILE"), RSS $(rss_mib "$(cat "$REDIS_PIDFILE")")"
+        echo "redis:     127.0.0.1:$REDIS_PORT answers PING ($owner)"
+    else
+        echo "redis:     127.0.0.1:$REDIS_PORT does not answer PING"
+        ok=1
+    fi
+    if port_open "$CQL_PORT" && version=$(cql_check "$CQL_PORT" 2>/dev/null); then
+        owner="not started by services.sh"
+        pid_is "$CASS_PIDFILE" CassandraDaemon && owner="pid $(cat "$CASS_PIDFILE"), RSS $(rss_mib "$(cat "$CASS_PIDFILE")")"
+        echo "cassandra: 127.0.0.1:$CQL_PORT answers CQL, release_version $version ($owner)"
+    elif pid_is "$CASS_PIDFILE" CassandraDaemon; then
+        echo "cassandra: pid $(cat "$CASS_PIDFILE") is running but 127.0.0.1:$CQL_PORT does not answer CQL yet"
+        ok=1
+    else
+        echo "cassandra: 127.0.0.1:$CQL_PORT does not answer CQL"
+        ok=1
+    fi
+    return $ok
+}
+
+case ${1:-} in
+up) cmd_up ;;
+down)
+    shift
+    cmd_down "$@"
+    ;;
+env) cmd_env ;;
+status) cmd_status ;;
+*)
+    echo "usage: $0 up | down [redis|cassandra]... | env | status" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The project's test command: bash scripts/test.sh [extra args for cargo test]
+#
+# Starts (or reuses) the real Redis and Cassandra the tests need (scripts/services.sh up),
+# exports WEFT_TEST_REDIS_URL / WEFT_TEST_CQL_NODES, then runs fmt, clippy and the tests.
+# With CI=true the services this run started itself are stopped on exit; otherwise they are
+# left running so the next run starts in well under a second (stop them: scripts/services.sh down).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+if [ -d "$HOME/.cargo/bin" ]; then
+    case ":$PATH:" in
+    *":$HOME/.cargo/bin:"*) ;;
+    *) PATH="$HOME/.cargo/bin:$PATH" ;;
+    esac
+fi
+
+if [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; then
+    WEFT_SERVICES_STARTED_FILE=$(mktemp)
+    export WEFT_SERVICES_STARTED_FILE
+    stop_started_services() {
+        local rc=$?
+        if [ -s "$WEFT_SERVICES_STARTED_FILE" ]; then
+            # shellcheck disable=SC2046 # one word per service name
+            bash scripts/services.sh down $(sort -u "$WEFT_SERVICES_STARTED_FILE") || true
+        fi
+        rm -f "$WEFT_SERVICES_STARTED_FILE"
+        exit "$rc"
+    }
+    trap stop_started_services EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+fi
+
+bash scripts/services.sh up
+eval "$(bash scripts/services.sh env)"
+echo "WEFT_TEST_REDIS_URL=$WEFT_TEST_REDIS_URL WEFT_TEST_CQL_NODES=$WEFT_TEST_CQL_NODES"
+
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+cargo test --all-targets "$@"

@@ -1,0 +1,58 @@
+//! `/applications`: create, show, rename.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+
+use super::ApiState;
+use super::error::ApiError;
+use super::input::{Input, Resource};
+use super::params::{PathParams, token};
+use super::views::ApplicationOut;
+use crate::auth::AuthError;
+
+/// The body of application requests.
+pub struct ApplicationBody;
+
+impl Resource for ApplicationBody {
+    const ROOT: &'static str = "application";
+}
+
+const MAX_NAME: usize = 255;
+
+/// `POST /applications {"name"}`.
+pub async fn create(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Input(fields, _): Input<ApplicationBody>,
+) -> Result<(StatusCode, Json<ApplicationOut>), ApiError> {
+    if let Some(key) = &state.admin_key {
+        key.check(&headers).map_err(|e| match e {
+            AuthError::Missing => ApiError::Unauthorized,
+            AuthError::Invalid => ApiError::Forbidden,
+        })?;
+    }
+    let name = fields.required_string("name", MAX_NAME)?;
+    let view = state.chat.create_application(name).await?;
+    Ok((StatusCode::CREATED, Json(view.into())))
+}
+
+/// `GET /applications/:token`.
+pub async fn show(
+    State(state): State<ApiState>,
+    PathParams(raw): PathParams<String>,
+) -> Result<Json<ApplicationOut>, ApiError> {
+    Ok(Json(state.chat.application_view(&token(raw)).await?.into()))
+}
+
+/// `PUT`/`PATCH /applications/:token {"name"}`.
+pub async fn update(
+    State(state): State<ApiState>,
+    PathParams(raw): PathParams<String>,
+    Input(fields, _): Input<ApplicationBody>,
+) -> Result<Json<ApplicationOut>, ApiError> {
+    let name = fields.required_string("name", MAX_NAME)?;
+    Ok(Json(
+        state.chat.rename_application(&token(raw), name).await?.into(),
+    ))
+}

@@ -1,0 +1,181 @@
+//! Request bodies: JSON (flat or Rails-nested) and form data, read under a size limit.
+//!
+//! `{"name":"x"}`, `{"application":{"name":"x"}}`, `name=x` and
+//! `application[name]=x` all read as the same fields.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{FromRef, FromRequest, Request};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use serde_json::{Map, Value};
+
+use super::ApiState;
+use super::error::ApiError;
+use crate::ids::UserId;
+
+/// The fields of a request body, with the resource's nesting removed.
+#[derive(Debug, Default)]
+pub struct Fields(Map<String, Value>);
+
+/// The resource a body describes; names its Rails-style root key.
+pub trait Resource {
+    /// `application`, `chat`, `message`…
+    const ROOT: &'static str;
+}
+
+/// A request body for resource `R`.
+pub struct Input<R>(pub Fields, pub std::marker::PhantomData<R>);
+
+impl<R, S> FromRequest<S> for Input<R>
+where
+    R: Resource,
+    ApiState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let limit = ApiState::from_ref(state).max_body_bytes;
+        let fields = read_fields(req, limit, R::ROOT).await?;
+        Ok(Input(fields, std::marker::PhantomData))
+    }
+}
+
+enum Kind {
+    Json,
+    Form,
+}
+
+fn content_kind(req: &Request) -> Result<Option<Kind>, ApiError> {
+    let Some(value) = req.headers().get(CONTENT_TYPE) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| ApiError::UnsupportedContentType)?;
+    let mime = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        Ok(Some(Kind::Json))
+    } else if mime == "application/x-www-form-urlencoded" {
+        Ok(Some(Kind::Form))
+    } else {
+        Err(ApiError::UnsupportedContentType)
+    }
+}
+
+async fn read_fields(req: Request, limit: usize, root: &str) -> Result<Fields, ApiError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    let kind = content_kind(&req)?;
+    let body: Body = req.into_body();
+    let bytes = to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(limit))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Fields::default());
+    }
+    // `curl -d '{"a":1}'` sends JSON labelled as a form; read it as what it is.
+    let looks_json = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let map = match kind {
+        Some(Kind::Form) if !looks_json => parse_form(&bytes, root)?,
+        Some(Kind::Json | Kind::Form) | None => parse_json(&bytes, root)?,
+    };
+    Ok(Fields(map))
+}
+
+fn parse_json(bytes: &[u8], root: &str) -> Result<Map<String, Value>, ApiError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|_| ApiError::Malformed("JSON"))?;
+    let Value::Object(mut map) = value else {
+        return Err(ApiError::InvalidField("the body must be a JSON object".into()));
+    };
+    if let Some(Value::Object(_)) = map.get(root)
+        && let Some(Value::Object(inner)) = map.remove(root)
+    {
+        return Ok(inner);
+    }
+    Ok(map)
+}
+
+fn parse_form(bytes: &[u8], root: &str) -> Result<Map<String, Value>, ApiError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(bytes).map_err(|_| ApiError::Malformed("form data"))?;
+    let mut map = Map::new();
+    for (key, value) in pairs {
+        let key = key
+            .strip_prefix(root)
+            .and_then(|rest| rest.strip_prefix('['))
+            .and_then(|rest| rest.strip_suffix(']'))
+            .map_or(key.clone(), str::to_owned);
+        map.insert(key, Value::String(value));
+    }
+    Ok(map)
+}
+
+impl Fields {
+    /// A required, non-empty string field of at most `max` characters.
+    pub fn required_string(&self, name: &str, max: usize) -> Result<String, ApiError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Err(ApiError::InvalidField(format!("`{name}` is required"))),
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                Err(ApiError::InvalidField(format!("`{name}` must not be empty")))
+            }
+            Some(Value::String(s)) if s.chars().count() > max => Err(ApiError::InvalidField(format!(
+                "`{name}` is longer than {max} characters"
+            ))),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(ApiError::InvalidField(format!("`{name}` must be a string"))),
+        }
+    }
+
+    /// An optional user id field.
+    pub fn optional_user(&self, name: &str) -> Result<Option<UserId>, ApiError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => UserId::parse(s)
+                .map(Some)
+                .map_err(|e| ApiError::InvalidField(format!("`{name}`: {e}"))),
+            Some(_) => Err(ApiError::InvalidField(format!("`{name}` must be a string"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_flat_and_nested_read_alike() {
+        let flat = parse_json(br#"{"name":"x"}"#, "application").unwrap();
+        let nested = parse_json(br#"{"application":{"name":"x"}}"#, "application").unwrap();
+        assert_eq!(flat, nested);
+    }
+
+    #[test]
+    fn forms_flat_and_nested_read_alike() {
+        let flat = parse_form(b"body=hi+there&sender=bob", "message").unwrap();
+        let nested = parse_form(b"message%5Bbody%5D=hi+there&message[sender]=bob", "message").unwrap();
+        assert_eq!(flat, nested);
+        assert_eq!(flat.get("body"), Some(&Value::String("hi there".into())));
+    }
+
+    #[test]
+    fn bad_json_and_non_objects_are_told_apart() {
+        assert!(matches!(parse_json(b"{", "x"), Err(ApiError::Malformed("JSON"))));
+        assert!(matches!(parse_json(b"[1]", "x"), Err(ApiError::InvalidField(_))));
+    }
+
+    #[test]
+    fn field_rules() {
+        let f = Fields(parse_json(br#"{"a":"","b":5,"c":"ok","u":"bad id"}"#, "x").unwrap());
+        assert!(f.required_string("a", 10).is_err());
+        assert!(f.required_string("b", 10).is_err());
+        assert!(f.required_string("missing", 10).is_err());
+        assert_eq!(f.required_string("c", 10).unwrap(), "ok");
+        assert!(f.required_string("c", 1).is_err());
+        assert!(f.optional_user("u").is_err());
+        assert_eq!(f.optional_user("none").unwrap(), None);
+    }
+}

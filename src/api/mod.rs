@@ -1,0 +1,64 @@
+//! The REST API under `/api/v1`, plus `/healthz` and `/readyz`.
+//!
+//! Handlers parse and validate, call the [`ChatService`], and map its errors
+//! through [`ApiError`]; they never touch Redis or the store directly.
+
+mod applications;
+mod chats;
+mod error;
+mod health;
+mod input;
+mod messages;
+mod params;
+mod views;
+
+use axum::Router;
+use axum::routing::{get, post, put};
+
+use crate::auth::AdminKey;
+use crate::chat::ChatService;
+
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The domain.
+    pub chat: ChatService,
+    /// Guards application creation when set.
+    pub admin_key: Option<AdminKey>,
+    /// The largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+/// The whole HTTP surface.
+pub fn router(state: ApiState) -> Router {
+    let app = "/api/v1/applications/{token}";
+    let chat = "/api/v1/applications/{token}/chats/{number}";
+    let api = Router::new()
+        .route("/api/v1/applications", post(applications::create))
+        .route(
+            app,
+            get(applications::show)
+                .put(applications::update)
+                .patch(applications::update),
+        )
+        .route(&format!("{app}/chats"), post(chats::create).get(chats::list))
+        .route(chat, get(chats::show))
+        .route(
+            &format!("{chat}/messages"),
+            post(messages::create).get(messages::list),
+        )
+        .route(&format!("{chat}/messages/{{message}}"), get(messages::show))
+        .route(&format!("{chat}/members"), get(chats::members))
+        .route(
+            &format!("{chat}/members/{{user}}"),
+            put(chats::add_member).delete(chats::remove_member),
+        )
+        .route(&format!("{app}/users/{{user}}/chats"), get(chats::user_chats))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(|| async { ApiError::NotFound("not_found") })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
+    api.with_state(state)
+}

@@ -1,0 +1,151 @@
+//! Path and query parameters, parsed into ids with precise errors.
+
+use axum::extract::{FromRequestParts, Path, RawQuery};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use crate::ids::{AppToken, ChatNumber, MessageNumber, UserId};
+use crate::model::{MessageRange, Page};
+
+/// Path parameters; a path that cannot be read is a 404 like any unknown id.
+pub struct PathParams<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for PathParams<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(t)| PathParams(t))
+            .map_err(|_| ApiError::NotFound("not_found"))
+    }
+}
+
+/// An application token from the path.
+pub fn token(raw: String) -> AppToken {
+    AppToken::new(raw)
+}
+
+/// A chat number from the path: anything but a positive integer names no chat.
+pub fn chat_number(raw: &str) -> Result<ChatNumber, ApiError> {
+    positive(raw)
+        .map(ChatNumber)
+        .ok_or(ApiError::NotFound("chat_not_found"))
+}
+
+/// A message number from the path.
+pub fn message_number(raw: &str) -> Result<MessageNumber, ApiError> {
+    positive(raw)
+        .map(MessageNumber)
+        .ok_or(ApiError::NotFound("message_not_found"))
+}
+
+/// A user id from the path.
+pub fn user_id(raw: &str) -> Result<UserId, ApiError> {
+    UserId::parse(raw).map_err(|e| ApiError::InvalidField(format!("`user_id`: {e}")))
+}
+
+fn positive(raw: &str) -> Option<u64> {
+    raw.parse::<u64>().ok().filter(|n| *n > 0)
+}
+
+/// The default page size.
+pub const DEFAULT_PER_PAGE: usize = 50;
+/// The largest page size.
+pub const MAX_PER_PAGE: usize = 500;
+
+/// List parameters: `page`, `per_page`, and for messages `before`/`after`.
+#[derive(Debug, Default)]
+pub struct ListQuery {
+    pairs: Vec<(String, String)>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let RawQuery(raw) = RawQuery::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::InvalidParameter("the query string cannot be read".into()))?;
+        let pairs = match raw {
+            Some(raw) => serde_urlencoded::from_str(&raw)
+                .map_err(|_| ApiError::InvalidParameter("the query string cannot be read".into()))?,
+            None => Vec::new(),
+        };
+        Ok(Self { pairs })
+    }
+}
+
+impl ListQuery {
+    fn number(&self, name: &str, min: u64, max: u64) -> Result<Option<u64>, ApiError> {
+        let Some((_, raw)) = self.pairs.iter().rev().find(|(k, _)| k == name) else {
+            return Ok(None);
+        };
+        match raw.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(ApiError::InvalidParameter(format!(
+                "`{name}` must be an integer from {min} to {max}"
+            ))),
+        }
+    }
+
+    /// The page asked for.
+    pub fn page(&self) -> Result<Page, ApiError> {
+        let max_page = (u64::MAX / MAX_PER_PAGE as u64).min(1_000_000);
+        let page = self.number("page", 1, max_page)?.unwrap_or(1);
+        let per_page = self
+            .number("per_page", 1, MAX_PER_PAGE as u64)?
+            .unwrap_or(DEFAULT_PER_PAGE as u64);
+        let per_page = usize::try_from(per_page).unwrap_or(DEFAULT_PER_PAGE);
+        let page = usize::try_from(page).unwrap_or(1);
+        Ok(Page {
+            skip: (page - 1).saturating_mul(per_page),
+            limit: per_page,
+        })
+    }
+
+    /// The message range asked for.
+    pub fn message_range(&self) -> Result<MessageRange, ApiError> {
+        Ok(MessageRange {
+            before: self.number("before", 1, u64::MAX)?.map(MessageNumber),
+            after: self.number("after", 0, u64::MAX)?.map(MessageNumber),
+            page: self.page()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> ListQuery {
+        ListQuery {
+            pairs: pairs.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect(),
+        }
+    }
+
+    #[test]
+    fn pages_default_and_bound() {
+        assert_eq!(q(&[]).page().unwrap(), Page { skip: 0, limit: 50 });
+        assert_eq!(
+            q(&[("page", "3"), ("per_page", "10")]).page().unwrap(),
+            Page { skip: 20, limit: 10 }
+        );
+        assert!(q(&[("per_page", "501")]).page().is_err());
+        assert!(q(&[("page", "0")]).page().is_err());
+        assert!(q(&[("page", "x")]).page().is_err());
+    }
+
+    #[test]
+    fn numbers_in_paths() {
+        assert_eq!(chat_number("7").unwrap(), ChatNumber(7));
+        assert!(chat_number("0").is_err());
+        assert!(chat_number("-1").is_err());
+        assert!(chat_number("abc").is_err());
+    }
+}

@@ -1,0 +1,88 @@
+//! What the REST API shows: bare objects, no internal ids.
+
+use serde::Serialize;
+
+use crate::chat::{ApplicationView, ChatView};
+use crate::ids::{ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::model::{Member, Message};
+
+/// An application as shown to its owner.
+#[derive(Serialize)]
+pub struct ApplicationOut {
+    name: String,
+    token: String,
+    chats_count: u64,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl From<ApplicationView> for ApplicationOut {
+    fn from(v: ApplicationView) -> Self {
+        Self {
+            name: v.app.name,
+            token: v.app.token.as_str().to_owned(),
+            chats_count: v.chats_count,
+            created_at: v.app.created_at,
+            updated_at: v.app.updated_at,
+        }
+    }
+}
+
+/// A chat.
+#[derive(Serialize)]
+pub struct ChatOut {
+    number: ChatNumber,
+    messages_count: u64,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl From<ChatView> for ChatOut {
+    fn from(v: ChatView) -> Self {
+        Self {
+            number: v.chat.number,
+            messages_count: v.messages_count,
+            created_at: v.chat.created_at,
+            updated_at: v.chat.created_at,
+        }
+    }
+}
+
+/// A message.
+#[derive(Serialize)]
+pub struct MessageOut {
+    number: MessageNumber,
+    body: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sender: Option<UserId>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl From<Message> for MessageOut {
+    fn from(m: Message) -> Self {
+        Self {
+            number: m.number,
+            body: m.body,
+            sender: m.sender,
+            created_at: m.created_at,
+            updated_at: m.created_at,
+        }
+    }
+}
+
+/// A chat member.
+#[derive(Serialize)]
+pub struct MemberOut {
+    user_id: UserId,
+    joined_at: Timestamp,
+}
+
+impl From<Member> for MemberOut {
+    fn from(m: Member) -> Self {
+        Self {
+            user_id: m.user,
+            joined_at: m.joined_at,
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! What can go wrong in the domain.
+
+use crate::sequence::SequenceError;
+use crate::store::{StoreError, WriteError};
+
+/// A failed domain operation.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    /// No application has this token.
+    #[error("application not found")]
+    ApplicationNotFound,
+    /// The application has no chat with this number.
+    #[error("chat not found")]
+    ChatNotFound,
+    /// The chat has no message with this number.
+    #[error("message not found")]
+    MessageNotFound,
+    /// The user is not a member of the chat.
+    #[error("user is not a member of this chat")]
+    NotAMember,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Numbering failed.
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
+    /// Persisting a message failed.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}

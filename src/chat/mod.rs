@@ -1,0 +1,293 @@
+//! The domain: applications, chats, messages and members, and the send path.
+//!
+//! `ChatService` knows neither HTTP nor the database driver: it speaks ids and
+//! records to a [`Store`](crate::store::Store), a [`Sequencer`] and the
+//! [`BatchWriter`].
+
+mod error;
+mod known;
+
+use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::model::{Application, Chat, ChatKind, Member, Message, MessageRange, Page};
+use crate::sequence::Sequencer;
+use crate::store::{BatchWriter, DynStore};
+
+pub use error::ChatError;
+use known::KnownChats;
+
+/// An application with its chat count.
+#[derive(Clone, Debug)]
+pub struct ApplicationView {
+    /// The application.
+    pub app: Application,
+    /// Chat numbers used so far.
+    pub chats_count: u64,
+}
+
+/// A chat with its message count.
+#[derive(Clone, Debug)]
+pub struct ChatView {
+    /// The chat.
+    pub chat: Chat,
+    /// Message numbers used so far.
+    pub messages_count: u64,
+}
+
+/// A message to post.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    /// The text.
+    pub body: String,
+    /// Who sends it, when known.
+    pub sender: Option<UserId>,
+}
+
+/// The chat service: one per node, cheap to clone.
+#[derive(Clone)]
+pub struct ChatService {
+    store: DynStore,
+    seq: Sequencer,
+    writer: BatchWriter,
+    known: KnownChats,
+}
+
+impl ChatService {
+    /// A service over these parts.
+    pub fn new(store: DynStore, seq: Sequencer, writer: BatchWriter) -> Self {
+        Self {
+            store,
+            seq,
+            writer,
+            known: KnownChats::default(),
+        }
+    }
+
+    /// The store, for health checks.
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
+    /// The numbering backend, for health checks.
+    pub fn sequencer(&self) -> &Sequencer {
+        &self.seq
+    }
+
+    /// The batch writer, for its statistics.
+    pub fn writer(&self) -> &BatchWriter {
+        &self.writer
+    }
+
+    /// Creates an application with a fresh token.
+    pub async fn create_application(&self, name: String) -> Result<ApplicationView, ChatError> {
+        let now = Timestamp::now();
+        let app = Application {
+            id: AppId::generate(),
+            token: AppToken::generate(),
+            name,
+            created_at: now,
+            updated_at: now,
+        };
+        self.seq.init_app(&app.id).await?;
+        self.store.insert_application(&app).await?;
+        Ok(ApplicationView { app, chats_count: 0 })
+    }
+
+    /// Finds an application by token, or `ApplicationNotFound`.
+    pub async fn application(&self, token: &AppToken) -> Result<Application, ChatError> {
+        self.store
+            .application_by_token(token)
+            .await?
+            .ok_or(ChatError::ApplicationNotFound)
+    }
+
+    /// An application with its chat count.
+    pub async fn application_view(&self, token: &AppToken) -> Result<ApplicationView, ChatError> {
+        let app = self.application(token).await?;
+        let chats_count = self.seq.chats_count(&app.id).await?;
+        Ok(ApplicationView { app, chats_count })
+    }
+
+    /// Renames an application.
+    pub async fn rename_application(
+        &self,
+        token: &AppToken,
+        name: String,
+    ) -> Result<ApplicationView, ChatError> {
+        let mut app = self.application(token).await?;
+        app.name = name;
+        app.updated_at = Timestamp::now().max(app.created_at);
+        self.store.update_application(&app).await?;
+        let chats_count = self.seq.chats_count(&app.id).await?;
+        Ok(ApplicationView { app, chats_count })
+    }
+
+    /// Creates the next chat of an application.
+    pub async fn create_chat(&self, token: &AppToken) -> Result<ChatView, ChatError> {
+        let app = self.application(token).await?;
+        let number = self.seq.next_chat(&app.id).await?;
+        self.seq.init_chat(&app.id, number).await?;
+        let chat = Chat {
+            app: app.id,
+            number,
+            kind: ChatKind::Group,
+            created_at: Timestamp::now(),
+        };
+        self.store.insert_chat(&chat).await?;
+        self.known.insert(&chat.app, number);
+        Ok(ChatView {
+            chat,
+            messages_count: 0,
+        })
+    }
+
+    /// Lists an application's chats.
+    pub async fn chats(&self, token: &AppToken, page: Page) -> Result<Vec<ChatView>, ChatError> {
+        let app = self.application(token).await?;
+        let chats = self.store.chats(&app.id, page).await?;
+        self.with_counts(&app.id, chats).await
+    }
+
+    /// One chat of an application.
+    pub async fn chat(&self, token: &AppToken, number: ChatNumber) -> Result<ChatView, ChatError> {
+        let app = self.application(token).await?;
+        let chat = self
+            .store
+            .chat(&app.id, number)
+            .await?
+            .ok_or(ChatError::ChatNotFound)?;
+        let mut views = self.with_counts(&app.id, vec![chat]).await?;
+        views.pop().ok_or(ChatError::ChatNotFound)
+    }
+
+    async fn with_counts(&self, app: &AppId, chats: Vec<Chat>) -> Result<Vec<ChatView>, ChatError> {
+        let numbers: Vec<_> = chats.iter().map(|c| c.number).collect();
+        let counts = self.seq.messages_counts(app, &numbers).await?;
+        Ok(chats
+            .into_iter()
+            .zip(counts)
+            .map(|(chat, messages_count)| ChatView { chat, messages_count })
+            .collect())
+    }
+
+    /// Fails with `ChatNotFound` unless the chat exists.
+    async fn ensure_chat(&self, app: &AppId, chat: ChatNumber) -> Result<(), ChatError> {
+        if self.known.contains(app, chat) {
+            return Ok(());
+        }
+        self.store.chat(app, chat).await?.ok_or(ChatError::ChatNotFound)?;
+        self.known.insert(app, chat);
+        Ok(())
+    }
+
+    /// Posts a message: numbers it, persists it, returns it once persisted.
+    pub async fn post_message(
+        &self,
+        token: &AppToken,
+        chat: ChatNumber,
+        new: NewMessage,
+    ) -> Result<Message, ChatError> {
+        let app = self.application(token).await?;
+        self.ensure_chat(&app.id, chat).await?;
+        let number = self.seq.next_message(&app.id, chat).await?;
+        let message = Message {
+            app: app.id,
+            chat,
+            number,
+            body: new.body,
+            sender: new.sender,
+            client_msg_id: None,
+            reply_to: None,
+            created_at: Timestamp::now(),
+        };
+        self.writer.write(message.clone()).await?;
+        Ok(message)
+    }
+
+    /// Lists a chat's messages, newest first.
+    pub async fn messages(
+        &self,
+        token: &AppToken,
+        chat: ChatNumber,
+        range: MessageRange,
+    ) -> Result<Vec<Message>, ChatError> {
+        let app = self.application(token).await?;
+        self.ensure_chat(&app.id, chat).await?;
+        Ok(self.store.messages(&app.id, chat, range).await?)
+    }
+
+    /// One message of a chat.
+    pub async fn message(
+        &self,
+        token: &AppToken,
+        chat: ChatNumber,
+        number: MessageNumber,
+    ) -> Result<Message, ChatError> {
+        let app = self.application(token).await?;
+        self.ensure_chat(&app.id, chat).await?;
+        self.store
+            .message(&app.id, chat, number)
+            .await?
+            .ok_or(ChatError::MessageNotFound)
+    }
+
+    /// Adds a member to a chat (idempotent).
+    pub async fn add_member(
+        &self,
+        token: &AppToken,
+        chat: ChatNumber,
+        user: &UserId,
+    ) -> Result<(), ChatError> {
+        let app = self.application(token).await?;
+        self.ensure_chat(&app.id, chat).await?;
+        self.store
+            .add_member(&app.id, chat, user, Timestamp::now())
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a member from a chat; `NotAMember` if it was not one.
+    pub async fn remove_member(
+        &self,
+        token: &AppToken,
+        chat: ChatNumber,
+        user: &UserId,
+    ) -> Result<(), ChatError> {
+        let app = self.application(token).await?;
+        self.ensure_chat(&app.id, chat).await?;
+        if self.store.remove_member(&app.id, chat, user).await? {
+            Ok(())
+        } else {
+            Err(ChatError::NotAMember)
+        }
+    }
+
+    /// Lists a chat's members.
+    pub async fn members(
+        &self,
+        token: &AppToken,
+        chat: ChatNumber,
+        page: Page,
+    ) -> Result<Vec<Member>, ChatError> {
+        let app = self.application(token).await?;
+        self.ensure_chat(&app.id, chat).await?;
+        Ok(self.store.members(&app.id, chat, page).await?)
+    }
+
+    /// Lists the chats a user is a member of.
+    pub async fn user_chats(
+        &self,
+        token: &AppToken,
+        user: &UserId,
+        page: Page,
+    ) -> Result<Vec<ChatView>, ChatError> {
+        let app = self.application(token).await?;
+        let numbers = self.store.user_chats(&app.id, user, page).await?;
+        let mut chats = Vec::with_capacity(numbers.len());
+        for number in numbers {
+            if let Some(chat) = self.store.chat(&app.id, number).await? {
+                chats.push(chat);
+            }
+        }
+        self.with_counts(&app.id, chats).await
+    }
+}

@@ -1,0 +1,296 @@
+//! The one typed configuration, read once at start.
+//!
+//! Sources, later wins: built-in defaults (the same as `config/default.toml`),
+//! the TOML file given with `--config` (or `WEFT_CONFIG`), then environment
+//! variables `WEFT_<SECTION>_<KEY>` for the sections below (e.g.
+//! `WEFT_SERVER_LISTEN=0.0.0.0:8080`, `WEFT_CQL_NODES=a:9042,b:9042`).
+//! Unknown keys and bad values fail the start with a message naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+use crate::sequence::{RedisConfig, SequenceConfig};
+use crate::store::{BatchConfig, CqlConfig};
+
+/// The sections of the file, which are also the env variable prefixes.
+const SECTIONS: &[&str] = &["server", "store", "cql", "redis", "batch", "sequence", "log"];
+
+/// Everything a node is configured with.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// HTTP serving.
+    pub server: ServerConfig,
+    /// Which store backend.
+    pub store: StoreConfig,
+    /// The CQL backend (ScyllaDB / Cassandra).
+    pub cql: CqlConfig,
+    /// Redis (counters in cluster mode).
+    pub redis: RedisConfig,
+    /// The batch writer.
+    pub batch: BatchConfig,
+    /// Numbering.
+    pub sequence: SequenceConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the HTTP/WebSocket listener.
+    pub listen: SocketAddr,
+    /// Bearer key required to create applications; empty leaves creation open.
+    pub admin_key: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may take to finish at shutdown, in ms.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_key: String::new(),
+            max_body_bytes: 64 * 1024,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+/// Which store holds the data.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A redb file under `data_dir` (single node).
+    #[default]
+    Embedded,
+    /// ScyllaDB or Cassandra, as `[cql]` says.
+    Cql,
+}
+
+/// `[store]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `embedded` or `cql`.
+    pub backend: Backend,
+    /// Directory of the embedded database.
+    pub data_dir: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Embedded,
+            data_dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter, e.g. `info` or `weft=debug,info`; `RUST_LOG` wins when set.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or a variable could not be read or has a wrong key or type.
+    #[error("{0}")]
+    Read(#[from] Box<figment::Error>),
+    /// A value is out of range or inconsistent.
+    #[error("invalid value for `{key}`: {reason}")]
+    Invalid {
+        /// The offending key, as `section.key`.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Reads defaults, then `file` if given, then `WEFT_*` variables, and validates.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError::Invalid {
+                    key: "--config",
+                    reason: format!("{} is not a readable file", file.display()),
+                });
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(env_provider());
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML document (no env), and validates it.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = Figment::from(Toml::string(text)).extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.into(),
+            })
+        };
+        if self.server.max_body_bytes < 1024 {
+            return invalid("server.max_body_bytes", "must be at least 1024");
+        }
+        if self.batch.max_messages == 0 {
+            return invalid("batch.max_messages", "must be at least 1");
+        }
+        if self.batch.max_in_flight == 0 {
+            return invalid("batch.max_in_flight", "must be at least 1");
+        }
+        if self.batch.queue == 0 {
+            return invalid("batch.queue", "must be at least 1");
+        }
+        if self.store.backend == Backend::Cql {
+            if self.cql.nodes.is_empty() {
+                return invalid("cql.nodes", "needs at least one host:port");
+            }
+            let ks = &self.cql.keyspace;
+            let valid = ks.len() <= 48
+                && ks.starts_with(|c: char| c.is_ascii_lowercase())
+                && ks
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                return invalid(
+                    "cql.keyspace",
+                    "must be 1-48 of [a-z0-9_], starting with a letter",
+                );
+            }
+            if self.cql.replication_factor == 0 {
+                return invalid("cql.replication_factor", "must be at least 1");
+            }
+        }
+        if !self.redis.url.is_empty() && redis::Client::open(self.redis.url.as_str()).is_err() {
+            return invalid("redis.url", "is not a valid redis:// URL");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return invalid("log.level", "is not a valid tracing filter");
+        }
+        Ok(())
+    }
+}
+
+/// `WEFT_<SECTION>_<KEY>` → `section.key`; variables of other names are not ours.
+fn env_provider() -> Env {
+    Env::prefixed("WEFT_")
+        .filter(|key| section_of(key.as_str()).is_some())
+        .map(|key| {
+            let key = key.as_str();
+            match section_of(key) {
+                Some(section) => format!("{section}.{}", &key[section.len() + 1..]).into(),
+                None => key.into(),
+            }
+        })
+}
+
+fn section_of(key: &str) -> Option<&'static str> {
+    let key = key.to_ascii_lowercase();
+    SECTIONS
+        .iter()
+        .copied()
+        .find(|s| key.len() > s.len() + 1 && key.starts_with(s) && key.as_bytes()[s.len()] == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_file_matches_the_built_in_defaults() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml")).unwrap();
+        assert_eq!(Config::from_toml(&text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn the_cluster_file_is_valid() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/cluster.toml")).unwrap();
+        let config = Config::from_toml(&text).unwrap();
+        assert_eq!(config.store.backend, Backend::Cql);
+        assert!(!config.redis.url.is_empty());
+        assert!(!config.server.admin_key.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::from_toml("[server]\nlisten_port = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen_port"), "{err}");
+        let err = Config::from_toml("[nope]\n").unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Config::from_toml("[server]\nlisten = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen"), "{err}");
+        let err = Config::from_toml("[batch]\nmax_messages = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("batch.max_messages"), "{err}");
+        let err = Config::from_toml("[store]\nbackend = \"postgres\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("backend"), "{err}");
+    }
+
+    #[test]
+    fn env_keys_map_to_sections() {
+        assert_eq!(section_of("SERVER_LISTEN"), Some("server"));
+        assert_eq!(section_of("server_admin_key"), Some("server"));
+        assert_eq!(section_of("CQL_NODES"), Some("cql"));
+        assert_eq!(section_of("TEST_REDIS_URL"), None);
+        assert_eq!(section_of("CONFIG"), None);
+        assert_eq!(section_of("SERVER"), None);
+    }
+}

@@ -1,0 +1,32 @@
+//! weft: a horizontally clustered chat fabric.
+//!
+//! The crate is a library with a thin binary (`src/main.rs`). Modules:
+//!
+//! - [`config`]: the one typed configuration, from file + `WEFT_*` env;
+//! - [`ids`] and [`model`]: identifiers and the records weft keeps;
+//! - `store`: the [`Store`] trait, its embedded (redb) and CQL backends, the batch writer;
+//! - `sequence`: per-application chat numbers and per-chat message numbers;
+//! - `chat`: the domain — applications, chats, messages, members;
+//! - `api`: the REST API (axum) and its error mapping;
+//! - `auth`: the admin key;
+//! - `server`: wiring it together and serving until told to stop.
+
+pub mod config;
+pub mod ids;
+pub mod model;
+pub mod store;
+
+mod api;
+mod auth;
+mod chat;
+mod sequence;
+mod server;
+
+pub use chat::{ChatError, ChatService};
+pub use config::{Config, ConfigError};
+pub use sequence::{SequenceError, Sequencer};
+pub use server::{Node, StartError, run};
+pub use store::{
+    BatchConfig, BatchStats, BatchWriter, CqlConfig, CqlStore, DynStore, EmbeddedStore, MESSAGE_BUCKET,
+    SCHEMA_VERSION, Store, StoreError,
+};

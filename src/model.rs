@@ -1,0 +1,112 @@
+//! The records weft keeps: applications, chats, messages and memberships.
+//!
+//! These are plain data shared by the domain (`chat`), the stores and the API
+//! mappers; none of them knows how it is stored or shown.
+
+use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
+
+/// A tenant: everything else lives inside one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Application {
+    /// Internal id; partitions the application's data.
+    pub id: AppId,
+    /// The secret that names the application in the REST API.
+    pub token: AppToken,
+    /// Display name chosen by the owner.
+    pub name: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When its name last changed.
+    pub updated_at: Timestamp,
+}
+
+/// What kind of chat this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChatKind {
+    /// A group of any number of members (also what REST creates).
+    Group,
+    /// The one chat of a pair of users.
+    Direct,
+}
+
+impl ChatKind {
+    /// The stored name of the kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatKind::Group => "group",
+            ChatKind::Direct => "direct",
+        }
+    }
+
+    /// Parses a stored name; unknown names read as `Group`.
+    pub fn from_stored(raw: &str) -> Self {
+        if raw == "direct" {
+            ChatKind::Direct
+        } else {
+            ChatKind::Group
+        }
+    }
+}
+
+/// A chat of an application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chat {
+    /// The application it belongs to.
+    pub app: AppId,
+    /// Its number inside the application.
+    pub number: ChatNumber,
+    /// Group or direct.
+    pub kind: ChatKind,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// A message of a chat, as persisted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The application it belongs to.
+    pub app: AppId,
+    /// The chat it was sent to.
+    pub chat: ChatNumber,
+    /// Its number inside the chat.
+    pub number: MessageNumber,
+    /// The text.
+    pub body: String,
+    /// Who sent it, when known.
+    pub sender: Option<UserId>,
+    /// The sender's idempotency key, when given.
+    pub client_msg_id: Option<String>,
+    /// The message this one answers, when any.
+    pub reply_to: Option<MessageNumber>,
+    /// When it was accepted.
+    pub created_at: Timestamp,
+}
+
+/// A user's membership of a chat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// The member.
+    pub user: UserId,
+    /// When the user joined.
+    pub joined_at: Timestamp,
+}
+
+/// A page of a list: `skip` rows, then at most `limit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// Rows to skip before the page.
+    pub skip: usize,
+    /// Rows in the page at most.
+    pub limit: usize,
+}
+
+/// Which messages of a chat to list, newest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageRange {
+    /// Only numbers strictly below this one.
+    pub before: Option<MessageNumber>,
+    /// Only numbers strictly above this one.
+    pub after: Option<MessageNumber>,
+    /// Paging inside the range.
+    pub page: Page,
+}

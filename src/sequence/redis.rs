@@ -1,0 +1,168 @@
+//! Redis counters for the cluster mode.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::Deserialize;
+
+use super::{Counter, SequenceError};
+use crate::store::DynStore;
+
+/// Where Redis is (`[redis]` in the config).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`; empty runs without Redis (single node only).
+    pub url: String,
+    /// Prefix of every key weft writes, so several deployments can share a Redis.
+    pub key_prefix: String,
+    /// How long one command may take before it fails, in ms.
+    pub timeout_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            key_prefix: "weft".into(),
+            timeout_ms: 2000,
+        }
+    }
+}
+
+/// INCR only a counter that exists; -1 says it must be seeded first.
+const NEXT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('INCR', KEYS[1])
+";
+
+/// Counters in Redis, re-seeded from the store when Redis lost them.
+#[derive(Clone)]
+pub struct RedisSequencer {
+    conn: ConnectionManager,
+    store: DynStore,
+    prefix: String,
+    resume_gap: u64,
+    next: redis::Script,
+}
+
+fn redis_err(e: redis::RedisError) -> SequenceError {
+    SequenceError::Redis(e)
+}
+
+impl RedisSequencer {
+    /// Connects to Redis; the connection re-establishes itself after outages.
+    pub async fn connect(
+        config: &RedisConfig,
+        store: DynStore,
+        resume_gap: u64,
+    ) -> Result<Self, SequenceError> {
+        let client = redis::Client::open(config.url.as_str()).map_err(redis_err)?;
+        let timeout = Duration::from_millis(config.timeout_ms);
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_with_config(client, manager_config)
+            .await
+            .map_err(redis_err)?;
+        Ok(Self {
+            conn,
+            store,
+            prefix: config.key_prefix.clone(),
+            resume_gap,
+            next: redis::Script::new(NEXT),
+        })
+    }
+
+    fn key(&self, counter: &Counter) -> String {
+        // The hash tag keeps all keys of one application on one Redis Cluster slot.
+        match counter {
+            Counter::Chats(app) => format!("{}:{{{}}}:chats", self.prefix, app),
+            Counter::Messages(app, chat) => format!("{}:{{{}}}:chat:{}:seq", self.prefix, app, chat),
+        }
+    }
+
+    pub(super) async fn init(&self, counter: &Counter) -> Result<(), SequenceError> {
+        let mut conn = self.conn.clone();
+        let _: bool = redis::cmd("SET")
+            .arg(self.key(counter))
+            .arg(0)
+            .arg("NX")
+            .query_async(&mut conn)
+            .await
+            .map(|v: Option<String>| v.is_some())
+            .map_err(redis_err)?;
+        Ok(())
+    }
+
+    pub(super) async fn next(&self, counter: &Counter) -> Result<u64, SequenceError> {
+        let key = self.key(counter);
+        let mut conn = self.conn.clone();
+        // Two rounds at most: the counter was missing, we seeded it, now it exists.
+        for _ in 0..2 {
+            let value: i64 = self
+                .next
+                .key(&key)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(redis_err)?;
+            if let Ok(value) = u64::try_from(value) {
+                return Ok(value);
+            }
+            let seed = counter.stored_max(&self.store).await? + self.resume_gap;
+            tracing::warn!(seed, "redis counter missing, re-seeding above the stored maximum");
+            let _: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(seed)
+                .arg("NX")
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_err)?;
+        }
+        let value: i64 = self
+            .next
+            .key(&key)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        u64::try_from(value).map_err(|_| {
+            SequenceError::Redis(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "counter vanished twice",
+            )))
+        })
+    }
+
+    pub(super) async fn current(&self, counters: &[Counter]) -> Result<Vec<u64>, SequenceError> {
+        if counters.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = counters.iter().map(|c| self.key(c)).collect();
+        let mut conn = self.conn.clone();
+        let values: Vec<Option<u64>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        let mut out = Vec::with_capacity(values.len());
+        for (value, counter) in values.into_iter().zip(counters) {
+            match value {
+                Some(v) => out.push(v),
+                // Lost by Redis: the store knows at least what was persisted.
+                None => out.push(counter.stored_max(&self.store).await?),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether Redis answers.
+    pub async fn ping(&self) -> Result<(), SequenceError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(())
+    }
+}

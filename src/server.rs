@@ -1,0 +1,108 @@
+//! Wiring: build a node from its config, serve until told to stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, ApiState};
+use crate::auth::AdminKey;
+use crate::chat::ChatService;
+use crate::config::{Backend, Config};
+use crate::sequence::{LocalSequencer, RedisSequencer, SequenceError, Sequencer};
+use crate::store::{BatchWriter, CqlStore, DynStore, EmbeddedStore, StoreError};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened or is on an old schema.
+    #[error("cannot open the store")]
+    Store(#[from] StoreError),
+    /// Redis could not be reached.
+    #[error("cannot reach redis")]
+    Redis(#[from] SequenceError),
+}
+
+/// A node's running parts, before it serves.
+pub struct Node {
+    chat: ChatService,
+    config: Config,
+    tracker: TaskTracker,
+}
+
+impl Node {
+    /// Opens the store, connects Redis when configured, starts the batch writer.
+    pub async fn start(config: &Config) -> Result<Node, StartError> {
+        let store: DynStore = match config.store.backend {
+            Backend::Embedded => Arc::new(EmbeddedStore::open(&config.store.data_dir)?),
+            Backend::Cql => Arc::new(CqlStore::connect(&config.cql).await?),
+        };
+        let seq = if config.redis.url.is_empty() {
+            Sequencer::Local(LocalSequencer::new(Arc::clone(&store)))
+        } else {
+            let redis =
+                RedisSequencer::connect(&config.redis, Arc::clone(&store), config.sequence.resume_gap)
+                    .await?;
+            Sequencer::Redis(redis)
+        };
+        let tracker = TaskTracker::new();
+        let writer = BatchWriter::spawn(Arc::clone(&store), &config.batch, &tracker);
+        let chat = ChatService::new(store, seq, writer);
+        Ok(Node {
+            chat,
+            config: config.clone(),
+            tracker,
+        })
+    }
+
+    /// The domain service, for embedding and benchmarks.
+    pub fn chat(&self) -> &ChatService {
+        &self.chat
+    }
+}
+
+/// Serves `node` on `listener` until `shutdown` fires, then drains: in-flight
+/// requests get `server.shutdown_grace_ms` to finish, then queued writes are committed.
+pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken) -> std::io::Result<()> {
+    let Node {
+        chat,
+        config,
+        tracker,
+    } = node;
+    let admin_key =
+        (!config.server.admin_key.is_empty()).then(|| AdminKey::new(config.server.admin_key.clone()));
+    let state = ApiState {
+        chat,
+        admin_key,
+        max_body_bytes: config.server.max_body_bytes,
+    };
+    let router = api::router(state);
+    let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving");
+    }
+    let stopped = shutdown.clone();
+    let serve =
+        axum::serve(listener, router).with_graceful_shutdown(async move { stopped.cancelled().await });
+    let serve = async {
+        let mut serve = std::pin::pin!(serve.into_future());
+        tokio::select! {
+            result = &mut serve => result,
+            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(grace_ms = grace.as_millis() as u64, "requests still running after the grace period");
+                Ok(())
+            }
+        }
+    };
+    let result = serve.await;
+    // The router (and with it every writer handle) is gone: the writer commits
+    // what is queued and ends.
+    tracker.close();
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!("batch writer did not finish in time");
+    }
+    tracing::info!("stopped");
+    result
+}

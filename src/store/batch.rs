@@ -1,0 +1,188 @@
+//! The group-commit writer: every message write goes through here.
+//!
+//! Callers hand in one message and wait; a single task gathers whatever is
+//! queued (up to `max_messages`, waiting at most `max_delay_ms` for more) and
+//! commits it as one store call, with up to `max_in_flight` commits running at
+//! once. Under load, batches grow by themselves while earlier commits are in
+//! flight; when idle, a lone message is committed at once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::task::TaskTracker;
+
+use super::{DynStore, StoreError};
+use crate::model::Message;
+
+/// Tuning of the batch writer (`[batch]` in the config).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Most messages in one commit.
+    pub max_messages: usize,
+    /// How long a commit may wait for more messages after the first, in ms (0: never waits).
+    pub max_delay_ms: u64,
+    /// Commits running at once.
+    pub max_in_flight: usize,
+    /// Messages that may wait for a commit before senders are held back.
+    pub queue: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_messages: 256,
+            max_delay_ms: 1,
+            max_in_flight: 4,
+            queue: 16_384,
+        }
+    }
+}
+
+/// Why a write did not persist.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The store refused or failed the commit.
+    #[error("commit failed")]
+    Store(#[source] Arc<StoreError>),
+    /// The writer is shutting down.
+    #[error("the batch writer is closed")]
+    Closed,
+}
+
+/// Counters of what the writer did, for benchmarks and metrics.
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    /// Commits made.
+    pub batches: AtomicU64,
+    /// Messages committed.
+    pub messages: AtomicU64,
+}
+
+struct Job {
+    message: Message,
+    done: oneshot::Sender<Result<(), WriteError>>,
+}
+
+/// A handle to the writer task; cheap to clone.
+#[derive(Clone)]
+pub struct BatchWriter {
+    tx: mpsc::Sender<Job>,
+    stats: Arc<BatchStats>,
+}
+
+impl BatchWriter {
+    /// Starts the writer task on `tracker`; it ends when every handle is dropped,
+    /// after committing what was queued.
+    pub fn spawn(store: DynStore, config: &BatchConfig, tracker: &TaskTracker) -> Self {
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let stats = Arc::new(BatchStats::default());
+        let run = Run {
+            store,
+            max_messages: config.max_messages.max(1),
+            max_delay: Duration::from_millis(config.max_delay_ms),
+            permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            stats: Arc::clone(&stats),
+            tracker: tracker.clone(),
+        };
+        tracker.spawn(run.run(rx));
+        Self { tx, stats }
+    }
+
+    /// Persists `message`; returns once it is committed.
+    pub async fn write(&self, message: Message) -> Result<(), WriteError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Job { message, done })
+            .await
+            .map_err(|_| WriteError::Closed)?;
+        wait.await.map_err(|_| WriteError::Closed)?
+    }
+
+    /// What the writer has done so far.
+    pub fn stats(&self) -> &BatchStats {
+        &self.stats
+    }
+}
+
+struct Run {
+    store: DynStore,
+    max_messages: usize,
+    max_delay: Duration,
+    permits: Arc<Semaphore>,
+    stats: Arc<BatchStats>,
+    tracker: TaskTracker,
+}
+
+impl Run {
+    async fn run(self, mut rx: mpsc::Receiver<Job>) {
+        let mut jobs = Vec::with_capacity(self.max_messages);
+        loop {
+            if rx.recv_many(&mut jobs, self.max_messages).await == 0 {
+                break;
+            }
+            self.fill(&mut rx, &mut jobs).await;
+            // Waiting for a free commit slot is what lets batches grow under load.
+            let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+                break;
+            };
+            rx_drain_now(&mut rx, &mut jobs, self.max_messages);
+            let batch = std::mem::replace(&mut jobs, Vec::with_capacity(self.max_messages));
+            let store = Arc::clone(&self.store);
+            let stats = Arc::clone(&self.stats);
+            self.tracker.spawn(async move {
+                commit(store, batch, &stats).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// Waits up to `max_delay` for the batch to fill.
+    async fn fill(&self, rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
+        if self.max_delay.is_zero() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + self.max_delay;
+        while jobs.len() < self.max_messages {
+            let room = self.max_messages - jobs.len();
+            tokio::select! {
+                n = rx.recv_many(jobs, room) => if n == 0 { return },
+                () = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    }
+}
+
+/// Takes what is already queued, without waiting.
+fn rx_drain_now(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max: usize) {
+    while jobs.len() < max {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+async fn commit(store: DynStore, jobs: Vec<Job>, stats: &BatchStats) {
+    let (messages, waiters): (Vec<Message>, Vec<_>) = jobs.into_iter().map(|j| (j.message, j.done)).unzip();
+    let result = store.insert_messages(&messages).await;
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    match result {
+        Ok(()) => {
+            stats.messages.fetch_add(messages.len() as u64, Ordering::Relaxed);
+            for done in waiters {
+                let _ = done.send(Ok(()));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, messages = messages.len(), "batch commit failed");
+            let e = Arc::new(e);
+            for done in waiters {
+                let _ = done.send(Err(WriteError::Store(Arc::clone(&e))));
+            }
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! The embedded backend: one redb file, for the single-node default.
+//!
+//! redb is synchronous, so every call runs on tokio's blocking pool. Writes are
+//! one transaction each; the batch writer makes a transaction carry many
+//! messages, which is what keeps the fsync per commit affordable.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::model::{Application, Chat, ChatKind, Member, Message, MessageRange, Page};
+
+/// token → application.
+const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("applications");
+/// (app, chat) → chat.
+const CHATS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("chats");
+/// (app, chat, number) → message.
+const MESSAGES: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("messages");
+/// (app, chat, user) → joined_at.
+const MEMBERS: TableDefinition<(&str, u64, &str), i64> = TableDefinition::new("members");
+/// (app, user, chat) → joined_at.
+const USER_CHATS: TableDefinition<(&str, &str, u64), i64> = TableDefinition::new("user_chats");
+
+#[derive(Serialize, Deserialize)]
+struct StoredApp {
+    id: String,
+    name: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredChat {
+    kind: String,
+    created_at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredMessage {
+    body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sender: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_msg_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reply_to: Option<u64>,
+    created_at: i64,
+}
+
+/// A store in one redb file.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn embedded(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Embedded(Box::new(e.into()))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Embedded(Box::new(e)))
+}
+
+fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &'static str) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt { what })
+}
+
+fn to_message(app: &AppId, chat: u64, number: u64, bytes: &[u8]) -> Result<Message, StoreError> {
+    let m: StoredMessage = decode(bytes, "message")?;
+    Ok(Message {
+        app: app.clone(),
+        chat: ChatNumber(chat),
+        number: MessageNumber(number),
+        body: m.body,
+        sender: m.sender.map(UserId::from_store),
+        client_msg_id: m.client_msg_id,
+        reply_to: m.reply_to.map(MessageNumber),
+        created_at: Timestamp(m.created_at),
+    })
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the database file `dir/weft.redb`, creating `dir` if needed.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Embedded(Box::new(e)))?;
+        let db = Database::create(dir.join("weft.redb")).map_err(embedded)?;
+        let txn = db.begin_write().map_err(embedded)?;
+        {
+            txn.open_table(APPS).map_err(embedded)?;
+            txn.open_table(CHATS).map_err(embedded)?;
+            txn.open_table(MESSAGES).map_err(embedded)?;
+            txn.open_table(MEMBERS).map_err(embedded)?;
+            txn.open_table(USER_CHATS).map_err(embedded)?;
+        }
+        txn.commit().map_err(embedded)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Runs `f` on the blocking pool with the database.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError::Embedded(Box::new(e)))?
+    }
+
+    /// Runs `f` in one write transaction and commits it.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(embedded)?;
+            let out = f(&txn)?;
+            txn.commit().map_err(embedded)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Runs `f` in one read transaction.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::ReadTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(embedded)?;
+            f(&txn)
+        })
+        .await
+    }
+}
+
+fn put_app(txn: &redb::WriteTransaction, app: &Application) -> Result<(), StoreError> {
+    let stored = StoredApp {
+        id: app.id.as_str().to_owned(),
+        name: app.name.clone(),
+        created_at: app.created_at.millis(),
+        updated_at: app.updated_at.millis(),
+    };
+    let bytes = encode(&stored)?;
+    let mut table = txn.open_table(APPS).map_err(embedded)?;
+    table
+        .insert(app.token.as_str(), bytes.as_slice())
+        .map_err(embedded)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn insert_application(&self, app: &Application) -> Result<(), StoreError> {
+        let app = app.clone();
+        self.write(move |txn| put_app(txn, &app)).await
+    }
+
+    async fn application_by_token(&self, token: &AppToken) -> Result<Option<Application>, StoreError> {
+        let token = token.clone();
+        self.read(move |txn| {
+            let table = txn.open_table(APPS).map_err(embedded)?;
+            let Some(guard) = table.get(token.as_str()).map_err(embedded)? else {
+                return Ok(None);
+            };
+            let stored: StoredApp = decode(guard.value(), "application")?;
+            Ok(Some(Application {
+                id: AppId::new(stored.id),
+                token,
+                name: stored.name,
+                created_at: Timestamp(stored.created_at),
+                updated_at: Timestamp(stored.updated_at),
+            }))
+        })
+        .await
+    }
+
+    async fn update_application(&self, app: &Application) -> Result<(), StoreError> {
+        let app = app.clone();
+        self.write(move |txn| put_app(txn, &app)).await
+    }
+
+    async fn insert_chat(&self, chat: &Chat) -> Result<(), StoreError> {
+        let chat = chat.clone();
+        self.write(move |txn| {
+            let bytes = encode(&StoredChat {
+                kind: chat.kind.as_str().to_owned(),
+                created_at: chat.created_at.millis(),
+            })?;
+            let mut table = txn.open_table(CHATS).map_err(embedded)?;
+            table
+                .insert((chat.app.as_str(), chat.number.get()), bytes.as_slice())
+                .map_err(embedded)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn chat(&self, app: &AppId, number: ChatNumber) -> Result<Option<Chat>, StoreError> {
+        let app = app.clone();
+        self.read(move |txn| {
+            let table = txn.open_table(CHATS).map_err(embedded)?;
+            let Some(guard) = table.get((app.as_str(), number.get())).map_err(embedded)? else {
+                return Ok(None);
+            };
+            let stored: StoredChat = decode(guard.value(), "chat")?;
+            Ok(Some(Chat {
+                app,
+                number,
+                kind: ChatKind::from_stored(&stored.kind),
+                created_at: Timestamp(stored.created_at),
+            }))
+        })
+        .await
+    }
+
+    async fn chats(&self, app: &AppId, page: Page) -> Result<Vec<Chat>, StoreError> {
+        let app = app.clone();
+        self.read(move |txn| {
+            let table = txn.open_table(CHATS).map_err(embedded)?;
+            let range = table
+                .range((app.as_str(), 0)..=(app.as_str(), u64::MAX))
+                .map_err(embedded)?;
+            let mut out = Vec::new();
+            for row in range.skip(page.skip).take(page.limit) {
+                let (key, value) = row.map_err(embedded)?;
+                let stored: StoredChat = decode(value.value(), "chat")?;
+                out.push(Chat {
+                    app: app.clone(),
+                    number: ChatNumber(key.value().1),
+                    kind: ChatKind::from_stored(&stored.kind),
+                    created_at: Timestamp(stored.created_at),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn max_chat_number(&self, app: &AppId) -> Result<u64, StoreError> {
+        let app = app.clone();
+        self.read(move |txn| {
+            let table = txn.open_table(CHATS).map_err(embedded)?;
+            let mut range = table
+                .range((app.as_str(), 0)..=(app.as_str(), u64::MAX))
+                .map_err(embedded)?;
+            match range.next_back() {
+                Some(row) => Ok(row.map_err(embedded)?.0.value().1),
+                None => Ok(0),
+            }
+        })
+        .await
+    }
+
+    async fn insert_messages(&self, messages: &[Message]) -> Result<(), StoreError> {
+        let messages = messages.to_vec();
+        self.write(move |txn| {
+            let mut table = txn.open_table(MESSAGES).map_err(embedded)?;
+            for m in &messages {
+                let bytes = encode(&StoredMessage {
+                    body: m.body.clone(),
+                    sender: m.sender.as_ref().map(|u| u.as_str().to_owned()),
+                    client_msg_id: m.client_msg_id.clone(),
+                    reply_to: m.reply_to.map(MessageNumber::get),
+                    created_at: m.created_at.millis(),
+                })?;
+                table
+                    .insert((m.app.as_str(), m.chat.get(), m.number.get()), bytes.as_slice())
+                    .map_err(embedded)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn message(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+    ) -> Result<Option<Message>, StoreError> {
+        let app = app.clone();
+        self.read(move |txn| {
+            let table = txn.open_table(MESSAGES).map_err(embedded)?;
+            match table
+                .get((app.as_str(), chat.get(), number.get()))
+                .map_err(embedded)?
+            {
+                Some(guard) => Ok(Some(to_message(&app, chat.get(), number.get(), guard.value())?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn messages(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        range: MessageRange,
+    ) -> Result<Vec<Message>, StoreError> {
+        let app = app.clone();
+        self.read(move |txn| {
+            let table = txn.open_table(MESSAGES).map_err(embedded)?;
+            let low = range.after.map_or(0, |a| a.get().saturating_add(1));
+            let high = range.before.map_or(u64::MAX, |b| b.get());
+            if low >= high {
+                return Ok(Vec::new());
+            }
+            let rows = table
+                .range((app.as_str(), chat.get(), low)..(app.as_str(), chat.get(), high))
+                .map_err(embedded)?;
+            let mut out = Vec::new();
+            for row in rows.rev().skip(range.page.skip).take(range.page.limit) {
+                let (key, value) = row.map_err(embedded)?;
+                out.push(to_message(&app, chat.get(), key.value().2, value.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn max_message_number(&self, app: &AppId, chat: ChatNumber) -> Result<u64, StoreError> {
+        let app = app.clone();
+        self.read(move |txn| {
+            let table = txn.open_table(MESSAGES).map_err(embedded)?;
+            let mut rows = table
+                .range((app.as_str(), chat.get(), 0)..=(app.as_str(), chat.get(), u64::MAX))
+                .map_err(embedded)?;
+            match rows.next_back() {
+                Some(row) => Ok(row.map_err(embedded)?.0.value().2),
+                None => Ok(0),
+            }
+        })
+        .await
+    }
+
+    async fn add_member(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        user: &UserId,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (app, user) = (app.clone(), user.clone());
+        self.write(move |txn| {
+            let mut members = txn.open_table(MEMBERS).map_err(embedded)?;
+            let key = (app.as_str(), chat.get(), user.as_str());
+            if members.get(key).map_err(embedded)?.is_some() {
+                return Ok(());
+            }
+            members.insert(key, at.millis()).map_err(embedded)?;
+            let mut mirror = txn.open_table(USER_CHATS).map_err(embedded)?;
+            mirror
+                .insert((app.as_str(), user.as_str(), chat.get()), at.millis())
+                .map_err(embedded)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_member(&self, app: &AppId, chat: ChatNumber, user: &UserId) -> Result<bool, StoreError> {
+        let (app, user) = (app.clone(), user.clone());
+        self.write(move |txn| {
+            let mut members = txn.open_table(MEMBERS).map_err(embedded)?;
+            let was = members
+                .remove((app.as_str(), chat.get(), user.as_str()))
+                .map_err(embedded)?
+                .is_some();
+            let mut mirror = txn.open_table(USER_CHATS).map_err(embedded)?;
+            mirror
+                .remove((app.as_str(), user.as_str(), chat.get()))
+                .map_err(embedded)?;
+            Ok(was)
+        })
+        .await
+    }
+
+    async fn members(&self, app: &AppId, chat: ChatNumber, page: Page) -> Result<Vec<Member>, StoreError> {
+        let app = app.clone();
+        self.read(move |txn| {
+            let table = txn.open_table(MEMBERS).map_err(embedded)?;
+            let Some(next) = chat.get().checked_add(1) else {
+                return Ok(Vec::new());
+            };
+            let rows = table
+                .range((app.as_str(), chat.get(), "")..(app.as_str(), next, ""))
+                .map_err(embedded)?;
+            let mut out = Vec::new();
+            for row in rows.skip(page.skip).take(page.limit) {
+                let (key, value) = row.map_err(embedded)?;
+                out.push(Member {
+                    user: UserId::from_store(key.value().2.to_owned()),
+                    joined_at: Timestamp(value.value()),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn is_member(&self, app: &AppId, chat: ChatNumber, user: &UserId) -> Result<bool, StoreError> {
+        let (app, user) = (app.clone(), user.clone());
+        self.read(move |txn| {
+            let table = txn.open_table(MEMBERS).map_err(embedded)?;
+            Ok(table
+                .get((app.as_str(), chat.get(), user.as_str()))
+                .map_err(embedded)?
+                .is_some())
+        })
+        .await
+    }
+
+    async fn user_chats(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        page: Page,
+    ) -> Result<Vec<ChatNumber>, StoreError> {
+        let (app, user) = (app.clone(), user.clone());
+        self.read(move |txn| {
+            let table = txn.open_table(USER_CHATS).map_err(embedded)?;
+            let rows = table
+                .range((app.as_str(), user.as_str(), 0)..=(app.as_str(), user.as_str(), u64::MAX))
+                .map_err(embedded)?;
+            let mut out = Vec::new();
+            for row in rows.skip(page.skip).take(page.limit) {
+                let (key, _) = row.map_err(embedded)?;
+                out.push(ChatNumber(key.value().2));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

@@ -1,0 +1,127 @@
+//! Persistence: one [`Store`] trait and its two backends.
+//!
+//! - `embedded`: a redb file, for the single-node default;
+//! - `cql`: ScyllaDB (or Apache Cassandra) through the scylla driver.
+//!
+//! Both pass the same contract suite (`tests/store_contract.rs`). Driver types
+//! never leave this module: every failure becomes a [`StoreError`].
+
+mod batch;
+mod cql;
+mod embedded;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::model::{Application, Chat, Member, Message, MessageRange, Page};
+
+pub use batch::{BatchConfig, BatchStats, BatchWriter, WriteError};
+pub use cql::{CqlConfig, CqlStore, SCHEMA_VERSION};
+pub use embedded::EmbeddedStore;
+
+/// Messages of one chat share a partition per bucket of this many numbers.
+///
+/// Part of the on-disk layout: changing it orphans stored messages.
+pub const MESSAGE_BUCKET: u64 = 1024;
+
+/// The bucket that holds message `number`.
+pub fn bucket_of(number: MessageNumber) -> u64 {
+    number.get() / MESSAGE_BUCKET
+}
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or did not answer in time; retrying later may work.
+    #[error("store unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The backend answered with data weft cannot read.
+    #[error("stored data is malformed: {what}")]
+    Corrupt {
+        /// What could not be read.
+        what: &'static str,
+    },
+    /// The schema is older than this build needs.
+    #[error("the store schema is at version {found} but this weft needs {needed}; run `weft migrate`")]
+    SchemaOutdated {
+        /// The version found in the store.
+        found: u32,
+        /// The version this build needs.
+        needed: u32,
+    },
+    /// The embedded database failed (I/O, corruption).
+    #[error("embedded store failed")]
+    Embedded(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// Wraps any driver error as `Unavailable`.
+    pub(crate) fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Unavailable(Box::new(e))
+    }
+}
+
+/// A shared, dynamically dispatched store.
+pub type DynStore = Arc<dyn Store>;
+
+/// Everything weft persists.
+///
+/// Lists of chats, members and a user's chats are ordered by chat number or
+/// user id ascending; lists of messages newest first.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Saves a new application.
+    async fn insert_application(&self, app: &Application) -> Result<(), StoreError>;
+    /// Finds an application by its token.
+    async fn application_by_token(&self, token: &AppToken) -> Result<Option<Application>, StoreError>;
+    /// Overwrites an application's mutable fields (name, updated_at).
+    async fn update_application(&self, app: &Application) -> Result<(), StoreError>;
+
+    /// Saves a new chat.
+    async fn insert_chat(&self, chat: &Chat) -> Result<(), StoreError>;
+    /// Finds a chat.
+    async fn chat(&self, app: &AppId, number: ChatNumber) -> Result<Option<Chat>, StoreError>;
+    /// Lists an application's chats by number.
+    async fn chats(&self, app: &AppId, page: Page) -> Result<Vec<Chat>, StoreError>;
+    /// The highest chat number stored for an application (0 when none).
+    async fn max_chat_number(&self, app: &AppId) -> Result<u64, StoreError>;
+
+    /// Persists a batch of messages (any chats); all or an error.
+    async fn insert_messages(&self, messages: &[Message]) -> Result<(), StoreError>;
+    /// Finds one message.
+    async fn message(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+    ) -> Result<Option<Message>, StoreError>;
+    /// Lists a chat's messages in a range, newest first.
+    async fn messages(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        range: MessageRange,
+    ) -> Result<Vec<Message>, StoreError>;
+    /// The highest message number stored in a chat (0 when none).
+    async fn max_message_number(&self, app: &AppId, chat: ChatNumber) -> Result<u64, StoreError>;
+
+    /// Makes `user` a member of `chat` (idempotent; keeps the first join time).
+    async fn add_member(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        user: &UserId,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Removes `user` from `chat`; returns whether it was a member.
+    async fn remove_member(&self, app: &AppId, chat: ChatNumber, user: &UserId) -> Result<bool, StoreError>;
+    /// Lists a chat's members by user id.
+    async fn members(&self, app: &AppId, chat: ChatNumber, page: Page) -> Result<Vec<Member>, StoreError>;
+    /// Whether `user` is a member of `chat`.
+    async fn is_member(&self, app: &AppId, chat: ChatNumber, user: &UserId) -> Result<bool, StoreError>;
+    /// Lists the chats `user` is a member of, by number.
+    async fn user_chats(&self, app: &AppId, user: &UserId, page: Page)
+    -> Result<Vec<ChatNumber>, StoreError>;
+}

@@ -1,0 +1,179 @@
+//! The store contract against a real CQL server (Apache Cassandra in CI,
+//! ScyllaDB in production).
+//!
+//! The server address comes from `WEFT_TEST_CQL_NODES` (comma-separated
+//! `host:port`, default `127.0.0.1:9042`); start one with `scripts/services.sh`.
+//! A missing server fails these tests: it is never a reason to skip them.
+//! Every test works in its own fresh keyspace and drops it at the end.
+
+// Test code: a panic is a failed test (clippy's allow-unwrap-in-tests only covers #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::contract;
+use weft::store::{CqlConfig, CqlStore, Store, StoreError};
+
+/// The configured nodes.
+fn nodes() -> Vec<String> {
+    let raw = std::env::var("WEFT_TEST_CQL_NODES").unwrap_or_else(|_| "127.0.0.1:9042".to_owned());
+    raw.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A configuration for a keyspace no other test (or run) uses.
+fn fresh_config() -> CqlConfig {
+    CqlConfig {
+        nodes: nodes(),
+        keyspace: format!("weft_test_{:016x}", rand::random::<u64>()),
+        // Schema changes on a busy single test node can be slow.
+        request_timeout_ms: 30_000,
+        ..CqlConfig::default()
+    }
+}
+
+fn unreachable(cfg: &CqlConfig, e: &StoreError) -> String {
+    format!(
+        "cannot use the CQL server at {:?}: {e} ({e:?}). Start it with scripts/services.sh \
+         or point WEFT_TEST_CQL_NODES at one",
+        cfg.nodes
+    )
+}
+
+/// A keyspace that is migrated, and a store connected to it.
+async fn migrated_store() -> (CqlStore, CqlConfig) {
+    let cfg = fresh_config();
+    let version = CqlStore::migrate(&cfg)
+        .await
+        .unwrap_or_else(|e| panic!("{}", unreachable(&cfg, &e)));
+    assert_eq!(version, CqlStore::SCHEMA_VERSION);
+    let store = CqlStore::connect(&cfg)
+        .await
+        .unwrap_or_else(|e| panic!("{}", unreachable(&cfg, &e)));
+    (store, cfg)
+}
+
+/// Drops a test keyspace through a session of its own.
+async fn drop_keyspace(cfg: &CqlConfig) {
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(&cfg.nodes)
+        .build()
+        .await
+        .unwrap();
+    let mut drop = scylla::statement::Statement::new(format!("DROP KEYSPACE IF EXISTS {}", cfg.keyspace));
+    drop.set_request_timeout(Some(std::time::Duration::from_secs(60)));
+    session.query_unpaged(drop, ()).await.unwrap();
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent_and_connect_checks_the_schema() {
+    let cfg = fresh_config();
+    match CqlStore::connect(&cfg).await {
+        Err(StoreError::SchemaOutdated { found: 0, needed }) => assert_eq!(needed, CqlStore::SCHEMA_VERSION),
+        Err(e) => panic!("{}", unreachable(&cfg, &e)),
+        Ok(_) => panic!("connect accepted a keyspace that does not exist"),
+    }
+    let first = CqlStore::migrate(&cfg)
+        .await
+        .unwrap_or_else(|e| panic!("{}", unreachable(&cfg, &e)));
+    let second = CqlStore::migrate(&cfg).await.unwrap();
+    assert_eq!(
+        (first, second),
+        (CqlStore::SCHEMA_VERSION, CqlStore::SCHEMA_VERSION)
+    );
+    let store = CqlStore::connect(&cfg).await.unwrap();
+    assert_eq!(
+        store
+            .max_chat_number(&weft::ids::AppId::generate())
+            .await
+            .unwrap(),
+        0
+    );
+    drop_keyspace(&cfg).await;
+}
+
+#[tokio::test]
+async fn connect_refuses_a_keyspace_without_migrations() {
+    let cfg = fresh_config();
+    // The keyspace exists but holds no weft tables.
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(&cfg.nodes)
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the CQL server at {:?}: {e}", cfg.nodes));
+    session
+        .query_unpaged(
+            format!(
+                "CREATE KEYSPACE {} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}",
+                cfg.keyspace
+            ),
+            (),
+        )
+        .await
+        .unwrap();
+    match CqlStore::connect(&cfg).await {
+        Err(StoreError::SchemaOutdated { found: 0, needed }) => assert_eq!(needed, CqlStore::SCHEMA_VERSION),
+        Err(e) => panic!("expected SchemaOutdated, got {e:?}"),
+        Ok(_) => panic!("connect accepted an empty keyspace"),
+    }
+    drop_keyspace(&cfg).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_cluster_is_unavailable() {
+    let cfg = CqlConfig {
+        nodes: vec!["127.0.0.1:1".into()],
+        connect_timeout_ms: 1000,
+        ..fresh_config()
+    };
+    assert!(matches!(
+        CqlStore::connect(&cfg).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        CqlStore::migrate(&cfg).await,
+        Err(StoreError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn contract_applications() {
+    let (store, cfg) = migrated_store().await;
+    contract::applications(&store).await;
+    drop_keyspace(&cfg).await;
+}
+
+#[tokio::test]
+async fn contract_chats() {
+    let (store, cfg) = migrated_store().await;
+    contract::chats(&store).await;
+    drop_keyspace(&cfg).await;
+}
+
+#[tokio::test]
+async fn contract_messages() {
+    let (store, cfg) = migrated_store().await;
+    contract::messages_across_buckets(&store).await;
+    contract::messages_in_sparse_buckets(&store).await;
+    contract::large_message_batches(&store).await;
+    drop_keyspace(&cfg).await;
+}
+
+#[tokio::test]
+async fn contract_members() {
+    let (store, cfg) = migrated_store().await;
+    contract::members(&store).await;
+    drop_keyspace(&cfg).await;
+}
+
+#[tokio::test]
+async fn contract_all_on_one_shared_store() {
+    // The checks must hold side by side in one keyspace, as the embedded backend runs them.
+    let (store, cfg) = migrated_store().await;
+    let shared: &dyn Store = &store;
+    tokio::join!(contract::all(shared), contract::all(shared));
+    drop_keyspace(&cfg).await;
+}
