@@ -33,7 +33,7 @@ pub enum ApiError {
     #[error("the credentials are not valid")]
     Forbidden,
     /// Something named by the request does not exist.
-    #[error("{} not found", .0.replace('_', " "))]
+    #[error("{}", .0.replace('_', " "))]
     NotFound(&'static str),
     /// The route exists but not for this method.
     #[error("method not allowed")]

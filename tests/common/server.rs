@@ -1,0 +1,191 @@
+//! Real weft nodes in the test process, on `127.0.0.1:0`, with a real HTTP client.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use weft::config::{Backend, Config};
+use weft::store::CqlStore;
+
+/// Where the test Redis is (`WEFT_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`).
+pub fn redis_url() -> String {
+    std::env::var("WEFT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Where the test CQL server is (`WEFT_TEST_CQL_NODES`, default `127.0.0.1:9042`).
+pub fn cql_nodes() -> Vec<String> {
+    let raw = std::env::var("WEFT_TEST_CQL_NODES").unwrap_or_else(|_| "127.0.0.1:9042".to_owned());
+    raw.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// One keyspace per test process, migrated once.
+fn keyspace() -> &'static str {
+    static KEYSPACE: OnceLock<String> = OnceLock::new();
+    KEYSPACE.get_or_init(|| {
+        let name = format!("weft_it_{:012x}", rand::random::<u64>() >> 16);
+        let mut cql = Config::default().cql;
+        cql.nodes = cql_nodes();
+        cql.keyspace = name.clone();
+        cql.request_timeout_ms = 30_000;
+        // Its own thread and runtime: the test runtimes come and go.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(CqlStore::migrate(&cql)).unwrap_or_else(|e| {
+                panic!(
+                    "cannot migrate a keyspace on the CQL server at {:?}: {e:?}. \
+                     Start it with scripts/services.sh (the README's test command does)",
+                    cql.nodes
+                )
+            })
+        })
+        .join()
+        .unwrap();
+        name
+    })
+}
+
+/// Which backends a node runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Mode {
+    /// redb file, in-process counters.
+    Embedded,
+    /// Cassandra + Redis.
+    Cluster,
+}
+
+/// A config for `mode`; embedded data goes to `dir`.
+pub fn config(mode: Mode, dir: &std::path::Path) -> Config {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.shutdown_grace_ms = 2_000;
+    match mode {
+        Mode::Embedded => {
+            config.store.data_dir = dir.to_path_buf();
+        }
+        Mode::Cluster => {
+            config.store.backend = Backend::Cql;
+            config.cql.nodes = cql_nodes();
+            config.cql.keyspace = keyspace().to_owned();
+            config.cql.request_timeout_ms = 10_000;
+            config.redis.url = redis_url();
+            // Each test its own key space in Redis, so tests never see each other.
+            config.redis.key_prefix = format!("weft-test-{:016x}", rand::random::<u64>());
+        }
+    }
+    config
+}
+
+/// A running node and a client for it.
+pub struct TestServer {
+    /// `http://127.0.0.1:port`.
+    pub base: String,
+    /// The HTTP client.
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a node in `mode` with the default test config.
+    pub async fn start(mode: Mode) -> TestServer {
+        Self::start_with(mode, |_| {}).await
+    }
+
+    /// Starts a node in `mode` after `tweak` edits its config.
+    pub async fn start_with(mode: Mode, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(mode, dir.path());
+        tweak(&mut config);
+        let node = weft::Node::start(&config)
+            .await
+            .unwrap_or_else(|e| panic!("node failed to start in {mode:?} mode: {e:?}"));
+        let listener = tokio::net::TcpListener::bind(config.server.listen).await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(weft::run(listener, node, shutdown.clone()));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        TestServer {
+            base,
+            http,
+            shutdown,
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request and returns (status, JSON body or Null).
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        };
+        (status, body)
+    }
+
+    /// GET `path`.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    /// POST `path` with a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(self.http.post(self.url(path)).json(&body)).await
+    }
+
+    /// Creates an application and returns its token.
+    pub async fn new_app(&self) -> String {
+        let (status, body) = self
+            .post("/api/v1/applications", serde_json::json!({"name": "test"}))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a chat and returns its number.
+    pub async fn new_chat(&self, token: &str) -> u64 {
+        let url = self.url(&format!("/api/v1/applications/{token}/chats"));
+        let (status, body) = self.send(self.http.post(url)).await;
+        assert_eq!(status, 201, "{body}");
+        body["number"].as_u64().unwrap()
+    }
+
+    /// Stops the node and waits for it to drain.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The error code of an error body.
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no error code>")
+}
