@@ -8,7 +8,10 @@
 //! Compares, for 50,000 messages of about 200 bytes written into one chat and
 //! into 1,000 chats:
 //! (a) `Store::insert_messages` with calls of 256 messages, 4 calls at a time;
-//! (b) a plain loop of single prepared INSERTs, 64 at a time, same driver.
+//! (b) a plain loop of single prepared INSERTs, 64 at a time, same driver;
+//! (c) the batch writer, fed by 512 concurrent senders that each wait for
+//!     their write to commit before sending the next (as HTTP/WebSocket
+//!     senders do), reporting the batch sizes it formed.
 //! Works in a fresh keyspace and drops it at the end.
 
 use std::time::{Duration, Instant};
@@ -21,11 +24,12 @@ use scylla::statement::Consistency;
 use scylla::value::{CqlTimestamp, MaybeUnset};
 use weft::ids::{AppId, ChatNumber, MessageNumber, Timestamp, UserId};
 use weft::model::Message;
-use weft::store::{CqlConfig, CqlStore, Store, bucket_of};
+use weft::store::{BatchConfig, BatchWriter, CqlConfig, CqlStore, Store, bucket_of};
 
 const CALL_SIZE: usize = 256;
 const CALLS_IN_FLIGHT: usize = 4;
 const SINGLE_IN_FLIGHT: usize = 64;
+const WRITER_SENDERS: usize = 512;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -94,6 +98,47 @@ async fn one_by_one(session: &Session, messages: &[Message]) -> Result<Duration,
     Ok(started.elapsed())
 }
 
+/// (c): through the batch writer, `WRITER_SENDERS` senders waiting on each commit.
+/// Returns the time taken, the commits made and the messages committed.
+async fn via_writer(store: &CqlStore, messages: Vec<Message>) -> Result<(Duration, u64, u64), BoxError> {
+    let tracker = tokio_util::task::TaskTracker::new();
+    let config = BatchConfig {
+        max_in_flight: 8,
+        ..BatchConfig::default()
+    };
+    let writer = BatchWriter::spawn(std::sync::Arc::new(store.clone()), &config, &tracker);
+    let per_sender = messages.len().div_ceil(WRITER_SENDERS);
+    let mut chunks: Vec<Vec<Message>> = Vec::new();
+    let mut rest = messages.into_iter().peekable();
+    while rest.peek().is_some() {
+        chunks.push(rest.by_ref().take(per_sender).collect());
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = chunks
+        .into_iter()
+        .map(|chunk| {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                for m in chunk {
+                    writer.write(m).await?;
+                }
+                Ok::<_, BoxError>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    let took = started.elapsed();
+    let stats = writer.stats();
+    let batches = stats.batches.load(std::sync::atomic::Ordering::Relaxed);
+    let committed = stats.messages.load(std::sync::atomic::Ordering::Relaxed);
+    drop(writer);
+    tracker.close();
+    tracker.wait().await;
+    Ok((took, batches, committed))
+}
+
 /// A plain session like the store's: same nodes, consistency and timeout.
 async fn raw_session(cfg: &CqlConfig) -> Result<Session, BoxError> {
     let profile = ExecutionProfile::builder()
@@ -145,6 +190,14 @@ async fn main() -> Result<(), BoxError> {
         println!(
             "{chats:>5} chat(s): (a) insert_messages {a:>9.0} msg/s   (b) single INSERTs {b:>9.0} msg/s   a/b = {:.2}",
             a / b
+        );
+        let through_writer = messages(&AppId::generate(), chats, count)?;
+        let (took, batches, committed) = via_writer(&store, through_writer).await?;
+        let c = rate(committed as usize, took);
+        println!(
+            "{chats:>5} chat(s): (c) batch writer    {c:>9.0} msg/s   {batches} commits, {:.1} messages per commit   c/b = {:.2}",
+            committed as f64 / batches.max(1) as f64,
+            c / b
         );
     }
 

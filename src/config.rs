@@ -221,8 +221,8 @@ fn env_provider() -> Env {
     Env::prefixed("WEFT_")
         .filter(|key| section_of(key.as_str()).is_some())
         .map(|key| {
-            let key = key.as_str();
-            match section_of(key) {
+            let key = key.as_str().to_ascii_lowercase();
+            match section_of(&key) {
                 Some(section) => format!("{section}.{}", &key[section.len() + 1..]).into(),
                 None => key.into(),
             }
