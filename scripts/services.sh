@@ -9,7 +9,7 @@
 # `down` takes optional names (redis, cassandra) to stop only those.
 #
 # Environment (all optional):
-#   WEFT_REDIS_PORT (6379), WEFT_CQL_PORT (9042), WEFT_CASSANDRA_STORAGE_PORT (7000),
+#   WEFT_SVC_REDIS_PORT (6379), WEFT_SVC_CQL_PORT (9042), WEFT_CASSANDRA_STORAGE_PORT (7000),
 #   WEFT_CASSANDRA_JMX_PORT (7199), WEFT_CASSANDRA_HEAP (1G), WEFT_CASSANDRA_START_TIMEOUT (240 s),
 #   WEFT_CASSANDRA_KEEP_DATA (0: a freshly started node gets empty data dirs),
 #   WEFT_SERVICES_DIR (~/.cache/weft-services: download cache), WEFT_STATE_DIR (<services dir>/state),
@@ -23,8 +23,8 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CASS_SRC=$SCRIPT_DIR/cassandra
 
-REDIS_PORT=${WEFT_REDIS_PORT:-6379}
-CQL_PORT=${WEFT_CQL_PORT:-9042}
+REDIS_PORT=${WEFT_SVC_REDIS_PORT:-6379}
+CQL_PORT=${WEFT_SVC_CQL_PORT:-9042}
 STORAGE_PORT=${WEFT_CASSANDRA_STORAGE_PORT:-7000}
 JMX_PORT=${WEFT_CASSANDRA_JMX_PORT:-7199}
 CASS_HEAP=${WEFT_CASSANDRA_HEAP:-1G}
@@ -212,7 +212,7 @@ start_redis() {
         fi
         return 0
     fi
-    port_open "$REDIS_PORT" && die "port 127.0.0.1:$REDIS_PORT is taken by something that is not Redis (set WEFT_REDIS_PORT)"
+    port_open "$REDIS_PORT" && die "port 127.0.0.1:$REDIS_PORT is taken by something that is not Redis (set WEFT_SVC_REDIS_PORT)"
     mkdir -p "$REDIS_DIR/data"
     rm -f "$REDIS_PIDFILE"
     local t0
