@@ -64,10 +64,18 @@ fn config_errors_exit_64_naming_the_key() {
     }
     let out = weft().env("WEFT_SERVER_MAX_BODY_BYTES", "lots").output().unwrap();
     assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).to_lowercase().contains("max_body_bytes"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .to_lowercase()
+            .contains("max_body_bytes")
+    );
     let out = weft().env("WEFT_SERVER_LISTN", "127.0.0.1:0").output().unwrap();
     assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).to_lowercase().contains("listn"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .to_lowercase()
+            .contains("listn")
+    );
     let out = weft()
         .args(["--config", "/nonexistent/weft.toml"])
         .output()
