@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use weft::config::{Config, LogFormat};
+use weft::config::{Backend, Config, LogFormat};
 
 /// A horizontally clustered chat server.
 #[derive(Parser)]
@@ -81,6 +81,10 @@ fn init_tracing(config: &Config) {
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {
+    if config.store.backend == Backend::Embedded {
+        tracing::info!("the embedded store creates its tables itself: nothing to migrate");
+        return Ok(());
+    }
     let version = weft::CqlStore::migrate(&config.cql).await?;
     tracing::info!(version, keyspace = %config.cql.keyspace, "schema is current");
     Ok(())

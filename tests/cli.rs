@@ -37,6 +37,12 @@ fn version_prints_the_version() {
 }
 
 #[test]
+fn migrate_on_the_embedded_default_is_a_no_op() {
+    let out = weft().arg("migrate").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn config_errors_exit_64_naming_the_key() {
     // Port 1 is privileged: had the node tried to bind, the error would differ.
     let cases = [
