@@ -8,16 +8,17 @@
 //! - `sequence`: per-application chat numbers and per-chat message numbers;
 //! - `chat`: the domain — applications, chats, messages, members;
 //! - `api`: the REST API (axum) and its error mapping;
-//! - `auth`: the admin key;
+//! - [`auth`]: the admin key and user tokens (HS256 JWTs);
 //! - `server`: wiring it together and serving until told to stop.
 
+pub mod auth;
 pub mod config;
 pub mod ids;
 pub mod model;
 pub mod store;
 
 mod api;
-mod auth;
+
 mod chat;
 mod sequence;
 mod server;

@@ -1,4 +1,4 @@
-//! Credentials: the admin key that guards application creation.
+//! The admin key that guards application creation.
 
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;

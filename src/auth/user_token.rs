@@ -1,0 +1,188 @@
+//! User tokens: HS256 JWTs signed with the application's secret.
+//!
+//! Claims: `sub` (user id), `app` (application id), `iat`, `exp`. An
+//! application's backend can mint the same token itself with its secret.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::ids::{AppId, Timestamp, UserId};
+
+/// An application's signing secret (256 random bits, URL-safe base64); never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningSecret(String);
+
+impl std::fmt::Debug for SigningSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningSecret(<redacted>)")
+    }
+}
+
+impl SigningSecret {
+    /// A fresh random secret.
+    pub fn generate() -> Self {
+        use base64::Engine as _;
+        use rand::RngCore as _;
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// Wraps a secret read from the store.
+    pub fn new(raw: impl Into<String>) -> Self {
+        Self(raw.into())
+    }
+
+    /// The secret as handed to the application (and stored).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time equality.
+    pub fn ct_eq(&self, other: &SigningSecret) -> bool {
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+/// The claims of a user token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserClaims {
+    /// The user.
+    pub sub: String,
+    /// The application's id.
+    pub app: String,
+    /// Issued at, seconds since the epoch.
+    pub iat: i64,
+    /// Expires at, seconds since the epoch.
+    pub exp: i64,
+}
+
+/// Why a token was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Not a JWT, a bad signature, a wrong algorithm or missing claims.
+    #[error("the token is not valid")]
+    Invalid(#[source] jsonwebtoken::errors::Error),
+    /// Past its `exp`.
+    #[error("the token has expired")]
+    Expired,
+    /// Signed for another application.
+    #[error("the token belongs to another application")]
+    WrongApplication,
+    /// `sub` is not a valid user id.
+    #[error("the token's user id is not valid")]
+    BadSubject,
+    /// Signing failed (should not happen with an HMAC key).
+    #[error("cannot sign the token")]
+    Sign(#[source] jsonwebtoken::errors::Error),
+}
+
+/// Mints a token for `user` of `app`, valid for `ttl_seconds` from `now`.
+pub fn mint(
+    secret: &SigningSecret,
+    app: &AppId,
+    user: &UserId,
+    now: Timestamp,
+    ttl_seconds: u64,
+) -> Result<(String, Timestamp), TokenError> {
+    let iat = now.millis() / 1000;
+    let exp = iat.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX));
+    let claims = UserClaims {
+        sub: user.as_str().to_owned(),
+        app: app.as_str().to_owned(),
+        iat,
+        exp,
+    };
+    let key = EncodingKey::from_secret(secret.expose().as_bytes());
+    let token =
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).map_err(TokenError::Sign)?;
+    Ok((token, Timestamp(exp.saturating_mul(1000))))
+}
+
+/// The application id a token claims, read without checking the signature:
+/// only to find which secret to check it with.
+pub fn claimed_app(token: &str) -> Result<AppId, TokenError> {
+    let data = jsonwebtoken::dangerous::insecure_decode::<UserClaims>(token).map_err(TokenError::Invalid)?;
+    Ok(AppId::new(data.claims.app))
+}
+
+/// Verifies a token against `app`'s secret; returns its user.
+pub fn verify(token: &str, app: &AppId, secret: &SigningSecret) -> Result<UserId, TokenError> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = 5;
+    validation.set_required_spec_claims(&["exp", "sub", "iat"]);
+    let key = DecodingKey::from_secret(secret.expose().as_bytes());
+    let data = jsonwebtoken::decode::<UserClaims>(token, &key, &validation).map_err(|e| match e.kind() {
+        jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+        _ => TokenError::Invalid(e),
+    })?;
+    if data
+        .claims
+        .app
+        .as_bytes()
+        .ct_eq(app.as_str().as_bytes())
+        .unwrap_u8()
+        == 0
+    {
+        return Err(TokenError::WrongApplication);
+    }
+    UserId::parse(&data.claims.sub).map_err(|_| TokenError::BadSubject)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn minted_tokens_verify_for_their_app_only() {
+        let (secret, app) = (SigningSecret::generate(), AppId::generate());
+        let (token, expires) = mint(&secret, &app, &user("alice"), Timestamp::now(), 3600).unwrap();
+        assert!(expires > Timestamp::now());
+        assert_eq!(claimed_app(&token).unwrap(), app);
+        assert_eq!(verify(&token, &app, &secret).unwrap(), user("alice"));
+        assert!(matches!(
+            verify(&token, &AppId::generate(), &secret),
+            Err(TokenError::WrongApplication)
+        ));
+        assert!(matches!(
+            verify(&token, &app, &SigningSecret::generate()),
+            Err(TokenError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn expired_forged_and_garbage_tokens_are_refused() {
+        let (secret, app) = (SigningSecret::generate(), AppId::generate());
+        let long_ago = Timestamp(Timestamp::now().millis() - 3_600_000);
+        let (old, _) = mint(&secret, &app, &user("bob"), long_ago, 60).unwrap();
+        assert!(matches!(verify(&old, &app, &secret), Err(TokenError::Expired)));
+
+        // Same claims, unsigned ("alg":"none") or re-signed by someone else.
+        let (good, _) = mint(&secret, &app, &user("bob"), Timestamp::now(), 60).unwrap();
+        let mut parts: Vec<&str> = good.split('.').collect();
+        parts[2] = "";
+        assert!(verify(&parts.join("."), &app, &secret).is_err());
+        let none_header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";
+        let forged = format!("{none_header}.{}.", good.split('.').nth(1).unwrap());
+        assert!(verify(&forged, &app, &secret).is_err());
+        assert!(matches!(
+            verify("not a jwt", &app, &secret),
+            Err(TokenError::Invalid(_))
+        ));
+        assert!(claimed_app("not a jwt").is_err());
+    }
+
+    #[test]
+    fn secrets_are_random_and_redacted() {
+        let a = SigningSecret::generate();
+        assert!(!a.ct_eq(&SigningSecret::generate()));
+        assert!(a.ct_eq(&a.clone()));
+        assert_eq!(a.expose().len(), 43);
+        assert_eq!(format!("{a:?}"), "SigningSecret(<redacted>)");
+    }
+}
