@@ -1,0 +1,151 @@
+//! Row decoding and conversions between weft's values and CQL's.
+
+use scylla::deserialize::row::DeserializeRow;
+use scylla::response::query_result::QueryResult;
+use scylla::value::{CqlTimestamp, MaybeUnset};
+
+use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::model::{Application, Chat, ChatKind, Message, Page};
+use crate::store::{StoreError, bucket_of};
+
+/// Decodes every row of a result; a row of the wrong shape is `Corrupt`.
+pub(super) fn decode_rows<R>(result: QueryResult, what: &'static str) -> Result<Vec<R>, StoreError>
+where
+    R: for<'frame> DeserializeRow<'frame, 'frame>,
+{
+    let corrupt = |e: &dyn std::error::Error| {
+        tracing::warn!(what, error = %e, "cannot decode CQL rows");
+        StoreError::Corrupt { what }
+    };
+    let rows = result.into_rows_result().map_err(|e| corrupt(&e))?;
+    let iter = rows.rows::<R>().map_err(|e| corrupt(&e))?;
+    iter.collect::<Result<Vec<R>, _>>().map_err(|e| corrupt(&e))
+}
+
+/// Decodes the first row of a result, if any.
+pub(super) fn decode_first<R>(result: QueryResult, what: &'static str) -> Result<Option<R>, StoreError>
+where
+    R: for<'frame> DeserializeRow<'frame, 'frame>,
+{
+    Ok(decode_rows(result, what)?.into_iter().next())
+}
+
+/// A stored number as the CQL `bigint` it is kept in; numbers above
+/// `i64::MAX` cannot be stored.
+pub(super) fn bigint(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::Corrupt {
+        what: "number above i64::MAX",
+    })
+}
+
+/// A query bound as a `bigint`, saturating (nothing is stored above `i64::MAX`).
+pub(super) fn bigint_bound(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A `bigint` read back as a number; negative ones are `Corrupt`.
+pub(super) fn unsigned(n: i64, what: &'static str) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt { what })
+}
+
+/// `skip + limit` as a CQL `LIMIT` (an `int`).
+pub(super) fn cql_limit(rows: usize) -> i32 {
+    i32::try_from(rows).unwrap_or(i32::MAX)
+}
+
+pub(super) fn ts(at: Timestamp) -> CqlTimestamp {
+    CqlTimestamp(at.millis())
+}
+
+pub(super) fn from_ts(at: CqlTimestamp) -> Timestamp {
+    Timestamp(at.0)
+}
+
+/// Drops the first `page.skip` rows (the query fetched `skip + limit`).
+pub(super) fn skip_page<T>(rows: Vec<T>, page: Page) -> Vec<T> {
+    rows.into_iter().skip(page.skip).take(page.limit).collect()
+}
+
+pub(super) type ApplicationRow = (String, String, String, CqlTimestamp, CqlTimestamp);
+pub(super) type ChatRow = (i64, String, CqlTimestamp);
+pub(super) type MessageRow = (
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    CqlTimestamp,
+);
+
+pub(super) fn application_from_row(row: ApplicationRow) -> Application {
+    let (token, id, name, created_at, updated_at) = row;
+    Application {
+        id: AppId::new(id),
+        token: AppToken::new(token),
+        name,
+        created_at: from_ts(created_at),
+        updated_at: from_ts(updated_at),
+    }
+}
+
+pub(super) fn chat_from_row(app: &AppId, row: ChatRow) -> Result<Chat, StoreError> {
+    let (number, kind, created_at) = row;
+    Ok(Chat {
+        app: app.clone(),
+        number: ChatNumber(unsigned(number, "chat number")?),
+        kind: ChatKind::from_stored(&kind),
+        created_at: from_ts(created_at),
+    })
+}
+
+pub(super) fn message_from_row(
+    app: &AppId,
+    chat: ChatNumber,
+    row: MessageRow,
+) -> Result<Message, StoreError> {
+    let (number, body, sender, client_msg_id, reply_to, created_at) = row;
+    Ok(Message {
+        app: app.clone(),
+        chat,
+        number: MessageNumber(unsigned(number, "message number")?),
+        body,
+        sender: sender.map(UserId::from_store),
+        client_msg_id,
+        reply_to: reply_to
+            .map(|n| unsigned(n, "reply_to").map(MessageNumber))
+            .transpose()?,
+        created_at: from_ts(created_at),
+    })
+}
+
+/// The values of one `insert_message`; optional columns are unset, not null,
+/// so that no tombstone is written.
+type MessageValues<'a> = (
+    &'a str,
+    i64,
+    i64,
+    i64,
+    &'a str,
+    MaybeUnset<&'a str>,
+    MaybeUnset<&'a str>,
+    MaybeUnset<i64>,
+    CqlTimestamp,
+);
+
+fn unset_if_none<T>(value: Option<T>) -> MaybeUnset<T> {
+    value.map_or(MaybeUnset::Unset, MaybeUnset::Set)
+}
+
+pub(super) fn message_values(message: &Message) -> Result<MessageValues<'_>, StoreError> {
+    Ok((
+        message.app.as_str(),
+        bigint(message.chat.get())?,
+        bigint(bucket_of(message.number))?,
+        bigint(message.number.get())?,
+        &message.body,
+        unset_if_none(message.sender.as_ref().map(UserId::as_str)),
+        unset_if_none(message.client_msg_id.as_deref()),
+        unset_if_none(message.reply_to.map(|n| bigint(n.get())).transpose()?),
+        ts(message.created_at),
+    ))
+}

@@ -1,0 +1,116 @@
+//! The schema: the embedded migrations, the version a keyspace is at, and
+//! how a migration is applied.
+
+use scylla::client::session::Session;
+
+use super::rows::{decode_rows, ts};
+use crate::ids::Timestamp;
+use crate::store::StoreError;
+
+/// The embedded migrations: (version, name, CQL text), oldest first.
+pub(super) const MIGRATIONS: &[(u32, &str, &str)] =
+    &[(1, "initial", include_str!("../../../cql/001_initial.cql"))];
+
+/// The schema version this build needs (the newest embedded migration).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The highest migration recorded in `keyspace` (0 when the keyspace or its
+/// `schema_migrations` table does not exist yet).
+pub(super) async fn schema_version(session: &Session, keyspace: &str) -> Result<u32, StoreError> {
+    let found = session
+        .query_unpaged(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?",
+            (keyspace, "schema_migrations"),
+        )
+        .await
+        .map_err(StoreError::unavailable)?;
+    if decode_rows::<(String,)>(found, "system_schema.tables")?.is_empty() {
+        return Ok(0);
+    }
+    let versions = session
+        .query_unpaged(format!("SELECT version FROM {keyspace}.schema_migrations"), ())
+        .await
+        .map_err(StoreError::unavailable)?;
+    let versions = decode_rows::<(i32,)>(versions, "schema_migrations")?;
+    let max = versions.into_iter().map(|(v,)| v).max().unwrap_or(0);
+    u32::try_from(max).map_err(|_| StoreError::Corrupt {
+        what: "schema_migrations version",
+    })
+}
+
+/// Runs one migration's statements in order, then records it.
+pub(super) async fn apply_migration(
+    session: &Session,
+    version: u32,
+    name: &str,
+    text: &str,
+) -> Result<(), StoreError> {
+    for statement in cql_statements(text) {
+        session
+            .query_unpaged(statement, ())
+            .await
+            .map_err(StoreError::unavailable)?;
+    }
+    let version = i32::try_from(version).map_err(|_| StoreError::Corrupt {
+        what: "migration version",
+    })?;
+    session
+        .query_unpaged(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+            (version, name, ts(Timestamp::now())),
+        )
+        .await
+        .map_err(StoreError::unavailable)?;
+    Ok(())
+}
+
+/// Splits a `.cql` file into statements: on `;`, without full-line `--`
+/// comments, skipping what is left empty.
+fn cql_statements(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(';').filter_map(|chunk| {
+        let statement = chunk
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let statement = statement.trim();
+        (!statement.is_empty()).then(|| statement.to_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_in_order_and_end_at_schema_version() {
+        let versions: Vec<u32> = MIGRATIONS.iter().map(|m| m.0).collect();
+        let expected: Vec<u32> = (1..=SCHEMA_VERSION).collect();
+        assert_eq!(versions, expected);
+    }
+
+    #[test]
+    fn statements_are_split_without_comments() {
+        let text = "-- a comment\nCREATE TABLE a (x int PRIMARY KEY);\n\n-- only a comment\n;\n\
+                    CREATE TABLE b (\n  -- inner\n  y int PRIMARY KEY\n);\n";
+        let statements: Vec<String> = cql_statements(text).collect();
+        assert_eq!(
+            statements,
+            [
+                "CREATE TABLE a (x int PRIMARY KEY)",
+                "CREATE TABLE b (\n  y int PRIMARY KEY\n)"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_initial_migration_creates_every_table() {
+        let statements: Vec<String> = cql_statements(MIGRATIONS[0].2).collect();
+        assert_eq!(statements.len(), 7);
+        assert!(
+            statements
+                .iter()
+                .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS"))
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! Every statement the store runs, prepared once at connect.
+
+use scylla::client::session::Session;
+use scylla::statement::batch::{Batch, BatchStatement, BatchType};
+use scylla::statement::prepared::PreparedStatement;
+
+use crate::store::StoreError;
+
+/// Every statement the store runs, prepared once at connect.
+pub(super) struct Statements {
+    pub(super) insert_application: PreparedStatement,
+    pub(super) application_by_token: PreparedStatement,
+    pub(super) update_application: PreparedStatement,
+    pub(super) insert_chat: PreparedStatement,
+    pub(super) chat: PreparedStatement,
+    pub(super) chats: PreparedStatement,
+    pub(super) max_chat: PreparedStatement,
+    pub(super) insert_message: PreparedStatement,
+    pub(super) insert_chat_bucket: PreparedStatement,
+    pub(super) message: PreparedStatement,
+    pub(super) messages_in_bucket: PreparedStatement,
+    pub(super) buckets_between: PreparedStatement,
+    pub(super) newest_bucket: PreparedStatement,
+    pub(super) member: PreparedStatement,
+    pub(super) members: PreparedStatement,
+    pub(super) user_chats: PreparedStatement,
+    /// LOGGED batch: the `members` row and its `user_chats` mirror.
+    pub(super) add_member: Batch,
+    /// LOGGED batch: deletes the `members` row and its `user_chats` mirror.
+    pub(super) remove_member: Batch,
+}
+
+const MESSAGE_COLUMNS: &str = "number, body, sender, client_msg_id, reply_to, created_at";
+
+impl Statements {
+    pub(super) async fn prepare(session: &Session) -> Result<Self, StoreError> {
+        let p = |cql: String| prepare(session, cql);
+        let insert_member =
+            p("INSERT INTO members (app, chat, user_id, joined_at) VALUES (?, ?, ?, ?)".into());
+        let insert_user_chat =
+            p("INSERT INTO user_chats (app, user_id, chat, joined_at) VALUES (?, ?, ?, ?)".into());
+        let delete_member = p("DELETE FROM members WHERE app = ? AND chat = ? AND user_id = ?".into());
+        let delete_user_chat = p("DELETE FROM user_chats WHERE app = ? AND user_id = ? AND chat = ?".into());
+        Ok(Statements {
+            insert_application: p(
+                "INSERT INTO applications (\"token\", id, name, created_at, updated_at) VALUES (?, ?, ?, ?, ?)"
+                    .into(),
+            )
+            .await?,
+            application_by_token: p(
+                "SELECT \"token\", id, name, created_at, updated_at FROM applications WHERE \"token\" = ?".into(),
+            )
+            .await?,
+            update_application: p(
+                "UPDATE applications SET name = ?, updated_at = ? WHERE \"token\" = ?".into()
+            )
+            .await?,
+            insert_chat: p("INSERT INTO chats (app, number, kind, created_at) VALUES (?, ?, ?, ?)".into()).await?,
+            chat: p("SELECT number, kind, created_at FROM chats WHERE app = ? AND number = ?".into()).await?,
+            chats: p(
+                "SELECT number, kind, created_at FROM chats WHERE app = ? ORDER BY number ASC LIMIT ?".into()
+            )
+            .await?,
+            max_chat: p("SELECT number FROM chats WHERE app = ? LIMIT 1".into()).await?,
+            insert_message: p("INSERT INTO messages (app, chat, bucket, number, body, sender, client_msg_id, \
+                 reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                .into())
+            .await?,
+            insert_chat_bucket: p("INSERT INTO chat_buckets (app, chat, bucket) VALUES (?, ?, ?)".into()).await?,
+            message: p(format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE app = ? AND chat = ? AND bucket = ? AND number = ?"
+            ))
+            .await?,
+            messages_in_bucket: p(format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE app = ? AND chat = ? AND bucket = ? \
+                 AND number < ? AND number > ? LIMIT ?"
+            ))
+            .await?,
+            buckets_between: p("SELECT bucket FROM chat_buckets WHERE app = ? AND chat = ? \
+                 AND bucket <= ? AND bucket >= ? LIMIT ?"
+                .into())
+            .await?,
+            newest_bucket: p("SELECT bucket FROM chat_buckets WHERE app = ? AND chat = ? LIMIT 1".into()).await?,
+            member: p("SELECT joined_at FROM members WHERE app = ? AND chat = ? AND user_id = ?".into()).await?,
+            members: p("SELECT user_id, joined_at FROM members WHERE app = ? AND chat = ? LIMIT ?".into()).await?,
+            user_chats: p("SELECT chat FROM user_chats WHERE app = ? AND user_id = ? LIMIT ?".into()).await?,
+            add_member: logged_batch(vec![insert_member.await?, insert_user_chat.await?]),
+            remove_member: logged_batch(vec![delete_member.await?, delete_user_chat.await?]),
+        })
+    }
+}
+
+/// Prepares one statement. Every statement weft runs is idempotent (plain
+/// upserts, deletes and reads), which lets the driver retry them after a timeout.
+async fn prepare(session: &Session, cql: String) -> Result<PreparedStatement, StoreError> {
+    let mut statement = session.prepare(cql).await.map_err(StoreError::unavailable)?;
+    statement.set_is_idempotent(true);
+    Ok(statement)
+}
+
+/// A LOGGED batch of prepared statements (for mirror rows that must not diverge).
+fn logged_batch(statements: Vec<PreparedStatement>) -> Batch {
+    let mut batch = Batch::new_with_statements(
+        BatchType::Logged,
+        statements
+            .into_iter()
+            .map(BatchStatement::PreparedStatement)
+            .collect(),
+    );
+    batch.set_is_idempotent(true);
+    batch
+}

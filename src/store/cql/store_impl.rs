@@ -1,0 +1,478 @@
+//! `impl Store for CqlStore`: the queries behind every store call.
+
+use async_trait::async_trait;
+use futures::{StreamExt as _, TryStreamExt as _};
+use scylla::statement::batch::{Batch, BatchStatement, BatchType};
+use scylla::value::CqlTimestamp;
+
+use super::CqlStore;
+use super::batches::{PartitionKey, group_by_partition, split_batches};
+use super::rows::{
+    ApplicationRow, ChatRow, MessageRow, application_from_row, bigint, bigint_bound, chat_from_row,
+    cql_limit, decode_first, decode_rows, from_ts, message_from_row, message_values, skip_page, ts, unsigned,
+};
+use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::model::{Application, Chat, Member, Message, MessageRange, Page};
+use crate::store::{Store, StoreError, bucket_of};
+
+/// How many partitions one `insert_messages` call writes at the same time.
+const MAX_CONCURRENT_PARTITIONS: usize = 32;
+
+/// How many bucket numbers one read of `chat_buckets` returns.
+const BUCKET_LIST_PAGE: usize = 32;
+
+/// The bounds of a message listing, as CQL values.
+struct Window {
+    /// Only numbers strictly below (`i64::MAX` when unbounded).
+    below: i64,
+    /// Only numbers strictly above (-1 when unbounded).
+    above: i64,
+    /// The highest bucket that can hold a match, when `before` is given.
+    top_bucket: Option<u64>,
+    /// The lowest bucket that can hold a match.
+    bottom_bucket: u64,
+}
+
+impl Window {
+    /// The window of a range, or `None` when no number can match.
+    fn of(range: &MessageRange) -> Option<Window> {
+        let lowest = match range.after {
+            Some(after) => after.get().checked_add(1)?,
+            None => 0,
+        };
+        let highest = match range.before {
+            Some(before) => Some(before.get().checked_sub(1)?),
+            None => None,
+        };
+        if highest.is_some_and(|h| h < lowest) {
+            return None;
+        }
+        Some(Window {
+            below: range.before.map_or(i64::MAX, |b| bigint_bound(b.get())),
+            above: range.after.map_or(-1, |a| bigint_bound(a.get())),
+            top_bucket: highest.map(|h| bucket_of(MessageNumber(h))),
+            bottom_bucket: bucket_of(MessageNumber(lowest)),
+        })
+    }
+}
+
+impl CqlStore {
+    /// Writes one partition's messages: its `chat_buckets` row first, unless
+    /// already written (so a stored message's bucket is always listed), then
+    /// its batches concurrently.
+    async fn insert_partition(
+        &self,
+        key: PartitionKey<'_>,
+        messages: Vec<&Message>,
+    ) -> Result<(), StoreError> {
+        self.list_bucket(key).await?;
+        let batches = split_batches(&messages);
+        futures::future::try_join_all(batches.iter().map(|batch| self.insert_batch(batch))).await?;
+        Ok(())
+    }
+
+    /// Makes sure a bucket is listed in `chat_buckets`.
+    async fn list_bucket(&self, (app, chat, bucket): PartitionKey<'_>) -> Result<(), StoreError> {
+        let key = (app.clone(), chat.get(), bucket);
+        if self.inner.known_buckets.contains(&key) {
+            return Ok(());
+        }
+        self.session()
+            .execute_unpaged(
+                &self.stmts().insert_chat_bucket,
+                (app.as_str(), bigint(chat.get())?, bigint(bucket)?),
+            )
+            .await
+            .map_err(StoreError::unavailable)?;
+        self.inner.known_buckets.insert(key);
+        Ok(())
+    }
+
+    /// Writes messages of one partition in one UNLOGGED batch (a lone message
+    /// as a plain statement, which no batch size limit applies to).
+    async fn insert_batch(&self, messages: &[&Message]) -> Result<(), StoreError> {
+        let insert = &self.stmts().insert_message;
+        let values = messages
+            .iter()
+            .map(|m| message_values(m))
+            .collect::<Result<Vec<_>, _>>()?;
+        let result = match values.as_slice() {
+            [single] => self.session().execute_unpaged(insert, single).await,
+            _ => {
+                let statements = vec![BatchStatement::PreparedStatement(insert.clone()); values.len()];
+                let mut batch = Batch::new_with_statements(BatchType::Unlogged, statements);
+                batch.set_is_idempotent(true);
+                self.session().batch(&batch, &values).await
+            }
+        };
+        result.map(drop).map_err(StoreError::unavailable)
+    }
+
+    /// The newest bucket of a chat that holds messages.
+    async fn newest_bucket(&self, app: &AppId, chat: ChatNumber) -> Result<Option<u64>, StoreError> {
+        let result = self
+            .session()
+            .execute_unpaged(&self.stmts().newest_bucket, (app.as_str(), bigint(chat.get())?))
+            .await
+            .map_err(StoreError::unavailable)?;
+        decode_first::<(i64,)>(result, "chat_buckets")?
+            .map(|(b,)| unsigned(b, "bucket"))
+            .transpose()
+    }
+
+    /// Up to `BUCKET_LIST_PAGE` buckets of a chat in `[bottom, top]`, newest first.
+    async fn buckets_between(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        top: u64,
+        bottom: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        let values = (
+            app.as_str(),
+            bigint(chat.get())?,
+            bigint_bound(top),
+            bigint_bound(bottom),
+            cql_limit(BUCKET_LIST_PAGE),
+        );
+        let result = self
+            .session()
+            .execute_unpaged(&self.stmts().buckets_between, values)
+            .await
+            .map_err(StoreError::unavailable)?;
+        decode_rows::<(i64,)>(result, "chat_buckets")?
+            .into_iter()
+            .map(|(b,)| unsigned(b, "bucket"))
+            .collect()
+    }
+
+    /// Up to `limit` messages of one bucket inside the window, newest first.
+    async fn messages_in_bucket(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        bucket: u64,
+        window: &Window,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let values = (
+            app.as_str(),
+            bigint(chat.get())?,
+            bigint(bucket)?,
+            window.below,
+            window.above,
+            cql_limit(limit),
+        );
+        let result = self
+            .session()
+            .execute_unpaged(&self.stmts().messages_in_bucket, values)
+            .await
+            .map_err(StoreError::unavailable)?;
+        decode_rows::<MessageRow>(result, "messages")?
+            .into_iter()
+            .map(|row| message_from_row(app, chat, row))
+            .collect()
+    }
+
+    /// Reads a member row's join time.
+    async fn joined_at(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        user: &UserId,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        let result = self
+            .session()
+            .execute_unpaged(
+                &self.stmts().member,
+                (app.as_str(), bigint(chat.get())?, user.as_str()),
+            )
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(decode_first::<(CqlTimestamp,)>(result, "members")?.map(|(at,)| from_ts(at)))
+    }
+}
+
+#[async_trait]
+impl Store for CqlStore {
+    async fn insert_application(&self, app: &Application) -> Result<(), StoreError> {
+        let values = (
+            app.token.as_str(),
+            app.id.as_str(),
+            app.name.as_str(),
+            ts(app.created_at),
+            ts(app.updated_at),
+        );
+        self.session()
+            .execute_unpaged(&self.stmts().insert_application, values)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
+    }
+
+    async fn application_by_token(&self, token: &AppToken) -> Result<Option<Application>, StoreError> {
+        let result = self
+            .session()
+            .execute_unpaged(&self.stmts().application_by_token, (token.as_str(),))
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(decode_first::<ApplicationRow>(result, "applications")?.map(application_from_row))
+    }
+
+    /// An upsert of name and updated_at: callers update applications they have read.
+    async fn update_application(&self, app: &Application) -> Result<(), StoreError> {
+        let values = (app.name.as_str(), ts(app.updated_at), app.token.as_str());
+        self.session()
+            .execute_unpaged(&self.stmts().update_application, values)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
+    }
+
+    async fn insert_chat(&self, chat: &Chat) -> Result<(), StoreError> {
+        let values = (
+            chat.app.as_str(),
+            bigint(chat.number.get())?,
+            chat.kind.as_str(),
+            ts(chat.created_at),
+        );
+        self.session()
+            .execute_unpaged(&self.stmts().insert_chat, values)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
+    }
+
+    async fn chat(&self, app: &AppId, number: ChatNumber) -> Result<Option<Chat>, StoreError> {
+        let result = self
+            .session()
+            .execute_unpaged(&self.stmts().chat, (app.as_str(), bigint(number.get())?))
+            .await
+            .map_err(StoreError::unavailable)?;
+        decode_first::<ChatRow>(result, "chats")?
+            .map(|row| chat_from_row(app, row))
+            .transpose()
+    }
+
+    async fn chats(&self, app: &AppId, page: Page) -> Result<Vec<Chat>, StoreError> {
+        if page.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let values = (app.as_str(), cql_limit(page.skip.saturating_add(page.limit)));
+        let result = self
+            .session()
+            .execute_unpaged(&self.stmts().chats, values)
+            .await
+            .map_err(StoreError::unavailable)?;
+        let rows = skip_page(decode_rows::<ChatRow>(result, "chats")?, page);
+        rows.into_iter().map(|row| chat_from_row(app, row)).collect()
+    }
+
+    async fn max_chat_number(&self, app: &AppId) -> Result<u64, StoreError> {
+        let result = self
+            .session()
+            .execute_unpaged(&self.stmts().max_chat, (app.as_str(),))
+            .await
+            .map_err(StoreError::unavailable)?;
+        decode_first::<(i64,)>(result, "chats")?.map_or(Ok(0), |(n,)| unsigned(n, "chat number"))
+    }
+
+    async fn insert_messages(&self, messages: &[Message]) -> Result<(), StoreError> {
+        // Built eagerly: a stream `map` closure here trips the compiler's
+        // higher-ranked lifetime check on the `Send` future async_trait needs.
+        let writes: Vec<_> = group_by_partition(messages)
+            .into_iter()
+            .map(|(key, group)| self.insert_partition(key, group))
+            .collect();
+        futures::stream::iter(writes)
+            .buffer_unordered(MAX_CONCURRENT_PARTITIONS)
+            .try_collect::<()>()
+            .await
+    }
+
+    async fn message(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+    ) -> Result<Option<Message>, StoreError> {
+        let values = (
+            app.as_str(),
+            bigint(chat.get())?,
+            bigint(bucket_of(number))?,
+            bigint(number.get())?,
+        );
+        let result = self
+            .session()
+            .execute_unpaged(&self.stmts().message, values)
+            .await
+            .map_err(StoreError::unavailable)?;
+        decode_first::<MessageRow>(result, "messages")?
+            .map(|row| message_from_row(app, chat, row))
+            .transpose()
+    }
+
+    /// Walks the chat's buckets from the newest one that can match downwards,
+    /// reading each bucket's matches newest first, until `skip + limit`
+    /// messages are found or the buckets run out.
+    async fn messages(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        range: MessageRange,
+    ) -> Result<Vec<Message>, StoreError> {
+        let wanted = range.page.skip.saturating_add(range.page.limit);
+        let Some(window) = Window::of(&range).filter(|_| range.page.limit > 0) else {
+            return Ok(Vec::new());
+        };
+        let top = match window.top_bucket {
+            Some(top) => Some(top),
+            None => self.newest_bucket(app, chat).await?,
+        };
+        let mut found = Vec::new();
+        let mut next_top = top.filter(|&t| t >= window.bottom_bucket);
+        while let Some(top) = next_top {
+            let buckets = self.buckets_between(app, chat, top, window.bottom_bucket).await?;
+            next_top = match buckets.last() {
+                Some(&last) if buckets.len() == BUCKET_LIST_PAGE && last > window.bottom_bucket => {
+                    Some(last - 1)
+                }
+                _ => None,
+            };
+            for bucket in buckets {
+                let rows = self
+                    .messages_in_bucket(app, chat, bucket, &window, wanted - found.len())
+                    .await?;
+                found.extend(rows);
+                if found.len() >= wanted {
+                    return Ok(skip_page(found, range.page));
+                }
+            }
+        }
+        Ok(skip_page(found, range.page))
+    }
+
+    async fn max_message_number(&self, app: &AppId, chat: ChatNumber) -> Result<u64, StoreError> {
+        let newest = MessageRange {
+            before: None,
+            after: None,
+            page: Page { skip: 0, limit: 1 },
+        };
+        let messages = self.messages(app, chat, newest).await?;
+        Ok(messages.first().map_or(0, |m| m.number.get()))
+    }
+
+    /// Reads first and writes only when absent, so the first join time stays;
+    /// two racing first joins both write, and either join time may win.
+    async fn add_member(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        user: &UserId,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        if self.joined_at(app, chat, user).await?.is_some() {
+            return Ok(());
+        }
+        let chat = bigint(chat.get())?;
+        let member = (app.as_str(), chat, user.as_str(), ts(at));
+        let mirror = (app.as_str(), user.as_str(), chat, ts(at));
+        self.session()
+            .batch(&self.stmts().add_member, (member, mirror))
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
+    }
+
+    async fn remove_member(&self, app: &AppId, chat: ChatNumber, user: &UserId) -> Result<bool, StoreError> {
+        if self.joined_at(app, chat, user).await?.is_none() {
+            return Ok(false);
+        }
+        let chat = bigint(chat.get())?;
+        let member = (app.as_str(), chat, user.as_str());
+        let mirror = (app.as_str(), user.as_str(), chat);
+        self.session()
+            .batch(&self.stmts().remove_member, (member, mirror))
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(true)
+    }
+
+    async fn members(&self, app: &AppId, chat: ChatNumber, page: Page) -> Result<Vec<Member>, StoreError> {
+        if page.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let values = (
+            app.as_str(),
+            bigint(chat.get())?,
+            cql_limit(page.skip.saturating_add(page.limit)),
+        );
+        let result = self
+            .session()
+            .execute_unpaged(&self.stmts().members, values)
+            .await
+            .map_err(StoreError::unavailable)?;
+        let rows = skip_page(decode_rows::<(String, CqlTimestamp)>(result, "members")?, page);
+        Ok(rows
+            .into_iter()
+            .map(|(user, joined_at)| Member {
+                user: UserId::from_store(user),
+                joined_at: from_ts(joined_at),
+            })
+            .collect())
+    }
+
+    async fn is_member(&self, app: &AppId, chat: ChatNumber, user: &UserId) -> Result<bool, StoreError> {
+        Ok(self.joined_at(app, chat, user).await?.is_some())
+    }
+
+    async fn user_chats(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        page: Page,
+    ) -> Result<Vec<ChatNumber>, StoreError> {
+        if page.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let values = (
+            app.as_str(),
+            user.as_str(),
+            cql_limit(page.skip.saturating_add(page.limit)),
+        );
+        let result = self
+            .session()
+            .execute_unpaged(&self.stmts().user_chats, values)
+            .await
+            .map_err(StoreError::unavailable)?;
+        skip_page(decode_rows::<(i64,)>(result, "user_chats")?, page)
+            .into_iter()
+            .map(|(n,)| unsigned(n, "chat number").map(ChatNumber))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MESSAGE_BUCKET;
+
+    #[test]
+    fn windows_bound_numbers_and_buckets() {
+        let page = Page { skip: 0, limit: 10 };
+        let range = |before: Option<u64>, after: Option<u64>| MessageRange {
+            before: before.map(MessageNumber),
+            after: after.map(MessageNumber),
+            page,
+        };
+        let w = Window::of(&range(Some(1025), Some(3)))
+            .map(|w| (w.below, w.above, w.top_bucket, w.bottom_bucket));
+        assert_eq!(w, Some((1025, 3, Some(1), 0)));
+        let w = Window::of(&range(None, Some(MESSAGE_BUCKET - 1))).map(|w| (w.top_bucket, w.bottom_bucket));
+        assert_eq!(w, Some((None, 1)));
+        assert!(Window::of(&range(Some(0), None)).is_none());
+        assert!(Window::of(&range(Some(5), Some(4))).is_none());
+        assert!(Window::of(&range(None, Some(u64::MAX))).is_none());
+        assert!(Window::of(&range(Some(6), Some(4))).is_some());
+    }
+}
