@@ -3,6 +3,7 @@
 //! These are plain data shared by the domain (`chat`), the stores and the API
 //! mappers; none of them knows how it is stored or shown.
 
+use crate::auth::SigningSecret;
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 
 /// A tenant: everything else lives inside one.
@@ -14,9 +15,11 @@ pub struct Application {
     pub token: AppToken,
     /// Display name chosen by the owner.
     pub name: String,
+    /// Signs the application's user tokens (HS256).
+    pub secret: SigningSecret,
     /// When it was created.
     pub created_at: Timestamp,
-    /// When its name last changed.
+    /// When its name or secret last changed.
     pub updated_at: Timestamp,
 }
 

@@ -41,6 +41,7 @@ on_both_modes!(
     chats_are_numbered_listed_and_counted,
     messages_are_posted_and_listed_newest_first,
     members_are_added_listed_and_removed,
+    user_tokens_are_minted_verified_and_revoked_by_rotation,
     concurrent_creators_get_gap_free_unique_numbers,
     bad_input_gets_precise_errors,
 );
@@ -54,7 +55,12 @@ async fn applications_are_created_read_and_renamed(s: &TestServer) {
     let token = flat["token"].as_str().unwrap();
     assert!(token.len() >= 22, "a token carries at least 128 random bits");
     assert!(flat["created_at"].is_string() && flat["updated_at"].is_string());
-    assert!(flat.get("id").is_none(), "no internal id is exposed: {flat}");
+    assert!(
+        flat["id"].as_str().is_some_and(|id| !id.is_empty()),
+        "the public id is shown: {flat}"
+    );
+    let secret = flat["secret"].as_str().unwrap().to_owned();
+    assert!(secret.len() >= 43, "a signing secret carries 256 random bits");
 
     let (status, nested) = s
         .post("/api/v1/applications", json!({"application": {"name": "nested"}}))
@@ -75,7 +81,9 @@ async fn applications_are_created_read_and_renamed(s: &TestServer) {
 
     let (status, got) = s.get(&format!("/api/v1/applications/{token}")).await;
     assert_eq!(status, 200);
-    assert_eq!(got, flat);
+    let mut without_secret = flat.clone();
+    without_secret.as_object_mut().unwrap().remove("secret");
+    assert_eq!(got, without_secret, "the secret is shown once, at creation");
 
     let put = s
         .http
@@ -238,6 +246,101 @@ async fn members_are_added_listed_and_removed(s: &TestServer) {
     assert_eq!((status, code(&body)), (422, "invalid_field"));
     let (status, body) = s.send(s.http.put(member(99, "alice"))).await;
     assert_eq!((status, code(&body)), (404, "chat_not_found"));
+}
+
+async fn user_tokens_are_minted_verified_and_revoked_by_rotation(s: &TestServer) {
+    let (_, app) = s.post("/api/v1/applications", json!({"name": "tokens"})).await;
+    let (token, id) = (app["token"].as_str().unwrap(), app["id"].as_str().unwrap());
+    let secret = app["secret"].as_str().unwrap();
+    let mint = |user: &str, body: Value| {
+        s.http
+            .post(s.url(&format!("/api/v1/applications/{token}/users/{user}/tokens")))
+            .json(&body)
+    };
+    let me = |jwt: &str| s.http.get(s.url("/api/v1/me")).bearer_auth(jwt);
+
+    let (status, minted) = s.send(mint("alice", json!({"ttl_seconds": 600}))).await;
+    assert_eq!(status, 201, "{minted}");
+    let jwt = minted["token"].as_str().unwrap().to_owned();
+    assert!(minted["expires_at"].is_string());
+    let (status, who) = s.send(me(&jwt)).await;
+    assert_eq!(status, 200, "{who}");
+    assert_eq!(
+        (who["user"].as_str(), who["app"].as_str()),
+        (Some("alice"), Some(id))
+    );
+
+    // The application's backend can mint the same token with its secret.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = json!({"sub": "bob", "app": id, "iat": now, "exp": now + 60});
+    let own = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(s.send(me(&own)).await.1["user"], "bob");
+
+    // Forged, expired, foreign and garbage tokens are refused.
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"not the secret"),
+    )
+    .unwrap();
+    let expired_claims = json!({"sub": "bob", "app": id, "iat": now - 600, "exp": now - 300});
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &expired_claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let unknown_claims = json!({"sub": "bob", "app": "no-such-app", "iat": now, "exp": now + 60});
+    let unknown = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &unknown_claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    for (what, bad) in [
+        ("forged", forged),
+        ("expired", expired),
+        ("unknown app", unknown),
+        ("garbage", "x.y.z".into()),
+    ] {
+        let (status, body) = s.send(me(&bad)).await;
+        assert_eq!((status, code(&body)), (401, "invalid_token"), "{what}: {body}");
+    }
+    let (status, body) = s.send(s.http.get(s.url("/api/v1/me"))).await;
+    assert_eq!((status, code(&body)), (401, "invalid_token"), "{body}");
+
+    // Rotation: old tokens stop working, new ones work.
+    let (status, rotated) = s
+        .send(
+            s.http
+                .post(s.url(&format!("/api/v1/applications/{token}/secret"))),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_ne!(rotated["secret"].as_str(), Some(secret));
+    let (status, body) = s.send(me(&jwt)).await;
+    assert_eq!((status, code(&body)), (401, "invalid_token"), "{body}");
+    let (_, fresh) = s.send(mint("alice", json!({}))).await;
+    assert_eq!(s.send(me(fresh["token"].as_str().unwrap())).await.0, 200);
+
+    // Bad requests.
+    let (status, body) = s.send(mint("alice", json!({"ttl_seconds": 0}))).await;
+    assert_eq!((status, code(&body)), (422, "invalid_field"));
+    let (status, body) = s.send(mint("alice", json!({"ttl_seconds": "soon"}))).await;
+    assert_eq!((status, code(&body)), (422, "invalid_field"));
+    let (status, body) = s.send(mint("not%20valid", json!({}))).await;
+    assert_eq!((status, code(&body)), (422, "invalid_field"));
+    let url = s.url("/api/v1/applications/nope/users/alice/tokens");
+    let (status, body) = s.send(s.http.post(url).json(&json!({}))).await;
+    assert_eq!((status, code(&body)), (404, "application_not_found"));
 }
 
 async fn concurrent_creators_get_gap_free_unique_numbers(s: &TestServer) {

@@ -8,7 +8,7 @@ use super::ApiState;
 use super::error::ApiError;
 use super::input::{Input, Resource};
 use super::params::{PathParams, token};
-use super::views::ApplicationOut;
+use super::views::{ApplicationOut, CreatedApplicationOut};
 use crate::auth::AuthError;
 
 /// The body of application requests.
@@ -25,7 +25,7 @@ pub async fn create(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Input(fields, _): Input<ApplicationBody>,
-) -> Result<(StatusCode, Json<ApplicationOut>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedApplicationOut>), ApiError> {
     if let Some(key) = &state.admin_key {
         key.check(&headers).map_err(|e| match e {
             AuthError::Missing => ApiError::Unauthorized,

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::auth::TokenError;
 use crate::chat::ChatError;
 use crate::sequence::SequenceError;
 use crate::store::{StoreError, WriteError};
@@ -29,6 +30,9 @@ pub enum ApiError {
     /// No credentials where some are required.
     #[error("missing credentials: send Authorization: Bearer <admin key>")]
     Unauthorized,
+    /// A user token that is forged, expired or for no application.
+    #[error("{0}")]
+    InvalidToken(String),
     /// Credentials that do not match.
     #[error("the credentials are not valid")]
     Forbidden,
@@ -60,6 +64,7 @@ impl ApiError {
             ApiError::InvalidParameter(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, what),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -98,6 +103,11 @@ impl From<ChatError> for ApiError {
             ChatError::ChatNotFound => ApiError::NotFound("chat_not_found"),
             ChatError::MessageNotFound => ApiError::NotFound("message_not_found"),
             ChatError::NotAMember => ApiError::NotFound("member_not_found"),
+            ChatError::Token(TokenError::Sign(e)) => {
+                tracing::error!(error = %e, "cannot sign a user token");
+                ApiError::Internal
+            }
+            ChatError::Token(e) => ApiError::InvalidToken(e.to_string()),
             ChatError::Store(e) | ChatError::Sequence(SequenceError::Store(e)) => from_store(&e),
             ChatError::Sequence(SequenceError::Redis(e)) => {
                 tracing::warn!(error = %e, "redis call failed");

@@ -130,6 +130,22 @@ impl Fields {
         }
     }
 
+    /// An optional integer field in `min..=max` (a JSON number, or digits in a form).
+    pub fn optional_u64(&self, name: &str, min: u64, max: u64) -> Result<Option<u64>, ApiError> {
+        let value = match self.0.get(name) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            Some(_) => None,
+        };
+        match value {
+            Some(v) if (min..=max).contains(&v) => Ok(Some(v)),
+            _ => Err(ApiError::InvalidField(format!(
+                "`{name}` must be an integer from {min} to {max}"
+            ))),
+        }
+    }
+
     /// An optional user id field.
     pub fn optional_user(&self, name: &str) -> Result<Option<UserId>, ApiError> {
         match self.0.get(name) {

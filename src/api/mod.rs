@@ -10,6 +10,7 @@ mod health;
 mod input;
 mod messages;
 mod params;
+mod tokens;
 mod views;
 
 use axum::Router;
@@ -43,6 +44,9 @@ pub fn router(state: ApiState) -> Router {
                 .put(applications::update)
                 .patch(applications::update),
         )
+        .route("/api/v1/me", get(tokens::me))
+        .route(&format!("{app}/secret"), post(tokens::rotate_secret))
+        .route(&format!("{app}/users/{{user}}/tokens"), post(tokens::mint))
         .route(&format!("{app}/chats"), post(chats::create).get(chats::list))
         .route(chat, get(chats::show))
         .route(

@@ -9,6 +9,7 @@ use crate::model::{Member, Message};
 /// An application as shown to its owner.
 #[derive(Serialize)]
 pub struct ApplicationOut {
+    id: String,
     name: String,
     token: String,
     chats_count: u64,
@@ -19,11 +20,30 @@ pub struct ApplicationOut {
 impl From<ApplicationView> for ApplicationOut {
     fn from(v: ApplicationView) -> Self {
         Self {
+            id: v.app.id.as_str().to_owned(),
             name: v.app.name,
             token: v.app.token.as_str().to_owned(),
             chats_count: v.chats_count,
             created_at: v.app.created_at,
             updated_at: v.app.updated_at,
+        }
+    }
+}
+
+/// A new application: the only answer that shows its signing secret (besides rotation).
+#[derive(Serialize)]
+pub struct CreatedApplicationOut {
+    #[serde(flatten)]
+    application: ApplicationOut,
+    secret: String,
+}
+
+impl From<ApplicationView> for CreatedApplicationOut {
+    fn from(v: ApplicationView) -> Self {
+        let secret = v.app.secret.expose().to_owned();
+        Self {
+            application: v.into(),
+            secret,
         }
     }
 }

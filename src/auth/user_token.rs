@@ -67,6 +67,9 @@ pub enum TokenError {
     /// Past its `exp`.
     #[error("the token has expired")]
     Expired,
+    /// Names an application that does not exist.
+    #[error("the token names no known application")]
+    UnknownApplication,
     /// Signed for another application.
     #[error("the token belongs to another application")]
     WrongApplication,

@@ -1,5 +1,6 @@
 //! What can go wrong in the domain.
 
+use crate::auth::TokenError;
 use crate::sequence::SequenceError;
 use crate::store::{StoreError, WriteError};
 
@@ -18,6 +19,9 @@ pub enum ChatError {
     /// The user is not a member of the chat.
     #[error("user is not a member of this chat")]
     NotAMember,
+    /// A user token was refused.
+    #[error(transparent)]
+    Token(#[from] TokenError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

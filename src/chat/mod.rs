@@ -7,6 +7,7 @@
 mod error;
 mod known;
 
+use crate::auth::{self, SigningSecret, TokenError};
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{Application, Chat, ChatKind, Member, Message, MessageRange, Page};
 use crate::sequence::Sequencer;
@@ -84,6 +85,7 @@ impl ChatService {
             id: AppId::generate(),
             token: AppToken::generate(),
             name,
+            secret: SigningSecret::generate(),
             created_at: now,
             updated_at: now,
         };
@@ -119,6 +121,44 @@ impl ChatService {
         self.store.update_application(&app).await?;
         let chats_count = self.seq.chats_count(&app.id).await?;
         Ok(ApplicationView { app, chats_count })
+    }
+
+    /// Replaces an application's signing secret; tokens signed with the old one stop working.
+    pub async fn rotate_secret(&self, token: &AppToken) -> Result<SigningSecret, ChatError> {
+        let mut app = self.application(token).await?;
+        app.secret = SigningSecret::generate();
+        app.updated_at = Timestamp::now().max(app.created_at);
+        self.store.update_application(&app).await?;
+        Ok(app.secret)
+    }
+
+    /// Mints a user token (HS256 JWT) valid for `ttl_seconds`; returns it and its expiry.
+    pub async fn mint_user_token(
+        &self,
+        token: &AppToken,
+        user: &UserId,
+        ttl_seconds: u64,
+    ) -> Result<(String, Timestamp), ChatError> {
+        let app = self.application(token).await?;
+        Ok(auth::mint(
+            &app.secret,
+            &app.id,
+            user,
+            Timestamp::now(),
+            ttl_seconds,
+        )?)
+    }
+
+    /// Checks a user token: signed by its application's current secret, not expired.
+    pub async fn authenticate(&self, jwt: &str) -> Result<(Application, UserId), ChatError> {
+        let id = auth::claimed_app(jwt)?;
+        let app = self
+            .store
+            .application_by_id(&id)
+            .await?
+            .ok_or(TokenError::UnknownApplication)?;
+        let user = auth::verify(jwt, &app.id, &app.secret)?;
+        Ok((app, user))
     }
 
     /// Creates the next chat of an application.

@@ -12,11 +12,14 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
+use crate::auth::SigningSecret;
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{Application, Chat, ChatKind, Member, Message, MessageRange, Page};
 
 /// token → application.
 const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("applications");
+/// app id → token.
+const APPS_BY_ID: TableDefinition<&str, &str> = TableDefinition::new("applications_by_id");
 /// (app, chat) → chat.
 const CHATS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("chats");
 /// (app, chat, number) → message.
@@ -30,6 +33,7 @@ const USER_CHATS: TableDefinition<(&str, &str, u64), i64> = TableDefinition::new
 struct StoredApp {
     id: String,
     name: String,
+    secret: String,
     created_at: i64,
     updated_at: i64,
 }
@@ -92,6 +96,7 @@ impl EmbeddedStore {
         let txn = db.begin_write().map_err(embedded)?;
         {
             txn.open_table(APPS).map_err(embedded)?;
+            txn.open_table(APPS_BY_ID).map_err(embedded)?;
             txn.open_table(CHATS).map_err(embedded)?;
             txn.open_table(MESSAGES).map_err(embedded)?;
             txn.open_table(MEMBERS).map_err(embedded)?;
@@ -146,6 +151,7 @@ fn put_app(txn: &redb::WriteTransaction, app: &Application) -> Result<(), StoreE
     let stored = StoredApp {
         id: app.id.as_str().to_owned(),
         name: app.name.clone(),
+        secret: app.secret.expose().to_owned(),
         created_at: app.created_at.millis(),
         updated_at: app.updated_at.millis(),
     };
@@ -154,7 +160,27 @@ fn put_app(txn: &redb::WriteTransaction, app: &Application) -> Result<(), StoreE
     table
         .insert(app.token.as_str(), bytes.as_slice())
         .map_err(embedded)?;
+    let mut by_id = txn.open_table(APPS_BY_ID).map_err(embedded)?;
+    by_id
+        .insert(app.id.as_str(), app.token.as_str())
+        .map_err(embedded)?;
     Ok(())
+}
+
+fn get_app(txn: &redb::ReadTransaction, token: AppToken) -> Result<Option<Application>, StoreError> {
+    let table = txn.open_table(APPS).map_err(embedded)?;
+    let Some(guard) = table.get(token.as_str()).map_err(embedded)? else {
+        return Ok(None);
+    };
+    let stored: StoredApp = decode(guard.value(), "application")?;
+    Ok(Some(Application {
+        id: AppId::new(stored.id),
+        token,
+        name: stored.name,
+        secret: SigningSecret::new(stored.secret),
+        created_at: Timestamp(stored.created_at),
+        updated_at: Timestamp(stored.updated_at),
+    }))
 }
 
 #[async_trait]
@@ -166,19 +192,18 @@ impl Store for EmbeddedStore {
 
     async fn application_by_token(&self, token: &AppToken) -> Result<Option<Application>, StoreError> {
         let token = token.clone();
+        self.read(move |txn| get_app(txn, token)).await
+    }
+
+    async fn application_by_id(&self, id: &AppId) -> Result<Option<Application>, StoreError> {
+        let id = id.clone();
         self.read(move |txn| {
-            let table = txn.open_table(APPS).map_err(embedded)?;
-            let Some(guard) = table.get(token.as_str()).map_err(embedded)? else {
-                return Ok(None);
+            let by_id = txn.open_table(APPS_BY_ID).map_err(embedded)?;
+            let token = match by_id.get(id.as_str()).map_err(embedded)? {
+                Some(guard) => AppToken::new(guard.value()),
+                None => return Ok(None),
             };
-            let stored: StoredApp = decode(guard.value(), "application")?;
-            Ok(Some(Application {
-                id: AppId::new(stored.id),
-                token,
-                name: stored.name,
-                created_at: Timestamp(stored.created_at),
-                updated_at: Timestamp(stored.updated_at),
-            }))
+            get_app(txn, token)
         })
         .await
     }

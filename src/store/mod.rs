@@ -76,7 +76,9 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_application(&self, app: &Application) -> Result<(), StoreError>;
     /// Finds an application by its token.
     async fn application_by_token(&self, token: &AppToken) -> Result<Option<Application>, StoreError>;
-    /// Overwrites an application's mutable fields (name, updated_at).
+    /// Finds an application by its id.
+    async fn application_by_id(&self, id: &AppId) -> Result<Option<Application>, StoreError>;
+    /// Overwrites an application's mutable fields (name, secret, updated_at).
     async fn update_application(&self, app: &Application) -> Result<(), StoreError>;
 
     /// Saves a new chat.

@@ -4,6 +4,7 @@
 //! against one shared store, in any order, side by side. A backend's test file
 //! calls them, e.g. `contract::applications(&store).await`.
 
+use weft::auth::SigningSecret;
 use weft::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use weft::model::{Application, Chat, ChatKind, Member, Message, MessageRange, Page};
 use weft::store::{MESSAGE_BUCKET, Store};
@@ -63,6 +64,7 @@ pub async fn applications(store: &dyn Store) {
         id: AppId::generate(),
         token: AppToken::generate(),
         name: "Acme chat".into(),
+        secret: SigningSecret::generate(),
         created_at: Timestamp(1_700_000_000_123),
         updated_at: Timestamp(1_700_000_000_123),
     };
@@ -76,16 +78,21 @@ pub async fn applications(store: &dyn Store) {
         None
     );
 
+    assert_eq!(store.application_by_id(&app.id).await.unwrap(), Some(app.clone()));
+    assert_eq!(store.application_by_id(&AppId::generate()).await.unwrap(), None);
+
     let renamed = Application {
         name: "Acme ✓ chat".into(),
+        secret: SigningSecret::generate(),
         updated_at: Timestamp(1_700_000_999_000),
         ..app.clone()
     };
     store.update_application(&renamed).await.unwrap();
     assert_eq!(
         store.application_by_token(&app.token).await.unwrap(),
-        Some(renamed)
+        Some(renamed.clone())
     );
+    assert_eq!(store.application_by_id(&app.id).await.unwrap(), Some(renamed));
 }
 
 /// Insert, find, list by number with paging, highest number.

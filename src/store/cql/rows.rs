@@ -4,6 +4,7 @@ use scylla::deserialize::row::DeserializeRow;
 use scylla::response::query_result::QueryResult;
 use scylla::value::{CqlTimestamp, MaybeUnset};
 
+use crate::auth::SigningSecret;
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{Application, Chat, ChatKind, Message, Page};
 use crate::store::{StoreError, bucket_of};
@@ -66,7 +67,7 @@ pub(super) fn skip_page<T>(rows: Vec<T>, page: Page) -> Vec<T> {
     rows.into_iter().skip(page.skip).take(page.limit).collect()
 }
 
-pub(super) type ApplicationRow = (String, String, String, CqlTimestamp, CqlTimestamp);
+pub(super) type ApplicationRow = (String, String, String, Option<String>, CqlTimestamp, CqlTimestamp);
 pub(super) type ChatRow = (i64, String, CqlTimestamp);
 pub(super) type MessageRow = (
     i64,
@@ -78,11 +79,12 @@ pub(super) type MessageRow = (
 );
 
 pub(super) fn application_from_row(row: ApplicationRow) -> Application {
-    let (token, id, name, created_at, updated_at) = row;
+    let (token, id, name, secret, created_at, updated_at) = row;
     Application {
         id: AppId::new(id),
         token: AppToken::new(token),
         name,
+        secret: SigningSecret::new(secret.unwrap_or_default()),
         created_at: from_ts(created_at),
         updated_at: from_ts(updated_at),
     }

@@ -106,7 +106,7 @@ mod tests {
     #[test]
     fn the_initial_migration_creates_every_table() {
         let statements: Vec<String> = cql_statements(MIGRATIONS[0].2).collect();
-        assert_eq!(statements.len(), 7);
+        assert_eq!(statements.len(), 8);
         assert!(
             statements
                 .iter()

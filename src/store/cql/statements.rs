@@ -11,6 +11,8 @@ pub(super) struct Statements {
     pub(super) insert_application: PreparedStatement,
     pub(super) application_by_token: PreparedStatement,
     pub(super) update_application: PreparedStatement,
+    pub(super) insert_application_id: PreparedStatement,
+    pub(super) application_token_by_id: PreparedStatement,
     pub(super) insert_chat: PreparedStatement,
     pub(super) chat: PreparedStatement,
     pub(super) chats: PreparedStatement,
@@ -43,18 +45,22 @@ impl Statements {
         let delete_user_chat = p("DELETE FROM user_chats WHERE app = ? AND user_id = ? AND chat = ?".into());
         Ok(Statements {
             insert_application: p(
-                "INSERT INTO applications (\"token\", id, name, created_at, updated_at) VALUES (?, ?, ?, ?, ?)"
+                "INSERT INTO applications (\"token\", id, name, signing_secret, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)"
                     .into(),
             )
             .await?,
             application_by_token: p(
-                "SELECT \"token\", id, name, created_at, updated_at FROM applications WHERE \"token\" = ?".into(),
+                "SELECT \"token\", id, name, signing_secret, created_at, updated_at FROM applications \
+                 WHERE \"token\" = ?".into(),
             )
             .await?,
             update_application: p(
-                "UPDATE applications SET name = ?, updated_at = ? WHERE \"token\" = ?".into()
+                "UPDATE applications SET name = ?, signing_secret = ?, updated_at = ? WHERE \"token\" = ?".into()
             )
             .await?,
+            insert_application_id: p("INSERT INTO applications_by_id (id, \"token\") VALUES (?, ?)".into()).await?,
+            application_token_by_id: p("SELECT \"token\" FROM applications_by_id WHERE id = ?".into()).await?,
             insert_chat: p("INSERT INTO chats (app, number, kind, created_at) VALUES (?, ?, ?, ?)".into()).await?,
             chat: p("SELECT number, kind, created_at FROM chats WHERE app = ? AND number = ?".into()).await?,
             chats: p(

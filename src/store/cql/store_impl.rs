@@ -200,9 +200,18 @@ impl Store for CqlStore {
             app.token.as_str(),
             app.id.as_str(),
             app.name.as_str(),
+            app.secret.expose(),
             ts(app.created_at),
             ts(app.updated_at),
         );
+        // The id row first: an application is only reachable by token once both exist.
+        self.session()
+            .execute_unpaged(
+                &self.stmts().insert_application_id,
+                (app.id.as_str(), app.token.as_str()),
+            )
+            .await
+            .map_err(StoreError::unavailable)?;
         self.session()
             .execute_unpaged(&self.stmts().insert_application, values)
             .await
@@ -219,9 +228,26 @@ impl Store for CqlStore {
         Ok(decode_first::<ApplicationRow>(result, "applications")?.map(application_from_row))
     }
 
-    /// An upsert of name and updated_at: callers update applications they have read.
+    async fn application_by_id(&self, id: &AppId) -> Result<Option<Application>, StoreError> {
+        let result = self
+            .session()
+            .execute_unpaged(&self.stmts().application_token_by_id, (id.as_str(),))
+            .await
+            .map_err(StoreError::unavailable)?;
+        match decode_first::<(String,)>(result, "applications_by_id")? {
+            Some((token,)) => self.application_by_token(&AppToken::new(token)).await,
+            None => Ok(None),
+        }
+    }
+
+    /// An upsert of name, secret and updated_at: callers update applications they have read.
     async fn update_application(&self, app: &Application) -> Result<(), StoreError> {
-        let values = (app.name.as_str(), ts(app.updated_at), app.token.as_str());
+        let values = (
+            app.name.as_str(),
+            app.secret.expose(),
+            ts(app.updated_at),
+            app.token.as_str(),
+        );
         self.session()
             .execute_unpaged(&self.stmts().update_application, values)
             .await
