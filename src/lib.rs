@@ -7,12 +7,14 @@
 //! - `store`: the [`Store`] trait, its embedded (redb) and CQL backends, the batch writer;
 //! - `sequence`: per-application chat numbers and per-chat message numbers;
 //! - `chat`: the domain — applications, chats, messages, members;
+//! - [`gateway`]: the WebSocket wire protocol (sessions to follow);
 //! - `api`: the REST API (axum) and its error mapping;
 //! - [`auth`]: the admin key and user tokens (HS256 JWTs);
 //! - `server`: wiring it together and serving until told to stop.
 
 pub mod auth;
 pub mod config;
+pub mod gateway;
 pub mod ids;
 pub mod model;
 pub mod store;

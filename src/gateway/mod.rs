@@ -1,0 +1,6 @@
+//! WebSocket sessions and their wire protocol.
+//!
+//! So far: the protocol codec ([`protocol`]), pure and tested without sockets.
+//! The session loop, outbox and hub build on it.
+
+pub mod protocol;

@@ -1,0 +1,519 @@
+//! The WebSocket wire protocol: JSON text frames, each an object with a `type`.
+//!
+//! Decoding never panics and says precisely what is wrong, with the request's
+//! `id` when one could be read, so the answer can echo it. `docs/protocol.md`
+//! documents every frame with an example.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ids::{ChatNumber, MessageNumber, Timestamp, UserId};
+
+/// The id a client gives a request; echoed in the answer. A string (at most 64
+/// bytes) or a non-negative integer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RequestId {
+    /// A number.
+    Number(u64),
+    /// A string.
+    Text(String),
+}
+
+/// The longest string request id.
+pub const MAX_REQUEST_ID: usize = 64;
+/// The longest `client_msg_id`.
+pub const MAX_CLIENT_MSG_ID: usize = 128;
+/// The most messages one `sync` may ask for.
+pub const MAX_SYNC_LIMIT: u32 = 500;
+
+/// A position to resume a chat from: every message after `after`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resume {
+    /// The chat.
+    pub chat: ChatNumber,
+    /// The last message number the client has.
+    pub after: MessageNumber,
+}
+
+/// What a client may send.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// Post a message to `chat`, or to `recipients` (creating the chat on the fly).
+    Send {
+        /// Echoed in the `ack`.
+        id: Option<RequestId>,
+        /// The chat, unless `recipients` is given.
+        chat: Option<ChatNumber>,
+        /// The text.
+        body: String,
+        /// The sender's idempotency key: a retry returns the first `ack`.
+        client_msg_id: String,
+        /// Users to send to when no chat is named.
+        recipients: Option<Vec<String>>,
+        /// The message this one answers.
+        reply_to: Option<MessageNumber>,
+    },
+    /// Page through a chat's history after a position.
+    Sync {
+        /// Echoed in the `messages` answer.
+        id: Option<RequestId>,
+        /// The chat.
+        chat: ChatNumber,
+        /// Messages after this number.
+        after: MessageNumber,
+        /// At most this many (default 100, at most 500).
+        limit: Option<u32>,
+    },
+    /// Resume chats after being offline: every missed message, then live traffic.
+    Hello {
+        /// Echoed in the answers.
+        id: Option<RequestId>,
+        /// Where each chat resumes.
+        resume: Vec<Resume>,
+    },
+    /// The user is typing in `chat` (never persisted).
+    Typing {
+        /// The chat.
+        chat: ChatNumber,
+    },
+    /// Messages up to `seq` reached this user's device.
+    Delivered {
+        /// The chat.
+        chat: ChatNumber,
+        /// The newest delivered message.
+        seq: MessageNumber,
+    },
+    /// Messages up to `seq` were read.
+    Read {
+        /// The chat.
+        chat: ChatNumber,
+        /// The newest read message.
+        seq: MessageNumber,
+    },
+}
+
+/// The frame types a client may send.
+pub const CLIENT_TYPES: &[&str] = &["send", "sync", "hello", "typing", "delivered", "read"];
+
+/// What is wrong with a client frame; each maps to a stable `error` code.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Not JSON.
+    #[error("the frame is not valid JSON")]
+    MalformedJson,
+    /// JSON, but not an object with a string `type`.
+    #[error("a frame is a JSON object with a string `type`")]
+    NotAFrame,
+    /// A `type` this server does not know.
+    #[error("unknown frame type `{0}`")]
+    UnknownType(String),
+    /// A known type with missing, extra or wrongly typed fields.
+    #[error("invalid `{kind}` frame: {reason}")]
+    Invalid {
+        /// The frame type.
+        kind: String,
+        /// What serde or a rule said.
+        reason: String,
+    },
+    /// A binary frame: the protocol is JSON text.
+    #[error("binary frames are not supported; send JSON text frames")]
+    Binary,
+    /// Over the configured frame size.
+    #[error("the frame is larger than {0} bytes")]
+    TooLarge(usize),
+}
+
+impl FrameError {
+    /// The stable code sent in the `error` frame.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FrameError::MalformedJson => "malformed_json",
+            FrameError::NotAFrame | FrameError::Invalid { .. } => "invalid_frame",
+            FrameError::UnknownType(_) => "unknown_type",
+            FrameError::Binary => "binary_not_supported",
+            FrameError::TooLarge(_) => "frame_too_large",
+        }
+    }
+}
+
+/// A decoded frame, or the error and the request id it carried (if readable).
+pub type Decoded = Result<ClientFrame, (FrameError, Option<RequestId>)>;
+
+/// Decodes one text frame.
+pub fn decode(text: &str) -> Decoded {
+    let value: Value = serde_json::from_str(text).map_err(|_| (FrameError::MalformedJson, None))?;
+    let id = value
+        .get("id")
+        .and_then(|v| serde_json::from_value::<RequestId>(v.clone()).ok());
+    let Some(kind) = value.get("type").and_then(Value::as_str).map(str::to_owned) else {
+        return Err((FrameError::NotAFrame, id));
+    };
+    if !CLIENT_TYPES.contains(&kind.as_str()) {
+        return Err((FrameError::UnknownType(truncate(&kind, 64)), id));
+    }
+    let invalid = |reason: String| {
+        (
+            FrameError::Invalid {
+                kind: kind.clone(),
+                reason,
+            },
+            id.clone(),
+        )
+    };
+    let frame: ClientFrame = serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
+    check(&frame).map_err(invalid)?;
+    Ok(frame)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// Rules serde cannot express.
+fn check(frame: &ClientFrame) -> Result<(), String> {
+    let id = match frame {
+        ClientFrame::Send { id, .. } | ClientFrame::Sync { id, .. } | ClientFrame::Hello { id, .. } => {
+            id.as_ref()
+        }
+        _ => None,
+    };
+    if let Some(RequestId::Text(s)) = id
+        && (s.is_empty() || s.len() > MAX_REQUEST_ID)
+    {
+        return Err(format!("`id` must be 1 to {MAX_REQUEST_ID} bytes"));
+    }
+    match frame {
+        ClientFrame::Send {
+            chat,
+            body,
+            client_msg_id,
+            recipients,
+            ..
+        } => {
+            if body.trim().is_empty() {
+                return Err("`body` must not be empty".into());
+            }
+            if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID {
+                return Err(format!("`client_msg_id` must be 1 to {MAX_CLIENT_MSG_ID} bytes"));
+            }
+            match (chat, recipients) {
+                (Some(_), Some(_)) => return Err("give `chat` or `recipients`, not both".into()),
+                (None, None) => return Err("give `chat` or `recipients`".into()),
+                (None, Some(r)) if r.is_empty() => return Err("`recipients` must not be empty".into()),
+                (None, Some(r)) => {
+                    if let Some(bad) = r.iter().find(|u| UserId::parse(u).is_err()) {
+                        return Err(format!(
+                            "`recipients`: `{}` is not a valid user id",
+                            truncate(bad, 64)
+                        ));
+                    }
+                }
+                (Some(_), None) => {}
+            }
+        }
+        ClientFrame::Sync {
+            limit: Some(limit), ..
+        } if *limit == 0 || *limit > MAX_SYNC_LIMIT => {
+            return Err(format!("`limit` must be 1 to {MAX_SYNC_LIMIT}"));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A message as clients see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MessageOut {
+    /// The chat.
+    pub chat: ChatNumber,
+    /// Its number.
+    pub seq: MessageNumber,
+    /// Who sent it.
+    pub sender: Option<UserId>,
+    /// The text.
+    pub body: String,
+    /// When it was accepted.
+    pub sent_at: Timestamp,
+    /// The sender's idempotency key.
+    pub client_msg_id: Option<String>,
+    /// The message it answers.
+    pub reply_to: Option<MessageNumber>,
+}
+
+/// Which receipt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptKind {
+    /// Reached a device.
+    Delivered,
+    /// Read.
+    Read,
+}
+
+/// What the server sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// First frame of every session.
+    Welcome {
+        /// The authenticated user.
+        user: UserId,
+        /// This session's id.
+        session: String,
+        /// The node serving it.
+        node: String,
+    },
+    /// A `send` was persisted.
+    Ack {
+        /// The request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        /// The chat (new when the send created it).
+        chat: ChatNumber,
+        /// The message's number.
+        seq: MessageNumber,
+    },
+    /// A new message in one of the user's chats.
+    Message(MessageOut),
+    /// A page of history (answer to `sync` and `hello`).
+    Messages {
+        /// The request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        /// The chat.
+        chat: ChatNumber,
+        /// Oldest first.
+        items: Vec<MessageOut>,
+        /// More messages follow after the last item.
+        has_more: bool,
+    },
+    /// Someone is typing.
+    Typing {
+        /// The chat.
+        chat: ChatNumber,
+        /// Who.
+        user: UserId,
+    },
+    /// A user came online or went offline.
+    Presence {
+        /// Who.
+        user: UserId,
+        /// Online now.
+        online: bool,
+    },
+    /// A member's delivered/read position moved.
+    Receipt {
+        /// The chat.
+        chat: ChatNumber,
+        /// Whose receipt.
+        user: UserId,
+        /// Delivered or read.
+        kind: ReceiptKind,
+        /// Up to this message.
+        seq: MessageNumber,
+    },
+    /// A request failed; the session goes on.
+    Error {
+        /// The request's id, when it could be read.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        /// A stable code.
+        code: &'static str,
+        /// For humans.
+        message: String,
+    },
+}
+
+impl ServerFrame {
+    /// The error frame for a frame that could not be decoded.
+    pub fn from_frame_error(error: &FrameError, id: Option<RequestId>) -> Self {
+        ServerFrame::Error {
+            id,
+            code: error.code(),
+            message: error.to_string(),
+        }
+    }
+
+    /// The JSON text of this frame. Serialising these types cannot fail.
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| r#"{"type":"error","code":"internal"}"#.to_owned())
+    }
+}
+
+/// WebSocket close codes, grouped by what the client should do next.
+pub mod close {
+    /// Normal closure.
+    pub const NORMAL: u16 = 1000;
+    /// The node is restarting or draining: reconnect now (to any node) and resume.
+    pub const SERVICE_RESTART: u16 = 1012;
+    /// 4000–4099: do not reconnect without changing something.
+    /// The token expired or its secret was rotated: get a new token first.
+    pub const TOKEN_EXPIRED: u16 = 4001;
+    /// 4100–4199: reconnect after a backoff.
+    /// The client flooded the server with bad or too many frames.
+    pub const FLOODING: u16 = 4100;
+    /// The node is at its connection limit.
+    pub const TOO_MANY_CONNECTIONS: u16 = 4101;
+    /// 4200–4299: reconnect now and resync with `hello`.
+    /// The client read too slowly and its outbox overflowed.
+    pub const SLOW_CONSUMER: u16 = 4200;
+    /// No pong within the idle timeout.
+    pub const IDLE_TIMEOUT: u16 = 4201;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> (&'static str, Option<RequestId>) {
+        let (e, id) = decode(text).unwrap_err();
+        (e.code(), id)
+    }
+
+    #[test]
+    fn every_client_frame_decodes() {
+        let send = decode(r#"{"type":"send","id":7,"chat":3,"body":"hi","client_msg_id":"c1"}"#).unwrap();
+        assert!(matches!(
+            send,
+            ClientFrame::Send {
+                id: Some(RequestId::Number(7)),
+                chat: Some(ChatNumber(3)),
+                ..
+            }
+        ));
+        let implicit =
+            decode(r#"{"type":"send","id":"a","body":"hi","client_msg_id":"c2","recipients":["bob"]}"#);
+        assert!(matches!(
+            implicit,
+            Ok(ClientFrame::Send {
+                recipients: Some(_),
+                chat: None,
+                ..
+            })
+        ));
+        let sync = decode(r#"{"type":"sync","chat":1,"after":10,"limit":50}"#).unwrap();
+        assert_eq!(
+            sync,
+            ClientFrame::Sync {
+                id: None,
+                chat: ChatNumber(1),
+                after: MessageNumber(10),
+                limit: Some(50)
+            }
+        );
+        let hello =
+            decode(r#"{"type":"hello","resume":[{"chat":1,"after":0},{"chat":2,"after":5}]}"#).unwrap();
+        assert!(matches!(hello, ClientFrame::Hello { resume, .. } if resume.len() == 2));
+        assert_eq!(
+            decode(r#"{"type":"typing","chat":4}"#).unwrap(),
+            ClientFrame::Typing { chat: ChatNumber(4) }
+        );
+        assert!(decode(r#"{"type":"delivered","chat":4,"seq":9}"#).is_ok());
+        assert!(decode(r#"{"type":"read","chat":4,"seq":9}"#).is_ok());
+    }
+
+    #[test]
+    fn bad_frames_get_precise_codes_and_keep_their_id() {
+        assert_eq!(err("{nope"), ("malformed_json", None));
+        assert_eq!(err("[1,2]"), ("invalid_frame", None));
+        assert_eq!(err(r#"{"id":1}"#), ("invalid_frame", Some(RequestId::Number(1))));
+        assert_eq!(
+            err(r#"{"type":"dance","id":"x"}"#),
+            ("unknown_type", Some(RequestId::Text("x".into())))
+        );
+        assert_eq!(err(r#"{"type":5}"#).0, "invalid_frame");
+        // Missing, wrongly typed and unknown fields.
+        assert_eq!(
+            err(r#"{"type":"send","id":2,"chat":1,"body":"x"}"#),
+            ("invalid_frame", Some(RequestId::Number(2)))
+        );
+        assert_eq!(
+            err(r#"{"type":"send","chat":"one","body":"x","client_msg_id":"c"}"#).0,
+            "invalid_frame"
+        );
+        assert_eq!(
+            err(r#"{"type":"typing","chat":1,"extra":true}"#).0,
+            "invalid_frame"
+        );
+        assert_eq!(err(r#"{"type":"sync","chat":-1,"after":0}"#).0, "invalid_frame");
+        // Rules beyond types.
+        assert_eq!(
+            err(r#"{"type":"send","chat":1,"body":"  ","client_msg_id":"c"}"#).0,
+            "invalid_frame"
+        );
+        assert_eq!(
+            err(r#"{"type":"send","chat":1,"body":"x","client_msg_id":""}"#).0,
+            "invalid_frame"
+        );
+        assert_eq!(
+            err(r#"{"type":"send","body":"x","client_msg_id":"c"}"#).0,
+            "invalid_frame"
+        );
+        assert_eq!(
+            err(r#"{"type":"send","chat":1,"recipients":["a"],"body":"x","client_msg_id":"c"}"#).0,
+            "invalid_frame"
+        );
+        assert_eq!(
+            err(r#"{"type":"send","recipients":[],"body":"x","client_msg_id":"c"}"#).0,
+            "invalid_frame"
+        );
+        assert_eq!(
+            err(r#"{"type":"send","recipients":["a b"],"body":"x","client_msg_id":"c"}"#).0,
+            "invalid_frame"
+        );
+        assert_eq!(
+            err(r#"{"type":"sync","chat":1,"after":0,"limit":0}"#).0,
+            "invalid_frame"
+        );
+        assert_eq!(
+            err(r#"{"type":"sync","chat":1,"after":0,"limit":501}"#).0,
+            "invalid_frame"
+        );
+        let long_id = format!(
+            r#"{{"type":"sync","id":"{}","chat":1,"after":0}}"#,
+            "i".repeat(65)
+        );
+        assert_eq!(err(&long_id).0, "invalid_frame");
+    }
+
+    #[test]
+    fn server_frames_encode_as_documented() {
+        let ack = ServerFrame::Ack {
+            id: Some(RequestId::Number(7)),
+            chat: ChatNumber(3),
+            seq: MessageNumber(42),
+        };
+        assert_eq!(ack.to_text(), r#"{"type":"ack","id":7,"chat":3,"seq":42}"#);
+        let message = ServerFrame::Message(MessageOut {
+            chat: ChatNumber(3),
+            seq: MessageNumber(42),
+            sender: Some(UserId::parse("alice").unwrap()),
+            body: "hi".into(),
+            sent_at: Timestamp(0),
+            client_msg_id: Some("c1".into()),
+            reply_to: None,
+        });
+        assert_eq!(
+            message.to_text(),
+            r#"{"type":"message","chat":3,"seq":42,"sender":"alice","body":"hi","sent_at":"1970-01-01T00:00:00Z","client_msg_id":"c1","reply_to":null}"#
+        );
+        let error = ServerFrame::from_frame_error(&FrameError::UnknownType("x".into()), None);
+        assert_eq!(
+            error.to_text(),
+            r#"{"type":"error","code":"unknown_type","message":"unknown frame type `x`"}"#
+        );
+        let receipt = ServerFrame::Receipt {
+            chat: ChatNumber(1),
+            user: UserId::parse("bob").unwrap(),
+            kind: ReceiptKind::Read,
+            seq: MessageNumber(5),
+        };
+        assert_eq!(
+            receipt.to_text(),
+            r#"{"type":"receipt","chat":1,"user":"bob","kind":"read","seq":5}"#
+        );
+    }
+}
