@@ -80,12 +80,8 @@ async fn one_by_one(session: &Session, messages: &[Message]) -> Result<Duration,
                 i64::try_from(bucket_of(m.number))?,
                 i64::try_from(m.number.get())?,
                 m.body.as_str(),
-                m.sender
-                    .as_ref()
-                    .map_or(MaybeUnset::Unset, |s| MaybeUnset::Set(s.as_str())),
-                m.client_msg_id
-                    .as_deref()
-                    .map_or(MaybeUnset::Unset, MaybeUnset::Set),
+                m.sender.as_ref().map_or(MaybeUnset::Unset, |s| MaybeUnset::Set(s.as_str())),
+                m.client_msg_id.as_deref().map_or(MaybeUnset::Unset, MaybeUnset::Set),
                 MaybeUnset::<i64>::Unset,
                 CqlTimestamp(m.created_at.millis()),
             );
@@ -102,10 +98,7 @@ async fn one_by_one(session: &Session, messages: &[Message]) -> Result<Duration,
 /// Returns the time taken, the commits made and the messages committed.
 async fn via_writer(store: &CqlStore, messages: Vec<Message>) -> Result<(Duration, u64, u64), BoxError> {
     let tracker = tokio_util::task::TaskTracker::new();
-    let config = BatchConfig {
-        max_in_flight: 8,
-        ..BatchConfig::default()
-    };
+    let config = BatchConfig { max_in_flight: 8, ..BatchConfig::default() };
     let writer = BatchWriter::spawn(std::sync::Arc::new(store.clone()), &config, &tracker);
     let per_sender = messages.len().div_ceil(WRITER_SENDERS);
     let mut chunks: Vec<Vec<Message>> = Vec::new();
@@ -161,10 +154,7 @@ fn rate(count: usize, took: Duration) -> f64 {
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let nodes = std::env::var("WEFT_BENCH_CQL_NODES").unwrap_or_else(|_| "127.0.0.1:9042".into());
-    let count: u64 = std::env::var("WEFT_BENCH_MESSAGES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(50_000);
+    let count: u64 = std::env::var("WEFT_BENCH_MESSAGES").ok().and_then(|n| n.parse().ok()).unwrap_or(50_000);
     let cfg = CqlConfig {
         nodes: nodes.split(',').map(str::to_owned).collect(),
         keyspace: format!("weft_bench_{:08x}", rand::random::<u32>()),

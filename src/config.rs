@@ -13,11 +13,12 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
+use crate::gateway::GatewayConfig;
 use crate::sequence::{RedisConfig, SequenceConfig};
 use crate::store::{BatchConfig, CqlConfig};
 
 /// The sections of the file, which are also the env variable prefixes.
-const SECTIONS: &[&str] = &["server", "store", "cql", "redis", "batch", "sequence", "log"];
+const SECTIONS: &[&str] = &["server", "gateway", "store", "cql", "redis", "batch", "sequence", "log"];
 
 /// Everything a node is configured with.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -25,6 +26,8 @@ const SECTIONS: &[&str] = &["server", "store", "cql", "redis", "batch", "sequenc
 pub struct Config {
     /// HTTP serving.
     pub server: ServerConfig,
+    /// WebSocket sessions.
+    pub gateway: GatewayConfig,
     /// Which store backend.
     pub store: StoreConfig,
     /// The CQL backend (ScyllaDB / Cassandra).
@@ -87,10 +90,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self {
-            backend: Backend::Embedded,
-            data_dir: PathBuf::from("./data"),
-        }
+        Self { backend: Backend::Embedded, data_dir: PathBuf::from("./data") }
     }
 }
 
@@ -117,10 +117,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self {
-            level: "info".into(),
-            format: LogFormat::Text,
-        }
+        Self { level: "info".into(), format: LogFormat::Text }
     }
 }
 
@@ -168,14 +165,15 @@ impl Config {
 
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, reason: &str| {
-            Err(ConfigError::Invalid {
-                key,
-                reason: reason.into(),
-            })
-        };
+        let invalid = |key, reason: &str| Err(ConfigError::Invalid { key, reason: reason.into() });
         if self.server.max_body_bytes < 1024 {
             return invalid("server.max_body_bytes", "must be at least 1024");
+        }
+        if self.gateway.outbox_frames == 0 {
+            return invalid("gateway.outbox_frames", "must be at least 1");
+        }
+        if self.gateway.max_frame_bytes < 1024 {
+            return invalid("gateway.max_frame_bytes", "must be at least 1024");
         }
         if self.batch.max_messages == 0 {
             return invalid("batch.max_messages", "must be at least 1");
@@ -193,14 +191,9 @@ impl Config {
             let ks = &self.cql.keyspace;
             let valid = ks.len() <= 48
                 && ks.starts_with(|c: char| c.is_ascii_lowercase())
-                && ks
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                && ks.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
             if !valid {
-                return invalid(
-                    "cql.keyspace",
-                    "must be 1-48 of [a-z0-9_], starting with a letter",
-                );
+                return invalid("cql.keyspace", "must be 1-48 of [a-z0-9_], starting with a letter");
             }
             if self.cql.replication_factor == 0 {
                 return invalid("cql.replication_factor", "must be at least 1");
@@ -218,15 +211,13 @@ impl Config {
 
 /// `WEFT_<SECTION>_<KEY>` → `section.key`; variables of other names are not ours.
 fn env_provider() -> Env {
-    Env::prefixed("WEFT_")
-        .filter(|key| section_of(key.as_str()).is_some())
-        .map(|key| {
-            let key = key.as_str().to_ascii_lowercase();
-            match section_of(&key) {
-                Some(section) => format!("{section}.{}", &key[section.len() + 1..]).into(),
-                None => key.into(),
-            }
-        })
+    Env::prefixed("WEFT_").filter(|key| section_of(key.as_str()).is_some()).map(|key| {
+        let key = key.as_str().to_ascii_lowercase();
+        match section_of(&key) {
+            Some(section) => format!("{section}.{}", &key[section.len() + 1..]).into(),
+            None => key.into(),
+        }
+    })
 }
 
 fn section_of(key: &str) -> Option<&'static str> {
@@ -260,9 +251,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = Config::from_toml("[server]\nlisten_port = 1\n")
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_toml("[server]\nlisten_port = 1\n").unwrap_err().to_string();
         assert!(err.contains("listen_port"), "{err}");
         let err = Config::from_toml("[nope]\n").unwrap_err().to_string();
         assert!(err.contains("nope"), "{err}");
@@ -270,17 +259,11 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let err = Config::from_toml("[server]\nlisten = \"nowhere\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_toml("[server]\nlisten = \"nowhere\"\n").unwrap_err().to_string();
         assert!(err.contains("listen"), "{err}");
-        let err = Config::from_toml("[batch]\nmax_messages = 0\n")
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_toml("[batch]\nmax_messages = 0\n").unwrap_err().to_string();
         assert!(err.contains("batch.max_messages"), "{err}");
-        let err = Config::from_toml("[store]\nbackend = \"postgres\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_toml("[store]\nbackend = \"postgres\"\n").unwrap_err().to_string();
         assert!(err.contains("backend"), "{err}");
     }
 

@@ -137,11 +137,7 @@ impl UserId {
             && raw
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b':' | b'-'));
-        if ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(InvalidUserId)
-        }
+        if ok { Ok(Self(raw.to_owned())) } else { Err(InvalidUserId) }
     }
 
     /// Wraps an id read from the store, which only holds validated ids.
@@ -181,9 +177,7 @@ impl Timestamp {
     pub fn to_rfc3339(self) -> String {
         let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let at = at
-            .replace_nanosecond(at.millisecond() as u32 * 1_000_000)
-            .unwrap_or(at);
+        let at = at.replace_nanosecond(at.millisecond() as u32 * 1_000_000).unwrap_or(at);
         at.format(&Rfc3339).unwrap_or_default()
     }
 }
@@ -204,11 +198,7 @@ mod tests {
         let b = AppToken::generate();
         assert_ne!(a, b);
         assert_eq!(a.as_str().len(), 32);
-        assert!(
-            a.as_str()
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        );
+        assert!(a.as_str().bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert!(a.ct_eq(&a.clone()));
         assert!(!a.ct_eq(&b));
         assert_eq!(format!("{a:?}"), "AppToken(<redacted>)");
@@ -226,9 +216,6 @@ mod tests {
     #[test]
     fn timestamps_render_as_rfc3339_millis() {
         assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            Timestamp(1_700_000_000_123).to_rfc3339(),
-            "2023-11-14T22:13:20.123Z"
-        );
+        assert_eq!(Timestamp(1_700_000_000_123).to_rfc3339(), "2023-11-14T22:13:20.123Z");
     }
 }

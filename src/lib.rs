@@ -25,7 +25,7 @@ mod chat;
 mod sequence;
 mod server;
 
-pub use chat::{ChatError, ChatService};
+pub use chat::{ChatError, ChatService, Deliver, SendRequest, Sent};
 pub use config::{Config, ConfigError};
 pub use sequence::{SequenceError, Sequencer};
 pub use server::{Node, StartError, run};

@@ -43,11 +43,7 @@ impl ChatKind {
 
     /// Parses a stored name; unknown names read as `Group`.
     pub fn from_stored(raw: &str) -> Self {
-        if raw == "direct" {
-            ChatKind::Direct
-        } else {
-            ChatKind::Group
-        }
+        if raw == "direct" { ChatKind::Direct } else { ChatKind::Group }
     }
 }
 

@@ -11,6 +11,7 @@ use crate::api::{self, ApiState};
 use crate::auth::AdminKey;
 use crate::chat::ChatService;
 use crate::config::{Backend, Config};
+use crate::gateway::hub::Hub;
 use crate::sequence::{LocalSequencer, RedisSequencer, SequenceError, Sequencer};
 use crate::store::{BatchWriter, CqlStore, DynStore, EmbeddedStore, StoreError};
 
@@ -28,6 +29,7 @@ pub enum StartError {
 /// A node's running parts, before it serves.
 pub struct Node {
     chat: ChatService,
+    hub: Hub,
     config: Config,
     tracker: TaskTracker,
 }
@@ -49,12 +51,9 @@ impl Node {
         };
         let tracker = TaskTracker::new();
         let writer = BatchWriter::spawn(Arc::clone(&store), &config.batch, &tracker);
-        let chat = ChatService::new(store, seq, writer);
-        Ok(Node {
-            chat,
-            config: config.clone(),
-            tracker,
-        })
+        let hub = Hub::default();
+        let chat = ChatService::new(store, seq, writer, Arc::new(hub.clone()));
+        Ok(Node { chat, hub, config: config.clone(), tracker })
     }
 
     /// The domain service, for embedding and benchmarks.
@@ -66,17 +65,18 @@ impl Node {
 /// Serves `node` on `listener` until `shutdown` fires, then drains: in-flight
 /// requests get `server.shutdown_grace_ms` to finish, then queued writes are committed.
 pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken) -> std::io::Result<()> {
-    let Node {
-        chat,
-        config,
-        tracker,
-    } = node;
+    let Node { chat, hub, config, tracker } = node;
     let admin_key =
         (!config.server.admin_key.is_empty()).then(|| AdminKey::new(config.server.admin_key.clone()));
+    let node_id = format!("node-{}", std::process::id());
     let state = ApiState {
         chat,
         admin_key,
         max_body_bytes: config.server.max_body_bytes,
+        hub,
+        gateway: config.gateway.clone(),
+        node_id,
+        shutdown: shutdown.clone(),
     };
     let router = api::router(state);
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);

@@ -55,37 +55,18 @@ fn config_errors_exit_64_naming_the_key() {
     ];
     for (text, key) in cases {
         let file = config_file(text);
-        let out = weft()
-            .arg("--config")
-            .arg(file.path())
-            .arg("serve")
-            .output()
-            .unwrap();
+        let out = weft().arg("--config").arg(file.path()).arg("serve").output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(64), "{text}: {stderr}");
-        assert!(
-            stderr.contains(key),
-            "{text}: the error does not name `{key}`: {stderr}"
-        );
+        assert!(stderr.contains(key), "{text}: the error does not name `{key}`: {stderr}");
     }
     let out = weft().env("WEFT_SERVER_MAX_BODY_BYTES", "lots").output().unwrap();
     assert_eq!(out.status.code(), Some(64));
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .to_lowercase()
-            .contains("max_body_bytes")
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).to_lowercase().contains("max_body_bytes"));
     let out = weft().env("WEFT_SERVER_LISTN", "127.0.0.1:0").output().unwrap();
     assert_eq!(out.status.code(), Some(64));
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .to_lowercase()
-            .contains("listn")
-    );
-    let out = weft()
-        .args(["--config", "/nonexistent/weft.toml"])
-        .output()
-        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).to_lowercase().contains("listn"));
+    let out = weft().args(["--config", "/nonexistent/weft.toml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
 }
 
@@ -101,46 +82,19 @@ fn an_old_schema_is_refused_until_migrate_runs() {
     );
     let file = config_file(&text);
 
-    let out = weft()
-        .arg("--config")
-        .arg(file.path())
-        .arg("serve")
-        .output()
-        .unwrap();
+    let out = weft().arg("--config").arg(file.path()).arg("serve").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "served on a keyspace without schema");
-    assert!(
-        stderr.contains("weft migrate"),
-        "the refusal does not say what to do: {stderr}"
-    );
+    assert!(stderr.contains("weft migrate"), "the refusal does not say what to do: {stderr}");
 
-    let out = weft()
-        .arg("--config")
-        .arg(file.path())
-        .arg("migrate")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "migrate failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let again = weft()
-        .arg("--config")
-        .arg(file.path())
-        .arg("migrate")
-        .output()
-        .unwrap();
+    let out = weft().arg("--config").arg(file.path()).arg("migrate").output().unwrap();
+    assert!(out.status.success(), "migrate failed: {}", String::from_utf8_lossy(&out.stderr));
+    let again = weft().arg("--config").arg(file.path()).arg("migrate").output().unwrap();
     assert!(again.status.success(), "a second migrate failed");
 
     // Now it serves: start it, wait for the log line with its address, stop it.
-    let mut child = weft()
-        .arg("--config")
-        .arg(file.path())
-        .arg("serve")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        weft().arg("--config").arg(file.path()).arg("serve").stderr(Stdio::piped()).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -151,21 +105,13 @@ fn an_old_schema_is_refused_until_migrate_runs() {
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("weft serve printed nothing");
+        let line = rx.recv_timeout(Duration::from_secs(60)).expect("weft serve printed nothing");
         if line.contains("serving") {
             break;
         }
         assert!(Instant::now() < deadline, "weft serve did not start");
     }
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let status = child.wait().unwrap();
-    assert!(
-        status.success(),
-        "weft did not exit cleanly on SIGTERM: {status:?}"
-    );
+    assert!(status.success(), "weft did not exit cleanly on SIGTERM: {status:?}");
 }

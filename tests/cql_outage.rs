@@ -14,10 +14,8 @@ use common::server::{Mode, TestServer, code};
 use serde_json::json;
 
 fn cassandra_pid() -> String {
-    let out = Command::new("pgrep")
-        .args(["-f", "org.apache.cassandra.service.CassandraDaemon"])
-        .output()
-        .unwrap();
+    let out =
+        Command::new("pgrep").args(["-f", "org.apache.cassandra.service.CassandraDaemon"]).output().unwrap();
     let pids = String::from_utf8(out.stdout).unwrap();
     let pid = pids.lines().next().map(str::to_owned);
     pid.expect("no CassandraDaemon process found: start it with scripts/services.sh up")
@@ -62,10 +60,7 @@ async fn a_paused_store_gives_503_and_the_node_recovers_by_itself() {
         if status == 201 {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the node did not recover after the store came back"
-        );
+        assert!(Instant::now() < deadline, "the node did not recover after the store came back");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(s.get("/readyz").await.0, 200);

@@ -107,15 +107,9 @@ async fn a_redis_flush_never_reuses_a_number() {
     flusher.await.unwrap();
     let after = post_many(&s, &path, 4, 40, "after").await;
     let max_before = *acked.keys().last().unwrap();
-    assert!(
-        after.keys().all(|n| *n > max_before),
-        "numbering went back after the flush"
-    );
+    assert!(after.keys().all(|n| *n > max_before), "numbering went back after the flush");
     for (n, body) in during.into_iter().chain(after) {
-        assert!(
-            acked.insert(n, body).is_none(),
-            "number {n} was reused after the Redis flush"
-        );
+        assert!(acked.insert(n, body).is_none(), "number {n} was reused after the Redis flush");
     }
     assert_eq!(acked.len(), 280);
 
@@ -139,26 +133,14 @@ struct OwnRedis {
 impl OwnRedis {
     fn start(port: u16) -> OwnRedis {
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (scripts/services.sh installs it)");
         let redis = OwnRedis { port, child };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on port {port}"
-            );
+            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
         redis
@@ -182,11 +164,7 @@ impl Drop for OwnRedis {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,9 +185,7 @@ async fn redis_down_gives_503_and_the_node_recovers_by_itself() {
     redis.kill();
     let (status, body) = s.post(&path, json!({"body": "while down"})).await;
     assert_eq!((status, code(&body)), (503, "redis_unavailable"), "{body}");
-    let (status, body) = s
-        .send(s.http.post(s.url(&format!("/api/v1/applications/{token}/chats"))))
-        .await;
+    let (status, body) = s.send(s.http.post(s.url(&format!("/api/v1/applications/{token}/chats")))).await;
     assert_eq!((status, code(&body)), (503, "redis_unavailable"), "{body}");
     let (status, ready) = s.get("/readyz").await;
     assert_eq!((status, &ready["checks"]["redis"]), (503, &json!(false)));
@@ -225,17 +201,10 @@ async fn redis_down_gives_503_and_the_node_recovers_by_itself() {
     assert_eq!(s.get("/readyz").await.0, 200);
     let after = post_many(&s, &path, 2, 10, "back").await;
     let max_before = *acked.keys().last().unwrap();
-    assert!(
-        after.keys().all(|n| *n > max_before),
-        "a number was reused after the outage"
-    );
+    assert!(after.keys().all(|n| *n > max_before), "a number was reused after the outage");
     let stored = history(&s, &path).await;
     for (n, body) in acked.iter().chain(after.iter()) {
-        assert_eq!(
-            stored.get(n),
-            Some(body),
-            "acked message {n} is missing from history"
-        );
+        assert_eq!(stored.get(n), Some(body), "acked message {n} is missing from history");
     }
     s.stop().await;
 }

@@ -17,11 +17,7 @@ use weft::store::{CqlConfig, CqlStore, Store, StoreError};
 /// The configured nodes.
 fn nodes() -> Vec<String> {
     let raw = std::env::var("WEFT_TEST_CQL_NODES").unwrap_or_else(|_| "127.0.0.1:9042".to_owned());
-    raw.split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(str::to_owned)
-        .collect()
+    raw.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect()
 }
 
 /// A configuration for a keyspace no other test (or run) uses.
@@ -46,23 +42,16 @@ fn unreachable(cfg: &CqlConfig, e: &StoreError) -> String {
 /// A keyspace that is migrated, and a store connected to it.
 async fn migrated_store() -> (CqlStore, CqlConfig) {
     let cfg = fresh_config();
-    let version = CqlStore::migrate(&cfg)
-        .await
-        .unwrap_or_else(|e| panic!("{}", unreachable(&cfg, &e)));
+    let version = CqlStore::migrate(&cfg).await.unwrap_or_else(|e| panic!("{}", unreachable(&cfg, &e)));
     assert_eq!(version, CqlStore::SCHEMA_VERSION);
-    let store = CqlStore::connect(&cfg)
-        .await
-        .unwrap_or_else(|e| panic!("{}", unreachable(&cfg, &e)));
+    let store = CqlStore::connect(&cfg).await.unwrap_or_else(|e| panic!("{}", unreachable(&cfg, &e)));
     (store, cfg)
 }
 
 /// Drops a test keyspace through a session of its own.
 async fn drop_keyspace(cfg: &CqlConfig) {
-    let session = scylla::client::session_builder::SessionBuilder::new()
-        .known_nodes(&cfg.nodes)
-        .build()
-        .await
-        .unwrap();
+    let session =
+        scylla::client::session_builder::SessionBuilder::new().known_nodes(&cfg.nodes).build().await.unwrap();
     let mut drop = scylla::statement::Statement::new(format!("DROP KEYSPACE IF EXISTS {}", cfg.keyspace));
     drop.set_request_timeout(Some(std::time::Duration::from_secs(60)));
     session.query_unpaged(drop, ()).await.unwrap();
@@ -76,22 +65,11 @@ async fn migrate_is_idempotent_and_connect_checks_the_schema() {
         Err(e) => panic!("{}", unreachable(&cfg, &e)),
         Ok(_) => panic!("connect accepted a keyspace that does not exist"),
     }
-    let first = CqlStore::migrate(&cfg)
-        .await
-        .unwrap_or_else(|e| panic!("{}", unreachable(&cfg, &e)));
+    let first = CqlStore::migrate(&cfg).await.unwrap_or_else(|e| panic!("{}", unreachable(&cfg, &e)));
     let second = CqlStore::migrate(&cfg).await.unwrap();
-    assert_eq!(
-        (first, second),
-        (CqlStore::SCHEMA_VERSION, CqlStore::SCHEMA_VERSION)
-    );
+    assert_eq!((first, second), (CqlStore::SCHEMA_VERSION, CqlStore::SCHEMA_VERSION));
     let store = CqlStore::connect(&cfg).await.unwrap();
-    assert_eq!(
-        store
-            .max_chat_number(&weft::ids::AppId::generate())
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(store.max_chat_number(&weft::ids::AppId::generate()).await.unwrap(), 0);
     drop_keyspace(&cfg).await;
 }
 
@@ -124,19 +102,9 @@ async fn connect_refuses_a_keyspace_without_migrations() {
 
 #[tokio::test]
 async fn an_unreachable_cluster_is_unavailable() {
-    let cfg = CqlConfig {
-        nodes: vec!["127.0.0.1:1".into()],
-        connect_timeout_ms: 1000,
-        ..fresh_config()
-    };
-    assert!(matches!(
-        CqlStore::connect(&cfg).await,
-        Err(StoreError::Unavailable(_))
-    ));
-    assert!(matches!(
-        CqlStore::migrate(&cfg).await,
-        Err(StoreError::Unavailable(_))
-    ));
+    let cfg = CqlConfig { nodes: vec!["127.0.0.1:1".into()], connect_timeout_ms: 1000, ..fresh_config() };
+    assert!(matches!(CqlStore::connect(&cfg).await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(CqlStore::migrate(&cfg).await, Err(StoreError::Unavailable(_))));
 }
 
 #[tokio::test]

@@ -52,7 +52,5 @@ pub async fn update(
     Input(fields, _): Input<ApplicationBody>,
 ) -> Result<Json<ApplicationOut>, ApiError> {
     let name = fields.required_string("name", MAX_NAME)?;
-    Ok(Json(
-        state.chat.rename_application(&token(raw), name).await?.into(),
-    ))
+    Ok(Json(state.chat.rename_application(&token(raw), name).await?.into()))
 }

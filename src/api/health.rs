@@ -22,11 +22,7 @@ pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Value>) 
         Sequencer::Local(_) => true,
         Sequencer::Redis(r) => r.ping().await.is_ok(),
     };
-    let status = if store_ok && redis_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if store_ok && redis_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
         "checks": { "store": store_ok, "redis": redis_ok },

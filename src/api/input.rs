@@ -61,19 +61,14 @@ fn content_kind(req: &Request) -> Result<Option<Kind>, ApiError> {
 }
 
 async fn read_fields(req: Request, limit: usize, root: &str) -> Result<Fields, ApiError> {
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
     let kind = content_kind(&req)?;
     let body: Body = req.into_body();
-    let bytes = to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge(limit))?;
+    let bytes = to_bytes(body, limit).await.map_err(|_| ApiError::PayloadTooLarge(limit))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Fields::default());
     }
@@ -122,9 +117,9 @@ impl Fields {
             Some(Value::String(s)) if s.trim().is_empty() => {
                 Err(ApiError::InvalidField(format!("`{name}` must not be empty")))
             }
-            Some(Value::String(s)) if s.chars().count() > max => Err(ApiError::InvalidField(format!(
-                "`{name}` is longer than {max} characters"
-            ))),
+            Some(Value::String(s)) if s.chars().count() > max => {
+                Err(ApiError::InvalidField(format!("`{name}` is longer than {max} characters")))
+            }
             Some(Value::String(s)) => Ok(s.clone()),
             Some(_) => Err(ApiError::InvalidField(format!("`{name}` must be a string"))),
         }
@@ -140,9 +135,7 @@ impl Fields {
         };
         match value {
             Some(v) if (min..=max).contains(&v) => Ok(Some(v)),
-            _ => Err(ApiError::InvalidField(format!(
-                "`{name}` must be an integer from {min} to {max}"
-            ))),
+            _ => Err(ApiError::InvalidField(format!("`{name}` must be an integer from {min} to {max}"))),
         }
     }
 
@@ -150,9 +143,9 @@ impl Fields {
     pub fn optional_user(&self, name: &str) -> Result<Option<UserId>, ApiError> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => UserId::parse(s)
-                .map(Some)
-                .map_err(|e| ApiError::InvalidField(format!("`{name}`: {e}"))),
+            Some(Value::String(s)) => {
+                UserId::parse(s).map(Some).map_err(|e| ApiError::InvalidField(format!("`{name}`: {e}")))
+            }
             Some(_) => Err(ApiError::InvalidField(format!("`{name}` must be a string"))),
         }
     }

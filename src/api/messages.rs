@@ -27,10 +27,7 @@ pub async fn create(
     let number = chat_number(&number)?;
     let body = fields.required_string("body", usize::MAX)?;
     let sender = fields.optional_user("sender")?;
-    let message = state
-        .chat
-        .post_message(&token(raw), number, NewMessage { body, sender })
-        .await?;
+    let message = state.chat.post_message(&token(raw), number, NewMessage { body, sender }).await?;
     Ok((StatusCode::CREATED, Json(message.into())))
 }
 

@@ -18,6 +18,9 @@ use axum::routing::{get, post, put};
 
 use crate::auth::AdminKey;
 use crate::chat::ChatService;
+use crate::gateway::hub::Hub;
+use crate::gateway::{GatewayConfig, ws_handler};
+use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
 
@@ -30,6 +33,14 @@ pub struct ApiState {
     pub admin_key: Option<AdminKey>,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
+    /// This node's WebSocket sessions.
+    pub hub: Hub,
+    /// Session tuning.
+    pub gateway: GatewayConfig,
+    /// This node's name, shown in `welcome`.
+    pub node_id: String,
+    /// Fires when the node stops: sessions close with 1012.
+    pub shutdown: CancellationToken,
 }
 
 /// The whole HTTP surface.
@@ -38,28 +49,18 @@ pub fn router(state: ApiState) -> Router {
     let chat = "/api/v1/applications/{token}/chats/{number}";
     let api = Router::new()
         .route("/api/v1/applications", post(applications::create))
-        .route(
-            app,
-            get(applications::show)
-                .put(applications::update)
-                .patch(applications::update),
-        )
+        .route(app, get(applications::show).put(applications::update).patch(applications::update))
         .route("/api/v1/me", get(tokens::me))
         .route(&format!("{app}/secret"), post(tokens::rotate_secret))
         .route(&format!("{app}/users/{{user}}/tokens"), post(tokens::mint))
         .route(&format!("{app}/chats"), post(chats::create).get(chats::list))
         .route(chat, get(chats::show))
-        .route(
-            &format!("{chat}/messages"),
-            post(messages::create).get(messages::list),
-        )
+        .route(&format!("{chat}/messages"), post(messages::create).get(messages::list))
         .route(&format!("{chat}/messages/{{message}}"), get(messages::show))
         .route(&format!("{chat}/members"), get(chats::members))
-        .route(
-            &format!("{chat}/members/{{user}}"),
-            put(chats::add_member).delete(chats::remove_member),
-        )
+        .route(&format!("{chat}/members/{{user}}"), put(chats::add_member).delete(chats::remove_member))
         .route(&format!("{app}/users/{{user}}/chats"), get(chats::user_chats))
+        .route("/ws", get(ws_handler))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(|| async { ApiError::NotFound("not_found") })

@@ -33,16 +33,12 @@ pub fn token(raw: String) -> AppToken {
 
 /// A chat number from the path: anything but a positive integer names no chat.
 pub fn chat_number(raw: &str) -> Result<ChatNumber, ApiError> {
-    positive(raw)
-        .map(ChatNumber)
-        .ok_or(ApiError::NotFound("chat_not_found"))
+    positive(raw).map(ChatNumber).ok_or(ApiError::NotFound("chat_not_found"))
 }
 
 /// A message number from the path.
 pub fn message_number(raw: &str) -> Result<MessageNumber, ApiError> {
-    positive(raw)
-        .map(MessageNumber)
-        .ok_or(ApiError::NotFound("message_not_found"))
+    positive(raw).map(MessageNumber).ok_or(ApiError::NotFound("message_not_found"))
 }
 
 /// A user id from the path.
@@ -88,9 +84,7 @@ impl ListQuery {
         };
         match raw.parse::<u64>() {
             Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
-            _ => Err(ApiError::InvalidParameter(format!(
-                "`{name}` must be an integer from {min} to {max}"
-            ))),
+            _ => Err(ApiError::InvalidParameter(format!("`{name}` must be an integer from {min} to {max}"))),
         }
     }
 
@@ -98,15 +92,10 @@ impl ListQuery {
     pub fn page(&self) -> Result<Page, ApiError> {
         let max_page = (u64::MAX / MAX_PER_PAGE as u64).min(1_000_000);
         let page = self.number("page", 1, max_page)?.unwrap_or(1);
-        let per_page = self
-            .number("per_page", 1, MAX_PER_PAGE as u64)?
-            .unwrap_or(DEFAULT_PER_PAGE as u64);
+        let per_page = self.number("per_page", 1, MAX_PER_PAGE as u64)?.unwrap_or(DEFAULT_PER_PAGE as u64);
         let per_page = usize::try_from(per_page).unwrap_or(DEFAULT_PER_PAGE);
         let page = usize::try_from(page).unwrap_or(1);
-        Ok(Page {
-            skip: (page - 1).saturating_mul(per_page),
-            limit: per_page,
-        })
+        Ok(Page { skip: (page - 1).saturating_mul(per_page), limit: per_page })
     }
 
     /// The message range asked for.
@@ -124,18 +113,13 @@ mod tests {
     use super::*;
 
     fn q(pairs: &[(&str, &str)]) -> ListQuery {
-        ListQuery {
-            pairs: pairs.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect(),
-        }
+        ListQuery { pairs: pairs.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect() }
     }
 
     #[test]
     fn pages_default_and_bound() {
         assert_eq!(q(&[]).page().unwrap(), Page { skip: 0, limit: 50 });
-        assert_eq!(
-            q(&[("page", "3"), ("per_page", "10")]).page().unwrap(),
-            Page { skip: 20, limit: 10 }
-        );
+        assert_eq!(q(&[("page", "3"), ("per_page", "10")]).page().unwrap(), Page { skip: 20, limit: 10 });
         assert!(q(&[("per_page", "501")]).page().is_err());
         assert!(q(&[("page", "0")]).page().is_err());
         assert!(q(&[("page", "x")]).page().is_err());

@@ -41,21 +41,15 @@ pub async fn mint(
     Input(fields, _): Input<TokenBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let user = user_id(&user)?;
-    let ttl = fields
-        .optional_u64("ttl_seconds", 1, MAX_TTL_SECONDS)?
-        .unwrap_or(DEFAULT_TTL_SECONDS);
+    let ttl = fields.optional_u64("ttl_seconds", 1, MAX_TTL_SECONDS)?.unwrap_or(DEFAULT_TTL_SECONDS);
     let (jwt, expires_at) = state.chat.mint_user_token(&token(raw), &user, ttl).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "token": jwt, "expires_at": expires_at })),
-    ))
+    Ok((StatusCode::CREATED, Json(json!({ "token": jwt, "expires_at": expires_at }))))
 }
 
 /// `GET /me` with `Authorization: Bearer <user token>`: who the token says you are.
 pub async fn me(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let jwt = bearer(&headers).ok_or(ApiError::InvalidToken(
-        "send Authorization: Bearer <user token>".into(),
-    ))?;
+    let jwt =
+        bearer(&headers).ok_or(ApiError::InvalidToken("send Authorization: Bearer <user token>".into()))?;
     let (app, user) = state.chat.authenticate(jwt).await?;
     Ok(Json(json!({ "user": user, "app": app.id.as_str() })))
 }

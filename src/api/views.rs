@@ -41,10 +41,7 @@ pub struct CreatedApplicationOut {
 impl From<ApplicationView> for CreatedApplicationOut {
     fn from(v: ApplicationView) -> Self {
         let secret = v.app.secret.expose().to_owned();
-        Self {
-            application: v.into(),
-            secret,
-        }
+        Self { application: v.into(), secret }
     }
 }
 
@@ -100,9 +97,6 @@ pub struct MemberOut {
 
 impl From<Member> for MemberOut {
     fn from(m: Member) -> Self {
-        Self {
-            user_id: m.user,
-            joined_at: m.joined_at,
-        }
+        Self { user_id: m.user, joined_at: m.joined_at }
     }
 }

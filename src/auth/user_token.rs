@@ -91,12 +91,7 @@ pub fn mint(
 ) -> Result<(String, Timestamp), TokenError> {
     let iat = now.millis() / 1000;
     let exp = iat.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX));
-    let claims = UserClaims {
-        sub: user.as_str().to_owned(),
-        app: app.as_str().to_owned(),
-        iat,
-        exp,
-    };
+    let claims = UserClaims { sub: user.as_str().to_owned(), app: app.as_str().to_owned(), iat, exp };
     let key = EncodingKey::from_secret(secret.expose().as_bytes());
     let token =
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).map_err(TokenError::Sign)?;
@@ -120,14 +115,7 @@ pub fn verify(token: &str, app: &AppId, secret: &SigningSecret) -> Result<UserId
         jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
         _ => TokenError::Invalid(e),
     })?;
-    if data
-        .claims
-        .app
-        .as_bytes()
-        .ct_eq(app.as_str().as_bytes())
-        .unwrap_u8()
-        == 0
-    {
+    if data.claims.app.as_bytes().ct_eq(app.as_str().as_bytes()).unwrap_u8() == 0 {
         return Err(TokenError::WrongApplication);
     }
     UserId::parse(&data.claims.sub).map_err(|_| TokenError::BadSubject)
@@ -148,14 +136,8 @@ mod tests {
         assert!(expires > Timestamp::now());
         assert_eq!(claimed_app(&token).unwrap(), app);
         assert_eq!(verify(&token, &app, &secret).unwrap(), user("alice"));
-        assert!(matches!(
-            verify(&token, &AppId::generate(), &secret),
-            Err(TokenError::WrongApplication)
-        ));
-        assert!(matches!(
-            verify(&token, &app, &SigningSecret::generate()),
-            Err(TokenError::Invalid(_))
-        ));
+        assert!(matches!(verify(&token, &AppId::generate(), &secret), Err(TokenError::WrongApplication)));
+        assert!(matches!(verify(&token, &app, &SigningSecret::generate()), Err(TokenError::Invalid(_))));
     }
 
     #[test]
@@ -173,10 +155,7 @@ mod tests {
         let none_header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";
         let forged = format!("{none_header}.{}.", good.split('.').nth(1).unwrap());
         assert!(verify(&forged, &app, &secret).is_err());
-        assert!(matches!(
-            verify("not a jwt", &app, &secret),
-            Err(TokenError::Invalid(_))
-        ));
+        assert!(matches!(verify("not a jwt", &app, &secret), Err(TokenError::Invalid(_))));
         assert!(claimed_app("not a jwt").is_err());
     }
 

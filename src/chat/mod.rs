@@ -6,6 +6,7 @@
 
 mod error;
 mod known;
+mod send;
 
 use crate::auth::{self, SigningSecret, TokenError};
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
@@ -15,6 +16,10 @@ use crate::store::{BatchWriter, DynStore};
 
 pub use error::ChatError;
 use known::KnownChats;
+pub use send::{Deliver, SendRequest, Sent};
+
+/// Every member of a chat, for fan-out.
+const ALL: Page = Page { skip: 0, limit: usize::MAX };
 
 /// An application with its chat count.
 #[derive(Clone, Debug)]
@@ -50,17 +55,18 @@ pub struct ChatService {
     seq: Sequencer,
     writer: BatchWriter,
     known: KnownChats,
+    deliver: std::sync::Arc<dyn Deliver>,
 }
 
 impl ChatService {
     /// A service over these parts.
-    pub fn new(store: DynStore, seq: Sequencer, writer: BatchWriter) -> Self {
-        Self {
-            store,
-            seq,
-            writer,
-            known: KnownChats::default(),
-        }
+    pub fn new(
+        store: DynStore,
+        seq: Sequencer,
+        writer: BatchWriter,
+        deliver: std::sync::Arc<dyn Deliver>,
+    ) -> Self {
+        Self { store, seq, writer, known: KnownChats::default(), deliver }
     }
 
     /// The store, for health checks.
@@ -96,10 +102,7 @@ impl ChatService {
 
     /// Finds an application by token, or `ApplicationNotFound`.
     pub async fn application(&self, token: &AppToken) -> Result<Application, ChatError> {
-        self.store
-            .application_by_token(token)
-            .await?
-            .ok_or(ChatError::ApplicationNotFound)
+        self.store.application_by_token(token).await?.ok_or(ChatError::ApplicationNotFound)
     }
 
     /// An application with its chat count.
@@ -140,23 +143,13 @@ impl ChatService {
         ttl_seconds: u64,
     ) -> Result<(String, Timestamp), ChatError> {
         let app = self.application(token).await?;
-        Ok(auth::mint(
-            &app.secret,
-            &app.id,
-            user,
-            Timestamp::now(),
-            ttl_seconds,
-        )?)
+        Ok(auth::mint(&app.secret, &app.id, user, Timestamp::now(), ttl_seconds)?)
     }
 
     /// Checks a user token: signed by its application's current secret, not expired.
     pub async fn authenticate(&self, jwt: &str) -> Result<(Application, UserId), ChatError> {
         let id = auth::claimed_app(jwt)?;
-        let app = self
-            .store
-            .application_by_id(&id)
-            .await?
-            .ok_or(TokenError::UnknownApplication)?;
+        let app = self.store.application_by_id(&id).await?.ok_or(TokenError::UnknownApplication)?;
         let user = auth::verify(jwt, &app.id, &app.secret)?;
         Ok((app, user))
     }
@@ -166,18 +159,10 @@ impl ChatService {
         let app = self.application(token).await?;
         let number = self.seq.next_chat(&app.id).await?;
         self.seq.init_chat(&app.id, number).await?;
-        let chat = Chat {
-            app: app.id,
-            number,
-            kind: ChatKind::Group,
-            created_at: Timestamp::now(),
-        };
+        let chat = Chat { app: app.id, number, kind: ChatKind::Group, created_at: Timestamp::now() };
         self.store.insert_chat(&chat).await?;
         self.known.insert(&chat.app, number);
-        Ok(ChatView {
-            chat,
-            messages_count: 0,
-        })
+        Ok(ChatView { chat, messages_count: 0 })
     }
 
     /// Lists an application's chats.
@@ -190,11 +175,7 @@ impl ChatService {
     /// One chat of an application.
     pub async fn chat(&self, token: &AppToken, number: ChatNumber) -> Result<ChatView, ChatError> {
         let app = self.application(token).await?;
-        let chat = self
-            .store
-            .chat(&app.id, number)
-            .await?
-            .ok_or(ChatError::ChatNotFound)?;
+        let chat = self.store.chat(&app.id, number).await?.ok_or(ChatError::ChatNotFound)?;
         let mut views = self.with_counts(&app.id, vec![chat]).await?;
         views.pop().ok_or(ChatError::ChatNotFound)
     }
@@ -240,6 +221,7 @@ impl ChatService {
             created_at: Timestamp::now(),
         };
         self.writer.write(message.clone()).await?;
+        self.fan_out(&message, None).await;
         Ok(message)
     }
 
@@ -264,10 +246,7 @@ impl ChatService {
     ) -> Result<Message, ChatError> {
         let app = self.application(token).await?;
         self.ensure_chat(&app.id, chat).await?;
-        self.store
-            .message(&app.id, chat, number)
-            .await?
-            .ok_or(ChatError::MessageNotFound)
+        self.store.message(&app.id, chat, number).await?.ok_or(ChatError::MessageNotFound)
     }
 
     /// Adds a member to a chat (idempotent).
@@ -279,9 +258,7 @@ impl ChatService {
     ) -> Result<(), ChatError> {
         let app = self.application(token).await?;
         self.ensure_chat(&app.id, chat).await?;
-        self.store
-            .add_member(&app.id, chat, user, Timestamp::now())
-            .await?;
+        self.store.add_member(&app.id, chat, user, Timestamp::now()).await?;
         Ok(())
     }
 
@@ -294,11 +271,7 @@ impl ChatService {
     ) -> Result<(), ChatError> {
         let app = self.application(token).await?;
         self.ensure_chat(&app.id, chat).await?;
-        if self.store.remove_member(&app.id, chat, user).await? {
-            Ok(())
-        } else {
-            Err(ChatError::NotAMember)
-        }
+        if self.store.remove_member(&app.id, chat, user).await? { Ok(()) } else { Err(ChatError::NotAMember) }
     }
 
     /// Lists a chat's members.

@@ -145,24 +145,14 @@ pub type Decoded = Result<ClientFrame, (FrameError, Option<RequestId>)>;
 /// Decodes one text frame.
 pub fn decode(text: &str) -> Decoded {
     let value: Value = serde_json::from_str(text).map_err(|_| (FrameError::MalformedJson, None))?;
-    let id = value
-        .get("id")
-        .and_then(|v| serde_json::from_value::<RequestId>(v.clone()).ok());
+    let id = value.get("id").and_then(|v| serde_json::from_value::<RequestId>(v.clone()).ok());
     let Some(kind) = value.get("type").and_then(Value::as_str).map(str::to_owned) else {
         return Err((FrameError::NotAFrame, id));
     };
     if !CLIENT_TYPES.contains(&kind.as_str()) {
         return Err((FrameError::UnknownType(truncate(&kind, 64)), id));
     }
-    let invalid = |reason: String| {
-        (
-            FrameError::Invalid {
-                kind: kind.clone(),
-                reason,
-            },
-            id.clone(),
-        )
-    };
+    let invalid = |reason: String| (FrameError::Invalid { kind: kind.clone(), reason }, id.clone());
     let frame: ClientFrame = serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
     check(&frame).map_err(invalid)?;
     Ok(frame)
@@ -186,13 +176,7 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
         return Err(format!("`id` must be 1 to {MAX_REQUEST_ID} bytes"));
     }
     match frame {
-        ClientFrame::Send {
-            chat,
-            body,
-            client_msg_id,
-            recipients,
-            ..
-        } => {
+        ClientFrame::Send { chat, body, client_msg_id, recipients, .. } => {
             if body.trim().is_empty() {
                 return Err("`body` must not be empty".into());
             }
@@ -205,18 +189,13 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
                 (None, Some(r)) if r.is_empty() => return Err("`recipients` must not be empty".into()),
                 (None, Some(r)) => {
                     if let Some(bad) = r.iter().find(|u| UserId::parse(u).is_err()) {
-                        return Err(format!(
-                            "`recipients`: `{}` is not a valid user id",
-                            truncate(bad, 64)
-                        ));
+                        return Err(format!("`recipients`: `{}` is not a valid user id", truncate(bad, 64)));
                     }
                 }
                 (Some(_), None) => {}
             }
         }
-        ClientFrame::Sync {
-            limit: Some(limit), ..
-        } if *limit == 0 || *limit > MAX_SYNC_LIMIT => {
+        ClientFrame::Sync { limit: Some(limit), .. } if *limit == 0 || *limit > MAX_SYNC_LIMIT => {
             return Err(format!("`limit` must be 1 to {MAX_SYNC_LIMIT}"));
         }
         _ => {}
@@ -330,11 +309,7 @@ pub enum ServerFrame {
 impl ServerFrame {
     /// The error frame for a frame that could not be decoded.
     pub fn from_frame_error(error: &FrameError, id: Option<RequestId>) -> Self {
-        ServerFrame::Error {
-            id,
-            code: error.code(),
-            message: error.to_string(),
-        }
+        ServerFrame::Error { id, code: error.code(), message: error.to_string() }
     }
 
     /// The JSON text of this frame. Serialising these types cannot fail.
@@ -378,31 +353,15 @@ mod tests {
         let send = decode(r#"{"type":"send","id":7,"chat":3,"body":"hi","client_msg_id":"c1"}"#).unwrap();
         assert!(matches!(
             send,
-            ClientFrame::Send {
-                id: Some(RequestId::Number(7)),
-                chat: Some(ChatNumber(3)),
-                ..
-            }
+            ClientFrame::Send { id: Some(RequestId::Number(7)), chat: Some(ChatNumber(3)), .. }
         ));
         let implicit =
             decode(r#"{"type":"send","id":"a","body":"hi","client_msg_id":"c2","recipients":["bob"]}"#);
-        assert!(matches!(
-            implicit,
-            Ok(ClientFrame::Send {
-                recipients: Some(_),
-                chat: None,
-                ..
-            })
-        ));
+        assert!(matches!(implicit, Ok(ClientFrame::Send { recipients: Some(_), chat: None, .. })));
         let sync = decode(r#"{"type":"sync","chat":1,"after":10,"limit":50}"#).unwrap();
         assert_eq!(
             sync,
-            ClientFrame::Sync {
-                id: None,
-                chat: ChatNumber(1),
-                after: MessageNumber(10),
-                limit: Some(50)
-            }
+            ClientFrame::Sync { id: None, chat: ChatNumber(1), after: MessageNumber(10), limit: Some(50) }
         );
         let hello =
             decode(r#"{"type":"hello","resume":[{"chat":1,"after":0},{"chat":2,"after":5}]}"#).unwrap();
@@ -420,38 +379,20 @@ mod tests {
         assert_eq!(err("{nope"), ("malformed_json", None));
         assert_eq!(err("[1,2]"), ("invalid_frame", None));
         assert_eq!(err(r#"{"id":1}"#), ("invalid_frame", Some(RequestId::Number(1))));
-        assert_eq!(
-            err(r#"{"type":"dance","id":"x"}"#),
-            ("unknown_type", Some(RequestId::Text("x".into())))
-        );
+        assert_eq!(err(r#"{"type":"dance","id":"x"}"#), ("unknown_type", Some(RequestId::Text("x".into()))));
         assert_eq!(err(r#"{"type":5}"#).0, "invalid_frame");
         // Missing, wrongly typed and unknown fields.
         assert_eq!(
             err(r#"{"type":"send","id":2,"chat":1,"body":"x"}"#),
             ("invalid_frame", Some(RequestId::Number(2)))
         );
-        assert_eq!(
-            err(r#"{"type":"send","chat":"one","body":"x","client_msg_id":"c"}"#).0,
-            "invalid_frame"
-        );
-        assert_eq!(
-            err(r#"{"type":"typing","chat":1,"extra":true}"#).0,
-            "invalid_frame"
-        );
+        assert_eq!(err(r#"{"type":"send","chat":"one","body":"x","client_msg_id":"c"}"#).0, "invalid_frame");
+        assert_eq!(err(r#"{"type":"typing","chat":1,"extra":true}"#).0, "invalid_frame");
         assert_eq!(err(r#"{"type":"sync","chat":-1,"after":0}"#).0, "invalid_frame");
         // Rules beyond types.
-        assert_eq!(
-            err(r#"{"type":"send","chat":1,"body":"  ","client_msg_id":"c"}"#).0,
-            "invalid_frame"
-        );
-        assert_eq!(
-            err(r#"{"type":"send","chat":1,"body":"x","client_msg_id":""}"#).0,
-            "invalid_frame"
-        );
-        assert_eq!(
-            err(r#"{"type":"send","body":"x","client_msg_id":"c"}"#).0,
-            "invalid_frame"
-        );
+        assert_eq!(err(r#"{"type":"send","chat":1,"body":"  ","client_msg_id":"c"}"#).0, "invalid_frame");
+        assert_eq!(err(r#"{"type":"send","chat":1,"body":"x","client_msg_id":""}"#).0, "invalid_frame");
+        assert_eq!(err(r#"{"type":"send","body":"x","client_msg_id":"c"}"#).0, "invalid_frame");
         assert_eq!(
             err(r#"{"type":"send","chat":1,"recipients":["a"],"body":"x","client_msg_id":"c"}"#).0,
             "invalid_frame"
@@ -464,28 +405,16 @@ mod tests {
             err(r#"{"type":"send","recipients":["a b"],"body":"x","client_msg_id":"c"}"#).0,
             "invalid_frame"
         );
-        assert_eq!(
-            err(r#"{"type":"sync","chat":1,"after":0,"limit":0}"#).0,
-            "invalid_frame"
-        );
-        assert_eq!(
-            err(r#"{"type":"sync","chat":1,"after":0,"limit":501}"#).0,
-            "invalid_frame"
-        );
-        let long_id = format!(
-            r#"{{"type":"sync","id":"{}","chat":1,"after":0}}"#,
-            "i".repeat(65)
-        );
+        assert_eq!(err(r#"{"type":"sync","chat":1,"after":0,"limit":0}"#).0, "invalid_frame");
+        assert_eq!(err(r#"{"type":"sync","chat":1,"after":0,"limit":501}"#).0, "invalid_frame");
+        let long_id = format!(r#"{{"type":"sync","id":"{}","chat":1,"after":0}}"#, "i".repeat(65));
         assert_eq!(err(&long_id).0, "invalid_frame");
     }
 
     #[test]
     fn server_frames_encode_as_documented() {
-        let ack = ServerFrame::Ack {
-            id: Some(RequestId::Number(7)),
-            chat: ChatNumber(3),
-            seq: MessageNumber(42),
-        };
+        let ack =
+            ServerFrame::Ack { id: Some(RequestId::Number(7)), chat: ChatNumber(3), seq: MessageNumber(42) };
         assert_eq!(ack.to_text(), r#"{"type":"ack","id":7,"chat":3,"seq":42}"#);
         let message = ServerFrame::Message(MessageOut {
             chat: ChatNumber(3),
@@ -511,9 +440,6 @@ mod tests {
             kind: ReceiptKind::Read,
             seq: MessageNumber(5),
         };
-        assert_eq!(
-            receipt.to_text(),
-            r#"{"type":"receipt","chat":1,"user":"bob","kind":"read","seq":5}"#
-        );
+        assert_eq!(receipt.to_text(), r#"{"type":"receipt","chat":1,"user":"bob","kind":"read","seq":5}"#);
     }
 }

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::OnceCell;
 
-use super::{Counter, SequenceError};
+use super::{Counter, IdempotencyKey, SequenceError};
+use crate::ids::{ChatNumber, MessageNumber};
 use crate::store::DynStore;
 
 type Cell = Arc<OnceCell<AtomicU64>>;
@@ -19,15 +20,16 @@ type Cell = Arc<OnceCell<AtomicU64>>;
 pub struct LocalSequencer {
     store: DynStore,
     cells: Arc<Mutex<HashMap<Counter, Cell>>>,
+    seen: Arc<Mutex<HashMap<IdempotencyKey, (ChatNumber, MessageNumber)>>>,
 }
+
+/// Idempotency keys kept in memory at most; the map is cleared past it.
+const SEEN_CAPACITY: usize = 200_000;
 
 impl LocalSequencer {
     /// Counters over `store`.
     pub fn new(store: DynStore) -> Self {
-        Self {
-            store,
-            cells: Arc::default(),
-        }
+        Self { store, cells: Arc::default(), seen: Arc::default() }
     }
 
     fn cell(&self, counter: &Counter) -> Cell {
@@ -37,9 +39,33 @@ impl LocalSequencer {
 
     async fn seeded(&self, counter: &Counter) -> Result<Cell, SequenceError> {
         let cell = self.cell(counter);
-        cell.get_or_try_init(|| async { counter.stored_max(&self.store).await.map(AtomicU64::new) })
-            .await?;
+        cell.get_or_try_init(|| async { counter.stored_max(&self.store).await.map(AtomicU64::new) }).await?;
         Ok(cell)
+    }
+
+    pub(super) fn recall(&self, key: &IdempotencyKey) -> Option<(ChatNumber, MessageNumber)> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner).get(key).copied()
+    }
+
+    pub(super) fn remember(
+        &self,
+        key: &IdempotencyKey,
+        chat: ChatNumber,
+        seq: MessageNumber,
+    ) -> Option<(ChatNumber, MessageNumber)> {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(earlier) = seen.get(key) {
+            return Some(*earlier);
+        }
+        if seen.len() >= SEEN_CAPACITY {
+            seen.clear();
+        }
+        seen.insert(key.clone(), (chat, seq));
+        None
+    }
+
+    pub(super) fn forget(&self, key: &IdempotencyKey) {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
     }
 
     pub(super) fn init(&self, counter: Counter) {

@@ -12,7 +12,7 @@ mod redis;
 
 use serde::Deserialize;
 
-use crate::ids::{AppId, ChatNumber, MessageNumber};
+use crate::ids::{AppId, ChatNumber, MessageNumber, UserId};
 use crate::store::{DynStore, StoreError};
 
 pub use self::local::LocalSequencer;
@@ -42,6 +42,12 @@ pub enum SequenceError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// An idempotency key: (application, sender, client_msg_id).
+pub type IdempotencyKey = (AppId, UserId, String);
+
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_TTL_SECONDS: u64 = 24 * 3600;
 
 /// Where a counter lives.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -89,9 +95,7 @@ impl Sequencer {
 
     /// The next message number of `chat`.
     pub async fn next_message(&self, app: &AppId, chat: ChatNumber) -> Result<MessageNumber, SequenceError> {
-        self.next(Counter::Messages(app.clone(), chat))
-            .await
-            .map(MessageNumber)
+        self.next(Counter::Messages(app.clone(), chat)).await.map(MessageNumber)
     }
 
     /// How many chat numbers `app` has used.
@@ -108,6 +112,41 @@ impl Sequencer {
     ) -> Result<Vec<u64>, SequenceError> {
         let counters: Vec<_> = chats.iter().map(|c| Counter::Messages(app.clone(), *c)).collect();
         self.current(&counters).await
+    }
+
+    /// The (chat, number) a key was first sent as, if it was.
+    pub async fn recall(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<(ChatNumber, MessageNumber)>, SequenceError> {
+        match self {
+            Sequencer::Local(s) => Ok(s.recall(key)),
+            Sequencer::Redis(s) => s.recall(key).await,
+        }
+    }
+
+    /// Claims `key` for (chat, seq); returns the earlier claim if another won.
+    pub async fn remember(
+        &self,
+        key: &IdempotencyKey,
+        chat: ChatNumber,
+        seq: MessageNumber,
+    ) -> Result<Option<(ChatNumber, MessageNumber)>, SequenceError> {
+        match self {
+            Sequencer::Local(s) => Ok(s.remember(key, chat, seq)),
+            Sequencer::Redis(s) => s.remember(key, chat, seq).await,
+        }
+    }
+
+    /// Drops a claim whose message could not be persisted.
+    pub async fn forget(&self, key: &IdempotencyKey) -> Result<(), SequenceError> {
+        match self {
+            Sequencer::Local(s) => {
+                s.forget(key);
+                Ok(())
+            }
+            Sequencer::Redis(s) => s.forget(key).await,
+        }
     }
 
     async fn init(&self, counter: Counter) -> Result<(), SequenceError> {

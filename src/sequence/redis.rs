@@ -5,7 +5,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Deserialize;
 
-use super::{Counter, SequenceError};
+use super::{Counter, IDEMPOTENCY_TTL_SECONDS, IdempotencyKey, SequenceError};
+use crate::ids::{ChatNumber, MessageNumber};
 use crate::store::DynStore;
 
 /// Where Redis is (`[redis]` in the config).
@@ -22,11 +23,7 @@ pub struct RedisConfig {
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        Self {
-            url: String::new(),
-            key_prefix: "weft".into(),
-            timeout_ms: 2000,
-        }
+        Self { url: String::new(), key_prefix: "weft".into(), timeout_ms: 2000 }
     }
 }
 
@@ -63,9 +60,7 @@ impl RedisSequencer {
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1);
-        let conn = ConnectionManager::new_with_config(client, manager_config)
-            .await
-            .map_err(redis_err)?;
+        let conn = ConnectionManager::new_with_config(client, manager_config).await.map_err(redis_err)?;
         Ok(Self {
             conn,
             store,
@@ -81,6 +76,56 @@ impl RedisSequencer {
             Counter::Chats(app) => format!("{}:{{{}}}:chats", self.prefix, app),
             Counter::Messages(app, chat) => format!("{}:{{{}}}:chat:{}:seq", self.prefix, app, chat),
         }
+    }
+
+    fn idempotency_key(&self, (app, user, id): &IdempotencyKey) -> String {
+        format!("{}:{{{}}}:idem:{}:{}", self.prefix, app, user, id)
+    }
+
+    pub(super) async fn recall(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<(ChatNumber, MessageNumber)>, SequenceError> {
+        let mut conn = self.conn.clone();
+        let value: Option<String> = redis::cmd("GET")
+            .arg(self.idempotency_key(key))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(value.as_deref().and_then(parse_claim))
+    }
+
+    pub(super) async fn remember(
+        &self,
+        key: &IdempotencyKey,
+        chat: ChatNumber,
+        seq: MessageNumber,
+    ) -> Result<Option<(ChatNumber, MessageNumber)>, SequenceError> {
+        let mut conn = self.conn.clone();
+        let name = self.idempotency_key(key);
+        let claimed: Option<String> = redis::cmd("SET")
+            .arg(&name)
+            .arg(format!("{chat}:{seq}"))
+            .arg("NX")
+            .arg("EX")
+            .arg(IDEMPOTENCY_TTL_SECONDS)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        if claimed.is_some() {
+            return Ok(None);
+        }
+        self.recall(key).await
+    }
+
+    pub(super) async fn forget(&self, key: &IdempotencyKey) -> Result<(), SequenceError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::cmd("DEL")
+            .arg(self.idempotency_key(key))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(())
     }
 
     pub(super) async fn init(&self, counter: &Counter) -> Result<(), SequenceError> {
@@ -101,12 +146,7 @@ impl RedisSequencer {
         let mut conn = self.conn.clone();
         // Two rounds at most: the counter was missing, we seeded it, now it exists.
         for _ in 0..2 {
-            let value: i64 = self
-                .next
-                .key(&key)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(redis_err)?;
+            let value: i64 = self.next.key(&key).invoke_async(&mut conn).await.map_err(redis_err)?;
             if let Ok(value) = u64::try_from(value) {
                 return Ok(value);
             }
@@ -120,12 +160,7 @@ impl RedisSequencer {
                 .await
                 .map_err(redis_err)?;
         }
-        let value: i64 = self
-            .next
-            .key(&key)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(redis_err)?;
+        let value: i64 = self.next.key(&key).invoke_async(&mut conn).await.map_err(redis_err)?;
         u64::try_from(value).map_err(|_| {
             SequenceError::Redis(redis::RedisError::from((
                 redis::ErrorKind::Client,
@@ -140,11 +175,8 @@ impl RedisSequencer {
         }
         let keys: Vec<String> = counters.iter().map(|c| self.key(c)).collect();
         let mut conn = self.conn.clone();
-        let values: Vec<Option<u64>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut conn)
-            .await
-            .map_err(redis_err)?;
+        let values: Vec<Option<u64>> =
+            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await.map_err(redis_err)?;
         let mut out = Vec::with_capacity(values.len());
         for (value, counter) in values.into_iter().zip(counters) {
             match value {
@@ -159,10 +191,13 @@ impl RedisSequencer {
     /// Whether Redis answers.
     pub async fn ping(&self) -> Result<(), SequenceError> {
         let mut conn = self.conn.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map_err(redis_err)?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(redis_err)?;
         Ok(())
     }
+}
+
+/// Reads a stored "chat:seq" claim.
+fn parse_claim(raw: &str) -> Option<(ChatNumber, MessageNumber)> {
+    let (chat, seq) = raw.split_once(':')?;
+    Some((ChatNumber(chat.parse().ok()?), MessageNumber(seq.parse().ok()?)))
 }

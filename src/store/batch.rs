@@ -33,12 +33,7 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        Self {
-            max_messages: 256,
-            max_delay_ms: 1,
-            max_in_flight: 4,
-            queue: 16_384,
-        }
+        Self { max_messages: 256, max_delay_ms: 1, max_in_flight: 4, queue: 16_384 }
     }
 }
 
@@ -95,10 +90,7 @@ impl BatchWriter {
     /// Persists `message`; returns once it is committed.
     pub async fn write(&self, message: Message) -> Result<(), WriteError> {
         let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Job { message, done })
-            .await
-            .map_err(|_| WriteError::Closed)?;
+        self.tx.send(Job { message, done }).await.map_err(|_| WriteError::Closed)?;
         wait.await.map_err(|_| WriteError::Closed)?
     }
 

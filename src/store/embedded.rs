@@ -113,9 +113,7 @@ impl EmbeddedStore {
         F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     {
         let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| StoreError::Embedded(Box::new(e)))?
+        tokio::task::spawn_blocking(move || f(&db)).await.map_err(|e| StoreError::Embedded(Box::new(e)))?
     }
 
     /// Runs `f` in one write transaction and commits it.
@@ -157,13 +155,9 @@ fn put_app(txn: &redb::WriteTransaction, app: &Application) -> Result<(), StoreE
     };
     let bytes = encode(&stored)?;
     let mut table = txn.open_table(APPS).map_err(embedded)?;
-    table
-        .insert(app.token.as_str(), bytes.as_slice())
-        .map_err(embedded)?;
+    table.insert(app.token.as_str(), bytes.as_slice()).map_err(embedded)?;
     let mut by_id = txn.open_table(APPS_BY_ID).map_err(embedded)?;
-    by_id
-        .insert(app.id.as_str(), app.token.as_str())
-        .map_err(embedded)?;
+    by_id.insert(app.id.as_str(), app.token.as_str()).map_err(embedded)?;
     Ok(())
 }
 
@@ -221,9 +215,7 @@ impl Store for EmbeddedStore {
                 created_at: chat.created_at.millis(),
             })?;
             let mut table = txn.open_table(CHATS).map_err(embedded)?;
-            table
-                .insert((chat.app.as_str(), chat.number.get()), bytes.as_slice())
-                .map_err(embedded)?;
+            table.insert((chat.app.as_str(), chat.number.get()), bytes.as_slice()).map_err(embedded)?;
             Ok(())
         })
         .await
@@ -251,9 +243,7 @@ impl Store for EmbeddedStore {
         let app = app.clone();
         self.read(move |txn| {
             let table = txn.open_table(CHATS).map_err(embedded)?;
-            let range = table
-                .range((app.as_str(), 0)..=(app.as_str(), u64::MAX))
-                .map_err(embedded)?;
+            let range = table.range((app.as_str(), 0)..=(app.as_str(), u64::MAX)).map_err(embedded)?;
             let mut out = Vec::new();
             for row in range.skip(page.skip).take(page.limit) {
                 let (key, value) = row.map_err(embedded)?;
@@ -274,9 +264,7 @@ impl Store for EmbeddedStore {
         let app = app.clone();
         self.read(move |txn| {
             let table = txn.open_table(CHATS).map_err(embedded)?;
-            let mut range = table
-                .range((app.as_str(), 0)..=(app.as_str(), u64::MAX))
-                .map_err(embedded)?;
+            let mut range = table.range((app.as_str(), 0)..=(app.as_str(), u64::MAX)).map_err(embedded)?;
             match range.next_back() {
                 Some(row) => Ok(row.map_err(embedded)?.0.value().1),
                 None => Ok(0),
@@ -315,10 +303,7 @@ impl Store for EmbeddedStore {
         let app = app.clone();
         self.read(move |txn| {
             let table = txn.open_table(MESSAGES).map_err(embedded)?;
-            match table
-                .get((app.as_str(), chat.get(), number.get()))
-                .map_err(embedded)?
-            {
+            match table.get((app.as_str(), chat.get(), number.get())).map_err(embedded)? {
                 Some(guard) => Ok(Some(to_message(&app, chat.get(), number.get(), guard.value())?)),
                 None => Ok(None),
             }
@@ -384,9 +369,7 @@ impl Store for EmbeddedStore {
             }
             members.insert(key, at.millis()).map_err(embedded)?;
             let mut mirror = txn.open_table(USER_CHATS).map_err(embedded)?;
-            mirror
-                .insert((app.as_str(), user.as_str(), chat.get()), at.millis())
-                .map_err(embedded)?;
+            mirror.insert((app.as_str(), user.as_str(), chat.get()), at.millis()).map_err(embedded)?;
             Ok(())
         })
         .await
@@ -396,14 +379,9 @@ impl Store for EmbeddedStore {
         let (app, user) = (app.clone(), user.clone());
         self.write(move |txn| {
             let mut members = txn.open_table(MEMBERS).map_err(embedded)?;
-            let was = members
-                .remove((app.as_str(), chat.get(), user.as_str()))
-                .map_err(embedded)?
-                .is_some();
+            let was = members.remove((app.as_str(), chat.get(), user.as_str())).map_err(embedded)?.is_some();
             let mut mirror = txn.open_table(USER_CHATS).map_err(embedded)?;
-            mirror
-                .remove((app.as_str(), user.as_str(), chat.get()))
-                .map_err(embedded)?;
+            mirror.remove((app.as_str(), user.as_str(), chat.get())).map_err(embedded)?;
             Ok(was)
         })
         .await
@@ -416,9 +394,8 @@ impl Store for EmbeddedStore {
             let Some(next) = chat.get().checked_add(1) else {
                 return Ok(Vec::new());
             };
-            let rows = table
-                .range((app.as_str(), chat.get(), "")..(app.as_str(), next, ""))
-                .map_err(embedded)?;
+            let rows =
+                table.range((app.as_str(), chat.get(), "")..(app.as_str(), next, "")).map_err(embedded)?;
             let mut out = Vec::new();
             for row in rows.skip(page.skip).take(page.limit) {
                 let (key, value) = row.map_err(embedded)?;
@@ -436,10 +413,7 @@ impl Store for EmbeddedStore {
         let (app, user) = (app.clone(), user.clone());
         self.read(move |txn| {
             let table = txn.open_table(MEMBERS).map_err(embedded)?;
-            Ok(table
-                .get((app.as_str(), chat.get(), user.as_str()))
-                .map_err(embedded)?
-                .is_some())
+            Ok(table.get((app.as_str(), chat.get(), user.as_str())).map_err(embedded)?.is_some())
         })
         .await
     }

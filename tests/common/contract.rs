@@ -69,14 +69,8 @@ pub async fn applications(store: &dyn Store) {
         updated_at: Timestamp(1_700_000_000_123),
     };
     store.insert_application(&app).await.unwrap();
-    assert_eq!(
-        store.application_by_token(&app.token).await.unwrap(),
-        Some(app.clone())
-    );
-    assert_eq!(
-        store.application_by_token(&AppToken::generate()).await.unwrap(),
-        None
-    );
+    assert_eq!(store.application_by_token(&app.token).await.unwrap(), Some(app.clone()));
+    assert_eq!(store.application_by_token(&AppToken::generate()).await.unwrap(), None);
 
     assert_eq!(store.application_by_id(&app.id).await.unwrap(), Some(app.clone()));
     assert_eq!(store.application_by_id(&AppId::generate()).await.unwrap(), None);
@@ -88,10 +82,7 @@ pub async fn applications(store: &dyn Store) {
         ..app.clone()
     };
     store.update_application(&renamed).await.unwrap();
-    assert_eq!(
-        store.application_by_token(&app.token).await.unwrap(),
-        Some(renamed.clone())
-    );
+    assert_eq!(store.application_by_token(&app.token).await.unwrap(), Some(renamed.clone()));
     assert_eq!(store.application_by_id(&app.id).await.unwrap(), Some(renamed));
 }
 
@@ -105,28 +96,16 @@ pub async fn chats(store: &dyn Store) {
     let chat = |n: u64| Chat {
         app: app.clone(),
         number: ChatNumber(n),
-        kind: if n.is_multiple_of(4) {
-            ChatKind::Direct
-        } else {
-            ChatKind::Group
-        },
+        kind: if n.is_multiple_of(4) { ChatKind::Direct } else { ChatKind::Group },
         created_at: Timestamp(1_700_000_000_000 + n as i64),
     };
     // Inserted out of order: lists are by number all the same.
-    for n in (1..=25u64)
-        .rev()
-        .filter(|n| n.is_multiple_of(2))
-        .chain((1..=25u64).filter(|n| !n.is_multiple_of(2)))
+    for n in
+        (1..=25u64).rev().filter(|n| n.is_multiple_of(2)).chain((1..=25u64).filter(|n| !n.is_multiple_of(2)))
     {
         store.insert_chat(&chat(n)).await.unwrap();
     }
-    store
-        .insert_chat(&Chat {
-            app: other.clone(),
-            ..chat(99)
-        })
-        .await
-        .unwrap();
+    store.insert_chat(&Chat { app: other.clone(), ..chat(99) }).await.unwrap();
 
     assert_eq!(store.chat(&app, ChatNumber(8)).await.unwrap(), Some(chat(8)));
     assert_eq!(store.chat(&app, ChatNumber(7)).await.unwrap(), Some(chat(7)));
@@ -134,30 +113,12 @@ pub async fn chats(store: &dyn Store) {
     assert_eq!(store.chat(&other, ChatNumber(7)).await.unwrap(), None);
 
     let listed = |chats: Vec<Chat>| chats.iter().map(|c| c.number.get()).collect::<Vec<_>>();
-    assert_eq!(
-        listed(store.chats(&app, page(0, 10)).await.unwrap()),
-        (1..=10).collect::<Vec<_>>()
-    );
-    assert_eq!(
-        listed(store.chats(&app, page(10, 10)).await.unwrap()),
-        (11..=20).collect::<Vec<_>>()
-    );
-    assert_eq!(
-        listed(store.chats(&app, page(20, 10)).await.unwrap()),
-        (21..=25).collect::<Vec<_>>()
-    );
-    assert_eq!(
-        listed(store.chats(&app, page(25, 10)).await.unwrap()),
-        Vec::<u64>::new()
-    );
-    assert_eq!(
-        listed(store.chats(&app, page(3, 0)).await.unwrap()),
-        Vec::<u64>::new()
-    );
-    assert_eq!(
-        store.chats(&app, page(0, 100)).await.unwrap(),
-        (1..=25).map(chat).collect::<Vec<_>>()
-    );
+    assert_eq!(listed(store.chats(&app, page(0, 10)).await.unwrap()), (1..=10).collect::<Vec<_>>());
+    assert_eq!(listed(store.chats(&app, page(10, 10)).await.unwrap()), (11..=20).collect::<Vec<_>>());
+    assert_eq!(listed(store.chats(&app, page(20, 10)).await.unwrap()), (21..=25).collect::<Vec<_>>());
+    assert_eq!(listed(store.chats(&app, page(25, 10)).await.unwrap()), Vec::<u64>::new());
+    assert_eq!(listed(store.chats(&app, page(3, 0)).await.unwrap()), Vec::<u64>::new());
+    assert_eq!(store.chats(&app, page(0, 100)).await.unwrap(), (1..=25).map(chat).collect::<Vec<_>>());
 
     assert_eq!(store.max_chat_number(&app).await.unwrap(), 25);
     assert_eq!(store.max_chat_number(&other).await.unwrap(), 99);
@@ -168,15 +129,10 @@ pub async fn chats(store: &dyn Store) {
 pub async fn messages_across_buckets(store: &dyn Store) {
     let app = AppId::generate();
     assert_eq!(store.max_message_number(&app, ChatNumber(1)).await.unwrap(), 0);
-    assert_eq!(
-        list(store, &app, 1, range(None, None, 0, 10)).await,
-        Vec::<u64>::new()
-    );
+    assert_eq!(list(store, &app, 1, range(None, None, 0, 10)).await, Vec::<u64>::new());
     store.insert_messages(&[]).await.unwrap();
 
-    let all: Vec<Message> = (1..=2100)
-        .map(|n| message(&app, 1, n, format!("message {n}")))
-        .collect();
+    let all: Vec<Message> = (1..=2100).map(|n| message(&app, 1, n, format!("message {n}"))).collect();
     for chunk in all.chunks(300) {
         store.insert_messages(chunk).await.unwrap();
     }
@@ -186,71 +142,29 @@ pub async fn messages_across_buckets(store: &dyn Store) {
     assert_eq!(store.max_message_number(&app, ChatNumber(1)).await.unwrap(), 2100);
     assert_eq!(store.max_message_number(&app, ChatNumber(2)).await.unwrap(), 0);
     for n in [1, 2, 3, 5, 1023, 1024, 1025, 2047, 2048, 2100] {
-        let found = store
-            .message(&app, ChatNumber(1), MessageNumber(n))
-            .await
-            .unwrap();
+        let found = store.message(&app, ChatNumber(1), MessageNumber(n)).await.unwrap();
         assert_eq!(found.as_ref(), Some(&all[n as usize - 1]), "message {n}");
     }
-    assert_eq!(
-        store
-            .message(&app, ChatNumber(1), MessageNumber(2101))
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .message(&app, ChatNumber(2), MessageNumber(1))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(store.message(&app, ChatNumber(1), MessageNumber(2101)).await.unwrap(), None);
+    assert_eq!(store.message(&app, ChatNumber(2), MessageNumber(1)).await.unwrap(), None);
 
     let down = |from: u64, to: u64| (to..=from).rev().collect::<Vec<u64>>();
     // Newest first, whole rows.
-    let newest = store
-        .messages(&app, ChatNumber(1), range(None, None, 0, 3))
-        .await
-        .unwrap();
+    let newest = store.messages(&app, ChatNumber(1), range(None, None, 0, 3)).await.unwrap();
     assert_eq!(newest, all[2097..].iter().rev().cloned().collect::<Vec<_>>());
     // Everything, across the three buckets.
-    assert_eq!(
-        list(store, &app, 1, range(None, None, 0, 5000)).await,
-        down(2100, 1)
-    );
+    assert_eq!(list(store, &app, 1, range(None, None, 0, 5000)).await, down(2100, 1));
     // `before` just above a bucket boundary.
     let b = MESSAGE_BUCKET;
-    assert_eq!(
-        list(store, &app, 1, range(Some(b + 2), None, 0, 5)).await,
-        down(b + 1, b - 3)
-    );
-    assert_eq!(
-        list(store, &app, 1, range(Some(b), None, 0, 3)).await,
-        down(b - 1, b - 3)
-    );
+    assert_eq!(list(store, &app, 1, range(Some(b + 2), None, 0, 5)).await, down(b + 1, b - 3));
+    assert_eq!(list(store, &app, 1, range(Some(b), None, 0, 3)).await, down(b - 1, b - 3));
     // `after` only.
-    assert_eq!(
-        list(store, &app, 1, range(None, Some(1020), 0, 2000)).await,
-        down(2100, 1021)
-    );
-    assert_eq!(
-        list(store, &app, 1, range(None, Some(2097), 0, 10)).await,
-        down(2100, 2098)
-    );
+    assert_eq!(list(store, &app, 1, range(None, Some(1020), 0, 2000)).await, down(2100, 1021));
+    assert_eq!(list(store, &app, 1, range(None, Some(2097), 0, 10)).await, down(2100, 2098));
     // Both bounds, with skip, across two boundaries.
-    assert_eq!(
-        list(store, &app, 1, range(Some(2050), Some(1000), 40, 30)).await,
-        down(2009, 1980)
-    );
-    assert_eq!(
-        list(store, &app, 1, range(Some(2050), Some(1000), 1000, 100)).await,
-        down(1049, 1001)
-    );
-    assert_eq!(
-        list(store, &app, 1, range(Some(2100), Some(1), 0, 5000)).await,
-        down(2099, 2)
-    );
+    assert_eq!(list(store, &app, 1, range(Some(2050), Some(1000), 40, 30)).await, down(2009, 1980));
+    assert_eq!(list(store, &app, 1, range(Some(2050), Some(1000), 1000, 100)).await, down(1049, 1001));
+    assert_eq!(list(store, &app, 1, range(Some(2100), Some(1), 0, 5000)).await, down(2099, 2));
     // Paging walks the same order.
     let mut paged = Vec::new();
     for skip in (0..2100).step_by(700) {
@@ -258,26 +172,14 @@ pub async fn messages_across_buckets(store: &dyn Store) {
     }
     assert_eq!(paged, down(2100, 1));
     // A `before` above everything stored, or at the largest possible number.
-    assert_eq!(
-        list(store, &app, 1, range(Some(1_000_000), None, 0, 2)).await,
-        down(2100, 2099)
-    );
-    assert_eq!(
-        list(store, &app, 1, range(Some(u64::MAX), None, 0, 2)).await,
-        down(2100, 2099)
-    );
+    assert_eq!(list(store, &app, 1, range(Some(1_000_000), None, 0, 2)).await, down(2100, 2099));
+    assert_eq!(list(store, &app, 1, range(Some(u64::MAX), None, 0, 2)).await, down(2100, 2099));
     // Empty ranges and pages.
     let empty = Vec::<u64>::new();
     assert_eq!(list(store, &app, 1, range(Some(1), None, 0, 10)).await, empty);
     assert_eq!(list(store, &app, 1, range(Some(0), None, 0, 10)).await, empty);
-    assert_eq!(
-        list(store, &app, 1, range(Some(600), Some(599), 0, 10)).await,
-        empty
-    );
-    assert_eq!(
-        list(store, &app, 1, range(Some(600), Some(700), 0, 10)).await,
-        empty
-    );
+    assert_eq!(list(store, &app, 1, range(Some(600), Some(599), 0, 10)).await, empty);
+    assert_eq!(list(store, &app, 1, range(Some(600), Some(700), 0, 10)).await, empty);
     assert_eq!(list(store, &app, 1, range(None, Some(2100), 0, 10)).await, empty);
     assert_eq!(list(store, &app, 1, range(None, None, 2100, 10)).await, empty);
     assert_eq!(list(store, &app, 1, range(None, None, 0, 0)).await, empty);
@@ -290,45 +192,21 @@ pub async fn messages_in_sparse_buckets(store: &dyn Store) {
     let app = AppId::generate();
     let b = MESSAGE_BUCKET;
     let spread = [5, 6, 3 * b + 1, 40 * b + 7, 100 * b - 1, 100 * b];
-    let mut batch: Vec<Message> = spread
-        .iter()
-        .map(|&n| message(&app, 1, n, format!("s{n}")))
-        .collect();
+    let mut batch: Vec<Message> = spread.iter().map(|&n| message(&app, 1, n, format!("s{n}"))).collect();
     batch.extend((1..=50).map(|n| message(&app, 2, n, format!("c2 {n}"))));
     batch.extend((1..=50).map(|n| message(&app, 3, n, format!("c3 {n}"))));
     store.insert_messages(&batch).await.unwrap();
 
     let mut newest_first = spread.to_vec();
     newest_first.reverse();
-    assert_eq!(
-        store.max_message_number(&app, ChatNumber(1)).await.unwrap(),
-        100 * b
-    );
-    assert_eq!(
-        list(store, &app, 1, range(None, None, 0, 100)).await,
-        newest_first
-    );
-    assert_eq!(
-        list(store, &app, 1, range(Some(100 * b - 1), None, 0, 100)).await,
-        newest_first[2..]
-    );
-    assert_eq!(
-        list(store, &app, 1, range(Some(99 * b), Some(5), 0, 100)).await,
-        [40 * b + 7, 3 * b + 1, 6]
-    );
-    assert_eq!(
-        list(store, &app, 1, range(None, Some(6), 1, 2)).await,
-        [100 * b - 1, 40 * b + 7]
-    );
-    assert_eq!(
-        list(store, &app, 1, range(Some(3 * b), Some(5), 0, 10)).await,
-        [6]
-    );
+    assert_eq!(store.max_message_number(&app, ChatNumber(1)).await.unwrap(), 100 * b);
+    assert_eq!(list(store, &app, 1, range(None, None, 0, 100)).await, newest_first);
+    assert_eq!(list(store, &app, 1, range(Some(100 * b - 1), None, 0, 100)).await, newest_first[2..]);
+    assert_eq!(list(store, &app, 1, range(Some(99 * b), Some(5), 0, 100)).await, [40 * b + 7, 3 * b + 1, 6]);
+    assert_eq!(list(store, &app, 1, range(None, Some(6), 1, 2)).await, [100 * b - 1, 40 * b + 7]);
+    assert_eq!(list(store, &app, 1, range(Some(3 * b), Some(5), 0, 10)).await, [6]);
     assert_eq!(store.max_message_number(&app, ChatNumber(2)).await.unwrap(), 50);
-    assert_eq!(
-        list(store, &app, 3, range(Some(11), Some(7), 0, 10)).await,
-        [10, 9, 8]
-    );
+    assert_eq!(list(store, &app, 3, range(Some(11), Some(7), 0, 10)).await, [10, 9, 8]);
 }
 
 /// Calls carrying more message bytes than one CQL batch may hold (Cassandra
@@ -337,9 +215,8 @@ pub async fn large_message_batches(store: &dyn Store) {
     let app = AppId::generate();
     // 300 messages of 2 KiB: 600 KiB in one call, crossing a bucket boundary.
     let first = MESSAGE_BUCKET - 150;
-    let big: Vec<Message> = (first..first + 300)
-        .map(|n| message(&app, 1, n, format!("{n:>6}{}", "é".repeat(1021))))
-        .collect();
+    let big: Vec<Message> =
+        (first..first + 300).map(|n| message(&app, 1, n, format!("{n:>6}{}", "é".repeat(1021)))).collect();
     store.insert_messages(&big).await.unwrap();
     // Lone messages above the batch limit, next to small ones.
     let huge = vec![
@@ -349,15 +226,9 @@ pub async fn large_message_batches(store: &dyn Store) {
     ];
     store.insert_messages(&huge).await.unwrap();
 
-    let listed = store
-        .messages(&app, ChatNumber(1), range(None, None, 0, 1000))
-        .await
-        .unwrap();
+    let listed = store.messages(&app, ChatNumber(1), range(None, None, 0, 1000)).await.unwrap();
     assert_eq!(listed, big.iter().rev().cloned().collect::<Vec<_>>());
-    let listed = store
-        .messages(&app, ChatNumber(2), range(None, None, 0, 10))
-        .await
-        .unwrap();
+    let listed = store.messages(&app, ChatNumber(2), range(None, None, 0, 10)).await.unwrap();
     assert_eq!(listed, huge.iter().rev().cloned().collect::<Vec<_>>());
 }
 
@@ -372,81 +243,36 @@ pub async fn members(store: &dyn Store) {
     assert_eq!(store.members(&app, chat, page(0, 10)).await.unwrap(), []);
     assert_eq!(store.user_chats(&app, &alice, page(0, 10)).await.unwrap(), []);
 
-    store
-        .add_member(&app, chat, &carol, Timestamp(3_000))
-        .await
-        .unwrap();
-    store
-        .add_member(&app, chat, &alice, Timestamp(1_000))
-        .await
-        .unwrap();
-    store
-        .add_member(&app, chat, &bob, Timestamp(2_000))
-        .await
-        .unwrap();
-    store
-        .add_member(&app, chat, &alice, Timestamp(9_000))
-        .await
-        .unwrap();
+    store.add_member(&app, chat, &carol, Timestamp(3_000)).await.unwrap();
+    store.add_member(&app, chat, &alice, Timestamp(1_000)).await.unwrap();
+    store.add_member(&app, chat, &bob, Timestamp(2_000)).await.unwrap();
+    store.add_member(&app, chat, &alice, Timestamp(9_000)).await.unwrap();
     for n in [3, 2, 12] {
-        store
-            .add_member(&app, ChatNumber(n), &alice, Timestamp(4_000))
-            .await
-            .unwrap();
+        store.add_member(&app, ChatNumber(n), &alice, Timestamp(4_000)).await.unwrap();
     }
 
-    let member = |user: &UserId, at: i64| Member {
-        user: user.clone(),
-        joined_at: Timestamp(at),
-    };
+    let member = |user: &UserId, at: i64| Member { user: user.clone(), joined_at: Timestamp(at) };
     let everyone = vec![member(&alice, 1_000), member(&bob, 2_000), member(&carol, 3_000)];
     assert_eq!(store.members(&app, chat, page(0, 10)).await.unwrap(), everyone);
-    assert_eq!(
-        store.members(&app, chat, page(1, 1)).await.unwrap(),
-        everyone[1..2]
-    );
-    assert_eq!(
-        store.members(&app, chat, page(2, 5)).await.unwrap(),
-        everyone[2..]
-    );
+    assert_eq!(store.members(&app, chat, page(1, 1)).await.unwrap(), everyone[1..2]);
+    assert_eq!(store.members(&app, chat, page(2, 5)).await.unwrap(), everyone[2..]);
     assert_eq!(store.members(&app, chat, page(0, 0)).await.unwrap(), []);
     assert!(store.is_member(&app, chat, &bob).await.unwrap());
     assert!(!store.is_member(&app, ChatNumber(2), &bob).await.unwrap());
     assert!(!store.is_member(&AppId::generate(), chat, &bob).await.unwrap());
 
     let chats_of = |n: &[u64]| n.iter().copied().map(ChatNumber).collect::<Vec<_>>();
-    assert_eq!(
-        store.user_chats(&app, &alice, page(0, 10)).await.unwrap(),
-        chats_of(&[1, 2, 3, 12])
-    );
-    assert_eq!(
-        store.user_chats(&app, &alice, page(1, 2)).await.unwrap(),
-        chats_of(&[2, 3])
-    );
-    assert_eq!(
-        store.user_chats(&app, &bob, page(0, 10)).await.unwrap(),
-        chats_of(&[1])
-    );
+    assert_eq!(store.user_chats(&app, &alice, page(0, 10)).await.unwrap(), chats_of(&[1, 2, 3, 12]));
+    assert_eq!(store.user_chats(&app, &alice, page(1, 2)).await.unwrap(), chats_of(&[2, 3]));
+    assert_eq!(store.user_chats(&app, &bob, page(0, 10)).await.unwrap(), chats_of(&[1]));
 
     assert!(store.remove_member(&app, chat, &alice).await.unwrap());
     assert!(!store.remove_member(&app, chat, &alice).await.unwrap());
     assert!(!store.is_member(&app, chat, &alice).await.unwrap());
-    assert_eq!(
-        store.members(&app, chat, page(0, 10)).await.unwrap(),
-        everyone[1..]
-    );
-    assert_eq!(
-        store.user_chats(&app, &alice, page(0, 10)).await.unwrap(),
-        chats_of(&[2, 3, 12])
-    );
+    assert_eq!(store.members(&app, chat, page(0, 10)).await.unwrap(), everyone[1..]);
+    assert_eq!(store.user_chats(&app, &alice, page(0, 10)).await.unwrap(), chats_of(&[2, 3, 12]));
 
     // Joining again after leaving is a new join.
-    store
-        .add_member(&app, chat, &alice, Timestamp(7_000))
-        .await
-        .unwrap();
-    assert_eq!(
-        store.members(&app, chat, page(0, 1)).await.unwrap(),
-        [member(&alice, 7_000)]
-    );
+    store.add_member(&app, chat, &alice, Timestamp(7_000)).await.unwrap();
+    assert_eq!(store.members(&app, chat, page(0, 1)).await.unwrap(), [member(&alice, 7_000)]);
 }

@@ -16,11 +16,7 @@ pub fn redis_url() -> String {
 /// Where the test CQL server is (`WEFT_TEST_CQL_NODES`, default `127.0.0.1:9042`).
 pub fn cql_nodes() -> Vec<String> {
     let raw = std::env::var("WEFT_TEST_CQL_NODES").unwrap_or_else(|_| "127.0.0.1:9042".to_owned());
-    raw.split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(str::to_owned)
-        .collect()
+    raw.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect()
 }
 
 /// One keyspace per test process, migrated once.
@@ -34,10 +30,7 @@ fn keyspace() -> &'static str {
         cql.request_timeout_ms = 30_000;
         // Its own thread and runtime: the test runtimes come and go.
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(CqlStore::migrate(&cql)).unwrap_or_else(|e| {
                 panic!(
                     "cannot migrate a keyspace on the CQL server at {:?}: {e:?}. \
@@ -112,17 +105,8 @@ impl TestServer {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(weft::run(listener, node, shutdown.clone()));
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        TestServer {
-            base,
-            http,
-            shutdown,
-            task: Some(task),
-            _dir: dir,
-        }
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        TestServer { base, http, shutdown, task: Some(task), _dir: dir }
     }
 
     /// `base` + `path`.
@@ -135,11 +119,7 @@ impl TestServer {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap()
-        };
+        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() };
         (status, body)
     }
 
@@ -155,9 +135,7 @@ impl TestServer {
 
     /// Creates an application and returns its token.
     pub async fn new_app(&self) -> String {
-        let (status, body) = self
-            .post("/api/v1/applications", serde_json::json!({"name": "test"}))
-            .await;
+        let (status, body) = self.post("/api/v1/applications", serde_json::json!({"name": "test"})).await;
         assert_eq!(status, 201, "{body}");
         body["token"].as_str().unwrap().to_owned()
     }

@@ -33,10 +33,7 @@ pub(super) struct KnownBuckets(Mutex<HashSet<(AppId, u64, u64)>>);
 
 impl KnownBuckets {
     pub(super) fn contains(&self, key: &(AppId, u64, u64)) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(key)
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).contains(key)
     }
 
     pub(super) fn insert(&self, key: (AppId, u64, u64)) {
@@ -55,10 +52,7 @@ pub(super) type PartitionKey<'a> = (&'a AppId, ChatNumber, u64);
 pub(super) fn group_by_partition(messages: &[Message]) -> Vec<(PartitionKey<'_>, Vec<&Message>)> {
     let mut groups: std::collections::BTreeMap<PartitionKey<'_>, Vec<&Message>> = Default::default();
     for message in messages {
-        groups
-            .entry((&message.app, message.chat, bucket_of(message.number)))
-            .or_default()
-            .push(message);
+        groups.entry((&message.app, message.chat, bucket_of(message.number))).or_default().push(message);
     }
     groups.into_iter().collect()
 }
@@ -121,32 +115,20 @@ mod tests {
         let big: Vec<Message> = (1..=30).map(|n| message(n, 4000)).collect();
         let refs: Vec<&Message> = big.iter().collect();
         let batches = split_batches(&refs);
-        assert!(
-            batches
-                .iter()
-                .all(|b| b.iter().map(|m| batch_weight(m)).sum::<usize>() <= BATCH_MAX_BYTES)
-        );
+        assert!(batches.iter().all(|b| b.iter().map(|m| batch_weight(m)).sum::<usize>() <= BATCH_MAX_BYTES));
         assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 30);
 
         let huge = [message(1, 100_000), message(2, 10)];
         let refs: Vec<&Message> = huge.iter().collect();
-        assert_eq!(
-            split_batches(&refs).iter().map(Vec::len).collect::<Vec<_>>(),
-            [1, 1]
-        );
+        assert_eq!(split_batches(&refs).iter().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
     }
 
     #[test]
     fn messages_are_grouped_by_partition() {
-        let messages: Vec<Message> = [1, 1023, 1024, 2, 5000]
-            .into_iter()
-            .map(|n| message(n, 1))
-            .collect();
+        let messages: Vec<Message> = [1, 1023, 1024, 2, 5000].into_iter().map(|n| message(n, 1)).collect();
         let groups = group_by_partition(&messages);
-        let shape: Vec<(u64, Vec<u64>)> = groups
-            .iter()
-            .map(|(k, ms)| (k.2, ms.iter().map(|m| m.number.get()).collect()))
-            .collect();
+        let shape: Vec<(u64, Vec<u64>)> =
+            groups.iter().map(|(k, ms)| (k.2, ms.iter().map(|m| m.number.get()).collect())).collect();
         assert_eq!(shape, [(0, vec![1, 1023, 2]), (1, vec![1024]), (4, vec![5000])]);
     }
 }

@@ -99,9 +99,7 @@ impl CqlConfig {
     fn replication(&self) -> Result<String, StoreError> {
         let rf = self.replication_factor;
         if rf == 0 {
-            return Err(StoreError::unavailable(InvalidConfig(
-                "replication_factor must be at least 1",
-            )));
+            return Err(StoreError::unavailable(InvalidConfig("replication_factor must be at least 1")));
         }
         Ok(match &self.datacenter {
             Some(dc) => {
@@ -168,18 +166,10 @@ impl CqlStore {
             .build()
             .await
             .map_err(StoreError::unavailable)?;
-        let create = format!(
-            "CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {}",
-            cfg.replication()?
-        );
-        session
-            .query_unpaged(create, ())
-            .await
-            .map_err(StoreError::unavailable)?;
-        session
-            .use_keyspace(&keyspace, false)
-            .await
-            .map_err(StoreError::unavailable)?;
+        let create =
+            format!("CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {}", cfg.replication()?);
+        session.query_unpaged(create, ()).await.map_err(StoreError::unavailable)?;
+        session.use_keyspace(&keyspace, false).await.map_err(StoreError::unavailable)?;
 
         let mut version = schema_version(&session, &keyspace).await?;
         let pending = MIGRATIONS.iter().filter(|m| m.0 > version);
@@ -188,10 +178,7 @@ impl CqlStore {
             apply_migration(&session, number, name, text).await?;
             version = number;
         }
-        session
-            .await_schema_agreement()
-            .await
-            .map_err(StoreError::unavailable)?;
+        session.await_schema_agreement().await.map_err(StoreError::unavailable)?;
         Ok(version)
     }
 
@@ -202,31 +189,15 @@ impl CqlStore {
     /// and with [`StoreError::Unavailable`] when the cluster cannot be reached.
     pub async fn connect(cfg: &CqlConfig) -> Result<CqlStore, StoreError> {
         let keyspace = cfg.keyspace_name()?;
-        let session = cfg
-            .session_builder(&keyspace)
-            .build()
-            .await
-            .map_err(StoreError::unavailable)?;
+        let session = cfg.session_builder(&keyspace).build().await.map_err(StoreError::unavailable)?;
         let found = schema_version(&session, &keyspace).await?;
         if found < SCHEMA_VERSION {
-            return Err(StoreError::SchemaOutdated {
-                found,
-                needed: SCHEMA_VERSION,
-            });
+            return Err(StoreError::SchemaOutdated { found, needed: SCHEMA_VERSION });
         }
-        session
-            .use_keyspace(&keyspace, false)
-            .await
-            .map_err(StoreError::unavailable)?;
+        session.use_keyspace(&keyspace, false).await.map_err(StoreError::unavailable)?;
         let stmts = Statements::prepare(&session).await?;
         let known_buckets = KnownBuckets::default();
-        Ok(CqlStore {
-            inner: Arc::new(Inner {
-                session,
-                stmts,
-                known_buckets,
-            }),
-        })
+        Ok(CqlStore { inner: Arc::new(Inner { session, stmts, known_buckets }) })
     }
 
     fn session(&self) -> &Session {
@@ -251,29 +222,15 @@ mod tests {
             cfg.replication().ok().as_deref(),
             Some("{'class': 'SimpleStrategy', 'replication_factor': 1}")
         );
-        let dc = CqlConfig {
-            datacenter: Some("eu'1".into()),
-            replication_factor: 3,
-            ..cfg.clone()
-        };
+        let dc = CqlConfig { datacenter: Some("eu'1".into()), replication_factor: 3, ..cfg.clone() };
         assert_eq!(
             dc.replication().ok().as_deref(),
             Some("{'class': 'NetworkTopologyStrategy', 'eu''1': 3}")
         );
         for bad in ["", "1abc", "we-ft", "ks; DROP", &"k".repeat(49)] {
-            let cfg = CqlConfig {
-                keyspace: bad.into(),
-                ..CqlConfig::default()
-            };
+            let cfg = CqlConfig { keyspace: bad.into(), ..CqlConfig::default() };
             assert!(cfg.keyspace_name().is_err(), "{bad:?} accepted");
         }
-        assert!(
-            CqlConfig {
-                replication_factor: 0,
-                ..CqlConfig::default()
-            }
-            .replication()
-            .is_err()
-        );
+        assert!(CqlConfig { replication_factor: 0, ..CqlConfig::default() }.replication().is_err());
     }
 }

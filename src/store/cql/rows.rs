@@ -34,9 +34,7 @@ where
 /// A stored number as the CQL `bigint` it is kept in; numbers above
 /// `i64::MAX` cannot be stored.
 pub(super) fn bigint(n: u64) -> Result<i64, StoreError> {
-    i64::try_from(n).map_err(|_| StoreError::Corrupt {
-        what: "number above i64::MAX",
-    })
+    i64::try_from(n).map_err(|_| StoreError::Corrupt { what: "number above i64::MAX" })
 }
 
 /// A query bound as a `bigint`, saturating (nothing is stored above `i64::MAX`).
@@ -69,14 +67,7 @@ pub(super) fn skip_page<T>(rows: Vec<T>, page: Page) -> Vec<T> {
 
 pub(super) type ApplicationRow = (String, String, String, Option<String>, CqlTimestamp, CqlTimestamp);
 pub(super) type ChatRow = (i64, String, CqlTimestamp);
-pub(super) type MessageRow = (
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    CqlTimestamp,
-);
+pub(super) type MessageRow = (i64, String, Option<String>, Option<String>, Option<i64>, CqlTimestamp);
 
 pub(super) fn application_from_row(row: ApplicationRow) -> Application {
     let (token, id, name, secret, created_at, updated_at) = row;
@@ -113,9 +104,7 @@ pub(super) fn message_from_row(
         body,
         sender: sender.map(UserId::from_store),
         client_msg_id,
-        reply_to: reply_to
-            .map(|n| unsigned(n, "reply_to").map(MessageNumber))
-            .transpose()?,
+        reply_to: reply_to.map(|n| unsigned(n, "reply_to").map(MessageNumber)).transpose()?,
         created_at: from_ts(created_at),
     })
 }

@@ -33,9 +33,7 @@ pub(super) async fn schema_version(session: &Session, keyspace: &str) -> Result<
         .map_err(StoreError::unavailable)?;
     let versions = decode_rows::<(i32,)>(versions, "schema_migrations")?;
     let max = versions.into_iter().map(|(v,)| v).max().unwrap_or(0);
-    u32::try_from(max).map_err(|_| StoreError::Corrupt {
-        what: "schema_migrations version",
-    })
+    u32::try_from(max).map_err(|_| StoreError::Corrupt { what: "schema_migrations version" })
 }
 
 /// Runs one migration's statements in order, then records it.
@@ -46,14 +44,9 @@ pub(super) async fn apply_migration(
     text: &str,
 ) -> Result<(), StoreError> {
     for statement in cql_statements(text) {
-        session
-            .query_unpaged(statement, ())
-            .await
-            .map_err(StoreError::unavailable)?;
+        session.query_unpaged(statement, ()).await.map_err(StoreError::unavailable)?;
     }
-    let version = i32::try_from(version).map_err(|_| StoreError::Corrupt {
-        what: "migration version",
-    })?;
+    let version = i32::try_from(version).map_err(|_| StoreError::Corrupt { what: "migration version" })?;
     session
         .query_unpaged(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
@@ -68,11 +61,8 @@ pub(super) async fn apply_migration(
 /// comments, skipping what is left empty.
 fn cql_statements(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(';').filter_map(|chunk| {
-        let statement = chunk
-            .lines()
-            .filter(|line| !line.trim_start().starts_with("--"))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let statement =
+            chunk.lines().filter(|line| !line.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
         let statement = statement.trim();
         (!statement.is_empty()).then(|| statement.to_owned())
     })
@@ -96,10 +86,7 @@ mod tests {
         let statements: Vec<String> = cql_statements(text).collect();
         assert_eq!(
             statements,
-            [
-                "CREATE TABLE a (x int PRIMARY KEY)",
-                "CREATE TABLE b (\n  y int PRIMARY KEY\n)"
-            ]
+            ["CREATE TABLE a (x int PRIMARY KEY)", "CREATE TABLE b (\n  y int PRIMARY KEY\n)"]
         );
     }
 
@@ -107,10 +94,6 @@ mod tests {
     fn the_initial_migration_creates_every_table() {
         let statements: Vec<String> = cql_statements(MIGRATIONS[0].2).collect();
         assert_eq!(statements.len(), 8);
-        assert!(
-            statements
-                .iter()
-                .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS"))
-        );
+        assert!(statements.iter().all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS")));
     }
 }

@@ -108,10 +108,7 @@ async fn prepare(session: &Session, cql: String) -> Result<PreparedStatement, St
 fn logged_batch(statements: Vec<PreparedStatement>) -> Batch {
     let mut batch = Batch::new_with_statements(
         BatchType::Logged,
-        statements
-            .into_iter()
-            .map(BatchStatement::PreparedStatement)
-            .collect(),
+        statements.into_iter().map(BatchStatement::PreparedStatement).collect(),
     );
     batch.set_is_idempotent(true);
     batch

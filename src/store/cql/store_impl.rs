@@ -92,10 +92,7 @@ impl CqlStore {
     /// as a plain statement, which no batch size limit applies to).
     async fn insert_batch(&self, messages: &[&Message]) -> Result<(), StoreError> {
         let insert = &self.stmts().insert_message;
-        let values = messages
-            .iter()
-            .map(|m| message_values(m))
-            .collect::<Result<Vec<_>, _>>()?;
+        let values = messages.iter().map(|m| message_values(m)).collect::<Result<Vec<_>, _>>()?;
         let result = match values.as_slice() {
             [single] => self.session().execute_unpaged(insert, single).await,
             _ => {
@@ -115,9 +112,7 @@ impl CqlStore {
             .execute_unpaged(&self.stmts().newest_bucket, (app.as_str(), bigint(chat.get())?))
             .await
             .map_err(StoreError::unavailable)?;
-        decode_first::<(i64,)>(result, "chat_buckets")?
-            .map(|(b,)| unsigned(b, "bucket"))
-            .transpose()
+        decode_first::<(i64,)>(result, "chat_buckets")?.map(|(b,)| unsigned(b, "bucket")).transpose()
     }
 
     /// Up to `BUCKET_LIST_PAGE` buckets of a chat in `[bottom, top]`, newest first.
@@ -140,10 +135,7 @@ impl CqlStore {
             .execute_unpaged(&self.stmts().buckets_between, values)
             .await
             .map_err(StoreError::unavailable)?;
-        decode_rows::<(i64,)>(result, "chat_buckets")?
-            .into_iter()
-            .map(|(b,)| unsigned(b, "bucket"))
-            .collect()
+        decode_rows::<(i64,)>(result, "chat_buckets")?.into_iter().map(|(b,)| unsigned(b, "bucket")).collect()
     }
 
     /// Up to `limit` messages of one bucket inside the window, newest first.
@@ -183,10 +175,7 @@ impl CqlStore {
     ) -> Result<Option<Timestamp>, StoreError> {
         let result = self
             .session()
-            .execute_unpaged(
-                &self.stmts().member,
-                (app.as_str(), bigint(chat.get())?, user.as_str()),
-            )
+            .execute_unpaged(&self.stmts().member, (app.as_str(), bigint(chat.get())?, user.as_str()))
             .await
             .map_err(StoreError::unavailable)?;
         Ok(decode_first::<(CqlTimestamp,)>(result, "members")?.map(|(at,)| from_ts(at)))
@@ -206,10 +195,7 @@ impl Store for CqlStore {
         );
         // The id row first: an application is only reachable by token once both exist.
         self.session()
-            .execute_unpaged(
-                &self.stmts().insert_application_id,
-                (app.id.as_str(), app.token.as_str()),
-            )
+            .execute_unpaged(&self.stmts().insert_application_id, (app.id.as_str(), app.token.as_str()))
             .await
             .map_err(StoreError::unavailable)?;
         self.session()
@@ -242,12 +228,7 @@ impl Store for CqlStore {
 
     /// An upsert of name, secret and updated_at: callers update applications they have read.
     async fn update_application(&self, app: &Application) -> Result<(), StoreError> {
-        let values = (
-            app.name.as_str(),
-            app.secret.expose(),
-            ts(app.updated_at),
-            app.token.as_str(),
-        );
+        let values = (app.name.as_str(), app.secret.expose(), ts(app.updated_at), app.token.as_str());
         self.session()
             .execute_unpaged(&self.stmts().update_application, values)
             .await
@@ -256,12 +237,7 @@ impl Store for CqlStore {
     }
 
     async fn insert_chat(&self, chat: &Chat) -> Result<(), StoreError> {
-        let values = (
-            chat.app.as_str(),
-            bigint(chat.number.get())?,
-            chat.kind.as_str(),
-            ts(chat.created_at),
-        );
+        let values = (chat.app.as_str(), bigint(chat.number.get())?, chat.kind.as_str(), ts(chat.created_at));
         self.session()
             .execute_unpaged(&self.stmts().insert_chat, values)
             .await
@@ -275,9 +251,7 @@ impl Store for CqlStore {
             .execute_unpaged(&self.stmts().chat, (app.as_str(), bigint(number.get())?))
             .await
             .map_err(StoreError::unavailable)?;
-        decode_first::<ChatRow>(result, "chats")?
-            .map(|row| chat_from_row(app, row))
-            .transpose()
+        decode_first::<ChatRow>(result, "chats")?.map(|row| chat_from_row(app, row)).transpose()
     }
 
     async fn chats(&self, app: &AppId, page: Page) -> Result<Vec<Chat>, StoreError> {
@@ -310,10 +284,7 @@ impl Store for CqlStore {
             .into_iter()
             .map(|(key, group)| self.insert_partition(key, group))
             .collect();
-        futures::stream::iter(writes)
-            .buffer_unordered(MAX_CONCURRENT_PARTITIONS)
-            .try_collect::<()>()
-            .await
+        futures::stream::iter(writes).buffer_unordered(MAX_CONCURRENT_PARTITIONS).try_collect::<()>().await
     }
 
     async fn message(
@@ -322,12 +293,7 @@ impl Store for CqlStore {
         chat: ChatNumber,
         number: MessageNumber,
     ) -> Result<Option<Message>, StoreError> {
-        let values = (
-            app.as_str(),
-            bigint(chat.get())?,
-            bigint(bucket_of(number))?,
-            bigint(number.get())?,
-        );
+        let values = (app.as_str(), bigint(chat.get())?, bigint(bucket_of(number))?, bigint(number.get())?);
         let result = self
             .session()
             .execute_unpaged(&self.stmts().message, values)
@@ -366,9 +332,7 @@ impl Store for CqlStore {
                 _ => None,
             };
             for bucket in buckets {
-                let rows = self
-                    .messages_in_bucket(app, chat, bucket, &window, wanted - found.len())
-                    .await?;
+                let rows = self.messages_in_bucket(app, chat, bucket, &window, wanted - found.len()).await?;
                 found.extend(rows);
                 if found.len() >= wanted {
                     return Ok(skip_page(found, range.page));
@@ -379,11 +343,7 @@ impl Store for CqlStore {
     }
 
     async fn max_message_number(&self, app: &AppId, chat: ChatNumber) -> Result<u64, StoreError> {
-        let newest = MessageRange {
-            before: None,
-            after: None,
-            page: Page { skip: 0, limit: 1 },
-        };
+        let newest = MessageRange { before: None, after: None, page: Page { skip: 0, limit: 1 } };
         let messages = self.messages(app, chat, newest).await?;
         Ok(messages.first().map_or(0, |m| m.number.get()))
     }
@@ -428,11 +388,7 @@ impl Store for CqlStore {
         if page.limit == 0 {
             return Ok(Vec::new());
         }
-        let values = (
-            app.as_str(),
-            bigint(chat.get())?,
-            cql_limit(page.skip.saturating_add(page.limit)),
-        );
+        let values = (app.as_str(), bigint(chat.get())?, cql_limit(page.skip.saturating_add(page.limit)));
         let result = self
             .session()
             .execute_unpaged(&self.stmts().members, values)
@@ -441,10 +397,7 @@ impl Store for CqlStore {
         let rows = skip_page(decode_rows::<(String, CqlTimestamp)>(result, "members")?, page);
         Ok(rows
             .into_iter()
-            .map(|(user, joined_at)| Member {
-                user: UserId::from_store(user),
-                joined_at: from_ts(joined_at),
-            })
+            .map(|(user, joined_at)| Member { user: UserId::from_store(user), joined_at: from_ts(joined_at) })
             .collect())
     }
 
@@ -461,11 +414,7 @@ impl Store for CqlStore {
         if page.limit == 0 {
             return Ok(Vec::new());
         }
-        let values = (
-            app.as_str(),
-            user.as_str(),
-            cql_limit(page.skip.saturating_add(page.limit)),
-        );
+        let values = (app.as_str(), user.as_str(), cql_limit(page.skip.saturating_add(page.limit)));
         let result = self
             .session()
             .execute_unpaged(&self.stmts().user_chats, values)
