@@ -101,7 +101,11 @@ impl Session {
                     Some(Ok(message)) => self.on_client(message, &outbox).await,
                     Some(Err(_)) | None => Ok(Flow::Close(close::NORMAL, "")),
                 },
-                Some(frame) = pending.recv() => sink.send(WsMessage::Text(frame)).await.map(|()| Flow::Continue),
+                Some(frame) = pending.recv() => tokio::select! {
+                    // A client that stops reading must not hold this task forever.
+                    sent = sink.send(WsMessage::Text(frame)) => sent.map(|()| Flow::Continue),
+                    () = slow.cancelled() => Ok(Flow::Close(close::SLOW_CONSUMER, "slow consumer: reconnect and resync")),
+                },
                 () = slow.cancelled() => Ok(Flow::Close(close::SLOW_CONSUMER, "slow consumer: reconnect and resync")),
                 () = shutdown.cancelled() => Ok(Flow::Close(close::SERVICE_RESTART, "service restart")),
             };
@@ -109,7 +113,8 @@ impl Session {
         self.state.hub.unregister(&self.app.id, &self.user, self.id);
         if let Ok(Flow::Close(code, reason)) = result {
             let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
-            let _ = sink.send(WsMessage::Close(Some(frame))).await;
+            let closing = sink.send(WsMessage::Close(Some(frame)));
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), closing).await;
         }
     }
 
