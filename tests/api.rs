@@ -3,38 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeSet;
 
 use common::server::{Mode, TestServer, code};
 use serde_json::{Value, json};
-
-/// Runs `scenario` once per mode, as two tests.
-macro_rules! on_both_modes {
-    ($($scenario:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    let server = super::TestServer::start(super::Mode::Embedded).await;
-                    super::$scenario(&server).await;
-                    server.stop().await;
-                }
-            )*
-        }
-        mod cluster {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    let server = super::TestServer::start(super::Mode::Cluster).await;
-                    super::$scenario(&server).await;
-                    server.stop().await;
-                }
-            )*
-        }
-    };
-}
 
 on_both_modes!(
     applications_are_created_read_and_renamed,

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -73,31 +74,6 @@ async fn user_token(s: &TestServer, token: &str, user: &str) -> String {
 async fn join(s: &TestServer, token: &str, chat: u64, user: &str) {
     let url = s.url(&format!("/api/v1/applications/{token}/chats/{chat}/members/{user}"));
     assert_eq!(s.send(s.http.put(url)).await.0, 204);
-}
-
-macro_rules! on_both_modes {
-    ($($scenario:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    let server = super::TestServer::start(super::Mode::Embedded).await;
-                    super::$scenario(&server).await;
-                    server.stop().await;
-                }
-            )*
-        }
-        mod cluster {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    let server = super::TestServer::start(super::Mode::Cluster).await;
-                    super::$scenario(&server).await;
-                    server.stop().await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_modes!(

@@ -2,7 +2,34 @@
 //!
 //! Each test binary compiles this module on its own and uses only part of it.
 // Test code: a panic is a failed check (clippy's allow-unwrap-in-tests only covers #[test] fns).
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_macros, clippy::unwrap_used, clippy::expect_used)]
+
+/// Runs each `scenario(&TestServer)` once per mode, as two tests (`embedded::x`, `cluster::x`).
+/// The calling test file imports `TestServer` and `Mode`.
+macro_rules! on_both_modes {
+    ($($scenario:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let server = super::TestServer::start(super::Mode::Embedded).await;
+                    super::$scenario(&server).await;
+                    server.stop().await;
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let server = super::TestServer::start(super::Mode::Cluster).await;
+                    super::$scenario(&server).await;
+                    server.stop().await;
+                }
+            )*
+        }
+    };
+}
 
 pub mod contract;
 pub mod server;
