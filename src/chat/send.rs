@@ -66,6 +66,8 @@ impl ChatService {
         let chat = request.chat;
         self.ensure_member(&app.id, chat, sender).await?;
         let key = (app.id.clone(), sender.clone(), request.client_msg_id.clone());
+        // Known gap: a retry that arrives while the first send is still being
+        // committed gets its ack before that commit finishes.
         if let Some((chat, seq)) = self.seq.recall(&key).await? {
             return Ok(Sent { chat, seq, duplicate: true });
         }
