@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// Generates `bytes` random bytes encoded as unpadded URL-safe base64.
-fn random_url_safe(bytes: usize) -> String {
+pub(crate) fn random_url_safe(bytes: usize) -> String {
     use base64::Engine as _;
     let mut buf = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buf);

@@ -243,18 +243,27 @@ async fn user_tokens_are_minted_verified_and_revoked_by_rotation(s: &TestServer)
     assert_eq!((status, code(&body)), (404, "application_not_found"));
 }
 
-async fn concurrent_creators_get_gap_free_unique_numbers(s: &TestServer) {
-    const CREATORS: usize = 50;
-    const EACH: usize = 4;
-    let token = s.new_app().await;
-
-    let tasks: Vec<_> = (0..CREATORS)
-        .map(|_| {
-            let (http, url) = (s.http.clone(), s.url(&format!("/api/v1/applications/{token}/chats")));
+/// `tasks` concurrent clients each POST `each` times to `url` (a JSON body unless
+/// `body` gives null); returns every `number` answered, asserting 201s.
+async fn post_concurrently(
+    s: &TestServer,
+    url: &str,
+    tasks: usize,
+    each: usize,
+    body: fn(usize, usize) -> Value,
+) -> Vec<u64> {
+    let handles: Vec<_> = (0..tasks)
+        .map(|i| {
+            let (http, url) = (s.http.clone(), url.to_owned());
             tokio::spawn(async move {
                 let mut got = Vec::new();
-                for _ in 0..EACH {
-                    let resp = http.post(&url).send().await.unwrap();
+                for j in 0..each {
+                    let mut req = http.post(&url);
+                    let body = body(i, j);
+                    if !body.is_null() {
+                        req = req.json(&body);
+                    }
+                    let resp = req.send().await.unwrap();
                     assert_eq!(resp.status().as_u16(), 201);
                     got.push(resp.json::<Value>().await.unwrap()["number"].as_u64().unwrap());
                 }
@@ -262,10 +271,20 @@ async fn concurrent_creators_get_gap_free_unique_numbers(s: &TestServer) {
             })
         })
         .collect();
-    let mut chats = Vec::new();
-    for t in tasks {
-        chats.extend(t.await.unwrap());
+    let mut numbers = Vec::new();
+    for h in handles {
+        numbers.extend(h.await.unwrap());
     }
+    numbers
+}
+
+async fn concurrent_creators_get_gap_free_unique_numbers(s: &TestServer) {
+    const CREATORS: usize = 50;
+    const EACH: usize = 4;
+    let token = s.new_app().await;
+
+    let url = s.url(&format!("/api/v1/applications/{token}/chats"));
+    let chats = post_concurrently(s, &url, CREATORS, EACH, |_, _| Value::Null).await;
     let unique: BTreeSet<u64> = chats.iter().copied().collect();
     assert_eq!(unique.len(), chats.len(), "a chat number was handed out twice");
     assert_eq!(unique, (1..=(CREATORS * EACH) as u64).collect(), "chat numbers have a gap");
@@ -273,25 +292,8 @@ async fn concurrent_creators_get_gap_free_unique_numbers(s: &TestServer) {
     assert_eq!(app["chats_count"].as_u64(), Some((CREATORS * EACH) as u64));
 
     let path = format!("/api/v1/applications/{token}/chats/1/messages");
-    let tasks: Vec<_> = (0..CREATORS)
-        .map(|i| {
-            let (http, url) = (s.http.clone(), s.url(&path));
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                for j in 0..EACH {
-                    let resp =
-                        http.post(&url).json(&json!({"body": format!("{i}/{j}")})).send().await.unwrap();
-                    assert_eq!(resp.status().as_u16(), 201);
-                    got.push(resp.json::<Value>().await.unwrap()["number"].as_u64().unwrap());
-                }
-                got
-            })
-        })
-        .collect();
-    let mut messages = Vec::new();
-    for t in tasks {
-        messages.extend(t.await.unwrap());
-    }
+    let messages =
+        post_concurrently(s, &s.url(&path), CREATORS, EACH, |i, j| json!({"body": format!("{i}/{j}")})).await;
     let unique: BTreeSet<u64> = messages.iter().copied().collect();
     assert_eq!(unique.len(), messages.len(), "a message number was handed out twice");
     assert_eq!(unique, (1..=(CREATORS * EACH) as u64).collect(), "message numbers have a gap");

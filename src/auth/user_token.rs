@@ -22,11 +22,7 @@ impl std::fmt::Debug for SigningSecret {
 impl SigningSecret {
     /// A fresh random secret.
     pub fn generate() -> Self {
-        use base64::Engine as _;
-        use rand::RngCore as _;
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+        Self(crate::ids::random_url_safe(32))
     }
 
     /// Wraps a secret read from the store.
