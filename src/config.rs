@@ -13,12 +13,14 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
+use crate::cache::CacheConfig;
 use crate::gateway::GatewayConfig;
 use crate::sequence::{RedisConfig, SequenceConfig};
 use crate::store::{BatchConfig, CqlConfig};
 
 /// The sections of the file, which are also the env variable prefixes.
-const SECTIONS: &[&str] = &["server", "gateway", "store", "cql", "redis", "batch", "sequence", "log"];
+const SECTIONS: &[&str] =
+    &["server", "gateway", "cache", "store", "cql", "redis", "batch", "sequence", "log"];
 
 /// Everything a node is configured with.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -28,6 +30,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// WebSocket sessions.
     pub gateway: GatewayConfig,
+    /// Recent-message and member caches.
+    pub cache: CacheConfig,
     /// Which store backend.
     pub store: StoreConfig,
     /// The CQL backend (ScyllaDB / Cassandra).
@@ -169,11 +173,8 @@ impl Config {
         if self.server.max_body_bytes < 1024 {
             return invalid("server.max_body_bytes", "must be at least 1024");
         }
-        if self.gateway.outbox_frames == 0 {
-            return invalid("gateway.outbox_frames", "must be at least 1");
-        }
-        if self.gateway.max_frame_bytes < 1024 {
-            return invalid("gateway.max_frame_bytes", "must be at least 1024");
+        if let Err((key, reason)) = self.gateway.check() {
+            return invalid(key, reason);
         }
         if self.batch.max_messages == 0 {
             return invalid("batch.max_messages", "must be at least 1");

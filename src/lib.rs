@@ -13,6 +13,7 @@
 //! - `server`: wiring it together and serving until told to stop.
 
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod gateway;
 pub mod ids;
@@ -25,7 +26,7 @@ mod chat;
 mod sequence;
 mod server;
 
-pub use chat::{ChatError, ChatService, Deliver, SendRequest, Sent};
+pub use chat::{Caches, CatchUp, ChatError, ChatService, Deliver, Event, SendRequest, Sent, Target};
 pub use config::{Config, ConfigError};
 pub use sequence::{SequenceError, Sequencer};
 pub use server::{Node, StartError, run};

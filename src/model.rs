@@ -17,6 +17,9 @@ pub struct Application {
     pub name: String,
     /// Signs the application's user tokens (HS256).
     pub secret: SigningSecret,
+    /// Where the application's identity provider publishes its keys, when it
+    /// signs user tokens itself (RS256/ES256).
+    pub jwks_url: Option<String>,
     /// When it was created.
     pub created_at: Timestamp,
     /// When its name or secret last changed.
@@ -108,4 +111,47 @@ pub struct MessageRange {
     pub after: Option<MessageNumber>,
     /// Paging inside the range.
     pub page: Page,
+}
+
+/// The two users of a direct chat, in order, so that either side names the same pair.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DirectPair {
+    low: UserId,
+    high: UserId,
+}
+
+impl DirectPair {
+    /// The pair of two different users; `None` when they are the same.
+    pub fn new(a: UserId, b: UserId) -> Option<Self> {
+        match a.cmp(&b) {
+            std::cmp::Ordering::Less => Some(Self { low: a, high: b }),
+            std::cmp::Ordering::Greater => Some(Self { low: b, high: a }),
+            std::cmp::Ordering::Equal => None,
+        }
+    }
+
+    /// Both users, the lower id first.
+    pub fn users(&self) -> [&UserId; 2] {
+        [&self.low, &self.high]
+    }
+}
+
+/// Which position a receipt moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiptKind {
+    /// Messages reached one of the user's devices.
+    Delivered,
+    /// Messages were read (which implies delivered).
+    Read,
+}
+
+/// How far a member of a chat has received and read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadState {
+    /// The member.
+    pub user: UserId,
+    /// The newest message delivered to one of the user's devices (0: none).
+    pub delivered: MessageNumber,
+    /// The newest message read (0: none).
+    pub read: MessageNumber,
 }

@@ -9,8 +9,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{self, ApiState};
 use crate::auth::AdminKey;
-use crate::chat::ChatService;
+use crate::cache::{MembersCache, RecentCache};
+use crate::chat::{Caches, ChatService};
 use crate::config::{Backend, Config};
+use crate::gateway::Limits;
 use crate::gateway::hub::Hub;
 use crate::sequence::{LocalSequencer, RedisSequencer, SequenceError, Sequencer};
 use crate::store::{BatchWriter, CqlStore, DynStore, EmbeddedStore, StoreError};
@@ -52,7 +54,13 @@ impl Node {
         let tracker = TaskTracker::new();
         let writer = BatchWriter::spawn(Arc::clone(&store), &config.batch, &tracker);
         let hub = Hub::default();
-        let chat = ChatService::new(store, seq, writer, Arc::new(hub.clone()));
+        let recent = match seq.redis() {
+            Some((conn, prefix)) => RecentCache::redis(&config.cache, conn, prefix),
+            None => RecentCache::local(&config.cache),
+        };
+        let members = MembersCache::new(Duration::from_millis(config.cache.members_ttl_ms));
+        let caches = Caches { members, recent };
+        let chat = ChatService::new(store, seq, writer, caches, Arc::new(hub.clone()));
         Ok(Node { chat, hub, config: config.clone(), tracker })
     }
 
@@ -69,6 +77,8 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
     let admin_key =
         (!config.server.admin_key.is_empty()).then(|| AdminKey::new(config.server.admin_key.clone()));
     let node_id = format!("node-{}", std::process::id());
+    let limits = Limits::new(&config.gateway);
+    let ticks = spawn_heartbeat(&config, limits.clone(), shutdown.clone());
     let state = ApiState {
         chat,
         admin_key,
@@ -77,6 +87,8 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
         gateway: config.gateway.clone(),
         node_id,
         shutdown: shutdown.clone(),
+        limits,
+        ticks,
     };
     let router = api::router(state);
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
@@ -105,4 +117,30 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
     }
     tracing::info!("stopped");
     result
+}
+
+/// The heartbeat wheel: one timer for the node, ticking a few times per
+/// heartbeat; each session checks its own silence on a tick. Also prunes the
+/// per-user limiters.
+fn spawn_heartbeat(
+    config: &Config,
+    limits: Limits,
+    shutdown: CancellationToken,
+) -> tokio::sync::watch::Receiver<()> {
+    let (tx, rx) = tokio::sync::watch::channel(());
+    let period = Duration::from_millis((config.gateway.heartbeat_ms / 4).clamp(20, 5_000));
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {
+                    limits.prune();
+                    tx.send_replace(());
+                }
+                () = shutdown.cancelled() => break,
+            }
+        }
+    });
+    rx
 }

@@ -134,6 +134,8 @@ async fn contract_messages() {
 async fn contract_members() {
     let (store, cfg) = migrated_store().await;
     contract::members(&store).await;
+    contract::direct_chats(&store).await;
+    contract::read_state(&store).await;
     drop_keyspace(&cfg).await;
 }
 

@@ -10,6 +10,7 @@ mod health;
 mod input;
 mod messages;
 mod params;
+mod realtime;
 mod tokens;
 mod views;
 
@@ -19,7 +20,7 @@ use axum::routing::{get, post, put};
 use crate::auth::AdminKey;
 use crate::chat::ChatService;
 use crate::gateway::hub::Hub;
-use crate::gateway::{GatewayConfig, ws_handler};
+use crate::gateway::{GatewayConfig, Limits, ws_handler};
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
@@ -41,6 +42,10 @@ pub struct ApiState {
     pub node_id: String,
     /// Fires when the node stops: sessions close with 1012.
     pub shutdown: CancellationToken,
+    /// Per-user send and typing limits.
+    pub limits: Limits,
+    /// The heartbeat wheel: one tick for every session, instead of a timer each.
+    pub ticks: tokio::sync::watch::Receiver<()>,
 }
 
 /// The whole HTTP surface.
@@ -60,6 +65,8 @@ pub fn router(state: ApiState) -> Router {
         .route(&format!("{chat}/members"), get(chats::members))
         .route(&format!("{chat}/members/{{user}}"), put(chats::add_member).delete(chats::remove_member))
         .route(&format!("{app}/users/{{user}}/chats"), get(chats::user_chats))
+        .route(&format!("{app}/users/{{user}}/presence"), get(realtime::presence))
+        .route(&format!("{chat}/read_state"), get(realtime::read_state))
         .route("/ws", get(ws_handler))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::chat::{ApplicationView, ChatView};
 use crate::ids::{ChatNumber, MessageNumber, Timestamp, UserId};
-use crate::model::{Member, Message};
+use crate::model::{Member, Message, ReadState};
 
 /// An application as shown to its owner.
 #[derive(Serialize)]
@@ -99,4 +99,31 @@ impl From<Member> for MemberOut {
     fn from(m: Member) -> Self {
         Self { user_id: m.user, joined_at: m.joined_at }
     }
+}
+
+/// A member's receipt positions.
+#[derive(Serialize)]
+pub struct ReadStateOut {
+    user_id: UserId,
+    delivered: MessageNumber,
+    read: MessageNumber,
+}
+
+impl From<ReadState> for ReadStateOut {
+    fn from(r: ReadState) -> Self {
+        Self { user_id: r.user, delivered: r.delivered, read: r.read }
+    }
+}
+
+/// A user's presence on this node.
+#[derive(Serialize)]
+pub struct PresenceOut {
+    /// The user.
+    pub user_id: UserId,
+    /// Has a live session.
+    pub online: bool,
+    /// Live sessions.
+    pub sessions: usize,
+    /// When the last session closed, while offline.
+    pub last_seen: Option<Timestamp>,
 }

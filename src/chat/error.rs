@@ -19,6 +19,9 @@ pub enum ChatError {
     /// The user is not a member of the chat.
     #[error("user is not a member of this chat")]
     NotAMember,
+    /// A request broke a rule of the domain (answered as `invalid_frame` / 400).
+    #[error("{0}")]
+    Invalid(&'static str),
     /// A user token was refused.
     #[error(transparent)]
     Token(#[from] TokenError),

@@ -4,19 +4,25 @@
 //! records to a [`Store`](crate::store::Store), a [`Sequencer`] and the
 //! [`BatchWriter`].
 
+mod deliver;
 mod error;
+mod implicit;
 mod known;
+mod receipts;
 mod send;
 
 use crate::auth::{self, SigningSecret, TokenError};
+use crate::cache::{MembersCache, RecentCache};
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{Application, Chat, ChatKind, Member, Message, MessageRange, Page};
 use crate::sequence::Sequencer;
 use crate::store::{BatchWriter, DynStore};
 
+pub use deliver::{Deliver, Event};
 pub use error::ChatError;
-use known::KnownChats;
-pub use send::{Deliver, SendRequest, Sent};
+pub use implicit::MAX_RECIPIENTS;
+use known::{DirectChats, KnownChats};
+pub use send::{CatchUp, SendRequest, Sent, Target};
 
 /// Every member of a chat, for fan-out.
 const ALL: Page = Page { skip: 0, limit: usize::MAX };
@@ -55,7 +61,19 @@ pub struct ChatService {
     seq: Sequencer,
     writer: BatchWriter,
     known: KnownChats,
+    directs: DirectChats,
+    members: MembersCache,
+    recent: RecentCache,
     deliver: std::sync::Arc<dyn Deliver>,
+}
+
+/// The caches a [`ChatService`] uses.
+#[derive(Clone)]
+pub struct Caches {
+    /// Member lists for fan-out.
+    pub members: MembersCache,
+    /// Recent messages for catch-ups.
+    pub recent: RecentCache,
 }
 
 impl ChatService {
@@ -64,9 +82,20 @@ impl ChatService {
         store: DynStore,
         seq: Sequencer,
         writer: BatchWriter,
+        caches: Caches,
         deliver: std::sync::Arc<dyn Deliver>,
     ) -> Self {
-        Self { store, seq, writer, known: KnownChats::default(), deliver }
+        let Caches { members, recent } = caches;
+        Self {
+            store,
+            seq,
+            writer,
+            known: KnownChats::default(),
+            directs: DirectChats::default(),
+            members,
+            recent,
+            deliver,
+        }
     }
 
     /// The store, for health checks.
@@ -92,6 +121,7 @@ impl ChatService {
             token: AppToken::generate(),
             name,
             secret: SigningSecret::generate(),
+            jwks_url: None,
             created_at: now,
             updated_at: now,
         };
@@ -259,6 +289,7 @@ impl ChatService {
         let app = self.application(token).await?;
         self.ensure_chat(&app.id, chat).await?;
         self.store.add_member(&app.id, chat, user, Timestamp::now()).await?;
+        self.members.invalidate(&app.id, chat);
         Ok(())
     }
 
@@ -271,7 +302,9 @@ impl ChatService {
     ) -> Result<(), ChatError> {
         let app = self.application(token).await?;
         self.ensure_chat(&app.id, chat).await?;
-        if self.store.remove_member(&app.id, chat, user).await? { Ok(()) } else { Err(ChatError::NotAMember) }
+        let was = self.store.remove_member(&app.id, chat, user).await?;
+        self.members.invalidate(&app.id, chat);
+        if was { Ok(()) } else { Err(ChatError::NotAMember) }
     }
 
     /// Lists a chat's members.

@@ -1,25 +1,42 @@
 //! The sessions on this node, by application and user, and delivery to them.
 //!
-//! A frame is encoded once per message and shared by every recipient session
+//! A frame is encoded once per event and shared by every recipient session
 //! (`Utf8Bytes` clones are reference counts). Each session has a bounded
 //! outbox; a session whose outbox is full is cut off as a slow consumer rather
 //! than slowing anyone else.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::chat::Deliver;
-use crate::gateway::protocol::{MessageOut, ServerFrame};
-use crate::ids::{AppId, UserId};
-use crate::model::Message;
+use super::presence::Presence;
+use crate::chat::{Deliver, Event};
+use crate::gateway::protocol::{MessageOut, ReceiptKind, ServerFrame};
+use crate::ids::{AppId, ChatNumber, MessageNumber, UserId};
+use crate::model::{self, Message};
 
 /// Identifies one session on this node.
 pub type SessionId = u64;
+
+/// What waits in a session's outbox.
+#[derive(Clone, Debug)]
+pub enum Outgoing {
+    /// Any frame, written as is.
+    Frame(Utf8Bytes),
+    /// A `message` frame, which a session that is catching up may hold back or skip.
+    Message {
+        /// Its chat.
+        chat: ChatNumber,
+        /// Its number.
+        seq: MessageNumber,
+        /// The encoded frame.
+        frame: Utf8Bytes,
+    },
+}
 
 /// What the hub holds of a session.
 #[derive(Clone)]
@@ -27,7 +44,7 @@ pub struct SessionHandle {
     /// This session's id.
     pub id: SessionId,
     /// Its bounded outbox.
-    pub outbox: mpsc::Sender<Utf8Bytes>,
+    pub outbox: mpsc::Sender<Outgoing>,
     /// Cancelled to cut it off as a slow consumer.
     pub slow: CancellationToken,
 }
@@ -39,12 +56,37 @@ type Key = (AppId, UserId);
 pub struct Hub {
     sessions: Arc<Mutex<HashMap<Key, Vec<SessionHandle>>>>,
     next_id: Arc<AtomicU64>,
+    open: Arc<AtomicUsize>,
+    presence: Presence,
+}
+
+/// A reserved connection slot; frees itself when dropped.
+pub struct Slot {
+    open: Arc<AtomicUsize>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Hub {
     /// A fresh session id.
     pub fn next_session_id(&self) -> SessionId {
         self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Reserves one of `max` connection slots, or `None` when all are taken.
+    pub fn reserve(&self, max: usize) -> Option<Slot> {
+        let taken = self.open.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot { open: Arc::clone(&self.open) };
+        (taken < max).then_some(slot)
+    }
+
+    /// Who is online on this node.
+    pub fn presence(&self) -> &Presence {
+        &self.presence
     }
 
     /// Registers a session of `user`.
@@ -71,20 +113,22 @@ impl Hub {
         sessions.values().map(Vec::len).sum()
     }
 
-    /// Queues `frame` on every session of `users` but `except`.
-    pub fn send_to(&self, app: &AppId, users: &[UserId], frame: &Utf8Bytes, except: Option<SessionId>) {
+    /// Queues `item` on every session of `users` but `except`.
+    pub fn send_to(&self, app: &AppId, users: &[UserId], item: &Outgoing, except: Option<SessionId>) {
         let targets: Vec<SessionHandle> = {
             let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-            users
-                .iter()
-                .filter_map(|u| sessions.get(&(app.clone(), u.clone())))
-                .flatten()
-                .filter(|s| Some(s.id) != except)
-                .cloned()
-                .collect()
+            let mut key = (app.clone(), UserId::from_store(String::new()));
+            let mut targets = Vec::new();
+            for user in users {
+                user.clone_into(&mut key.1);
+                if let Some(list) = sessions.get(&key) {
+                    targets.extend(list.iter().filter(|s| Some(s.id) != except).cloned());
+                }
+            }
+            targets
         };
         for session in targets {
-            if session.outbox.try_send(frame.clone()).is_err() {
+            if session.outbox.try_send(item.clone()).is_err() {
                 session.slow.cancel();
             }
         }
@@ -92,9 +136,30 @@ impl Hub {
 }
 
 impl Deliver for Hub {
-    fn deliver(&self, message: &Message, recipients: &[UserId], except: Option<SessionId>) {
-        let frame = ServerFrame::Message(message_out(message)).to_text();
-        self.send_to(&message.app, recipients, &Utf8Bytes::from(frame), except);
+    fn deliver(&self, app: &AppId, event: &Event, recipients: &[UserId], except: Option<SessionId>) {
+        let item = match event {
+            Event::Message(m) => Outgoing::Message {
+                chat: m.chat,
+                seq: m.number,
+                frame: ServerFrame::Message(message_out(m)).to_text().into(),
+            },
+            Event::Typing { chat, user } => {
+                Outgoing::Frame(ServerFrame::Typing { chat: *chat, user: user.clone() }.to_text().into())
+            }
+            Event::Receipt { chat, user, kind, seq } => {
+                let kind = match kind {
+                    model::ReceiptKind::Delivered => ReceiptKind::Delivered,
+                    model::ReceiptKind::Read => ReceiptKind::Read,
+                };
+                let frame = ServerFrame::Receipt { chat: *chat, user: user.clone(), kind, seq: *seq };
+                Outgoing::Frame(frame.to_text().into())
+            }
+            Event::Presence { user, online } => {
+                let frame = ServerFrame::Presence { user: user.clone(), online: *online };
+                Outgoing::Frame(frame.to_text().into())
+            }
+        };
+        self.send_to(app, recipients, &item, except);
     }
 }
 

@@ -1,10 +1,19 @@
 //! WebSocket sessions and their wire protocol.
 //!
-//! So far: the protocol codec ([`protocol`]), pure and tested without sockets.
-//! The session loop, outbox and hub build on it.
+//! - [`protocol`]: the frames, pure and tested without sockets;
+//! - `session`: one loop per socket, its outbox, heartbeat and limits;
+//! - `handlers`: what each client frame does;
+//! - [`hub`]: the sessions of this node and delivery to them;
+//! - `presence` and `limits`: per-user state shared by a user's sessions.
 
+mod config;
+mod handlers;
 pub mod hub;
+mod limits;
+pub mod presence;
 pub mod protocol;
 mod session;
 
-pub use session::{GatewayConfig, ws_handler};
+pub use config::GatewayConfig;
+pub use limits::Limits;
+pub use session::ws_handler;

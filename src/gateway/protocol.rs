@@ -26,6 +26,8 @@ pub const MAX_REQUEST_ID: usize = 64;
 pub const MAX_CLIENT_MSG_ID: usize = 128;
 /// The most messages one `sync` may ask for.
 pub const MAX_SYNC_LIMIT: u32 = 500;
+/// The most chats one `hello` may resume.
+pub const MAX_RESUME: usize = 1_000;
 
 /// A position to resume a chat from: every message after `after`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -76,11 +78,15 @@ pub enum ClientFrame {
     },
     /// The user is typing in `chat` (never persisted).
     Typing {
+        /// Echoed in an error answer.
+        id: Option<RequestId>,
         /// The chat.
         chat: ChatNumber,
     },
     /// Messages up to `seq` reached this user's device.
     Delivered {
+        /// Echoed in the `ack`.
+        id: Option<RequestId>,
         /// The chat.
         chat: ChatNumber,
         /// The newest delivered message.
@@ -88,6 +94,8 @@ pub enum ClientFrame {
     },
     /// Messages up to `seq` were read.
     Read {
+        /// Echoed in the `ack`.
+        id: Option<RequestId>,
         /// The chat.
         chat: ChatNumber,
         /// The newest read message.
@@ -165,10 +173,12 @@ fn truncate(s: &str, max: usize) -> String {
 /// Rules serde cannot express.
 fn check(frame: &ClientFrame) -> Result<(), String> {
     let id = match frame {
-        ClientFrame::Send { id, .. } | ClientFrame::Sync { id, .. } | ClientFrame::Hello { id, .. } => {
-            id.as_ref()
-        }
-        _ => None,
+        ClientFrame::Send { id, .. }
+        | ClientFrame::Sync { id, .. }
+        | ClientFrame::Hello { id, .. }
+        | ClientFrame::Typing { id, .. }
+        | ClientFrame::Delivered { id, .. }
+        | ClientFrame::Read { id, .. } => id.as_ref(),
     };
     if let Some(RequestId::Text(s)) = id
         && (s.is_empty() || s.len() > MAX_REQUEST_ID)
@@ -187,6 +197,9 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
                 (Some(_), Some(_)) => return Err("give `chat` or `recipients`, not both".into()),
                 (None, None) => return Err("give `chat` or `recipients`".into()),
                 (None, Some(r)) if r.is_empty() => return Err("`recipients` must not be empty".into()),
+                (None, Some(r)) if r.len() > crate::chat::MAX_RECIPIENTS => {
+                    return Err(format!("`recipients` names at most {} users", crate::chat::MAX_RECIPIENTS));
+                }
                 (None, Some(r)) => {
                     if let Some(bad) = r.iter().find(|u| UserId::parse(u).is_err()) {
                         return Err(format!("`recipients`: `{}` is not a valid user id", truncate(bad, 64)));
@@ -197,6 +210,9 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
         }
         ClientFrame::Sync { limit: Some(limit), .. } if *limit == 0 || *limit > MAX_SYNC_LIMIT => {
             return Err(format!("`limit` must be 1 to {MAX_SYNC_LIMIT}"));
+        }
+        ClientFrame::Hello { resume, .. } if resume.len() > MAX_RESUME => {
+            return Err(format!("`resume` lists at most {MAX_RESUME} chats"));
         }
         _ => {}
     }
@@ -303,13 +319,16 @@ pub enum ServerFrame {
         code: &'static str,
         /// For humans.
         message: String,
+        /// With `rate_limited`: when to retry, in ms.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
 }
 
 impl ServerFrame {
     /// The error frame for a frame that could not be decoded.
     pub fn from_frame_error(error: &FrameError, id: Option<RequestId>) -> Self {
-        ServerFrame::Error { id, code: error.code(), message: error.to_string() }
+        ServerFrame::Error { id, code: error.code(), message: error.to_string(), retry_after_ms: None }
     }
 
     /// The JSON text of this frame. Serialising these types cannot fail.
@@ -322,6 +341,8 @@ impl ServerFrame {
 pub mod close {
     /// Normal closure.
     pub const NORMAL: u16 = 1000;
+    /// A frame was over the size limit (after an `error` frame `frame_too_large`).
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The node is restarting or draining: reconnect now (to any node) and resume.
     pub const SERVICE_RESTART: u16 = 1012;
     /// 4000–4099: do not reconnect without changing something.
@@ -368,7 +389,7 @@ mod tests {
         assert!(matches!(hello, ClientFrame::Hello { resume, .. } if resume.len() == 2));
         assert_eq!(
             decode(r#"{"type":"typing","chat":4}"#).unwrap(),
-            ClientFrame::Typing { chat: ChatNumber(4) }
+            ClientFrame::Typing { id: None, chat: ChatNumber(4) }
         );
         assert!(decode(r#"{"type":"delivered","chat":4,"seq":9}"#).is_ok());
         assert!(decode(r#"{"type":"read","chat":4,"seq":9}"#).is_ok());

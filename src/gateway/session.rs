@@ -1,41 +1,31 @@
 //! One WebSocket session: authenticate, then one loop over {client frame,
-//! outbox, slow-consumer cut, shutdown}. The loop owns the socket; everything
-//! else reaches the client through the bounded outbox.
+//! outbox, heartbeat tick, slow-consumer cut, shutdown}. The loop owns the
+//! socket; everything else reaches the client through the bounded outbox.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use futures::stream::SplitSink;
 use futures::{SinkExt as _, StreamExt as _};
-use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::hub::{SessionHandle, SessionId, message_out};
-use super::protocol::{self, ClientFrame, FrameError, RequestId, ServerFrame, close};
+use super::handlers::Answers;
+use super::hub::{Outgoing, SessionHandle, SessionId, Slot};
+use super::protocol::{ServerFrame, close};
 use crate::api::{ApiError, ApiState};
 use crate::auth::bearer;
-use crate::chat::{ChatError, SendRequest};
-use crate::ids::UserId;
+use crate::ids::{ChatNumber, MessageNumber, UserId};
 use crate::model::Application;
 
-/// Tuning of WebSocket sessions (`[gateway]` in the config).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct GatewayConfig {
-    /// Frames that may wait for a slow client before it is cut off (close 4200).
-    pub outbox_frames: usize,
-    /// Largest frame a client may send, in bytes.
-    pub max_frame_bytes: usize,
-}
-
-impl Default for GatewayConfig {
-    fn default() -> Self {
-        Self { outbox_frames: 1024, max_frame_bytes: 64 * 1024 }
-    }
-}
+/// Frames written to the socket before one flush, at most.
+const WRITE_BATCH: usize = 64;
+/// The window over which error answers count toward flooding.
+const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 
 /// `GET /ws`: authenticates the user token, then upgrades.
 pub async fn ws_handler(
@@ -54,25 +44,58 @@ pub async fn ws_handler(
         Err(e) => return ApiError::from(e).into_response(),
     };
     let max = state.gateway.max_frame_bytes;
+    let slot = state.hub.reserve(state.gateway.max_connections);
     upgrade
         .max_frame_size(max)
         .max_message_size(max)
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| Session::new(state, app, user).run(socket))
+        .on_upgrade(move |socket| async move {
+            match slot {
+                Some(slot) => Session::new(state, app, user).run(socket, slot).await,
+                // Upgraded first so that browsers see why: they cannot read a refused handshake.
+                None => refuse(socket).await,
+            }
+        })
 }
 
-struct Session {
-    state: ApiState,
-    app: Application,
-    user: UserId,
-    id: SessionId,
+async fn refuse(mut socket: WebSocket) {
+    let frame = CloseFrame {
+        code: close::TOO_MANY_CONNECTIONS,
+        reason: Utf8Bytes::from_static("node at its connection limit: back off and reconnect"),
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(WsMessage::Close(Some(frame)))).await;
 }
 
-enum Flow {
-    Continue,
-    Close(u16, &'static str),
+/// An authenticated session.
+pub(super) struct Session {
+    pub(super) state: ApiState,
+    pub(super) app: Application,
+    pub(super) user: UserId,
+    pub(super) id: SessionId,
 }
+
+/// Why the loop ends: the close code and reason to send, if any.
+type Closing = Option<(u16, &'static str)>;
+
+const SLOW: Closing = Some((close::SLOW_CONSUMER, "slow consumer: reconnect and resync"));
+
+/// Live messages of a resumed chat that its catch-up already carried.
+#[derive(Default)]
+pub(super) struct Resumed {
+    pub(super) sent: HashSet<MessageNumber>,
+}
+
+/// What the loop keeps between frames.
+pub(super) struct LoopState {
+    last_heard: Instant,
+    strikes: u32,
+    strikes_since: Instant,
+    /// Per resumed chat, the catch-up's newest numbers, so live copies are skipped.
+    pub(super) resumed: HashMap<ChatNumber, Resumed>,
+}
+
+type Sink = SplitSink<WebSocket, WsMessage>;
 
 impl Session {
     fn new(state: ApiState, app: Application, user: UserId) -> Self {
@@ -80,115 +103,183 @@ impl Session {
         Self { state, app, user, id }
     }
 
-    async fn run(self, socket: WebSocket) {
+    async fn run(self, socket: WebSocket, _slot: Slot) {
         let span = tracing::info_span!("session", app = %self.app.id, user = %self.user, session = self.id);
         let _entered = span.enter();
         let (mut sink, mut stream) = socket.split();
         let (outbox, mut pending) = mpsc::channel(self.state.gateway.outbox_frames.max(1));
         let slow = CancellationToken::new();
-        let handle = SessionHandle { id: self.id, outbox: outbox.clone(), slow: slow.clone() };
+        let handle = SessionHandle { id: self.id, outbox, slow: slow.clone() };
         self.state.hub.register(&self.app.id, &self.user, handle);
+        self.presence_opened();
         let welcome = ServerFrame::Welcome {
             user: self.user.clone(),
             session: format!("s{}", self.id),
             node: self.state.node_id.clone(),
         };
         let shutdown = self.state.shutdown.clone();
-        let mut result = sink.send(WsMessage::Text(welcome.to_text().into())).await.map(|()| Flow::Continue);
-        while let Ok(Flow::Continue) = result {
-            result = tokio::select! {
+        let mut tick = self.state.ticks.clone();
+        let now = Instant::now();
+        let mut live = LoopState { last_heard: now, strikes: 0, strikes_since: now, resumed: HashMap::new() };
+        let mut closing = self.write(&mut sink, &slow, vec![WsMessage::Text(welcome.to_text().into())]).await;
+        while closing.is_none() {
+            closing = tokio::select! {
                 incoming = stream.next() => match incoming {
-                    Some(Ok(message)) => self.on_client(message, &outbox).await,
-                    Some(Err(_)) | None => Ok(Flow::Close(close::NORMAL, "")),
+                    Some(Ok(message)) => {
+                        live.last_heard = Instant::now();
+                        self.on_client(message, &mut live, &mut sink, &slow).await
+                    }
+                    Some(Err(e)) => self.on_read_error(&e, &mut sink, &slow).await,
+                    None => Some((close::NORMAL, "")),
                 },
-                Some(frame) = pending.recv() => tokio::select! {
-                    // A client that stops reading must not hold this task forever.
-                    sent = sink.send(WsMessage::Text(frame)) => sent.map(|()| Flow::Continue),
-                    () = slow.cancelled() => Ok(Flow::Close(close::SLOW_CONSUMER, "slow consumer: reconnect and resync")),
+                Some(item) = pending.recv() => {
+                    let mut frames = Vec::with_capacity(8);
+                    push_outgoing(&mut frames, item, &live);
+                    while frames.len() < WRITE_BATCH {
+                        let Ok(item) = pending.try_recv() else { break };
+                        push_outgoing(&mut frames, item, &live);
+                    }
+                    self.write(&mut sink, &slow, frames).await
                 },
-                () = slow.cancelled() => Ok(Flow::Close(close::SLOW_CONSUMER, "slow consumer: reconnect and resync")),
-                () = shutdown.cancelled() => Ok(Flow::Close(close::SERVICE_RESTART, "service restart")),
+                changed = tick.changed() => match changed {
+                    Ok(()) => self.on_tick(&live, &mut sink, &slow).await,
+                    Err(_) => Some((close::SERVICE_RESTART, "service restart")),
+                },
+                () = slow.cancelled() => SLOW,
+                () = shutdown.cancelled() => Some((close::SERVICE_RESTART, "service restart")),
             };
         }
         self.state.hub.unregister(&self.app.id, &self.user, self.id);
-        if let Ok(Flow::Close(code, reason)) = result {
+        self.presence_closed();
+        if let Some((code, reason)) = closing
+            && code != close::NORMAL
+        {
             let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
             let closing = sink.send(WsMessage::Close(Some(frame)));
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), closing).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
+        }
+        tracing::debug!(code = closing.map(|c| c.0), "session closed");
+    }
+
+    /// Writes frames in order, then flushes; a client that does not take
+    /// them within `write_timeout_ms` (or overflows its outbox meanwhile) is slow.
+    async fn write(&self, sink: &mut Sink, slow: &CancellationToken, frames: Vec<WsMessage>) -> Closing {
+        if frames.is_empty() {
+            return None;
+        }
+        let timeout = Duration::from_millis(self.state.gateway.write_timeout_ms);
+        let writing = async {
+            for frame in frames {
+                sink.feed(frame).await?;
+            }
+            sink.flush().await
+        };
+        tokio::select! {
+            written = writing => match written {
+                Ok(()) => None,
+                Err(_) => Some((close::NORMAL, "")),
+            },
+            () = slow.cancelled() => SLOW,
+            () = tokio::time::sleep(timeout) => SLOW,
         }
     }
 
-    /// Handles one client message; answers go through the outbox so the loop stays the only writer.
+    /// Handles one client message and writes its answers directly, ahead of
+    /// queued live frames (a catch-up must precede the live traffic it covers).
     async fn on_client(
         &self,
         message: WsMessage,
-        outbox: &mpsc::Sender<Utf8Bytes>,
-    ) -> Result<Flow, axum::Error> {
-        let answer = match message {
-            WsMessage::Text(text) => match protocol::decode(&text) {
-                Ok(frame) => self.on_frame(frame).await,
-                Err((e, id)) => Some(ServerFrame::from_frame_error(&e, id)),
-            },
-            WsMessage::Binary(_) => Some(ServerFrame::from_frame_error(&FrameError::Binary, None)),
-            WsMessage::Close(_) => return Ok(Flow::Close(close::NORMAL, "")),
-            WsMessage::Ping(_) | WsMessage::Pong(_) => None,
+        live: &mut LoopState,
+        sink: &mut Sink,
+        slow: &CancellationToken,
+    ) -> Closing {
+        let answers = match message {
+            WsMessage::Text(text) => self.on_text(&text, live).await,
+            WsMessage::Binary(_) => Answers::bad(&super::protocol::FrameError::Binary, None),
+            WsMessage::Close(_) => return Some((close::NORMAL, "")),
+            WsMessage::Ping(_) | WsMessage::Pong(_) => return None,
         };
-        if let Some(frame) = answer
-            && outbox.try_send(frame.to_text().into()).is_err()
-        {
-            return Ok(Flow::Close(close::SLOW_CONSUMER, "slow consumer: reconnect and resync"));
+        if answers.strikes > 0 && self.strike(live, answers.strikes) {
+            return Some((close::FLOODING, "too many bad frames: back off"));
         }
-        Ok(Flow::Continue)
+        let frames = answers.frames.into_iter().map(|f| WsMessage::Text(f.to_text().into())).collect();
+        self.write(sink, slow, frames).await
     }
 
-    async fn on_frame(&self, frame: ClientFrame) -> Option<ServerFrame> {
-        match frame {
-            ClientFrame::Send { id, chat: Some(chat), body, client_msg_id, reply_to, .. } => {
-                let request = SendRequest { chat, body, client_msg_id, reply_to };
-                Some(match self.state.chat.send(&self.app, &self.user, request, Some(self.id)).await {
-                    Ok(sent) => ServerFrame::Ack { id, chat: sent.chat, seq: sent.seq },
-                    Err(e) => error_frame(id, &e),
-                })
-            }
-            ClientFrame::Send { id, .. } => Some(ServerFrame::Error {
-                id,
-                code: "not_supported",
-                message: "sending to `recipients` is not supported yet; name a `chat`".into(),
-            }),
-            ClientFrame::Sync { id, chat, after, limit } => {
-                let limit = limit.unwrap_or(100) as usize;
-                Some(match self.state.chat.sync(&self.app.id, &self.user, chat, after, limit).await {
-                    Ok((items, has_more)) => ServerFrame::Messages {
-                        id,
-                        chat,
-                        items: items.iter().map(message_out).collect(),
-                        has_more,
-                    },
-                    Err(e) => error_frame(id, &e),
-                })
-            }
-            ClientFrame::Hello { id, .. } => Some(ServerFrame::Error {
-                id,
-                code: "not_supported",
-                message: "`hello` is not supported yet; use `sync` per chat".into(),
-            }),
-            ClientFrame::Typing { .. } | ClientFrame::Delivered { .. } | ClientFrame::Read { .. } => None,
+    /// Counts error answers; true when the client floods.
+    fn strike(&self, live: &mut LoopState, strikes: u32) -> bool {
+        if live.strikes_since.elapsed() > FLOOD_WINDOW {
+            live.strikes = 0;
+            live.strikes_since = Instant::now();
         }
+        live.strikes = live.strikes.saturating_add(strikes);
+        live.strikes > self.state.gateway.max_bad_frames
+    }
+
+    /// A read failed: an oversized frame gets its error before the close.
+    async fn on_read_error(&self, e: &axum::Error, sink: &mut Sink, slow: &CancellationToken) -> Closing {
+        let too_large = std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<tungstenite::Error>())
+            .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
+        if !too_large {
+            return Some((close::NORMAL, ""));
+        }
+        let error = super::protocol::FrameError::TooLarge(self.state.gateway.max_frame_bytes);
+        let frame = ServerFrame::from_frame_error(&error, None);
+        self.write(sink, slow, vec![WsMessage::Text(frame.to_text().into())]).await;
+        Some((close::MESSAGE_TOO_BIG, "frame too large"))
+    }
+
+    /// The heartbeat: ping a quiet client, close a silent one.
+    async fn on_tick(&self, live: &LoopState, sink: &mut Sink, slow: &CancellationToken) -> Closing {
+        let quiet = live.last_heard.elapsed();
+        if quiet >= Duration::from_millis(self.state.gateway.idle_timeout_ms) {
+            return Some((close::IDLE_TIMEOUT, "idle timeout: reconnect and resync"));
+        }
+        if quiet >= Duration::from_millis(self.state.gateway.heartbeat_ms) {
+            return self.write(sink, slow, vec![WsMessage::Ping(Default::default())]).await;
+        }
+        None
+    }
+
+    fn presence_opened(&self) {
+        if self.state.hub.presence().opened(&self.app.id, &self.user) {
+            let (chat, app, user) = (self.state.chat.clone(), self.app.id.clone(), self.user.clone());
+            tokio::spawn(async move {
+                if let Err(e) = chat.announce_presence(&app, &user, true).await {
+                    tracing::warn!(error = %e, "cannot announce presence");
+                }
+            });
+        }
+    }
+
+    fn presence_closed(&self) {
+        let presence = self.state.hub.presence().clone();
+        let Some(pending) = presence.closed(&self.app.id, &self.user) else {
+            return;
+        };
+        let (chat, app, user) = (self.state.chat.clone(), self.app.id.clone(), self.user.clone());
+        let debounce = Duration::from_millis(self.state.gateway.presence_debounce_ms);
+        tokio::spawn(async move {
+            tokio::time::sleep(debounce).await;
+            if presence.settle(&app, &user, pending)
+                && let Err(e) = chat.announce_presence(&app, &user, false).await
+            {
+                tracing::warn!(error = %e, "cannot announce presence");
+            }
+        });
     }
 }
 
-/// The `error` frame for a failed request.
-fn error_frame(id: Option<RequestId>, e: &ChatError) -> ServerFrame {
-    let (code, message) = match e {
-        ChatError::NotAMember => ("forbidden", "you are not a member of this chat".to_owned()),
-        ChatError::ChatNotFound | ChatError::ApplicationNotFound | ChatError::MessageNotFound => {
-            ("not_found", e.to_string())
+/// Adds an outbox item to the frames to write, unless a catch-up carried it.
+fn push_outgoing(frames: &mut Vec<WsMessage>, item: Outgoing, live: &LoopState) {
+    match item {
+        Outgoing::Frame(frame) => frames.push(WsMessage::Text(frame)),
+        Outgoing::Message { chat, seq, frame } => {
+            let carried = live.resumed.get(&chat).is_some_and(|r| r.sent.contains(&seq));
+            if !carried {
+                frames.push(WsMessage::Text(frame));
+            }
         }
-        ChatError::Token(_) => ("forbidden", e.to_string()),
-        ChatError::Store(_) | ChatError::Sequence(_) | ChatError::Write(_) => {
-            tracing::warn!(error = %e, "request failed");
-            ("unavailable", "the store or Redis is unavailable; retry with the same client_msg_id".to_owned())
-        }
-    };
-    ServerFrame::Error { id, code, message }
+    }
 }

@@ -78,6 +78,14 @@ pub enum Sequencer {
 }
 
 impl Sequencer {
+    /// The Redis connection and key prefix, in cluster mode.
+    pub(crate) fn redis(&self) -> Option<(::redis::aio::ConnectionManager, String)> {
+        match self {
+            Sequencer::Local(_) => None,
+            Sequencer::Redis(s) => Some(s.connection()),
+        }
+    }
+
     /// Starts the counters of a new application at zero.
     pub async fn init_app(&self, app: &AppId) -> Result<(), SequenceError> {
         self.init(Counter::Chats(app.clone())).await

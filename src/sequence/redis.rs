@@ -70,6 +70,11 @@ impl RedisSequencer {
         })
     }
 
+    /// The shared connection and key prefix, for other Redis-backed parts (the recent cache).
+    pub(crate) fn connection(&self) -> (ConnectionManager, String) {
+        (self.conn.clone(), self.prefix.clone())
+    }
+
     fn key(&self, counter: &Counter) -> String {
         // The hash tag keeps all keys of one application on one Redis Cluster slot.
         match counter {

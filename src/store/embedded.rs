@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::{Store, StoreError};
 use crate::auth::SigningSecret;
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
-use crate::model::{Application, Chat, ChatKind, Member, Message, MessageRange, Page};
+use crate::model::{
+    Application, Chat, ChatKind, DirectPair, Member, Message, MessageRange, Page, ReadState, ReceiptKind,
+};
 
 /// token → application.
 const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("applications");
@@ -28,12 +30,18 @@ const MESSAGES: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new(
 const MEMBERS: TableDefinition<(&str, u64, &str), i64> = TableDefinition::new("members");
 /// (app, user, chat) → joined_at.
 const USER_CHATS: TableDefinition<(&str, &str, u64), i64> = TableDefinition::new("user_chats");
+/// (app, lower user, higher user) → the pair's direct chat.
+const DIRECT_CHATS: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("direct_chats");
+/// (app, chat, user) → (delivered, read).
+const READ_STATE: TableDefinition<(&str, u64, &str), (u64, u64)> = TableDefinition::new("read_state");
 
 #[derive(Serialize, Deserialize)]
 struct StoredApp {
     id: String,
     name: String,
     secret: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jwks_url: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -101,6 +109,8 @@ impl EmbeddedStore {
             txn.open_table(MESSAGES).map_err(embedded)?;
             txn.open_table(MEMBERS).map_err(embedded)?;
             txn.open_table(USER_CHATS).map_err(embedded)?;
+            txn.open_table(DIRECT_CHATS).map_err(embedded)?;
+            txn.open_table(READ_STATE).map_err(embedded)?;
         }
         txn.commit().map_err(embedded)?;
         Ok(Self { db: Arc::new(db) })
@@ -150,6 +160,7 @@ fn put_app(txn: &redb::WriteTransaction, app: &Application) -> Result<(), StoreE
         id: app.id.as_str().to_owned(),
         name: app.name.clone(),
         secret: app.secret.expose().to_owned(),
+        jwks_url: app.jwks_url.clone(),
         created_at: app.created_at.millis(),
         updated_at: app.updated_at.millis(),
     };
@@ -172,6 +183,7 @@ fn get_app(txn: &redb::ReadTransaction, token: AppToken) -> Result<Option<Applic
         token,
         name: stored.name,
         secret: SigningSecret::new(stored.secret),
+        jwks_url: stored.jwks_url,
         created_at: Timestamp(stored.created_at),
         updated_at: Timestamp(stored.updated_at),
     }))
@@ -434,6 +446,113 @@ impl Store for EmbeddedStore {
             for row in rows.skip(page.skip).take(page.limit) {
                 let (key, _) = row.map_err(embedded)?;
                 out.push(ChatNumber(key.value().2));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn direct_chat(&self, app: &AppId, pair: &DirectPair) -> Result<Option<ChatNumber>, StoreError> {
+        let (app, pair) = (app.clone(), pair.clone());
+        self.read(move |txn| {
+            let table = txn.open_table(DIRECT_CHATS).map_err(embedded)?;
+            let [low, high] = pair.users();
+            Ok(table
+                .get((app.as_str(), low.as_str(), high.as_str()))
+                .map_err(embedded)?
+                .map(|g| ChatNumber(g.value())))
+        })
+        .await
+    }
+
+    async fn claim_direct_chat(
+        &self,
+        app: &AppId,
+        pair: &DirectPair,
+        chat: ChatNumber,
+    ) -> Result<ChatNumber, StoreError> {
+        let (app, pair) = (app.clone(), pair.clone());
+        // redb serialises write transactions: the first claim wins.
+        self.write(move |txn| {
+            let mut table = txn.open_table(DIRECT_CHATS).map_err(embedded)?;
+            let [low, high] = pair.users();
+            let key = (app.as_str(), low.as_str(), high.as_str());
+            if let Some(found) = table.get(key).map_err(embedded)? {
+                return Ok(ChatNumber(found.value()));
+            }
+            table.insert(key, chat.get()).map_err(embedded)?;
+            Ok(chat)
+        })
+        .await
+    }
+
+    async fn advance_read_state(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        user: &UserId,
+        kind: ReceiptKind,
+        seq: MessageNumber,
+    ) -> Result<(), StoreError> {
+        let (app, user) = (app.clone(), user.clone());
+        self.write(move |txn| {
+            let mut table = txn.open_table(READ_STATE).map_err(embedded)?;
+            let key = (app.as_str(), chat.get(), user.as_str());
+            let (delivered, read) = table.get(key).map_err(embedded)?.map_or((0, 0), |g| g.value());
+            let seq = seq.get();
+            let next = match kind {
+                ReceiptKind::Delivered => (delivered.max(seq), read),
+                ReceiptKind::Read => (delivered.max(seq), read.max(seq)),
+            };
+            if next != (delivered, read) {
+                table.insert(key, next).map_err(embedded)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn read_state(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        user: &UserId,
+    ) -> Result<Option<ReadState>, StoreError> {
+        let (app, user) = (app.clone(), user.clone());
+        self.read(move |txn| {
+            let table = txn.open_table(READ_STATE).map_err(embedded)?;
+            let found = table.get((app.as_str(), chat.get(), user.as_str())).map_err(embedded)?;
+            Ok(found.map(|g| {
+                let (delivered, read) = g.value();
+                ReadState { user, delivered: MessageNumber(delivered), read: MessageNumber(read) }
+            }))
+        })
+        .await
+    }
+
+    async fn read_states(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        page: Page,
+    ) -> Result<Vec<ReadState>, StoreError> {
+        let app = app.clone();
+        self.read(move |txn| {
+            let table = txn.open_table(READ_STATE).map_err(embedded)?;
+            let Some(next) = chat.get().checked_add(1) else {
+                return Ok(Vec::new());
+            };
+            let rows =
+                table.range((app.as_str(), chat.get(), "")..(app.as_str(), next, "")).map_err(embedded)?;
+            let mut out = Vec::new();
+            for row in rows.skip(page.skip).take(page.limit) {
+                let (key, value) = row.map_err(embedded)?;
+                let (delivered, read) = value.value();
+                out.push(ReadState {
+                    user: UserId::from_store(key.value().2.to_owned()),
+                    delivered: MessageNumber(delivered),
+                    read: MessageNumber(read),
+                });
             }
             Ok(out)
         })

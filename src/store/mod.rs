@@ -15,7 +15,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
-use crate::model::{Application, Chat, Member, Message, MessageRange, Page};
+use crate::model::{
+    Application, Chat, DirectPair, Member, Message, MessageRange, Page, ReadState, ReceiptKind,
+};
 
 pub use batch::{BatchConfig, BatchStats, BatchWriter, WriteError};
 pub use cql::{CqlConfig, CqlStore, SCHEMA_VERSION};
@@ -126,4 +128,40 @@ pub trait Store: Send + Sync + 'static {
     /// Lists the chats `user` is a member of, by number.
     async fn user_chats(&self, app: &AppId, user: &UserId, page: Page)
     -> Result<Vec<ChatNumber>, StoreError>;
+
+    /// The direct chat of a pair, if one was claimed.
+    async fn direct_chat(&self, app: &AppId, pair: &DirectPair) -> Result<Option<ChatNumber>, StoreError>;
+    /// Claims `chat` as the direct chat of `pair` unless one was claimed
+    /// before (by any node, atomically); returns the pair's chat either way.
+    async fn claim_direct_chat(
+        &self,
+        app: &AppId,
+        pair: &DirectPair,
+        chat: ChatNumber,
+    ) -> Result<ChatNumber, StoreError>;
+
+    /// Moves `user`'s receipt position in `chat` up to `seq`; never down. A
+    /// `Read` also moves `delivered` up to `seq`.
+    async fn advance_read_state(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        user: &UserId,
+        kind: ReceiptKind,
+        seq: MessageNumber,
+    ) -> Result<(), StoreError>;
+    /// One member's receipt positions in a chat, if any were recorded.
+    async fn read_state(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        user: &UserId,
+    ) -> Result<Option<ReadState>, StoreError>;
+    /// Every recorded receipt position of a chat, by user id.
+    async fn read_states(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        page: Page,
+    ) -> Result<Vec<ReadState>, StoreError>;
 }

@@ -6,7 +6,9 @@
 
 use weft::auth::SigningSecret;
 use weft::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
-use weft::model::{Application, Chat, ChatKind, Member, Message, MessageRange, Page};
+use weft::model::{
+    Application, Chat, ChatKind, DirectPair, Member, Message, MessageRange, Page, ReadState, ReceiptKind,
+};
 use weft::store::{MESSAGE_BUCKET, Store};
 
 /// Runs every check.
@@ -17,6 +19,8 @@ pub async fn all(store: &dyn Store) {
     messages_in_sparse_buckets(store).await;
     large_message_batches(store).await;
     members(store).await;
+    direct_chats(store).await;
+    read_state(store).await;
 }
 
 fn page(skip: usize, limit: usize) -> Page {
@@ -65,6 +69,7 @@ pub async fn applications(store: &dyn Store) {
         token: AppToken::generate(),
         name: "Acme chat".into(),
         secret: SigningSecret::generate(),
+        jwks_url: None,
         created_at: Timestamp(1_700_000_000_123),
         updated_at: Timestamp(1_700_000_000_123),
     };
@@ -78,12 +83,64 @@ pub async fn applications(store: &dyn Store) {
     let renamed = Application {
         name: "Acme ✓ chat".into(),
         secret: SigningSecret::generate(),
+        jwks_url: Some("https://idp.example/.well-known/jwks.json".into()),
         updated_at: Timestamp(1_700_000_999_000),
         ..app.clone()
     };
     store.update_application(&renamed).await.unwrap();
     assert_eq!(store.application_by_token(&app.token).await.unwrap(), Some(renamed.clone()));
-    assert_eq!(store.application_by_id(&app.id).await.unwrap(), Some(renamed));
+    assert_eq!(store.application_by_id(&app.id).await.unwrap(), Some(renamed.clone()));
+    let cleared = Application { jwks_url: None, ..renamed };
+    store.update_application(&cleared).await.unwrap();
+    assert_eq!(store.application_by_token(&app.token).await.unwrap(), Some(cleared));
+}
+
+/// The direct chat of a pair: one claim wins, from either side, concurrently.
+pub async fn direct_chats(store: &dyn Store) {
+    let app = AppId::generate();
+    let pair = DirectPair::new(user("zoe"), user("adam")).unwrap();
+    let same = DirectPair::new(user("adam"), user("zoe")).unwrap();
+    assert_eq!(pair, same);
+    assert!(DirectPair::new(user("adam"), user("adam")).is_none());
+    assert_eq!(store.direct_chat(&app, &pair).await.unwrap(), None);
+    let claims = futures::future::join_all(
+        (1..=4u64)
+            .map(|n| store.claim_direct_chat(&app, if n % 2 == 0 { &pair } else { &same }, ChatNumber(n))),
+    )
+    .await;
+    let winners: Vec<ChatNumber> = claims.into_iter().map(Result::unwrap).collect();
+    assert!(winners.iter().all(|w| *w == winners[0]), "{winners:?}");
+    assert_eq!(store.direct_chat(&app, &same).await.unwrap(), Some(winners[0]));
+    assert_eq!(store.claim_direct_chat(&app, &pair, ChatNumber(99)).await.unwrap(), winners[0]);
+    let other = DirectPair::new(user("adam"), user("eve")).unwrap();
+    assert_eq!(store.direct_chat(&app, &other).await.unwrap(), None);
+    assert_eq!(store.direct_chat(&AppId::generate(), &pair).await.unwrap(), None, "per application");
+}
+
+/// Receipt positions move forward only, whatever order they arrive in.
+pub async fn read_state(store: &dyn Store) {
+    let (app, chat) = (AppId::generate(), ChatNumber(3));
+    let (ann, bob) = (user("ann"), user("bob"));
+    assert_eq!(store.read_state(&app, chat, &ann).await.unwrap(), None);
+    store.advance_read_state(&app, chat, &ann, ReceiptKind::Delivered, MessageNumber(10)).await.unwrap();
+    store.advance_read_state(&app, chat, &ann, ReceiptKind::Delivered, MessageNumber(7)).await.unwrap();
+    store.advance_read_state(&app, chat, &ann, ReceiptKind::Read, MessageNumber(4)).await.unwrap();
+    store.advance_read_state(&app, chat, &ann, ReceiptKind::Read, MessageNumber(2)).await.unwrap();
+    let state = |user: &UserId, delivered: u64, read: u64| ReadState {
+        user: user.clone(),
+        delivered: MessageNumber(delivered),
+        read: MessageNumber(read),
+    };
+    assert_eq!(store.read_state(&app, chat, &ann).await.unwrap(), Some(state(&ann, 10, 4)));
+    // Reading past the delivered position moves both.
+    store.advance_read_state(&app, chat, &bob, ReceiptKind::Read, MessageNumber(12)).await.unwrap();
+    store.advance_read_state(&app, chat, &bob, ReceiptKind::Delivered, MessageNumber(11)).await.unwrap();
+    assert_eq!(
+        store.read_states(&app, chat, page(0, 10)).await.unwrap(),
+        [state(&ann, 10, 4), state(&bob, 12, 12)]
+    );
+    assert_eq!(store.read_states(&app, chat, page(1, 10)).await.unwrap(), [state(&bob, 12, 12)]);
+    assert_eq!(store.read_states(&app, ChatNumber(4), page(0, 10)).await.unwrap(), []);
 }
 
 /// Insert, find, list by number with paging, highest number.

@@ -65,17 +65,19 @@ pub(super) fn skip_page<T>(rows: Vec<T>, page: Page) -> Vec<T> {
     rows.into_iter().skip(page.skip).take(page.limit).collect()
 }
 
-pub(super) type ApplicationRow = (String, String, String, Option<String>, CqlTimestamp, CqlTimestamp);
+pub(super) type ApplicationRow =
+    (String, String, String, Option<String>, Option<String>, CqlTimestamp, CqlTimestamp);
 pub(super) type ChatRow = (i64, String, CqlTimestamp);
 pub(super) type MessageRow = (i64, String, Option<String>, Option<String>, Option<i64>, CqlTimestamp);
 
 pub(super) fn application_from_row(row: ApplicationRow) -> Application {
-    let (token, id, name, secret, created_at, updated_at) = row;
+    let (token, id, name, secret, jwks_url, created_at, updated_at) = row;
     Application {
         id: AppId::new(id),
         token: AppToken::new(token),
         name,
         secret: SigningSecret::new(secret.unwrap_or_default()),
+        jwks_url,
         created_at: from_ts(created_at),
         updated_at: from_ts(updated_at),
     }
@@ -123,7 +125,7 @@ type MessageValues<'a> = (
     CqlTimestamp,
 );
 
-fn unset_if_none<T>(value: Option<T>) -> MaybeUnset<T> {
+pub(super) fn unset_if_none<T>(value: Option<T>) -> MaybeUnset<T> {
     value.map_or(MaybeUnset::Unset, MaybeUnset::Set)
 }
 

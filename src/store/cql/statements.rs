@@ -1,6 +1,7 @@
 //! Every statement the store runs, prepared once at connect.
 
 use scylla::client::session::Session;
+use scylla::frame::types::Consistency;
 use scylla::statement::batch::{Batch, BatchStatement, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 
@@ -26,12 +27,23 @@ pub(super) struct Statements {
     pub(super) member: PreparedStatement,
     pub(super) members: PreparedStatement,
     pub(super) user_chats: PreparedStatement,
+    pub(super) direct_chat: PreparedStatement,
+    /// Lightweight transaction: INSERT ... IF NOT EXISTS.
+    pub(super) claim_direct_chat: PreparedStatement,
+    /// The same read as `direct_chat` at SERIAL consistency, after a lost claim.
+    pub(super) direct_chat_serial: PreparedStatement,
+    pub(super) advance_delivered: PreparedStatement,
+    pub(super) advance_read: PreparedStatement,
+    pub(super) read_state: PreparedStatement,
+    pub(super) read_states: PreparedStatement,
     /// LOGGED batch: the `members` row and its `user_chats` mirror.
     pub(super) add_member: Batch,
     /// LOGGED batch: deletes the `members` row and its `user_chats` mirror.
     pub(super) remove_member: Batch,
 }
 
+const DIRECT_CHAT: &str = "SELECT chat FROM direct_chats WHERE app = ? AND user_low = ? AND user_high = ?";
+const READ_STATE: &str = "SELECT user_id, delivered, read FROM read_state WHERE app = ? AND chat = ?";
 const MESSAGE_COLUMNS: &str = "number, body, sender, client_msg_id, reply_to, created_at";
 
 impl Statements {
@@ -45,18 +57,19 @@ impl Statements {
         let delete_user_chat = p("DELETE FROM user_chats WHERE app = ? AND user_id = ? AND chat = ?".into());
         Ok(Statements {
             insert_application: p(
-                "INSERT INTO applications (\"token\", id, name, signing_secret, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)"
+                "INSERT INTO applications (\"token\", id, name, signing_secret, jwks_url, created_at, \
+                 updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
                     .into(),
             )
             .await?,
             application_by_token: p(
-                "SELECT \"token\", id, name, signing_secret, created_at, updated_at FROM applications \
+                "SELECT \"token\", id, name, signing_secret, jwks_url, created_at, updated_at FROM applications \
                  WHERE \"token\" = ?".into(),
             )
             .await?,
             update_application: p(
-                "UPDATE applications SET name = ?, signing_secret = ?, updated_at = ? WHERE \"token\" = ?".into()
+                "UPDATE applications SET name = ?, signing_secret = ?, jwks_url = ?, updated_at = ? \
+                 WHERE \"token\" = ?".into()
             )
             .await?,
             insert_application_id: p("INSERT INTO applications_by_id (id, \"token\") VALUES (?, ?)".into()).await?,
@@ -90,6 +103,26 @@ impl Statements {
             member: p("SELECT joined_at FROM members WHERE app = ? AND chat = ? AND user_id = ?".into()).await?,
             members: p("SELECT user_id, joined_at FROM members WHERE app = ? AND chat = ? LIMIT ?".into()).await?,
             user_chats: p("SELECT chat FROM user_chats WHERE app = ? AND user_id = ? LIMIT ?".into()).await?,
+            direct_chat: p(DIRECT_CHAT.into()).await?,
+            claim_direct_chat: p("INSERT INTO direct_chats (app, user_low, user_high, chat) VALUES (?, ?, ?, ?) \
+                 IF NOT EXISTS"
+                .into())
+            .await?,
+            direct_chat_serial: {
+                let mut read = p(DIRECT_CHAT.into()).await?;
+                read.set_consistency(Consistency::Serial);
+                read
+            },
+            advance_delivered: p("UPDATE read_state USING TIMESTAMP ? SET delivered = ? \
+                 WHERE app = ? AND chat = ? AND user_id = ?"
+                .into())
+            .await?,
+            advance_read: p("UPDATE read_state USING TIMESTAMP ? SET delivered = ?, read = ? \
+                 WHERE app = ? AND chat = ? AND user_id = ?"
+                .into())
+            .await?,
+            read_state: p(format!("{READ_STATE} AND user_id = ?")).await?,
+            read_states: p(format!("{READ_STATE} LIMIT ?")).await?,
             add_member: logged_batch(vec![insert_member.await?, insert_user_chat.await?]),
             remove_member: logged_batch(vec![delete_member.await?, delete_user_chat.await?]),
         })

@@ -3,16 +3,19 @@
 use async_trait::async_trait;
 use futures::{StreamExt as _, TryStreamExt as _};
 use scylla::statement::batch::{Batch, BatchStatement, BatchType};
-use scylla::value::CqlTimestamp;
+use scylla::value::{CqlTimestamp, CqlValue, Row};
 
 use super::CqlStore;
 use super::batches::{PartitionKey, group_by_partition, split_batches};
 use super::rows::{
     ApplicationRow, ChatRow, MessageRow, application_from_row, bigint, bigint_bound, chat_from_row,
-    cql_limit, decode_first, decode_rows, from_ts, message_from_row, message_values, skip_page, ts, unsigned,
+    cql_limit, decode_first, decode_rows, from_ts, message_from_row, message_values, skip_page, ts,
+    unset_if_none, unsigned,
 };
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
-use crate::model::{Application, Chat, Member, Message, MessageRange, Page};
+use crate::model::{
+    Application, Chat, DirectPair, Member, Message, MessageRange, Page, ReadState, ReceiptKind,
+};
 use crate::store::{Store, StoreError, bucket_of};
 
 /// How many partitions one `insert_messages` call writes at the same time.
@@ -190,6 +193,7 @@ impl Store for CqlStore {
             app.id.as_str(),
             app.name.as_str(),
             app.secret.expose(),
+            unset_if_none(app.jwks_url.as_deref()),
             ts(app.created_at),
             ts(app.updated_at),
         );
@@ -228,7 +232,13 @@ impl Store for CqlStore {
 
     /// An upsert of name, secret and updated_at: callers update applications they have read.
     async fn update_application(&self, app: &Application) -> Result<(), StoreError> {
-        let values = (app.name.as_str(), app.secret.expose(), ts(app.updated_at), app.token.as_str());
+        let values = (
+            app.name.as_str(),
+            app.secret.expose(),
+            app.jwks_url.as_deref(),
+            ts(app.updated_at),
+            app.token.as_str(),
+        );
         self.session()
             .execute_unpaged(&self.stmts().update_application, values)
             .await
@@ -424,6 +434,123 @@ impl Store for CqlStore {
             .into_iter()
             .map(|(n,)| unsigned(n, "chat number").map(ChatNumber))
             .collect()
+    }
+
+    async fn direct_chat(&self, app: &AppId, pair: &DirectPair) -> Result<Option<ChatNumber>, StoreError> {
+        self.read_direct_chat(&self.stmts().direct_chat, app, pair).await
+    }
+
+    async fn claim_direct_chat(
+        &self,
+        app: &AppId,
+        pair: &DirectPair,
+        chat: ChatNumber,
+    ) -> Result<ChatNumber, StoreError> {
+        let [low, high] = pair.users();
+        let values = (app.as_str(), low.as_str(), high.as_str(), bigint(chat.get())?);
+        let result = self
+            .session()
+            .execute_unpaged(&self.stmts().claim_direct_chat, values)
+            .await
+            .map_err(StoreError::unavailable)?;
+        // The first column of an LWT answer is `[applied]`.
+        let applied = decode_first::<Row>(result, "direct_chats claim")?
+            .and_then(|row| row.columns.into_iter().next().flatten())
+            .is_some_and(|v| matches!(v, CqlValue::Boolean(true)));
+        if applied {
+            return Ok(chat);
+        }
+        self.read_direct_chat(&self.stmts().direct_chat_serial, app, pair)
+            .await?
+            .ok_or(StoreError::Corrupt { what: "direct_chats claim lost to a row that is not there" })
+    }
+
+    async fn advance_read_state(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        user: &UserId,
+        kind: ReceiptKind,
+        seq: MessageNumber,
+    ) -> Result<(), StoreError> {
+        let n = bigint(seq.get())?;
+        let key = (app.as_str(), bigint(chat.get())?, user.as_str());
+        let outcome = match kind {
+            ReceiptKind::Delivered => {
+                self.session()
+                    .execute_unpaged(&self.stmts().advance_delivered, (n, n, key.0, key.1, key.2))
+                    .await
+            }
+            ReceiptKind::Read => {
+                self.session()
+                    .execute_unpaged(&self.stmts().advance_read, (n, n, n, key.0, key.1, key.2))
+                    .await
+            }
+        };
+        outcome.map_err(StoreError::unavailable)?;
+        Ok(())
+    }
+
+    async fn read_state(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        user: &UserId,
+    ) -> Result<Option<ReadState>, StoreError> {
+        let values = (app.as_str(), bigint(chat.get())?, user.as_str());
+        let result = self
+            .session()
+            .execute_unpaged(&self.stmts().read_state, values)
+            .await
+            .map_err(StoreError::unavailable)?;
+        decode_first::<ReadStateRow>(result, "read_state")?.map(read_state_from_row).transpose()
+    }
+
+    async fn read_states(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        page: Page,
+    ) -> Result<Vec<ReadState>, StoreError> {
+        if page.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let values = (app.as_str(), bigint(chat.get())?, cql_limit(page.skip.saturating_add(page.limit)));
+        let result = self
+            .session()
+            .execute_unpaged(&self.stmts().read_states, values)
+            .await
+            .map_err(StoreError::unavailable)?;
+        skip_page(decode_rows::<ReadStateRow>(result, "read_state")?, page)
+            .into_iter()
+            .map(read_state_from_row)
+            .collect()
+    }
+}
+
+type ReadStateRow = (String, Option<i64>, Option<i64>);
+
+fn read_state_from_row((user, delivered, read): ReadStateRow) -> Result<ReadState, StoreError> {
+    let position = |n: Option<i64>| unsigned(n.unwrap_or(0), "read_state position").map(MessageNumber);
+    Ok(ReadState { user: UserId::from_store(user), delivered: position(delivered)?, read: position(read)? })
+}
+
+impl CqlStore {
+    async fn read_direct_chat(
+        &self,
+        statement: &scylla::statement::prepared::PreparedStatement,
+        app: &AppId,
+        pair: &DirectPair,
+    ) -> Result<Option<ChatNumber>, StoreError> {
+        let [low, high] = pair.users();
+        let result = self
+            .session()
+            .execute_unpaged(statement, (app.as_str(), low.as_str(), high.as_str()))
+            .await
+            .map_err(StoreError::unavailable)?;
+        decode_first::<(i64,)>(result, "direct_chats")?
+            .map(|(n,)| unsigned(n, "direct chat number").map(ChatNumber))
+            .transpose()
     }
 }
 

@@ -1,0 +1,87 @@
+//! Member lists of chats, reused for fan-out for a short time.
+//!
+//! A send reads its chat's members once per `members_ttl_ms` instead of once
+//! per message. Changes made through this node invalidate at once; changes
+//! made through another node are seen after the TTL (the cluster transport
+//! invalidates across nodes).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::ids::{AppId, ChatNumber, UserId};
+
+/// Chats kept at most; past it the cache starts over (cheap, and rare).
+const MAX_CHATS: usize = 100_000;
+
+/// The members of a chat, sorted by user id.
+pub type Members = Arc<[UserId]>;
+
+/// A member list and when it was read.
+type Fresh = (Members, Instant);
+
+/// A TTL cache of member lists; cheap to clone.
+#[derive(Clone)]
+pub struct MembersCache {
+    ttl: Duration,
+    chats: Arc<Mutex<HashMap<(AppId, ChatNumber), Fresh>>>,
+}
+
+impl MembersCache {
+    /// A cache keeping lists for `ttl` (zero: never reuse).
+    pub fn new(ttl: Duration) -> Self {
+        Self { ttl, chats: Arc::default() }
+    }
+
+    /// The cached members of `chat`, while fresh.
+    pub fn get(&self, app: &AppId, chat: ChatNumber) -> Option<Members> {
+        let chats = self.chats.lock().unwrap_or_else(PoisonError::into_inner);
+        let (members, at) = chats.get(&(app.clone(), chat))?;
+        (at.elapsed() < self.ttl).then(|| members.clone())
+    }
+
+    /// Keeps `members` (sorted by user id) of `chat`.
+    pub fn put(&self, app: &AppId, chat: ChatNumber, members: Members) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut chats = self.chats.lock().unwrap_or_else(PoisonError::into_inner);
+        if chats.len() >= MAX_CHATS {
+            chats.clear();
+        }
+        chats.insert((app.clone(), chat), (members, Instant::now()));
+    }
+
+    /// Forgets `chat` after its members changed.
+    pub fn invalidate(&self, app: &AppId, chat: ChatNumber) {
+        let mut chats = self.chats.lock().unwrap_or_else(PoisonError::into_inner);
+        chats.remove(&(app.clone(), chat));
+    }
+}
+
+/// Whether `user` is in a list sorted by user id.
+pub fn contains(members: &[UserId], user: &UserId) -> bool {
+    members.binary_search(user).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_expire_and_invalidate() {
+        let (app, chat) = (AppId::generate(), ChatNumber(1));
+        let users: Members = ["a", "b"].iter().map(|u| UserId::parse(u).unwrap()).collect();
+        let cache = MembersCache::new(Duration::from_secs(60));
+        assert!(cache.get(&app, chat).is_none());
+        cache.put(&app, chat, users.clone());
+        assert_eq!(cache.get(&app, chat).unwrap().len(), 2);
+        assert!(contains(&users, &UserId::parse("b").unwrap()));
+        assert!(!contains(&users, &UserId::parse("c").unwrap()));
+        cache.invalidate(&app, chat);
+        assert!(cache.get(&app, chat).is_none());
+        let off = MembersCache::new(Duration::ZERO);
+        off.put(&app, chat, users);
+        assert!(off.get(&app, chat).is_none());
+    }
+}

@@ -1,0 +1,242 @@
+//! The last messages of each chat, so that most catch-ups (`hello`) are
+//! answered without reading the store.
+//!
+//! A message joins its chat's set after it is persisted and before it is
+//! fanned out. In cluster mode the set is a Redis sorted set scored by number
+//! (`prefix:{app}:chat:N:recent`), trimmed to the newest `recent_messages` and
+//! expiring after `recent_ttl_secs` without news; in the embedded mode it is
+//! in process.
+//!
+//! The cache is trusted only when it provably holds every message after the
+//! asked position: the numbers it returns must run on from `after + 1` with
+//! no hole. Anything else (an evicted range, a hole left by a failed push, a
+//! numbering gap) makes the reader fall back to the store, so a catch-up from
+//! the cache can be wrong only if a push failed for a chat's very newest
+//! message and Redis came back before the next one; a failed push therefore
+//! also deletes the chat's set, retrying in the background.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+
+use super::CacheConfig;
+use crate::ids::{AppId, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::model::Message;
+
+/// Chats kept in process at most; past it the in-process cache starts over.
+const MAX_LOCAL_CHATS: usize = 50_000;
+
+/// The recent-message cache; cheap to clone.
+#[derive(Clone)]
+pub struct RecentCache {
+    keep: usize,
+    backend: Backend,
+}
+
+/// The in-process sets: per chat, messages by number.
+type LocalSets = HashMap<(AppId, ChatNumber), BTreeMap<u64, Message>>;
+
+#[derive(Clone)]
+enum Backend {
+    Off,
+    Local(Arc<Mutex<LocalSets>>),
+    Redis { conn: ConnectionManager, prefix: String, ttl_secs: u64 },
+}
+
+/// A message as kept in Redis: short keys, the app and chat are in the key.
+#[derive(Serialize, Deserialize)]
+struct Cached {
+    n: u64,
+    b: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    s: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    c: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    r: Option<u64>,
+    t: i64,
+}
+
+impl RecentCache {
+    /// An in-process cache (embedded mode), or none when `recent_messages` is 0.
+    pub fn local(config: &CacheConfig) -> Self {
+        let backend = if config.recent_messages == 0 { Backend::Off } else { Backend::Local(Arc::default()) };
+        Self { keep: config.recent_messages, backend }
+    }
+
+    /// A cache in Redis (cluster mode), or none when `recent_messages` is 0.
+    pub fn redis(config: &CacheConfig, conn: ConnectionManager, prefix: String) -> Self {
+        let backend = if config.recent_messages == 0 {
+            Backend::Off
+        } else {
+            Backend::Redis { conn, prefix, ttl_secs: config.recent_ttl_secs.max(1) }
+        };
+        Self { keep: config.recent_messages, backend }
+    }
+
+    /// Adds persisted messages. Never fails: a failed push drops the chat's set.
+    pub async fn push(&self, messages: &[Message]) {
+        match &self.backend {
+            Backend::Off => {}
+            Backend::Local(chats) => {
+                let mut chats = chats.lock().unwrap_or_else(PoisonError::into_inner);
+                if chats.len() >= MAX_LOCAL_CHATS {
+                    chats.clear();
+                }
+                for m in messages {
+                    let set = chats.entry((m.app.clone(), m.chat)).or_default();
+                    set.insert(m.number.get(), m.clone());
+                    while set.len() > self.keep {
+                        set.pop_first();
+                    }
+                }
+            }
+            Backend::Redis { conn, prefix, ttl_secs } => {
+                let mut pipe = redis::pipe();
+                for m in messages {
+                    let key = key(prefix, &m.app, m.chat);
+                    let keep = isize::try_from(self.keep).unwrap_or(isize::MAX);
+                    pipe.zadd(&key, encode(m), m.number.get()).ignore();
+                    pipe.zremrangebyrank(&key, 0, -(keep + 1)).ignore();
+                    pipe.expire(&key, i64::try_from(*ttl_secs).unwrap_or(i64::MAX)).ignore();
+                }
+                let mut c = conn.clone();
+                if let Err(e) = pipe.query_async::<()>(&mut c).await {
+                    tracing::warn!(error = %e, "cannot push to the recent cache; dropping the chats' sets");
+                    let keys: Vec<String> = messages.iter().map(|m| key(prefix, &m.app, m.chat)).collect();
+                    tokio::spawn(drop_sets(conn.clone(), keys));
+                }
+            }
+        }
+    }
+
+    /// Every message of `chat` after `after` (oldest first, at most `limit`),
+    /// if the cache provably holds all of them; `None` sends the reader to the store.
+    pub async fn after(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        after: MessageNumber,
+        limit: usize,
+    ) -> Option<Vec<Message>> {
+        let (items, empty) = match &self.backend {
+            Backend::Off => return None,
+            Backend::Local(chats) => {
+                let chats = chats.lock().unwrap_or_else(PoisonError::into_inner);
+                let set = chats.get(&(app.clone(), chat))?;
+                let items: Vec<Message> =
+                    set.range(after.get().saturating_add(1)..).take(limit).map(|(_, m)| m.clone()).collect();
+                (items, set.is_empty())
+            }
+            Backend::Redis { conn, prefix, .. } => {
+                let key = key(prefix, app, chat);
+                let mut c = conn.clone();
+                let (count, raw): (u64, Vec<String>) = redis::pipe()
+                    .zcard(&key)
+                    .cmd("ZRANGEBYSCORE")
+                    .arg(&key)
+                    .arg(format!("({}", after.get()))
+                    .arg("+inf")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit)
+                    .query_async(&mut c)
+                    .await
+                    .ok()?;
+                let items = raw.iter().map(|r| decode(app, chat, r)).collect::<Option<Vec<_>>>()?;
+                (items, count == 0)
+            }
+        };
+        if empty {
+            return None;
+        }
+        let contiguous =
+            items.iter().zip(after.get().saturating_add(1)..).all(|(m, expected)| m.number.get() == expected);
+        contiguous.then_some(items)
+    }
+}
+
+fn key(prefix: &str, app: &AppId, chat: ChatNumber) -> String {
+    format!("{prefix}:{{{app}}}:chat:{chat}:recent")
+}
+
+fn encode(m: &Message) -> String {
+    let cached = Cached {
+        n: m.number.get(),
+        b: m.body.clone(),
+        s: m.sender.as_ref().map(|u| u.as_str().to_owned()),
+        c: m.client_msg_id.clone(),
+        r: m.reply_to.map(MessageNumber::get),
+        t: m.created_at.millis(),
+    };
+    serde_json::to_string(&cached).unwrap_or_default()
+}
+
+fn decode(app: &AppId, chat: ChatNumber, raw: &str) -> Option<Message> {
+    let c: Cached = serde_json::from_str(raw).ok()?;
+    Some(Message {
+        app: app.clone(),
+        chat,
+        number: MessageNumber(c.n),
+        body: c.b,
+        sender: c.s.map(UserId::from_store),
+        client_msg_id: c.c,
+        reply_to: c.r.map(MessageNumber),
+        created_at: Timestamp(c.t),
+    })
+}
+
+/// Deletes sets whose push failed, retrying until Redis answers (at most ~5 min).
+async fn drop_sets(mut conn: ConnectionManager, keys: Vec<String>) {
+    let mut wait = Duration::from_millis(100);
+    for _ in 0..20 {
+        if redis::cmd("DEL").arg(&keys).query_async::<()>(&mut conn).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
+    tracing::warn!(chats = keys.len(), "gave up dropping stale recent-cache sets");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(app: &AppId, n: u64) -> Message {
+        Message {
+            app: app.clone(),
+            chat: ChatNumber(1),
+            number: MessageNumber(n),
+            body: format!("m{n}"),
+            sender: Some(UserId::parse("a").unwrap()),
+            client_msg_id: None,
+            reply_to: None,
+            created_at: Timestamp(n as i64),
+        }
+    }
+
+    #[tokio::test]
+    async fn local_cache_answers_only_what_it_provably_holds() {
+        let config = CacheConfig { recent_messages: 5, ..CacheConfig::default() };
+        let cache = RecentCache::local(&config);
+        let app = AppId::generate();
+        let chat = ChatNumber(1);
+        assert!(cache.after(&app, chat, MessageNumber(0), 10).await.is_none(), "empty: unknown");
+        let all: Vec<Message> = (1..=8).map(|n| message(&app, n)).collect();
+        cache.push(&all).await;
+        // Keeps 4..=8.
+        let got = cache.after(&app, chat, MessageNumber(3), 10).await.unwrap();
+        assert_eq!(got.iter().map(|m| m.number.get()).collect::<Vec<_>>(), [4, 5, 6, 7, 8]);
+        assert_eq!(cache.after(&app, chat, MessageNumber(6), 1).await.unwrap().len(), 1);
+        assert!(cache.after(&app, chat, MessageNumber(8), 10).await.unwrap().is_empty(), "up to date");
+        assert!(cache.after(&app, chat, MessageNumber(2), 10).await.is_none(), "evicted range");
+        cache.push(&[message(&app, 10)]).await;
+        assert!(cache.after(&app, chat, MessageNumber(8), 10).await.is_none(), "a hole at 9");
+        let decoded = decode(&app, chat, &encode(&all[0])).unwrap();
+        assert_eq!(decoded, all[0]);
+    }
+}

@@ -1,0 +1,110 @@
+//! Chats created by a `send` to `recipients`: the one direct chat of a pair,
+//! or a new group of sender + recipients.
+
+use std::collections::BTreeSet;
+
+use crate::chat::{ChatError, ChatService};
+use crate::ids::{AppId, ChatNumber, Timestamp, UserId};
+use crate::model::{Chat, ChatKind, DirectPair};
+
+/// Most recipients one `send` may name.
+pub const MAX_RECIPIENTS: usize = 100;
+
+impl ChatService {
+    /// The chat a send to `recipients` goes to, created when needed.
+    pub(super) async fn implicit_chat(
+        &self,
+        app: &AppId,
+        sender: &UserId,
+        recipients: &[UserId],
+    ) -> Result<ChatNumber, ChatError> {
+        let others: BTreeSet<&UserId> = recipients.iter().filter(|u| *u != sender).collect();
+        if others.len() > MAX_RECIPIENTS {
+            return Err(ChatError::Invalid("too many recipients (at most 100)"));
+        }
+        let mut others = others.into_iter();
+        match (others.next(), others.next()) {
+            (None, _) => Err(ChatError::Invalid("`recipients` must name someone besides the sender")),
+            (Some(other), None) => {
+                let pair = DirectPair::new(sender.clone(), other.clone())
+                    .ok_or(ChatError::Invalid("`recipients` must name someone besides the sender"))?;
+                self.direct_chat(app, &pair).await
+            }
+            (Some(_), Some(_)) => {
+                let mut members: Vec<&UserId> = recipients.iter().collect();
+                members.push(sender);
+                self.new_chat(app, ChatKind::Group, &members).await
+            }
+        }
+    }
+
+    /// The direct chat of `pair`: found, or created once however many sends race.
+    async fn direct_chat(&self, app: &AppId, pair: &DirectPair) -> Result<ChatNumber, ChatError> {
+        if let Some(chat) = self.directs.get(app, pair) {
+            return Ok(chat);
+        }
+        let chat = match self.store.direct_chat(app, pair).await? {
+            Some(chat) => {
+                // The claim exists; its chat row and members may not if the
+                // claiming node died half-way: completing them is idempotent.
+                let [a, b] = pair.users();
+                let whole = self.store.chat(app, chat).await?.is_some()
+                    && self.store.is_member(app, chat, a).await?
+                    && self.store.is_member(app, chat, b).await?;
+                if !whole {
+                    self.complete_chat(app, chat, ChatKind::Direct, &pair.users()).await?;
+                }
+                chat
+            }
+            None => {
+                // One claim per pair on this node at a time, so local races
+                // spend no chat number; across nodes the store's atomic claim
+                // decides and the loser's number stays a gap.
+                let _guard = self.directs.lock(app, pair).await;
+                match self.store.direct_chat(app, pair).await? {
+                    Some(chat) => chat,
+                    None => {
+                        let number = self.seq.next_chat(app).await?;
+                        self.seq.init_chat(app, number).await?;
+                        let chat = self.store.claim_direct_chat(app, pair, number).await?;
+                        self.complete_chat(app, chat, ChatKind::Direct, &pair.users()).await?;
+                        chat
+                    }
+                }
+            }
+        };
+        self.directs.put(app, pair, chat);
+        Ok(chat)
+    }
+
+    /// Creates a chat with these members.
+    async fn new_chat(
+        &self,
+        app: &AppId,
+        kind: ChatKind,
+        members: &[&UserId],
+    ) -> Result<ChatNumber, ChatError> {
+        let number = self.seq.next_chat(app).await?;
+        self.seq.init_chat(app, number).await?;
+        self.complete_chat(app, number, kind, members).await?;
+        Ok(number)
+    }
+
+    /// Writes the chat row, then its members (idempotent upserts).
+    async fn complete_chat(
+        &self,
+        app: &AppId,
+        number: ChatNumber,
+        kind: ChatKind,
+        members: &[&UserId],
+    ) -> Result<(), ChatError> {
+        let now = Timestamp::now();
+        self.store.insert_chat(&Chat { app: app.clone(), number, kind, created_at: now }).await?;
+        for user in members {
+            self.store.add_member(app, number, user, now).await?;
+        }
+        self.members.invalidate(app, number);
+        self.known.insert(app, number);
+        Ok(())
+    }
+}

@@ -1,0 +1,76 @@
+//! `[gateway]`: the limits and timings of WebSocket sessions.
+
+use serde::Deserialize;
+
+/// Tuning of WebSocket sessions (`[gateway]` in the config).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Frames that may wait for a slow client before it is cut off (close 4200).
+    pub outbox_frames: usize,
+    /// Largest frame a client may send, in bytes.
+    pub max_frame_bytes: usize,
+    /// Sessions this node holds at most; the next is closed with 4101.
+    pub max_connections: usize,
+    /// A session silent for this long is pinged, in ms.
+    pub heartbeat_ms: u64,
+    /// A session silent for this long (no frame, no pong) is closed with 4201, in ms.
+    pub idle_timeout_ms: u64,
+    /// Sends per second a user may make (token bucket refill), across their sessions.
+    pub send_rate_per_sec: u32,
+    /// Sends a user may burst above the rate.
+    pub send_burst: u32,
+    /// At most one `typing` per user and chat is fanned out per this many ms.
+    pub typing_interval_ms: u64,
+    /// A user's `offline` presence waits this long for a reconnect, in ms.
+    pub presence_debounce_ms: u64,
+    /// Error answers (bad frames, rate limits) a session may earn per 10 s before close 4100.
+    pub max_bad_frames: u32,
+    /// Most messages one `hello` replays per chat; past it `has_more` is true.
+    pub resume_max_messages: usize,
+    /// How long one socket write may block before the client counts as slow, in ms.
+    pub write_timeout_ms: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            outbox_frames: 1024,
+            max_frame_bytes: 64 * 1024,
+            max_connections: 16_000,
+            heartbeat_ms: 20_000,
+            idle_timeout_ms: 60_000,
+            send_rate_per_sec: 20,
+            send_burst: 40,
+            typing_interval_ms: 1_000,
+            presence_debounce_ms: 3_000,
+            max_bad_frames: 20,
+            resume_max_messages: 5_000,
+            write_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// What types alone cannot check: (key, reason) of the first bad value.
+    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        let rules: [(bool, &str, &str); 8] = [
+            (self.outbox_frames == 0, "gateway.outbox_frames", "must be at least 1"),
+            (self.max_frame_bytes < 1024, "gateway.max_frame_bytes", "must be at least 1024"),
+            (self.max_connections == 0, "gateway.max_connections", "must be at least 1"),
+            (self.heartbeat_ms == 0, "gateway.heartbeat_ms", "must be at least 1"),
+            (
+                self.idle_timeout_ms <= self.heartbeat_ms,
+                "gateway.idle_timeout_ms",
+                "must be larger than gateway.heartbeat_ms",
+            ),
+            (self.send_rate_per_sec == 0, "gateway.send_rate_per_sec", "must be at least 1"),
+            (self.send_burst == 0, "gateway.send_burst", "must be at least 1"),
+            (self.resume_max_messages == 0, "gateway.resume_max_messages", "must be at least 1"),
+        ];
+        match rules.into_iter().find(|(bad, _, _)| *bad) {
+            Some((_, key, reason)) => Err((key, reason)),
+            None => Ok(()),
+        }
+    }
+}

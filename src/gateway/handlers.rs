@@ -1,0 +1,193 @@
+//! What a session does with each client frame.
+
+use std::collections::HashSet;
+
+use super::hub::message_out;
+use super::protocol::{self, ClientFrame, FrameError, RequestId, Resume, ServerFrame};
+use super::session::{LoopState, Session};
+use crate::chat::{ChatError, SendRequest, Target};
+use crate::ids::{MessageNumber, UserId};
+use crate::model::ReceiptKind;
+
+/// Items of one `messages` frame, at most.
+const PAGE: usize = 500;
+
+/// The answers to one client frame, and how many of them count toward flooding.
+#[derive(Default)]
+pub(super) struct Answers {
+    pub(super) frames: Vec<ServerFrame>,
+    pub(super) strikes: u32,
+}
+
+impl Answers {
+    fn one(frame: ServerFrame) -> Self {
+        Self { frames: vec![frame], strikes: 0 }
+    }
+
+    /// The answer to a frame that could not be decoded.
+    pub(super) fn bad(error: &FrameError, id: Option<RequestId>) -> Self {
+        Self { frames: vec![ServerFrame::from_frame_error(error, id)], strikes: 1 }
+    }
+
+    /// The answer to a failed request; the client's mistakes count toward flooding.
+    fn failed(id: Option<RequestId>, e: &ChatError) -> Self {
+        let frame = error_frame(id, e);
+        let strikes =
+            u32::from(!matches!(e, ChatError::Store(_) | ChatError::Sequence(_) | ChatError::Write(_)));
+        Self { frames: vec![frame], strikes }
+    }
+
+    fn push_failed(&mut self, id: Option<RequestId>, e: &ChatError) {
+        let failed = Self::failed(id, e);
+        self.frames.extend(failed.frames);
+        self.strikes += failed.strikes;
+    }
+}
+
+impl Session {
+    pub(super) async fn on_text(&self, text: &str, live: &mut LoopState) -> Answers {
+        match protocol::decode(text) {
+            Ok(frame) => self.on_frame(frame, live).await,
+            Err((e, id)) => Answers::bad(&e, id),
+        }
+    }
+
+    async fn on_frame(&self, frame: ClientFrame, live: &mut LoopState) -> Answers {
+        let (app, user) = (&self.app, &self.user);
+        match frame {
+            ClientFrame::Send { id, chat, body, client_msg_id, recipients, reply_to } => {
+                if let Err(wait) = self.state.limits.send(&app.id, user) {
+                    let retry_after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+                    let frame = ServerFrame::Error {
+                        id,
+                        code: "rate_limited",
+                        message: "too many sends".into(),
+                        retry_after_ms: Some(retry_after_ms),
+                    };
+                    return Answers { frames: vec![frame], strikes: 1 };
+                }
+                let target = match (chat, recipients) {
+                    (Some(chat), _) => Target::Chat(chat),
+                    // `decode` checked that every recipient parses.
+                    (None, Some(users)) => {
+                        Target::Recipients(users.iter().filter_map(|u| UserId::parse(u).ok()).collect())
+                    }
+                    (None, None) => return Answers::bad(&invalid("send", "give `chat` or `recipients`"), id),
+                };
+                let request = SendRequest { target, body, client_msg_id, reply_to };
+                match self.state.chat.send(app, user, request, Some(self.id)).await {
+                    Ok(sent) => Answers::one(ServerFrame::Ack { id, chat: sent.chat, seq: sent.seq }),
+                    Err(e) => Answers::failed(id, &e),
+                }
+            }
+            ClientFrame::Sync { id, chat, after, limit } => {
+                let limit = limit.unwrap_or(100) as usize;
+                match self.state.chat.sync(&app.id, user, chat, after, limit).await {
+                    Ok(page) => Answers::one(ServerFrame::Messages {
+                        id,
+                        chat,
+                        items: page.items.iter().map(message_out).collect(),
+                        has_more: page.has_more,
+                    }),
+                    Err(e) => Answers::failed(id, &e),
+                }
+            }
+            ClientFrame::Hello { id, resume } => self.hello(id, resume, live).await,
+            ClientFrame::Typing { id, chat } => {
+                if !self.state.limits.typing(&app.id, user, chat) {
+                    return Answers::default();
+                }
+                match self.state.chat.typing(&app.id, user, chat).await {
+                    Ok(()) => Answers::default(),
+                    Err(e) => Answers::failed(id, &e),
+                }
+            }
+            ClientFrame::Delivered { id, chat, seq } => {
+                self.receipt(id, chat, ReceiptKind::Delivered, seq).await
+            }
+            ClientFrame::Read { id, chat, seq } => self.receipt(id, chat, ReceiptKind::Read, seq).await,
+        }
+    }
+
+    async fn receipt(
+        &self,
+        id: Option<RequestId>,
+        chat: crate::ids::ChatNumber,
+        kind: ReceiptKind,
+        seq: MessageNumber,
+    ) -> Answers {
+        match self.state.chat.receipt(&self.app.id, &self.user, chat, kind, seq, Some(self.id)).await {
+            Ok(_) if id.is_some() => Answers::one(ServerFrame::Ack { id, chat, seq }),
+            Ok(_) => Answers::default(),
+            Err(e) => Answers::failed(id, &e),
+        }
+    }
+
+    /// Replays every missed message of each resumed chat, in pages, and
+    /// remembers the newest numbers sent so their live copies are skipped.
+    async fn hello(&self, id: Option<RequestId>, resume: Vec<Resume>, live: &mut LoopState) -> Answers {
+        let mut answers = Answers::default();
+        let max = self.state.gateway.resume_max_messages;
+        // A live copy can only trail the catch-up by what the outbox holds.
+        let remember = self.state.gateway.outbox_frames.max(PAGE);
+        let mut seen_chats = HashSet::new();
+        for Resume { chat, after } in resume {
+            if !seen_chats.insert(chat) {
+                continue;
+            }
+            let (mut position, mut total) = (after, 0usize);
+            let mut sent: Vec<MessageNumber> = Vec::new();
+            loop {
+                let limit = PAGE.min(max - total);
+                match self.state.chat.catch_up(&self.app.id, &self.user, chat, position, limit).await {
+                    Err(e) => {
+                        answers.push_failed(id.clone(), &e);
+                        break;
+                    }
+                    Ok(page) => {
+                        total += page.items.len();
+                        position = page.next;
+                        sent.extend(page.items.iter().map(|m| m.number));
+                        let last = !page.has_more || total >= max;
+                        if !page.items.is_empty() || last {
+                            answers.frames.push(ServerFrame::Messages {
+                                id: id.clone(),
+                                chat,
+                                items: page.items.iter().map(message_out).collect(),
+                                has_more: page.has_more,
+                            });
+                        }
+                        if last {
+                            break;
+                        }
+                    }
+                }
+            }
+            let keep_from = sent.len().saturating_sub(remember);
+            let resumed = live.resumed.entry(chat).or_default();
+            resumed.sent.extend(sent.drain(keep_from..));
+        }
+        answers
+    }
+}
+
+fn invalid(kind: &str, reason: &str) -> FrameError {
+    FrameError::Invalid { kind: kind.to_owned(), reason: reason.to_owned() }
+}
+
+/// The `error` frame for a failed request.
+fn error_frame(id: Option<RequestId>, e: &ChatError) -> ServerFrame {
+    let (code, message) = match e {
+        ChatError::NotAMember => ("forbidden", "you are not a member of this chat".to_owned()),
+        ChatError::ChatNotFound | ChatError::ApplicationNotFound | ChatError::MessageNotFound => {
+            ("not_found", e.to_string())
+        }
+        ChatError::Invalid(reason) => ("invalid_frame", (*reason).to_owned()),
+        ChatError::Token(_) => ("forbidden", e.to_string()),
+        ChatError::Store(_) | ChatError::Sequence(_) | ChatError::Write(_) => {
+            tracing::warn!(error = %e, "request failed");
+            ("unavailable", "the store or Redis is unavailable; retry with the same client_msg_id".to_owned())
+        }
+    };
+    ServerFrame::Error { id, code, message, retry_after_ms: None }
+}
