@@ -63,7 +63,7 @@ pub enum FetchError {
     /// The server answered with something other than 2xx (redirects are not followed).
     #[error("the server answered {0}")]
     Status(reqwest::StatusCode),
-    /// The body is larger than [`MAX_JWKS_BYTES`].
+    /// The body is larger than 256 KiB.
     #[error("the key set is larger than {MAX_JWKS_BYTES} bytes")]
     TooLarge,
     /// The body is not a JSON object with a `keys` array.
@@ -107,6 +107,8 @@ impl JwksVerifier {
     }
 
     /// Verifies `token` for `app` with the keys published at `jwks_url`; returns its user.
+    ///
+    /// Runs inside a Tokio runtime (a fetch is a spawned task).
     pub async fn verify(&self, jwks_url: &str, token: &str, app: &AppId) -> Result<UserId, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(TokenError::Invalid)?;
         // Checked before any fetch, so an HS256 or "none" token costs nothing.
@@ -126,10 +128,11 @@ impl JwksVerifier {
         // The application is checked below, from `app` or `aud`, in constant time.
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &validation).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => TokenError::Expired,
-            _ => TokenError::Invalid(e),
-        })?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &key.key, &validation).map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid(e),
+            })?;
         if !data.claims.is_for(app) {
             return Err(TokenError::WrongApplication);
         }
@@ -141,13 +144,15 @@ impl JwksVerifier {
         let fetch = {
             let mut caches = self.inner.caches();
             let cache = caches.entry(url.to_owned()).or_default();
-            match cache.next_step(kid, Instant::now(), &self.inner.config) {
+            let now = Instant::now();
+            match cache.next_step(kid, now, &self.inner.config) {
                 Step::Use(keys) => return Ok(keys),
                 Step::Fail(e) => return Err(TokenError::KeysUnavailable(e)),
                 Step::Join(fetch) => fetch,
                 Step::Fetch => {
                     let fetch = self.spawn_fetch(url.to_owned());
-                    cache.attempted_at = Some(Instant::now());
+                    // Counted from the start, so callers that give up cannot bypass the window.
+                    cache.attempted_at = Some(now);
                     cache.in_flight = Some(fetch.clone());
                     fetch
                 }
@@ -402,7 +407,10 @@ mod tests {
     fn config_defaults_and_strictness() {
         let config: JwksConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(config, JwksConfig::default());
-        assert_eq!((config.cache_ttl_secs, config.min_refetch_secs, config.fetch_timeout_ms), (300, 30, 3000));
+        assert_eq!(
+            (config.cache_ttl_secs, config.min_refetch_secs, config.fetch_timeout_ms),
+            (300, 30, 3000)
+        );
         let config: JwksConfig = serde_json::from_str(r#"{"min_refetch_secs": 5}"#).unwrap();
         assert_eq!(config.min_refetch_secs, 5);
         assert!(serde_json::from_str::<JwksConfig>(r#"{"ttl": 5}"#).is_err());
@@ -473,10 +481,16 @@ mod tests {
         cache.record(Ok(KeySet::parse(FIXTURE.as_bytes()).unwrap()), t0).unwrap();
         assert!(matches!(cache.next_step(Some("rsa-1"), t0, &config), Step::Use(_)));
         // Unknown kid, too soon after the last fetch: the cached set (and then "unknown key").
-        assert!(matches!(cache.next_step(Some("rsa-2"), t0 + Duration::from_secs(29), &config), Step::Use(_)));
+        assert!(matches!(
+            cache.next_step(Some("rsa-2"), t0 + Duration::from_secs(29), &config),
+            Step::Use(_)
+        ));
         assert!(matches!(cache.next_step(Some("rsa-2"), t0 + Duration::from_secs(30), &config), Step::Fetch));
         // Past the ttl, even a known kid refetches.
-        assert!(matches!(cache.next_step(Some("rsa-1"), t0 + Duration::from_secs(300), &config), Step::Fetch));
+        assert!(matches!(
+            cache.next_step(Some("rsa-1"), t0 + Duration::from_secs(300), &config),
+            Step::Fetch
+        ));
     }
 
     #[test]
