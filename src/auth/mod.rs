@@ -2,7 +2,9 @@
 //! applications mint for their users.
 
 mod admin;
+pub mod jwks;
 mod user_token;
 
 pub use admin::{AdminKey, AuthError, bearer};
+pub use jwks::{JwksConfig, JwksVerifier};
 pub use user_token::{SigningSecret, TokenError, UserClaims, claimed_app, mint, verify};

@@ -72,6 +72,13 @@ pub enum TokenError {
     /// `sub` is not a valid user id.
     #[error("the token's user id is not valid")]
     BadSubject,
+    /// No key of the identity provider's set has the token's `kid` (or, without
+    /// a `kid`, the set does not hold exactly one usable key).
+    #[error("no key of the identity provider matches the token")]
+    UnknownKey,
+    /// The identity provider's keys cannot be fetched and none are cached.
+    #[error("cannot fetch the identity provider's keys")]
+    KeysUnavailable(#[source] std::sync::Arc<crate::auth::jwks::FetchError>),
     /// Signing failed (should not happen with an HMAC key).
     #[error("cannot sign the token")]
     Sign(#[source] jsonwebtoken::errors::Error),
