@@ -13,6 +13,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
+use crate::auth::JwksConfig;
 use crate::cache::CacheConfig;
 use crate::gateway::GatewayConfig;
 use crate::sequence::{RedisConfig, SequenceConfig};
@@ -20,7 +21,7 @@ use crate::store::{BatchConfig, CqlConfig};
 
 /// The sections of the file, which are also the env variable prefixes.
 const SECTIONS: &[&str] =
-    &["server", "gateway", "cache", "store", "cql", "redis", "batch", "sequence", "log"];
+    &["server", "gateway", "cache", "jwks", "store", "cql", "redis", "batch", "sequence", "log"];
 
 /// Everything a node is configured with.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -32,6 +33,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Recent-message and member caches.
     pub cache: CacheConfig,
+    /// Fetching applications' identity-provider keys.
+    pub jwks: JwksConfig,
     /// Which store backend.
     pub store: StoreConfig,
     /// The CQL backend (ScyllaDB / Cassandra).

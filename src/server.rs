@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, ApiState};
-use crate::auth::AdminKey;
+use crate::auth::{AdminKey, JwksVerifier};
 use crate::cache::{MembersCache, RecentCache};
 use crate::chat::{Caches, ChatService};
 use crate::config::{Backend, Config};
@@ -59,7 +59,8 @@ impl Node {
             None => RecentCache::local(&config.cache),
         };
         let members = MembersCache::new(Duration::from_millis(config.cache.members_ttl_ms));
-        let caches = Caches { members, recent };
+        let jwks = JwksVerifier::new(config.jwks.clone());
+        let caches = Caches { members, recent, jwks };
         let chat = ChatService::new(store, seq, writer, caches, Arc::new(hub.clone()));
         Ok(Node { chat, hub, config: config.clone(), tracker })
     }

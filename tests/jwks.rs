@@ -3,6 +3,8 @@
 // Test code: a panic is a failed check (clippy's allow-unwrap-in-tests only covers #[test] fns).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -386,4 +388,58 @@ async fn an_oversized_set_is_refused() {
         panic!("expected KeysUnavailable");
     };
     assert!(matches!(*e, FetchError::TooLarge), "{e:?}");
+}
+
+/// End to end: an application points weft at its identity provider, and its
+/// users open WebSockets with RS256 tokens that weft never minted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_with_a_jwks_url_connects_its_users_with_provider_tokens() {
+    use common::server::{Mode, TestServer, code};
+    use futures::StreamExt as _;
+
+    let idp = Idp::start(fixture_json("jwks.json")).await;
+    // A node that only accepts https:// JWKS URLs refuses the local http:// one.
+    let strict = TestServer::start(Mode::Embedded).await;
+    let token = strict.new_app().await;
+    let path = format!("/api/v1/applications/{token}");
+    let (status, body) =
+        strict.send(strict.http.patch(strict.url(&path)).json(&json!({"jwks_url": idp.url}))).await;
+    assert_eq!((status, code(&body)), (422, "invalid_field"), "{body}");
+    strict.stop().await;
+
+    let s = TestServer::start_with(Mode::Embedded, |c| c.jwks.allow_http = true).await;
+    let token = s.new_app().await;
+    let path = format!("/api/v1/applications/{token}");
+    let (status, body) = s.send(s.http.patch(s.url(&path)).json(&json!({"jwks_url": idp.url}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["jwks_url"], idp.url.as_str());
+    let app = AppId::new(body["id"].as_str().unwrap());
+
+    let ws = |jwt: String| format!("{}/ws?token={jwt}", s.base.replace("http://", "ws://"));
+    // The IdP puts weft's application id in `aud`, as providers do.
+    let provider_claims = json!({ "sub": "alice", "aud": app.as_str(), "iat": now(), "exp": now() + 600 });
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(ws(rs256("rsa-1", &provider_claims))).await.unwrap();
+    let welcome = socket.next().await.unwrap().unwrap().into_text().unwrap();
+    let welcome: Value = serde_json::from_str(&welcome).unwrap();
+    assert_eq!((welcome["type"].as_str(), welcome["user"].as_str()), (Some("welcome"), Some("alice")));
+
+    // A key the provider never published, or another application's audience: 401 before the upgrade.
+    let forged = sign(Algorithm::RS256, Some("rsa-1"), &rsa_key("rsa-2.pem"), &provider_claims);
+    let elsewhere =
+        json!({ "sub": "alice", "aud": AppId::generate().as_str(), "iat": now(), "exp": now() + 600 });
+    for jwt in [forged, rs256("rsa-1", &elsewhere)] {
+        match tokio_tungstenite::connect_async(ws(jwt)).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 401),
+            other => panic!("expected a 401, got {other:?}"),
+        }
+    }
+    // Clearing the URL turns provider tokens off again; weft's own tokens keep working.
+    let (status, body) = s.send(s.http.patch(s.url(&path)).json(&json!({"jwks_url": null}))).await;
+    assert_eq!((status, &body["jwks_url"]), (200, &Value::Null), "{body}");
+    match tokio_tungstenite::connect_async(ws(rs256("rsa-1", &provider_claims))).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 401),
+        other => panic!("expected a 401, got {other:?}"),
+    }
+    s.stop().await;
 }

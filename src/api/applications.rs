@@ -19,6 +19,7 @@ impl Resource for ApplicationBody {
 }
 
 const MAX_NAME: usize = 255;
+const MAX_URL: usize = 2048;
 
 /// `POST /applications {"name"}`.
 pub async fn create(
@@ -45,12 +46,16 @@ pub async fn show(
     Ok(Json(state.chat.application_view(&token(raw)).await?.into()))
 }
 
-/// `PUT`/`PATCH /applications/:token {"name"}`.
+/// `PUT`/`PATCH /applications/:token {"name"?, "jwks_url"?}` (`jwks_url` null or "" clears it).
 pub async fn update(
     State(state): State<ApiState>,
     PathParams(raw): PathParams<String>,
     Input(fields, _): Input<ApplicationBody>,
 ) -> Result<Json<ApplicationOut>, ApiError> {
-    let name = fields.required_string("name", MAX_NAME)?;
-    Ok(Json(state.chat.rename_application(&token(raw), name).await?.into()))
+    let name = fields.has("name").then(|| fields.required_string("name", MAX_NAME)).transpose()?;
+    let jwks_url = fields.clearable_string("jwks_url", MAX_URL)?;
+    if name.is_none() && jwks_url.is_none() {
+        return Err(ApiError::InvalidField("give `name` or `jwks_url`".into()));
+    }
+    Ok(Json(state.chat.update_application(&token(raw), name, jwks_url).await?.into()))
 }

@@ -108,6 +108,10 @@ impl From<ChatError> for ApiError {
                 tracing::error!(error = %e, "cannot sign a user token");
                 ApiError::Internal
             }
+            ChatError::Token(TokenError::KeysUnavailable(e)) => {
+                tracing::warn!(error = %e, "cannot fetch an identity provider's keys");
+                ApiError::Unavailable("the application's identity provider")
+            }
             ChatError::Token(e) => ApiError::InvalidToken(e.to_string()),
             ChatError::Store(e) | ChatError::Sequence(SequenceError::Store(e)) => from_store(&e),
             ChatError::Sequence(SequenceError::Redis(e)) => {

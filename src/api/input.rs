@@ -125,6 +125,26 @@ impl Fields {
         }
     }
 
+    /// Whether the body names the field at all.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    /// A string that can be set or cleared: absent → `None` (leave as is),
+    /// null or "" → `Some(None)` (clear), a string → `Some(Some(s))`.
+    pub fn clearable_string(&self, name: &str, max: usize) -> Result<Option<Option<String>>, ApiError> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(None)),
+            Some(Value::String(s)) if s.trim().is_empty() => Ok(Some(None)),
+            Some(Value::String(s)) if s.chars().count() > max => {
+                Err(ApiError::InvalidField(format!("`{name}` is longer than {max} characters")))
+            }
+            Some(Value::String(s)) => Ok(Some(Some(s.trim().to_owned()))),
+            Some(_) => Err(ApiError::InvalidField(format!("`{name}` must be a string or null"))),
+        }
+    }
+
     /// An optional integer field in `min..=max` (a JSON number, or digits in a form).
     pub fn optional_u64(&self, name: &str, min: u64, max: u64) -> Result<Option<u64>, ApiError> {
         let value = match self.0.get(name) {

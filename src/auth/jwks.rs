@@ -43,11 +43,13 @@ pub struct JwksConfig {
     pub min_refetch_secs: u64,
     /// The longest one fetch may take, from connecting to the end of the body.
     pub fetch_timeout_ms: u64,
+    /// Accept `http://` JWKS URLs (development only; production needs `https://`).
+    pub allow_http: bool,
 }
 
 impl Default for JwksConfig {
     fn default() -> Self {
-        Self { cache_ttl_secs: 300, min_refetch_secs: 30, fetch_timeout_ms: 3000 }
+        Self { cache_ttl_secs: 300, min_refetch_secs: 30, fetch_timeout_ms: 3000, allow_http: false }
     }
 }
 
@@ -104,6 +106,21 @@ impl JwksVerifier {
             .build()
             .map_err(|e| Arc::new(FetchError::Client(e)));
         Self { inner: Arc::new(Inner { config, client, caches: Mutex::new(HashMap::new()) }) }
+    }
+
+    /// Checks a JWKS URL an application configures: absolute, `https://`
+    /// (or `http://` when `allow_http`), at most 2048 bytes.
+    pub fn check_url(&self, raw: &str) -> Result<(), &'static str> {
+        if raw.len() > 2048 {
+            return Err("`jwks_url` is longer than 2048 bytes");
+        }
+        let url = reqwest::Url::parse(raw).map_err(|_| "`jwks_url` is not an absolute URL")?;
+        match url.scheme() {
+            "https" if url.host().is_some() => Ok(()),
+            "http" if url.host().is_some() && self.inner.config.allow_http => Ok(()),
+            "http" => Err("`jwks_url` must be https:// (http:// needs jwks.allow_http)"),
+            _ => Err("`jwks_url` must be an https:// URL"),
+        }
     }
 
     /// Verifies `token` for `app` with the keys published at `jwks_url`; returns its user.

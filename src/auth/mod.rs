@@ -7,4 +7,4 @@ mod user_token;
 
 pub use admin::{AdminKey, AuthError, bearer};
 pub use jwks::{JwksConfig, JwksVerifier};
-pub use user_token::{SigningSecret, TokenError, UserClaims, claimed_app, mint, verify};
+pub use user_token::{SigningSecret, TokenError, Unverified, UserClaims, claimed_app, inspect, mint, verify};

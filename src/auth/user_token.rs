@@ -101,11 +101,48 @@ pub fn mint(
     Ok((token, Timestamp(exp.saturating_mul(1000))))
 }
 
-/// The application id a token claims, read without checking the signature:
-/// only to find which secret to check it with.
+/// What a token says about itself before its signature is checked: only
+/// to find the application and which key to check it with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unverified {
+    /// The application: the `app` claim, else the first `aud`.
+    pub app: AppId,
+    /// Signed with the application's secret (HS256) rather than its identity provider's keys.
+    pub hmac: bool,
+}
+
+/// The claims read without verification.
+#[derive(Deserialize)]
+struct Claimed {
+    app: Option<String>,
+    aud: Option<Audience>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Reads a token's application and algorithm without checking the signature.
+pub fn inspect(token: &str) -> Result<Unverified, TokenError> {
+    let header = jsonwebtoken::decode_header(token).map_err(TokenError::Invalid)?;
+    let data = jsonwebtoken::dangerous::insecure_decode::<Claimed>(token).map_err(TokenError::Invalid)?;
+    let app = match (data.claims.app, data.claims.aud) {
+        (Some(app), _) => app,
+        (None, Some(Audience::One(aud))) => aud,
+        (None, Some(Audience::Many(auds))) => {
+            auds.into_iter().next().ok_or(TokenError::UnknownApplication)?
+        }
+        (None, None) => return Err(TokenError::UnknownApplication),
+    };
+    Ok(Unverified { app: AppId::new(app), hmac: header.alg == Algorithm::HS256 })
+}
+
+/// The application id a token claims, read without checking the signature.
 pub fn claimed_app(token: &str) -> Result<AppId, TokenError> {
-    let data = jsonwebtoken::dangerous::insecure_decode::<UserClaims>(token).map_err(TokenError::Invalid)?;
-    Ok(AppId::new(data.claims.app))
+    inspect(token).map(|u| u.app)
 }
 
 /// Verifies a token against `app`'s secret; returns its user.

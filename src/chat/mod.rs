@@ -11,7 +11,7 @@ mod known;
 mod receipts;
 mod send;
 
-use crate::auth::{self, SigningSecret, TokenError};
+use crate::auth::{self, JwksVerifier, SigningSecret, TokenError};
 use crate::cache::{MembersCache, RecentCache};
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{Application, Chat, ChatKind, Member, Message, MessageRange, Page};
@@ -64,6 +64,7 @@ pub struct ChatService {
     directs: DirectChats,
     members: MembersCache,
     recent: RecentCache,
+    jwks: JwksVerifier,
     deliver: std::sync::Arc<dyn Deliver>,
 }
 
@@ -74,6 +75,8 @@ pub struct Caches {
     pub members: MembersCache,
     /// Recent messages for catch-ups.
     pub recent: RecentCache,
+    /// Keys of applications' identity providers.
+    pub jwks: JwksVerifier,
 }
 
 impl ChatService {
@@ -85,7 +88,7 @@ impl ChatService {
         caches: Caches,
         deliver: std::sync::Arc<dyn Deliver>,
     ) -> Self {
-        let Caches { members, recent } = caches;
+        let Caches { members, recent, jwks } = caches;
         Self {
             store,
             seq,
@@ -94,6 +97,7 @@ impl ChatService {
             directs: DirectChats::default(),
             members,
             recent,
+            jwks,
             deliver,
         }
     }
@@ -142,14 +146,23 @@ impl ChatService {
         Ok(ApplicationView { app, chats_count })
     }
 
-    /// Renames an application.
-    pub async fn rename_application(
+    /// Changes an application's name and/or JWKS URL (`Some(None)` clears it).
+    pub async fn update_application(
         &self,
         token: &AppToken,
-        name: String,
+        name: Option<String>,
+        jwks_url: Option<Option<String>>,
     ) -> Result<ApplicationView, ChatError> {
+        if let Some(Some(url)) = &jwks_url {
+            self.jwks.check_url(url).map_err(ChatError::Invalid)?;
+        }
         let mut app = self.application(token).await?;
-        app.name = name;
+        if let Some(name) = name {
+            app.name = name;
+        }
+        if let Some(jwks_url) = jwks_url {
+            app.jwks_url = jwks_url;
+        }
         app.updated_at = Timestamp::now().max(app.created_at);
         self.store.update_application(&app).await?;
         let chats_count = self.seq.chats_count(&app.id).await?;
@@ -178,9 +191,15 @@ impl ChatService {
 
     /// Checks a user token: signed by its application's current secret, not expired.
     pub async fn authenticate(&self, jwt: &str) -> Result<(Application, UserId), ChatError> {
-        let id = auth::claimed_app(jwt)?;
-        let app = self.store.application_by_id(&id).await?.ok_or(TokenError::UnknownApplication)?;
-        let user = auth::verify(jwt, &app.id, &app.secret)?;
+        let claimed = auth::inspect(jwt)?;
+        let app = self.store.application_by_id(&claimed.app).await?.ok_or(TokenError::UnknownApplication)?;
+        let user = if claimed.hmac {
+            auth::verify(jwt, &app.id, &app.secret)?
+        } else {
+            // RS256/ES256: only from the application's own identity provider.
+            let url = app.jwks_url.as_deref().ok_or(TokenError::UnknownKey)?;
+            self.jwks.verify(url, jwt, &app.id).await?
+        };
         Ok((app, user))
     }
 
