@@ -53,6 +53,9 @@ pub enum ApiError {
     Internal,
 }
 
+/// What is unavailable when an application's JWKS cannot be fetched.
+const IDENTITY_PROVIDER: &str = "the application's identity provider";
+
 impl ApiError {
     /// The HTTP status and the stable code.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -69,6 +72,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Unavailable("redis") => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),
+            ApiError::Unavailable(IDENTITY_PROVIDER) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "identity_provider_unavailable")
+            }
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -110,7 +116,7 @@ impl From<ChatError> for ApiError {
             }
             ChatError::Token(TokenError::KeysUnavailable(e)) => {
                 tracing::warn!(error = %e, "cannot fetch an identity provider's keys");
-                ApiError::Unavailable("the application's identity provider")
+                ApiError::Unavailable(IDENTITY_PROVIDER)
             }
             ChatError::Token(e) => ApiError::InvalidToken(e.to_string()),
             ChatError::Store(e) | ChatError::Sequence(SequenceError::Store(e)) => from_store(&e),

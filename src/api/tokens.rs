@@ -25,13 +25,16 @@ const DEFAULT_TTL_SECONDS: u64 = 3600;
 /// The longest lifetime a token may ask for: 30 days.
 const MAX_TTL_SECONDS: u64 = 30 * 24 * 3600;
 
-/// `POST /applications/:token/secret`: a new signing secret, shown once.
+/// `POST /applications/:token/secret`: a new signing secret, shown once; the
+/// application's sessions on this node are closed with 4001.
 pub async fn rotate_secret(
     State(state): State<ApiState>,
     PathParams(raw): PathParams<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let secret = state.chat.rotate_secret(&token(raw)).await?;
-    Ok(Json(json!({ "secret": secret.expose() })))
+    let app = state.chat.rotate_secret(&token(raw)).await?;
+    // Sessions opened with old tokens close (4001) and reconnect with new ones.
+    state.hub.revoke(&app.id);
+    Ok(Json(json!({ "secret": app.secret.expose() })))
 }
 
 /// `POST /applications/:token/users/:user_id/tokens {"ttl_seconds"?}`.
@@ -50,6 +53,6 @@ pub async fn mint(
 pub async fn me(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let jwt =
         bearer(&headers).ok_or(ApiError::InvalidToken("send Authorization: Bearer <user token>".into()))?;
-    let (app, user) = state.chat.authenticate(jwt).await?;
+    let crate::chat::Authenticated { app, user, .. } = state.chat.authenticate(jwt).await?;
     Ok(Json(json!({ "user": user, "app": app.id.as_str() })))
 }

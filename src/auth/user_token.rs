@@ -109,6 +109,8 @@ pub struct Unverified {
     pub app: AppId,
     /// Signed with the application's secret (HS256) rather than its identity provider's keys.
     pub hmac: bool,
+    /// The `exp` claim, in seconds since the epoch (trustworthy once the token is verified).
+    pub exp: Option<i64>,
 }
 
 /// The claims read without verification.
@@ -116,6 +118,7 @@ pub struct Unverified {
 struct Claimed {
     app: Option<String>,
     aud: Option<Audience>,
+    exp: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -129,6 +132,7 @@ enum Audience {
 pub fn inspect(token: &str) -> Result<Unverified, TokenError> {
     let header = jsonwebtoken::decode_header(token).map_err(TokenError::Invalid)?;
     let data = jsonwebtoken::dangerous::insecure_decode::<Claimed>(token).map_err(TokenError::Invalid)?;
+    let exp = data.claims.exp;
     let app = match (data.claims.app, data.claims.aud) {
         (Some(app), _) => app,
         (None, Some(Audience::One(aud))) => aud,
@@ -137,7 +141,7 @@ pub fn inspect(token: &str) -> Result<Unverified, TokenError> {
         }
         (None, None) => return Err(TokenError::UnknownApplication),
     };
-    Ok(Unverified { app: AppId::new(app), hmac: header.alg == Algorithm::HS256 })
+    Ok(Unverified { app: AppId::new(app), hmac: header.alg == Algorithm::HS256, exp })
 }
 
 /// The application id a token claims, read without checking the signature.

@@ -54,6 +54,17 @@ pub struct NewMessage {
     pub sender: Option<UserId>,
 }
 
+/// Who a verified user token names.
+#[derive(Clone, Debug)]
+pub struct Authenticated {
+    /// The application.
+    pub app: Application,
+    /// The user.
+    pub user: UserId,
+    /// When the token expires (sessions opened with it close then, with 4001).
+    pub expires_at: Option<Timestamp>,
+}
+
 /// The chat service: one per node, cheap to clone.
 #[derive(Clone)]
 pub struct ChatService {
@@ -169,13 +180,14 @@ impl ChatService {
         Ok(ApplicationView { app, chats_count })
     }
 
-    /// Replaces an application's signing secret; tokens signed with the old one stop working.
-    pub async fn rotate_secret(&self, token: &AppToken) -> Result<SigningSecret, ChatError> {
+    /// Replaces an application's signing secret; tokens signed with the old
+    /// one stop working. Returns the application and its new secret.
+    pub async fn rotate_secret(&self, token: &AppToken) -> Result<Application, ChatError> {
         let mut app = self.application(token).await?;
         app.secret = SigningSecret::generate();
         app.updated_at = Timestamp::now().max(app.created_at);
         self.store.update_application(&app).await?;
-        Ok(app.secret)
+        Ok(app)
     }
 
     /// Mints a user token (HS256 JWT) valid for `ttl_seconds`; returns it and its expiry.
@@ -190,7 +202,7 @@ impl ChatService {
     }
 
     /// Checks a user token: signed by its application's current secret, not expired.
-    pub async fn authenticate(&self, jwt: &str) -> Result<(Application, UserId), ChatError> {
+    pub async fn authenticate(&self, jwt: &str) -> Result<Authenticated, ChatError> {
         let claimed = auth::inspect(jwt)?;
         let app = self.store.application_by_id(&claimed.app).await?.ok_or(TokenError::UnknownApplication)?;
         let user = if claimed.hmac {
@@ -200,7 +212,8 @@ impl ChatService {
             let url = app.jwks_url.as_deref().ok_or(TokenError::UnknownKey)?;
             self.jwks.verify(url, jwt, &app.id).await?
         };
-        Ok((app, user))
+        let expires_at = claimed.exp.map(|exp| Timestamp(exp.saturating_mul(1000)));
+        Ok(Authenticated { app, user, expires_at })
     }
 
     /// Creates the next chat of an application.

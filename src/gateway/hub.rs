@@ -47,6 +47,8 @@ pub struct SessionHandle {
     pub outbox: mpsc::Sender<Outgoing>,
     /// Cancelled to cut it off as a slow consumer.
     pub slow: CancellationToken,
+    /// Cancelled when its credentials were revoked (secret rotation).
+    pub revoked: CancellationToken,
 }
 
 type Key = (AppId, UserId);
@@ -104,6 +106,14 @@ impl Hub {
             if list.is_empty() {
                 sessions.remove(&key);
             }
+        }
+    }
+
+    /// Closes every session of `app` on this node (its secret was rotated).
+    pub fn revoke(&self, app: &AppId) {
+        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        for handle in sessions.iter().filter(|((a, _), _)| a == app).flat_map(|(_, list)| list) {
+            handle.revoked.cancel();
         }
     }
 

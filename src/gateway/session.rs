@@ -19,7 +19,8 @@ use super::hub::{Outgoing, SessionHandle, SessionId, Slot};
 use super::protocol::{ServerFrame, close};
 use crate::api::{ApiError, ApiState};
 use crate::auth::bearer;
-use crate::ids::{ChatNumber, MessageNumber, UserId};
+use crate::chat::Authenticated;
+use crate::ids::{ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::Application;
 
 /// Frames written to the socket before one flush, at most.
@@ -39,8 +40,8 @@ pub async fn ws_handler(
         return ApiError::InvalidToken("send Authorization: Bearer <user token> or ?token=".into())
             .into_response();
     };
-    let (app, user) = match state.chat.authenticate(&jwt).await {
-        Ok(found) => found,
+    let who = match state.chat.authenticate(&jwt).await {
+        Ok(who) => who,
         Err(e) => return ApiError::from(e).into_response(),
     };
     let max = state.gateway.max_frame_bytes;
@@ -52,7 +53,7 @@ pub async fn ws_handler(
         .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
             match slot {
-                Some(slot) => Session::new(state, app, user).run(socket, slot).await,
+                Some(slot) => Session::new(state, who).run(socket, slot).await,
                 // Upgraded first so that browsers see why: they cannot read a refused handshake.
                 None => refuse(socket).await,
             }
@@ -73,6 +74,8 @@ pub(super) struct Session {
     pub(super) app: Application,
     pub(super) user: UserId,
     pub(super) id: SessionId,
+    /// When the token the session opened with expires.
+    expires_at: Option<Timestamp>,
 }
 
 /// Why the loop ends: the close code and reason to send, if any.
@@ -98,9 +101,9 @@ pub(super) struct LoopState {
 type Sink = SplitSink<WebSocket, WsMessage>;
 
 impl Session {
-    fn new(state: ApiState, app: Application, user: UserId) -> Self {
+    fn new(state: ApiState, who: Authenticated) -> Self {
         let id = state.hub.next_session_id();
-        Self { state, app, user, id }
+        Self { state, app: who.app, user: who.user, id, expires_at: who.expires_at }
     }
 
     async fn run(self, socket: WebSocket, _slot: Slot) {
@@ -109,7 +112,8 @@ impl Session {
         let (mut sink, mut stream) = socket.split();
         let (outbox, mut pending) = mpsc::channel(self.state.gateway.outbox_frames.max(1));
         let slow = CancellationToken::new();
-        let handle = SessionHandle { id: self.id, outbox, slow: slow.clone() };
+        let revoked = CancellationToken::new();
+        let handle = SessionHandle { id: self.id, outbox, slow: slow.clone(), revoked: revoked.clone() };
         self.state.hub.register(&self.app.id, &self.user, handle);
         self.presence_opened();
         let welcome = ServerFrame::Welcome {
@@ -146,6 +150,7 @@ impl Session {
                     Err(_) => Some((close::SERVICE_RESTART, "service restart")),
                 },
                 () = slow.cancelled() => SLOW,
+                () = revoked.cancelled() => Some((close::TOKEN_EXPIRED, "the application's secret was rotated")),
                 () = shutdown.cancelled() => Some((close::SERVICE_RESTART, "service restart")),
             };
         }
@@ -230,8 +235,11 @@ impl Session {
         Some((close::MESSAGE_TOO_BIG, "frame too large"))
     }
 
-    /// The heartbeat: ping a quiet client, close a silent one.
+    /// The heartbeat: ping a quiet client, close a silent one or one whose token expired.
     async fn on_tick(&self, live: &LoopState, sink: &mut Sink, slow: &CancellationToken) -> Closing {
+        if self.expires_at.is_some_and(|at| at < Timestamp::now()) {
+            return Some((close::TOKEN_EXPIRED, "token expired: get a new one, then reconnect"));
+        }
         let quiet = live.last_heard.elapsed();
         if quiet >= Duration::from_millis(self.state.gateway.idle_timeout_ms) {
             return Some((close::IDLE_TIMEOUT, "idle timeout: reconnect and resync"));
