@@ -110,6 +110,7 @@ impl From<ChatError> for ApiError {
             ChatError::MessageNotFound => ApiError::NotFound("message_not_found"),
             ChatError::NotAMember => ApiError::NotFound("member_not_found"),
             ChatError::Invalid(reason) => ApiError::InvalidField(reason.to_owned()),
+            ChatError::InFlight => ApiError::Unavailable("the store"),
             ChatError::Token(TokenError::Sign(e)) => {
                 tracing::error!(error = %e, "cannot sign a user token");
                 ApiError::Internal

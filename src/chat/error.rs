@@ -22,6 +22,9 @@ pub enum ChatError {
     /// A request broke a rule of the domain (answered as `invalid_frame` / 400).
     #[error("{0}")]
     Invalid(&'static str),
+    /// A send with this `client_msg_id` is still being committed; retry shortly.
+    #[error("the first send with this client_msg_id is still being committed; retry")]
+    InFlight,
     /// A user token was refused.
     #[error(transparent)]
     Token(#[from] TokenError),

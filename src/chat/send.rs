@@ -6,6 +6,7 @@ use crate::chat::{ALL, ChatError, ChatService, Event};
 use crate::gateway::hub::SessionId;
 use crate::ids::{AppId, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{Application, Message, MessageRange, Page};
+use crate::sequence::{Claim, IdempotencyKey};
 
 /// Where a message goes: a chat, or users (the chat is found or created).
 #[derive(Clone, Debug)]
@@ -38,6 +39,25 @@ pub struct Sent {
     pub seq: MessageNumber,
     /// This `client_msg_id` was sent before: nothing new was stored or delivered.
     pub duplicate: bool,
+}
+
+/// How long a retry waits for the first send's commit.
+const PENDING_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How often it looks.
+const PENDING_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+/// A pending claim this old whose message is not stored was abandoned (its
+/// node died before the commit): far above any commit time, since the batch
+/// writer's store calls time out within seconds.
+const ABANDONED_AFTER_MS: i64 = 30_000;
+
+/// What a retry makes of an earlier claim.
+enum Settled {
+    /// The first send is persisted: repeat its ack.
+    Sent(Sent),
+    /// The first send failed and dropped its claim.
+    Vanished,
+    /// The first send's node died before persisting: take the claim over.
+    Abandoned,
 }
 
 /// A chat's messages after a position, oldest first.
@@ -107,22 +127,40 @@ impl ChatService {
     ) -> Result<Sent, ChatError> {
         let key = (app.id.clone(), sender.clone(), request.client_msg_id.clone());
         // A retry of an implicit-chat send must not create a second chat.
-        if let Some((chat, seq)) = self.seq.recall(&key).await? {
-            return Ok(Sent { chat, seq, duplicate: true });
+        let mut earlier = self.seq.recall(&key).await?;
+        if let Some(claim) = earlier {
+            match self.settle(&key, claim).await? {
+                Settled::Sent(sent) => return Ok(sent),
+                Settled::Vanished => earlier = None,
+                Settled::Abandoned => {}
+            }
         }
         let chat = match &request.target {
             Target::Chat(chat) => {
                 self.ensure_member(&app.id, *chat, sender).await?;
                 *chat
             }
-            Target::Recipients(users) => self.implicit_chat(&app.id, sender, users).await?,
+            Target::Recipients(users) => match earlier {
+                // The abandoned first try already found or made the chat.
+                Some(claim) => claim.chat,
+                None => self.implicit_chat(&app.id, sender, users).await?,
+            },
         };
-        // Known gap: a retry that arrives while the first send is still being
-        // committed gets its ack before that commit finishes.
         let seq = self.seq.next_message(&app.id, chat).await?;
-        if let Some((chat, seq)) = self.seq.remember(&key, chat, seq).await? {
+        let claim = Claim::pending(chat, seq);
+        let won = match earlier {
+            Some(abandoned) => self.seq.replace(&key, abandoned, claim).await?,
+            None => self.seq.claim(&key, claim).await?.is_none(),
+        };
+        if !won {
             // A concurrent retry claimed the key first; our number stays a gap.
-            return Ok(Sent { chat, seq, duplicate: true });
+            return match self.seq.recall(&key).await? {
+                Some(other) => match self.settle(&key, other).await? {
+                    Settled::Sent(sent) => Ok(sent),
+                    Settled::Vanished | Settled::Abandoned => Err(ChatError::InFlight),
+                },
+                None => Err(ChatError::InFlight),
+            };
         }
         let message = Message {
             app: app.id.clone(),
@@ -139,8 +177,42 @@ impl ChatService {
             let _ = self.seq.forget(&key).await;
             return Err(e.into());
         }
+        // Persisted: from now on a retry gets this ack. If marking fails, a
+        // retry finds the message in the store instead (see `settle`).
+        if let Err(e) = self.seq.confirm(&key, claim).await {
+            tracing::warn!(error = %e, "cannot mark an idempotency claim committed");
+        }
         self.fan_out(&message, from).await;
         Ok(Sent { chat, seq, duplicate: false })
+    }
+
+    /// What an earlier claim on a key means for a retry: its ack (once its
+    /// message is persisted), nothing (it failed and was dropped), or an
+    /// abandoned claim to take over (its sender died before persisting).
+    /// A claim still being committed is waited for, briefly.
+    async fn settle(&self, key: &IdempotencyKey, mut claim: Claim) -> Result<Settled, ChatError> {
+        let deadline = tokio::time::Instant::now() + PENDING_WAIT;
+        loop {
+            let sent = Sent { chat: claim.chat, seq: claim.seq, duplicate: true };
+            if claim.committed {
+                return Ok(Settled::Sent(sent));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(PENDING_POLL).await;
+            match self.seq.recall(key).await? {
+                Some(now) => claim = now,
+                None => return Ok(Settled::Vanished),
+            }
+        }
+        // Still pending: either its commit is slow, or its node died.
+        if self.store.message(&key.0, claim.chat, claim.seq).await?.is_some() {
+            self.seq.confirm(key, claim).await?;
+            return Ok(Settled::Sent(Sent { chat: claim.chat, seq: claim.seq, duplicate: true }));
+        }
+        let age = Timestamp::now().millis().saturating_sub(claim.at);
+        if age > ABANDONED_AFTER_MS { Ok(Settled::Abandoned) } else { Err(ChatError::InFlight) }
     }
 
     /// Messages of `chat` after `after`, oldest first, at most `limit`; and whether more follow.

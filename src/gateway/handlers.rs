@@ -183,6 +183,7 @@ fn error_frame(id: Option<RequestId>, e: &ChatError) -> ServerFrame {
             ("not_found", e.to_string())
         }
         ChatError::Invalid(reason) => ("invalid_frame", (*reason).to_owned()),
+        ChatError::InFlight => ("unavailable", e.to_string()),
         ChatError::Token(_) => ("forbidden", e.to_string()),
         ChatError::Store(_) | ChatError::Sequence(_) | ChatError::Write(_) => {
             tracing::warn!(error = %e, "request failed");

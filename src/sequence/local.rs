@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::OnceCell;
 
-use super::{Counter, IdempotencyKey, SequenceError};
-use crate::ids::{ChatNumber, MessageNumber};
+use super::{Claim, Counter, IdempotencyKey, SequenceError};
 use crate::store::DynStore;
 
 type Cell = Arc<OnceCell<AtomicU64>>;
@@ -20,7 +19,7 @@ type Cell = Arc<OnceCell<AtomicU64>>;
 pub struct LocalSequencer {
     store: DynStore,
     cells: Arc<Mutex<HashMap<Counter, Cell>>>,
-    seen: Arc<Mutex<HashMap<IdempotencyKey, (ChatNumber, MessageNumber)>>>,
+    seen: Arc<Mutex<HashMap<IdempotencyKey, Claim>>>,
 }
 
 /// Idempotency keys kept in memory at most; the map is cleared past it.
@@ -43,16 +42,11 @@ impl LocalSequencer {
         Ok(cell)
     }
 
-    pub(super) fn recall(&self, key: &IdempotencyKey) -> Option<(ChatNumber, MessageNumber)> {
+    pub(super) fn recall(&self, key: &IdempotencyKey) -> Option<Claim> {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner).get(key).copied()
     }
 
-    pub(super) fn remember(
-        &self,
-        key: &IdempotencyKey,
-        chat: ChatNumber,
-        seq: MessageNumber,
-    ) -> Option<(ChatNumber, MessageNumber)> {
+    pub(super) fn claim(&self, key: &IdempotencyKey, claim: Claim) -> Option<Claim> {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(earlier) = seen.get(key) {
             return Some(*earlier);
@@ -60,8 +54,19 @@ impl LocalSequencer {
         if seen.len() >= SEEN_CAPACITY {
             seen.clear();
         }
-        seen.insert(key.clone(), (chat, seq));
+        seen.insert(key.clone(), claim);
         None
+    }
+
+    pub(super) fn replace(&self, key: &IdempotencyKey, old: Claim, new: Claim) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        match seen.get_mut(key) {
+            Some(current) if *current == old => {
+                *current = new;
+                true
+            }
+            _ => false,
+        }
     }
 
     pub(super) fn forget(&self, key: &IdempotencyKey) {

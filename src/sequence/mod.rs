@@ -46,6 +46,53 @@ pub enum SequenceError {
 /// An idempotency key: (application, sender, client_msg_id).
 pub type IdempotencyKey = (AppId, UserId, String);
 
+/// What an idempotency key was claimed for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The chat.
+    pub chat: ChatNumber,
+    /// The number the first send drew.
+    pub seq: MessageNumber,
+    /// Whether that send's message is persisted (its ack may be repeated).
+    pub committed: bool,
+    /// When the claim was made, in ms since the epoch.
+    pub at: i64,
+}
+
+impl Claim {
+    /// A fresh, uncommitted claim.
+    pub fn pending(chat: ChatNumber, seq: MessageNumber) -> Self {
+        Self { chat, seq, committed: false, at: crate::ids::Timestamp::now().millis() }
+    }
+
+    /// How the claim is kept in Redis: `P|C:chat:seq:at`.
+    pub(crate) fn encode(&self) -> String {
+        let state = if self.committed { 'C' } else { 'P' };
+        format!("{state}:{}:{}:{}", self.chat, self.seq, self.at)
+    }
+
+    /// Reads a kept claim; the older `chat:seq` form counts as committed.
+    pub(crate) fn decode(raw: &str) -> Option<Self> {
+        let parts: Vec<&str> = raw.split(':').collect();
+        let number = |s: &str| s.parse::<u64>().ok();
+        match parts.as_slice() {
+            [state @ ("P" | "C"), chat, seq, at] => Some(Self {
+                chat: ChatNumber(number(chat)?),
+                seq: MessageNumber(number(seq)?),
+                committed: *state == "C",
+                at: at.parse().ok()?,
+            }),
+            [chat, seq] => Some(Self {
+                chat: ChatNumber(number(chat)?),
+                seq: MessageNumber(number(seq)?),
+                committed: true,
+                at: 0,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_TTL_SECONDS: u64 = 24 * 3600;
 
@@ -122,27 +169,39 @@ impl Sequencer {
         self.current(&counters).await
     }
 
-    /// The (chat, number) a key was first sent as, if it was.
-    pub async fn recall(
-        &self,
-        key: &IdempotencyKey,
-    ) -> Result<Option<(ChatNumber, MessageNumber)>, SequenceError> {
+    /// The claim on a key, if it was sent before.
+    pub async fn recall(&self, key: &IdempotencyKey) -> Result<Option<Claim>, SequenceError> {
         match self {
             Sequencer::Local(s) => Ok(s.recall(key)),
             Sequencer::Redis(s) => s.recall(key).await,
         }
     }
 
-    /// Claims `key` for (chat, seq); returns the earlier claim if another won.
-    pub async fn remember(
-        &self,
-        key: &IdempotencyKey,
-        chat: ChatNumber,
-        seq: MessageNumber,
-    ) -> Result<Option<(ChatNumber, MessageNumber)>, SequenceError> {
+    /// Claims `key` (pending) unless claimed before; returns the earlier claim if so.
+    pub async fn claim(&self, key: &IdempotencyKey, claim: Claim) -> Result<Option<Claim>, SequenceError> {
         match self {
-            Sequencer::Local(s) => Ok(s.remember(key, chat, seq)),
-            Sequencer::Redis(s) => s.remember(key, chat, seq).await,
+            Sequencer::Local(s) => Ok(s.claim(key, claim)),
+            Sequencer::Redis(s) => s.claim(key, claim).await,
+        }
+    }
+
+    /// Replaces `old` by `new` if `key` still holds `old` (taking over an abandoned claim).
+    pub async fn replace(&self, key: &IdempotencyKey, old: Claim, new: Claim) -> Result<bool, SequenceError> {
+        match self {
+            Sequencer::Local(s) => Ok(s.replace(key, old, new)),
+            Sequencer::Redis(s) => s.replace(key, old, new).await,
+        }
+    }
+
+    /// Marks a claim committed: its message is persisted.
+    pub async fn confirm(&self, key: &IdempotencyKey, claim: Claim) -> Result<(), SequenceError> {
+        let committed = Claim { committed: true, ..claim };
+        match self {
+            Sequencer::Local(s) => {
+                s.replace(key, claim, committed);
+                Ok(())
+            }
+            Sequencer::Redis(s) => s.replace(key, claim, committed).await.map(|_| ()),
         }
     }
 
@@ -178,6 +237,25 @@ impl Sequencer {
         match self {
             Sequencer::Local(s) => s.current(counters).await,
             Sequencer::Redis(s) => s.current(counters).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_round_trip_and_old_ones_read_as_committed() {
+        let pending = Claim::pending(ChatNumber(3), MessageNumber(42));
+        assert_eq!(Claim::decode(&pending.encode()), Some(pending));
+        let committed = Claim { committed: true, ..pending };
+        assert_eq!(Claim::decode(&committed.encode()), Some(committed));
+        let old = Claim::decode("3:42").unwrap();
+        assert!(old.committed);
+        assert_eq!((old.chat, old.seq), (ChatNumber(3), MessageNumber(42)));
+        for bad in ["", "x", "P:1:2", "Q:1:2:3", "P:a:2:3", "1:b"] {
+            assert_eq!(Claim::decode(bad), None, "{bad}");
         }
     }
 }

@@ -5,8 +5,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Deserialize;
 
-use super::{Counter, IDEMPOTENCY_TTL_SECONDS, IdempotencyKey, SequenceError};
-use crate::ids::{ChatNumber, MessageNumber};
+use super::{Claim, Counter, IDEMPOTENCY_TTL_SECONDS, IdempotencyKey, SequenceError};
 use crate::store::DynStore;
 
 /// Where Redis is (`[redis]` in the config).
@@ -33,6 +32,13 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 return redis.call('INCR', KEYS[1])
 ";
 
+/// SET a key to ARGV[2] only while it holds ARGV[1] (compare and set).
+const REPLACE: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+";
+
 /// Counters in Redis, re-seeded from the store when Redis lost them.
 #[derive(Clone)]
 pub struct RedisSequencer {
@@ -41,6 +47,7 @@ pub struct RedisSequencer {
     prefix: String,
     resume_gap: u64,
     next: redis::Script,
+    replace: redis::Script,
 }
 
 fn redis_err(e: redis::RedisError) -> SequenceError {
@@ -67,6 +74,7 @@ impl RedisSequencer {
             prefix: config.key_prefix.clone(),
             resume_gap,
             next: redis::Script::new(NEXT),
+            replace: redis::Script::new(REPLACE),
         })
     }
 
@@ -87,30 +95,25 @@ impl RedisSequencer {
         format!("{}:{{{}}}:idem:{}:{}", self.prefix, app, user, id)
     }
 
-    pub(super) async fn recall(
-        &self,
-        key: &IdempotencyKey,
-    ) -> Result<Option<(ChatNumber, MessageNumber)>, SequenceError> {
+    pub(super) async fn recall(&self, key: &IdempotencyKey) -> Result<Option<Claim>, SequenceError> {
         let mut conn = self.conn.clone();
         let value: Option<String> = redis::cmd("GET")
             .arg(self.idempotency_key(key))
             .query_async(&mut conn)
             .await
             .map_err(redis_err)?;
-        Ok(value.as_deref().and_then(parse_claim))
+        Ok(value.as_deref().and_then(Claim::decode))
     }
 
-    pub(super) async fn remember(
+    pub(super) async fn claim(
         &self,
         key: &IdempotencyKey,
-        chat: ChatNumber,
-        seq: MessageNumber,
-    ) -> Result<Option<(ChatNumber, MessageNumber)>, SequenceError> {
+        claim: Claim,
+    ) -> Result<Option<Claim>, SequenceError> {
         let mut conn = self.conn.clone();
-        let name = self.idempotency_key(key);
         let claimed: Option<String> = redis::cmd("SET")
-            .arg(&name)
-            .arg(format!("{chat}:{seq}"))
+            .arg(self.idempotency_key(key))
+            .arg(claim.encode())
             .arg("NX")
             .arg("EX")
             .arg(IDEMPOTENCY_TTL_SECONDS)
@@ -121,6 +124,25 @@ impl RedisSequencer {
             return Ok(None);
         }
         self.recall(key).await
+    }
+
+    pub(super) async fn replace(
+        &self,
+        key: &IdempotencyKey,
+        old: Claim,
+        new: Claim,
+    ) -> Result<bool, SequenceError> {
+        let mut conn = self.conn.clone();
+        let replaced: i64 = self
+            .replace
+            .key(self.idempotency_key(key))
+            .arg(old.encode())
+            .arg(new.encode())
+            .arg(IDEMPOTENCY_TTL_SECONDS)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(replaced == 1)
     }
 
     pub(super) async fn forget(&self, key: &IdempotencyKey) -> Result<(), SequenceError> {
@@ -199,10 +221,4 @@ impl RedisSequencer {
         redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(redis_err)?;
         Ok(())
     }
-}
-
-/// Reads a stored "chat:seq" claim.
-fn parse_claim(raw: &str) -> Option<(ChatNumber, MessageNumber)> {
-    let (chat, seq) = raw.split_once(':')?;
-    Some((ChatNumber(chat.parse().ok()?), MessageNumber(seq.parse().ok()?)))
 }
