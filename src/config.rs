@@ -61,6 +61,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long in-flight requests may take to finish at shutdown, in ms.
     pub shutdown_grace_ms: u64,
+    /// At shutdown, sessions are closed (1012) at random moments over this window, in ms,
+    /// so their reconnects do not land on the other nodes all at once.
+    pub drain_window_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +73,7 @@ impl Default for ServerConfig {
             admin_key: String::new(),
             max_body_bytes: 64 * 1024,
             shutdown_grace_ms: 10_000,
+            drain_window_ms: 5_000,
         }
     }
 }

@@ -71,39 +71,47 @@ impl Node {
     }
 }
 
-/// Serves `node` on `listener` until `shutdown` fires, then drains: in-flight
-/// requests get `server.shutdown_grace_ms` to finish, then queued writes are committed.
+/// Serves `node` on `listener` until `shutdown` fires, then drains:
+/// `/readyz` turns 503 and new WebSockets are refused at once; open sessions
+/// close with 1012 spread over `server.drain_window_ms`; then the listener
+/// stops, in-flight requests get `server.shutdown_grace_ms` to finish, and
+/// queued writes are committed.
 pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken) -> std::io::Result<()> {
     let Node { chat, hub, config, tracker } = node;
     let admin_key =
         (!config.server.admin_key.is_empty()).then(|| AdminKey::new(config.server.admin_key.clone()));
     let node_id = format!("node-{}", std::process::id());
     let limits = Limits::new(&config.gateway);
-    let ticks = spawn_heartbeat(&config, limits.clone(), shutdown.clone());
+    // Stops the listener (and the heartbeat) once the sessions have drained.
+    let stop_http = CancellationToken::new();
+    let ticks = spawn_heartbeat(&config, limits.clone(), stop_http.clone());
     let state = ApiState {
         chat,
         admin_key,
         max_body_bytes: config.server.max_body_bytes,
-        hub,
+        hub: hub.clone(),
         gateway: config.gateway.clone(),
         node_id,
         shutdown: shutdown.clone(),
+        drain_window_ms: config.server.drain_window_ms,
         limits,
         ticks,
     };
     let router = api::router(state);
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    let window = Duration::from_millis(config.server.drain_window_ms);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving");
     }
-    let stopped = shutdown.clone();
+    tokio::spawn(drain_sessions(hub, shutdown, window + grace, stop_http.clone()));
+    let stopped = stop_http.clone();
     let serve =
         axum::serve(listener, router).with_graceful_shutdown(async move { stopped.cancelled().await });
     let serve = async {
         let mut serve = std::pin::pin!(serve.into_future());
         tokio::select! {
             result = &mut serve => result,
-            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            () = async { stop_http.cancelled().await; tokio::time::sleep(grace).await } => {
                 tracing::warn!(grace_ms = grace.as_millis() as u64, "requests still running after the grace period");
                 Ok(())
             }
@@ -118,6 +126,25 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
     }
     tracing::info!("stopped");
     result
+}
+
+/// After `shutdown`, waits (at most `limit`) for the sessions to close, then stops the listener.
+async fn drain_sessions(
+    hub: Hub,
+    shutdown: CancellationToken,
+    limit: Duration,
+    stop_http: CancellationToken,
+) {
+    shutdown.cancelled().await;
+    tracing::info!(sessions = hub.session_count(), "draining");
+    let deadline = tokio::time::Instant::now() + limit;
+    while hub.session_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if hub.session_count() > 0 {
+        tracing::warn!(sessions = hub.session_count(), "sessions still open after the drain window");
+    }
+    stop_http.cancel();
 }
 
 /// The heartbeat wheel: one timer for the node, ticking a few times per

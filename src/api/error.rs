@@ -48,6 +48,9 @@ pub enum ApiError {
     /// A backing service is unreachable; retry later.
     #[error("{0} is unavailable, retry later")]
     Unavailable(&'static str),
+    /// The node is shutting down: go to another node.
+    #[error("the node is draining; connect to another node")]
+    Draining,
     /// A bug or corrupt data; logged where it happens.
     #[error("internal error")]
     Internal,
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Unavailable("redis") => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),
+            ApiError::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
             ApiError::Unavailable(IDENTITY_PROVIDER) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "identity_provider_unavailable")
             }

@@ -14,8 +14,12 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: the store and Redis answer.
+/// `GET /readyz`: the store and Redis answer, and the node is not draining.
 pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
+    if state.shutdown.is_cancelled() {
+        let body = json!({ "status": "draining", "checks": { "draining": true } });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
+    }
     let probe = AppToken::new("readiness-probe");
     let store_ok = state.chat.store().application_by_token(&probe).await.is_ok();
     let redis_ok = match state.chat.sequencer() {

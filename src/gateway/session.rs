@@ -35,6 +35,9 @@ pub async fn ws_handler(
     Query(query): Query<HashMap<String, String>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    if state.shutdown.is_cancelled() {
+        return ApiError::Draining.into_response();
+    }
     let jwt = bearer(&headers).map(str::to_owned).or_else(|| query.get("token").cloned());
     let Some(jwt) = jwt else {
         return ApiError::InvalidToken("send Authorization: Bearer <user token> or ?token=".into())
@@ -121,7 +124,15 @@ impl Session {
             session: format!("s{}", self.id),
             node: self.state.node_id.clone(),
         };
+        // At shutdown, each session closes at its own random moment of the drain window.
         let shutdown = self.state.shutdown.clone();
+        let window = self.state.drain_window_ms;
+        let drained = async move {
+            shutdown.cancelled().await;
+            let jitter = if window == 0 { 0 } else { rand::random_range(0..window) };
+            tokio::time::sleep(Duration::from_millis(jitter)).await;
+        };
+        tokio::pin!(drained);
         let mut tick = self.state.ticks.clone();
         let now = Instant::now();
         let mut live = LoopState { last_heard: now, strikes: 0, strikes_since: now, resumed: HashMap::new() };
@@ -151,7 +162,7 @@ impl Session {
                 },
                 () = slow.cancelled() => SLOW,
                 () = revoked.cancelled() => Some((close::TOKEN_EXPIRED, "the application's secret was rotated")),
-                () = shutdown.cancelled() => Some((close::SERVICE_RESTART, "service restart")),
+                () = &mut drained => Some((close::SERVICE_RESTART, "service restart")),
             };
         }
         self.state.hub.unregister(&self.app.id, &self.user, self.id);

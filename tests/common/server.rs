@@ -59,6 +59,8 @@ pub fn config(mode: Mode, dir: &std::path::Path) -> Config {
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.shutdown_grace_ms = 2_000;
+    // Open sessions close within this at stop (tests of the drain set their own).
+    config.server.drain_window_ms = 100;
     match mode {
         Mode::Embedded => {
             config.store.data_dir = dir.to_path_buf();
