@@ -1,5 +1,6 @@
 //! The seam between the domain and the transport: what is delivered, to whom.
 
+use crate::cache::members::Members;
 use crate::gateway::hub::SessionId;
 use crate::ids::{AppId, ChatNumber, MessageNumber, UserId};
 use crate::model::{Message, ReceiptKind};
@@ -36,9 +37,37 @@ pub enum Event {
     },
 }
 
-/// Hands events to the sessions of their recipients (this node's hub now;
-/// other nodes through the cluster transport later).
+/// Who should see an event.
+#[derive(Clone, Debug)]
+pub enum Audience {
+    /// The members of a chat (this node's list of them), but `except_user` if set.
+    /// Other nodes resolve the members from the chat themselves.
+    Chat {
+        /// The chat.
+        chat: ChatNumber,
+        /// Its members, sorted by user id.
+        members: Members,
+        /// A member left out (the one typing).
+        except_user: Option<UserId>,
+    },
+    /// These users.
+    Users(Vec<UserId>),
+}
+
+impl Audience {
+    /// The users, in no particular order.
+    pub fn users(&self) -> impl Iterator<Item = &UserId> {
+        let (members, except, users): (&[UserId], Option<&UserId>, &[UserId]) = match self {
+            Audience::Chat { members, except_user, .. } => (members, except_user.as_ref(), &[]),
+            Audience::Users(users) => (&[], None, users),
+        };
+        members.iter().filter(move |u| Some(*u) != except).chain(users.iter())
+    }
+}
+
+/// Hands events to the sessions of their audience: this node's hub, and
+/// other nodes through the cluster transport.
 pub trait Deliver: Send + Sync + 'static {
-    /// Delivers `event` to every live session of `recipients` in `app` but `except`.
-    fn deliver(&self, app: &AppId, event: &Event, recipients: &[UserId], except: Option<SessionId>);
+    /// Delivers `event` to every live session of `audience` in `app` but session `except`.
+    fn deliver(&self, app: &AppId, event: &Event, audience: &Audience, except: Option<SessionId>);
 }

@@ -18,7 +18,7 @@ use crate::model::{Application, Chat, ChatKind, Member, Message, MessageRange, P
 use crate::sequence::Sequencer;
 use crate::store::{BatchWriter, DynStore};
 
-pub use deliver::{Deliver, Event};
+pub use deliver::{Audience, Deliver, Event};
 pub use error::ChatError;
 pub use implicit::MAX_RECIPIENTS;
 use known::{DirectChats, KnownChats};

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::chat::{ChatError, ChatService, Event};
+use crate::chat::{Audience, ChatError, ChatService, Event};
 use crate::gateway::hub::SessionId;
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, UserId};
 use crate::model::{Page, ReadState, ReceiptKind};
@@ -41,7 +41,7 @@ impl ChatService {
         self.store.advance_read_state(app, chat, user, kind, seq).await?;
         let members = self.member_list(app, chat).await?;
         let event = Event::Receipt { chat, user: user.clone(), kind, seq };
-        self.deliver.deliver(app, &event, &members, from);
+        self.deliver.deliver(app, &event, &Audience::Chat { chat, members, except_user: None }, from);
         Ok(true)
     }
 
@@ -61,8 +61,8 @@ impl ChatService {
     pub async fn typing(&self, app: &AppId, user: &UserId, chat: ChatNumber) -> Result<(), ChatError> {
         self.ensure_member(app, chat, user).await?;
         let members = self.member_list(app, chat).await?;
-        let others: Vec<UserId> = members.iter().filter(|m| *m != user).cloned().collect();
-        self.deliver.deliver(app, &Event::Typing { chat, user: user.clone() }, &others, None);
+        let audience = Audience::Chat { chat, members, except_user: Some(user.clone()) };
+        self.deliver.deliver(app, &Event::Typing { chat, user: user.clone() }, &audience, None);
         Ok(())
     }
 
@@ -78,6 +78,7 @@ impl ChatService {
             }
         }
         let audience: Vec<UserId> = audience.into_iter().collect();
+        let audience = Audience::Users(audience);
         self.deliver.deliver(app, &Event::Presence { user: user.clone(), online }, &audience, None);
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! fan out.
 
 use crate::cache::members::contains;
-use crate::chat::{ALL, ChatError, ChatService, Event};
+use crate::chat::{ALL, Audience, ChatError, ChatService, Event};
 use crate::gateway::hub::SessionId;
 use crate::ids::{AppId, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{Application, Message, MessageRange, Page};
@@ -110,7 +110,8 @@ impl ChatService {
         self.recent.push(std::slice::from_ref(message)).await;
         match self.member_list(&message.app, message.chat).await {
             Ok(members) => {
-                self.deliver.deliver(&message.app, &Event::Message(message.clone()), &members, except);
+                let audience = Audience::Chat { chat: message.chat, members, except_user: None };
+                self.deliver.deliver(&message.app, &Event::Message(message.clone()), &audience, except);
             }
             // The message is persisted: members catch up with `hello`/`sync`.
             Err(e) => tracing::warn!(error = %e, "cannot read members for fan-out"),

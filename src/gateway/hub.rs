@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::presence::Presence;
-use crate::chat::{Deliver, Event};
+use crate::chat::{Audience, Deliver, Event};
 use crate::gateway::protocol::{MessageOut, ReceiptKind, ServerFrame};
 use crate::ids::{AppId, ChatNumber, MessageNumber, UserId};
 use crate::model::{self, Message};
@@ -124,7 +124,13 @@ impl Hub {
     }
 
     /// Queues `item` on every session of `users` but `except`.
-    pub fn send_to(&self, app: &AppId, users: &[UserId], item: &Outgoing, except: Option<SessionId>) {
+    pub fn send_to<'a>(
+        &self,
+        app: &AppId,
+        users: impl Iterator<Item = &'a UserId>,
+        item: &Outgoing,
+        except: Option<SessionId>,
+    ) {
         let targets: Vec<SessionHandle> = {
             let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
             let mut key = (app.clone(), UserId::from_store(String::new()));
@@ -146,30 +152,34 @@ impl Hub {
 }
 
 impl Deliver for Hub {
-    fn deliver(&self, app: &AppId, event: &Event, recipients: &[UserId], except: Option<SessionId>) {
-        let item = match event {
-            Event::Message(m) => Outgoing::Message {
-                chat: m.chat,
-                seq: m.number,
-                frame: ServerFrame::Message(message_out(m)).to_text().into(),
-            },
-            Event::Typing { chat, user } => {
-                Outgoing::Frame(ServerFrame::Typing { chat: *chat, user: user.clone() }.to_text().into())
-            }
-            Event::Receipt { chat, user, kind, seq } => {
-                let kind = match kind {
-                    model::ReceiptKind::Delivered => ReceiptKind::Delivered,
-                    model::ReceiptKind::Read => ReceiptKind::Read,
-                };
-                let frame = ServerFrame::Receipt { chat: *chat, user: user.clone(), kind, seq: *seq };
-                Outgoing::Frame(frame.to_text().into())
-            }
-            Event::Presence { user, online } => {
-                let frame = ServerFrame::Presence { user: user.clone(), online: *online };
-                Outgoing::Frame(frame.to_text().into())
-            }
-        };
-        self.send_to(app, recipients, &item, except);
+    fn deliver(&self, app: &AppId, event: &Event, audience: &Audience, except: Option<SessionId>) {
+        self.send_to(app, audience.users(), &outgoing(event), except);
+    }
+}
+
+/// The outbox item of an event, encoded once for all its recipients.
+pub fn outgoing(event: &Event) -> Outgoing {
+    match event {
+        Event::Message(m) => Outgoing::Message {
+            chat: m.chat,
+            seq: m.number,
+            frame: ServerFrame::Message(message_out(m)).to_text().into(),
+        },
+        Event::Typing { chat, user } => {
+            Outgoing::Frame(ServerFrame::Typing { chat: *chat, user: user.clone() }.to_text().into())
+        }
+        Event::Receipt { chat, user, kind, seq } => {
+            let kind = match kind {
+                model::ReceiptKind::Delivered => ReceiptKind::Delivered,
+                model::ReceiptKind::Read => ReceiptKind::Read,
+            };
+            let frame = ServerFrame::Receipt { chat: *chat, user: user.clone(), kind, seq: *seq };
+            Outgoing::Frame(frame.to_text().into())
+        }
+        Event::Presence { user, online } => {
+            let frame = ServerFrame::Presence { user: user.clone(), online: *online };
+            Outgoing::Frame(frame.to_text().into())
+        }
     }
 }
 
