@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod gateway;
 pub mod ids;
