@@ -27,10 +27,11 @@ pub async fn presence(
     let user = user_id(&user)?;
     let app = state.chat.application(&token(raw)).await?;
     let status = state.hub.presence().status(&app.id, &user);
+    let online = state.chat.fabric().is_online(&app.id, &user).await;
     Ok(Json(PresenceOut {
         user_id: user,
-        online: status.online,
+        online,
         sessions: status.sessions,
-        last_seen: status.last_seen,
+        last_seen: if online { None } else { status.last_seen },
     }))
 }

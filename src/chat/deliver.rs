@@ -65,9 +65,24 @@ impl Audience {
     }
 }
 
-/// Hands events to the sessions of their audience: this node's hub, and
-/// other nodes through the cluster transport.
-pub trait Deliver: Send + Sync + 'static {
+/// The seam between the domain and the fabric of nodes: delivering events to
+/// the sessions of their audience (this node's hub; other nodes through the
+/// cluster transport) and knowing who is online where.
+#[async_trait::async_trait]
+pub trait Fabric: Send + Sync + 'static {
     /// Delivers `event` to every live session of `audience` in `app` but session `except`.
-    fn deliver(&self, app: &AppId, event: &Event, audience: &Audience, except: Option<SessionId>);
+    async fn deliver(&self, app: &AppId, event: &Event, audience: &Audience, except: Option<SessionId>);
+
+    /// `user` joined (or left) `chat`: caches and routing elsewhere follow.
+    async fn members_changed(&self, app: &AppId, chat: ChatNumber, user: &UserId, joined: bool);
+
+    /// A session of `user` (a member of `chats`) opened on this node; true
+    /// when the user had no session anywhere before.
+    async fn session_opened(&self, app: &AppId, user: &UserId, chats: Vec<ChatNumber>) -> bool;
+
+    /// A session of `user` closed on this node.
+    async fn session_closed(&self, app: &AppId, user: &UserId);
+
+    /// Whether `user` has a session on any node.
+    async fn is_online(&self, app: &AppId, user: &UserId) -> bool;
 }

@@ -104,6 +104,9 @@ impl ChatService {
             self.store.add_member(app, number, user, now).await?;
         }
         self.members.invalidate(app, number);
+        for user in members {
+            self.fabric.members_changed(app, number, user, true).await;
+        }
         self.known.insert(app, number);
         Ok(())
     }

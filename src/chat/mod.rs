@@ -18,7 +18,7 @@ use crate::model::{Application, Chat, ChatKind, Member, Message, MessageRange, P
 use crate::sequence::Sequencer;
 use crate::store::{BatchWriter, DynStore};
 
-pub use deliver::{Audience, Deliver, Event};
+pub use deliver::{Audience, Event, Fabric};
 pub use error::ChatError;
 pub use implicit::MAX_RECIPIENTS;
 use known::{DirectChats, KnownChats};
@@ -76,7 +76,7 @@ pub struct ChatService {
     members: MembersCache,
     recent: RecentCache,
     jwks: JwksVerifier,
-    deliver: std::sync::Arc<dyn Deliver>,
+    fabric: std::sync::Arc<dyn Fabric>,
 }
 
 /// The caches a [`ChatService`] uses.
@@ -97,7 +97,7 @@ impl ChatService {
         seq: Sequencer,
         writer: BatchWriter,
         caches: Caches,
-        deliver: std::sync::Arc<dyn Deliver>,
+        fabric: std::sync::Arc<dyn Fabric>,
     ) -> Self {
         let Caches { members, recent, jwks } = caches;
         Self {
@@ -109,13 +109,18 @@ impl ChatService {
             members,
             recent,
             jwks,
-            deliver,
+            fabric,
         }
     }
 
     /// The store, for health checks.
     pub fn store(&self) -> &DynStore {
         &self.store
+    }
+
+    /// The fabric of nodes, for sessions.
+    pub fn fabric(&self) -> &std::sync::Arc<dyn Fabric> {
+        &self.fabric
     }
 
     /// The numbering backend, for health checks.
@@ -322,6 +327,7 @@ impl ChatService {
         self.ensure_chat(&app.id, chat).await?;
         self.store.add_member(&app.id, chat, user, Timestamp::now()).await?;
         self.members.invalidate(&app.id, chat);
+        self.fabric.members_changed(&app.id, chat, user, true).await;
         Ok(())
     }
 
@@ -336,6 +342,9 @@ impl ChatService {
         self.ensure_chat(&app.id, chat).await?;
         let was = self.store.remove_member(&app.id, chat, user).await?;
         self.members.invalidate(&app.id, chat);
+        if was {
+            self.fabric.members_changed(&app.id, chat, user, false).await;
+        }
         if was { Ok(()) } else { Err(ChatError::NotAMember) }
     }
 

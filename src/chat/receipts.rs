@@ -41,7 +41,7 @@ impl ChatService {
         self.store.advance_read_state(app, chat, user, kind, seq).await?;
         let members = self.member_list(app, chat).await?;
         let event = Event::Receipt { chat, user: user.clone(), kind, seq };
-        self.deliver.deliver(app, &event, &Audience::Chat { chat, members, except_user: None }, from);
+        self.fabric.deliver(app, &event, &Audience::Chat { chat, members, except_user: None }, from).await;
         Ok(true)
     }
 
@@ -62,8 +62,13 @@ impl ChatService {
         self.ensure_member(app, chat, user).await?;
         let members = self.member_list(app, chat).await?;
         let audience = Audience::Chat { chat, members, except_user: Some(user.clone()) };
-        self.deliver.deliver(app, &Event::Typing { chat, user: user.clone() }, &audience, None);
+        self.fabric.deliver(app, &Event::Typing { chat, user: user.clone() }, &audience, None).await;
         Ok(())
+    }
+
+    /// The chats of `user` (at most the first 1,000), for routing its sessions.
+    pub async fn chats_of(&self, app: &AppId, user: &UserId) -> Result<Vec<ChatNumber>, ChatError> {
+        Ok(self.store.user_chats(app, user, Page { skip: 0, limit: PRESENCE_CHATS }).await?)
     }
 
     /// Tells the members of `user`'s chats that `user` came online or went offline.
@@ -79,7 +84,7 @@ impl ChatService {
         }
         let audience: Vec<UserId> = audience.into_iter().collect();
         let audience = Audience::Users(audience);
-        self.deliver.deliver(app, &Event::Presence { user: user.clone(), online }, &audience, None);
+        self.fabric.deliver(app, &Event::Presence { user: user.clone(), online }, &audience, None).await;
         Ok(())
     }
 }

@@ -111,7 +111,7 @@ impl ChatService {
         match self.member_list(&message.app, message.chat).await {
             Ok(members) => {
                 let audience = Audience::Chat { chat: message.chat, members, except_user: None };
-                self.deliver.deliver(&message.app, &Event::Message(message.clone()), &audience, except);
+                self.fabric.deliver(&message.app, &Event::Message(message.clone()), &audience, except).await;
             }
             // The message is persisted: members catch up with `hello`/`sync`.
             Err(e) => tracing::warn!(error = %e, "cannot read members for fan-out"),

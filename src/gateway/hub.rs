@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::presence::Presence;
-use crate::chat::{Audience, Deliver, Event};
+use crate::chat::{Audience, Event, Fabric};
 use crate::gateway::protocol::{MessageOut, ReceiptKind, ServerFrame};
 use crate::ids::{AppId, ChatNumber, MessageNumber, UserId};
 use crate::model::{self, Message};
@@ -117,6 +117,12 @@ impl Hub {
         }
     }
 
+    /// Sessions of `user` open on this node.
+    pub fn user_sessions(&self, app: &AppId, user: &UserId) -> usize {
+        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        sessions.get(&(app.clone(), user.clone())).map_or(0, Vec::len)
+    }
+
     /// Sessions open on this node.
     pub fn session_count(&self) -> usize {
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
@@ -151,9 +157,23 @@ impl Hub {
     }
 }
 
-impl Deliver for Hub {
-    fn deliver(&self, app: &AppId, event: &Event, audience: &Audience, except: Option<SessionId>) {
+/// One node alone: the hub is the whole fabric.
+#[async_trait::async_trait]
+impl Fabric for Hub {
+    async fn deliver(&self, app: &AppId, event: &Event, audience: &Audience, except: Option<SessionId>) {
         self.send_to(app, audience.users(), &outgoing(event), except);
+    }
+
+    async fn members_changed(&self, _app: &AppId, _chat: ChatNumber, _user: &UserId, _joined: bool) {}
+
+    async fn session_opened(&self, app: &AppId, user: &UserId, _chats: Vec<ChatNumber>) -> bool {
+        self.user_sessions(app, user) == 1
+    }
+
+    async fn session_closed(&self, _app: &AppId, _user: &UserId) {}
+
+    async fn is_online(&self, app: &AppId, user: &UserId) -> bool {
+        self.user_sessions(app, user) > 0
     }
 }
 

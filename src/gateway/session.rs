@@ -118,7 +118,8 @@ impl Session {
         let revoked = CancellationToken::new();
         let handle = SessionHandle { id: self.id, outbox, slow: slow.clone(), revoked: revoked.clone() };
         self.state.hub.register(&self.app.id, &self.user, handle);
-        self.presence_opened();
+        // Routed here before the welcome, so a `hello` sent after it misses nothing from other nodes.
+        self.presence_opened().await;
         let welcome = ServerFrame::Welcome {
             user: self.user.clone(),
             session: format!("s{}", self.id),
@@ -166,7 +167,7 @@ impl Session {
             };
         }
         self.state.hub.unregister(&self.app.id, &self.user, self.id);
-        self.presence_closed();
+        self.presence_closed().await;
         if let Some((code, reason)) = closing
             && code != close::NORMAL
         {
@@ -261,9 +262,21 @@ impl Session {
         None
     }
 
-    fn presence_opened(&self) {
-        if self.state.hub.presence().opened(&self.app.id, &self.user) {
-            let (chat, app, user) = (self.state.chat.clone(), self.app.id.clone(), self.user.clone());
+    /// Registers the session with the fabric and, when the user was offline
+    /// everywhere, announces them online.
+    async fn presence_opened(&self) {
+        let announce = self.state.hub.presence().opened(&self.app.id, &self.user);
+        let chat = self.state.chat.clone();
+        let chats = match chat.chats_of(&self.app.id, &self.user).await {
+            Ok(chats) => chats,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the user's chats; routing by user only");
+                Vec::new()
+            }
+        };
+        let first = chat.fabric().session_opened(&self.app.id, &self.user, chats).await;
+        if announce && first {
+            let (app, user) = (self.app.id.clone(), self.user.clone());
             tokio::spawn(async move {
                 if let Err(e) = chat.announce_presence(&app, &user, true).await {
                     tracing::warn!(error = %e, "cannot announce presence");
@@ -272,18 +285,23 @@ impl Session {
         }
     }
 
-    fn presence_closed(&self) {
+    /// Unregisters the session and, after the debounce, announces the user
+    /// offline unless a session of theirs opened meanwhile (on any node).
+    async fn presence_closed(&self) {
+        let chat = self.state.chat.clone();
+        chat.fabric().session_closed(&self.app.id, &self.user).await;
         let presence = self.state.hub.presence().clone();
         let Some(pending) = presence.closed(&self.app.id, &self.user) else {
             return;
         };
-        let (chat, app, user) = (self.state.chat.clone(), self.app.id.clone(), self.user.clone());
+        let (app, user) = (self.app.id.clone(), self.user.clone());
         let debounce = Duration::from_millis(self.state.gateway.presence_debounce_ms);
         tokio::spawn(async move {
             tokio::time::sleep(debounce).await;
-            if presence.settle(&app, &user, pending)
-                && let Err(e) = chat.announce_presence(&app, &user, false).await
-            {
+            if !presence.settle(&app, &user, pending) || chat.fabric().is_online(&app, &user).await {
+                return;
+            }
+            if let Err(e) = chat.announce_presence(&app, &user, false).await {
                 tracing::warn!(error = %e, "cannot announce presence");
             }
         });
