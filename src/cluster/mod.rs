@@ -2,3 +2,4 @@
 //! (Redis), and the node-to-node transport (QUIC).
 
 pub mod directory;
+pub mod wire;

@@ -1,0 +1,234 @@
+//! What nodes tell each other, as JSON in the transport's frames.
+//!
+//! A message to a chat travels once per node with online members; the
+//! receiving node resolves the chat's members itself, so a frame never carries
+//! a member list. Frames are small and self-describing; the transport frames
+//! and batches them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::chat::{Audience, Event};
+use crate::ids::{AppId, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::model::{Message, ReceiptKind};
+
+/// One node-to-node frame.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum Wire {
+    /// Deliver an event to this node's sessions of the audience.
+    Event {
+        /// The application.
+        app: String,
+        /// What happened.
+        event: WireEvent,
+        /// Who should see it.
+        audience: WireAudience,
+    },
+    /// `user` joined or left `chat`: drop cached members, route the user's sessions.
+    Members {
+        /// The application.
+        app: String,
+        /// The chat.
+        chat: u64,
+        /// The user.
+        user: String,
+        /// Joined (true) or left.
+        joined: bool,
+    },
+}
+
+/// An event on the wire.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub enum WireEvent {
+    /// A persisted message.
+    Message {
+        /// Chat.
+        chat: u64,
+        /// Number.
+        n: u64,
+        /// Body.
+        b: String,
+        /// Sender.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        s: Option<String>,
+        /// client_msg_id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        c: Option<String>,
+        /// reply_to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        r: Option<u64>,
+        /// Created at, ms.
+        t: i64,
+    },
+    /// Someone types.
+    Typing {
+        /// Chat.
+        chat: u64,
+        /// Who.
+        user: String,
+    },
+    /// A receipt position moved.
+    Receipt {
+        /// Chat.
+        chat: u64,
+        /// Whose.
+        user: String,
+        /// Read (true) or delivered.
+        read: bool,
+        /// Position.
+        seq: u64,
+    },
+    /// Presence changed.
+    Presence {
+        /// Who.
+        user: String,
+        /// Online now.
+        online: bool,
+    },
+}
+
+/// An audience on the wire.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "a", rename_all = "snake_case")]
+pub enum WireAudience {
+    /// The chat's members (resolved by the receiver), but `except`.
+    Chat {
+        /// The chat.
+        chat: u64,
+        /// Left out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        except: Option<String>,
+    },
+    /// These users.
+    Users {
+        /// The users.
+        users: Vec<String>,
+    },
+}
+
+impl Wire {
+    /// The frame for an event.
+    pub fn event(app: &AppId, event: &Event, audience: &Audience) -> Self {
+        let event = match event {
+            Event::Message(m) => WireEvent::Message {
+                chat: m.chat.get(),
+                n: m.number.get(),
+                b: m.body.clone(),
+                s: m.sender.as_ref().map(|u| u.as_str().to_owned()),
+                c: m.client_msg_id.clone(),
+                r: m.reply_to.map(MessageNumber::get),
+                t: m.created_at.millis(),
+            },
+            Event::Typing { chat, user } => {
+                WireEvent::Typing { chat: chat.get(), user: user.as_str().to_owned() }
+            }
+            Event::Receipt { chat, user, kind, seq } => WireEvent::Receipt {
+                chat: chat.get(),
+                user: user.as_str().to_owned(),
+                read: *kind == ReceiptKind::Read,
+                seq: seq.get(),
+            },
+            Event::Presence { user, online } => {
+                WireEvent::Presence { user: user.as_str().to_owned(), online: *online }
+            }
+        };
+        let audience = match audience {
+            Audience::Chat { chat, except_user, .. } => WireAudience::Chat {
+                chat: chat.get(),
+                except: except_user.as_ref().map(|u| u.as_str().to_owned()),
+            },
+            Audience::Users(users) => {
+                WireAudience::Users { users: users.iter().map(|u| u.as_str().to_owned()).collect() }
+            }
+        };
+        Wire::Event { app: app.as_str().to_owned(), event, audience }
+    }
+
+    /// The bytes of this frame. Serialising these types cannot fail.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads a frame; `None` for anything malformed (logged by the caller).
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+impl WireEvent {
+    /// The event, in `app`; `None` when an id in it is not valid.
+    pub fn into_event(self, app: &AppId) -> Option<Event> {
+        let user = |raw: String| UserId::parse(&raw).ok();
+        Some(match self {
+            WireEvent::Message { chat, n, b, s, c, r, t } => Event::Message(Message {
+                app: app.clone(),
+                chat: ChatNumber(chat),
+                number: MessageNumber(n),
+                body: b,
+                sender: match s {
+                    Some(s) => Some(user(s)?),
+                    None => None,
+                },
+                client_msg_id: c,
+                reply_to: r.map(MessageNumber),
+                created_at: Timestamp(t),
+            }),
+            WireEvent::Typing { chat, user: u } => Event::Typing { chat: ChatNumber(chat), user: user(u)? },
+            WireEvent::Receipt { chat, user: u, read, seq } => Event::Receipt {
+                chat: ChatNumber(chat),
+                user: user(u)?,
+                kind: if read { ReceiptKind::Read } else { ReceiptKind::Delivered },
+                seq: MessageNumber(seq),
+            },
+            WireEvent::Presence { user: u, online } => Event::Presence { user: user(u)?, online },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip() {
+        let app = AppId::generate();
+        let alice = UserId::parse("alice").unwrap();
+        let message = Message {
+            app: app.clone(),
+            chat: ChatNumber(3),
+            number: MessageNumber(9),
+            body: "hi ✓".into(),
+            sender: Some(alice.clone()),
+            client_msg_id: Some("c1".into()),
+            reply_to: Some(MessageNumber(2)),
+            created_at: Timestamp(1_700_000_000_000),
+        };
+        let events = [
+            Event::Message(message),
+            Event::Typing { chat: ChatNumber(3), user: alice.clone() },
+            Event::Receipt {
+                chat: ChatNumber(3),
+                user: alice.clone(),
+                kind: ReceiptKind::Read,
+                seq: MessageNumber(9),
+            },
+            Event::Presence { user: alice.clone(), online: true },
+        ];
+        let members: crate::cache::members::Members = vec![alice.clone()].into();
+        let audience = Audience::Chat { chat: ChatNumber(3), members, except_user: Some(alice.clone()) };
+        for event in events {
+            let wire = Wire::decode(&Wire::event(&app, &event, &audience).encode()).unwrap();
+            let Wire::Event { app: a, event: e, audience: WireAudience::Chat { chat: 3, except } } = wire
+            else {
+                panic!("wrong shape");
+            };
+            assert_eq!(a, app.as_str());
+            assert_eq!(except.as_deref(), Some("alice"));
+            assert_eq!(format!("{:?}", e.into_event(&app).unwrap()), format!("{event:?}"));
+        }
+        assert!(Wire::decode(br#"{"t":"nope"}"#).is_none());
+        let bad = WireEvent::Typing { chat: 1, user: "not valid".into() };
+        assert!(bad.into_event(&app).is_none());
+    }
+}
