@@ -2,6 +2,7 @@
 //!
 //! The crate is a library with a thin binary (`src/main.rs`). Modules:
 //!
+//! - [`cluster`]: cluster membership over gossip (chitchat);
 //! - [`config`]: the one typed configuration, from file + `WEFT_*` env;
 //! - [`ids`] and [`model`]: identifiers and the records weft keeps;
 //! - `store`: the [`Store`] trait, its embedded (redb) and CQL backends, the batch writer;
@@ -14,6 +15,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod gateway;
 pub mod ids;

@@ -1,0 +1,3 @@
+//! Cluster membership: which nodes are live and how to reach them.
+
+pub mod member;
