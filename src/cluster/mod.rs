@@ -1,3 +1,4 @@
 //! Cluster membership: which nodes are live and how to reach them.
 
 pub mod member;
+pub mod membership;
