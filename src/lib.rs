@@ -2,6 +2,7 @@
 //!
 //! The crate is a library with a thin binary (`src/main.rs`). Modules:
 //!
+//! - [`cluster`]: cluster membership over gossip (chitchat);
 //! - [`config`]: the one typed configuration, from file + `WEFT_*` env;
 //! - [`ids`] and [`model`]: identifiers and the records weft keeps;
 //! - `store`: the [`Store`] trait, its embedded (redb) and CQL backends, the batch writer;

@@ -1,5 +1,7 @@
-//! The cluster: membership (gossip), the directory of who is connected where
-//! (Redis), and the node-to-node transport (QUIC).
+//! The cluster: membership (chitchat gossip), the directory of who is
+//! connected where (Redis), and what nodes tell each other (the wire).
 
 pub mod directory;
+pub mod member;
+pub mod membership;
 pub mod wire;
