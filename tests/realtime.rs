@@ -9,72 +9,11 @@ mod common;
 use std::time::Duration;
 
 use common::server::{Mode, TestServer};
-use futures::{SinkExt as _, StreamExt as _};
-use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use common::ws::{Client, join, user_token};
+use futures::StreamExt as _;
+use serde_json::json;
+use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message as Ws;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
-
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// A connected client.
-struct Client {
-    ws: Socket,
-}
-
-impl Client {
-    async fn connect(s: &TestServer, jwt: &str) -> Client {
-        let url = format!("{}/ws?token={jwt}", s.base.replace("http://", "ws://"));
-        let (ws, _) = connect_async(url).await.unwrap();
-        let mut client = Client { ws };
-        let welcome = client.next().await;
-        assert_eq!(welcome["type"], "welcome", "{welcome}");
-        client
-    }
-
-    async fn send(&mut self, frame: Value) {
-        self.ws.send(Ws::text(frame.to_string())).await.unwrap();
-    }
-
-    async fn send_raw(&mut self, msg: Ws) {
-        self.ws.send(msg).await.unwrap();
-    }
-
-    /// The next text frame, within 10 s.
-    async fn next(&mut self) -> Value {
-        loop {
-            let msg = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
-                .await
-                .expect("no frame within 10 s")
-                .expect("the socket closed")
-                .unwrap();
-            match msg {
-                Ws::Text(text) => return serde_json::from_str(&text).unwrap(),
-                Ws::Ping(_) | Ws::Pong(_) => continue,
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-    }
-
-    /// Asserts that nothing arrives for a short while.
-    async fn nothing(&mut self) {
-        if let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_millis(300), self.ws.next()).await {
-            panic!("expected silence, got {msg:?}");
-        }
-    }
-}
-
-async fn user_token(s: &TestServer, token: &str, user: &str) -> String {
-    let url = s.url(&format!("/api/v1/applications/{token}/users/{user}/tokens"));
-    let (status, body) = s.send(s.http.post(url).json(&json!({}))).await;
-    assert_eq!(status, 201, "{body}");
-    body["token"].as_str().unwrap().to_owned()
-}
-
-async fn join(s: &TestServer, token: &str, chat: u64, user: &str) {
-    let url = s.url(&format!("/api/v1/applications/{token}/chats/{chat}/members/{user}"));
-    assert_eq!(s.send(s.http.put(url)).await.0, 204);
-}
 
 on_both_modes!(
     messages_reach_every_member_device_but_the_sending_one,

@@ -33,3 +33,5 @@ macro_rules! on_both_modes {
 
 pub mod contract;
 pub mod server;
+#[macro_use]
+pub mod ws;

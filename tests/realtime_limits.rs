@@ -1,0 +1,223 @@
+//! The limits and heartbeats of `docs/protocol.md` over real WebSockets, on the
+//! embedded default and on Cassandra + Redis: the per-user send rate, flooding,
+//! pings and the idle timeout, the connection limit and oversized frames. Each
+//! scenario shortens the limit it checks, so each starts its own server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod common;
+
+use std::time::Duration;
+
+use common::server::{Mode, TestServer};
+use common::ws::{
+    Client, FRAME_WAIT, assert_error, assert_message, chat_with, close_code, connect, history, open, send,
+    user_token, wait_for_sessions,
+};
+use serde_json::json;
+use tokio::io::AsyncReadExt as _;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+on_both_modes_configured!(
+    sends_past_the_burst_are_rate_limited,
+    a_flooding_client_is_closed_with_4100,
+    quiet_clients_are_pinged_and_silent_ones_closed_with_4201,
+    past_max_connections_a_socket_is_closed_with_4101,
+    an_oversized_frame_gets_frame_too_large_then_1009,
+);
+
+async fn sends_past_the_burst_are_rate_limited(mode: Mode) {
+    let s = TestServer::start_with(mode, |c| {
+        c.gateway.send_rate_per_sec = 1;
+        c.gateway.send_burst = 3;
+    })
+    .await;
+    let token = s.new_app().await;
+    let chat = chat_with(&s, &token, &["alice", "bob"]).await;
+    let alice_jwt = user_token(&s, &token, "alice").await;
+    let mut phone = Client::connect(&s, &alice_jwt).await;
+    let mut laptop = Client::connect(&s, &alice_jwt).await;
+    let mut bob = connect(&s, &token, "bob").await;
+
+    for n in 1..=4u64 {
+        phone.send(send(n, chat, &format!("m{n}"), &format!("m{n}"))).await;
+    }
+    for n in 1..=3u64 {
+        assert_eq!(phone.answer(&json!(n)).await, json!({"type":"ack","id":n,"chat":chat,"seq":n}));
+    }
+    let limited = phone.answer(&json!(4)).await;
+    assert_error(&limited, &json!(4), "rate_limited");
+    assert!(limited["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0), "{limited}");
+    // The bucket is the user's, across sessions; other users have their own.
+    for n in 1..=3u64 {
+        assert_message(&laptop.next().await, chat, n, &format!("m{n}"));
+        assert_message(&bob.next().await, chat, n, &format!("m{n}"));
+    }
+    let limited = laptop.request(send(5, chat, "m5", "m5")).await;
+    assert_error(&limited, &json!(5), "rate_limited");
+    let ack = bob.request(send(1, chat, "bob's", "b1")).await;
+    assert_eq!(ack, json!({"type":"ack","id":1,"chat":chat,"seq":4}));
+    assert_message(&phone.next().await, chat, 4, "bob's");
+
+    // The connection stays open: retrying as told succeeds, and the refused
+    // send was not stored (its retry is new, not a duplicate).
+    let deadline = Instant::now() + FRAME_WAIT;
+    let retried = loop {
+        let answer = phone.request(send(6, chat, "m4", "m4")).await;
+        if answer["type"] == "ack" {
+            break answer;
+        }
+        assert_error(&answer, &json!(6), "rate_limited");
+        assert!(Instant::now() < deadline, "still rate limited after 10 s");
+        tokio::time::sleep(Duration::from_millis(answer["retry_after_ms"].as_u64().unwrap())).await;
+    };
+    assert_eq!(retried, json!({"type":"ack","id":6,"chat":chat,"seq":5}));
+    let stored = history(&s, &token, chat, 0).await;
+    let bodies: Vec<&str> = stored.values().map(|(_, b)| b.as_str()).collect();
+    assert_eq!(bodies, ["m1", "m2", "m3", "bob's", "m4"]);
+    s.stop().await;
+}
+
+async fn a_flooding_client_is_closed_with_4100(mode: Mode) {
+    let s = TestServer::start_with(mode, |c| c.gateway.max_bad_frames = 5).await;
+    let token = s.new_app().await;
+    let mut mallory = connect(&s, &token, "mallory").await;
+    let mut alice = connect(&s, &token, "alice").await;
+    for _ in 0..10 {
+        mallory.send_raw(Ws::text("{garbage")).await;
+    }
+    let (code, before) = mallory.close_code().await;
+    assert_eq!(code, 4100, "frames before the close: {before:?}");
+    assert!((5..=6).contains(&before.len()), "max_bad_frames error answers, then the close: {before:?}");
+    assert!(before.iter().all(|f| f["code"] == "malformed_json"), "{before:?}");
+    // Other sessions go on.
+    let chat = chat_with(&s, &token, &["alice"]).await;
+    assert_eq!(alice.request(send(1, chat, "fine", "f")).await["type"], "ack");
+    s.stop().await;
+}
+
+/// What a client that never answers pings reads from its TCP socket: the
+/// server's (unmasked) frames as (opcode, payload), until the server hangs up.
+async fn raw_frames_until_eof(client: &mut Client) -> Vec<(u8, Vec<u8>)> {
+    let mut bytes = Vec::new();
+    let stream = client.ws.get_mut();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(FRAME_WAIT, read).await.expect("the server never hung up on a silent client");
+    let mut frames = Vec::new();
+    let mut rest = &bytes[..];
+    while rest.len() >= 2 {
+        let opcode = rest[0] & 0x0f;
+        let (len, header) = match rest[1] & 0x7f {
+            126 => (usize::from(u16::from_be_bytes([rest[2], rest[3]])), 4),
+            127 => (usize::try_from(u64::from_be_bytes(rest[2..10].try_into().unwrap())).unwrap(), 10),
+            n => (usize::from(n), 2),
+        };
+        assert!(rest.len() >= header + len, "a truncated frame in {bytes:?}");
+        frames.push((opcode, rest[header..header + len].to_vec()));
+        rest = &rest[header + len..];
+    }
+    frames
+}
+
+async fn quiet_clients_are_pinged_and_silent_ones_closed_with_4201(mode: Mode) {
+    const PING: u8 = 0x9;
+    const CLOSE: u8 = 0x8;
+    let s = TestServer::start_with(mode, |c| {
+        c.gateway.heartbeat_ms = 100;
+        c.gateway.idle_timeout_ms = 400;
+    })
+    .await;
+    let token = s.new_app().await;
+    let chat = chat_with(&s, &token, &["alice"]).await;
+
+    // A client that reads answers pings (tungstenite pongs on its next read):
+    // five pings take longer than the idle timeout, and it is still served.
+    let mut alice = connect(&s, &token, "alice").await;
+    let mut pings = 0;
+    while pings < 5 {
+        let msg = tokio::time::timeout(FRAME_WAIT, futures::StreamExt::next(&mut alice.ws))
+            .await
+            .expect("no ping within 10 s: the server does not ping quiet clients");
+        match msg {
+            Some(Ok(Ws::Ping(_))) => pings += 1,
+            other => panic!("a client that answers pings must stay open, got {other:?} after {pings} pings"),
+        }
+    }
+    assert_eq!(alice.request(send(1, chat, "still here", "s")).await["type"], "ack");
+
+    // A client that reads nothing never pongs: pinged, then closed with 4201.
+    let mut bob = connect(&s, &token, "bob").await;
+    let frames = raw_frames_until_eof(&mut bob).await;
+    let opcodes: Vec<u8> = frames.iter().map(|(op, _)| *op).collect();
+    assert!(opcodes.first() == Some(&PING), "pinged before being closed: {opcodes:?}");
+    let (op, payload) = frames.last().unwrap();
+    assert_eq!(*op, CLOSE, "{opcodes:?}");
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 4201, "{frames:?}");
+    wait_for_sessions(&s, &token, "bob", 0).await;
+    s.stop().await;
+}
+
+async fn past_max_connections_a_socket_is_closed_with_4101(mode: Mode) {
+    let s = TestServer::start_with(mode, |c| c.gateway.max_connections = 2).await;
+    let token = s.new_app().await;
+    let chat = chat_with(&s, &token, &["alice", "bob"]).await;
+    let mut alice = connect(&s, &token, "alice").await;
+    let mut bob = connect(&s, &token, "bob").await;
+
+    let carol_jwt = user_token(&s, &token, "carol").await;
+    let mut refused = open(&s, &carol_jwt).await;
+    let (code, before) = close_code(&mut refused).await;
+    assert_eq!(code, 4101);
+    assert!(before.is_empty(), "no welcome for a refused socket: {before:?}");
+
+    // The two sessions still work.
+    assert_eq!(alice.request(send(1, chat, "hi", "a")).await["type"], "ack");
+    assert_message(&bob.next().await, chat, 1, "hi");
+
+    // A freed slot is taken again.
+    bob.close().await;
+    let deadline = Instant::now() + FRAME_WAIT;
+    loop {
+        let mut ws = open(&s, &carol_jwt).await;
+        let first = tokio::time::timeout(FRAME_WAIT, futures::StreamExt::next(&mut ws)).await.unwrap();
+        match first {
+            Some(Ok(Ws::Text(t))) if t.contains("welcome") => break,
+            Some(Ok(Ws::Close(Some(f)))) if u16::from(f.code) == 4101 => {
+                assert!(Instant::now() < deadline, "the closed session's slot was never freed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => panic!("expected a welcome or 4101, got {other:?}"),
+        }
+    }
+    s.stop().await;
+}
+
+async fn an_oversized_frame_gets_frame_too_large_then_1009(mode: Mode) {
+    let s = TestServer::start_with(mode, |c| c.gateway.max_frame_bytes = 1024).await;
+    let token = s.new_app().await;
+    let chat = chat_with(&s, &token, &["alice"]).await;
+    let mut alice = connect(&s, &token, "alice").await;
+    // Just under the limit is fine.
+    let ack = alice.request(send(1, chat, &"x".repeat(900), "fits")).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    alice.send(send(2, chat, &"x".repeat(2_000), "too-big")).await;
+    let (code, before) = alice.close_code().await;
+    assert_eq!(before.len(), 1, "one error frame, then the close: {before:?}");
+    assert_eq!(
+        (before[0]["type"].as_str(), before[0]["code"].as_str()),
+        (Some("error"), Some("frame_too_large")),
+        "{before:?}"
+    );
+    assert_eq!(code, 1009);
+    s.stop().await;
+}
