@@ -1,0 +1,26 @@
+//! weft-load: a load generator for weft's real-time delivery.
+//!
+//! It drives one running node over its public interfaces only (REST to set up,
+//! WebSockets to send and receive), so it measures what a client sees. Modules:
+//!
+//! - [`node`]: the node under test (loopback only) and the REST calls that set up
+//!   applications, chats, members and user tokens;
+//! - `socket`: opening many WebSockets with a concurrency limit, each past its `welcome`;
+//! - `client`: one socket's task — paced or windowed sends, acks, deliveries, latencies;
+//! - `run`: the phases of a run (warm-up, measure, drain) and live progress;
+//! - [`scenario`]: `fanout` (one chat, many members) and `dm` (many direct chats);
+//! - [`report`]: results as JSON and a markdown row, and the median of several runs.
+
+pub mod node;
+pub mod report;
+pub mod scenario;
+
+mod client;
+mod run;
+mod seqset;
+mod socket;
+
+pub use node::Node;
+pub use report::Report;
+pub use run::Timing;
+pub use scenario::{Dm, Fanout, Load};

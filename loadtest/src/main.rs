@@ -1,0 +1,156 @@
+//! `weft-load`: parse the command line, run a scenario against a node, print
+//! its figures (progress on stderr, a markdown row on stdout, JSON with `--out`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use weft_loadtest::{Dm, Fanout, Load, Node, Report, Timing, report};
+
+/// Load generator for weft's real-time delivery (loopback nodes only).
+#[derive(Parser)]
+#[command(name = "weft-load", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One chat: every member has a receiving socket; some also send.
+    Fanout {
+        #[command(flatten)]
+        common: Common,
+        /// Members of the chat, each with a receiving socket.
+        #[arg(long, default_value_t = 100)]
+        members: usize,
+        /// Members that also send, each from a second socket.
+        #[arg(long, default_value_t = 1)]
+        senders: usize,
+    },
+    /// Direct chats: pairs of users, each side sending to the other.
+    Dm {
+        #[command(flatten)]
+        common: Common,
+        /// Pairs of users (two sockets each).
+        #[arg(long, default_value_t = 1000)]
+        pairs: usize,
+    },
+    /// The median of several runs' `--out` files, as one markdown row.
+    Median {
+        /// JSON results of runs of one scenario.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// The header of the markdown table the rows belong to.
+    Header,
+}
+
+#[derive(Args)]
+struct Common {
+    /// The node, e.g. http://127.0.0.1:8080 (loopback only).
+    #[arg(long)]
+    url: String,
+    /// The node's admin key, if it has one (to create the application).
+    #[arg(long)]
+    admin_key: Option<String>,
+    /// Target sends per second over all senders; 0 sends as fast as acks allow.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Seconds measured, after the warm-up.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Seconds of sending before the measured window.
+    #[arg(long, default_value_t = 2)]
+    warmup_secs: u64,
+    /// Seconds to wait at most, after sending stops, for answers and deliveries.
+    #[arg(long, default_value_t = 10)]
+    drain_secs: u64,
+    /// Unacknowledged sends per sending socket at most.
+    #[arg(long, default_value_t = 32)]
+    window: usize,
+    /// Size of each message body, in bytes.
+    #[arg(long, default_value_t = 64)]
+    body_bytes: usize,
+    /// WebSocket handshakes in flight at once.
+    #[arg(long, default_value_t = 200)]
+    connect_concurrency: usize,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl Common {
+    fn load(&self) -> anyhow::Result<Load> {
+        anyhow::ensure!(self.rate >= 0.0 && self.rate.is_finite(), "--rate must be 0 or more");
+        anyhow::ensure!(self.window >= 1, "--window must be at least 1");
+        anyhow::ensure!(self.duration_secs >= 1, "--duration-secs must be at least 1");
+        Ok(Load {
+            node: Node::new(&self.url, self.admin_key.clone())?,
+            rate: self.rate,
+            window: self.window,
+            body_bytes: self.body_bytes,
+            connect_concurrency: self.connect_concurrency,
+            timing: Timing {
+                warmup: Duration::from_secs(self.warmup_secs),
+                measure: Duration::from_secs(self.duration_secs),
+                drain: Duration::from_secs(self.drain_secs),
+            },
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weft-load: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let (common, report) = match cli.command {
+        Command::Header => {
+            print!("{}", report::HEADER);
+            return Ok(());
+        }
+        Command::Median { files } => {
+            let reports = files.iter().map(read).collect::<anyhow::Result<Vec<_>>>()?;
+            println!("{}", report::median_row(&reports)?);
+            return Ok(());
+        }
+        Command::Fanout { common, members, senders } => {
+            let load = common.load()?;
+            let report = runtime()?.block_on(Fanout { members, senders }.run(&load))?;
+            (common, report)
+        }
+        Command::Dm { common, pairs } => {
+            let load = common.load()?;
+            let report = runtime()?.block_on(Dm { pairs }.run(&load))?;
+            (common, report)
+        }
+    };
+    eprintln!(
+        "weft-load: {} acked, {} missing, {} duplicates, {} unexpected deliveries, errors {:?}",
+        report.acked_total, report.missing, report.duplicates, report.unexpected_deliveries, report.errors
+    );
+    if let Some(out) = &common.out {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(out, json + "\n").with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    println!("{}", report.row());
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn read(file: &PathBuf) -> anyhow::Result<Report> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a weft-load result", file.display()))
+}

@@ -1,0 +1,141 @@
+//! The node under test and the REST calls that prepare a run.
+
+use std::net::IpAddr;
+
+use anyhow::{Context as _, bail};
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+use serde_json::json;
+
+/// An application's token (its secret: it names the application in every path).
+#[derive(Clone, Debug)]
+pub struct AppToken(String);
+
+/// A running weft node reached over loopback.
+#[derive(Clone, Debug)]
+pub struct Node {
+    base: Url,
+    http: reqwest::Client,
+    admin_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Created {
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct Chat {
+    number: u64,
+}
+
+impl Node {
+    /// The node at `url` (`http://127.0.0.1:PORT`); any host but loopback is refused.
+    pub fn new(url: &str, admin_key: Option<String>) -> anyhow::Result<Self> {
+        let base = Url::parse(url).with_context(|| format!("--url {url} is not a URL"))?;
+        if base.scheme() != "http" {
+            bail!("--url must be http:// (got {})", base.scheme());
+        }
+        let host = base.host_str().unwrap_or_default();
+        let loopback = host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            bail!("--url must name a loopback host (127.0.0.0/8, [::1] or localhost), not {host}");
+        }
+        if base.port_or_known_default().is_none() {
+            bail!("--url {url} has no port");
+        }
+        let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+        Ok(Self { base, http, admin_key })
+    }
+
+    fn url(&self, path: &str) -> anyhow::Result<Url> {
+        Ok(self.base.join(path)?)
+    }
+
+    /// `POST /api/v1/applications`: a new application's token.
+    pub async fn create_app(&self, name: &str) -> anyhow::Result<AppToken> {
+        let mut request = self.http.post(self.url("/api/v1/applications")?).json(&json!({ "name": name }));
+        if let Some(key) = &self.admin_key {
+            request = request.bearer_auth(key);
+        }
+        let created: Created =
+            expect(request.send().await, StatusCode::CREATED, "create an application").await?.json().await?;
+        Ok(AppToken(created.token))
+    }
+
+    /// `POST .../chats`: a new chat's number.
+    pub async fn create_chat(&self, app: &AppToken) -> anyhow::Result<u64> {
+        let url = self.url(&format!("/api/v1/applications/{}/chats", app.0))?;
+        let chat: Chat = expect(self.http.post(url).send().await, StatusCode::CREATED, "create a chat")
+            .await?
+            .json()
+            .await?;
+        Ok(chat.number)
+    }
+
+    /// `PUT .../chats/:number/members/:user`.
+    pub async fn add_member(&self, app: &AppToken, chat: u64, user: &str) -> anyhow::Result<()> {
+        let url = self.url(&format!("/api/v1/applications/{}/chats/{chat}/members/{user}", app.0))?;
+        expect(self.http.put(url).send().await, StatusCode::NO_CONTENT, "add a member").await?;
+        Ok(())
+    }
+
+    /// `POST .../users/:user/tokens`: a user token (JWT).
+    pub async fn user_token(&self, app: &AppToken, user: &str) -> anyhow::Result<String> {
+        let url = self.url(&format!("/api/v1/applications/{}/users/{user}/tokens", app.0))?;
+        let request = self.http.post(url).json(&json!({}));
+        let created: Created =
+            expect(request.send().await, StatusCode::CREATED, "mint a user token").await?.json().await?;
+        Ok(created.token)
+    }
+
+    /// The WebSocket URL of a session of the token's user.
+    pub fn ws_url(&self, jwt: &str) -> anyhow::Result<String> {
+        let mut url = self.url("/ws")?;
+        url.set_scheme("ws").map_err(|()| anyhow::anyhow!("cannot make a ws:// URL of {}", self.base))?;
+        url.set_query(Some(&format!("token={jwt}")));
+        Ok(url.into())
+    }
+}
+
+/// The response if it has `status`, else an error with the body the node sent.
+async fn expect(
+    sent: reqwest::Result<reqwest::Response>,
+    status: StatusCode,
+    what: &str,
+) -> anyhow::Result<reqwest::Response> {
+    let response = sent.with_context(|| format!("cannot {what}"))?;
+    if response.status() == status {
+        return Ok(response);
+    }
+    let got = response.status();
+    let body = response.text().await.unwrap_or_default();
+    bail!("cannot {what}: {got} {body}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_hosts_are_accepted() {
+        for ok in ["http://127.0.0.1:8080", "http://127.0.0.9:1", "http://localhost:80", "http://[::1]:8080"]
+        {
+            assert!(Node::new(ok, None).is_ok(), "{ok}");
+        }
+        for bad in ["http://10.0.0.1:8080", "http://example.com:80", "https://127.0.0.1:1", "nonsense"] {
+            assert!(Node::new(bad, None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_ws_url_carries_the_token() {
+        let node = Node::new("http://127.0.0.1:8080", None).unwrap();
+        assert_eq!(node.ws_url("a.b.c").unwrap(), "ws://127.0.0.1:8080/ws?token=a.b.c");
+    }
+}

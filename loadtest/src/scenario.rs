@@ -1,0 +1,209 @@
+//! The scenarios: set up over REST, open the sockets, run, check the counts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::ensure;
+use futures::{StreamExt as _, TryStreamExt as _};
+
+use crate::client::{Outcome, Plan, Target};
+use crate::node::{AppToken, Node};
+use crate::report::{Check, Report, Run};
+use crate::run::{self, Timing};
+use crate::seqset::SeqSet;
+use crate::socket;
+
+/// REST calls in flight at once while setting up.
+const SETUP_CONCURRENCY: usize = 32;
+
+/// What every scenario is given.
+#[derive(Clone, Debug)]
+pub struct Load {
+    /// The node under test.
+    pub node: Node,
+    /// Target sends per second over all senders; 0 = as fast as the windows allow.
+    pub rate: f64,
+    /// Unacknowledged sends per socket at most.
+    pub window: usize,
+    /// Size of each message body, in bytes.
+    pub body_bytes: usize,
+    /// WebSocket handshakes in flight at once.
+    pub connect_concurrency: usize,
+    /// Warm-up, measured window, drain.
+    pub timing: Timing,
+}
+
+impl Load {
+    /// The plan of a sending socket, `index` of `senders` sharing the rate.
+    fn sender(&self, target: Target, index: usize, senders: usize, audience: u64, tag: String) -> Plan {
+        let rate = self.rate / senders as f64;
+        // Paced sockets start spread over one period (at most 10 s), not all at once.
+        let period = if rate > 0.0 { (1.0 / rate).min(10.0) } else { 0.0 };
+        let offset = Duration::from_secs_f64(period * index as f64 / senders as f64);
+        Plan { target, rate, window: self.window, record: false, audience, offset, tag }
+    }
+
+    fn run_info(&self, scenario: &'static str, setup: String) -> Run<'static> {
+        Run {
+            scenario,
+            setup,
+            target_rate: self.rate,
+            window: self.window,
+            warmup_secs: self.timing.warmup.as_secs_f64(),
+            measured_secs: self.timing.measure.as_secs_f64(),
+        }
+    }
+
+    /// A user token per user, `SETUP_CONCURRENCY` calls at a time, in order.
+    async fn tokens(
+        &self,
+        app: &AppToken,
+        users: &[String],
+        chat: Option<u64>,
+    ) -> anyhow::Result<Vec<String>> {
+        let node = &self.node;
+        futures::stream::iter(users)
+            .map(|user| async move {
+                if let Some(chat) = chat {
+                    node.add_member(app, chat, user).await?;
+                }
+                node.user_token(app, user).await
+            })
+            .buffered(SETUP_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    async fn open(&self, tokens: &[String]) -> anyhow::Result<Vec<socket::Socket>> {
+        let urls = tokens.iter().map(|jwt| self.node.ws_url(jwt)).collect::<anyhow::Result<Vec<_>>>()?;
+        eprintln!("weft-load: opening {} WebSockets", urls.len());
+        socket::open_all(urls, self.connect_concurrency).await
+    }
+}
+
+/// One chat of `members` members, each with a receiving socket; `senders` of
+/// them also have a second socket that sends to the chat. Every receiving
+/// socket should get every message (the node skips only the sending session).
+#[derive(Clone, Copy, Debug)]
+pub struct Fanout {
+    /// Members, each with a receiving socket.
+    pub members: usize,
+    /// Members that also send, from a socket of their own.
+    pub senders: usize,
+}
+
+impl Fanout {
+    /// Sets up, runs and checks.
+    pub async fn run(&self, load: &Load) -> anyhow::Result<Report> {
+        let Fanout { members, senders } = *self;
+        ensure!(members >= 1, "--members must be at least 1");
+        ensure!((1..=members).contains(&senders), "--senders must be 1 to --members");
+        eprintln!("weft-load: fanout setup: 1 chat, {members} members, {senders} senders");
+        let app = load.node.create_app("weft-load fanout").await?;
+        let chat = load.node.create_chat(&app).await?;
+        let users: Vec<String> = (0..members).map(|i| format!("m{i}")).collect();
+        let tokens = load.tokens(&app, &users, Some(chat)).await?;
+        let mut sockets = load.open(&tokens).await?;
+        sockets.extend(load.open(&tokens[..senders]).await?);
+
+        let audience = members as u64;
+        let plans = (0..members)
+            .map(|i| Plan {
+                target: Target::Listen,
+                rate: 0.0,
+                window: 0,
+                record: true,
+                audience: 0,
+                offset: Duration::ZERO,
+                tag: users[i].clone(),
+            })
+            .chain(
+                (0..senders).map(|j| load.sender(Target::Chat(chat), j, senders, audience, users[j].clone())),
+            );
+        let jobs = sockets.into_iter().zip(plans).collect();
+        let outcomes = run::run(jobs, 0, load.timing, load.body_bytes).await?;
+
+        let (receivers, sending) = outcomes.split_at(members);
+        let sent = acked(sending);
+        let mut check = Check::default();
+        for (receiver, user) in receivers.iter().zip(&users) {
+            compare(&mut check, &sent, receiver, user);
+        }
+        let setup = format!("members={members} senders={senders}");
+        Ok(Report::new(load.run_info("fanout", setup), &outcomes, check))
+    }
+}
+
+/// `pairs` pairs of users, each pair in its own direct chat, which the first
+/// send of each side finds or creates (`recipients: [peer]`); both sides then
+/// send to it and receive the other's messages.
+#[derive(Clone, Copy, Debug)]
+pub struct Dm {
+    /// Pairs of users.
+    pub pairs: usize,
+}
+
+impl Dm {
+    /// Sets up, runs and checks.
+    pub async fn run(&self, load: &Load) -> anyhow::Result<Report> {
+        let pairs = self.pairs;
+        ensure!(pairs >= 1, "--pairs must be at least 1");
+        eprintln!("weft-load: dm setup: {pairs} pairs, {} users", 2 * pairs);
+        let app = load.node.create_app("weft-load dm").await?;
+        // Sides of pair i: a{i} at 2i, b{i} at 2i + 1.
+        let users: Vec<String> = (0..pairs).flat_map(|i| [format!("a{i}"), format!("b{i}")]).collect();
+        let tokens = load.tokens(&app, &users, None).await?;
+        let sockets = load.open(&tokens).await?;
+
+        let plans = users.iter().enumerate().map(|(k, user)| {
+            let peer = users[k ^ 1].clone();
+            Plan { record: true, ..load.sender(Target::Direct(peer), k, users.len(), 1, user.clone()) }
+        });
+        let jobs = sockets.into_iter().zip(plans).collect();
+        let outcomes = run::run(jobs, users.len() as u64, load.timing, load.body_bytes).await?;
+
+        let mut check = Check::default();
+        for (pair, names) in outcomes.chunks_exact(2).zip(users.chunks_exact(2)) {
+            let (a, b) = (&pair[0], &pair[1]);
+            if a.chat.is_none() || a.chat != b.chat {
+                check.direct_chat_mismatches += 1;
+                eprintln!(
+                    "weft-load: {} and {} sent to chats {:?} and {:?}",
+                    names[0], names[1], a.chat, b.chat
+                );
+            }
+            compare(&mut check, &acked([a]), b, &names[1]);
+            compare(&mut check, &acked([b]), a, &names[0]);
+        }
+        Ok(Report::new(load.run_info("dm", format!("pairs={pairs}")), &outcomes, check))
+    }
+}
+
+/// The acknowledged sends of `senders`, per chat.
+fn acked<'a>(senders: impl IntoIterator<Item = &'a Outcome>) -> HashMap<u64, SeqSet> {
+    let mut sent: HashMap<u64, SeqSet> = HashMap::new();
+    for &(chat, seq) in senders.into_iter().flat_map(|o| &o.acked) {
+        sent.entry(chat).or_default().insert(seq);
+    }
+    sent
+}
+
+/// Counts what `user`'s socket missed of `expected`, and what it got that was not expected.
+fn compare(check: &mut Check, expected: &HashMap<u64, SeqSet>, got: &Outcome, user: &str) {
+    let empty = SeqSet::default();
+    for (chat, want) in expected {
+        let have = got.received.get(chat).unwrap_or(&empty);
+        check.missing += want.iter().filter(|&seq| !have.contains(seq)).count() as u64;
+    }
+    for (chat, have) in &got.received {
+        let want = expected.get(chat).unwrap_or(&empty);
+        for seq in have.iter().filter(|&seq| !want.contains(seq)) {
+            check.unexpected += 1;
+            if check.unexpected <= 5 {
+                eprintln!(
+                    "weft-load: {user} received chat {chat} seq {seq}, which no acknowledged send called for"
+                );
+            }
+        }
+    }
+}
