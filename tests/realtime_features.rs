@@ -460,9 +460,9 @@ async fn a_quick_reconnect_sends_no_presence(mode: Mode) {
 async fn presence_rest_answer_has_the_documented_shape(s: &TestServer) {
     let token = s.new_app().await;
     let _bob = connect(s, &token, "bob").await;
-    // docs/protocol.md: {"user":"bob","online":true,"sessions":2,"last_seen":null}
+    // docs/protocol.md: {"user_id":"bob","online":true,"sessions":2,"last_seen":null}
     let status = presence(s, &token, "bob").await;
-    assert_eq!(status, json!({"user":"bob","online":true,"sessions":1,"last_seen":null}));
+    assert_eq!(status, json!({"user_id":"bob","online":true,"sessions":1,"last_seen":null}));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -50,6 +50,17 @@ const PENDING_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 /// writer's store calls time out within seconds.
 const ABANDONED_AFTER_MS: i64 = 30_000;
 
+/// The outcome of claiming a key.
+enum Claimed {
+    /// This send owns the key (taking over an abandoned claim with this chat, if any).
+    Won {
+        /// The chat an abandoned first try had found or made.
+        abandoned_chat: Option<ChatNumber>,
+    },
+    /// The first send with this key is persisted: its ack.
+    Done(Sent),
+}
+
 /// What a retry makes of an earlier claim.
 enum Settled {
     /// The first send is persisted: repeat its ack.
@@ -127,41 +138,71 @@ impl ChatService {
         from: Option<SessionId>,
     ) -> Result<Sent, ChatError> {
         let key = (app.id.clone(), sender.clone(), request.client_msg_id.clone());
-        // A retry of an implicit-chat send must not create a second chat.
-        let mut earlier = self.seq.recall(&key).await?;
-        if let Some(claim) = earlier {
-            match self.settle(&key, claim).await? {
-                Settled::Sent(sent) => return Ok(sent),
-                Settled::Vanished => earlier = None,
-                Settled::Abandoned => {}
-            }
-        }
-        let chat = match &request.target {
+        let named = match &request.target {
             Target::Chat(chat) => {
                 self.ensure_member(&app.id, *chat, sender).await?;
-                *chat
+                Some(*chat)
             }
-            Target::Recipients(users) => match earlier {
-                // The abandoned first try already found or made the chat.
-                Some(claim) => claim.chat,
-                None => self.implicit_chat(&app.id, sender, users).await?,
-            },
+            Target::Recipients(_) => None,
+        };
+        // The key is claimed before anything else happens, so that a retry
+        // racing the first send waits for it instead of creating a second chat.
+        let placeholder = Claim::pending(named.unwrap_or(ChatNumber(0)), MessageNumber(0));
+        let known = match self.claim_key(&key, placeholder).await? {
+            Claimed::Done(sent) => return Ok(sent),
+            Claimed::Won { abandoned_chat } => abandoned_chat,
+        };
+        let outcome =
+            self.send_claimed(app, sender, request, from, (&key, placeholder), named.or(known)).await;
+        if outcome.is_err() {
+            // Nothing persisted: a retry with the same key must try again.
+            let _ = self.seq.forget(&key).await;
+        }
+        outcome
+    }
+
+    /// Claims `key` with `placeholder`: won (perhaps over an abandoned claim,
+    /// whose chat the retry reuses), or the first send's outcome.
+    async fn claim_key(&self, key: &IdempotencyKey, placeholder: Claim) -> Result<Claimed, ChatError> {
+        for _ in 0..2 {
+            let Some(earlier) = self.seq.claim(key, placeholder).await? else {
+                return Ok(Claimed::Won { abandoned_chat: None });
+            };
+            match self.settle(key, earlier).await? {
+                Settled::Sent(sent) => return Ok(Claimed::Done(sent)),
+                // The first send failed: claim again.
+                Settled::Vanished => continue,
+                Settled::Abandoned => {
+                    if !self.seq.replace(key, earlier, placeholder).await? {
+                        return Err(ChatError::InFlight);
+                    }
+                    let chat = (earlier.chat.get() > 0).then_some(earlier.chat);
+                    return Ok(Claimed::Won { abandoned_chat: chat });
+                }
+            }
+        }
+        Err(ChatError::InFlight)
+    }
+
+    /// The rest of a send once its key is claimed: chat, number, persist, fan out.
+    async fn send_claimed(
+        &self,
+        app: &Application,
+        sender: &UserId,
+        request: SendRequest,
+        from: Option<SessionId>,
+        (key, placeholder): (&IdempotencyKey, Claim),
+        chat: Option<ChatNumber>,
+    ) -> Result<Sent, ChatError> {
+        let chat = match (chat, &request.target) {
+            (Some(chat), _) => chat,
+            (None, Target::Recipients(users)) => self.implicit_chat(&app.id, sender, users).await?,
+            (None, Target::Chat(chat)) => *chat,
         };
         let seq = self.seq.next_message(&app.id, chat).await?;
         let claim = Claim::pending(chat, seq);
-        let won = match earlier {
-            Some(abandoned) => self.seq.replace(&key, abandoned, claim).await?,
-            None => self.seq.claim(&key, claim).await?.is_none(),
-        };
-        if !won {
-            // A concurrent retry claimed the key first; our number stays a gap.
-            return match self.seq.recall(&key).await? {
-                Some(other) => match self.settle(&key, other).await? {
-                    Settled::Sent(sent) => Ok(sent),
-                    Settled::Vanished | Settled::Abandoned => Err(ChatError::InFlight),
-                },
-                None => Err(ChatError::InFlight),
-            };
+        if !self.seq.replace(key, placeholder, claim).await? {
+            return Err(ChatError::InFlight);
         }
         let message = Message {
             app: app.id.clone(),
@@ -173,14 +214,10 @@ impl ChatService {
             reply_to: request.reply_to,
             created_at: Timestamp::now(),
         };
-        if let Err(e) = self.writer.write(message.clone()).await {
-            // Not persisted: a retry with the same key must try again.
-            let _ = self.seq.forget(&key).await;
-            return Err(e.into());
-        }
+        self.writer.write(message.clone()).await?;
         // Persisted: from now on a retry gets this ack. If marking fails, a
         // retry finds the message in the store instead (see `settle`).
-        if let Err(e) = self.seq.confirm(&key, claim).await {
+        if let Err(e) = self.seq.confirm(key, claim).await {
             tracing::warn!(error = %e, "cannot mark an idempotency claim committed");
         }
         self.fan_out(&message, from).await;

@@ -144,9 +144,11 @@ impl Session {
                         answers.push_failed(id.clone(), &e);
                         break;
                     }
-                    Ok(page) => {
+                    Ok(mut page) => {
                         total += page.items.len();
                         position = page.next;
+                        // Messages this session already got live are not repeated.
+                        page.items.retain(|m| !live.live.contains(chat, m.number));
                         sent.extend(page.items.iter().map(|m| m.number));
                         let last = !page.has_more || total >= max;
                         if !page.items.is_empty() || last {

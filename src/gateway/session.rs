@@ -92,6 +92,35 @@ pub(super) struct Resumed {
     pub(super) sent: HashSet<MessageNumber>,
 }
 
+/// The live messages a session wrote most recently, so that a later
+/// catch-up does not repeat them.
+#[derive(Default)]
+pub(super) struct LiveLog {
+    order: std::collections::VecDeque<(ChatNumber, MessageNumber)>,
+    sent: HashSet<(ChatNumber, MessageNumber)>,
+}
+
+impl LiveLog {
+    /// Entries kept: the outbox size bounds how far a catch-up can trail live traffic.
+    const KEEP: usize = 1024;
+
+    fn record(&mut self, chat: ChatNumber, seq: MessageNumber) {
+        if self.sent.insert((chat, seq)) {
+            self.order.push_back((chat, seq));
+        }
+        while self.order.len() > Self::KEEP {
+            if let Some(old) = self.order.pop_front() {
+                self.sent.remove(&old);
+            }
+        }
+    }
+
+    /// Whether `seq` of `chat` was written live.
+    pub(super) fn contains(&self, chat: ChatNumber, seq: MessageNumber) -> bool {
+        self.sent.contains(&(chat, seq))
+    }
+}
+
 /// What the loop keeps between frames.
 pub(super) struct LoopState {
     last_heard: Instant,
@@ -99,6 +128,8 @@ pub(super) struct LoopState {
     strikes_since: Instant,
     /// Per resumed chat, the catch-up's newest numbers, so live copies are skipped.
     pub(super) resumed: HashMap<ChatNumber, Resumed>,
+    /// Live messages written, so a catch-up skips them.
+    pub(super) live: LiveLog,
 }
 
 type Sink = SplitSink<WebSocket, WsMessage>;
@@ -136,7 +167,13 @@ impl Session {
         tokio::pin!(drained);
         let mut tick = self.state.ticks.clone();
         let now = Instant::now();
-        let mut live = LoopState { last_heard: now, strikes: 0, strikes_since: now, resumed: HashMap::new() };
+        let mut live = LoopState {
+            last_heard: now,
+            strikes: 0,
+            strikes_since: now,
+            resumed: HashMap::new(),
+            live: LiveLog::default(),
+        };
         let mut closing = self.write(&mut sink, &slow, vec![WsMessage::Text(welcome.to_text().into())]).await;
         while closing.is_none() {
             closing = tokio::select! {
@@ -150,10 +187,10 @@ impl Session {
                 },
                 Some(item) = pending.recv() => {
                     let mut frames = Vec::with_capacity(8);
-                    push_outgoing(&mut frames, item, &live);
+                    push_outgoing(&mut frames, item, &mut live);
                     while frames.len() < WRITE_BATCH {
                         let Ok(item) = pending.try_recv() else { break };
-                        push_outgoing(&mut frames, item, &live);
+                        push_outgoing(&mut frames, item, &mut live);
                     }
                     self.write(&mut sink, &slow, frames).await
                 },
@@ -309,12 +346,13 @@ impl Session {
 }
 
 /// Adds an outbox item to the frames to write, unless a catch-up carried it.
-fn push_outgoing(frames: &mut Vec<WsMessage>, item: Outgoing, live: &LoopState) {
+fn push_outgoing(frames: &mut Vec<WsMessage>, item: Outgoing, live: &mut LoopState) {
     match item {
         Outgoing::Frame(frame) => frames.push(WsMessage::Text(frame)),
         Outgoing::Message { chat, seq, frame } => {
             let carried = live.resumed.get(&chat).is_some_and(|r| r.sent.contains(&seq));
             if !carried {
+                live.live.record(chat, seq);
                 frames.push(WsMessage::Text(frame));
             }
         }
