@@ -150,6 +150,11 @@ impl TestServer {
         body["number"].as_u64().unwrap()
     }
 
+    /// Starts the node's drain (as SIGTERM does) without waiting for it.
+    pub fn begin_stop(&self) {
+        self.shutdown.cancel();
+    }
+
     /// Stops the node and waits for it to drain.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
