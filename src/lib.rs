@@ -10,10 +10,12 @@
 //! - [`gateway`]: the WebSocket wire protocol (sessions to follow);
 //! - `api`: the REST API (axum) and its error mapping;
 //! - [`auth`]: the admin key and user tokens (HS256 JWTs);
+//! - [`cluster`]: running as one of many nodes — mutual TLS between nodes;
 //! - `server`: wiring it together and serving until told to stop.
 
 pub mod auth;
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod gateway;
 pub mod ids;
