@@ -11,6 +11,7 @@
 //! - [`gateway`]: the WebSocket wire protocol (sessions to follow);
 //! - `api`: the REST API (axum) and its error mapping;
 //! - [`auth`]: the admin key and user tokens (HS256 JWTs);
+//! - [`cluster`]: running as one of many nodes — mutual TLS and the node-to-node transport;
 //! - `server`: wiring it together and serving until told to stop.
 
 pub mod auth;

@@ -26,6 +26,19 @@ enum Command {
     Migrate,
     /// Print the version.
     Version,
+    /// Write a development cluster CA and node certificates (mutual TLS between nodes).
+    ClusterCa {
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// One certificate per node name (`<name>.pem`, `<name>.key`); default: one
+        /// pair, `node.pem` and `node.key`, shared by every node.
+        #[arg(long, value_delimiter = ',')]
+        names: Vec<String>,
+        /// Replace an existing CA (nodes holding certificates from the old one are locked out).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Exit code for a configuration error (EX_USAGE).
@@ -34,9 +47,13 @@ const EXIT_CONFIG: u8 = 64;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve);
-    if let Command::Version = command {
-        println!("weft {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
+    match command {
+        Command::Version => {
+            println!("weft {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Command::ClusterCa { out, names, force } => return cluster_ca(&out, &names, force),
+        Command::Serve | Command::Migrate => {}
     }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
@@ -63,6 +80,29 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "weft failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `weft cluster-ca`: needs no config, so it runs before any is loaded.
+fn cluster_ca(out: &std::path::Path, names: &[String], force: bool) -> ExitCode {
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    match weft::cluster::tls::generate(out, &names, force) {
+        Ok(generated) => {
+            println!("ca certificate: {}", generated.ca_cert.display());
+            println!("ca key:         {} (keep it off the nodes)", generated.ca_key.display());
+            for (name, paths) in &generated.nodes {
+                println!("{name}: {} {}", paths.node_cert.display(), paths.node_key.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e @ weft::cluster::tls::TlsError::Exists { .. }) => {
+            eprintln!("weft: {e} (pass --force to replace it)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("weft: {e}");
             ExitCode::FAILURE
         }
     }

@@ -1,7 +1,10 @@
 //! The cluster: membership (chitchat gossip), the directory of who is
-//! connected where (Redis), and what nodes tell each other (the wire).
+//! connected where (Redis), the node-to-node transport (QUIC with mutual TLS
+//! from a cluster CA), and what nodes tell each other (the wire).
 
 pub mod directory;
 pub mod member;
 pub mod membership;
+pub mod tls;
+pub mod transport;
 pub mod wire;
