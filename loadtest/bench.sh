@@ -77,12 +77,12 @@ stop_node() {
     if kill -0 "$NODE_PID" 2>/dev/null; then
         kill -TERM "$NODE_PID" 2>/dev/null || true
         local i
-        for i in $(seq 1 100); do
+        for i in $(seq 1 150); do
             kill -0 "$NODE_PID" 2>/dev/null || break
             sleep 0.1
         done
         if kill -0 "$NODE_PID" 2>/dev/null; then
-            log "node (pid $NODE_PID) still running after 10 s; SIGKILL"
+            log "node (pid $NODE_PID) still running after 15 s; SIGKILL"
             kill -KILL "$NODE_PID" 2>/dev/null || true
         fi
     fi
@@ -127,7 +127,9 @@ start_node() {
     # No per-user send limit in effect: the generator's users send up to thousands per second.
     local env=(
         WEFT_SERVER_LISTEN="127.0.0.1:$PORT"
-        WEFT_SERVER_SHUTDOWN_GRACE_MS=2000
+        # Longer than the presence debounce (3 s): sessions that closed just before the stop
+        # keep the batch writer open that long.
+        WEFT_SERVER_SHUTDOWN_GRACE_MS=5000
         WEFT_GATEWAY_SEND_RATE_PER_SEC=1000000
         WEFT_GATEWAY_SEND_BURST=1000000
         WEFT_LOG_LEVEL=warn
