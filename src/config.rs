@@ -15,13 +15,19 @@ use serde::Deserialize;
 
 use crate::auth::JwksConfig;
 use crate::cache::CacheConfig;
+use crate::cluster::membership::MembershipConfig;
+use crate::cluster::node::ClusterConfig;
+use crate::cluster::tls::TlsPaths;
+use crate::cluster::transport::TransportConfig;
 use crate::gateway::GatewayConfig;
 use crate::sequence::{RedisConfig, SequenceConfig};
 use crate::store::{BatchConfig, CqlConfig};
 
 /// The sections of the file, which are also the env variable prefixes.
-const SECTIONS: &[&str] =
-    &["server", "gateway", "cache", "jwks", "store", "cql", "redis", "batch", "sequence", "log"];
+const SECTIONS: &[&str] = &[
+    "server", "gateway", "cache", "jwks", "store", "cql", "redis", "batch", "sequence", "cluster", "gossip",
+    "quic", "tls", "log",
+];
 
 /// Everything a node is configured with.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -45,6 +51,14 @@ pub struct Config {
     pub batch: BatchConfig,
     /// Numbering.
     pub sequence: SequenceConfig,
+    /// Whether and as whom this node joins a cluster.
+    pub cluster: ClusterConfig,
+    /// Cluster membership (gossip).
+    pub gossip: MembershipConfig,
+    /// Node-to-node transport (QUIC).
+    pub quic: TransportConfig,
+    /// The cluster's certificates.
+    pub tls: TlsPaths,
     /// Logging.
     pub log: LogConfig,
 }
@@ -182,6 +196,20 @@ impl Config {
         }
         if let Err((key, reason)) = self.gateway.check() {
             return invalid(key, reason);
+        }
+        if self.cluster.enabled {
+            if self.redis.url.is_empty() {
+                return invalid("redis.url", "a cluster needs Redis (cluster.enabled is true)");
+            }
+            if self.store.backend != Backend::Cql {
+                return invalid("store.backend", "a cluster needs the cql store (cluster.enabled is true)");
+            }
+            if let Err((key, reason)) = self.gossip.check() {
+                return invalid(key, reason);
+            }
+            if let Err((key, reason)) = self.quic.check() {
+                return Err(ConfigError::Invalid { key: "quic", reason: format!("{key}: {reason}") });
+            }
         }
         if self.batch.max_messages == 0 {
             return invalid("batch.max_messages", "must be at least 1");

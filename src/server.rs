@@ -10,7 +10,8 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, ApiState};
 use crate::auth::{AdminKey, JwksVerifier};
 use crate::cache::{MembersCache, RecentCache};
-use crate::chat::{Caches, ChatService};
+use crate::chat::{Caches, ChatService, Fabric};
+use crate::cluster::node::{Cluster, ClusterError, Joined};
 use crate::config::{Backend, Config};
 use crate::gateway::Limits;
 use crate::gateway::hub::Hub;
@@ -26,6 +27,9 @@ pub enum StartError {
     /// Redis could not be reached.
     #[error("cannot reach redis")]
     Redis(#[from] SequenceError),
+    /// The cluster parts could not start.
+    #[error("cannot start the cluster node")]
+    Cluster(#[from] ClusterError),
 }
 
 /// A node's running parts, before it serves.
@@ -34,6 +38,7 @@ pub struct Node {
     hub: Hub,
     config: Config,
     tracker: TaskTracker,
+    cluster: Option<Cluster>,
 }
 
 impl Node {
@@ -61,8 +66,22 @@ impl Node {
         let members = MembersCache::new(Duration::from_millis(config.cache.members_ttl_ms));
         let jwks = JwksVerifier::new(config.jwks.clone());
         let caches = Caches { members, recent, jwks };
-        let chat = ChatService::new(store, seq, writer, caches, Arc::new(hub.clone()));
-        Ok(Node { chat, hub, config: config.clone(), tracker })
+        let (fabric, cluster): (Arc<dyn Fabric>, _) = match (config.cluster.enabled, seq.redis()) {
+            (true, Some(redis)) => {
+                let (cluster, fabric) = Cluster::start(
+                    &config.cluster,
+                    &config.gossip,
+                    &config.quic,
+                    &config.tls,
+                    redis,
+                    hub.clone(),
+                )?;
+                (Arc::new(fabric), Some(cluster))
+            }
+            _ => (Arc::new(hub.clone()), None),
+        };
+        let chat = ChatService::new(store, seq, writer, caches, fabric);
+        Ok(Node { chat, hub, config: config.clone(), tracker, cluster })
     }
 
     /// The domain service, for embedding and benchmarks.
@@ -77,10 +96,26 @@ impl Node {
 /// stops, in-flight requests get `server.shutdown_grace_ms` to finish, and
 /// queued writes are committed.
 pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken) -> std::io::Result<()> {
-    let Node { chat, hub, config, tracker } = node;
+    let Node { chat, hub, config, tracker, cluster } = node;
     let admin_key =
         (!config.server.admin_key.is_empty()).then(|| AdminKey::new(config.server.admin_key.clone()));
-    let node_id = format!("node-{}", std::process::id());
+    let node_id = match &cluster {
+        Some(cluster) => cluster.node_id().to_owned(),
+        None => format!("node-{}", std::process::id()),
+    };
+    // Stops the cluster's background tasks once the node has left.
+    let cluster_stop = CancellationToken::new();
+    let joined = match cluster {
+        Some(cluster) => {
+            let http = listener.local_addr()?;
+            let joined = cluster
+                .join(http, chat.clone(), hub.clone(), cluster_stop.clone())
+                .await
+                .map_err(std::io::Error::other)?;
+            Some(joined)
+        }
+        None => None,
+    };
     let limits = Limits::new(&config.gateway);
     // Stops the listener (and the heartbeat) once the sessions have drained.
     let stop_http = CancellationToken::new();
@@ -96,6 +131,7 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
         drain_window_ms: config.server.drain_window_ms,
         limits,
         ticks,
+        membership: joined.as_ref().map(Joined::membership),
     };
     let router = api::router(state);
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
@@ -103,7 +139,8 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving");
     }
-    tokio::spawn(drain_sessions(hub, shutdown, window + grace, stop_http.clone()));
+    let joined = std::sync::Arc::new(tokio::sync::Mutex::new(joined));
+    tokio::spawn(drain_sessions(hub, shutdown, window + grace, stop_http.clone(), Arc::clone(&joined)));
     let stopped = stop_http.clone();
     let serve =
         axum::serve(listener, router).with_graceful_shutdown(async move { stopped.cancelled().await });
@@ -124,18 +161,27 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!("batch writer did not finish in time");
     }
+    if let Some(joined) = joined.lock().await.take() {
+        joined.leave().await;
+    }
+    cluster_stop.cancel();
     tracing::info!("stopped");
     result
 }
 
-/// After `shutdown`, waits (at most `limit`) for the sessions to close, then stops the listener.
+/// After `shutdown`, tells the cluster this node drains, waits (at most
+/// `limit`) for the sessions to close, then stops the listener.
 async fn drain_sessions(
     hub: Hub,
     shutdown: CancellationToken,
     limit: Duration,
     stop_http: CancellationToken,
+    joined: Arc<tokio::sync::Mutex<Option<Joined>>>,
 ) {
     shutdown.cancelled().await;
+    if let Some(joined) = joined.lock().await.as_ref() {
+        joined.draining().await;
+    }
     tracing::info!(sessions = hub.session_count(), "draining");
     let deadline = tokio::time::Instant::now() + limit;
     while hub.session_count() > 0 && tokio::time::Instant::now() < deadline {

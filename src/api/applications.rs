@@ -9,7 +9,6 @@ use super::error::ApiError;
 use super::input::{Input, Resource};
 use super::params::{PathParams, token};
 use super::views::{ApplicationOut, CreatedApplicationOut};
-use crate::auth::AuthError;
 
 /// The body of application requests.
 pub struct ApplicationBody;
@@ -27,12 +26,7 @@ pub async fn create(
     headers: HeaderMap,
     Input(fields, _): Input<ApplicationBody>,
 ) -> Result<(StatusCode, Json<CreatedApplicationOut>), ApiError> {
-    if let Some(key) = &state.admin_key {
-        key.check(&headers).map_err(|e| match e {
-            AuthError::Missing => ApiError::Unauthorized,
-            AuthError::Invalid => ApiError::Forbidden,
-        })?;
-    }
+    state.check_admin(&headers)?;
     let name = fields.required_string("name", MAX_NAME)?;
     let view = state.chat.create_application(name).await?;
     Ok((StatusCode::CREATED, Json(view.into())))

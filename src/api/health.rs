@@ -6,8 +6,10 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::ApiState;
+use super::error::ApiError;
 use crate::ids::AppToken;
 use crate::sequence::Sequencer;
+use axum::http::HeaderMap;
 
 /// `GET /healthz`: the process answers.
 pub async fn healthz() -> Json<Value> {
@@ -32,4 +34,18 @@ pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Value>) 
         "checks": { "store": store_ok, "redis": redis_ok },
     });
     (status, Json(body))
+}
+
+/// `GET /api/v1/cluster` (admin key): the live members of the cluster.
+pub async fn cluster(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    state.check_admin(&headers)?;
+    let Some(membership) = &state.membership else {
+        return Ok(Json(json!({ "clustered": false, "node_id": state.node_id, "members": [] })));
+    };
+    Ok(Json(json!({
+        "clustered": true,
+        "node_id": membership.node_id(),
+        "gossip": membership.gossip_advertise_addr().to_string(),
+        "members": membership.snapshot(),
+    })))
 }

@@ -48,6 +48,21 @@ pub struct ApiState {
     pub limits: Limits,
     /// The heartbeat wheel: one tick for every session, instead of a timer each.
     pub ticks: tokio::sync::watch::Receiver<()>,
+    /// The cluster's membership, when this node is part of one.
+    pub membership: Option<crate::cluster::membership::Membership>,
+}
+
+impl ApiState {
+    /// Checks the admin key when one is configured (without one, nothing is guarded).
+    pub fn check_admin(&self, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+        let Some(key) = &self.admin_key else {
+            return Ok(());
+        };
+        key.check(headers).map_err(|e| match e {
+            crate::auth::AuthError::Missing => ApiError::Unauthorized,
+            crate::auth::AuthError::Invalid => ApiError::Forbidden,
+        })
+    }
 }
 
 /// The whole HTTP surface.
@@ -58,6 +73,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/applications", post(applications::create))
         .route(app, get(applications::show).put(applications::update).patch(applications::update))
         .route("/api/v1/me", get(tokens::me))
+        .route("/api/v1/cluster", get(health::cluster))
         .route(&format!("{app}/secret"), post(tokens::rotate_secret))
         .route(&format!("{app}/users/{{user}}/tokens"), post(tokens::mint))
         .route(&format!("{app}/chats"), post(chats::create).get(chats::list))

@@ -98,6 +98,20 @@ impl ChatService {
         Ok(members)
     }
 
+    /// The members of `chat` (cached), for delivering what another node sent.
+    pub async fn members_of(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+    ) -> Result<crate::cache::members::Members, ChatError> {
+        self.member_list(app, chat).await
+    }
+
+    /// Forgets the cached members of `chat` (they changed through another node).
+    pub fn forget_members(&self, app: &AppId, chat: ChatNumber) {
+        self.members.invalidate(app, chat);
+    }
+
     /// Fails with `NotAMember` unless `user` is a member of `chat`.
     pub(super) async fn ensure_member(
         &self,

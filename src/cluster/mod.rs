@@ -3,8 +3,10 @@
 //! from a cluster CA), and what nodes tell each other (the wire).
 
 pub mod directory;
+pub mod fabric;
 pub mod member;
 pub mod membership;
+pub mod node;
 pub mod tls;
 pub mod transport;
 pub mod wire;

@@ -1,0 +1,148 @@
+//! The fabric of a cluster node: local delivery through the hub, remote
+//! delivery through the transport to the nodes the directory names.
+//!
+//! A message to a chat costs one `SMEMBERS` (the chat's nodes) and one frame
+//! per other node with online members, whatever the member count; the
+//! receiving node resolves the chat's members from its own cache.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use bytes::Bytes;
+
+use super::directory::Directory;
+use super::transport::{SendError, Transport};
+use super::wire::Wire;
+use crate::chat::{Audience, Event, Fabric};
+use crate::gateway::hub::{Hub, SessionId};
+use crate::ids::{AppId, ChatNumber, UserId};
+
+/// The QUIC address of every live peer, kept from the membership.
+#[derive(Clone, Default)]
+pub struct Peers {
+    addrs: Arc<RwLock<HashMap<String, SocketAddr>>>,
+}
+
+impl Peers {
+    /// Records (or updates) a peer's address.
+    pub fn insert(&self, node: String, addr: SocketAddr) {
+        self.addrs.write().unwrap_or_else(PoisonError::into_inner).insert(node, addr);
+    }
+
+    /// Forgets a peer.
+    pub fn remove(&self, node: &str) {
+        self.addrs.write().unwrap_or_else(PoisonError::into_inner).remove(node);
+    }
+
+    /// A peer's address.
+    pub fn get(&self, node: &str) -> Option<SocketAddr> {
+        self.addrs.read().unwrap_or_else(PoisonError::into_inner).get(node).copied()
+    }
+
+    /// Every peer.
+    pub fn all(&self) -> Vec<(String, SocketAddr)> {
+        let addrs = self.addrs.read().unwrap_or_else(PoisonError::into_inner);
+        addrs.iter().map(|(n, a)| (n.clone(), *a)).collect()
+    }
+}
+
+/// One node of a cluster.
+pub struct ClusterFabric {
+    hub: Hub,
+    directory: Directory,
+    transport: Transport,
+    peers: Peers,
+}
+
+impl ClusterFabric {
+    /// A fabric over these parts.
+    pub fn new(hub: Hub, directory: Directory, transport: Transport, peers: Peers) -> Self {
+        Self { hub, directory, transport, peers }
+    }
+
+    /// Sends `frame` to each of `nodes` but this one.
+    fn send(&self, nodes: impl IntoIterator<Item = String>, frame: &Bytes) {
+        for node in nodes {
+            if node == self.directory.node() {
+                continue;
+            }
+            let Some(addr) = self.peers.get(&node) else {
+                // Registered in the directory but not (or no longer) live: its
+                // entries are purged when gossip declares it dead.
+                tracing::debug!(peer = %node, "no address for a directory node");
+                continue;
+            };
+            match self.transport.send(&node, addr, frame.clone()) {
+                Ok(()) => {}
+                Err(SendError::Full) => tracing::warn!(peer = %node, "peer queue full; frame dropped"),
+                Err(e) => tracing::warn!(peer = %node, error = %e, "cannot send to peer"),
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Fabric for ClusterFabric {
+    async fn deliver(&self, app: &AppId, event: &Event, audience: &Audience, except: Option<SessionId>) {
+        self.hub.deliver(app, event, audience, except).await;
+        let nodes = match audience {
+            Audience::Chat { chat, .. } => self.directory.chat_nodes(app, *chat).await,
+            Audience::Users(users) => {
+                self.directory.user_nodes(app, users.iter()).await.map(|n| n.into_iter().collect())
+            }
+        };
+        match nodes {
+            Ok(nodes) if nodes.iter().any(|n| n != self.directory.node()) => {
+                let frame = Bytes::from(Wire::event(app, event, audience).encode());
+                self.send(nodes, &frame);
+            }
+            Ok(_) => {}
+            // Persisted: remote recipients catch up with `hello`.
+            Err(e) => tracing::warn!(error = %e, "cannot read the directory; remote sessions miss an event"),
+        }
+    }
+
+    async fn members_changed(&self, app: &AppId, chat: ChatNumber, user: &UserId, joined: bool) {
+        let routed = if joined {
+            self.directory.joined(app, chat, user).await
+        } else {
+            self.directory.left(app, chat, user).await
+        };
+        if let Err(e) = routed {
+            tracing::warn!(error = %e, "cannot update the directory");
+        }
+        let wire = Wire::Members {
+            app: app.as_str().to_owned(),
+            chat: chat.get(),
+            user: user.as_str().to_owned(),
+            joined,
+        };
+        let frame = Bytes::from(wire.encode());
+        self.send(self.peers.all().into_iter().map(|(n, _)| n), &frame);
+    }
+
+    async fn session_opened(&self, app: &AppId, user: &UserId, chats: Vec<ChatNumber>) -> bool {
+        match self.directory.session_opened(app, user, chats).await {
+            Ok(false) => false,
+            Ok(true) => self.directory.user_node_count(app, user).await.map_or(true, |n| n <= 1),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot register a session in the directory");
+                self.hub.user_sessions(app, user) == 1
+            }
+        }
+    }
+
+    async fn session_closed(&self, app: &AppId, user: &UserId) {
+        if let Err(e) = self.directory.session_closed(app, user).await {
+            tracing::warn!(error = %e, "cannot unregister a session in the directory");
+        }
+    }
+
+    async fn is_online(&self, app: &AppId, user: &UserId) -> bool {
+        match self.directory.user_node_count(app, user).await {
+            Ok(n) => n > 0,
+            Err(_) => self.hub.user_sessions(app, user) > 0,
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! A cluster node's running parts: joining the gossip, serving what peers
+//! send, following membership changes, and leaving.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::directory::Directory;
+use super::fabric::{ClusterFabric, Peers};
+use super::member::{Member, NodeInfo};
+use super::membership::{Change, Membership, MembershipConfig, MembershipError};
+use super::tls::{NodeTls, TlsError, TlsPaths};
+use super::transport::{Inbound, Transport, TransportConfig, TransportError};
+use super::wire::{Wire, WireAudience};
+use crate::chat::{Audience, ChatService, Fabric as _};
+use crate::gateway::hub::Hub;
+use crate::ids::{AppId, ChatNumber, UserId};
+
+/// Frames from peers that may wait to be handled.
+const INBOUND_QUEUE: usize = 16_384;
+
+/// `[cluster]`: whether this node is part of a cluster, and as whom.
+#[derive(Clone, Debug, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Join a cluster (needs Redis and a CQL store; see `[gossip]`, `[quic]`, `[tls]`).
+    pub enabled: bool,
+    /// This node's id, unique in the cluster; empty: `node-<random>`.
+    pub node_id: String,
+    /// The QUIC address peers reach this node at, when not `quic.listen`.
+    pub quic_advertise: Option<SocketAddr>,
+    /// The HTTP address shown in the cluster listing, when not `server.listen`.
+    pub http_advertise: Option<SocketAddr>,
+}
+
+/// Why a cluster node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The cluster certificates could not be loaded.
+    #[error("cluster tls")]
+    Tls(#[from] TlsError),
+    /// The QUIC endpoint could not start.
+    #[error("cluster transport")]
+    Transport(#[from] TransportError),
+    /// Gossip could not start.
+    #[error("cluster membership")]
+    Membership(#[from] MembershipError),
+}
+
+/// A cluster node before it serves: its transport is bound, gossip not joined yet.
+pub struct Cluster {
+    config: ClusterConfig,
+    gossip: MembershipConfig,
+    transport: Transport,
+    directory: Directory,
+    peers: Peers,
+    inbound: mpsc::Receiver<Inbound>,
+}
+
+impl Cluster {
+    /// Binds the transport and builds the fabric the chat service delivers through.
+    pub fn start(
+        config: &ClusterConfig,
+        gossip: &MembershipConfig,
+        quic: &TransportConfig,
+        tls: &TlsPaths,
+        redis: (redis::aio::ConnectionManager, String),
+        hub: Hub,
+    ) -> Result<(Cluster, ClusterFabric), ClusterError> {
+        let mut config = config.clone();
+        if config.node_id.is_empty() {
+            config.node_id = format!("node-{:08x}", rand::random::<u32>());
+        }
+        let tls = NodeTls::load(tls)?;
+        let (tx, inbound) = mpsc::channel(INBOUND_QUEUE);
+        let transport = Transport::bind(quic, &tls, config.node_id.clone(), tx)?;
+        let directory = Directory::new(redis.0, redis.1, config.node_id.clone());
+        let peers = Peers::default();
+        let fabric = ClusterFabric::new(hub, directory.clone(), transport.clone(), peers.clone());
+        let cluster = Cluster { config, gossip: gossip.clone(), transport, directory, peers, inbound };
+        Ok((cluster, fabric))
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.config.node_id
+    }
+
+    /// Joins the gossip and starts serving peers; runs until `stop` fires.
+    pub async fn join(
+        self,
+        http_addr: SocketAddr,
+        chat: ChatService,
+        hub: Hub,
+        stop: CancellationToken,
+    ) -> Result<Joined, ClusterError> {
+        let Cluster { config, gossip, transport, directory, peers, inbound } = self;
+        let info = NodeInfo {
+            node_id: config.node_id.clone(),
+            quic_addr: config.quic_advertise.unwrap_or_else(|| transport.local_addr()),
+            http_addr: config.http_advertise.unwrap_or(http_addr),
+        };
+        let membership = Membership::join(&gossip, info).await?;
+        membership.set_ready(true).await;
+        tracing::info!(node_id = %config.node_id, gossip = %membership.gossip_advertise_addr(), quic = %transport.local_addr(), "joined the cluster");
+        tokio::spawn(serve_peers(inbound, chat.clone(), hub.clone(), directory.clone(), stop.clone()));
+        tokio::spawn(follow_membership(
+            membership.clone(),
+            transport.clone(),
+            directory.clone(),
+            peers,
+            stop.clone(),
+        ));
+        tokio::spawn(maintain(membership.clone(), directory, hub, stop));
+        Ok(Joined { membership, transport })
+    }
+}
+
+/// A node in the cluster.
+pub struct Joined {
+    membership: Membership,
+    transport: Transport,
+}
+
+impl Joined {
+    /// The live members, for `GET /api/v1/cluster`.
+    pub fn members(&self) -> Vec<Member> {
+        self.membership.snapshot()
+    }
+
+    /// A handle to the membership.
+    pub fn membership(&self) -> Membership {
+        self.membership.clone()
+    }
+
+    /// Tells the others this node drains (not ready, no new sessions).
+    pub async fn draining(&self) {
+        self.membership.set_ready(false).await;
+        self.membership.set_draining(true).await;
+    }
+
+    /// Leaves the gossip and closes the transport.
+    pub async fn leave(self) {
+        if let Err(e) = self.membership.leave().await {
+            tracing::warn!(error = %e, "leaving the gossip failed");
+        }
+        self.transport.shutdown().await;
+    }
+}
+
+/// Delivers what peers send to this node's sessions.
+async fn serve_peers(
+    mut inbound: mpsc::Receiver<Inbound>,
+    chat: ChatService,
+    hub: Hub,
+    directory: Directory,
+    stop: CancellationToken,
+) {
+    loop {
+        let frame = tokio::select! {
+            frame = inbound.recv() => match frame {
+                Some(frame) => frame,
+                None => break,
+            },
+            () = stop.cancelled() => break,
+        };
+        if let Err(reason) = handle(&frame.frame, &chat, &hub, &directory).await {
+            tracing::warn!(peer = %frame.from, reason, "dropped a frame from a peer");
+        }
+    }
+}
+
+async fn handle(
+    bytes: &Bytes,
+    chat: &ChatService,
+    hub: &Hub,
+    directory: &Directory,
+) -> Result<(), &'static str> {
+    let wire = Wire::decode(bytes).ok_or("malformed frame")?;
+    match wire {
+        Wire::Event { app, event, audience } => {
+            let app = AppId::new(app);
+            let event = event.into_event(&app).ok_or("invalid id in an event")?;
+            let audience = match audience {
+                WireAudience::Chat { chat: number, except } => {
+                    let number = ChatNumber(number);
+                    let members = chat.members_of(&app, number).await.map_err(|_| "cannot read members")?;
+                    let except_user = except.and_then(|u| UserId::parse(&u).ok());
+                    Audience::Chat { chat: number, members, except_user }
+                }
+                WireAudience::Users { users } => {
+                    Audience::Users(users.iter().filter_map(|u| UserId::parse(u).ok()).collect())
+                }
+            };
+            hub.deliver(&app, &event, &audience, None).await;
+        }
+        Wire::Members { app, chat: number, user, joined } => {
+            let (app, number) = (AppId::new(app), ChatNumber(number));
+            let user = UserId::parse(&user).map_err(|_| "invalid user id")?;
+            chat.forget_members(&app, number);
+            let routed = if joined {
+                directory.joined(&app, number, &user).await
+            } else {
+                directory.left(&app, number, &user).await
+            };
+            routed.map_err(|_| "cannot update the directory")?;
+        }
+    }
+    Ok(())
+}
+
+/// Keeps the peer addresses current; purges the directory entries of nodes
+/// that died (every survivor does; purging is idempotent).
+async fn follow_membership(
+    membership: Membership,
+    transport: Transport,
+    directory: Directory,
+    peers: Peers,
+    stop: CancellationToken,
+) {
+    let mut changes = membership.changes();
+    let me = membership.node_id().to_owned();
+    loop {
+        let change = tokio::select! {
+            change = changes.recv() => match change {
+                Some(change) => change,
+                None => break,
+            },
+            () = stop.cancelled() => break,
+        };
+        match change {
+            Change::Added(m) | Change::Updated(m) if m.node_id != me => {
+                if peers.get(&m.node_id) != Some(m.quic_addr) {
+                    // A new address (a restart): start afresh rather than retry the old one.
+                    transport.forget(&m.node_id);
+                }
+                tracing::info!(peer = %m.node_id, quic = %m.quic_addr, draining = m.draining, "cluster member");
+                peers.insert(m.node_id, m.quic_addr);
+            }
+            Change::Added(_) | Change::Updated(_) => {}
+            Change::Removed(node) if node != me => {
+                tracing::info!(peer = %node, "cluster member gone");
+                peers.remove(&node);
+                transport.forget(&node);
+                match directory.purge(&node).await {
+                    Ok(keys) => tracing::info!(peer = %node, keys, "purged a gone node's directory entries"),
+                    Err(e) => {
+                        tracing::warn!(peer = %node, error = %e, "cannot purge a gone node's directory entries")
+                    }
+                }
+            }
+            Change::Removed(_) => {}
+        }
+    }
+}
+
+/// Every second: publish the connection count; re-register in the directory
+/// if Redis lost this node's entries.
+async fn maintain(membership: Membership, directory: Directory, hub: Hub, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => break,
+        }
+        membership.set_connections(hub.session_count() as u64).await;
+        if let Err(e) = directory.repair().await {
+            tracing::debug!(error = %e, "cannot check the directory");
+        }
+    }
+}
