@@ -39,11 +39,11 @@ eval "$(bash scripts/services.sh env)"
 echo "WEFT_TEST_REDIS_URL=$WEFT_TEST_REDIS_URL WEFT_TEST_CQL_NODES=$WEFT_TEST_CQL_NODES"
 
 cargo fmt --all -- --check
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 # Examples are benchmarks: clippy builds them above; running them here would only
 # print empty test summaries.
 log=$(mktemp)
-cargo test --lib --bins --tests "$@" 2>&1 | tee "$log"
+cargo test --workspace --lib --bins --tests "$@" 2>&1 | tee "$log"
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 rm -f "$log"
