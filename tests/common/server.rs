@@ -90,6 +90,19 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// A handle on a node running elsewhere (another process) at `base`;
+    /// stopping it does nothing.
+    pub fn remote(base: &str) -> TestServer {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        TestServer {
+            base: base.to_owned(),
+            http,
+            shutdown: CancellationToken::new(),
+            task: None,
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
     /// Starts a node in `mode` with the default test config.
     pub async fn start(mode: Mode) -> TestServer {
         Self::start_with(mode, |_| {}).await
