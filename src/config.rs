@@ -3,7 +3,7 @@
 //! Sources, later wins: built-in defaults (the same as `config/default.toml`),
 //! the TOML file given with `--config` (or `WEFT_CONFIG`), then environment
 //! variables `WEFT_<SECTION>_<KEY>` for the sections below (e.g.
-//! `WEFT_SERVER_LISTEN=0.0.0.0:8080`, `WEFT_CQL_NODES=a:9042,b:9042`).
+//! `WEFT_SERVER_LISTEN=0.0.0.0:8080`, `WEFT_CQL_NODES='["a:9042","b:9042"]'`; lists are TOML arrays).
 //! Unknown keys and bad values fail the start with a message naming the key.
 
 use std::net::SocketAddr;

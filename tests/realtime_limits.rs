@@ -27,7 +27,42 @@ on_both_modes_configured!(
     quiet_clients_are_pinged_and_silent_ones_closed_with_4201,
     past_max_connections_a_socket_is_closed_with_4101,
     an_oversized_frame_gets_frame_too_large_then_1009,
+    a_sender_that_reads_is_not_cut_off_while_its_sends_commit,
 );
+
+/// A session keeps delivering live traffic while its own sends commit: a
+/// client that pipelines sends into a busy chat and reads at once is never
+/// mistaken for a slow consumer, however small its outbox.
+async fn a_sender_that_reads_is_not_cut_off_while_its_sends_commit(mode: Mode) {
+    let s = TestServer::start_with(mode, |c| {
+        c.gateway.outbox_frames = 8;
+        c.gateway.send_rate_per_sec = 10_000;
+        c.gateway.send_burst = 10_000;
+    })
+    .await;
+    let token = s.new_app().await;
+    let chat = chat_with(&s, &token, &["alice", "bob"]).await;
+    let mut alice = connect(&s, &token, "alice").await;
+    let mut bob = connect(&s, &token, "bob").await;
+    const EACH: u64 = 60;
+    // Both pipeline every send at once; each one's outbox fills with the other's messages.
+    for n in 1..=EACH {
+        alice.send(send(n, chat, &format!("a{n}"), &format!("a{n}"))).await;
+        bob.send(send(n, chat, &format!("b{n}"), &format!("b{n}"))).await;
+    }
+    for client in [&mut alice, &mut bob] {
+        let (mut acks, mut messages) = (0, 0);
+        while acks < EACH || messages < EACH {
+            let frame = client.next().await;
+            match frame["type"].as_str() {
+                Some("ack") => acks += 1,
+                Some("message") => messages += 1,
+                _ => panic!("unexpected {frame}"),
+            }
+        }
+    }
+    s.stop().await;
+}
 
 async fn sends_past_the_burst_are_rate_limited(mode: Mode) {
     let s = TestServer::start_with(mode, |c| {

@@ -44,15 +44,28 @@ impl Answers {
     }
 }
 
-impl Session {
-    pub(super) async fn on_text(&self, text: &str, live: &mut LoopState) -> Answers {
-        match protocol::decode(text) {
-            Ok(frame) => self.on_frame(frame, live).await,
-            Err((e, id)) => Answers::bad(&e, id),
-        }
-    }
+/// What to do with a client text frame.
+pub(super) enum Step {
+    /// Answer at once (a frame that could not be decoded).
+    Answer(Answers),
+    /// A `hello`: its catch-up is written before any more live traffic.
+    Hello(Option<RequestId>, Vec<Resume>),
+    /// A request that runs while the session keeps delivering live traffic.
+    Request(ClientFrame),
+}
 
-    async fn on_frame(&self, frame: ClientFrame, live: &mut LoopState) -> Answers {
+/// Decodes a client text frame into what to do with it.
+pub(super) fn step(text: &str) -> Step {
+    match protocol::decode(text) {
+        Ok(ClientFrame::Hello { id, resume }) => Step::Hello(id, resume),
+        Ok(frame) => Step::Request(frame),
+        Err((e, id)) => Step::Answer(Answers::bad(&e, id)),
+    }
+}
+
+impl Session {
+    /// Handles a request (any frame but `hello`).
+    pub(super) async fn on_request(&self, frame: ClientFrame) -> Answers {
         let (app, user) = (&self.app, &self.user);
         match frame {
             ClientFrame::Send { id, chat, body, client_msg_id, recipients, reply_to } => {
@@ -92,7 +105,8 @@ impl Session {
                     Err(e) => Answers::failed(id, &e),
                 }
             }
-            ClientFrame::Hello { id, resume } => self.hello(id, resume, live).await,
+            // `step` routes `hello` to `Session::hello`.
+            ClientFrame::Hello { id, .. } => Answers::bad(&invalid("hello", "unexpected"), id),
             ClientFrame::Typing { id, chat } => {
                 if !self.state.limits.typing(&app.id, user, chat) {
                     return Answers::default();
@@ -125,7 +139,12 @@ impl Session {
 
     /// Replays every missed message of each resumed chat, in pages, and
     /// remembers the newest numbers sent so their live copies are skipped.
-    async fn hello(&self, id: Option<RequestId>, resume: Vec<Resume>, live: &mut LoopState) -> Answers {
+    pub(super) async fn hello(
+        &self,
+        id: Option<RequestId>,
+        resume: Vec<Resume>,
+        live: &mut LoopState,
+    ) -> Answers {
         let mut answers = Answers::default();
         let max = self.state.gateway.resume_max_messages;
         // A live copy can only trail the catch-up by what the outbox holds.

@@ -14,8 +14,9 @@ use futures::{SinkExt as _, StreamExt as _};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::handlers::Answers;
+use super::handlers::{Answers, Step, step};
 use super::hub::{Outgoing, SessionHandle, SessionId, Slot};
+use super::protocol::{RequestId, Resume};
 use super::protocol::{ServerFrame, close};
 use crate::api::{ApiError, ApiState};
 use crate::auth::bearer;
@@ -134,6 +135,21 @@ pub(super) struct LoopState {
 
 type Sink = SplitSink<WebSocket, WsMessage>;
 
+/// A request being handled.
+type Pending<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Answers> + Send + 'a>>;
+
+/// What a client message calls for.
+enum Incoming {
+    /// Answers to write now.
+    Answer(Answers),
+    /// A catch-up.
+    Hello(Option<RequestId>, Vec<Resume>),
+    /// A request to run alongside live traffic.
+    Request(super::protocol::ClientFrame),
+    /// The loop's next state (`None`: go on).
+    Close(Closing),
+}
+
 impl Session {
     fn new(state: ApiState, who: Authenticated) -> Self {
         let id = state.hub.next_session_id();
@@ -175,15 +191,39 @@ impl Session {
             live: LiveLog::default(),
         };
         let mut closing = self.write(&mut sink, &slow, vec![WsMessage::Text(welcome.to_text().into())]).await;
+        // The request being handled: one at a time, in order, while live
+        // traffic keeps flowing to the client (its own sends must not make
+        // it look like a slow consumer).
+        let mut request: Option<Pending<'_>> = None;
         while closing.is_none() {
             closing = tokio::select! {
-                incoming = stream.next() => match incoming {
+                incoming = stream.next(), if request.is_none() => match incoming {
                     Some(Ok(message)) => {
                         live.last_heard = Instant::now();
-                        self.on_client(message, &mut live, &mut sink, &slow).await
+                        match self.on_client(message) {
+                            Incoming::Answer(answers) => self.answer(answers, &mut live, &mut sink, &slow).await,
+                            Incoming::Hello(id, resume) => {
+                                let answers = self.hello(id, resume, &mut live).await;
+                                self.answer(answers, &mut live, &mut sink, &slow).await
+                            }
+                            Incoming::Request(frame) => {
+                                request = Some(Box::pin(self.on_request(frame)));
+                                None
+                            }
+                            Incoming::Close(closing) => closing,
+                        }
                     }
                     Some(Err(e)) => self.on_read_error(&e, &mut sink, &slow).await,
                     None => Some((close::NORMAL, "")),
+                },
+                answers = async {
+                    match request.as_mut() {
+                        Some(pending) => pending.await,
+                        None => std::future::pending().await,
+                    }
+                }, if request.is_some() => {
+                    request = None;
+                    self.answer(answers, &mut live, &mut sink, &slow).await
                 },
                 Some(item) = pending.recv() => {
                     let mut frames = Vec::with_capacity(8);
@@ -238,21 +278,31 @@ impl Session {
         }
     }
 
-    /// Handles one client message and writes its answers directly, ahead of
-    /// queued live frames (a catch-up must precede the live traffic it covers).
-    async fn on_client(
+    /// Sorts one client message: answered now, a `hello`, or a request to run.
+    fn on_client(&self, message: WsMessage) -> Incoming {
+        match message {
+            WsMessage::Text(text) => match step(&text) {
+                Step::Answer(answers) => Incoming::Answer(answers),
+                Step::Hello(id, resume) => Incoming::Hello(id, resume),
+                Step::Request(frame) => Incoming::Request(frame),
+            },
+            WsMessage::Binary(_) => {
+                Incoming::Answer(Answers::bad(&super::protocol::FrameError::Binary, None))
+            }
+            WsMessage::Close(_) => Incoming::Close(Some((close::NORMAL, ""))),
+            WsMessage::Ping(_) | WsMessage::Pong(_) => Incoming::Close(None),
+        }
+    }
+
+    /// Writes answers directly, ahead of queued live frames (a catch-up must
+    /// precede the live traffic it covers); counts errors toward flooding.
+    async fn answer(
         &self,
-        message: WsMessage,
+        answers: Answers,
         live: &mut LoopState,
         sink: &mut Sink,
         slow: &CancellationToken,
     ) -> Closing {
-        let answers = match message {
-            WsMessage::Text(text) => self.on_text(&text, live).await,
-            WsMessage::Binary(_) => Answers::bad(&super::protocol::FrameError::Binary, None),
-            WsMessage::Close(_) => return Some((close::NORMAL, "")),
-            WsMessage::Ping(_) | WsMessage::Pong(_) => return None,
-        };
         if answers.strikes > 0 && self.strike(live, answers.strikes) {
             return Some((close::FLOODING, "too many bad frames: back off"));
         }
@@ -333,8 +383,13 @@ impl Session {
         };
         let (app, user) = (self.app.id.clone(), self.user.clone());
         let debounce = Duration::from_millis(self.state.gateway.presence_debounce_ms);
+        let shutdown = self.state.shutdown.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(debounce).await;
+            tokio::select! {
+                () = tokio::time::sleep(debounce) => {}
+                // A draining node does not hold its shutdown for announcements.
+                () = shutdown.cancelled() => return,
+            }
             if !presence.settle(&app, &user, pending) || chat.fabric().is_online(&app, &user).await {
                 return;
             }
