@@ -61,6 +61,11 @@ up() {
         echo "node-$i: http://127.0.0.1:808$i (log $STATE/logs/node-$i.log)"
     done
     echo "admin key: $ADMIN_KEY"
+    # Gossip converges within a few rounds.
+    for _ in $(seq 1 50); do
+        [ "$(status | grep -o '"is_self"' | wc -l)" -ge 3 ] && break
+        sleep 0.2
+    done
     status
 }
 
