@@ -13,10 +13,10 @@ use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::server::{cql_nodes, redis_url};
-use common::ws::{Client, history, send};
+use common::ws::{Client, history, send, wait_within};
 use serde_json::{Value, json};
 
 /// One node process.
@@ -105,18 +105,6 @@ fn start(env: &[(String, String)], node_id: &str, seeds: &[String]) -> Node {
     Node { child, base: format!("http://{addr}"), http }
 }
 
-async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn member_ids(node: &Node) -> Vec<String> {
     let listing = node.get("/api/v1/cluster").await;
     listing["members"].as_array().unwrap().iter().map(|m| m["node_id"].as_str().unwrap().to_owned()).collect()
@@ -157,7 +145,7 @@ async fn a_node_drains_and_another_is_killed_and_nothing_acked_is_lost() {
     let b = start(&env, "node-b", std::slice::from_ref(&seed));
     let c = start(&env, "node-c", &[seed]);
     for node in [&a, &b, &c] {
-        wait_for("three members", Duration::from_secs(30), || async { member_ids(node).await.len() == 3 })
+        wait_within(Duration::from_secs(30), "three members", || async { member_ids(node).await.len() == 3 })
             .await;
     }
 
@@ -195,7 +183,7 @@ async fn a_node_drains_and_another_is_killed_and_nothing_acked_is_lost() {
     // Node C dies without a word: the others see it gone and purge its routes.
     c.signal("KILL");
     for node in [&a] {
-        wait_for("node-c declared dead", Duration::from_secs(30), || async {
+        wait_within(Duration::from_secs(30), "node-c declared dead", || async {
             !member_ids(node).await.contains(&"node-c".to_owned())
         })
         .await;
@@ -204,7 +192,7 @@ async fn a_node_drains_and_another_is_killed_and_nothing_acked_is_lost() {
     let redis = client.get_multiplexed_async_connection().await.unwrap();
     let app_id = sa.get(&format!("/api/v1/applications/{token}")).await.1["id"].as_str().unwrap().to_owned();
     let key = format!("{prefix}:{{{app_id}}}:chat:{chat}:nodes");
-    wait_for("node-c purged from the directory", Duration::from_secs(10), || {
+    wait_within(Duration::from_secs(10), "node-c purged from the directory", || {
         let (key, mut redis) = (key.clone(), redis.clone());
         async move {
             let nodes: Vec<String> = redis::cmd("SMEMBERS").arg(&key).query_async(&mut redis).await.unwrap();

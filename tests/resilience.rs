@@ -11,20 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::server::{Mode, TestServer, code, redis_url};
+use common::ws::wait_within;
 use serde_json::{Value, json};
-
-/// Polls `check` until it holds or `limit` passes.
-async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Posts `count` messages from `senders` concurrent tasks; returns number → body of the acked ones.
 async fn post_many(
@@ -194,7 +182,7 @@ async fn redis_down_gives_503_and_the_node_recovers_by_itself() {
 
     // Redis comes back empty, as after a crash without persistence.
     let _redis = OwnRedis::start(port);
-    wait_until(Duration::from_secs(30), "the node to serve again", || async {
+    wait_within(Duration::from_secs(30), "the node to serve again", || async {
         s.post(&path, json!({"body": "probe"})).await.0 == 201
     })
     .await;

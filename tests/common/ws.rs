@@ -341,12 +341,21 @@ pub async fn history(s: &TestServer, token: &str, chat: u64, after: u64) -> BTre
 }
 
 /// Waits until `check` holds, polling every 20 ms; panics after [`FRAME_WAIT`].
-pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+pub async fn wait_until<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + FRAME_WAIT;
+    wait_within(FRAME_WAIT, what, check).await;
+}
+
+/// Waits until `check` holds, polling every 20 ms; panics after `limit`.
+pub async fn wait_within<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
     while !check().await {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
