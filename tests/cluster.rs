@@ -23,14 +23,14 @@ async fn cluster(count: usize, certs: &std::path::Path) -> Vec<TestServer> {
         };
         let (tls, prefix) = (tls.clone(), prefix.clone());
         let node = TestServer::start_with(Mode::Cluster, move |c| {
-            c.redis.key_prefix = prefix;
+            c.redis.key_prefix.clone_from(&prefix);
             c.cluster.enabled = true;
             c.cluster.node_id = format!("node-{i}");
             c.gossip.gossip_listen = "127.0.0.1:0".parse().unwrap();
             c.gossip.gossip_interval_ms = 100;
-            c.gossip.seeds = seeds;
+            c.gossip.seeds.clone_from(&seeds);
             c.quic.listen = "127.0.0.1:0".parse().unwrap();
-            c.tls = tls;
+            c.tls = tls.clone();
         })
         .await;
         nodes.push(node);

@@ -98,7 +98,7 @@ async fn a_draining_node_refuses_new_sockets_and_closes_open_ones_with_1012(mode
 async fn a_retry_settles_a_claim_whose_first_try_died() {
     let prefix = format!("weft-test-{:016x}", rand::random::<u64>());
     let p = prefix.clone();
-    let s = TestServer::start_with(Mode::Cluster, move |c| c.redis.key_prefix = p).await;
+    let s = TestServer::start_with(Mode::Cluster, move |c| c.redis.key_prefix.clone_from(&p)).await;
     let token = s.new_app().await;
     let (_, app) = s.get(&format!("/api/v1/applications/{token}")).await;
     let app_id = app["id"].as_str().unwrap().to_owned();

@@ -7,6 +7,11 @@ use crate::chat::{ChatError, ChatService};
 use crate::ids::{AppId, ChatNumber, Timestamp, UserId};
 use crate::model::{Chat, ChatKind, DirectPair};
 
+/// How long the cluster-wide lock on creating a pair's direct chat lasts, in ms.
+const DIRECT_LOCK_MS: u64 = 5_000;
+/// How often a send waits 20 ms for another node to create the pair's chat.
+const DIRECT_LOCK_TRIES: usize = 150;
+
 /// Most recipients one `send` may name.
 pub const MAX_RECIPIENTS: usize = 100;
 
@@ -58,22 +63,45 @@ impl ChatService {
             }
             None => {
                 // One claim per pair on this node at a time, so local races
-                // spend no chat number; across nodes the store's atomic claim
-                // decides and the loser's number stays a gap.
+                // spend no chat number; the store's atomic claim stays the
+                // judge should a lock expire (the loser's number is a gap).
                 let _guard = self.directs.lock(app, pair).await;
-                match self.store.direct_chat(app, pair).await? {
-                    Some(chat) => chat,
-                    None => {
-                        let number = self.seq.next_chat(app).await?;
-                        self.seq.init_chat(app, number).await?;
-                        let chat = self.store.claim_direct_chat(app, pair, number).await?;
-                        self.complete_chat(app, chat, ChatKind::Direct, &pair.users()).await?;
-                        chat
+                // Across nodes a short lock in Redis does the same; whoever
+                // waits for it finds the winner's whole chat once it is released.
+                let [low, high] = pair.users();
+                let lock = format!("{{{app}}}:dm:{low}:{high}");
+                let mut locked = false;
+                for _ in 0..DIRECT_LOCK_TRIES {
+                    if self.seq.try_lock(&lock, DIRECT_LOCK_MS).await? {
+                        locked = true;
+                        break;
                     }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
+                let created = self.create_direct(app, pair).await;
+                if locked {
+                    let _ = self.seq.unlock(&lock).await;
+                }
+                created?
             }
         };
+        Ok(self.remember_direct(app, pair, chat))
+    }
+
+    fn remember_direct(&self, app: &AppId, pair: &DirectPair, chat: ChatNumber) -> ChatNumber {
         self.directs.put(app, pair, chat);
+        chat
+    }
+
+    /// Draws a number and claims it for `pair` (the store's atomic claim decides a race).
+    async fn create_direct(&self, app: &AppId, pair: &DirectPair) -> Result<ChatNumber, ChatError> {
+        if let Some(chat) = self.store.direct_chat(app, pair).await? {
+            return Ok(chat);
+        }
+        let number = self.seq.next_chat(app).await?;
+        self.seq.init_chat(app, number).await?;
+        let chat = self.store.claim_direct_chat(app, pair, number).await?;
+        self.complete_chat(app, chat, ChatKind::Direct, &pair.users()).await?;
         Ok(chat)
     }
 

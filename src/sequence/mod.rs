@@ -169,6 +169,23 @@ impl Sequencer {
         self.current(&counters).await
     }
 
+    /// Takes a short cluster-wide lock named `name` for `ttl_ms` (always
+    /// granted in process: the local callers hold their own lock).
+    pub async fn try_lock(&self, name: &str, ttl_ms: u64) -> Result<bool, SequenceError> {
+        match self {
+            Sequencer::Local(_) => Ok(true),
+            Sequencer::Redis(s) => s.try_lock(name, ttl_ms).await,
+        }
+    }
+
+    /// Releases a lock taken with `try_lock` (it also expires by itself).
+    pub async fn unlock(&self, name: &str) -> Result<(), SequenceError> {
+        match self {
+            Sequencer::Local(_) => Ok(()),
+            Sequencer::Redis(s) => s.unlock(name).await,
+        }
+    }
+
     /// The claim on a key, if it was sent before.
     pub async fn recall(&self, key: &IdempotencyKey) -> Result<Option<Claim>, SequenceError> {
         match self {

@@ -145,6 +145,30 @@ impl RedisSequencer {
         Ok(replaced == 1)
     }
 
+    pub(super) async fn try_lock(&self, name: &str, ttl_ms: u64) -> Result<bool, SequenceError> {
+        let mut conn = self.conn.clone();
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(format!("{}:lock:{name}", self.prefix))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(taken.is_some())
+    }
+
+    pub(super) async fn unlock(&self, name: &str) -> Result<(), SequenceError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::cmd("DEL")
+            .arg(format!("{}:lock:{name}", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(())
+    }
+
     pub(super) async fn forget(&self, key: &IdempotencyKey) -> Result<(), SequenceError> {
         let mut conn = self.conn.clone();
         let _: i64 = redis::cmd("DEL")

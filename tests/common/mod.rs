@@ -4,7 +4,8 @@
 // Test code: a panic is a failed check (clippy's allow-unwrap-in-tests only covers #[test] fns).
 #![allow(dead_code, unused_macros, clippy::unwrap_used, clippy::expect_used)]
 
-/// Runs each `scenario(&TestServer)` once per mode, as two tests (`embedded::x`, `cluster::x`).
+/// Runs each `scenario(&TestServer)` once per mode, as three tests (`embedded::x`,
+/// `cluster::x`, and `spread::x` on three nodes with clients spread over them).
 /// The calling test file imports `TestServer` and `Mode`.
 macro_rules! on_both_modes {
     ($($scenario:ident),* $(,)?) => {
@@ -23,6 +24,16 @@ macro_rules! on_both_modes {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $scenario() {
                     let server = super::TestServer::start(super::Mode::Cluster).await;
+                    super::$scenario(&server).await;
+                    server.stop().await;
+                }
+            )*
+        }
+        mod spread {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let server = super::TestServer::start(super::Mode::Spread).await;
                     super::$scenario(&server).await;
                     server.stop().await;
                 }

@@ -52,6 +52,21 @@ pub enum Mode {
     Embedded,
     /// Cassandra + Redis.
     Cluster,
+    /// Three cluster nodes (Cassandra + Redis, gossip, QUIC); WebSocket
+    /// clients are spread over them in turn, REST calls go to the first.
+    Spread,
+}
+
+/// Cluster certificates shared by every spread node of this test process.
+fn certs() -> weft::cluster::tls::TlsPaths {
+    static CERTS: OnceLock<(tempfile::TempDir, weft::cluster::tls::TlsPaths)> = OnceLock::new();
+    let (_, paths) = CERTS.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let generated = weft::cluster::tls::generate(dir.path(), &["node"], true).unwrap();
+        let paths = generated.nodes[0].1.clone();
+        (dir, paths)
+    });
+    paths.clone()
 }
 
 /// A config for `mode`; embedded data goes to `dir`.
@@ -65,7 +80,7 @@ pub fn config(mode: Mode, dir: &std::path::Path) -> Config {
         Mode::Embedded => {
             config.store.data_dir = dir.to_path_buf();
         }
-        Mode::Cluster => {
+        Mode::Cluster | Mode::Spread => {
             config.store.backend = Backend::Cql;
             config.cql.nodes = cql_nodes();
             config.cql.keyspace = keyspace().to_owned();
@@ -74,6 +89,13 @@ pub fn config(mode: Mode, dir: &std::path::Path) -> Config {
             // Each test its own key space in Redis, so tests never see each other.
             config.redis.key_prefix = format!("weft-test-{:016x}", rand::random::<u64>());
         }
+    }
+    if let Mode::Spread = mode {
+        config.cluster.enabled = true;
+        config.gossip.gossip_listen = "127.0.0.1:0".parse().unwrap();
+        config.gossip.gossip_interval_ms = 100;
+        config.quic.listen = "127.0.0.1:0".parse().unwrap();
+        config.tls = certs();
     }
     config
 }
@@ -87,6 +109,10 @@ pub struct TestServer {
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: tempfile::TempDir,
+    /// In spread mode, the other nodes of the cluster.
+    others: Vec<TestServer>,
+    /// Which node the next WebSocket goes to.
+    next: std::sync::atomic::AtomicUsize,
 }
 
 impl TestServer {
@@ -100,7 +126,16 @@ impl TestServer {
             shutdown: CancellationToken::new(),
             task: None,
             _dir: tempfile::tempdir().unwrap(),
+            others: Vec::new(),
+            next: Default::default(),
         }
+    }
+
+    /// Where the next WebSocket connects: in spread mode, each node in turn.
+    pub fn ws_base(&self) -> String {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % (self.others.len() + 1);
+        let base = if n == 0 { &self.base } else { &self.others[n - 1].base };
+        base.replace("http://", "ws://")
     }
 
     /// Starts a node in `mode` with the default test config.
@@ -108,20 +143,53 @@ impl TestServer {
         Self::start_with(mode, |_| {}).await
     }
 
-    /// Starts a node in `mode` after `tweak` edits its config.
-    pub async fn start_with(mode: Mode, tweak: impl FnOnce(&mut Config)) -> TestServer {
+    /// Starts a node in `mode` after `tweak` edits its config (in spread
+    /// mode, three nodes sharing one Redis prefix).
+    pub async fn start_with(mode: Mode, tweak: impl Fn(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut config = config(mode, dir.path());
         tweak(&mut config);
+        if let Mode::Spread = mode {
+            config.cluster.node_id = "node-0".into();
+            let mut first = Self::start_config(config.clone(), dir).await;
+            let seed = first.get("/api/v1/cluster").await.1["gossip"].as_str().unwrap().to_owned();
+            for i in 1..3 {
+                let mut other = config.clone();
+                other.cluster.node_id = format!("node-{i}");
+                other.gossip.seeds = vec![seed.clone()];
+                first.others.push(Self::start_config(other, tempfile::tempdir().unwrap()).await);
+            }
+            for node in std::iter::once(&first).chain(&first.others) {
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                while node.get("/api/v1/cluster").await.1["members"].as_array().map_or(0, Vec::len) < 3 {
+                    assert!(std::time::Instant::now() < deadline, "the spread cluster did not converge");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            return first;
+        }
+        Self::start_config(config, dir).await
+    }
+
+    async fn start_config(config: Config, dir: tempfile::TempDir) -> TestServer {
+        let mode = config.store.backend;
         let node = weft::Node::start(&config)
             .await
-            .unwrap_or_else(|e| panic!("node failed to start in {mode:?} mode: {e:?}"));
+            .unwrap_or_else(|e| panic!("node failed to start on {mode:?}: {e:?}"));
         let listener = tokio::net::TcpListener::bind(config.server.listen).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(weft::run(listener, node, shutdown.clone()));
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        TestServer { base, http, shutdown, task: Some(task), _dir: dir }
+        TestServer {
+            base,
+            http,
+            shutdown,
+            task: Some(task),
+            _dir: dir,
+            others: Vec::new(),
+            next: Default::default(),
+        }
     }
 
     /// `base` + `path`.
@@ -165,11 +233,17 @@ impl TestServer {
 
     /// Starts the node's drain (as SIGTERM does) without waiting for it.
     pub fn begin_stop(&self) {
+        for other in &self.others {
+            other.begin_stop();
+        }
         self.shutdown.cancel();
     }
 
-    /// Stops the node and waits for it to drain.
+    /// Stops the node (every node, in spread mode) and waits for it to drain.
     pub async fn stop(mut self) {
+        for other in std::mem::take(&mut self.others) {
+            Box::pin(other.stop()).await;
+        }
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             task.await.unwrap().unwrap();

@@ -199,7 +199,7 @@ pub async fn connect(s: &TestServer, token: &str, user: &str) -> Client {
 
 /// Opens a socket with a user token without reading anything.
 pub async fn open(s: &TestServer, jwt: &str) -> Socket {
-    let url = format!("{}/ws?token={jwt}", s.base.replace("http://", "ws://"));
+    let url = format!("{}/ws?token={jwt}", s.ws_base());
     let (ws, _) = connect_async(url).await.unwrap();
     ws
 }
