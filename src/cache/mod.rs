@@ -7,7 +7,7 @@ mod recent;
 use serde::Deserialize;
 
 pub use members::MembersCache;
-pub use recent::RecentCache;
+pub use recent::{Compact, RecentCache};
 
 /// `[cache]`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]

@@ -46,9 +46,10 @@ enum Backend {
     Redis { conn: ConnectionManager, prefix: String, ttl_secs: u64 },
 }
 
-/// A message as kept in Redis: short keys, the app and chat are in the key.
-#[derive(Serialize, Deserialize)]
-struct Cached {
+/// A message in short JSON, without its application and chat (the key or the
+/// frame around it names them): kept in Redis here, sent between nodes by the wire.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Compact {
     n: u64,
     b: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -58,6 +59,38 @@ struct Cached {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     r: Option<u64>,
     t: i64,
+}
+
+impl Compact {
+    /// The compact form of `m`.
+    pub fn of(m: &Message) -> Self {
+        Self {
+            n: m.number.get(),
+            b: m.body.clone(),
+            s: m.sender.as_ref().map(|u| u.as_str().to_owned()),
+            c: m.client_msg_id.clone(),
+            r: m.reply_to.map(MessageNumber::get),
+            t: m.created_at.millis(),
+        }
+    }
+
+    /// The message, in `app` and `chat`; `None` when its sender is not a valid user id.
+    pub fn into_message(self, app: &AppId, chat: ChatNumber) -> Option<Message> {
+        let sender = match self.s {
+            Some(s) => Some(UserId::parse(&s).ok()?),
+            None => None,
+        };
+        Some(Message {
+            app: app.clone(),
+            chat,
+            number: MessageNumber(self.n),
+            body: self.b,
+            sender,
+            client_msg_id: self.c,
+            reply_to: self.r.map(MessageNumber),
+            created_at: Timestamp(self.t),
+        })
+    }
 }
 
 impl RecentCache {
@@ -164,29 +197,11 @@ fn key(prefix: &str, app: &AppId, chat: ChatNumber) -> String {
 }
 
 fn encode(m: &Message) -> String {
-    let cached = Cached {
-        n: m.number.get(),
-        b: m.body.clone(),
-        s: m.sender.as_ref().map(|u| u.as_str().to_owned()),
-        c: m.client_msg_id.clone(),
-        r: m.reply_to.map(MessageNumber::get),
-        t: m.created_at.millis(),
-    };
-    serde_json::to_string(&cached).unwrap_or_default()
+    serde_json::to_string(&Compact::of(m)).unwrap_or_default()
 }
 
 fn decode(app: &AppId, chat: ChatNumber, raw: &str) -> Option<Message> {
-    let c: Cached = serde_json::from_str(raw).ok()?;
-    Some(Message {
-        app: app.clone(),
-        chat,
-        number: MessageNumber(c.n),
-        body: c.b,
-        sender: c.s.map(UserId::from_store),
-        client_msg_id: c.c,
-        reply_to: c.r.map(MessageNumber),
-        created_at: Timestamp(c.t),
-    })
+    serde_json::from_str::<Compact>(raw).ok()?.into_message(app, chat)
 }
 
 /// Deletes sets whose push failed, retrying until Redis answers (at most ~5 min).

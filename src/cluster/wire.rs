@@ -7,9 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cache::Compact;
 use crate::chat::{Audience, Event};
-use crate::ids::{AppId, ChatNumber, MessageNumber, Timestamp, UserId};
-use crate::model::{Message, ReceiptKind};
+use crate::ids::{AppId, ChatNumber, MessageNumber, UserId};
+use crate::model::ReceiptKind;
 
 /// One node-to-node frame.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,21 +46,8 @@ pub enum WireEvent {
     Message {
         /// Chat.
         chat: u64,
-        /// Number.
-        n: u64,
-        /// Body.
-        b: String,
-        /// Sender.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        s: Option<String>,
-        /// client_msg_id.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        c: Option<String>,
-        /// reply_to.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        r: Option<u64>,
-        /// Created at, ms.
-        t: i64,
+        /// The message.
+        m: Compact,
     },
     /// Someone types.
     Typing {
@@ -111,15 +99,7 @@ impl Wire {
     /// The frame for an event.
     pub fn event(app: &AppId, event: &Event, audience: &Audience) -> Self {
         let event = match event {
-            Event::Message(m) => WireEvent::Message {
-                chat: m.chat.get(),
-                n: m.number.get(),
-                b: m.body.clone(),
-                s: m.sender.as_ref().map(|u| u.as_str().to_owned()),
-                c: m.client_msg_id.clone(),
-                r: m.reply_to.map(MessageNumber::get),
-                t: m.created_at.millis(),
-            },
+            Event::Message(m) => WireEvent::Message { chat: m.chat.get(), m: Compact::of(m) },
             Event::Typing { chat, user } => {
                 WireEvent::Typing { chat: chat.get(), user: user.as_str().to_owned() }
             }
@@ -161,19 +141,7 @@ impl WireEvent {
     pub fn into_event(self, app: &AppId) -> Option<Event> {
         let user = |raw: String| UserId::parse(&raw).ok();
         Some(match self {
-            WireEvent::Message { chat, n, b, s, c, r, t } => Event::Message(Message {
-                app: app.clone(),
-                chat: ChatNumber(chat),
-                number: MessageNumber(n),
-                body: b,
-                sender: match s {
-                    Some(s) => Some(user(s)?),
-                    None => None,
-                },
-                client_msg_id: c,
-                reply_to: r.map(MessageNumber),
-                created_at: Timestamp(t),
-            }),
+            WireEvent::Message { chat, m } => Event::Message(m.into_message(app, ChatNumber(chat))?),
             WireEvent::Typing { chat, user: u } => Event::Typing { chat: ChatNumber(chat), user: user(u)? },
             WireEvent::Receipt { chat, user: u, read, seq } => Event::Receipt {
                 chat: ChatNumber(chat),
@@ -189,6 +157,8 @@ impl WireEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::Timestamp;
+    use crate::model::Message;
 
     #[test]
     fn events_round_trip() {
