@@ -53,6 +53,9 @@ struct Common {
     /// The node, e.g. http://127.0.0.1:8080 (loopback only).
     #[arg(long)]
     url: String,
+    /// Spread the WebSockets over these nodes in turn (a cluster; REST uses --url).
+    #[arg(long, value_delimiter = ',')]
+    spread: Vec<String>,
     /// The node's admin key, if it has one (to create the application).
     #[arg(long)]
     admin_key: Option<String>,
@@ -88,7 +91,7 @@ impl Common {
         anyhow::ensure!(self.window >= 1, "--window must be at least 1");
         anyhow::ensure!(self.duration_secs >= 1, "--duration-secs must be at least 1");
         Ok(Load {
-            node: Node::new(&self.url, self.admin_key.clone())?,
+            node: Node::new(&self.url, self.admin_key.clone())?.spread_over(&self.spread)?,
             rate: self.rate,
             window: self.window,
             body_bytes: self.body_bytes,

@@ -17,6 +17,9 @@ pub struct Node {
     base: Url,
     http: reqwest::Client,
     admin_key: Option<String>,
+    /// Where WebSockets go, in turn (the cluster scenario spreads them over nodes).
+    spread: Vec<Url>,
+    next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[derive(Deserialize)]
@@ -32,27 +35,43 @@ struct Chat {
 impl Node {
     /// The node at `url` (`http://127.0.0.1:PORT`); any host but loopback is refused.
     pub fn new(url: &str, admin_key: Option<String>) -> anyhow::Result<Self> {
-        let base = Url::parse(url).with_context(|| format!("--url {url} is not a URL"))?;
-        if base.scheme() != "http" {
-            bail!("--url must be http:// (got {})", base.scheme());
-        }
-        let host = base.host_str().unwrap_or_default();
-        let loopback = host == "localhost"
-            || host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if !loopback {
-            bail!("--url must name a loopback host (127.0.0.0/8, [::1] or localhost), not {host}");
-        }
-        if base.port_or_known_default().is_none() {
-            bail!("--url {url} has no port");
-        }
+        let base = loopback_url(url)?;
         let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
-        Ok(Self { base, http, admin_key })
+        Ok(Self { spread: vec![base.clone()], base, http, admin_key, next: Default::default() })
     }
 
+    /// Spreads WebSockets over these nodes in turn (REST stays on `--url`).
+    pub fn spread_over(mut self, urls: &[String]) -> anyhow::Result<Self> {
+        if !urls.is_empty() {
+            self.spread = urls.iter().map(|u| loopback_url(u)).collect::<anyhow::Result<_>>()?;
+        }
+        Ok(self)
+    }
+}
+
+/// A loopback `http://` URL with a port; anything else is refused.
+fn loopback_url(url: &str) -> anyhow::Result<Url> {
+    let base = Url::parse(url).with_context(|| format!("--url {url} is not a URL"))?;
+    if base.scheme() != "http" {
+        bail!("--url must be http:// (got {})", base.scheme());
+    }
+    let host = base.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        bail!("--url must name a loopback host (127.0.0.0/8, [::1] or localhost), not {host}");
+    }
+    if base.port_or_known_default().is_none() {
+        bail!("--url {url} has no port");
+    }
+    Ok(base)
+}
+
+impl Node {
     fn url(&self, path: &str) -> anyhow::Result<Url> {
         Ok(self.base.join(path)?)
     }
@@ -96,7 +115,8 @@ impl Node {
 
     /// The WebSocket URL of a session of the token's user.
     pub fn ws_url(&self, jwt: &str) -> anyhow::Result<String> {
-        let mut url = self.url("/ws")?;
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.spread.len().max(1);
+        let mut url = self.spread.get(n).unwrap_or(&self.base).join("/ws")?;
         url.set_scheme("ws").map_err(|()| anyhow::anyhow!("cannot make a ws:// URL of {}", self.base))?;
         url.set_query(Some(&format!("token={jwt}")));
         Ok(url.into())
