@@ -214,6 +214,25 @@ impl Directory {
             .map_err(DirectoryError)
     }
 
+    /// The nodes with online members of `chat` or sessions of any of `users`,
+    /// in one round trip (for small chats, whose node set a just-created chat
+    /// may not have yet).
+    pub async fn chat_or_user_nodes<'a>(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        users: impl Iterator<Item = &'a UserId>,
+    ) -> Result<BTreeSet<String>, DirectoryError> {
+        let mut pipe = redis::pipe();
+        pipe.smembers(self.chat_key(app, chat));
+        for user in users {
+            pipe.smembers(self.user_key(app, user));
+        }
+        let mut conn = self.conn.clone();
+        let sets: Vec<Vec<String>> = pipe.query_async(&mut conn).await.map_err(DirectoryError)?;
+        Ok(sets.into_iter().flatten().collect())
+    }
+
     /// The nodes with sessions of any of `users`, in one round trip.
     pub async fn user_nodes<'a>(
         &self,

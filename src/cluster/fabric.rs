@@ -18,6 +18,10 @@ use crate::chat::{Audience, Event, Fabric};
 use crate::gateway::hub::{Hub, SessionId};
 use crate::ids::{AppId, ChatNumber, UserId};
 
+/// Chats up to this size are routed by their members' nodes too (still one
+/// Redis round trip): a chat created by a send may not be routed yet.
+const SMALL_CHAT: usize = 128;
+
 /// The QUIC address of every live peer, kept from the membership.
 #[derive(Clone, Default)]
 pub struct Peers {
@@ -87,6 +91,13 @@ impl Fabric for ClusterFabric {
     async fn deliver(&self, app: &AppId, event: &Event, audience: &Audience, except: Option<SessionId>) {
         self.hub.deliver(app, event, audience, except).await;
         let nodes = match audience {
+            // A chat just created (by a send to recipients) may not be in the
+            // other nodes' routes yet; its members' own routes are.
+            Audience::Chat { chat, members, .. } if members.len() <= SMALL_CHAT => self
+                .directory
+                .chat_or_user_nodes(app, *chat, members.iter())
+                .await
+                .map(|n| n.into_iter().collect()),
             Audience::Chat { chat, .. } => self.directory.chat_nodes(app, *chat).await,
             Audience::Users(users) => {
                 self.directory.user_nodes(app, users.iter()).await.map(|n| n.into_iter().collect())
