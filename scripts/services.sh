@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Real services for weft's test suite, on loopback only: Redis and Apache Cassandra 5.0.8.
+# Real services for weft's test suite, on loopback only: Redis, a three-master Redis Cluster,
+# and Apache Cassandra 5.0.8.
 #
 #   bash scripts/services.sh up       install what is missing, start (or reuse) both, wait until they answer
 #   bash scripts/services.sh down     stop what `up` started (by pid file), wait until it is gone
 #   bash scripts/services.sh env      print `export WEFT_TEST_...` lines: eval "$(bash scripts/services.sh env)"
 #   bash scripts/services.sh status   say what answers (exit 1 if something does not)
 #
-# `down` takes optional names (redis, cassandra) to stop only those.
+# `down` takes optional names (redis, redis-cluster, cassandra) to stop only those.
 #
 # Environment (all optional):
-#   WEFT_SVC_REDIS_PORT (6379), WEFT_SVC_CQL_PORT (9042), WEFT_CASSANDRA_STORAGE_PORT (7000),
+#   WEFT_SVC_REDIS_PORT (6379), WEFT_SVC_REDIS_CLUSTER_PORT (6380: the cluster uses it and the
+#   next two; their cluster bus is at +10000), WEFT_SVC_CQL_PORT (9042), WEFT_CASSANDRA_STORAGE_PORT (7000),
 #   WEFT_CASSANDRA_JMX_PORT (7199), WEFT_CASSANDRA_HEAP (1G), WEFT_CASSANDRA_START_TIMEOUT (240 s),
 #   WEFT_CASSANDRA_KEEP_DATA (0: a freshly started node gets empty data dirs),
 #   WEFT_SERVICES_DIR (~/.cache/weft-services: download cache), WEFT_STATE_DIR (<services dir>/state),
@@ -24,6 +26,8 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CASS_SRC=$SCRIPT_DIR/cassandra
 
 REDIS_PORT=${WEFT_SVC_REDIS_PORT:-6379}
+RC_BASE=${WEFT_SVC_REDIS_CLUSTER_PORT:-6380}
+RC_PORTS=("$RC_BASE" $((RC_BASE + 1)) $((RC_BASE + 2)))
 CQL_PORT=${WEFT_SVC_CQL_PORT:-9042}
 STORAGE_PORT=${WEFT_CASSANDRA_STORAGE_PORT:-7000}
 JMX_PORT=${WEFT_CASSANDRA_JMX_PORT:-7199}
@@ -40,6 +44,7 @@ CASS_MARKER=$CASS_HOME/lib.complete
 REDIS_DIR=$STATE_DIR/redis
 REDIS_PIDFILE=$REDIS_DIR/redis.pid
 REDIS_LOG=$REDIS_DIR/redis.log
+RC_DIR=$STATE_DIR/redis-cluster
 CASS_DIR=$STATE_DIR/cassandra
 CASS_PIDFILE=$CASS_DIR/cassandra.pid
 CASS_LOG=$CASS_DIR/logs/cassandra.log
@@ -233,6 +238,66 @@ start_redis() {
     done
     note_started redis
     log "redis: started on 127.0.0.1:$REDIS_PORT (pid $(cat "$REDIS_PIDFILE" 2>/dev/null || echo '?')) in $(secs_since "$t0") s"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Redis Cluster: three masters, no replicas (tests need the slot routing, not failover)
+
+rc_ok() {
+    local info
+    info=$(redis-cli -p "$1" cluster info 2>/dev/null) || return 1
+    [[ $info == *cluster_state:ok* ]]
+}
+
+start_redis_cluster() {
+    local port t0 i
+    t0=$(now_ms)
+    for port in "${RC_PORTS[@]}"; do
+        if redis_ping "$port"; then
+            continue
+        fi
+        port_open "$port" && die "port 127.0.0.1:$port is taken by something that is not Redis (set WEFT_SVC_REDIS_CLUSTER_PORT)"
+        mkdir -p "$RC_DIR/$port"
+        rm -f "$RC_DIR/$port/redis.pid"
+        redis-server --bind 127.0.0.1 --port "$port" --protected-mode yes \
+            --cluster-enabled yes --cluster-config-file "nodes-$port.conf" --cluster-node-timeout 5000 \
+            --daemonize yes --pidfile "$RC_DIR/$port/redis.pid" --logfile "$RC_DIR/$port/redis.log" \
+            --dir "$RC_DIR/$port" --save "" --appendonly no </dev/null >"$RC_DIR/$port/start.log" 2>&1 9>&- ||
+            die_log "$RC_DIR/$port/start.log" "redis-server (cluster node $port) failed to start"
+        for i in $(seq 1 100); do
+            redis_ping "$port" && break
+            [ "$i" = 100 ] && die_log "$RC_DIR/$port/redis.log" "redis cluster node $port did not answer PING within 10 s"
+            sleep 0.1
+        done
+        note_started "redis-cluster:$port"
+    done
+    if rc_ok "${RC_PORTS[0]}"; then
+        log "redis cluster: 127.0.0.1:${RC_PORTS[0]}-${RC_PORTS[2]} is up (cluster_state:ok)"
+        return 0
+    fi
+    # Not formed, or formed from a state that no longer holds: start it afresh (test data only).
+    log "redis cluster: forming 127.0.0.1:${RC_PORTS[0]}-${RC_PORTS[2]}"
+    for port in "${RC_PORTS[@]}"; do
+        redis-cli -p "$port" flushall >/dev/null 2>&1 || true
+        redis-cli -p "$port" cluster reset hard >/dev/null 2>&1 || true
+    done
+    redis-cli --cluster create "${RC_PORTS[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes \
+        >"$RC_DIR/create.log" 2>&1 || die_log "$RC_DIR/create.log" "redis-cli --cluster create failed"
+    for i in $(seq 1 200); do
+        if rc_ok "${RC_PORTS[0]}" && rc_ok "${RC_PORTS[1]}" && rc_ok "${RC_PORTS[2]}"; then
+            log "redis cluster: formed in $(secs_since "$t0") s"
+            return 0
+        fi
+        sleep 0.1
+    done
+    die_log "$RC_DIR/create.log" "redis cluster did not reach cluster_state:ok within 20 s"
+}
+
+stop_redis_cluster() {
+    local port
+    for port in "${RC_PORTS[@]}"; do
+        stop_pid "redis-cluster:$port" "$RC_DIR/$port/redis.pid" redis-server 30
+    done
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -460,25 +525,28 @@ cmd_up() {
     lock_state
     ensure_tools
     start_redis
+    start_redis_cluster
     start_cassandra
-    log "up: redis 127.0.0.1:$REDIS_PORT, cassandra CQL 127.0.0.1:$CQL_PORT ready in $(secs_since "$t0") s total"
+    log "up: redis 127.0.0.1:$REDIS_PORT, redis cluster 127.0.0.1:${RC_PORTS[0]}-${RC_PORTS[2]}, cassandra CQL 127.0.0.1:$CQL_PORT ready in $(secs_since "$t0") s total"
 }
 
 cmd_down() {
     local names=("$@") n
-    [ ${#names[@]} -gt 0 ] || names=(redis cassandra)
+    [ ${#names[@]} -gt 0 ] || names=(redis redis-cluster cassandra)
     lock_state
     for n in "${names[@]}"; do
         case $n in
         redis) stop_pid redis "$REDIS_PIDFILE" redis-server 30 ;;
+        redis-cluster) stop_redis_cluster ;;
         cassandra) stop_pid cassandra "$CASS_PIDFILE" CassandraDaemon 90 ;;
-        *) die "down: unknown service '$n' (redis, cassandra)" ;;
+        *) die "down: unknown service '$n' (redis, redis-cluster, cassandra)" ;;
         esac
     done
 }
 
 cmd_env() {
     echo "export WEFT_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
+    echo "export WEFT_TEST_REDIS_CLUSTER_NODES=redis://127.0.0.1:${RC_PORTS[0]},redis://127.0.0.1:${RC_PORTS[1]},redis://127.0.0.1:${RC_PORTS[2]}"
     echo "export WEFT_TEST_CQL_NODES=127.0.0.1:$CQL_PORT"
 }
 
@@ -490,6 +558,12 @@ cmd_status() {
         echo "redis:     127.0.0.1:$REDIS_PORT answers PING ($owner)"
     else
         echo "redis:     127.0.0.1:$REDIS_PORT does not answer PING"
+        ok=1
+    fi
+    if rc_ok "${RC_PORTS[0]}"; then
+        echo "redis cluster: 127.0.0.1:${RC_PORTS[0]}-${RC_PORTS[2]} cluster_state:ok"
+    else
+        echo "redis cluster: 127.0.0.1:${RC_PORTS[0]}-${RC_PORTS[2]} is not a healthy cluster"
         ok=1
     fi
     if port_open "$CQL_PORT" && version=$(cql_check "$CQL_PORT" 2>/dev/null); then
@@ -515,7 +589,7 @@ down)
 env) cmd_env ;;
 status) cmd_status ;;
 *)
-    echo "usage: $0 up | down [redis|cassandra]... | env | status" >&2
+    echo "usage: $0 up | down [redis|redis-cluster|cassandra]... | env | status" >&2
     exit 2
     ;;
 esac

@@ -2,7 +2,7 @@
 # The project's test command: bash scripts/test.sh [extra args for cargo test]
 #
 # Starts (or reuses) the real Redis and Cassandra the tests need (scripts/services.sh up),
-# exports WEFT_TEST_REDIS_URL / WEFT_TEST_CQL_NODES, then runs fmt, clippy and the tests.
+# exports WEFT_TEST_REDIS_URL / WEFT_TEST_REDIS_CLUSTER_NODES / WEFT_TEST_CQL_NODES, then runs fmt, clippy and the tests.
 # With CI=true the services this run started itself are stopped on exit; otherwise they are
 # left running so the next run starts in well under a second (stop them: scripts/services.sh down).
 set -euo pipefail
@@ -36,7 +36,7 @@ fi
 
 bash scripts/services.sh up
 eval "$(bash scripts/services.sh env)"
-echo "WEFT_TEST_REDIS_URL=$WEFT_TEST_REDIS_URL WEFT_TEST_CQL_NODES=$WEFT_TEST_CQL_NODES"
+echo "WEFT_TEST_REDIS_URL=$WEFT_TEST_REDIS_URL WEFT_TEST_REDIS_CLUSTER_NODES=$WEFT_TEST_REDIS_CLUSTER_NODES WEFT_TEST_CQL_NODES=$WEFT_TEST_CQL_NODES"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

@@ -198,7 +198,7 @@ impl Config {
             return invalid(key, reason);
         }
         if self.cluster.enabled {
-            if self.redis.url.is_empty() {
+            if !self.redis.is_set() {
                 return invalid("redis.url", "a cluster needs Redis (cluster.enabled is true)");
             }
             if self.store.backend != Backend::Cql {
@@ -237,6 +237,17 @@ impl Config {
         }
         if !self.redis.url.is_empty() && redis::Client::open(self.redis.url.as_str()).is_err() {
             return invalid("redis.url", "is not a valid redis:// URL");
+        }
+        if !self.redis.cluster_nodes.is_empty() {
+            if !self.redis.url.is_empty() {
+                return invalid(
+                    "redis.cluster_nodes",
+                    "set either redis.url or redis.cluster_nodes, not both",
+                );
+            }
+            if self.redis.cluster_nodes.iter().any(|n| redis::Client::open(n.as_str()).is_err()) {
+                return invalid("redis.cluster_nodes", "every entry must be a redis:// URL");
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid("log.level", "is not a valid tracing filter");

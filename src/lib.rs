@@ -21,6 +21,7 @@ pub mod config;
 pub mod gateway;
 pub mod ids;
 pub mod model;
+pub mod redis_conn;
 pub mod store;
 
 mod api;

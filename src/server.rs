@@ -15,6 +15,7 @@ use crate::cluster::node::{Cluster, ClusterError, Joined};
 use crate::config::{Backend, Config};
 use crate::gateway::Limits;
 use crate::gateway::hub::Hub;
+use crate::redis_conn::RedisConn;
 use crate::sequence::{LocalSequencer, RedisSequencer, SequenceError, Sequencer};
 use crate::store::{BatchWriter, CqlStore, DynStore, EmbeddedStore, StoreError};
 
@@ -48,13 +49,14 @@ impl Node {
             Backend::Embedded => Arc::new(EmbeddedStore::open(&config.store.data_dir)?),
             Backend::Cql => Arc::new(CqlStore::connect(&config.cql).await?),
         };
-        let seq = if config.redis.url.is_empty() {
-            Sequencer::Local(LocalSequencer::new(Arc::clone(&store)))
-        } else {
-            let redis =
-                RedisSequencer::connect(&config.redis, Arc::clone(&store), config.sequence.resume_gap)
-                    .await?;
-            Sequencer::Redis(redis)
+        let seq = match RedisConn::connect(&config.redis).await.map_err(SequenceError::Redis)? {
+            None => Sequencer::Local(LocalSequencer::new(Arc::clone(&store))),
+            Some(conn) => Sequencer::Redis(RedisSequencer::new(
+                conn,
+                &config.redis,
+                Arc::clone(&store),
+                config.sequence.resume_gap,
+            )),
         };
         let tracker = TaskTracker::new();
         let writer = BatchWriter::spawn(Arc::clone(&store), &config.batch, &tracker);

@@ -1,5 +1,6 @@
-//! The Redis directory against a real Redis: registration by reference
-//! counts, one-round-trip lookups, purge of a dead node, repair after loss.
+//! The Redis directory against a real Redis and a real Redis Cluster:
+//! registration by reference counts, one-round-trip lookups, purge of a dead
+//! node (across applications, so across cluster slots), repair after loss.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -7,15 +8,28 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::server::redis_url;
+use common::server::{redis_cluster_nodes, redis_url};
 use weft::cluster::directory::Directory;
 use weft::ids::{AppId, ChatNumber, UserId};
+use weft::redis_conn::{RedisConfig, RedisConn};
 
-async fn connect() -> redis::aio::ConnectionManager {
-    let client = redis::Client::open(redis_url()).unwrap();
-    redis::aio::ConnectionManager::new(client).await.unwrap_or_else(|e| {
-        panic!("cannot reach Redis at {}: {e}; start it with scripts/services.sh", redis_url())
-    })
+async fn connect(config: RedisConfig) -> RedisConn {
+    let at = format!("{:?}{:?}", config.url, config.cluster_nodes);
+    match RedisConn::connect(&config).await {
+        Ok(Some(conn)) => conn,
+        Ok(None) => panic!("no Redis configured"),
+        Err(e) => panic!("cannot reach Redis at {at}: {e}; start it with scripts/services.sh"),
+    }
+}
+
+async fn single() -> RedisConn {
+    connect(RedisConfig { url: redis_url(), ..RedisConfig::default() }).await
+}
+
+async fn cluster() -> RedisConn {
+    let conn = connect(RedisConfig { cluster_nodes: redis_cluster_nodes(), ..RedisConfig::default() }).await;
+    assert!(conn.is_cluster());
+    conn
 }
 
 fn user(s: &str) -> UserId {
@@ -27,8 +41,16 @@ fn set(nodes: &[&str]) -> BTreeSet<String> {
 }
 
 #[tokio::test]
-async fn nodes_register_their_users_and_chats_and_survivors_purge_the_dead() {
-    let conn = connect().await;
+async fn nodes_register_and_survivors_purge_the_dead_on_one_redis() {
+    register_and_purge(single().await).await;
+}
+
+#[tokio::test]
+async fn nodes_register_and_survivors_purge_the_dead_on_a_redis_cluster() {
+    register_and_purge(cluster().await).await;
+}
+
+async fn register_and_purge(conn: RedisConn) {
     let prefix = format!("weft-test-{:016x}", rand::random::<u64>());
     let a = Directory::new(conn.clone(), prefix.clone(), "node-a".into());
     let b = Directory::new(conn.clone(), prefix.clone(), "node-b".into());
@@ -61,14 +83,28 @@ async fn nodes_register_their_users_and_chats_and_survivors_purge_the_dead() {
     assert_eq!(sorted(a.chat_nodes(&app, c1).await.unwrap()), set(&["node-b"]));
     assert!(a.chat_nodes(&app, c3).await.unwrap().is_empty());
 
-    // B dies: A purges its entries.
+    // B also holds sessions of many other applications (on a Redis Cluster,
+    // their keys are spread over the slots of every master).
+    let others: Vec<AppId> = (0..20).map(|_| AppId::generate()).collect();
+    for other in &others {
+        assert!(b.session_opened(other, &user("dan"), vec![c1]).await.unwrap());
+    }
+    assert!(a.user_nodes(&others[7], [user("dan")].iter()).await.unwrap().contains("node-b"));
+
+    // B dies: A purges its entries, in every application.
     assert!(a.purge("node-b").await.unwrap() > 0);
     assert!(a.chat_nodes(&app, c1).await.unwrap().is_empty());
     assert_eq!(a.user_node_count(&app, &user("bob")).await.unwrap(), 0);
+    for other in &others {
+        assert!(a.chat_nodes(other, c1).await.unwrap().is_empty());
+        assert_eq!(a.user_node_count(other, &user("dan")).await.unwrap(), 0);
+    }
 
     // B was alive after all (or Redis lost its data): it registers again by itself.
     assert!(b.repair().await.unwrap());
     assert!(!b.repair().await.unwrap(), "nothing to repair twice");
     assert_eq!(sorted(a.chat_nodes(&app, c2).await.unwrap()), set(&["node-b"]));
     assert_eq!(a.user_node_count(&app, &user("bob")).await.unwrap(), 1);
+    assert_eq!(a.user_node_count(&others[3], &user("dan")).await.unwrap(), 1);
+    assert_eq!(sorted(a.chat_nodes(&others[19], c1).await.unwrap()), set(&["node-b"]));
 }

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::{RedisConn, SlotPipes};
 use serde::{Deserialize, Serialize};
 
 use super::CacheConfig;
@@ -43,7 +43,7 @@ type LocalSets = HashMap<(AppId, ChatNumber), BTreeMap<u64, Message>>;
 enum Backend {
     Off,
     Local(Arc<Mutex<LocalSets>>),
-    Redis { conn: ConnectionManager, prefix: String, ttl_secs: u64 },
+    Redis { conn: RedisConn, prefix: String, ttl_secs: u64 },
 }
 
 /// A message in short JSON, without its application and chat (the key or the
@@ -101,7 +101,7 @@ impl RecentCache {
     }
 
     /// A cache in Redis (cluster mode), or none when `recent_messages` is 0.
-    pub fn redis(config: &CacheConfig, conn: ConnectionManager, prefix: String) -> Self {
+    pub fn redis(config: &CacheConfig, conn: RedisConn, prefix: String) -> Self {
         let backend = if config.recent_messages == 0 {
             Backend::Off
         } else {
@@ -128,16 +128,21 @@ impl RecentCache {
                 }
             }
             Backend::Redis { conn, prefix, ttl_secs } => {
-                let mut pipe = redis::pipe();
+                // A batch may hold several applications: one pipeline per slot on a Redis Cluster.
+                let mut pipes = SlotPipes::new(conn);
                 for m in messages {
                     let key = key(prefix, &m.app, m.chat);
                     let keep = isize::try_from(self.keep).unwrap_or(isize::MAX);
-                    pipe.zadd(&key, encode(m), m.number.get()).ignore();
-                    pipe.zremrangebyrank(&key, 0, -(keep + 1)).ignore();
-                    pipe.expire(&key, i64::try_from(*ttl_secs).unwrap_or(i64::MAX)).ignore();
+                    pipes
+                        .of(&key)
+                        .zadd(&key, encode(m), m.number.get())
+                        .ignore()
+                        .zremrangebyrank(&key, 0, -(keep + 1))
+                        .ignore()
+                        .expire(&key, i64::try_from(*ttl_secs).unwrap_or(i64::MAX))
+                        .ignore();
                 }
-                let mut c = conn.clone();
-                if let Err(e) = pipe.query_async::<()>(&mut c).await {
+                if let Err(e) = pipes.run(conn).await {
                     tracing::warn!(error = %e, "cannot push to the recent cache; dropping the chats' sets");
                     let keys: Vec<String> = messages.iter().map(|m| key(prefix, &m.app, m.chat)).collect();
                     tokio::spawn(drop_sets(conn.clone(), keys));
@@ -205,10 +210,14 @@ fn decode(app: &AppId, chat: ChatNumber, raw: &str) -> Option<Message> {
 }
 
 /// Deletes sets whose push failed, retrying until Redis answers (at most ~5 min).
-async fn drop_sets(mut conn: ConnectionManager, keys: Vec<String>) {
+async fn drop_sets(conn: RedisConn, keys: Vec<String>) {
     let mut wait = Duration::from_millis(100);
     for _ in 0..20 {
-        if redis::cmd("DEL").arg(&keys).query_async::<()>(&mut conn).await.is_ok() {
+        let mut pipes = SlotPipes::new(&conn);
+        for key in &keys {
+            pipes.of(key).del(key).ignore();
+        }
+        if pipes.run(&conn).await.is_ok() {
             return;
         }
         tokio::time::sleep(wait).await;

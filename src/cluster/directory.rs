@@ -12,12 +12,13 @@
 //! Keys (the application id is a Redis Cluster hash tag):
 //! - `prefix:{app}:chat:N:nodes` — nodes with online members of chat N;
 //! - `prefix:{app}:user:U:nodes` — nodes with sessions of user U;
-//! - `prefix:node:ID:keys` — the keys node ID added itself to.
+//! - `prefix:node:ID:keys` — the keys node ID added itself to (its own slot on
+//!   a Redis Cluster, so writes that touch it are split per slot).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::{RedisConn, SlotPipes};
 
 use crate::ids::{AppId, ChatNumber, UserId};
 
@@ -42,7 +43,7 @@ struct Local {
 /// The directory; cheap to clone.
 #[derive(Clone)]
 pub struct Directory {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     node: String,
     local: Arc<Mutex<Local>>,
@@ -57,7 +58,7 @@ struct Changes {
 
 impl Directory {
     /// The directory of node `node`, in Redis under `prefix`.
-    pub fn new(conn: ConnectionManager, prefix: String, node: String) -> Self {
+    pub fn new(conn: RedisConn, prefix: String, node: String) -> Self {
         Self { conn, prefix, node, local: Arc::default() }
     }
 
@@ -190,18 +191,18 @@ impl Directory {
         if changes.add.is_empty() && changes.remove.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        let mut pipes = SlotPipes::new(&self.conn);
         for key in &changes.add {
-            pipe.sadd(key, &self.node).ignore();
+            pipes.of(key).sadd(key, &self.node).ignore();
         }
         if !changes.add.is_empty() {
-            pipe.sadd(self.index_key(&self.node), &changes.add).ignore();
+            let index = self.index_key(&self.node);
+            pipes.of(&index).sadd(&index, &changes.add).ignore();
         }
         for key in &changes.remove {
-            pipe.srem(key, &self.node).ignore();
+            pipes.of(key).srem(key, &self.node).ignore();
         }
-        let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await.map_err(DirectoryError)
+        pipes.run(&self.conn).await.map_err(DirectoryError)
     }
 
     /// The nodes with online members of `chat` (this one included, if so).
@@ -265,12 +266,13 @@ impl Directory {
         let mut conn = self.conn.clone();
         let keys: Vec<String> =
             redis::cmd("SMEMBERS").arg(&index).query_async(&mut conn).await.map_err(DirectoryError)?;
-        let mut pipe = redis::pipe();
+        let mut pipes = SlotPipes::new(&self.conn);
         for key in &keys {
-            pipe.srem(key, node).ignore();
+            pipes.of(key).srem(key, node).ignore();
         }
-        pipe.del(&index).ignore();
-        pipe.query_async::<()>(&mut conn).await.map_err(DirectoryError)?;
+        pipes.run(&self.conn).await.map_err(DirectoryError)?;
+        // The index goes last: should the purge fail half-way, a survivor can run it again.
+        redis::cmd("DEL").arg(&index).query_async::<()>(&mut conn).await.map_err(DirectoryError)?;
         Ok(keys.len())
     }
 

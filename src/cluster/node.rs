@@ -19,6 +19,7 @@ use super::wire::{Wire, WireAudience};
 use crate::chat::{Audience, ChatService, Fabric as _};
 use crate::gateway::hub::Hub;
 use crate::ids::{AppId, ChatNumber, UserId};
+use crate::redis_conn::RedisConn;
 
 /// Frames from peers that may wait to be handled.
 const INBOUND_QUEUE: usize = 16_384;
@@ -68,7 +69,7 @@ impl Cluster {
         gossip: &MembershipConfig,
         quic: &TransportConfig,
         tls: &TlsPaths,
-        redis: (redis::aio::ConnectionManager, String),
+        redis: (RedisConn, String),
         hub: Hub,
     ) -> Result<(Cluster, ClusterFabric), ClusterError> {
         let mut config = config.clone();

@@ -126,7 +126,7 @@ pub enum Sequencer {
 
 impl Sequencer {
     /// The Redis connection and key prefix, in cluster mode.
-    pub(crate) fn redis(&self) -> Option<(::redis::aio::ConnectionManager, String)> {
+    pub(crate) fn redis(&self) -> Option<(crate::redis_conn::RedisConn, String)> {
         match self {
             Sequencer::Local(_) => None,
             Sequencer::Redis(s) => Some(s.connection()),

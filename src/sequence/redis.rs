@@ -1,30 +1,9 @@
 //! Redis counters for the cluster mode.
 
-use std::time::Duration;
-
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use serde::Deserialize;
-
 use super::{Claim, Counter, IDEMPOTENCY_TTL_SECONDS, IdempotencyKey, SequenceError};
+pub use crate::redis_conn::RedisConfig;
+use crate::redis_conn::RedisConn;
 use crate::store::DynStore;
-
-/// Where Redis is (`[redis]` in the config).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct RedisConfig {
-    /// `redis://host:port/db`; empty runs without Redis (single node only).
-    pub url: String,
-    /// Prefix of every key weft writes, so several deployments can share a Redis.
-    pub key_prefix: String,
-    /// How long one command may take before it fails, in ms.
-    pub timeout_ms: u64,
-}
-
-impl Default for RedisConfig {
-    fn default() -> Self {
-        Self { url: String::new(), key_prefix: "weft".into(), timeout_ms: 2000 }
-    }
-}
 
 /// INCR only a counter that exists; -1 says it must be seeded first.
 const NEXT: &str = r"
@@ -42,7 +21,7 @@ return 1
 /// Counters in Redis, re-seeded from the store when Redis lost them.
 #[derive(Clone)]
 pub struct RedisSequencer {
-    conn: ConnectionManager,
+    conn: RedisConn,
     store: DynStore,
     prefix: String,
     resume_gap: u64,
@@ -55,31 +34,20 @@ fn redis_err(e: redis::RedisError) -> SequenceError {
 }
 
 impl RedisSequencer {
-    /// Connects to Redis; the connection re-establishes itself after outages.
-    pub async fn connect(
-        config: &RedisConfig,
-        store: DynStore,
-        resume_gap: u64,
-    ) -> Result<Self, SequenceError> {
-        let client = redis::Client::open(config.url.as_str()).map_err(redis_err)?;
-        let timeout = Duration::from_millis(config.timeout_ms);
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_with_config(client, manager_config).await.map_err(redis_err)?;
-        Ok(Self {
+    /// Counters on `conn` (see [`RedisConn::connect`]).
+    pub fn new(conn: RedisConn, config: &RedisConfig, store: DynStore, resume_gap: u64) -> Self {
+        Self {
             conn,
             store,
             prefix: config.key_prefix.clone(),
             resume_gap,
             next: redis::Script::new(NEXT),
             replace: redis::Script::new(REPLACE),
-        })
+        }
     }
 
     /// The shared connection and key prefix, for other Redis-backed parts (the recent cache).
-    pub(crate) fn connection(&self) -> (ConnectionManager, String) {
+    pub(crate) fn connection(&self) -> (RedisConn, String) {
         (self.conn.clone(), self.prefix.clone())
     }
 

@@ -13,6 +13,15 @@ pub fn redis_url() -> String {
     std::env::var("WEFT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
+/// The seeds of the test Redis Cluster (`WEFT_TEST_REDIS_CLUSTER_NODES`,
+/// comma-separated; default the three masters `scripts/services.sh` starts).
+pub fn redis_cluster_nodes() -> Vec<String> {
+    let raw = std::env::var("WEFT_TEST_REDIS_CLUSTER_NODES").unwrap_or_else(|_| {
+        "redis://127.0.0.1:6380,redis://127.0.0.1:6381,redis://127.0.0.1:6382".to_owned()
+    });
+    raw.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect()
+}
+
 /// Where the test CQL server is (`WEFT_TEST_CQL_NODES`, default `127.0.0.1:9042`).
 pub fn cql_nodes() -> Vec<String> {
     let raw = std::env::var("WEFT_TEST_CQL_NODES").unwrap_or_else(|_| "127.0.0.1:9042".to_owned());
@@ -52,8 +61,10 @@ pub enum Mode {
     Embedded,
     /// Cassandra + Redis.
     Cluster,
-    /// Three cluster nodes (Cassandra + Redis, gossip, QUIC); WebSocket
-    /// clients are spread over them in turn, REST calls go to the first.
+    /// Three cluster nodes (Cassandra + a Redis Cluster, gossip, QUIC);
+    /// WebSocket clients are spread over them in turn, REST calls go to the
+    /// first. (So every behaviour suite also runs on a Redis Cluster, while
+    /// `Cluster` runs it on a single Redis.)
     Spread,
 }
 
@@ -91,6 +102,8 @@ pub fn config(mode: Mode, dir: &std::path::Path) -> Config {
         }
     }
     if let Mode::Spread = mode {
+        config.redis.url = String::new();
+        config.redis.cluster_nodes = redis_cluster_nodes();
         config.cluster.enabled = true;
         config.gossip.gossip_listen = "127.0.0.1:0".parse().unwrap();
         config.gossip.gossip_interval_ms = 100;

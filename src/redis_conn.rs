@@ -1,0 +1,174 @@
+//! The one Redis connection every Redis-backed part shares: a single server
+//! (`redis.url`) or a Redis Cluster (`redis.cluster_nodes`).
+//!
+//! Every key weft writes carries the application id as a hash tag
+//! (`prefix:{app}:…`), so all keys of one application live on one cluster
+//! slot and a pipeline of one application's keys is one round trip either
+//! way. The few writes that span applications (a node's directory index, a
+//! batch of messages from many applications) go through [`SlotPipes`], which
+//! is one pipeline on a single server and one per slot, concurrently, on a
+//! cluster.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use serde::Deserialize;
+
+/// Where Redis is (`[redis]` in the config).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://host:port/db` of a single server; empty runs without Redis
+    /// (single node only) unless `cluster_nodes` is set.
+    pub url: String,
+    /// `redis://host:port` seeds of a Redis Cluster; when not empty, weft
+    /// uses the cluster client and `url` must be empty.
+    pub cluster_nodes: Vec<String>,
+    /// Prefix of every key weft writes, so several deployments can share a Redis.
+    pub key_prefix: String,
+    /// How long one command may take before it fails, in ms.
+    pub timeout_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self { url: String::new(), cluster_nodes: Vec::new(), key_prefix: "weft".into(), timeout_ms: 2000 }
+    }
+}
+
+impl RedisConfig {
+    /// Whether any Redis is configured.
+    pub fn is_set(&self) -> bool {
+        !self.url.is_empty() || !self.cluster_nodes.is_empty()
+    }
+}
+
+/// A connection to a single Redis or to a Redis Cluster; cheap to clone, and
+/// it reconnects by itself after an outage.
+#[derive(Clone)]
+pub enum RedisConn {
+    /// One server.
+    Single(ConnectionManager),
+    /// A Redis Cluster (commands are routed by key slot).
+    Cluster(ClusterConnection),
+}
+
+impl RedisConn {
+    /// Connects as configured; `None` when no Redis is configured.
+    pub async fn connect(config: &RedisConfig) -> RedisResult<Option<Self>> {
+        let timeout = Duration::from_millis(config.timeout_ms);
+        if !config.cluster_nodes.is_empty() {
+            let client = ClusterClientBuilder::new(config.cluster_nodes.iter().map(String::as_str))
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(2)
+                .build()?;
+            return Ok(Some(RedisConn::Cluster(client.get_async_connection().await?)));
+        }
+        if config.url.is_empty() {
+            return Ok(None);
+        }
+        let client = redis::Client::open(config.url.as_str())?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1);
+        Ok(Some(RedisConn::Single(ConnectionManager::new_with_config(client, manager_config).await?)))
+    }
+
+    /// Whether this is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, RedisConn::Cluster(_))
+    }
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_command(cmd),
+            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConn::Single(c) => c.get_db(),
+            RedisConn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The part of `key` Redis Cluster hashes: the first non-empty `{…}`, else the key.
+pub fn hash_tag(key: &str) -> &str {
+    if let Some(open) = key.find('{')
+        && let Some(len) = key[open + 1..].find('}')
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
+    }
+    key
+}
+
+/// Write-only pipelines grouped so that each goes to one cluster slot: one
+/// pipeline in all on a single server, one per hash tag on a cluster.
+pub struct SlotPipes {
+    cluster: bool,
+    pipes: BTreeMap<String, Pipeline>,
+}
+
+impl SlotPipes {
+    /// Empty pipelines for `conn`.
+    pub fn new(conn: &RedisConn) -> Self {
+        Self { cluster: conn.is_cluster(), pipes: BTreeMap::new() }
+    }
+
+    /// The pipeline commands on `key` go into.
+    pub fn of(&mut self, key: &str) -> &mut Pipeline {
+        let group = if self.cluster { hash_tag(key).to_owned() } else { String::new() };
+        self.pipes.entry(group).or_insert_with(redis::pipe)
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.pipes.is_empty()
+    }
+
+    /// Runs every pipeline (concurrently), ignoring replies; the first error wins.
+    pub async fn run(self, conn: &RedisConn) -> RedisResult<()> {
+        let runs = self.pipes.into_values().map(|pipe| {
+            let mut conn = conn.clone();
+            async move { pipe.query_async::<()>(&mut conn).await }
+        });
+        futures::future::try_join_all(runs).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_tag_is_the_first_non_empty_braces() {
+        assert_eq!(hash_tag("weft:{app1}:chat:3:nodes"), "app1");
+        assert_eq!(hash_tag("weft:node:n1:keys"), "weft:node:n1:keys");
+        assert_eq!(hash_tag("weft:{}:x"), "weft:{}:x");
+        assert_eq!(hash_tag("weft:{a}{b}"), "a");
+        assert_eq!(hash_tag("weft:{open"), "weft:{open");
+    }
+}
