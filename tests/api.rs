@@ -347,7 +347,10 @@ async fn bad_input_gets_precise_errors(s: &TestServer) {
         ),
         (
             "oversized body",
-            raw(&messages, json_ct, &format!("{{\"body\":\"{}\"}}", "x".repeat(70_000))),
+            // Not reused afterwards: the server hangs up on a body it did not read,
+            // which would break the next request sent on this connection.
+            raw(&messages, json_ct, &format!("{{\"body\":\"{}\"}}", "x".repeat(70_000)))
+                .header("connection", "close"),
             413,
             "payload_too_large",
         ),
