@@ -65,6 +65,9 @@ enum Claimed {
 enum Settled {
     /// The first send is persisted: repeat its ack.
     Sent(Sent),
+    /// The first send's node died after persisting but before marking its
+    /// claim, so before its fan-out: deliver it now, then repeat the ack.
+    Recovered(Message),
     /// The first send failed and dropped its claim.
     Vanished,
     /// The first send's node died before persisting: take the claim over.
@@ -162,7 +165,7 @@ impl ChatService {
         // The key is claimed before anything else happens, so that a retry
         // racing the first send waits for it instead of creating a second chat.
         let placeholder = Claim::pending(named.unwrap_or(ChatNumber(0)), MessageNumber(0));
-        let known = match self.claim_key(&key, placeholder).await? {
+        let known = match self.claim_key(&key, placeholder, from).await? {
             Claimed::Done(sent) => return Ok(sent),
             Claimed::Won { abandoned_chat } => abandoned_chat,
         };
@@ -177,13 +180,24 @@ impl ChatService {
 
     /// Claims `key` with `placeholder`: won (perhaps over an abandoned claim,
     /// whose chat the retry reuses), or the first send's outcome.
-    async fn claim_key(&self, key: &IdempotencyKey, placeholder: Claim) -> Result<Claimed, ChatError> {
+    async fn claim_key(
+        &self,
+        key: &IdempotencyKey,
+        placeholder: Claim,
+        from: Option<SessionId>,
+    ) -> Result<Claimed, ChatError> {
         for _ in 0..2 {
             let Some(earlier) = self.seq.claim(key, placeholder).await? else {
                 return Ok(Claimed::Won { abandoned_chat: None });
             };
             match self.settle(key, earlier).await? {
                 Settled::Sent(sent) => return Ok(Claimed::Done(sent)),
+                Settled::Recovered(message) => {
+                    let sent = Sent { chat: message.chat, seq: message.number, duplicate: true };
+                    tracing::info!(chat = %message.chat, seq = %message.number, "delivering a message whose sender's node stopped before its fan-out");
+                    self.fan_out(&message, from).await;
+                    return Ok(Claimed::Done(sent));
+                }
                 // The first send failed: claim again.
                 Settled::Vanished => continue,
                 Settled::Abandoned => {
@@ -259,8 +273,12 @@ impl ChatService {
             }
         }
         // Still pending: either its commit is slow, or its node died.
-        if self.store.message(&key.0, claim.chat, claim.seq).await?.is_some() {
-            self.seq.confirm(key, claim).await?;
+        if let Some(message) = self.store.message(&key.0, claim.chat, claim.seq).await? {
+            // Marked first: a second retry racing this one gets the plain ack
+            // and the message is delivered once.
+            if self.seq.replace(key, claim, Claim { committed: true, ..claim }).await? {
+                return Ok(Settled::Recovered(message));
+            }
             return Ok(Settled::Sent(Sent { chat: claim.chat, seq: claim.seq, duplicate: true }));
         }
         let age = Timestamp::now().millis().saturating_sub(claim.at);
