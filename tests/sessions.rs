@@ -15,7 +15,7 @@ use common::ws::{Client, chat_with, connect, history, send, user_token};
 use serde_json::json;
 use tokio_tungstenite::connect_async;
 
-on_both_modes_configured!(
+on_all_modes_configured!(
     a_session_closes_with_4001_when_its_token_expires,
     rotating_the_secret_closes_the_applications_sessions_with_4001,
     a_draining_node_refuses_new_sockets_and_closes_open_ones_with_1012,
@@ -48,12 +48,16 @@ async fn rotating_the_secret_closes_the_applications_sessions_with_4001(mode: Mo
     let token = s.new_app().await;
     let other_app = s.new_app().await;
     let old_jwt = user_token(&s, &token, "alice").await;
+    // Two devices: in spread mode on two nodes, one of them not the node
+    // that rotates the secret.
     let mut alice = Client::connect(&s, &old_jwt).await;
+    let mut alice_phone = Client::connect(&s, &old_jwt).await;
     let mut outsider = connect(&s, &other_app, "alice").await;
 
     let (status, body) = s.post(&format!("/api/v1/applications/{token}/secret"), json!({})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(alice.close_code().await.0, 4001);
+    assert_eq!(alice_phone.close_code().await.0, 4001);
     let url = format!("{}/ws?token={old_jwt}", s.base.replace("http://", "ws://"));
     match connect_async(url).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 401),

@@ -26,14 +26,12 @@ const DEFAULT_TTL_SECONDS: u64 = 3600;
 const MAX_TTL_SECONDS: u64 = 30 * 24 * 3600;
 
 /// `POST /applications/:token/secret`: a new signing secret, shown once; the
-/// application's sessions on this node are closed with 4001.
+/// application's sessions on every node are closed with 4001.
 pub async fn rotate_secret(
     State(state): State<ApiState>,
     PathParams(raw): PathParams<String>,
 ) -> Result<Json<Value>, ApiError> {
     let app = state.chat.rotate_secret(&token(raw)).await?;
-    // Sessions opened with old tokens close (4001) and reconnect with new ones.
-    state.hub.revoke(&app.id);
     Ok(Json(json!({ "secret": app.secret.expose() })))
 }
 

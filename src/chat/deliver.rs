@@ -85,4 +85,8 @@ pub trait Fabric: Send + Sync + 'static {
 
     /// Whether `user` has a session on any node.
     async fn is_online(&self, app: &AppId, user: &UserId) -> bool;
+
+    /// The credentials of `app`'s sessions were revoked (its secret rotated):
+    /// every node closes them (4001) so they reconnect with new tokens.
+    async fn revoke(&self, app: &AppId);
 }

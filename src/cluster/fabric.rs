@@ -156,4 +156,10 @@ impl Fabric for ClusterFabric {
             Err(_) => self.hub.user_sessions(app, user) > 0,
         }
     }
+
+    async fn revoke(&self, app: &AppId) {
+        self.hub.revoke(app);
+        let frame = Bytes::from(Wire::Revoke { app: app.as_str().to_owned() }.encode());
+        self.send(self.peers.all().into_iter().map(|(n, _)| n), &frame);
+    }
 }

@@ -210,6 +210,7 @@ async fn handle(
             };
             routed.map_err(|_| "cannot update the directory")?;
         }
+        Wire::Revoke { app } => hub.revoke(&AppId::new(app)),
     }
     Ok(())
 }

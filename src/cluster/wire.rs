@@ -36,6 +36,11 @@ pub enum Wire {
         /// Joined (true) or left.
         joined: bool,
     },
+    /// The application's secret was rotated: close its sessions (4001).
+    Revoke {
+        /// The application.
+        app: String,
+    },
 }
 
 /// An event on the wire.

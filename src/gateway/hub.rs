@@ -175,6 +175,10 @@ impl Fabric for Hub {
     async fn is_online(&self, app: &AppId, user: &UserId) -> bool {
         self.user_sessions(app, user) > 0
     }
+
+    async fn revoke(&self, app: &AppId) {
+        Hub::revoke(self, app);
+    }
 }
 
 /// The outbox item of an event, encoded once for all its recipients.

@@ -27,6 +27,23 @@ macro_rules! on_both_modes_configured {
     };
 }
 
+/// Like [`on_both_modes_configured`], plus `configured::spread::x` on three
+/// nodes with the clients spread over them (for behaviour that must hold
+/// cluster-wide; the per-node limits run on the first two modes only).
+macro_rules! on_all_modes_configured {
+    ($($scenario:ident),* $(,)?) => {
+        on_both_modes_configured!($($scenario),*);
+        mod spread_configured {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(super::Mode::Spread).await;
+                }
+            )*
+        }
+    };
+}
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
