@@ -39,6 +39,7 @@ pub struct Node {
     hub: Hub,
     config: Config,
     tracker: TaskTracker,
+    writer: BatchWriter,
     cluster: Option<Cluster>,
 }
 
@@ -82,8 +83,9 @@ impl Node {
             }
             _ => (Arc::new(hub.clone()), None),
         };
-        let chat = ChatService::new(store, seq, writer, caches, fabric);
-        Ok(Node { chat, hub, config: config.clone(), tracker, cluster })
+        let chat =
+            ChatService::new(store, seq, writer.clone(), caches, fabric, config.sequence.claim_abandon_ms);
+        Ok(Node { chat, hub, config: config.clone(), tracker, writer, cluster })
     }
 
     /// The domain service, for embedding and benchmarks.
@@ -98,7 +100,7 @@ impl Node {
 /// stops, in-flight requests get `server.shutdown_grace_ms` to finish, and
 /// queued writes are committed.
 pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken) -> std::io::Result<()> {
-    let Node { chat, hub, config, tracker, cluster } = node;
+    let Node { chat, hub, config, tracker, writer, cluster } = node;
     let admin_key =
         (!config.server.admin_key.is_empty()).then(|| AdminKey::new(config.server.admin_key.clone()));
     let node_id = match &cluster {
@@ -157,8 +159,9 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
         }
     };
     let result = serve.await;
-    // The router (and with it every writer handle) is gone: the writer commits
-    // what is queued and ends.
+    // No request runs any more: the writer commits what is queued and ends
+    // (the cluster's tasks still hold handles, so it is told to).
+    writer.close();
     tracker.close();
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!("batch writer did not finish in time");

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{DynStore, StoreError};
@@ -67,14 +68,16 @@ struct Job {
 pub struct BatchWriter {
     tx: mpsc::Sender<Job>,
     stats: Arc<BatchStats>,
+    closing: CancellationToken,
 }
 
 impl BatchWriter {
-    /// Starts the writer task on `tracker`; it ends when every handle is dropped,
-    /// after committing what was queued.
+    /// Starts the writer task on `tracker`; it ends after [`close`](Self::close)
+    /// or when every handle is dropped, after committing what was queued.
     pub fn spawn(store: DynStore, config: &BatchConfig, tracker: &TaskTracker) -> Self {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let stats = Arc::new(BatchStats::default());
+        let closing = CancellationToken::new();
         let run = Run {
             store,
             max_messages: config.max_messages.max(1),
@@ -83,12 +86,21 @@ impl BatchWriter {
             stats: Arc::clone(&stats),
             tracker: tracker.clone(),
         };
-        tracker.spawn(run.run(rx));
-        Self { tx, stats }
+        tracker.spawn(run.run(rx, closing.clone()));
+        Self { tx, stats, closing }
+    }
+
+    /// Stops taking writes (later ones fail with [`WriteError::Closed`]);
+    /// what is queued is still committed. Wait on the tracker for the end.
+    pub fn close(&self) {
+        self.closing.cancel();
     }
 
     /// Persists `message`; returns once it is committed.
     pub async fn write(&self, message: Message) -> Result<(), WriteError> {
+        if self.closing.is_cancelled() {
+            return Err(WriteError::Closed);
+        }
         let (done, wait) = oneshot::channel();
         self.tx.send(Job { message, done }).await.map_err(|_| WriteError::Closed)?;
         wait.await.map_err(|_| WriteError::Closed)?
@@ -110,10 +122,20 @@ struct Run {
 }
 
 impl Run {
-    async fn run(self, mut rx: mpsc::Receiver<Job>) {
+    async fn run(self, mut rx: mpsc::Receiver<Job>, closing: CancellationToken) {
         let mut jobs = Vec::with_capacity(self.max_messages);
+        let mut closed = false;
         loop {
-            if rx.recv_many(&mut jobs, self.max_messages).await == 0 {
+            let received = tokio::select! {
+                n = rx.recv_many(&mut jobs, self.max_messages) => n,
+                // No new writes; the loop goes on through what is queued.
+                () = closing.cancelled(), if !closed => {
+                    rx.close();
+                    closed = true;
+                    continue;
+                }
+            };
+            if received == 0 {
                 break;
             }
             self.fill(&mut rx, &mut jobs).await;
