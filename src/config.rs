@@ -211,6 +211,9 @@ impl Config {
                 return Err(ConfigError::Invalid { key: "quic", reason: format!("{key}: {reason}") });
             }
         }
+        if self.sequence.claim_abandon_ms < 3_000 {
+            return invalid("sequence.claim_abandon_ms", "must be at least 3000 (a retry already waits 3 s)");
+        }
         if self.batch.max_messages == 0 {
             return invalid("batch.max_messages", "must be at least 1");
         }

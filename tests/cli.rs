@@ -49,6 +49,7 @@ fn config_errors_exit_64_naming_the_key() {
         ("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 5\n", "lisen"),
         ("[server]\nlisten = \"not an address\"\n", "listen"),
         ("[batch]\nmax_messages = 0\n", "batch.max_messages"),
+        ("[sequence]\nclaim_abandon_ms = 10\n", "sequence.claim_abandon_ms"),
         ("[store]\nbackend = \"mongo\"\n", "backend"),
         ("[cql]\nreplication_factor = \"three\"\n", "replication_factor"),
         ("[surprise]\nx = 1\n", "surprise"),

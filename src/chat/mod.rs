@@ -77,6 +77,8 @@ pub struct ChatService {
     recent: RecentCache,
     jwks: JwksVerifier,
     fabric: std::sync::Arc<dyn Fabric>,
+    /// `sequence.claim_abandon_ms`.
+    claim_abandon_ms: i64,
 }
 
 /// The caches a [`ChatService`] uses.
@@ -98,9 +100,11 @@ impl ChatService {
         writer: BatchWriter,
         caches: Caches,
         fabric: std::sync::Arc<dyn Fabric>,
+        claim_abandon_ms: u64,
     ) -> Self {
         let Caches { members, recent, jwks } = caches;
         Self {
+            claim_abandon_ms: i64::try_from(claim_abandon_ms).unwrap_or(i64::MAX),
             store,
             seq,
             writer,
@@ -192,6 +196,9 @@ impl ChatService {
         app.secret = SigningSecret::generate();
         app.updated_at = Timestamp::now().max(app.created_at);
         self.store.update_application(&app).await?;
+        // Sessions opened with old tokens close (4001), on every node, and
+        // reconnect with new ones.
+        self.fabric.revoke(&app.id).await;
         Ok(app)
     }
 

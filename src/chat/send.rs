@@ -45,10 +45,6 @@ pub struct Sent {
 const PENDING_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// How often it looks.
 const PENDING_POLL: std::time::Duration = std::time::Duration::from_millis(10);
-/// A pending claim this old whose message is not stored was abandoned (its
-/// node died before the commit): far above any commit time, since the batch
-/// writer's store calls time out within seconds.
-const ABANDONED_AFTER_MS: i64 = 30_000;
 
 /// The outcome of claiming a key.
 enum Claimed {
@@ -282,7 +278,9 @@ impl ChatService {
             return Ok(Settled::Sent(Sent { chat: claim.chat, seq: claim.seq, duplicate: true }));
         }
         let age = Timestamp::now().millis().saturating_sub(claim.at);
-        if age > ABANDONED_AFTER_MS { Ok(Settled::Abandoned) } else { Err(ChatError::InFlight) }
+        // Older than any commit can take (`sequence.claim_abandon_ms`): its node
+        // died before the commit.
+        if age > self.claim_abandon_ms { Ok(Settled::Abandoned) } else { Err(ChatError::InFlight) }
     }
 
     /// Messages of `chat` after `after`, oldest first, at most `limit`; and whether more follow.

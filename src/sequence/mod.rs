@@ -24,11 +24,15 @@ pub use self::redis::{RedisConfig, RedisSequencer};
 pub struct SequenceConfig {
     /// How far above the highest stored number a lost Redis counter resumes.
     pub resume_gap: u64,
+    /// A retry takes over an idempotency claim whose send is still not
+    /// stored after this long (its node died before the commit), in ms. Must
+    /// be well above the longest a commit can take (batch queue + store timeout).
+    pub claim_abandon_ms: u64,
 }
 
 impl Default for SequenceConfig {
     fn default() -> Self {
-        Self { resume_gap: 1000 }
+        Self { resume_gap: 1000, claim_abandon_ms: 30_000 }
     }
 }
 
