@@ -269,7 +269,7 @@ start_redis_cluster() {
             [ "$i" = 100 ] && die_log "$RC_DIR/$port/redis.log" "redis cluster node $port did not answer PING within 10 s"
             sleep 0.1
         done
-        note_started "redis-cluster:$port"
+        note_started redis-cluster
     done
     if rc_ok "${RC_PORTS[0]}"; then
         log "redis cluster: 127.0.0.1:${RC_PORTS[0]}-${RC_PORTS[2]} is up (cluster_state:ok)"

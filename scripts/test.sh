@@ -2,7 +2,8 @@
 # The project's test command: bash scripts/test.sh [extra args for cargo test]
 #
 # Starts (or reuses) the real Redis and Cassandra the tests need (scripts/services.sh up),
-# exports WEFT_TEST_REDIS_URL / WEFT_TEST_REDIS_CLUSTER_NODES / WEFT_TEST_CQL_NODES, then runs fmt, clippy and the tests.
+# exports WEFT_TEST_REDIS_URL / WEFT_TEST_REDIS_CLUSTER_NODES / WEFT_TEST_CQL_NODES, then runs
+# fmt, clippy, the Helm chart checks (scripts/helm-check.sh) and the tests.
 # With CI=true the services this run started itself are stopped on exit; otherwise they are
 # left running so the next run starts in well under a second (stop them: scripts/services.sh down).
 set -euo pipefail
@@ -40,6 +41,9 @@ echo "WEFT_TEST_REDIS_URL=$WEFT_TEST_REDIS_URL WEFT_TEST_REDIS_CLUSTER_NODES=$WE
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The Helm chart and the Grafana dashboard: lint, render, validate offline (builds helm
+# and installs the Kubernetes schemas once, under ~/.cache/weft-tools).
+bash scripts/helm-check.sh
 # Examples are benchmarks: clippy builds them above; running them here would only
 # print empty test summaries.
 log=$(mktemp)
