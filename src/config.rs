@@ -26,7 +26,7 @@ use crate::store::{BatchConfig, CqlConfig};
 /// The sections of the file, which are also the env variable prefixes.
 const SECTIONS: &[&str] = &[
     "server", "gateway", "cache", "jwks", "store", "cql", "redis", "batch", "sequence", "cluster", "gossip",
-    "quic", "tls", "log",
+    "quic", "tls", "log", "metrics",
 ];
 
 /// Everything a node is configured with.
@@ -47,6 +47,8 @@ pub struct Config {
     pub cql: CqlConfig,
     /// Redis (counters in cluster mode).
     pub redis: RedisConfig,
+    /// Who may read `/metrics`.
+    pub metrics: crate::metrics::MetricsConfig,
     /// The batch writer.
     pub batch: BatchConfig,
     /// Numbering.

@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod config;
 pub mod gateway;
 pub mod ids;
+pub mod metrics;
 pub mod model;
 pub mod redis_conn;
 pub mod store;

@@ -86,11 +86,30 @@ impl RedisConn {
     }
 }
 
+/// The command's name, for metrics: one of weft's own fixed set.
+fn command_name(cmd: &Cmd) -> &'static str {
+    match cmd.args_iter().next() {
+        Some(redis::Arg::Simple(name)) => crate::metrics::REDIS_OPS
+            .iter()
+            .find(|k| k.as_bytes().eq_ignore_ascii_case(name))
+            .copied()
+            .unwrap_or("other"),
+        _ => "other",
+    }
+}
+
+/// Times a Redis round trip and counts its failure.
+fn measured<'a, T: Send + 'a>(op: &'static str, call: RedisFuture<'a, T>) -> RedisFuture<'a, T> {
+    let m = crate::metrics::metrics();
+    Box::pin(crate::metrics::timed(op, &m.redis_seconds, &m.redis_errors, call))
+}
+
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        let op = command_name(cmd);
         match self {
-            RedisConn::Single(c) => c.req_packed_command(cmd),
-            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+            RedisConn::Single(c) => measured(op, c.req_packed_command(cmd)),
+            RedisConn::Cluster(c) => measured(op, c.req_packed_command(cmd)),
         }
     }
 
@@ -101,8 +120,8 @@ impl ConnectionLike for RedisConn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            RedisConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Single(c) => measured("pipeline", c.req_packed_commands(pipeline, offset, count)),
+            RedisConn::Cluster(c) => measured("pipeline", c.req_packed_commands(pipeline, offset, count)),
         }
     }
 

@@ -17,7 +17,7 @@ use crate::gateway::Limits;
 use crate::gateway::hub::Hub;
 use crate::redis_conn::RedisConn;
 use crate::sequence::{LocalSequencer, RedisSequencer, SequenceError, Sequencer};
-use crate::store::{BatchWriter, CqlStore, DynStore, EmbeddedStore, StoreError};
+use crate::store::{BatchWriter, CqlStore, DynStore, EmbeddedStore, Metered, StoreError};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +50,7 @@ impl Node {
             Backend::Embedded => Arc::new(EmbeddedStore::open(&config.store.data_dir)?),
             Backend::Cql => Arc::new(CqlStore::connect(&config.cql).await?),
         };
+        let store: DynStore = Arc::new(Metered(store));
         let seq = match RedisConn::connect(&config.redis).await.map_err(SequenceError::Redis)? {
             None => Sequencer::Local(LocalSequencer::new(Arc::clone(&store))),
             Some(conn) => Sequencer::Redis(RedisSequencer::new(
@@ -118,7 +119,10 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
                 .map_err(std::io::Error::other)?;
             Some(joined)
         }
-        None => None,
+        None => {
+            crate::metrics::metrics().cluster_members.set(1);
+            None
+        }
     };
     let limits = Limits::new(&config.gateway);
     // Stops the listener (and the heartbeat) once the sessions have drained.
@@ -127,6 +131,7 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
     let state = ApiState {
         chat,
         admin_key,
+        metrics_key: (!config.metrics.token.is_empty()).then(|| AdminKey::new(config.metrics.token.clone())),
         max_body_bytes: config.server.max_body_bytes,
         hub: hub.clone(),
         gateway: config.gateway.clone(),

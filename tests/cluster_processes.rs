@@ -252,6 +252,13 @@ async fn every_frame_type_crosses_processes_and_a_rogue_peer_is_refused() {
     // A keeps serving: alice still hears bob.
     bob.request(send(4, chat, "still there?", "b4")).await;
     alice.until_message(chat, 2).await;
+    // Each node's metrics see the cluster and its peers.
+    let scraped = sa.http.get(sa.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(scraped.lines().any(|l| l == "weft_cluster_members 3"), "{scraped}");
+    for peer in ["node-b", "node-c"] {
+        let sent = format!("weft_quic_frames_sent_total{{peer=\"{peer}\"}}");
+        assert!(scraped.lines().any(|l| l.starts_with(&sent) && !l.ends_with(" 0")), "no frames to {peer}");
+    }
     erin.close().await;
 }
 

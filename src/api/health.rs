@@ -16,7 +16,8 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: the store and Redis answer, and the node is not draining.
+/// `GET /readyz`: the store and Redis answer, gossip has joined (in a
+/// cluster), and the node is not draining.
 pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
     if state.shutdown.is_cancelled() {
         let body = json!({ "status": "draining", "checks": { "draining": true } });
@@ -28,10 +29,12 @@ pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Value>) 
         Sequencer::Local(_) => true,
         Sequencer::Redis(r) => r.ping().await.is_ok(),
     };
-    let status = if store_ok && redis_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let gossip_ok = state.membership.as_ref().is_none_or(crate::cluster::membership::Membership::joined);
+    let ready = store_ok && redis_ok && gossip_ok;
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
-        "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
-        "checks": { "store": store_ok, "redis": redis_ok },
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": { "store": store_ok, "redis": redis_ok, "gossip": gossip_ok },
     });
     (status, Json(body))
 }

@@ -1,4 +1,4 @@
-//! The REST API under `/api/v1`, plus `/healthz` and `/readyz`.
+//! The REST API under `/api/v1`, plus `/healthz`, `/readyz` and `/metrics`.
 //!
 //! Handlers parse and validate, call the [`ChatService`], and map its errors
 //! through [`ApiError`]; they never touch Redis or the store directly.
@@ -9,6 +9,7 @@ mod error;
 mod health;
 mod input;
 mod messages;
+mod observe;
 mod params;
 mod realtime;
 mod tokens;
@@ -32,6 +33,8 @@ pub struct ApiState {
     pub chat: ChatService,
     /// Guards application creation when set.
     pub admin_key: Option<AdminKey>,
+    /// Guards `/metrics` when set (the admin key is accepted too).
+    pub metrics_key: Option<AdminKey>,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
     /// This node's WebSocket sessions.
@@ -88,7 +91,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/ws", get(ws_handler))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(observe::scrape))
         .fallback(|| async { ApiError::NotFound("not_found") })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn(observe::track));
     api.with_state(state)
 }

@@ -33,7 +33,9 @@ pub fn token(raw: String) -> AppToken {
 
 /// A chat number from the path: anything but a positive integer names no chat.
 pub fn chat_number(raw: &str) -> Result<ChatNumber, ApiError> {
-    positive(raw).map(ChatNumber).ok_or(ApiError::NotFound("chat_not_found"))
+    let number = positive(raw).map(ChatNumber).ok_or(ApiError::NotFound("chat_not_found"))?;
+    tracing::Span::current().record("chat", number.get());
+    Ok(number)
 }
 
 /// A message number from the path.
@@ -43,7 +45,9 @@ pub fn message_number(raw: &str) -> Result<MessageNumber, ApiError> {
 
 /// A user id from the path.
 pub fn user_id(raw: &str) -> Result<UserId, ApiError> {
-    UserId::parse(raw).map_err(|e| ApiError::InvalidField(format!("`user_id`: {e}")))
+    let user = UserId::parse(raw).map_err(|e| ApiError::InvalidField(format!("`user_id`: {e}")))?;
+    tracing::Span::current().record("user", user.as_str());
+    Ok(user)
 }
 
 fn positive(raw: &str) -> Option<u64> {

@@ -156,7 +156,10 @@ impl ChatService {
 
     /// Finds an application by token, or `ApplicationNotFound`.
     pub async fn application(&self, token: &AppToken) -> Result<Application, ChatError> {
-        self.store.application_by_token(token).await?.ok_or(ChatError::ApplicationNotFound)
+        let app = self.store.application_by_token(token).await?.ok_or(ChatError::ApplicationNotFound)?;
+        // The request's span names the application by its public id, never its token.
+        tracing::Span::current().record("app", app.id.as_str());
+        Ok(app)
     }
 
     /// An application with its chat count.

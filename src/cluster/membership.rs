@@ -234,6 +234,10 @@ struct Inner {
     /// `None` once the node has left.
     handle: Mutex<Option<ChitchatHandle>>,
     view: Arc<Mutex<View>>,
+    /// Whether seeds were given (a node without any is a cluster of one).
+    seeded: bool,
+    /// When a seeded node that met nobody stops waiting and serves alone.
+    alone_after: std::time::Instant,
 }
 
 /// This node's membership in the cluster: a cheap `Clone` handle.
@@ -309,6 +313,8 @@ impl Membership {
                 gossip_interval: config.gossip_interval(),
                 handle: Mutex::new(Some(handle)),
                 view,
+                seeded: !config.seeds.is_empty(),
+                alone_after: std::time::Instant::now() + config.failure_detection_bound(),
             }),
         })
     }
@@ -321,6 +327,16 @@ impl Membership {
     /// The address peers gossip with (give it to other nodes as a seed).
     pub fn gossip_advertise_addr(&self) -> SocketAddr {
         self.inner.self_id.gossip_advertise_addr
+    }
+
+    /// Whether this node has joined: it sees another member, or it has no
+    /// seeds, or it waited a failure-detection bound and met nobody (its
+    /// seeds are itself, or every other node is down: it serves alone rather
+    /// than never). `/readyz` is not ready before.
+    pub fn joined(&self) -> bool {
+        !self.inner.seeded
+            || lock(&self.inner.view).members.len() > 1
+            || std::time::Instant::now() >= self.inner.alone_after
     }
 
     /// This node's id.

@@ -257,6 +257,8 @@ async fn follow_membership(
             }
             Change::Removed(_) => {}
         }
+        let members = i64::try_from(membership.snapshot().len()).unwrap_or(i64::MAX);
+        crate::metrics::metrics().cluster_members.set(members);
     }
 }
 

@@ -56,7 +56,10 @@ pub(super) enum Step {
 
 /// Decodes a client text frame into what to do with it.
 pub(super) fn step(text: &str) -> Step {
-    match protocol::decode(text) {
+    let decoded = protocol::decode(text);
+    let kind = decoded.as_ref().map_or("invalid", ClientFrame::kind);
+    crate::metrics::metrics().frames_in.with_label_values(&[kind]).inc();
+    match decoded {
         Ok(ClientFrame::Hello { id, resume }) => Step::Hello(id, resume),
         Ok(frame) => Step::Request(frame),
         Err((e, id)) => Step::Answer(Answers::bad(&e, id)),
@@ -70,6 +73,7 @@ impl Session {
         match frame {
             ClientFrame::Send { id, chat, body, client_msg_id, recipients, reply_to } => {
                 if let Err(wait) = self.state.limits.send(&app.id, user) {
+                    crate::metrics::metrics().rate_limited.with_label_values(&["send"]).inc();
                     let retry_after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
                     let frame = ServerFrame::Error {
                         id,
@@ -109,6 +113,7 @@ impl Session {
             ClientFrame::Hello { id, .. } => Answers::bad(&invalid("hello", "unexpected"), id),
             ClientFrame::Typing { id, chat } => {
                 if !self.state.limits.typing(&app.id, user, chat) {
+                    crate::metrics::metrics().rate_limited.with_label_values(&["typing"]).inc();
                     return Answers::default();
                 }
                 match self.state.chat.typing(&app.id, user, chat).await {

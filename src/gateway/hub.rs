@@ -26,7 +26,12 @@ pub type SessionId = u64;
 #[derive(Clone, Debug)]
 pub enum Outgoing {
     /// Any frame, written as is.
-    Frame(Utf8Bytes),
+    Frame {
+        /// Its `type`, for metrics.
+        kind: &'static str,
+        /// The encoded frame.
+        frame: Utf8Bytes,
+    },
     /// A `message` frame, which a session that is catching up may hold back or skip.
     Message {
         /// Its chat.
@@ -35,6 +40,8 @@ pub enum Outgoing {
         seq: MessageNumber,
         /// The encoded frame.
         frame: Utf8Bytes,
+        /// When the message was created (ms since the epoch), for the delivery latency.
+        at: i64,
     },
 }
 
@@ -70,6 +77,7 @@ pub struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Ordering::AcqRel);
+        crate::metrics::metrics().connections.dec();
     }
 }
 
@@ -82,6 +90,7 @@ impl Hub {
     /// Reserves one of `max` connection slots, or `None` when all are taken.
     pub fn reserve(&self, max: usize) -> Option<Slot> {
         let taken = self.open.fetch_add(1, Ordering::AcqRel);
+        crate::metrics::metrics().connections.inc();
         let slot = Slot { open: Arc::clone(&self.open) };
         (taken < max).then_some(slot)
     }
@@ -188,23 +197,24 @@ pub fn outgoing(event: &Event) -> Outgoing {
             chat: m.chat,
             seq: m.number,
             frame: ServerFrame::Message(message_out(m)).to_text().into(),
+            at: m.created_at.millis(),
         },
-        Event::Typing { chat, user } => {
-            Outgoing::Frame(ServerFrame::Typing { chat: *chat, user: user.clone() }.to_text().into())
-        }
+        Event::Typing { chat, user } => frame(&ServerFrame::Typing { chat: *chat, user: user.clone() }),
         Event::Receipt { chat, user, kind, seq } => {
             let kind = match kind {
                 model::ReceiptKind::Delivered => ReceiptKind::Delivered,
                 model::ReceiptKind::Read => ReceiptKind::Read,
             };
-            let frame = ServerFrame::Receipt { chat: *chat, user: user.clone(), kind, seq: *seq };
-            Outgoing::Frame(frame.to_text().into())
+            frame(&ServerFrame::Receipt { chat: *chat, user: user.clone(), kind, seq: *seq })
         }
         Event::Presence { user, online } => {
-            let frame = ServerFrame::Presence { user: user.clone(), online: *online };
-            Outgoing::Frame(frame.to_text().into())
+            frame(&ServerFrame::Presence { user: user.clone(), online: *online })
         }
     }
+}
+
+fn frame(frame: &ServerFrame) -> Outgoing {
+    Outgoing::Frame { kind: frame.kind(), frame: frame.to_text().into() }
 }
 
 /// A stored message as clients see it.

@@ -325,7 +325,35 @@ pub enum ServerFrame {
     },
 }
 
+impl ClientFrame {
+    /// The frame's `type`, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientFrame::Send { .. } => "send",
+            ClientFrame::Sync { .. } => "sync",
+            ClientFrame::Hello { .. } => "hello",
+            ClientFrame::Typing { .. } => "typing",
+            ClientFrame::Delivered { .. } => "delivered",
+            ClientFrame::Read { .. } => "read",
+        }
+    }
+}
+
 impl ServerFrame {
+    /// The frame's `type`, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerFrame::Welcome { .. } => "welcome",
+            ServerFrame::Ack { .. } => "ack",
+            ServerFrame::Message(_) => "message",
+            ServerFrame::Messages { .. } => "messages",
+            ServerFrame::Typing { .. } => "typing",
+            ServerFrame::Presence { .. } => "presence",
+            ServerFrame::Receipt { .. } => "receipt",
+            ServerFrame::Error { .. } => "error",
+        }
+    }
+
     /// The error frame for a frame that could not be decoded.
     pub fn from_frame_error(error: &FrameError, id: Option<RequestId>) -> Self {
         ServerFrame::Error { id, code: error.code(), message: error.to_string(), retry_after_ms: None }

@@ -65,6 +65,7 @@ pub async fn ws_handler(
 }
 
 async fn refuse(mut socket: WebSocket) {
+    crate::metrics::metrics().rate_limited.with_label_values(&["connection"]).inc();
     let frame = CloseFrame {
         code: close::TOO_MANY_CONNECTIONS,
         reason: Utf8Bytes::from_static("node at its connection limit: back off and reconnect"),
@@ -156,15 +157,20 @@ impl Session {
         Self { state, app: who.app, user: who.user, id, expires_at: who.expires_at }
     }
 
-    async fn run(self, socket: WebSocket, _slot: Slot) {
+    async fn run(self, socket: WebSocket, slot: Slot) {
+        // One span per session, carried by its task across every await.
         let span = tracing::info_span!("session", app = %self.app.id, user = %self.user, session = self.id);
-        let _entered = span.enter();
+        tracing::Instrument::instrument(self.serve(socket, slot), span).await;
+    }
+
+    async fn serve(self, socket: WebSocket, _slot: Slot) {
         let (mut sink, mut stream) = socket.split();
         let (outbox, mut pending) = mpsc::channel(self.state.gateway.outbox_frames.max(1));
         let slow = CancellationToken::new();
         let revoked = CancellationToken::new();
         let handle = SessionHandle { id: self.id, outbox, slow: slow.clone(), revoked: revoked.clone() };
         self.state.hub.register(&self.app.id, &self.user, handle);
+        crate::metrics::metrics().sessions_opened.inc();
         // Routed here before the welcome, so a `hello` sent after it misses nothing from other nodes.
         self.presence_opened().await;
         let welcome = ServerFrame::Welcome {
@@ -244,6 +250,7 @@ impl Session {
             };
         }
         self.state.hub.unregister(&self.app.id, &self.user, self.id);
+        count_close(closing.map(|c| c.0));
         self.presence_closed().await;
         if let Some((code, reason)) = closing
             && code != close::NORMAL
@@ -287,6 +294,7 @@ impl Session {
                 Step::Request(frame) => Incoming::Request(frame),
             },
             WsMessage::Binary(_) => {
+                crate::metrics::metrics().frames_in.with_label_values(&["binary"]).inc();
                 Incoming::Answer(Answers::bad(&super::protocol::FrameError::Binary, None))
             }
             WsMessage::Close(_) => Incoming::Close(Some((close::NORMAL, ""))),
@@ -306,7 +314,15 @@ impl Session {
         if answers.strikes > 0 && self.strike(live, answers.strikes) {
             return Some((close::FLOODING, "too many bad frames: back off"));
         }
-        let frames = answers.frames.into_iter().map(|f| WsMessage::Text(f.to_text().into())).collect();
+        let m = crate::metrics::metrics();
+        let frames = answers
+            .frames
+            .into_iter()
+            .map(|f| {
+                m.frames_out.with_label_values(&[f.kind()]).inc();
+                WsMessage::Text(f.to_text().into())
+            })
+            .collect();
         self.write(sink, slow, frames).await
     }
 
@@ -400,14 +416,39 @@ impl Session {
     }
 }
 
+/// Counts a closed session by why it closed.
+fn count_close(code: Option<u16>) {
+    let m = crate::metrics::metrics();
+    let reason = match code {
+        Some(close::MESSAGE_TOO_BIG) => "frame_too_large",
+        Some(close::SERVICE_RESTART) => "drain",
+        Some(close::TOKEN_EXPIRED) => "token_expired",
+        Some(close::FLOODING) => "flooding",
+        Some(close::SLOW_CONSUMER) => {
+            m.slow_consumer_disconnects.inc();
+            "slow_consumer"
+        }
+        Some(close::IDLE_TIMEOUT) => "idle_timeout",
+        _ => "normal",
+    };
+    m.sessions_closed.with_label_values(&[reason]).inc();
+}
+
 /// Adds an outbox item to the frames to write, unless a catch-up carried it.
 fn push_outgoing(frames: &mut Vec<WsMessage>, item: Outgoing, live: &mut LoopState) {
+    let m = crate::metrics::metrics();
     match item {
-        Outgoing::Frame(frame) => frames.push(WsMessage::Text(frame)),
-        Outgoing::Message { chat, seq, frame } => {
+        Outgoing::Frame { kind, frame } => {
+            m.frames_out.with_label_values(&[kind]).inc();
+            frames.push(WsMessage::Text(frame));
+        }
+        Outgoing::Message { chat, seq, frame, at } => {
             let carried = live.resumed.get(&chat).is_some_and(|r| r.sent.contains(&seq));
             if !carried {
                 live.live.record(chat, seq);
+                m.frames_out.with_label_values(&["message"]).inc();
+                let waited = crate::ids::Timestamp::now().millis().saturating_sub(at).max(0);
+                m.delivery_seconds.observe(waited as f64 / 1000.0);
                 frames.push(WsMessage::Text(frame));
             }
         }

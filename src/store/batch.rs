@@ -182,11 +182,16 @@ fn rx_drain_now(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max: usize) {
 
 async fn commit(store: DynStore, jobs: Vec<Job>, stats: &BatchStats) {
     let (messages, waiters): (Vec<Message>, Vec<_>) = jobs.into_iter().map(|j| (j.message, j.done)).unzip();
+    let m = crate::metrics::metrics();
+    let started = std::time::Instant::now();
     let result = store.insert_messages(&messages).await;
+    m.batch_commit_seconds.observe(started.elapsed().as_secs_f64());
+    m.batch_messages.observe(messages.len() as f64);
     stats.batches.fetch_add(1, Ordering::Relaxed);
     match result {
         Ok(()) => {
             stats.messages.fetch_add(messages.len() as u64, Ordering::Relaxed);
+            m.messages_persisted.inc_by(messages.len() as u64);
             for done in waiters {
                 let _ = done.send(Ok(()));
             }

@@ -9,6 +9,7 @@
 mod batch;
 mod cql;
 mod embedded;
+mod metered;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use crate::model::{
 pub use batch::{BatchConfig, BatchStats, BatchWriter, WriteError};
 pub use cql::{CqlConfig, CqlStore, SCHEMA_VERSION};
 pub use embedded::EmbeddedStore;
+pub use metered::Metered;
 
 /// Messages of one chat share a partition per bucket of this many numbers.
 ///

@@ -111,6 +111,9 @@ async fn deliver(
     peer: &str,
     acceptor: &Acceptor,
 ) -> Result<(), LinkError> {
+    let m = crate::metrics::metrics();
+    let (frames, bytes) =
+        (m.quic_frames_received.with_label_values(&[peer]), m.quic_bytes_received.with_label_values(&[peer]));
     loop {
         let frame = match reader.next().await {
             Ok(Some(frame)) => frame,
@@ -122,6 +125,8 @@ async fn deliver(
                 return Err(error);
             }
         };
+        frames.inc();
+        bytes.inc_by(frame.len() as u64);
         if acceptor.inbound.send(Inbound { from: peer.to_owned(), frame }).await.is_err() {
             // Nobody receives any more: the node is stopping.
             conn.close(CLOSE_DRAINING, b"draining");

@@ -267,7 +267,6 @@ struct Peer {
     counters: Arc<PeerCounters>,
 }
 
-#[derive(Default)]
 struct PeerCounters {
     connected: AtomicBool,
     connections: AtomicU64,
@@ -275,6 +274,42 @@ struct PeerCounters {
     frames_sent: AtomicU64,
     bytes_sent: AtomicU64,
     dropped_full: AtomicU64,
+    /// The same, exported per peer (`weft_quic_*`).
+    exported: PeerMetrics,
+}
+
+/// One peer's series of the `weft_quic_*` metrics.
+pub(super) struct PeerMetrics {
+    pub(super) frames_sent: prometheus::IntCounter,
+    pub(super) bytes_sent: prometheus::IntCounter,
+    pub(super) reconnects: prometheus::IntCounter,
+    pub(super) dropped: prometheus::IntCounter,
+}
+
+impl PeerMetrics {
+    fn of(peer: &str) -> Self {
+        let m = crate::metrics::metrics();
+        PeerMetrics {
+            frames_sent: m.quic_frames_sent.with_label_values(&[peer]),
+            bytes_sent: m.quic_bytes_sent.with_label_values(&[peer]),
+            reconnects: m.quic_reconnects.with_label_values(&[peer]),
+            dropped: m.quic_frames_dropped.with_label_values(&[peer]),
+        }
+    }
+}
+
+impl PeerCounters {
+    fn new(peer: &str) -> Self {
+        PeerCounters {
+            connected: AtomicBool::new(false),
+            connections: AtomicU64::new(0),
+            connect_failures: AtomicU64::new(0),
+            frames_sent: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            dropped_full: AtomicU64::new(0),
+            exported: PeerMetrics::of(peer),
+        }
+    }
 }
 
 impl Transport {
@@ -439,7 +474,7 @@ impl Transport {
         let (queue, queue_rx) = mpsc::channel(inner.config.peer_queue_frames);
         let (addr_tx, addr_rx) = watch::channel(addr);
         let forget = CancellationToken::new();
-        let counters = Arc::new(PeerCounters::default());
+        let counters = Arc::new(PeerCounters::new(peer));
         let writer = Writer {
             peer: peer.to_owned(),
             node_id: inner.node_id.clone(),
@@ -469,6 +504,7 @@ impl Peer {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 self.counters.dropped_full.fetch_add(1, Ordering::Relaxed);
+                self.counters.exported.dropped.inc();
                 Err(SendError::Full)
             }
             Err(TrySendError::Closed(_)) => Err(SendError::Closed),

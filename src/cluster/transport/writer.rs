@@ -66,7 +66,9 @@ impl Writer {
                     self.backoff.reset();
                     failures = 0;
                     self.counters.connected.store(true, Ordering::Relaxed);
-                    self.counters.connections.fetch_add(1, Ordering::Relaxed);
+                    if self.counters.connections.fetch_add(1, Ordering::Relaxed) > 0 {
+                        self.counters.exported.reconnects.inc();
+                    }
                     info!(%addr, "connected to peer");
                     let end = self.pump(&conn, send, addr).await;
                     self.counters.connected.store(false, Ordering::Relaxed);
@@ -210,6 +212,8 @@ impl Writer {
         send.write_chunk(batch).await?;
         self.counters.frames_sent.fetch_add(frames, Ordering::Relaxed);
         self.counters.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+        self.counters.exported.frames_sent.inc_by(frames);
+        self.counters.exported.bytes_sent.inc_by(bytes);
         Ok(())
     }
 }

@@ -1,0 +1,69 @@
+//! What operators see of HTTP: one span per request, request metrics, and
+//! `GET /metrics`.
+//!
+//! The span names the route template (`/api/v1/applications/{token}/chats`),
+//! never the raw path or query, which carry application tokens and user
+//! tokens (`/ws?token=`). Handlers add `app` (the public id), `chat` and
+//! `user` to it once they know them.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument as _;
+
+use super::{ApiError, ApiState};
+use crate::metrics::metrics;
+
+/// Wraps every request in a span and counts it by route and status.
+pub async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().clone();
+    let span = tracing::info_span!(
+        "http",
+        method = %method,
+        route = %route,
+        app = tracing::field::Empty,
+        chat = tracing::field::Empty,
+        user = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    span.record("status", status);
+    let m = metrics();
+    let status_label = status.to_string();
+    m.http_requests.with_label_values(&[route.as_str(), status_label.as_str()]).inc();
+    m.http_request_seconds.with_label_values(&[route.as_str()]).observe(started.elapsed().as_secs_f64());
+    span.in_scope(|| tracing::debug!(status, "request"));
+    response
+}
+
+/// `GET /metrics`: the Prometheus text exposition. Needs the bearer
+/// `metrics.token` (or the admin key) when either is configured.
+pub async fn scrape(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let keys: Vec<_> = [&state.metrics_key, &state.admin_key].into_iter().flatten().collect();
+    if !keys.is_empty() {
+        let mut answer = Err(ApiError::Unauthorized);
+        for key in keys {
+            match key.check(&headers) {
+                Ok(()) => {
+                    answer = Ok(());
+                    break;
+                }
+                Err(crate::auth::AuthError::Invalid) => answer = Err(ApiError::Forbidden),
+                Err(crate::auth::AuthError::Missing) => {}
+            }
+        }
+        answer?;
+    }
+    let body = metrics().render();
+    let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}

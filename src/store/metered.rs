@@ -1,0 +1,153 @@
+//! A store that times every call (`weft_store_seconds{op}`) and counts its
+//! failures (`weft_store_errors_total{op}`), whatever the backend.
+
+use async_trait::async_trait;
+
+use super::{DynStore, Store, StoreError};
+use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::metrics::{metrics, timed};
+use crate::model::{
+    Application, Chat, DirectPair, Member, Message, MessageRange, Page, ReadState, ReceiptKind,
+};
+
+/// Wraps a store with metrics.
+pub struct Metered(pub DynStore);
+
+async fn time<T>(op: &str, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    let m = metrics();
+    timed(op, &m.store_seconds, &m.store_errors, call).await
+}
+
+#[async_trait]
+impl Store for Metered {
+    async fn insert_application(&self, app: &Application) -> Result<(), StoreError> {
+        time("insert_application", self.0.insert_application(app)).await
+    }
+
+    async fn application_by_token(&self, token: &AppToken) -> Result<Option<Application>, StoreError> {
+        time("application_by_token", self.0.application_by_token(token)).await
+    }
+
+    async fn application_by_id(&self, id: &AppId) -> Result<Option<Application>, StoreError> {
+        time("application_by_id", self.0.application_by_id(id)).await
+    }
+
+    async fn update_application(&self, app: &Application) -> Result<(), StoreError> {
+        time("update_application", self.0.update_application(app)).await
+    }
+
+    async fn insert_chat(&self, chat: &Chat) -> Result<(), StoreError> {
+        time("insert_chat", self.0.insert_chat(chat)).await
+    }
+
+    async fn chat(&self, app: &AppId, number: ChatNumber) -> Result<Option<Chat>, StoreError> {
+        time("chat", self.0.chat(app, number)).await
+    }
+
+    async fn chats(&self, app: &AppId, page: Page) -> Result<Vec<Chat>, StoreError> {
+        time("chats", self.0.chats(app, page)).await
+    }
+
+    async fn max_chat_number(&self, app: &AppId) -> Result<u64, StoreError> {
+        time("max_chat_number", self.0.max_chat_number(app)).await
+    }
+
+    async fn insert_messages(&self, messages: &[Message]) -> Result<(), StoreError> {
+        time("insert_messages", self.0.insert_messages(messages)).await
+    }
+
+    async fn message(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+    ) -> Result<Option<Message>, StoreError> {
+        time("message", self.0.message(app, chat, number)).await
+    }
+
+    async fn messages(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        range: MessageRange,
+    ) -> Result<Vec<Message>, StoreError> {
+        time("messages", self.0.messages(app, chat, range)).await
+    }
+
+    async fn max_message_number(&self, app: &AppId, chat: ChatNumber) -> Result<u64, StoreError> {
+        time("max_message_number", self.0.max_message_number(app, chat)).await
+    }
+
+    async fn add_member(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        user: &UserId,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        time("add_member", self.0.add_member(app, chat, user, at)).await
+    }
+
+    async fn remove_member(&self, app: &AppId, chat: ChatNumber, user: &UserId) -> Result<bool, StoreError> {
+        time("remove_member", self.0.remove_member(app, chat, user)).await
+    }
+
+    async fn members(&self, app: &AppId, chat: ChatNumber, page: Page) -> Result<Vec<Member>, StoreError> {
+        time("members", self.0.members(app, chat, page)).await
+    }
+
+    async fn is_member(&self, app: &AppId, chat: ChatNumber, user: &UserId) -> Result<bool, StoreError> {
+        time("is_member", self.0.is_member(app, chat, user)).await
+    }
+
+    async fn user_chats(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        page: Page,
+    ) -> Result<Vec<ChatNumber>, StoreError> {
+        time("user_chats", self.0.user_chats(app, user, page)).await
+    }
+
+    async fn direct_chat(&self, app: &AppId, pair: &DirectPair) -> Result<Option<ChatNumber>, StoreError> {
+        time("direct_chat", self.0.direct_chat(app, pair)).await
+    }
+
+    async fn claim_direct_chat(
+        &self,
+        app: &AppId,
+        pair: &DirectPair,
+        chat: ChatNumber,
+    ) -> Result<ChatNumber, StoreError> {
+        time("claim_direct_chat", self.0.claim_direct_chat(app, pair, chat)).await
+    }
+
+    async fn advance_read_state(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        user: &UserId,
+        kind: ReceiptKind,
+        seq: MessageNumber,
+    ) -> Result<(), StoreError> {
+        time("advance_read_state", self.0.advance_read_state(app, chat, user, kind, seq)).await
+    }
+
+    async fn read_state(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        user: &UserId,
+    ) -> Result<Option<ReadState>, StoreError> {
+        time("read_state", self.0.read_state(app, chat, user)).await
+    }
+
+    async fn read_states(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        page: Page,
+    ) -> Result<Vec<ReadState>, StoreError> {
+        time("read_states", self.0.read_states(app, chat, page)).await
+    }
+}
