@@ -5,6 +5,10 @@
 #   bash scripts/cluster.sh status  # the members as node 1 sees them
 #   bash scripts/cluster.sh down    # stop the 3 nodes (services stay; scripts/services.sh down)
 #
+# WEFT_BIN=/path/to/weft runs that binary instead of building target/release/weft with cargo.
+# WEFT_METRICS_TOKEN, if set, is passed to the nodes as the /metrics token (without it,
+# /metrics takes the admin key, WEFT_ADMIN_KEY, default local-admin-key).
+#
 # Nodes: HTTP/WebSocket on 127.0.0.1:8081-8083, gossip on UDP 7947-7949,
 # QUIC on UDP 7101-7103. State (certificates, logs, pids) in .cluster/.
 set -euo pipefail
@@ -12,7 +16,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 STATE="$ROOT/.cluster"
-BIN="$ROOT/target/release/weft"
+BIN=${WEFT_BIN:-$ROOT/target/release/weft}
 ADMIN_KEY=${WEFT_ADMIN_KEY:-local-admin-key}
 
 # The environment of node $1, as `export` lines.
@@ -39,11 +43,17 @@ export WEFT_TLS_NODE_KEY='$STATE/certs/node.key'
 export WEFT_GATEWAY_SEND_RATE_PER_SEC='${WEFT_GATEWAY_SEND_RATE_PER_SEC:-20}'
 export WEFT_GATEWAY_SEND_BURST='${WEFT_GATEWAY_SEND_BURST:-40}'
 ENV
+    if [ -n "${WEFT_METRICS_TOKEN:-}" ]; then
+        echo "export WEFT_METRICS_TOKEN='$WEFT_METRICS_TOKEN'"
+    fi
 }
 
 up() {
     bash scripts/services.sh up
-    cargo build --release --bin weft
+    if [ -z "${WEFT_BIN:-}" ]; then
+        cargo build --release --bin weft
+    fi
+    [ -x "$BIN" ] || { echo "no weft binary at $BIN" >&2; exit 1; }
     mkdir -p "$STATE/logs"
     [ -f "$STATE/certs/ca.pem" ] || "$BIN" cluster-ca --out "$STATE/certs"
     (eval "$(env_for 1)" && "$BIN" migrate)
