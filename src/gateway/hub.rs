@@ -50,8 +50,9 @@ pub enum Outgoing {
 pub struct SessionHandle {
     /// This session's id.
     pub id: SessionId,
-    /// Its bounded outbox.
-    pub outbox: mpsc::Sender<Outgoing>,
+    /// Its bounded outbox. Items are shared by every recipient of an event,
+    /// so a queue slot is one pointer (an idle session's queue stays small).
+    pub outbox: mpsc::Sender<Arc<Outgoing>>,
     /// Cancelled to cut it off as a slow consumer.
     pub slow: CancellationToken,
     /// Cancelled when its credentials were revoked (secret rotation).
@@ -143,7 +144,7 @@ impl Hub {
         &self,
         app: &AppId,
         users: impl Iterator<Item = &'a UserId>,
-        item: &Outgoing,
+        item: &Arc<Outgoing>,
         except: Option<SessionId>,
     ) {
         let targets: Vec<SessionHandle> = {
@@ -159,7 +160,7 @@ impl Hub {
             targets
         };
         for session in targets {
-            if session.outbox.try_send(item.clone()).is_err() {
+            if session.outbox.try_send(Arc::clone(item)).is_err() {
                 session.slow.cancel();
             }
         }
@@ -191,8 +192,8 @@ impl Fabric for Hub {
 }
 
 /// The outbox item of an event, encoded once for all its recipients.
-pub fn outgoing(event: &Event) -> Outgoing {
-    match event {
+pub fn outgoing(event: &Event) -> Arc<Outgoing> {
+    Arc::new(match event {
         Event::Message(m) => Outgoing::Message {
             chat: m.chat,
             seq: m.number,
@@ -210,7 +211,7 @@ pub fn outgoing(event: &Event) -> Outgoing {
         Event::Presence { user, online } => {
             frame(&ServerFrame::Presence { user: user.clone(), online: *online })
         }
-    }
+    })
 }
 
 fn frame(frame: &ServerFrame) -> Outgoing {

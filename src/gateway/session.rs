@@ -3,6 +3,7 @@
 //! socket; everything else reaches the client through the bounded outbox.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -53,7 +54,9 @@ pub async fn ws_handler(
     upgrade
         .max_frame_size(max)
         .max_message_size(max)
-        .read_buffer_size(4 * 1024)
+        // Small: an idle session's buffers are most of what it costs (a longer
+        // frame grows the buffer as it comes).
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
             match slot {
@@ -163,6 +166,9 @@ impl Session {
         tracing::Instrument::instrument(self.serve(socket, slot), span).await;
     }
 
+    /// The session's loop. Every idle session is one such future, so the
+    /// rarer steps (catch-ups, answers, writes, ticks) are boxed: the future
+    /// keeps only the loop's own state, not the largest step's.
     async fn serve(self, socket: WebSocket, _slot: Slot) {
         let (mut sink, mut stream) = socket.split();
         let (outbox, mut pending) = mpsc::channel(self.state.gateway.outbox_frames.max(1));
@@ -172,7 +178,7 @@ impl Session {
         self.state.hub.register(&self.app.id, &self.user, handle);
         crate::metrics::metrics().sessions_opened.inc();
         // Routed here before the welcome, so a `hello` sent after it misses nothing from other nodes.
-        self.presence_opened().await;
+        Box::pin(self.presence_opened()).await;
         let welcome = ServerFrame::Welcome {
             user: self.user.clone(),
             session: format!("s{}", self.id),
@@ -196,7 +202,8 @@ impl Session {
             resumed: HashMap::new(),
             live: LiveLog::default(),
         };
-        let mut closing = self.write(&mut sink, &slow, vec![WsMessage::Text(welcome.to_text().into())]).await;
+        let mut closing =
+            Box::pin(self.write(&mut sink, &slow, vec![WsMessage::Text(welcome.to_text().into())])).await;
         // The request being handled: one at a time, in order, while live
         // traffic keeps flowing to the client (its own sends must not make
         // it look like a slow consumer).
@@ -207,10 +214,10 @@ impl Session {
                     Some(Ok(message)) => {
                         live.last_heard = Instant::now();
                         match self.on_client(message) {
-                            Incoming::Answer(answers) => self.answer(answers, &mut live, &mut sink, &slow).await,
+                            Incoming::Answer(answers) => Box::pin(self.answer(answers, &mut live, &mut sink, &slow)).await,
                             Incoming::Hello(id, resume) => {
-                                let answers = self.hello(id, resume, &mut live).await;
-                                self.answer(answers, &mut live, &mut sink, &slow).await
+                                let answers = Box::pin(self.hello(id, resume, &mut live)).await;
+                                Box::pin(self.answer(answers, &mut live, &mut sink, &slow)).await
                             }
                             Incoming::Request(frame) => {
                                 request = Some(Box::pin(self.on_request(frame)));
@@ -219,7 +226,7 @@ impl Session {
                             Incoming::Close(closing) => closing,
                         }
                     }
-                    Some(Err(e)) => self.on_read_error(&e, &mut sink, &slow).await,
+                    Some(Err(e)) => Box::pin(self.on_read_error(&e, &mut sink, &slow)).await,
                     None => Some((close::NORMAL, "")),
                 },
                 answers = async {
@@ -229,7 +236,7 @@ impl Session {
                     }
                 }, if request.is_some() => {
                     request = None;
-                    self.answer(answers, &mut live, &mut sink, &slow).await
+                    Box::pin(self.answer(answers, &mut live, &mut sink, &slow)).await
                 },
                 Some(item) = pending.recv() => {
                     let mut frames = Vec::with_capacity(8);
@@ -238,10 +245,10 @@ impl Session {
                         let Ok(item) = pending.try_recv() else { break };
                         push_outgoing(&mut frames, item, &mut live);
                     }
-                    self.write(&mut sink, &slow, frames).await
+                    Box::pin(self.write(&mut sink, &slow, frames)).await
                 },
                 changed = tick.changed() => match changed {
-                    Ok(()) => self.on_tick(&live, &mut sink, &slow).await,
+                    Ok(()) => Box::pin(self.on_tick(&live, &mut sink, &slow)).await,
                     Err(_) => Some((close::SERVICE_RESTART, "service restart")),
                 },
                 () = slow.cancelled() => SLOW,
@@ -251,7 +258,7 @@ impl Session {
         }
         self.state.hub.unregister(&self.app.id, &self.user, self.id);
         count_close(closing.map(|c| c.0));
-        self.presence_closed().await;
+        Box::pin(self.presence_closed()).await;
         if let Some((code, reason)) = closing
             && code != close::NORMAL
         {
@@ -435,21 +442,21 @@ fn count_close(code: Option<u16>) {
 }
 
 /// Adds an outbox item to the frames to write, unless a catch-up carried it.
-fn push_outgoing(frames: &mut Vec<WsMessage>, item: Outgoing, live: &mut LoopState) {
+fn push_outgoing(frames: &mut Vec<WsMessage>, item: Arc<Outgoing>, live: &mut LoopState) {
     let m = crate::metrics::metrics();
-    match item {
+    match &*item {
         Outgoing::Frame { kind, frame } => {
             m.frames_out.with_label_values(&[kind]).inc();
-            frames.push(WsMessage::Text(frame));
+            frames.push(WsMessage::Text(frame.clone()));
         }
-        Outgoing::Message { chat, seq, frame, at } => {
+        &Outgoing::Message { chat, seq, ref frame, at } => {
             let carried = live.resumed.get(&chat).is_some_and(|r| r.sent.contains(&seq));
             if !carried {
                 live.live.record(chat, seq);
                 m.frames_out.with_label_values(&["message"]).inc();
                 let waited = crate::ids::Timestamp::now().millis().saturating_sub(at).max(0);
                 m.delivery_seconds.observe(waited as f64 / 1000.0);
-                frames.push(WsMessage::Text(frame));
+                frames.push(WsMessage::Text(frame.clone()));
             }
         }
     }
