@@ -3,7 +3,8 @@
 #
 # Starts (or reuses) the real Redis and Cassandra the tests need (scripts/services.sh up),
 # exports WEFT_TEST_REDIS_URL / WEFT_TEST_REDIS_CLUSTER_NODES / WEFT_TEST_CQL_NODES, then runs
-# fmt, clippy, the Helm chart checks (scripts/helm-check.sh) and the tests.
+# fmt, clippy, the Helm chart checks (scripts/helm-check.sh), the tests, and a smoke run of
+# every load scenario (loadtest/smoke.sh).
 # With CI=true the services this run started itself are stopped on exit; otherwise they are
 # left running so the next run starts in well under a second (stop them: scripts/services.sh down).
 set -euo pipefail
@@ -51,3 +52,6 @@ cargo test --workspace --lib --bins --tests "$@" 2>&1 | tee "$log"
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 rm -f "$log"
+# One small run of every load scenario (fanout, dm, idle on one node; cluster and storm
+# on three), failing on anything lost, duplicated or failed.
+bash loadtest/smoke.sh

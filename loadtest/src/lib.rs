@@ -9,11 +9,15 @@
 //! - `client`: one socket's task — paced or windowed sends, acks, deliveries, latencies;
 //! - `run`: the phases of a run (warm-up, measure, drain) and live progress;
 //! - [`scenario`]: `fanout` (one chat, many members) and `dm` (many direct chats);
+//! - [`idle`]: many held connections and what they cost the node;
+//! - [`storm`]: a node killed under its clients, who reconnect and resume;
 //! - [`report`]: results as JSON and a markdown row, and the median of several runs.
 
+pub mod idle;
 pub mod node;
 pub mod report;
 pub mod scenario;
+pub mod storm;
 
 mod client;
 mod run;

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use weft_loadtest::idle::{Idle, IdleReport};
+use weft_loadtest::storm::{Storm, StormReport};
 use weft_loadtest::{Dm, Fanout, Load, Node, Report, Timing, report};
 
 /// Load generator for weft's real-time delivery (loopback nodes only).
@@ -30,6 +32,18 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         senders: usize,
     },
+    /// Fan-out across a cluster: senders on the first node of --spread,
+    /// receivers on the others, so every delivery crosses nodes.
+    Cluster {
+        #[command(flatten)]
+        common: Common,
+        /// Members of the chat, each with a receiving socket.
+        #[arg(long, default_value_t = 100)]
+        members: usize,
+        /// Members that also send, each from a second socket.
+        #[arg(long, default_value_t = 1)]
+        senders: usize,
+    },
     /// Direct chats: pairs of users, each side sending to the other.
     Dm {
         #[command(flatten)]
@@ -37,6 +51,82 @@ enum Command {
         /// Pairs of users (two sockets each).
         #[arg(long, default_value_t = 1000)]
         pairs: usize,
+    },
+    /// Many idle connections: the node's memory and CPU per connection.
+    Idle {
+        /// The node, e.g. http://127.0.0.1:8080 (loopback only).
+        #[arg(long)]
+        url: String,
+        /// The node's admin key, if it has one (application, and /metrics).
+        #[arg(long)]
+        admin_key: Option<String>,
+        /// The node's metrics token, if /metrics needs one other than the admin key.
+        #[arg(long)]
+        metrics_token: Option<String>,
+        /// Connections to open and hold.
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// Seconds to hold them (CPU is measured over this window).
+        #[arg(long, default_value_t = 10)]
+        hold_secs: u64,
+        /// Loopback source addresses to spread over (127.0.0.2 upwards).
+        #[arg(long, default_value_t = 4)]
+        sources: u8,
+        /// Generator processes (this one included; each holds a share).
+        #[arg(long, default_value_t = 1)]
+        processes: usize,
+        /// Handshakes in flight at once, per process.
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+        /// Write the results as JSON to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Clients spread over a cluster, one node killed: time to recover, loss, duplicates.
+    Storm {
+        /// A node that survives: REST goes here (loopback only).
+        #[arg(long)]
+        url: String,
+        /// Every node; clients start on each in turn and fall back to the next.
+        #[arg(long, value_delimiter = ',', required = true)]
+        spread: Vec<String>,
+        /// The node's admin key, if it has one.
+        #[arg(long)]
+        admin_key: Option<String>,
+        /// The pid of the node to kill (not the --url one).
+        #[arg(long)]
+        kill_pid: u32,
+        /// Clients, one socket each.
+        #[arg(long, default_value_t = 300)]
+        clients: usize,
+        /// Chats the clients are spread over.
+        #[arg(long, default_value_t = 30)]
+        chats: usize,
+        /// Messages per second posted into the chats.
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        /// Seconds of traffic before the kill.
+        #[arg(long, default_value_t = 3)]
+        before_secs: u64,
+        /// Seconds of traffic after the kill.
+        #[arg(long, default_value_t = 5)]
+        after_secs: u64,
+        /// Seconds the clients may take to hold everything once the traffic stopped.
+        #[arg(long, default_value_t = 30)]
+        settle_secs: u64,
+        /// Write the results as JSON to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// (Internal) one generator process of `idle --processes N`.
+    #[command(hide = true)]
+    IdleWorker {
+        #[arg(long)]
+        sources: u8,
+        #[arg(long)]
+        index: usize,
+        #[arg(long)]
+        concurrency: usize,
     },
     /// The median of several runs' `--out` files, as one markdown row.
     Median {
@@ -83,6 +173,9 @@ struct Common {
     /// Write the results as JSON to this file.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Fail (exit 1) if any message was missing or duplicated, or any request failed.
+    #[arg(long)]
+    check: bool,
 }
 
 impl Common {
@@ -126,9 +219,88 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", report::median_row(&reports)?);
             return Ok(());
         }
+        Command::Idle {
+            url,
+            admin_key,
+            metrics_token,
+            connections,
+            hold_secs,
+            sources,
+            processes,
+            concurrency,
+            out,
+        } => {
+            let node = Node::new(&url, admin_key)?;
+            let idle = Idle {
+                connections,
+                hold: Duration::from_secs(hold_secs),
+                sources,
+                processes,
+                concurrency,
+                metrics_token,
+            };
+            let report = runtime()?.block_on(idle.run(&node))?;
+            if let Some(out) = &out {
+                let json = serde_json::to_string_pretty(&report)?;
+                std::fs::write(out, json + "\n")
+                    .with_context(|| format!("cannot write {}", out.display()))?;
+            }
+            eprintln!("weft-load: idle: {} held, {} failed", report.connections, report.failed);
+            print!("{}", IdleReport::HEADER);
+            println!("{}", report.row());
+            anyhow::ensure!(report.failed == 0, "{} connections failed to open", report.failed);
+            return Ok(());
+        }
+        Command::Storm {
+            url,
+            spread,
+            admin_key,
+            kill_pid,
+            clients,
+            chats,
+            rate,
+            before_secs,
+            after_secs,
+            settle_secs,
+            out,
+        } => {
+            let node = Node::new(&url, admin_key)?;
+            let storm = Storm {
+                clients,
+                chats,
+                rate,
+                kill_pid,
+                before: Duration::from_secs(before_secs),
+                after: Duration::from_secs(after_secs),
+                settle: Duration::from_secs(settle_secs),
+            };
+            let report = runtime()?.block_on(storm.run(&node, &spread))?;
+            if let Some(out) = &out {
+                let json = serde_json::to_string_pretty(&report)?;
+                std::fs::write(out, json + "\n")
+                    .with_context(|| format!("cannot write {}", out.display()))?;
+            }
+            print!("{}", StormReport::HEADER);
+            println!("{}", report.row());
+            anyhow::ensure!(
+                report.lost == 0 && report.duplicates == 0,
+                "{} lost and {} duplicated messages",
+                report.lost,
+                report.duplicates
+            );
+            return Ok(());
+        }
+        Command::IdleWorker { sources, index, concurrency } => {
+            return runtime()?.block_on(weft_loadtest::idle::worker(sources, index, concurrency));
+        }
         Command::Fanout { common, members, senders } => {
             let load = common.load()?;
-            let report = runtime()?.block_on(Fanout { members, senders }.run(&load))?;
+            let report = runtime()?.block_on(Fanout { members, senders, apart: false }.run(&load))?;
+            (common, report)
+        }
+        Command::Cluster { common, members, senders } => {
+            let load = common.load()?;
+            let report = runtime()?.block_on(Fanout { members, senders, apart: true }.run(&load))?;
             (common, report)
         }
         Command::Dm { common, pairs } => {
@@ -146,6 +318,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         std::fs::write(out, json + "\n").with_context(|| format!("cannot write {}", out.display()))?;
     }
     println!("{}", report.row());
+    if common.check {
+        let errors: u64 = report.errors.values().sum();
+        anyhow::ensure!(
+            report.missing == 0 && report.duplicates == 0 && report.unexpected_deliveries == 0 && errors == 0,
+            "check failed: {} missing, {} duplicates, {} unexpected, {errors} errors",
+            report.missing,
+            report.duplicates,
+            report.unexpected_deliveries
+        );
+    }
     Ok(())
 }
 

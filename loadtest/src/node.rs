@@ -32,12 +32,31 @@ struct Chat {
     number: u64,
 }
 
+#[derive(Deserialize)]
+struct Numbered {
+    number: u64,
+}
+
 impl Node {
     /// The node at `url` (`http://127.0.0.1:PORT`); any host but loopback is refused.
     pub fn new(url: &str, admin_key: Option<String>) -> anyhow::Result<Self> {
         let base = loopback_url(url)?;
         let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
         Ok(Self { spread: vec![base.clone()], base, http, admin_key, next: Default::default() })
+    }
+
+    /// (Nodes but the first, the first): for sockets that must sit apart.
+    pub fn split_spread(&self) -> anyhow::Result<(Node, Node)> {
+        if self.spread.len() < 2 {
+            bail!("--spread must list at least two nodes");
+        }
+        let mut rest = self.clone();
+        rest.spread = self.spread[1..].to_vec();
+        rest.next = Default::default();
+        let mut first = self.clone();
+        first.spread = self.spread[..1].to_vec();
+        first.next = Default::default();
+        Ok((rest, first))
     }
 
     /// Spreads WebSockets over these nodes in turn (REST stays on `--url`).
@@ -111,6 +130,24 @@ impl Node {
         let created: Created =
             expect(request.send().await, StatusCode::CREATED, "mint a user token").await?.json().await?;
         Ok(created.token)
+    }
+
+    /// `POST .../chats/:number/messages`: posts `body`, returns its number once persisted.
+    pub async fn post_message(&self, app: &AppToken, chat: u64, body: &str) -> anyhow::Result<u64> {
+        let url = self.url(&format!("/api/v1/applications/{}/chats/{chat}/messages", app.0))?;
+        let request = self.http.post(url).json(&json!({ "body": body }));
+        let created: Numbered =
+            expect(request.send().await, StatusCode::CREATED, "post a message").await?.json().await?;
+        Ok(created.number)
+    }
+
+    /// `GET /metrics` of the node (REST node), as text; `token` or the admin key as bearer.
+    pub async fn metrics(&self, token: Option<&str>) -> anyhow::Result<String> {
+        let mut request = self.http.get(self.url("/metrics")?);
+        if let Some(bearer) = token.or(self.admin_key.as_deref()) {
+            request = request.bearer_auth(bearer);
+        }
+        Ok(expect(request.send().await, StatusCode::OK, "read /metrics").await?.text().await?)
     }
 
     /// The WebSocket URL of a session of the token's user.

@@ -75,7 +75,11 @@ impl Load {
     }
 
     async fn open(&self, tokens: &[String]) -> anyhow::Result<Vec<socket::Socket>> {
-        let urls = tokens.iter().map(|jwt| self.node.ws_url(jwt)).collect::<anyhow::Result<Vec<_>>>()?;
+        self.open_on(&self.node, tokens).await
+    }
+
+    async fn open_on(&self, node: &Node, tokens: &[String]) -> anyhow::Result<Vec<socket::Socket>> {
+        let urls = tokens.iter().map(|jwt| node.ws_url(jwt)).collect::<anyhow::Result<Vec<_>>>()?;
         eprintln!("weft-load: opening {} WebSockets", urls.len());
         socket::open_all(urls, self.connect_concurrency).await
     }
@@ -90,12 +94,15 @@ pub struct Fanout {
     pub members: usize,
     /// Members that also send, from a socket of their own.
     pub senders: usize,
+    /// The `cluster` scenario: senders on the first node of the spread list,
+    /// receivers spread over the others, so every delivery crosses nodes.
+    pub apart: bool,
 }
 
 impl Fanout {
     /// Sets up, runs and checks.
     pub async fn run(&self, load: &Load) -> anyhow::Result<Report> {
-        let Fanout { members, senders } = *self;
+        let Fanout { members, senders, apart } = *self;
         ensure!(members >= 1, "--members must be at least 1");
         ensure!((1..=members).contains(&senders), "--senders must be 1 to --members");
         eprintln!("weft-load: fanout setup: 1 chat, {members} members, {senders} senders");
@@ -103,8 +110,10 @@ impl Fanout {
         let chat = load.node.create_chat(&app).await?;
         let users: Vec<String> = (0..members).map(|i| format!("m{i}")).collect();
         let tokens = load.tokens(&app, &users, Some(chat)).await?;
-        let mut sockets = load.open(&tokens).await?;
-        sockets.extend(load.open(&tokens[..senders]).await?);
+        let (receiving, sending) =
+            if apart { load.node.split_spread()? } else { (load.node.clone(), load.node.clone()) };
+        let mut sockets = load.open_on(&receiving, &tokens).await?;
+        sockets.extend(load.open_on(&sending, &tokens[..senders]).await?);
 
         let audience = members as u64;
         let plans = (0..members)
@@ -130,7 +139,8 @@ impl Fanout {
             compare(&mut check, &sent, receiver, user);
         }
         let setup = format!("members={members} senders={senders}");
-        Ok(Report::new(load.run_info("fanout", setup), &outcomes, check))
+        let scenario = if apart { "cluster" } else { "fanout" };
+        Ok(Report::new(load.run_info(scenario, setup), &outcomes, check))
     }
 }
 
