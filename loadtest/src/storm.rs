@@ -8,7 +8,7 @@
 //! next node) and `hello` from the last number held without a gap; a gap in
 //! `seq` still open after 500 ms is filled with `sync`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -93,6 +93,8 @@ struct Shared {
     duplicates: AtomicU64,
     gap_syncs: AtomicU64,
     done: AtomicUsize,
+    /// Clients past their first `welcome`.
+    connected: AtomicUsize,
     stop: AtomicBool,
 }
 
@@ -136,6 +138,7 @@ impl Storm {
             duplicates: AtomicU64::new(0),
             gap_syncs: AtomicU64::new(0),
             done: AtomicUsize::new(0),
+            connected: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
         });
         let mut clients = Vec::with_capacity(self.clients);
@@ -150,23 +153,40 @@ impl Storm {
             }
         }
 
+        // Every client is in before the traffic starts.
+        let opening = Instant::now();
+        while shared.connected.load(Ordering::Relaxed) < self.clients {
+            ensure!(opening.elapsed() < Duration::from_secs(300), "clients did not all connect within 300 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("weft-load: {} clients connected in {:.1} s", self.clients, opening.elapsed().as_secs_f64());
+
         // Steady traffic over REST; the kill in the middle of it.
         let acked = Arc::new(std::sync::Mutex::new(vec![BTreeSet::new(); chats.len()]));
         let sending = {
             let (node, app, chats, acked) = (node.clone(), app.clone(), chats.clone(), Arc::clone(&acked));
             let (rate, until) = (self.rate.max(1.0), self.before + self.after);
             tokio::spawn(async move {
+                // Paced, with up to 64 posts in flight (a post waits for its commit).
+                let permits = Arc::new(tokio::sync::Semaphore::new(64));
+                let mut posts = tokio::task::JoinSet::new();
                 let start = Instant::now();
                 let mut n = 0u64;
                 while start.elapsed() < until {
                     let k = (n as usize) % chats.len();
-                    if let Ok(seq) = node.post_message(&app, chats[k], &format!("storm {n}")).await {
-                        acked.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[k].insert(seq);
-                    }
+                    let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+                    let (node, app, chat, acked) = (node.clone(), app.clone(), chats[k], Arc::clone(&acked));
+                    posts.spawn(async move {
+                        if let Ok(seq) = node.post_message(&app, chat, &format!("storm {n}")).await {
+                            acked.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[k].insert(seq);
+                        }
+                        drop(permit);
+                    });
                     n += 1;
                     let due = start + Duration::from_secs_f64(n as f64 / rate);
                     tokio::time::sleep_until(due.into()).await;
                 }
+                while posts.join_next().await.is_some() {}
             })
         };
         tokio::time::sleep(self.before).await;
@@ -190,9 +210,18 @@ impl Storm {
         let recovered = stopped.elapsed().as_secs_f64();
         shared.stop.store(true, Ordering::Relaxed);
         let mut lost = 0;
+        let mut told = 0;
         for client in clients {
-            let held = client.await.context("a client failed")?;
-            lost += held.1.iter().map(|(k, seqs)| acked[*k].difference(seqs).count() as u64).sum::<u64>();
+            let (index, held, sessions, connected) = client.await.context("a client failed")?;
+            let missing: Vec<u64> = acked[index].difference(&held).copied().collect();
+            if !missing.is_empty() && told < 5 {
+                told += 1;
+                eprintln!(
+                    "weft-load: a client of chat #{index} misses {missing:?} (holds up to {:?}; {sessions} sessions; connected at the end: {connected})",
+                    held.last()
+                );
+            }
+            lost += missing.len() as u64;
         }
         let last = *shared.last_reconnect.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         Ok(StormReport {
@@ -219,8 +248,9 @@ struct Client {
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 impl Client {
-    /// Runs until told to stop; returns its chat index and the numbers it holds.
-    async fn run(self, shared: &Shared) -> (usize, BTreeMap<usize, BTreeSet<u64>>) {
+    /// Runs until told to stop; returns its chat index, the numbers it holds,
+    /// its sessions, and whether it was connected at the end.
+    async fn run(self, shared: &Shared) -> (usize, BTreeSet<u64>, usize, bool) {
         let mut held: BTreeSet<u64> = BTreeSet::new();
         let mut skipped: BTreeSet<u64> = BTreeSet::new();
         let mut synced: BTreeSet<u64> = BTreeSet::new();
@@ -228,12 +258,16 @@ impl Client {
         let mut low = 0u64;
         let mut sessions = 0usize;
         let mut finished = false;
+        let mut connected;
         'sessions: while !shared.stop.load(Ordering::Relaxed) {
             let Some(mut ws) = self.connect().await else {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
             sessions += 1;
+            if sessions == 1 {
+                shared.connected.fetch_add(1, Ordering::Relaxed);
+            }
             if sessions > 1 {
                 if sessions == 2 {
                     shared.moved.fetch_add(1, Ordering::Relaxed);
@@ -246,10 +280,11 @@ impl Client {
                 }
             }
             let mut this_session = BTreeSet::new();
+            connected = true;
             let mut gap_since: Option<Instant> = None;
             loop {
                 if shared.stop.load(Ordering::Relaxed) {
-                    break 'sessions;
+                    return (self.index, held, sessions, connected);
                 }
                 let frame = match tokio::time::timeout(Duration::from_millis(100), ws.next()).await {
                     Err(_) => None,
@@ -307,7 +342,7 @@ impl Client {
                 }
             }
         }
-        (self.index, BTreeMap::from([(self.index, held)]))
+        (self.index, held, sessions, false)
     }
 
     async fn connect(&self) -> Option<Ws> {
