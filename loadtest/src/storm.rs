@@ -159,7 +159,11 @@ impl Storm {
             ensure!(opening.elapsed() < Duration::from_secs(300), "clients did not all connect within 300 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        eprintln!("weft-load: {} clients connected in {:.1} s", self.clients, opening.elapsed().as_secs_f64());
+        eprintln!(
+            "weft-load: {} clients connected in {:.1} s",
+            self.clients,
+            opening.elapsed().as_secs_f64()
+        );
 
         // Steady traffic over REST; the kill in the middle of it.
         let acked = Arc::new(std::sync::Mutex::new(vec![BTreeSet::new(); chats.len()]));
