@@ -54,9 +54,10 @@ pub async fn ws_handler(
     upgrade
         .max_frame_size(max)
         .max_message_size(max)
-        // Small: an idle session's buffers are most of what it costs (a longer
-        // frame grows the buffer as it comes).
-        .read_buffer_size(1024)
+        // Small, since every idle session holds one, but not smaller: a frame
+        // just over the limit must be read whole, so that the close (1009)
+        // reaches the client instead of a reset (1 KiB made it a reset).
+        .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
             match slot {
