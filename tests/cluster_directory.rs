@@ -108,3 +108,68 @@ async fn register_and_purge(conn: RedisConn) {
     assert_eq!(a.user_node_count(&others[3], &user("dan")).await.unwrap(), 1);
     assert_eq!(sorted(a.chat_nodes(&others[19], c1).await.unwrap()), set(&["node-b"]));
 }
+
+/// A Redis of this test's own, persisting to `dir` so that a restart keeps its data.
+struct OwnRedis(std::process::Child);
+
+impl OwnRedis {
+    fn start(port: u16, dir: &std::path::Path) -> OwnRedis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/services.sh installs it)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not start on port {port}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        OwnRedis(child)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A session that opens while Redis does not answer is registered by the
+/// next repair once Redis is back, even though Redis kept the node's index
+/// (so nothing looks lost).
+#[tokio::test]
+async fn a_registration_that_failed_is_made_by_the_next_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let redis = OwnRedis::start(port, dir.path());
+    let config =
+        RedisConfig { url: format!("redis://127.0.0.1:{port}"), timeout_ms: 300, ..RedisConfig::default() };
+    let a = Directory::new(connect(config).await, "weft-test".into(), "node-a".into());
+    let app = AppId::generate();
+    assert!(a.session_opened(&app, &user("alice"), vec![ChatNumber(1)]).await.unwrap());
+
+    drop(redis);
+    assert!(a.session_opened(&app, &user("bob"), vec![ChatNumber(2)]).await.is_err());
+    let _redis = OwnRedis::start(port, dir.path());
+    // Redis kept alice and the node's index; bob is missing until the repair.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let repaired = loop {
+        match a.repair().await {
+            Ok(repaired) => break repaired,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("redis did not come back: {e}"),
+        }
+    };
+    assert!(repaired, "the failed registration was not made again");
+    assert_eq!(a.user_node_count(&app, &user("bob")).await.unwrap(), 1);
+    assert_eq!(
+        set(&a.chat_nodes(&app, ChatNumber(2)).await.unwrap().iter().map(String::as_str).collect::<Vec<_>>()),
+        set(&["node-a"])
+    );
+    assert!(!a.repair().await.unwrap(), "nothing left to repair");
+}

@@ -38,6 +38,9 @@ struct LocalUser {
 struct Local {
     users: HashMap<(AppId, UserId), LocalUser>,
     chats: HashMap<(AppId, ChatNumber), usize>,
+    /// A write to Redis failed: Redis may lack entries the counts hold, so
+    /// [`Directory::repair`] registers everything again.
+    dirty: bool,
 }
 
 /// The directory; cheap to clone.
@@ -202,7 +205,11 @@ impl Directory {
         for key in &changes.remove {
             pipes.of(key).srem(key, &self.node).ignore();
         }
-        pipes.run(&self.conn).await.map_err(DirectoryError)
+        let result = pipes.run(&self.conn).await.map_err(DirectoryError);
+        if result.is_err() {
+            self.lock().dirty = true;
+        }
+        result
     }
 
     /// The nodes with online members of `chat` (this one included, if so).
@@ -277,7 +284,8 @@ impl Directory {
     }
 
     /// Registers this node's entries again when its index is gone (Redis
-    /// restarted empty, or the node was purged by mistake); returns whether it did.
+    /// restarted empty, or the node was purged by mistake) or a write failed
+    /// (a session opened while Redis timed out); returns whether it did.
     pub async fn repair(&self) -> Result<bool, DirectoryError> {
         let mut conn = self.conn.clone();
         let exists: bool = redis::cmd("EXISTS")
@@ -285,9 +293,10 @@ impl Directory {
             .query_async(&mut conn)
             .await
             .map_err(DirectoryError)?;
-        let changes = {
-            let local = self.lock();
-            if exists || local.users.is_empty() {
+        let (changes, dirty) = {
+            let mut local = self.lock();
+            let dirty = std::mem::take(&mut local.dirty);
+            if (exists && !dirty) || local.users.is_empty() {
                 return Ok(false);
             }
             let mut changes = Changes::default();
@@ -297,11 +306,12 @@ impl Directory {
             for (app, chat) in local.chats.keys() {
                 changes.add.push(self.chat_key(app, *chat));
             }
-            changes
+            (changes, dirty)
         };
         tracing::warn!(
             keys = changes.add.len(),
-            "directory entries of this node were gone; registering again"
+            after_failed_write = dirty,
+            "directory entries of this node may be missing; registering again"
         );
         self.apply(changes).await?;
         Ok(true)

@@ -109,8 +109,14 @@ impl Fabric for ClusterFabric {
                 self.send(nodes, &frame);
             }
             Ok(_) => {}
-            // Persisted: remote recipients catch up with `hello`.
-            Err(e) => tracing::warn!(error = %e, "cannot read the directory; remote sessions miss an event"),
+            // Without the routes every live peer gets the frame: each resolves
+            // the audience itself, so nobody misses a live event while Redis
+            // is slow (only a node with none of them does a little work for nothing).
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the directory; sending the event to every peer");
+                let frame = Bytes::from(Wire::event(app, event, audience).encode());
+                self.send(self.peers.all().into_iter().map(|(n, _)| n), &frame);
+            }
         }
     }
 
