@@ -67,39 +67,10 @@ done
 EXPECTED=${#TARGET_LIST[@]}
 [[ $PORT =~ ^[0-9]+$ ]] || die "WEFT_PROMETHEUS_PORT must be a port number, not '$PORT'"
 
-# apt_install PKG...: noninteractive install with a policy-rc.d that keeps the package's
-# scripts from starting its own daemon (this script starts Prometheus itself, on loopback);
-# `apt-get update` when a package has no candidate or the install fails on stale lists.
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install by hand: $*"
-    (
-        export DEBIAN_FRONTEND=noninteractive
-        made_policy=0
-        if [ ! -e /usr/sbin/policy-rc.d ]; then
-            printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-            $SUDO chmod 755 /usr/sbin/policy-rc.d
-            made_policy=1
-        fi
-        trap '[ "$made_policy" = 1 ] && $SUDO rm -f /usr/sbin/policy-rc.d' EXIT
-        updated=0
-        for p in "$@"; do
-            policy=$(apt-cache policy "$p" 2>/dev/null || true)
-            if ! grep -q 'Candidate: [^(]' <<<"$policy"; then
-                log "apt-get update (no candidate for $p)"
-                $SUDO apt-get update -q
-                updated=1
-                break
-            fi
-        done
-        log "apt-get install $*"
-        if ! $SUDO apt-get install -y -q --no-install-recommends "$@"; then
-            [ "$updated" = 1 ] && exit 1
-            log "install failed; apt-get update and retry"
-            $SUDO apt-get update -q
-            $SUDO apt-get install -y -q --no-install-recommends "$@"
-        fi
-    ) >&2 || die "apt-get install $* failed"
-}
+# apt_install PKG... (scripts/lib/apt.sh): keeps the package's own daemon from starting;
+# this script starts Prometheus itself, on loopback.
+# shellcheck source=scripts/lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 prometheus_bin() {
     command -v prometheus 2>/dev/null || { [ -x /usr/bin/prometheus ] && echo /usr/bin/prometheus; } || true
