@@ -25,24 +25,16 @@ enum Command {
     Fanout {
         #[command(flatten)]
         common: Common,
-        /// Members of the chat, each with a receiving socket.
-        #[arg(long, default_value_t = 100)]
-        members: usize,
-        /// Members that also send, each from a second socket.
-        #[arg(long, default_value_t = 1)]
-        senders: usize,
+        #[command(flatten)]
+        chat: OneChat,
     },
     /// Fan-out across a cluster: senders on the first node of --spread,
     /// receivers on the others, so every delivery crosses nodes.
     Cluster {
         #[command(flatten)]
         common: Common,
-        /// Members of the chat, each with a receiving socket.
-        #[arg(long, default_value_t = 100)]
-        members: usize,
-        /// Members that also send, each from a second socket.
-        #[arg(long, default_value_t = 1)]
-        senders: usize,
+        #[command(flatten)]
+        chat: OneChat,
     },
     /// Direct chats: pairs of users, each side sending to the other.
     Dm {
@@ -136,6 +128,23 @@ enum Command {
     },
     /// The header of the markdown table the rows belong to.
     Header,
+}
+
+/// The chat of the fan-out scenarios.
+#[derive(Args)]
+struct OneChat {
+    /// Members of the chat, each with a receiving socket.
+    #[arg(long, default_value_t = 100)]
+    members: usize,
+    /// Members that also send, each from a second socket.
+    #[arg(long, default_value_t = 1)]
+    senders: usize,
+}
+
+impl OneChat {
+    fn fanout(&self, apart: bool) -> Fanout {
+        Fanout { members: self.members, senders: self.senders, apart }
+    }
 }
 
 #[derive(Args)]
@@ -293,14 +302,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::IdleWorker { sources, index, concurrency } => {
             return runtime()?.block_on(weft_loadtest::idle::worker(sources, index, concurrency));
         }
-        Command::Fanout { common, members, senders } => {
+        Command::Fanout { common, chat } => {
             let load = common.load()?;
-            let report = runtime()?.block_on(Fanout { members, senders, apart: false }.run(&load))?;
+            let report = runtime()?.block_on(chat.fanout(false).run(&load))?;
             (common, report)
         }
-        Command::Cluster { common, members, senders } => {
+        Command::Cluster { common, chat } => {
             let load = common.load()?;
-            let report = runtime()?.block_on(Fanout { members, senders, apart: true }.run(&load))?;
+            let report = runtime()?.block_on(chat.fanout(true).run(&load))?;
             (common, report)
         }
         Command::Dm { common, pairs } => {
