@@ -100,6 +100,9 @@ pub struct Metrics {
     pub frames_in: IntCounterVec,
     /// Frames sent to clients, by type.
     pub frames_out: IntCounterVec,
+    /// `frames_out{type="message"}`, held: it counts every live delivery, so
+    /// the hot path skips the label lookup.
+    pub messages_out: IntCounter,
     /// Messages the batch writer committed.
     pub messages_persisted: IntCounter,
     /// Messages per store commit.
@@ -183,6 +186,7 @@ impl Metrics {
             let process = prometheus::process_collector::ProcessCollector::for_self();
             let _ = r.register(Box::new(process));
         }
+        let frames_out = counters(&r, "weft_frames_out_total", "Frames sent to clients, by type.", &["type"]);
         Metrics {
             connections: gauge(&r, "weft_connections", "Open WebSocket sessions."),
             sessions_opened: counter(&r, "weft_sessions_opened_total", "WebSocket sessions opened."),
@@ -198,7 +202,8 @@ impl Metrics {
                 "Frames received from clients, by type.",
                 &["type"],
             ),
-            frames_out: counters(&r, "weft_frames_out_total", "Frames sent to clients, by type.", &["type"]),
+            messages_out: frames_out.with_label_values(&["message"]),
+            frames_out,
             messages_persisted: counter(
                 &r,
                 "weft_messages_persisted_total",

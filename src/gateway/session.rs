@@ -454,7 +454,7 @@ fn push_outgoing(frames: &mut Vec<WsMessage>, item: Arc<Outgoing>, live: &mut Lo
             let carried = live.resumed.get(&chat).is_some_and(|r| r.sent.contains(&seq));
             if !carried {
                 live.live.record(chat, seq);
-                m.frames_out.with_label_values(&["message"]).inc();
+                m.messages_out.inc();
                 let waited = crate::ids::Timestamp::now().millis().saturating_sub(at).max(0);
                 m.delivery_seconds.observe(waited as f64 / 1000.0);
                 frames.push(WsMessage::Text(frame.clone()));
