@@ -9,7 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{self, ApiState};
 use crate::auth::{AdminKey, JwksVerifier};
-use crate::cache::{MembersCache, RecentCache};
+use crate::cache::{AppsCache, MembersCache, RecentCache};
 use crate::chat::{Caches, ChatService, Fabric};
 use crate::cluster::node::{Cluster, ClusterError, Joined};
 use crate::config::{Backend, Config};
@@ -69,7 +69,8 @@ impl Node {
         };
         let members = MembersCache::new(Duration::from_millis(config.cache.members_ttl_ms));
         let jwks = JwksVerifier::new(config.jwks.clone());
-        let caches = Caches { members, recent, jwks };
+        let apps = AppsCache::new(Duration::from_millis(config.cache.apps_ttl_ms));
+        let caches = Caches { members, recent, apps, jwks };
         let (fabric, cluster): (Arc<dyn Fabric>, _) = match (config.cluster.enabled, seq.redis()) {
             (true, Some(redis)) => {
                 let (cluster, fabric) = Cluster::start(

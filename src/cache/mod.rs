@@ -1,11 +1,13 @@
 //! Caches on the message path: the recent messages of each chat (for
 //! catch-ups) and the member lists of chats (for fan-out).
 
+pub mod apps;
 pub mod members;
 mod recent;
 
 use serde::Deserialize;
 
+pub use apps::AppsCache;
 pub use members::MembersCache;
 pub use recent::{Compact, RecentCache};
 
@@ -19,10 +21,18 @@ pub struct CacheConfig {
     pub recent_ttl_secs: u64,
     /// How long a chat's member list is reused for fan-out, in ms.
     pub members_ttl_ms: u64,
+    /// How long an application (its secret, for token checks) is reused, in ms;
+    /// 0 reads it from the store every time.
+    pub apps_ttl_ms: u64,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { recent_messages: 200, recent_ttl_secs: 7 * 24 * 3600, members_ttl_ms: 5_000 }
+        Self {
+            recent_messages: 200,
+            recent_ttl_secs: 7 * 24 * 3600,
+            members_ttl_ms: 5_000,
+            apps_ttl_ms: 5_000,
+        }
     }
 }

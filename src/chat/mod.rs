@@ -12,7 +12,7 @@ mod receipts;
 mod send;
 
 use crate::auth::{self, JwksVerifier, SigningSecret, TokenError};
-use crate::cache::{MembersCache, RecentCache};
+use crate::cache::{AppsCache, MembersCache, RecentCache};
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{Application, Chat, ChatKind, Member, Message, MessageRange, Page};
 use crate::sequence::Sequencer;
@@ -75,6 +75,7 @@ pub struct ChatService {
     directs: DirectChats,
     members: MembersCache,
     recent: RecentCache,
+    apps: AppsCache,
     jwks: JwksVerifier,
     fabric: std::sync::Arc<dyn Fabric>,
     /// `sequence.claim_abandon_ms`.
@@ -88,6 +89,8 @@ pub struct Caches {
     pub members: MembersCache,
     /// Recent messages for catch-ups.
     pub recent: RecentCache,
+    /// Applications, for token checks and REST requests.
+    pub apps: AppsCache,
     /// Keys of applications' identity providers.
     pub jwks: JwksVerifier,
 }
@@ -102,7 +105,7 @@ impl ChatService {
         fabric: std::sync::Arc<dyn Fabric>,
         claim_abandon_ms: u64,
     ) -> Self {
-        let Caches { members, recent, jwks } = caches;
+        let Caches { members, recent, apps, jwks } = caches;
         Self {
             claim_abandon_ms: i64::try_from(claim_abandon_ms).unwrap_or(i64::MAX),
             store,
@@ -112,6 +115,7 @@ impl ChatService {
             directs: DirectChats::default(),
             members,
             recent,
+            apps,
             jwks,
             fabric,
         }
@@ -156,10 +160,24 @@ impl ChatService {
 
     /// Finds an application by token, or `ApplicationNotFound`.
     pub async fn application(&self, token: &AppToken) -> Result<Application, ChatError> {
-        let app = self.store.application_by_token(token).await?.ok_or(ChatError::ApplicationNotFound)?;
+        let app = match self.apps.by_token(token) {
+            Some(app) => Application::clone(&app),
+            None => {
+                let seen = self.apps.epoch();
+                let app =
+                    self.store.application_by_token(token).await?.ok_or(ChatError::ApplicationNotFound)?;
+                self.apps.put(seen, &app);
+                app
+            }
+        };
         // The request's span names the application by its public id, never its token.
         tracing::Span::current().record("app", app.id.as_str());
         Ok(app)
+    }
+
+    /// Forgets a cached application (another node rotated its secret).
+    pub fn forget_application(&self, app: &AppId) {
+        self.apps.forget(app);
     }
 
     /// An application with its chat count.
@@ -188,6 +206,7 @@ impl ChatService {
         }
         app.updated_at = Timestamp::now().max(app.created_at);
         self.store.update_application(&app).await?;
+        self.apps.forget(&app.id);
         let chats_count = self.seq.chats_count(&app.id).await?;
         Ok(ApplicationView { app, chats_count })
     }
@@ -199,8 +218,9 @@ impl ChatService {
         app.secret = SigningSecret::generate();
         app.updated_at = Timestamp::now().max(app.created_at);
         self.store.update_application(&app).await?;
+        self.apps.forget(&app.id);
         // Sessions opened with old tokens close (4001), on every node, and
-        // reconnect with new ones.
+        // reconnect with new ones; every node forgets the old secret.
         self.fabric.revoke(&app.id).await;
         Ok(app)
     }
@@ -219,7 +239,19 @@ impl ChatService {
     /// Checks a user token: signed by its application's current secret, not expired.
     pub async fn authenticate(&self, jwt: &str) -> Result<Authenticated, ChatError> {
         let claimed = auth::inspect(jwt)?;
-        let app = self.store.application_by_id(&claimed.app).await?.ok_or(TokenError::UnknownApplication)?;
+        let app = match self.apps.by_id(&claimed.app) {
+            Some(app) => Application::clone(&app),
+            None => {
+                let seen = self.apps.epoch();
+                let app = self
+                    .store
+                    .application_by_id(&claimed.app)
+                    .await?
+                    .ok_or(TokenError::UnknownApplication)?;
+                self.apps.put(seen, &app);
+                app
+            }
+        };
         let user = if claimed.hmac {
             auth::verify(jwt, &app.id, &app.secret)?
         } else {
@@ -311,6 +343,14 @@ impl ChatService {
     ) -> Result<Vec<Message>, ChatError> {
         let app = self.application(token).await?;
         self.ensure_chat(&app.id, chat).await?;
+        // The newest page, the one every chat screen opens with, from the recent cache when it holds it.
+        if range.before.is_none()
+            && range.after.is_none()
+            && range.page.skip == 0
+            && let Some(items) = self.recent.newest(&app.id, chat, range.page.limit).await
+        {
+            return Ok(items);
+        }
         Ok(self.store.messages(&app.id, chat, range).await?)
     }
 

@@ -210,7 +210,12 @@ async fn handle(
             };
             routed.map_err(|_| "cannot update the directory")?;
         }
-        Wire::Revoke { app } => hub.revoke(&AppId::new(app)),
+        Wire::Revoke { app } => {
+            let app = AppId::new(app);
+            // Forgotten first: a reconnect with an old token must not find the old secret.
+            chat.forget_application(&app);
+            hub.revoke(&app);
+        }
     }
     Ok(())
 }
