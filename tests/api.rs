@@ -114,6 +114,12 @@ async fn messages_are_posted_and_listed_newest_first(s: &TestServer) {
     };
     let (_, all) = s.get(&path).await;
     assert_eq!(numbers(&all), (1..=14).rev().collect::<Vec<_>>());
+    // The newest page comes from the recent cache; the same page read from the
+    // store (`before` makes it a store read) is identical, field for field.
+    let (_, newest) = s.get(&format!("{path}?per_page=6")).await;
+    let (_, stored) = s.get(&format!("{path}?per_page=6&before=15")).await;
+    assert_eq!(numbers(&newest), (9..=14).rev().collect::<Vec<_>>());
+    assert_eq!(newest, stored);
     let (_, page) = s.get(&format!("{path}?per_page=5&page=2")).await;
     assert_eq!(numbers(&page), vec![9, 8, 7, 6, 5]);
     let (_, before) = s.get(&format!("{path}?before=5")).await;

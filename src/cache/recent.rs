@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::redis_conn::{RedisConn, SlotPipes};
+use redis::AsyncCommands as _;
 use serde::{Deserialize, Serialize};
 
 use super::CacheConfig;
@@ -197,6 +198,34 @@ impl RecentCache {
     }
 }
 
+impl RecentCache {
+    /// The newest `limit` messages of `chat`, newest first, if the cache
+    /// provably holds them: they run down without a hole, and either fill the
+    /// page or reach message 1 (the whole chat). `None` sends the reader to the store.
+    pub async fn newest(&self, app: &AppId, chat: ChatNumber, limit: usize) -> Option<Vec<Message>> {
+        if limit == 0 {
+            return None;
+        }
+        let items = match &self.backend {
+            Backend::Off => return None,
+            Backend::Local(chats) => {
+                let chats = chats.lock().unwrap_or_else(PoisonError::into_inner);
+                chats.get(&(app.clone(), chat))?.values().rev().take(limit).cloned().collect::<Vec<_>>()
+            }
+            Backend::Redis { conn, prefix, .. } => {
+                let key = key(prefix, app, chat);
+                let stop = isize::try_from(limit).unwrap_or(isize::MAX).saturating_sub(1);
+                let raw: Vec<String> = conn.clone().zrevrange(&key, 0, stop).await.ok()?;
+                raw.iter().map(|r| decode(app, chat, r)).collect::<Option<Vec<_>>>()?
+            }
+        };
+        let newest = items.first()?.number.get();
+        let contiguous = items.iter().zip((1..=newest).rev()).all(|(m, expected)| m.number.get() == expected);
+        let whole = items.len() == limit || items.last().is_some_and(|m| m.number.get() == 1);
+        (contiguous && whole).then_some(items)
+    }
+}
+
 fn key(prefix: &str, app: &AppId, chat: ChatNumber) -> String {
     format!("{prefix}:{{{app}}}:chat:{chat}:recent")
 }
@@ -241,6 +270,27 @@ mod tests {
             reply_to: None,
             created_at: Timestamp(n as i64),
         }
+    }
+
+    #[tokio::test]
+    async fn the_newest_page_is_answered_only_when_the_cache_holds_it_whole() {
+        let config = CacheConfig { recent_messages: 5, ..CacheConfig::default() };
+        let cache = RecentCache::local(&config);
+        let app = AppId::generate();
+        let chat = ChatNumber(1);
+        let numbers = |items: Vec<Message>| items.iter().map(|m| m.number.get()).collect::<Vec<_>>();
+        assert!(cache.newest(&app, chat, 3).await.is_none(), "unknown chat");
+        cache.push(&(1..=3).map(|n| message(&app, n)).collect::<Vec<_>>()).await;
+        assert_eq!(numbers(cache.newest(&app, chat, 2).await.unwrap()), [3, 2]);
+        assert_eq!(numbers(cache.newest(&app, chat, 10).await.unwrap()), [3, 2, 1], "the whole chat");
+        cache.push(&(4..=8).map(|n| message(&app, n)).collect::<Vec<_>>()).await;
+        // Keeps 4..=8: a page of 5 is whole, a page of 6 reaches past the cache.
+        assert_eq!(numbers(cache.newest(&app, chat, 5).await.unwrap()), [8, 7, 6, 5, 4]);
+        assert!(cache.newest(&app, chat, 6).await.is_none());
+        // A hole (a numbering gap, or a failed push) sends the reader to the store.
+        cache.push(&[message(&app, 10)]).await;
+        assert!(cache.newest(&app, chat, 3).await.is_none());
+        assert_eq!(numbers(cache.newest(&app, chat, 1).await.unwrap()), [10]);
     }
 
     #[tokio::test]
