@@ -2,9 +2,9 @@
 # One small run of every weft-load scenario, failing on any lost, duplicated or
 # failed message (a smoke run for CI, not a speed measurement):
 #
-#   fanout, dm, idle   against one node on the embedded store;
-#   cluster, storm     against three nodes of scripts/cluster.sh (Redis + Cassandra),
-#                      storm killing one of them.
+#   fanout, dm, history, idle   against one node on the embedded store;
+#   cluster, storm              against three nodes of scripts/cluster.sh (Redis + Cassandra),
+#                               storm killing one of them.
 #
 # Uses the debug binaries (built here) unless WEFT_BIN and WEFT_LOAD_BIN name others.
 # Loopback only; every run is bounded; every node it starts is stopped on exit. The
@@ -54,6 +54,9 @@ log "fanout"
 "$LOAD" fanout --url "http://127.0.0.1:$PORT" --members 20 --senders 2 --rate 40 "${short[@]}"
 log "dm"
 "$LOAD" dm --url "http://127.0.0.1:$PORT" --pairs 20 --rate 40 "${short[@]}"
+log "history (REST reads: old pages from the store, then the newest page)"
+"$LOAD" history --url "http://127.0.0.1:$PORT" --messages 300 --concurrency 4 \
+    --duration-secs 1 --warmup-secs 1 --check
 log "idle (two generator processes, two source addresses)"
 "$LOAD" idle --url "http://127.0.0.1:$PORT" --connections 400 --processes 2 --sources 2 --hold-secs 1
 kill "$NODE_PID"

@@ -1,7 +1,8 @@
 //! weft-load: a load generator for weft's real-time delivery.
 //!
-//! It drives one running node over its public interfaces only (REST to set up,
-//! WebSockets to send and receive), so it measures what a client sees. Modules:
+//! It drives one running node over its public interfaces only (REST to set up
+//! and to read history, WebSockets to send and receive), so it measures what a
+//! client sees. Modules:
 //!
 //! - [`node`]: the node under test (loopback only) and the REST calls that set up
 //!   applications, chats, members and user tokens;
@@ -11,8 +12,10 @@
 //! - [`scenario`]: `fanout` (one chat, many members) and `dm` (many direct chats);
 //! - [`idle`]: many held connections and what they cost the node;
 //! - [`storm`]: a node killed under its clients, who reconnect and resume;
+//! - [`history`]: REST reads of a chat's history, old pages (the store) and the newest one;
 //! - [`report`]: results as JSON and a markdown row, and the median of several runs.
 
+pub mod history;
 pub mod idle;
 pub mod node;
 pub mod report;

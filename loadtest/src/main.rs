@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use weft_loadtest::history::{self, History, HistoryReport};
 use weft_loadtest::idle::{Idle, IdleReport};
 use weft_loadtest::storm::{Storm, StormReport};
 use weft_loadtest::{Dm, Fanout, Load, Node, Report, Timing, report};
@@ -110,6 +112,8 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// History reads over REST: old pages (from the store), then the newest page.
+    History(HistoryArgs),
     /// (Internal) one generator process of `idle --processes N`.
     #[command(hide = true)]
     IdleWorker {
@@ -120,14 +124,89 @@ enum Command {
         #[arg(long)]
         concurrency: usize,
     },
-    /// The median of several runs' `--out` files, as one markdown row.
+    /// The median of several runs' `--out` files, as one markdown row (a row per phase for history).
     Median {
         /// JSON results of runs of one scenario.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// The header of the markdown table the rows belong to.
-    Header,
+    Header {
+        /// The scenario of the rows: fanout, cluster and dm share one table.
+        #[arg(long, value_enum, default_value_t = Table::Fanout)]
+        scenario: Table,
+    },
+}
+
+/// The scenarios `weft-load header` knows the table of.
+#[derive(Clone, Copy, ValueEnum)]
+enum Table {
+    Fanout,
+    Cluster,
+    Dm,
+    History,
+}
+
+#[derive(Args)]
+struct HistoryArgs {
+    /// The node, e.g. http://127.0.0.1:8080 (loopback only).
+    #[arg(long)]
+    url: String,
+    /// The node's admin key, if it has one (to create the application).
+    #[arg(long)]
+    admin_key: Option<String>,
+    /// Messages posted into the chat before the reads.
+    #[arg(long, default_value_t = 2000)]
+    messages: u64,
+    /// Messages per page (the node serves at most 500).
+    #[arg(long, default_value_t = 50)]
+    per_page: u64,
+    /// Readers, each with one read in flight at a time.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Size of each message body, in bytes.
+    #[arg(long, default_value_t = 64)]
+    body_bytes: usize,
+    /// Seconds measured per phase, after its warm-up.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Seconds of reads before each phase's measured window.
+    #[arg(long, default_value_t = 2)]
+    warmup_secs: u64,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Fail (exit 1) if any read failed or was answered wrongly.
+    #[arg(long)]
+    check: bool,
+}
+
+impl HistoryArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let node = Node::new(&self.url, self.admin_key)?;
+        let history = History {
+            messages: self.messages,
+            per_page: self.per_page,
+            concurrency: self.concurrency,
+            body_bytes: self.body_bytes,
+            warmup: Duration::from_secs(self.warmup_secs),
+            measure: Duration::from_secs(self.duration_secs),
+        };
+        let report = runtime()?.block_on(history.run(&node))?;
+        write_out(self.out.as_ref(), &report)?;
+        eprintln!(
+            "weft-load: history: {} store and {} newest reads measured, {} errors",
+            report.store.requests,
+            report.newest.requests,
+            report.errors()
+        );
+        print!("{}", HistoryReport::HEADER);
+        println!("{}", report.rows());
+        if self.check {
+            anyhow::ensure!(report.errors() == 0, "check failed: {} reads failed", report.errors());
+        }
+        Ok(())
+    }
 }
 
 /// The chat of the fan-out scenarios.
@@ -219,15 +298,19 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let (common, report) = match cli.command {
-        Command::Header => {
-            print!("{}", report::HEADER);
+        Command::Header { scenario } => {
+            match scenario {
+                Table::Fanout | Table::Cluster | Table::Dm => print!("{}", report::HEADER),
+                Table::History => print!("{}", HistoryReport::HEADER),
+            }
             return Ok(());
         }
         Command::Median { files } => {
-            let reports = files.iter().map(read).collect::<anyhow::Result<Vec<_>>>()?;
-            println!("{}", report::median_row(&reports)?);
+            let results = files.iter().map(read).collect::<anyhow::Result<Vec<_>>>()?;
+            println!("{}", median(results)?);
             return Ok(());
         }
+        Command::History(args) => return args.run(),
         Command::Idle {
             url,
             admin_key,
@@ -249,11 +332,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 metrics_token,
             };
             let report = runtime()?.block_on(idle.run(&node))?;
-            if let Some(out) = &out {
-                let json = serde_json::to_string_pretty(&report)?;
-                std::fs::write(out, json + "\n")
-                    .with_context(|| format!("cannot write {}", out.display()))?;
-            }
+            write_out(out.as_ref(), &report)?;
             eprintln!("weft-load: idle: {} held, {} failed", report.connections, report.failed);
             print!("{}", IdleReport::HEADER);
             println!("{}", report.row());
@@ -284,11 +363,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 settle: Duration::from_secs(settle_secs),
             };
             let report = runtime()?.block_on(storm.run(&node, &spread))?;
-            if let Some(out) = &out {
-                let json = serde_json::to_string_pretty(&report)?;
-                std::fs::write(out, json + "\n")
-                    .with_context(|| format!("cannot write {}", out.display()))?;
-            }
+            write_out(out.as_ref(), &report)?;
             print!("{}", StormReport::HEADER);
             println!("{}", report.row());
             anyhow::ensure!(
@@ -322,10 +397,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         "weft-load: {} acked, {} missing, {} duplicates, {} unexpected deliveries, errors {:?}",
         report.acked_total, report.missing, report.duplicates, report.unexpected_deliveries, report.errors
     );
-    if let Some(out) = &common.out {
-        let json = serde_json::to_string_pretty(&report)?;
-        std::fs::write(out, json + "\n").with_context(|| format!("cannot write {}", out.display()))?;
-    }
+    write_out(common.out.as_ref(), &report)?;
     println!("{}", report.row());
     if common.check {
         let errors: u64 = report.errors.values().sum();
@@ -344,7 +416,44 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
-fn read(file: &PathBuf) -> anyhow::Result<Report> {
+/// Writes the results as JSON to `out`, if given.
+fn write_out(out: Option<&PathBuf>, report: &impl Serialize) -> anyhow::Result<()> {
+    if let Some(out) = out {
+        let json = serde_json::to_string_pretty(report)?;
+        std::fs::write(out, json + "\n").with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    Ok(())
+}
+
+/// A `--out` file: a delivery run (fanout, cluster, dm) or a history run.
+enum Results {
+    Delivery(Report),
+    History(HistoryReport),
+}
+
+fn read(file: &PathBuf) -> anyhow::Result<Results> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a weft-load result", file.display()))
+    let not_ours = || format!("{} is not a weft-load result", file.display());
+    let value: serde_json::Value = serde_json::from_str(&text).with_context(not_ours)?;
+    Ok(if value["scenario"] == history::SCENARIO {
+        Results::History(serde_json::from_value(value).with_context(not_ours)?)
+    } else {
+        Results::Delivery(serde_json::from_value(value).with_context(not_ours)?)
+    })
+}
+
+/// The median row(s) of runs of one scenario.
+fn median(results: Vec<Results>) -> anyhow::Result<String> {
+    let (mut delivery, mut reads) = (Vec::new(), Vec::new());
+    for result in results {
+        match result {
+            Results::Delivery(r) => delivery.push(r),
+            Results::History(r) => reads.push(r),
+        }
+    }
+    match (delivery.is_empty(), reads.is_empty()) {
+        (false, true) => report::median_row(&delivery),
+        (true, false) => history::median_rows(&reads),
+        _ => anyhow::bail!("the reports are of different scenarios"),
+    }
 }

@@ -141,6 +141,28 @@ impl Node {
         Ok(created.number)
     }
 
+    /// `GET .../chats/:number/messages?per_page&before`: the numbers of one page,
+    /// newest first (no `before`: the newest page).
+    pub async fn message_numbers(
+        &self,
+        app: &AppToken,
+        chat: u64,
+        per_page: u64,
+        before: Option<u64>,
+    ) -> anyhow::Result<Vec<u64>> {
+        let mut url = self.url(&format!("/api/v1/applications/{}/chats/{chat}/messages", app.0))?;
+        url.query_pairs_mut().append_pair("per_page", &per_page.to_string());
+        if let Some(before) = before {
+            url.query_pairs_mut().append_pair("before", &before.to_string());
+        }
+        let page: Vec<Numbered> = expect(self.http.get(url).send().await, StatusCode::OK, "list messages")
+            .await?
+            .json()
+            .await
+            .context("cannot read a page of messages")?;
+        Ok(page.into_iter().map(|m| m.number).collect())
+    }
+
     /// `GET /metrics` of the node (REST node), as text; `token` or the admin key as bearer.
     pub async fn metrics(&self, token: Option<&str>) -> anyhow::Result<String> {
         let mut request = self.http.get(self.url("/metrics")?);

@@ -15,7 +15,8 @@ pub const HEADER: &str = "\
 |---|---|---|---|---|---|---|---|---|---|---|
 ";
 
-/// Send→receive latency of the messages sent in the measured window, in ms.
+/// Latency percentiles, in ms: send→receive of the messages sent in the
+/// measured window, or request→answer of the `history` reads.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Latency {
     /// Median.
@@ -26,8 +27,29 @@ pub struct Latency {
     pub p999: f64,
     /// Largest.
     pub max: f64,
-    /// Deliveries measured.
+    /// Samples measured (deliveries, or reads).
     pub samples: u64,
+}
+
+impl Latency {
+    /// The percentiles of latencies in µs.
+    pub(crate) fn of_micros(samples: impl IntoIterator<Item = u32>) -> Latency {
+        // 1 µs to 1 hour at 3 significant figures.
+        let Ok(mut h) = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3) else {
+            return Latency::default();
+        };
+        for us in samples {
+            h.saturating_record(u64::from(us).max(1));
+        }
+        let ms = |us: u64| us as f64 / 1_000.0;
+        Latency {
+            p50: ms(h.value_at_quantile(0.5)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+            samples: h.len(),
+        }
+    }
 }
 
 /// The figures of one run.
@@ -107,8 +129,6 @@ impl Report {
     /// Sums the sockets' outcomes.
     pub(crate) fn new(run: Run<'_>, outcomes: &[Outcome], check: Check) -> Report {
         let mut errors = BTreeMap::new();
-        // 1 µs to 1 hour at 3 significant figures: one histogram for the whole run.
-        let mut latencies = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).ok();
         let (mut sent, mut deliveries, mut acked, mut duplicates, mut lost) = (0, 0, 0, 0, 0);
         for o in outcomes {
             sent += o.sent_in_window;
@@ -119,20 +139,9 @@ impl Report {
             for (kind, n) in &o.errors {
                 *errors.entry(kind.clone()).or_default() += n;
             }
-            if let Some(h) = latencies.as_mut() {
-                for &us in &o.latencies_us {
-                    h.saturating_record(u64::from(us).max(1));
-                }
-            }
         }
-        let ms = |us: u64| us as f64 / 1_000.0;
-        let latency_ms = latencies.map_or_else(Latency::default, |h| Latency {
-            p50: ms(h.value_at_quantile(0.5)),
-            p99: ms(h.value_at_quantile(0.99)),
-            p999: ms(h.value_at_quantile(0.999)),
-            max: ms(h.max()),
-            samples: h.len(),
-        });
+        // One histogram for the whole run.
+        let latency_ms = Latency::of_micros(outcomes.iter().flat_map(|o| o.latencies_us.iter().copied()));
         let per_sec = |n: u64| if run.measured_secs > 0.0 { n as f64 / run.measured_secs } else { 0.0 };
         Report {
             scenario: run.scenario.to_owned(),
@@ -240,7 +249,8 @@ pub fn median_row(reports: &[Report]) -> anyhow::Result<String> {
     Ok(row.markdown(&label(first)))
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+/// The median of `values` (0 for none).
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     match values.len() {
         0 => 0.0,
