@@ -354,7 +354,7 @@ impl Client {
             let url =
                 format!("{}/ws?token={}", base.trim_end_matches('/').replace("http://", "ws://"), self.jwt);
             let Ok(Ok((mut ws, _))) =
-                tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(url)).await
+                tokio::time::timeout(Duration::from_secs(5), crate::socket::connect(&url)).await
             else {
                 continue;
             };

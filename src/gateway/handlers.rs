@@ -172,7 +172,8 @@ impl Session {
                         total += page.items.len();
                         position = page.next;
                         // Messages this session already got live are not repeated.
-                        page.items.retain(|m| !live.live.contains(chat, m.number));
+                        let got_live = live.live.of_chat(chat);
+                        page.items.retain(|m| !got_live.contains(&m.number));
                         sent.extend(page.items.iter().map(|m| m.number));
                         let last = !page.has_more || total >= max;
                         if !page.items.is_empty() || last {

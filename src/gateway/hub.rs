@@ -61,10 +61,14 @@ pub struct SessionHandle {
 
 type Key = (AppId, UserId);
 
+/// Sessions by application and user. Looked up once per recipient of every
+/// event, so hashed with foldhash (randomly seeded per process) rather than SipHash.
+type Sessions = HashMap<Key, Vec<SessionHandle>, foldhash::fast::RandomState>;
+
 /// The local session registry; cheap to clone.
 #[derive(Clone, Default)]
 pub struct Hub {
-    sessions: Arc<Mutex<HashMap<Key, Vec<SessionHandle>>>>,
+    sessions: Arc<Mutex<Sessions>>,
     next_id: Arc<AtomicU64>,
     open: Arc<AtomicUsize>,
     presence: Presence,
@@ -147,21 +151,17 @@ impl Hub {
         item: &Arc<Outgoing>,
         except: Option<SessionId>,
     ) {
-        let targets: Vec<SessionHandle> = {
-            let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut key = (app.clone(), UserId::from_store(String::new()));
-            let mut targets = Vec::new();
-            for user in users {
-                user.clone_into(&mut key.1);
-                if let Some(list) = sessions.get(&key) {
-                    targets.extend(list.iter().filter(|s| Some(s.id) != except).cloned());
+        // Queued under the lock: `try_send` never waits, and cloning each
+        // handle out of the map (a sender and two tokens) cost more than the sends.
+        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut key = (app.clone(), UserId::from_store(String::new()));
+        for user in users {
+            user.clone_into(&mut key.1);
+            let Some(list) = sessions.get(&key) else { continue };
+            for session in list.iter().filter(|s| Some(s.id) != except) {
+                if session.outbox.try_send(Arc::clone(item)).is_err() {
+                    session.slow.cancel();
                 }
-            }
-            targets
-        };
-        for session in targets {
-            if session.outbox.try_send(Arc::clone(item)).is_err() {
-                session.slow.cancel();
             }
         }
     }

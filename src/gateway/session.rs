@@ -99,11 +99,11 @@ pub(super) struct Resumed {
 }
 
 /// The live messages a session wrote most recently, so that a later
-/// catch-up does not repeat them.
+/// catch-up does not repeat them. Recorded on every delivery and read only by
+/// a `hello`, so recording is a push onto a ring and the reader builds its set.
 #[derive(Default)]
 pub(super) struct LiveLog {
     order: std::collections::VecDeque<(ChatNumber, MessageNumber)>,
-    sent: HashSet<(ChatNumber, MessageNumber)>,
 }
 
 impl LiveLog {
@@ -111,19 +111,15 @@ impl LiveLog {
     const KEEP: usize = 1024;
 
     fn record(&mut self, chat: ChatNumber, seq: MessageNumber) {
-        if self.sent.insert((chat, seq)) {
-            self.order.push_back((chat, seq));
+        if self.order.len() == Self::KEEP {
+            self.order.pop_front();
         }
-        while self.order.len() > Self::KEEP {
-            if let Some(old) = self.order.pop_front() {
-                self.sent.remove(&old);
-            }
-        }
+        self.order.push_back((chat, seq));
     }
 
-    /// Whether `seq` of `chat` was written live.
-    pub(super) fn contains(&self, chat: ChatNumber, seq: MessageNumber) -> bool {
-        self.sent.contains(&(chat, seq))
+    /// The numbers of `chat` written live.
+    pub(super) fn of_chat(&self, chat: ChatNumber) -> HashSet<MessageNumber> {
+        self.order.iter().filter(|(c, _)| *c == chat).map(|&(_, seq)| seq).collect()
     }
 }
 
@@ -241,10 +237,11 @@ impl Session {
                 },
                 Some(item) = pending.recv() => {
                     let mut frames = Vec::with_capacity(8);
-                    push_outgoing(&mut frames, item, &mut live);
+                    let now = Timestamp::now().millis();
+                    push_outgoing(&mut frames, item, &mut live, now);
                     while frames.len() < WRITE_BATCH {
                         let Ok(item) = pending.try_recv() else { break };
-                        push_outgoing(&mut frames, item, &mut live);
+                        push_outgoing(&mut frames, item, &mut live, now);
                     }
                     Box::pin(self.write(&mut sink, &slow, frames)).await
                 },
@@ -443,7 +440,7 @@ fn count_close(code: Option<u16>) {
 }
 
 /// Adds an outbox item to the frames to write, unless a catch-up carried it.
-fn push_outgoing(frames: &mut Vec<WsMessage>, item: Arc<Outgoing>, live: &mut LoopState) {
+fn push_outgoing(frames: &mut Vec<WsMessage>, item: Arc<Outgoing>, live: &mut LoopState, now: i64) {
     let m = crate::metrics::metrics();
     match &*item {
         Outgoing::Frame { kind, frame } => {
@@ -455,7 +452,7 @@ fn push_outgoing(frames: &mut Vec<WsMessage>, item: Arc<Outgoing>, live: &mut Lo
             if !carried {
                 live.live.record(chat, seq);
                 m.messages_out.inc();
-                let waited = crate::ids::Timestamp::now().millis().saturating_sub(at).max(0);
+                let waited = now.saturating_sub(at).max(0);
                 m.delivery_seconds.observe(waited as f64 / 1000.0);
                 frames.push(WsMessage::Text(frame.clone()));
             }
