@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiParts, ApiState};
 use crate::auth::{AdminKey, JwksVerifier};
 use crate::cache::{AppsCache, MembersCache, RecentCache};
 use crate::chat::{Caches, ChatService, Fabric};
@@ -129,7 +129,7 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
     // Stops the listener (and the heartbeat) once the sessions have drained.
     let stop_http = CancellationToken::new();
     let ticks = spawn_heartbeat(&config, limits.clone(), stop_http.clone());
-    let state = ApiState {
+    let state = ApiState::new(ApiParts {
         chat,
         admin_key,
         metrics_key: (!config.metrics.token.is_empty()).then(|| AdminKey::new(config.metrics.token.clone())),
@@ -142,7 +142,7 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
         limits,
         ticks,
         membership: joined.as_ref().map(Joined::membership),
-    };
+    });
     let router = api::router(state);
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let window = Duration::from_millis(config.server.drain_window_ms);

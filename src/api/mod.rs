@@ -26,9 +26,28 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
 
-/// What every handler can reach.
+/// What every handler can reach: one shared [`ApiParts`], so a clone (one per
+/// request, and one held by every WebSocket session) is a reference count.
 #[derive(Clone)]
-pub struct ApiState {
+pub struct ApiState(std::sync::Arc<ApiParts>);
+
+impl ApiState {
+    /// Shares `parts` with every handler.
+    pub fn new(parts: ApiParts) -> Self {
+        Self(std::sync::Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for ApiState {
+    type Target = ApiParts;
+
+    fn deref(&self) -> &ApiParts {
+        &self.0
+    }
+}
+
+/// The parts of the [`ApiState`].
+pub struct ApiParts {
     /// The domain.
     pub chat: ChatService,
     /// Guards application creation when set.
@@ -55,7 +74,7 @@ pub struct ApiState {
     pub membership: Option<crate::cluster::membership::Membership>,
 }
 
-impl ApiState {
+impl ApiParts {
     /// Checks the admin key when one is configured (without one, nothing is guarded).
     pub fn check_admin(&self, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
         let Some(key) = &self.admin_key else {

@@ -72,21 +72,23 @@ impl AppsCache {
     }
 
     /// Keeps `app`, read from the store after `seen` was taken, unless it was
-    /// forgotten (or anything else was) in between.
-    pub fn put(&self, seen: Epoch, app: &Application) {
+    /// forgotten (or anything else was) in between; returns it shared.
+    pub fn put(&self, seen: Epoch, app: Application) -> Arc<Application> {
+        let app = Arc::new(app);
         if self.ttl.is_zero() {
-            return;
+            return app;
         }
         let mut inner = self.lock();
         if inner.epoch != seen.0 {
-            return;
+            return app;
         }
         if inner.by_id.len() >= MAX_APPS {
             inner.by_id.clear();
             inner.by_token.clear();
         }
         inner.by_token.insert(app.token.clone(), app.id.clone());
-        inner.by_id.insert(app.id.clone(), (Arc::new(app.clone()), Instant::now()));
+        inner.by_id.insert(app.id.clone(), (Arc::clone(&app), Instant::now()));
+        app
     }
 
     /// Forgets `app` after it changed (its secret, name or identity provider).
@@ -122,7 +124,7 @@ mod tests {
         let cache = AppsCache::new(Duration::from_secs(60));
         let a = app();
         assert!(cache.by_id(&a.id).is_none());
-        cache.put(cache.epoch(), &a);
+        cache.put(cache.epoch(), a.clone());
         assert_eq!(cache.by_id(&a.id).unwrap().secret, a.secret);
         assert_eq!(cache.by_token(&a.token).unwrap().id, a.id);
         assert!(cache.by_token(&AppToken::generate()).is_none());
@@ -138,9 +140,9 @@ mod tests {
         let seen = cache.epoch();
         // The secret is rotated (and forgotten) while the old row is in flight.
         cache.forget(&stale.id);
-        cache.put(seen, &stale);
+        cache.put(seen, stale.clone());
         assert!(cache.by_id(&stale.id).is_none());
-        cache.put(cache.epoch(), &stale);
+        cache.put(cache.epoch(), stale.clone());
         assert!(cache.by_id(&stale.id).is_some());
     }
 
@@ -148,10 +150,10 @@ mod tests {
     fn entries_expire_and_a_zero_ttl_keeps_nothing() {
         let a = app();
         let cache = AppsCache::new(Duration::ZERO);
-        cache.put(cache.epoch(), &a);
+        cache.put(cache.epoch(), a.clone());
         assert!(cache.by_id(&a.id).is_none());
         let cache = AppsCache::new(Duration::from_millis(20));
-        cache.put(cache.epoch(), &a);
+        cache.put(cache.epoch(), a.clone());
         std::thread::sleep(Duration::from_millis(40));
         assert!(cache.by_id(&a.id).is_none());
     }

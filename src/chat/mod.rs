@@ -57,8 +57,8 @@ pub struct NewMessage {
 /// Who a verified user token names.
 #[derive(Clone, Debug)]
 pub struct Authenticated {
-    /// The application.
-    pub app: Application,
+    /// The application (shared with the application cache).
+    pub app: std::sync::Arc<Application>,
     /// The user.
     pub user: UserId,
     /// When the token expires (sessions opened with it close then, with 4001).
@@ -166,8 +166,7 @@ impl ChatService {
                 let seen = self.apps.epoch();
                 let app =
                     self.store.application_by_token(token).await?.ok_or(ChatError::ApplicationNotFound)?;
-                self.apps.put(seen, &app);
-                app
+                Application::clone(&self.apps.put(seen, app))
             }
         };
         // The request's span names the application by its public id, never its token.
@@ -240,7 +239,7 @@ impl ChatService {
     pub async fn authenticate(&self, jwt: &str) -> Result<Authenticated, ChatError> {
         let claimed = auth::inspect(jwt)?;
         let app = match self.apps.by_id(&claimed.app) {
-            Some(app) => Application::clone(&app),
+            Some(app) => app,
             None => {
                 let seen = self.apps.epoch();
                 let app = self
@@ -248,8 +247,7 @@ impl ChatService {
                     .application_by_id(&claimed.app)
                     .await?
                     .ok_or(TokenError::UnknownApplication)?;
-                self.apps.put(seen, &app);
-                app
+                self.apps.put(seen, app)
             }
         };
         let user = if claimed.hmac {

@@ -10,6 +10,7 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, 
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use futures::future::Either;
 use futures::stream::SplitSink;
 use futures::{SinkExt as _, StreamExt as _};
 use tokio::sync::mpsc;
@@ -59,12 +60,13 @@ pub async fn ws_handler(
         // reaches the client instead of a reset (1 KiB made it a reset).
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| async move {
-            match slot {
-                Some(slot) => Session::new(state, who).run(socket, slot).await,
-                // Upgraded first so that browsers see why: they cannot read a refused handshake.
-                None => refuse(socket).await,
-            }
+        // Plain closures and `Either` rather than async blocks: each async
+        // layer would keep its own copy of what it hands down (rust#62958),
+        // and every idle session holds this future.
+        .on_upgrade(move |socket| match slot {
+            Some(slot) => Either::Left(Session::new(state, who).run(socket, slot)),
+            // Upgraded first so that browsers see why: they cannot read a refused handshake.
+            None => Either::Right(refuse(socket)),
         })
 }
 
@@ -80,7 +82,7 @@ async fn refuse(mut socket: WebSocket) {
 /// An authenticated session.
 pub(super) struct Session {
     pub(super) state: ApiState,
-    pub(super) app: Application,
+    pub(super) app: Arc<Application>,
     pub(super) user: UserId,
     pub(super) id: SessionId,
     /// When the token the session opened with expires.
@@ -157,17 +159,18 @@ impl Session {
         Self { state, app: who.app, user: who.user, id, expires_at: who.expires_at }
     }
 
-    async fn run(self, socket: WebSocket, slot: Slot) {
+    fn run(self, socket: WebSocket, slot: Slot) -> impl Future<Output = ()> + Send {
         // One span per session, carried by its task across every await.
         let span = tracing::info_span!("session", app = %self.app.id, user = %self.user, session = self.id);
-        tracing::Instrument::instrument(self.serve(socket, slot), span).await;
+        // Split here, not in `serve`: its future would keep the socket's slot too.
+        let (sink, stream) = socket.split();
+        tracing::Instrument::instrument(self.serve(sink, stream, slot), span)
     }
 
     /// The session's loop. Every idle session is one such future, so the
     /// rarer steps (catch-ups, answers, writes, ticks) are boxed: the future
     /// keeps only the loop's own state, not the largest step's.
-    async fn serve(self, socket: WebSocket, _slot: Slot) {
-        let (mut sink, mut stream) = socket.split();
+    async fn serve(self, mut sink: Sink, mut stream: futures::stream::SplitStream<WebSocket>, _slot: Slot) {
         let (outbox, mut pending) = mpsc::channel(self.state.gateway.outbox_frames.max(1));
         let slow = CancellationToken::new();
         let revoked = CancellationToken::new();
