@@ -147,3 +147,50 @@ async fn contract_all_on_one_shared_store() {
     tokio::join!(contract::all(shared), contract::all(shared));
     drop_keyspace(&cfg).await;
 }
+
+/// The batch writer on CQL commits each chat of a batch apart: concurrent
+/// senders into many chats are all answered, each message is stored once,
+/// and batches still form.
+#[tokio::test]
+async fn the_batch_writer_commits_many_chats_apart() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use weft::ids::{AppId, ChatNumber};
+    use weft::model::{MessageRange, Page};
+    use weft::store::{BatchConfig, BatchWriter, DynStore};
+
+    let (store, cfg) = migrated_store().await;
+    let store: DynStore = Arc::new(store);
+    assert!(store.chats_commit_apart());
+    let tracker = tokio_util::task::TaskTracker::new();
+    let config = BatchConfig { max_messages: 64, max_delay_ms: 5, ..BatchConfig::default() };
+    let writer = BatchWriter::spawn(Arc::clone(&store), &config, &tracker);
+    let app = AppId::generate();
+    let (chats, per_chat) = (30u64, 20u64);
+    let writes: Vec<_> = (1..=per_chat)
+        .flat_map(|n| (1..=chats).map(move |chat| (chat, n)))
+        .map(|(chat, n)| {
+            let (writer, app) = (writer.clone(), app.clone());
+            tokio::spawn(async move {
+                writer.write(contract::message(&app, chat, n, format!("{chat}/{n}"))).await
+            })
+        })
+        .collect();
+    for write in writes {
+        write.await.unwrap().unwrap();
+    }
+    let stats = writer.stats();
+    assert_eq!(stats.messages.load(Ordering::Relaxed), chats * per_chat);
+    assert!(stats.batches.load(Ordering::Relaxed) < chats * per_chat, "no batch held two messages");
+    for chat in 1..=chats {
+        let range = MessageRange { before: None, after: None, page: Page { skip: 0, limit: 100 } };
+        let stored = store.messages(&app, ChatNumber(chat), range).await.unwrap();
+        let numbers: Vec<u64> = stored.iter().map(|m| m.number.get()).collect();
+        assert_eq!(numbers, (1..=per_chat).rev().collect::<Vec<_>>(), "chat {chat}");
+        assert!(stored.iter().all(|m| m.body == format!("{chat}/{}", m.number.get())));
+    }
+    writer.close();
+    tracker.close();
+    tracker.wait().await;
+    drop_keyspace(&cfg).await;
+}

@@ -4,18 +4,24 @@
 //! queued (up to `max_messages`, waiting at most `max_delay_ms` for more) and
 //! commits it as one store call, with up to `max_in_flight` commits running at
 //! once. Under load, batches grow by themselves while earlier commits are in
-//! flight; when idle, a lone message is committed at once.
+//! flight; when idle, a lone message is committed at once. On a store whose
+//! chats are written apart (CQL), a batch's chats are written concurrently and
+//! each chat's senders are answered when their chat is written, not when the
+//! batch's slowest chat is.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use serde::Deserialize;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{DynStore, StoreError};
+use crate::ids::{AppId, ChatNumber};
 use crate::model::Message;
 
 /// Tuning of the batch writer (`[batch]` in the config).
@@ -180,18 +186,36 @@ fn rx_drain_now(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max: usize) {
     }
 }
 
+/// Chats of one batch committed at once, at most, when they commit apart.
+const CHATS_IN_FLIGHT: usize = 64;
+
 async fn commit(store: DynStore, jobs: Vec<Job>, stats: &BatchStats) {
-    let (messages, waiters): (Vec<Message>, Vec<_>) = jobs.into_iter().map(|j| (j.message, j.done)).unzip();
     let m = crate::metrics::metrics();
     let started = std::time::Instant::now();
-    let result = store.insert_messages(&messages).await;
-    m.batch_commit_seconds.observe(started.elapsed().as_secs_f64());
-    m.batch_messages.observe(messages.len() as f64);
+    m.batch_messages.observe(jobs.len() as f64);
     stats.batches.fetch_add(1, Ordering::Relaxed);
-    match result {
+    if store.chats_commit_apart() {
+        // Each chat's senders hear back when their chat is written.
+        let mut chats: HashMap<(AppId, ChatNumber), Vec<Job>> = HashMap::new();
+        for job in jobs {
+            chats.entry((job.message.app.clone(), job.message.chat)).or_default().push(job);
+        }
+        futures::stream::iter(chats.into_values())
+            .for_each_concurrent(CHATS_IN_FLIGHT, |jobs| commit_jobs(&store, jobs, stats))
+            .await;
+    } else {
+        commit_jobs(&store, jobs, stats).await;
+    }
+    m.batch_commit_seconds.observe(started.elapsed().as_secs_f64());
+}
+
+/// Writes `jobs` in one store call and answers their senders.
+async fn commit_jobs(store: &DynStore, jobs: Vec<Job>, stats: &BatchStats) {
+    let (messages, waiters): (Vec<Message>, Vec<_>) = jobs.into_iter().map(|j| (j.message, j.done)).unzip();
+    match store.insert_messages(&messages).await {
         Ok(()) => {
             stats.messages.fetch_add(messages.len() as u64, Ordering::Relaxed);
-            m.messages_persisted.inc_by(messages.len() as u64);
+            crate::metrics::metrics().messages_persisted.inc_by(messages.len() as u64);
             for done in waiters {
                 let _ = done.send(Ok(()));
             }

@@ -52,6 +52,10 @@ impl Store for Metered {
         time("max_chat_number", self.0.max_chat_number(app)).await
     }
 
+    fn chats_commit_apart(&self) -> bool {
+        self.0.chats_commit_apart()
+    }
+
     async fn insert_messages(&self, messages: &[Message]) -> Result<(), StoreError> {
         time("insert_messages", self.0.insert_messages(messages)).await
     }

@@ -96,6 +96,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Persists a batch of messages (any chats); all or an error.
     async fn insert_messages(&self, messages: &[Message]) -> Result<(), StoreError>;
+
+    /// Whether writes to different chats are independent round trips (CQL:
+    /// one partition each), so the batch writer commits each chat of a batch
+    /// on its own and acknowledges it as soon as it is written, instead of
+    /// holding every sender of the batch for its slowest chat. `false` (the
+    /// embedded store) commits a batch as one transaction: one fsync.
+    fn chats_commit_apart(&self) -> bool {
+        false
+    }
     /// Finds one message.
     async fn message(
         &self,

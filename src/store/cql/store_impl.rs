@@ -287,6 +287,10 @@ impl Store for CqlStore {
         decode_first::<(i64,)>(result, "chats")?.map_or(Ok(0), |(n,)| unsigned(n, "chat number"))
     }
 
+    fn chats_commit_apart(&self) -> bool {
+        true
+    }
+
     async fn insert_messages(&self, messages: &[Message]) -> Result<(), StoreError> {
         // Built eagerly: a stream `map` closure here trips the compiler's
         // higher-ranked lifetime check on the `Send` future async_trait needs.
