@@ -258,5 +258,12 @@ async fn an_oversized_frame_gets_frame_too_large_then_1009(mode: Mode) {
         "{before:?}"
     );
     assert_eq!(code, 1009);
+    // Many times the session's read buffer (512 B), still refused cleanly.
+    let mut again = connect(&s, &token, "alice").await;
+    again.send(send(3, chat, &"y".repeat(12_000), "much-too-big")).await;
+    let (code, before) = again.close_code().await;
+    assert_eq!(before.len(), 1, "one error frame, then the close: {before:?}");
+    assert_eq!(before[0]["code"].as_str(), Some("frame_too_large"), "{before:?}");
+    assert_eq!(code, 1009);
     s.stop().await;
 }

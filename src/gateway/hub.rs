@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
+use super::outbox::{Cut, Outbox};
 use super::presence::Presence;
 use crate::chat::{Audience, Event, Fabric};
 use crate::gateway::protocol::{MessageOut, ReceiptKind, ServerFrame};
@@ -51,12 +50,8 @@ pub struct SessionHandle {
     /// This session's id.
     pub id: SessionId,
     /// Its bounded outbox. Items are shared by every recipient of an event,
-    /// so a queue slot is one pointer (an idle session's queue stays small).
-    pub outbox: mpsc::Sender<Arc<Outgoing>>,
-    /// Cancelled to cut it off as a slow consumer.
-    pub slow: CancellationToken,
-    /// Cancelled when its credentials were revoked (secret rotation).
-    pub revoked: CancellationToken,
+    /// so a queue slot is one pointer; it also carries the session's cut-off.
+    pub outbox: Outbox,
 }
 
 type Key = (AppId, UserId);
@@ -127,7 +122,7 @@ impl Hub {
     pub fn revoke(&self, app: &AppId) {
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         for handle in sessions.iter().filter(|((a, _), _)| a == app).flat_map(|(_, list)| list) {
-            handle.revoked.cancel();
+            handle.outbox.cut(Cut::Revoked);
         }
     }
 
@@ -151,17 +146,16 @@ impl Hub {
         item: &Arc<Outgoing>,
         except: Option<SessionId>,
     ) {
-        // Queued under the lock: `try_send` never waits, and cloning each
-        // handle out of the map (a sender and two tokens) cost more than the sends.
+        // Queued under the lock: a push never waits, and cloning each handle
+        // out of the map cost more than the pushes.
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         let mut key = (app.clone(), UserId::from_store(String::new()));
         for user in users {
             user.clone_into(&mut key.1);
             let Some(list) = sessions.get(&key) else { continue };
             for session in list.iter().filter(|s| Some(s.id) != except) {
-                if session.outbox.try_send(Arc::clone(item)).is_err() {
-                    session.slow.cancel();
-                }
+                // A full outbox cuts its session off as slow.
+                session.outbox.push(Arc::clone(item));
             }
         }
     }

@@ -13,11 +13,10 @@ use axum::response::{IntoResponse, Response};
 use futures::future::Either;
 use futures::stream::SplitSink;
 use futures::{SinkExt as _, StreamExt as _};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use super::handlers::{Answers, Step, step};
 use super::hub::{Outgoing, SessionHandle, SessionId, Slot};
+use super::outbox::{Cut, Outbox};
 use super::protocol::{RequestId, Resume};
 use super::protocol::{ServerFrame, close};
 use crate::api::{ApiError, ApiState};
@@ -28,6 +27,13 @@ use crate::model::Application;
 
 /// Frames written to the socket before one flush, at most.
 const WRITE_BATCH: usize = 64;
+/// A session's read buffer: every idle session holds one, and a client frame
+/// (a `send` of a few hundred bytes) fits; a larger frame grows it.
+const READ_BUFFER: usize = 512;
+/// How far over `max_frame_bytes` a frame is still read whole (to be refused cleanly).
+const OVERSIZE_SLACK: usize = 16 * 1024;
+/// How long a closing session waits to write its close, then for the client's.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// The window over which error answers count toward flooding.
 const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 
@@ -50,15 +56,16 @@ pub async fn ws_handler(
         Ok(who) => who,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let max = state.gateway.max_frame_bytes;
+    // Frames up to OVERSIZE_SLACK over the limit are read whole and refused
+    // by the session (`frame_too_large`, then 1009): a frame the socket
+    // refused half-read would leave bytes unread, and closing a socket with
+    // unread bytes resets it, so the client would never see why.
+    let max = state.gateway.max_frame_bytes.saturating_add(OVERSIZE_SLACK);
     let slot = state.hub.reserve(state.gateway.max_connections);
     upgrade
         .max_frame_size(max)
         .max_message_size(max)
-        // Small, since every idle session holds one, but not smaller: a frame
-        // just over the limit must be read whole, so that the close (1009)
-        // reaches the client instead of a reset (1 KiB made it a reset).
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         // Plain closures and `Either` rather than async blocks: each async
         // layer would keep its own copy of what it hands down (rust#62958),
@@ -93,6 +100,14 @@ pub(super) struct Session {
 type Closing = Option<(u16, &'static str)>;
 
 const SLOW: Closing = Some((close::SLOW_CONSUMER, "slow consumer: reconnect and resync"));
+
+/// How a session cut off from outside closes.
+fn closing_for(why: Cut) -> Closing {
+    match why {
+        Cut::Slow => SLOW,
+        Cut::Revoked => Some((close::TOKEN_EXPIRED, "the application's secret was rotated")),
+    }
+}
 
 /// Live messages of a resumed chat that its catch-up already carried.
 #[derive(Default)]
@@ -149,6 +164,8 @@ enum Incoming {
     Hello(Option<RequestId>, Vec<Resume>),
     /// A request to run alongside live traffic.
     Request(super::protocol::ClientFrame),
+    /// A frame over `max_frame_bytes`: refused, then the close (1009).
+    TooLarge,
     /// The loop's next state (`None`: go on).
     Close(Closing),
 }
@@ -171,10 +188,8 @@ impl Session {
     /// rarer steps (catch-ups, answers, writes, ticks) are boxed: the future
     /// keeps only the loop's own state, not the largest step's.
     async fn serve(self, mut sink: Sink, mut stream: futures::stream::SplitStream<WebSocket>, _slot: Slot) {
-        let (outbox, mut pending) = mpsc::channel(self.state.gateway.outbox_frames.max(1));
-        let slow = CancellationToken::new();
-        let revoked = CancellationToken::new();
-        let handle = SessionHandle { id: self.id, outbox, slow: slow.clone(), revoked: revoked.clone() };
+        let outbox = Outbox::new(self.state.gateway.outbox_frames);
+        let handle = SessionHandle { id: self.id, outbox: outbox.clone() };
         self.state.hub.register(&self.app.id, &self.user, handle);
         crate::metrics::metrics().sessions_opened.inc();
         // Routed here before the welcome, so a `hello` sent after it misses nothing from other nodes.
@@ -203,7 +218,7 @@ impl Session {
             live: LiveLog::default(),
         };
         let mut closing =
-            Box::pin(self.write(&mut sink, &slow, vec![WsMessage::Text(welcome.to_text().into())])).await;
+            Box::pin(self.write(&mut sink, &outbox, vec![WsMessage::Text(welcome.to_text().into())])).await;
         // The request being handled: one at a time, in order, while live
         // traffic keeps flowing to the client (its own sends must not make
         // it look like a slow consumer).
@@ -214,19 +229,20 @@ impl Session {
                     Some(Ok(message)) => {
                         live.last_heard = Instant::now();
                         match self.on_client(message) {
-                            Incoming::Answer(answers) => Box::pin(self.answer(answers, &mut live, &mut sink, &slow)).await,
+                            Incoming::Answer(answers) => Box::pin(self.answer(answers, &mut live, &mut sink, &outbox)).await,
                             Incoming::Hello(id, resume) => {
                                 let answers = Box::pin(self.hello(id, resume, &mut live)).await;
-                                Box::pin(self.answer(answers, &mut live, &mut sink, &slow)).await
+                                Box::pin(self.answer(answers, &mut live, &mut sink, &outbox)).await
                             }
                             Incoming::Request(frame) => {
                                 request = Some(Box::pin(self.on_request(frame)));
                                 None
                             }
+                            Incoming::TooLarge => Box::pin(self.too_large(&mut sink, &outbox)).await,
                             Incoming::Close(closing) => closing,
                         }
                     }
-                    Some(Err(e)) => Box::pin(self.on_read_error(&e, &mut sink, &slow)).await,
+                    Some(Err(e)) => Box::pin(self.on_read_error(&e, &mut sink, &outbox)).await,
                     None => Some((close::NORMAL, "")),
                 },
                 answers = async {
@@ -236,24 +252,24 @@ impl Session {
                     }
                 }, if request.is_some() => {
                     request = None;
-                    Box::pin(self.answer(answers, &mut live, &mut sink, &slow)).await
+                    Box::pin(self.answer(answers, &mut live, &mut sink, &outbox)).await
                 },
-                Some(item) = pending.recv() => {
-                    let mut frames = Vec::with_capacity(8);
-                    let now = Timestamp::now().millis();
-                    push_outgoing(&mut frames, item, &mut live, now);
-                    while frames.len() < WRITE_BATCH {
-                        let Ok(item) = pending.try_recv() else { break };
-                        push_outgoing(&mut frames, item, &mut live, now);
+                () = outbox.ready() => match outbox.is_cut() {
+                    Some(why) => closing_for(why),
+                    None => {
+                        let now = Timestamp::now().millis();
+                        let items = outbox.take(WRITE_BATCH);
+                        let mut frames = Vec::with_capacity(items.len());
+                        for item in items {
+                            push_outgoing(&mut frames, item, &mut live, now);
+                        }
+                        Box::pin(self.write(&mut sink, &outbox, frames)).await
                     }
-                    Box::pin(self.write(&mut sink, &slow, frames)).await
                 },
                 changed = tick.changed() => match changed {
-                    Ok(()) => Box::pin(self.on_tick(&live, &mut sink, &slow)).await,
+                    Ok(()) => Box::pin(self.on_tick(&live, &mut sink, &outbox)).await,
                     Err(_) => Some((close::SERVICE_RESTART, "service restart")),
                 },
-                () = slow.cancelled() => SLOW,
-                () = revoked.cancelled() => Some((close::TOKEN_EXPIRED, "the application's secret was rotated")),
                 () = &mut drained => Some((close::SERVICE_RESTART, "service restart")),
             };
         }
@@ -265,14 +281,23 @@ impl Session {
         {
             let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
             let closing = sink.send(WsMessage::Close(Some(frame)));
-            let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
+            if let Ok(Ok(())) = tokio::time::timeout(CLOSE_WAIT, closing).await {
+                // Waits (briefly) for the client's close, reading what it
+                // still sends: a socket closed with unread bytes is reset,
+                // and the reset can destroy the close frame before the
+                // client reads it (a flooding client, say).
+                let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                    while let Some(Ok(_)) = stream.next().await {}
+                })
+                .await;
+            }
         }
         tracing::debug!(code = closing.map(|c| c.0), "session closed");
     }
 
     /// Writes frames in order, then flushes; a client that does not take
     /// them within `write_timeout_ms` (or overflows its outbox meanwhile) is slow.
-    async fn write(&self, sink: &mut Sink, slow: &CancellationToken, frames: Vec<WsMessage>) -> Closing {
+    async fn write(&self, sink: &mut Sink, outbox: &Outbox, frames: Vec<WsMessage>) -> Closing {
         if frames.is_empty() {
             return None;
         }
@@ -288,13 +313,22 @@ impl Session {
                 Ok(()) => None,
                 Err(_) => Some((close::NORMAL, "")),
             },
-            () = slow.cancelled() => SLOW,
+            // Cut off meanwhile: its outbox overflowed, or its secret was rotated.
+            why = outbox.cut_off() => closing_for(why),
             () = tokio::time::sleep(timeout) => SLOW,
         }
     }
 
     /// Sorts one client message: answered now, a `hello`, or a request to run.
     fn on_client(&self, message: WsMessage) -> Incoming {
+        let len = match &message {
+            WsMessage::Text(text) => text.len(),
+            WsMessage::Binary(bytes) => bytes.len(),
+            _ => 0,
+        };
+        if len > self.state.gateway.max_frame_bytes {
+            return Incoming::TooLarge;
+        }
         match message {
             WsMessage::Text(text) => match step(&text) {
                 Step::Answer(answers) => Incoming::Answer(answers),
@@ -317,7 +351,7 @@ impl Session {
         answers: Answers,
         live: &mut LoopState,
         sink: &mut Sink,
-        slow: &CancellationToken,
+        outbox: &Outbox,
     ) -> Closing {
         if answers.strikes > 0 && self.strike(live, answers.strikes) {
             return Some((close::FLOODING, "too many bad frames: back off"));
@@ -331,7 +365,7 @@ impl Session {
                 WsMessage::Text(f.to_text().into())
             })
             .collect();
-        self.write(sink, slow, frames).await
+        self.write(sink, outbox, frames).await
     }
 
     /// Counts error answers; true when the client floods.
@@ -344,22 +378,28 @@ impl Session {
         live.strikes > self.state.gateway.max_bad_frames
     }
 
-    /// A read failed: an oversized frame gets its error before the close.
-    async fn on_read_error(&self, e: &axum::Error, sink: &mut Sink, slow: &CancellationToken) -> Closing {
+    /// A read failed: a frame far over the limit (past the slack) gets its
+    /// error before the close, as far as the socket still carries it.
+    async fn on_read_error(&self, e: &axum::Error, sink: &mut Sink, outbox: &Outbox) -> Closing {
         let too_large = std::error::Error::source(e)
             .and_then(|s| s.downcast_ref::<tungstenite::Error>())
             .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
         if !too_large {
             return Some((close::NORMAL, ""));
         }
+        self.too_large(sink, outbox).await
+    }
+
+    /// Refuses a frame over `max_frame_bytes`: the error, then the close (1009).
+    async fn too_large(&self, sink: &mut Sink, outbox: &Outbox) -> Closing {
         let error = super::protocol::FrameError::TooLarge(self.state.gateway.max_frame_bytes);
         let frame = ServerFrame::from_frame_error(&error, None);
-        self.write(sink, slow, vec![WsMessage::Text(frame.to_text().into())]).await;
+        self.write(sink, outbox, vec![WsMessage::Text(frame.to_text().into())]).await;
         Some((close::MESSAGE_TOO_BIG, "frame too large"))
     }
 
     /// The heartbeat: ping a quiet client, close a silent one or one whose token expired.
-    async fn on_tick(&self, live: &LoopState, sink: &mut Sink, slow: &CancellationToken) -> Closing {
+    async fn on_tick(&self, live: &LoopState, sink: &mut Sink, outbox: &Outbox) -> Closing {
         if self.expires_at.is_some_and(|at| at < Timestamp::now()) {
             return Some((close::TOKEN_EXPIRED, "token expired: get a new one, then reconnect"));
         }
@@ -368,7 +408,7 @@ impl Session {
             return Some((close::IDLE_TIMEOUT, "idle timeout: reconnect and resync"));
         }
         if quiet >= Duration::from_millis(self.state.gateway.heartbeat_ms) {
-            return self.write(sink, slow, vec![WsMessage::Ping(Default::default())]).await;
+            return self.write(sink, outbox, vec![WsMessage::Ping(Default::default())]).await;
         }
         None
     }
