@@ -150,7 +150,7 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
         tracing::info!(%addr, "serving");
     }
     let joined = std::sync::Arc::new(tokio::sync::Mutex::new(joined));
-    tokio::spawn(drain_sessions(hub, shutdown, window + grace, stop_http.clone(), Arc::clone(&joined)));
+    tokio::spawn(drain_sessions(hub, shutdown, (window, grace), stop_http.clone(), Arc::clone(&joined)));
     let stopped = stop_http.clone();
     let serve =
         axum::serve(listener, router).with_graceful_shutdown(async move { stopped.cancelled().await });
@@ -185,7 +185,7 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
 async fn drain_sessions(
     hub: Hub,
     shutdown: CancellationToken,
-    limit: Duration,
+    (window, grace): (Duration, Duration),
     stop_http: CancellationToken,
     joined: Arc<tokio::sync::Mutex<Option<Joined>>>,
 ) {
@@ -194,7 +194,12 @@ async fn drain_sessions(
         joined.draining().await;
     }
     tracing::info!(sessions = hub.session_count(), "draining");
-    let deadline = tokio::time::Instant::now() + limit;
+    let deadline = tokio::time::Instant::now() + window + grace;
+    // The sessions close over the window, each at its own moment.
+    tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.drain(window).await }
+    });
     while hub.session_count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -103,7 +103,8 @@ impl Hub {
     /// Registers a session of `user`.
     pub fn register(&self, app: &AppId, user: &UserId, handle: SessionHandle) {
         let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        sessions.entry((app.clone(), user.clone())).or_default().push(handle);
+        // Most users have one session here: room for one, not the four a first push makes.
+        sessions.entry((app.clone(), user.clone())).or_insert_with(|| Vec::with_capacity(1)).push(handle);
     }
 
     /// Removes a session.
@@ -123,6 +124,30 @@ impl Hub {
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         for handle in sessions.iter().filter(|((a, _), _)| a == app).flat_map(|(_, list)| list) {
             handle.outbox.cut(Cut::Revoked);
+        }
+    }
+
+    /// Closes every session (1012) one by one, spread evenly over `window`
+    /// in random order, so their clients do not all reconnect at once; then
+    /// any that opened meanwhile.
+    pub async fn drain(&self, window: std::time::Duration) {
+        let mut outboxes: Vec<Outbox> = {
+            let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+            sessions.values().flatten().map(|s| s.outbox.clone()).collect()
+        };
+        rand::seq::SliceRandom::shuffle(outboxes.as_mut_slice(), &mut rand::rng());
+        let (start, n) = (tokio::time::Instant::now(), outboxes.len().max(1) as f64);
+        for (i, outbox) in outboxes.into_iter().enumerate() {
+            // The i-th at i/n of the window (several per timer tick when there are many).
+            let due = start + window.mul_f64(i as f64 / n);
+            if due > tokio::time::Instant::now() {
+                tokio::time::sleep_until(due).await;
+            }
+            outbox.cut(Cut::Drain);
+        }
+        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        for session in sessions.values().flatten() {
+            session.outbox.cut(Cut::Drain);
         }
     }
 

@@ -21,6 +21,8 @@ pub enum Cut {
     Slow,
     /// Its application's secret was rotated.
     Revoked,
+    /// The node is draining.
+    Drain,
 }
 
 /// A session's outbox; cheap to clone (the hub holds one, the session another).
@@ -32,7 +34,7 @@ struct Inner {
     capacity: usize,
     /// Woken on a push or a cut; it keeps one wake-up for a session not waiting yet.
     ready: Notify,
-    /// 0, or the first [`Cut`] (1 slow, 2 revoked).
+    /// 0, or the first [`Cut`] (1 slow, 2 revoked, 3 drain).
     cut: AtomicU8,
 }
 
@@ -69,6 +71,7 @@ impl Outbox {
         let code = match why {
             Cut::Slow => 1,
             Cut::Revoked => 2,
+            Cut::Drain => 3,
         };
         if self.0.cut.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             self.0.ready.notify_one();
@@ -80,7 +83,8 @@ impl Outbox {
         match self.0.cut.load(Ordering::Acquire) {
             0 => None,
             1 => Some(Cut::Slow),
-            _ => Some(Cut::Revoked),
+            2 => Some(Cut::Revoked),
+            _ => Some(Cut::Drain),
         }
     }
 

@@ -106,6 +106,7 @@ fn closing_for(why: Cut) -> Closing {
     match why {
         Cut::Slow => SLOW,
         Cut::Revoked => Some((close::TOKEN_EXPIRED, "the application's secret was rotated")),
+        Cut::Drain => Some((close::SERVICE_RESTART, "service restart")),
     }
 }
 
@@ -199,15 +200,8 @@ impl Session {
             session: format!("s{}", self.id),
             node: self.state.node_id.clone(),
         };
-        // At shutdown, each session closes at its own random moment of the drain window.
-        let shutdown = self.state.shutdown.clone();
-        let window = self.state.drain_window_ms;
-        let drained = async move {
-            shutdown.cancelled().await;
-            let jitter = if window == 0 { 0 } else { rand::random_range(0..window) };
-            tokio::time::sleep(Duration::from_millis(jitter)).await;
-        };
-        tokio::pin!(drained);
+        // At shutdown the hub cuts the sessions off one by one over the drain
+        // window (`Cut::Drain`): no timer per session.
         let mut tick = self.state.ticks.clone();
         let now = Instant::now();
         let mut live = LoopState {
@@ -270,7 +264,6 @@ impl Session {
                     Ok(()) => Box::pin(self.on_tick(&live, &mut sink, &outbox)).await,
                     Err(_) => Some((close::SERVICE_RESTART, "service restart")),
                 },
-                () = &mut drained => Some((close::SERVICE_RESTART, "service restart")),
             };
         }
         self.state.hub.unregister(&self.app.id, &self.user, self.id);
