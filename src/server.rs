@@ -138,7 +138,6 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
         gateway: config.gateway.clone(),
         node_id,
         shutdown: shutdown.clone(),
-        drain_window_ms: config.server.drain_window_ms,
         limits,
         ticks,
         membership: joined.as_ref().map(Joined::membership),

@@ -64,8 +64,6 @@ pub struct ApiParts {
     pub node_id: String,
     /// Fires when the node starts draining: sessions close with 1012 over the drain window.
     pub shutdown: CancellationToken,
-    /// The drain window, in ms.
-    pub drain_window_ms: u64,
     /// Per-user send and typing limits.
     pub limits: Limits,
     /// The heartbeat wheel: one tick for every session, instead of a timer each.

@@ -161,6 +161,8 @@ impl Session {
             }
             let (mut position, mut total) = (after, 0usize);
             let mut sent: Vec<MessageNumber> = Vec::new();
+            // Messages this session already got live are not repeated.
+            let got_live = live.live.of_chat(chat);
             loop {
                 let limit = PAGE.min(max - total);
                 match self.state.chat.catch_up(&self.app.id, &self.user, chat, position, limit).await {
@@ -171,8 +173,6 @@ impl Session {
                     Ok(mut page) => {
                         total += page.items.len();
                         position = page.next;
-                        // Messages this session already got live are not repeated.
-                        let got_live = live.live.of_chat(chat);
                         page.items.retain(|m| !got_live.contains(&m.number));
                         sent.extend(page.items.iter().map(|m| m.number));
                         let last = !page.has_more || total >= max;

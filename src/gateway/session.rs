@@ -306,7 +306,7 @@ impl Session {
                 Ok(()) => None,
                 Err(_) => Some((close::NORMAL, "")),
             },
-            // Cut off meanwhile: its outbox overflowed, or its secret was rotated.
+            // Cut off meanwhile: its outbox overflowed, its secret was rotated, or the node drains.
             why = outbox.cut_off() => closing_for(why),
             () = tokio::time::sleep(timeout) => SLOW,
         }
