@@ -41,6 +41,8 @@ eval "$(bash scripts/services.sh env)"
 echo "WEFT_TEST_REDIS_URL=$WEFT_TEST_REDIS_URL WEFT_TEST_REDIS_CLUSTER_NODES=$WEFT_TEST_REDIS_CLUSTER_NODES WEFT_TEST_CQL_NODES=$WEFT_TEST_CQL_NODES"
 
 cargo fmt --all -- --check
+# No import cycle between the crate's top-level modules (docs/design.md, "Layers").
+python3 scripts/check-layers.py
 cargo clippy --workspace --all-targets -- -D warnings
 # The Helm chart and the Grafana dashboard: lint, render, validate offline (builds helm
 # and installs the Kubernetes schemas once, under ~/.cache/weft-tools).

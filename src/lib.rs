@@ -1,38 +1,45 @@
 //! weft: a horizontally clustered chat fabric.
 //!
-//! The crate is a library with a thin binary (`src/main.rs`). Modules:
+//! The crate is a library with a thin binary (`src/main.rs`). Its modules, from
+//! the bottom up (a module imports only from modules above it in this list;
+//! `scripts/check-layers.py` checks it in CI, see `docs/design.md`):
 //!
-//! - [`cluster`]: cluster membership over gossip (chitchat);
+//! - [`ids`], [`model`] and [`metrics`]: identifiers, the records weft keeps, every metric;
+//! - [`auth`]: the admin key and user tokens (HS256, or an application's identity provider);
+//! - [`redis_conn`], [`store`], `sequence`, [`cache`]: Redis, the [`Store`] trait with its
+//!   embedded (redb) and CQL backends and the batch writer, numbering and idempotency
+//!   claims, the caches;
+//! - [`protocol`]: the WebSocket frames, a pure codec;
+//! - [`delivery`]: events to live sessions — the hub, outboxes, the [`Fabric`] seam;
+//! - `chat`: the domain — applications, chats, messages, members, the send path;
+//! - [`cluster`]: running as one of many nodes — gossip, the directory, mutual TLS, QUIC;
+//! - `edge`: the one table from a domain failure to an HTTP status and a stable code;
+//! - [`gateway`] and `api`: the WebSocket sessions and the REST API (axum);
 //! - [`config`]: the one typed configuration, from file + `WEFT_*` env;
-//! - [`ids`] and [`model`]: identifiers and the records weft keeps;
-//! - `store`: the [`Store`] trait, its embedded (redb) and CQL backends, the batch writer;
-//! - `sequence`: per-application chat numbers and per-chat message numbers;
-//! - `chat`: the domain — applications, chats, messages, members;
-//! - [`gateway`]: the WebSocket wire protocol (sessions to follow);
-//! - `api`: the REST API (axum) and its error mapping;
-//! - [`auth`]: the admin key and user tokens (HS256 JWTs);
-//! - [`cluster`]: running as one of many nodes — mutual TLS and the node-to-node transport;
 //! - `server`: wiring it together and serving until told to stop.
 
 pub mod auth;
 pub mod cache;
 pub mod cluster;
 pub mod config;
+pub mod delivery;
 pub mod gateway;
 pub mod ids;
 pub mod metrics;
 pub mod model;
+pub mod protocol;
 pub mod redis_conn;
 pub mod store;
 
 mod api;
-
 mod chat;
+mod edge;
 mod sequence;
 mod server;
 
-pub use chat::{Audience, Caches, CatchUp, ChatError, ChatService, Event, Fabric, SendRequest, Sent, Target};
+pub use chat::{CatchUp, ChatError, ChatService, ErrorKind, SendRequest, Sent, Target};
 pub use config::{Config, ConfigError};
+pub use delivery::{Audience, Event, Fabric};
 pub use sequence::{SequenceError, Sequencer};
 pub use server::{Node, StartError, run};
 pub use store::{

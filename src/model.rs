@@ -6,6 +6,9 @@
 use crate::auth::SigningSecret;
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 
+/// Most recipients one `send` may name.
+pub const MAX_RECIPIENTS: usize = 100;
+
 /// A tenant: everything else lives inside one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Application {

@@ -10,11 +10,11 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, ApiParts, ApiState};
 use crate::auth::{AdminKey, JwksVerifier};
 use crate::cache::{AppsCache, MembersCache, RecentCache};
-use crate::chat::{Caches, ChatService, Fabric};
+use crate::chat::{Caches, ChatService};
 use crate::cluster::node::{Cluster, ClusterError, Joined};
 use crate::config::{Backend, Config};
-use crate::gateway::Limits;
-use crate::gateway::hub::Hub;
+use crate::delivery::{Fabric, Hub};
+use crate::gateway::{GatewayParts, GatewayState, Limits, ws_handler};
 use crate::redis_conn::RedisConn;
 use crate::sequence::{LocalSequencer, RedisSequencer, SequenceError, Sequencer};
 use crate::store::{BatchWriter, CqlStore, DynStore, EmbeddedStore, Metered, StoreError};
@@ -129,20 +129,27 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
     // Stops the listener (and the heartbeat) once the sessions have drained.
     let stop_http = CancellationToken::new();
     let ticks = spawn_heartbeat(&config, limits.clone(), stop_http.clone());
+    let sessions = GatewayState::new(GatewayParts {
+        chat: chat.clone(),
+        hub: hub.clone(),
+        config: config.gateway.clone(),
+        limits,
+        node_id: node_id.clone(),
+        shutdown: shutdown.clone(),
+        ticks,
+    });
     let state = ApiState::new(ApiParts {
         chat,
         admin_key,
         metrics_key: (!config.metrics.token.is_empty()).then(|| AdminKey::new(config.metrics.token.clone())),
         max_body_bytes: config.server.max_body_bytes,
-        hub: hub.clone(),
-        gateway: config.gateway.clone(),
+        presence: hub.presence().clone(),
         node_id,
         shutdown: shutdown.clone(),
-        limits,
-        ticks,
         membership: joined.as_ref().map(Joined::membership),
     });
-    let router = api::router(state);
+    let sessions = axum::Router::new().route("/ws", axum::routing::get(ws_handler)).with_state(sessions);
+    let router = api::router(state, sessions);
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let window = Duration::from_millis(config.server.drain_window_ms);
     if let Ok(addr) = listener.local_addr() {
@@ -232,4 +239,33 @@ fn spawn_heartbeat(
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::response::IntoResponse as _;
+
+    use crate::api::ApiError;
+    use crate::chat::ChatError;
+    use crate::protocol::{RequestId, ServerFrame};
+
+    /// Every domain failure reaches a REST client and a WebSocket client with the same code.
+    #[tokio::test]
+    async fn every_chat_error_has_one_code_on_both_edges() {
+        for e in ChatError::examples() {
+            let (status, code) = crate::edge::describe(e.kind());
+            let frame = crate::gateway::error_frame(Some(RequestId::Number(7)), &e);
+            let ServerFrame::Error { code: ws_code, id, .. } = frame else {
+                panic!("{e:?}: not an error frame");
+            };
+            assert_eq!(ws_code, code, "{e:?} on the WebSocket");
+            assert_eq!(id, Some(RequestId::Number(7)));
+            let response = ApiError::Chat(e).into_response();
+            assert_eq!(response.status(), status, "{code} over REST");
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap_or_default();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            assert_eq!(body["error"]["code"], code, "{body}");
+            assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+        }
+    }
 }

@@ -354,7 +354,9 @@ async fn steady_sender(
                                 break 'retry;
                             }
                             // The claim of a send whose node died is settled after a while.
-                            _ if answer["code"] == "unavailable" => {
+                            _ if answer["code"] == "in_flight"
+                                || answer["code"].as_str().is_some_and(|c| c.ends_with("_unavailable")) =>
+                            {
                                 tokio::time::sleep(Duration::from_millis(250)).await;
                                 retried += 1;
                                 continue 'retry;

@@ -78,7 +78,7 @@ async fn bad_frames_get_error_codes_and_the_session_survives(s: &TestServer) {
         (Ws::text(r#"{"type":"dance","id":3}"#), "unknown_type"),
         (Ws::text(r#"{"type":"send","id":4,"chat":"x","body":"b","client_msg_id":"c"}"#), "invalid_frame"),
         (Ws::text(r#"{"type":"send","id":5,"chat":1,"body":"b"}"#), "invalid_frame"),
-        (Ws::text(r#"{"type":"send","id":6,"chat":999,"body":"b","client_msg_id":"c"}"#), "not_found"),
+        (Ws::text(r#"{"type":"send","id":6,"chat":999,"body":"b","client_msg_id":"c"}"#), "chat_not_found"),
         (Ws::binary(vec![1u8, 2, 3]), "binary_not_supported"),
     ];
     for (frame, code) in cases {
@@ -88,9 +88,9 @@ async fn bad_frames_get_error_codes_and_the_session_survives(s: &TestServer) {
     }
     mallory.send(json!({"type":"send","id":"m","chat":chat,"body":"let me in","client_msg_id":"x"})).await;
     let err = mallory.next().await;
-    assert_eq!((err["code"].as_str(), err["id"].as_str()), (Some("forbidden"), Some("m")), "{err}");
+    assert_eq!((err["code"].as_str(), err["id"].as_str()), (Some("not_a_member"), Some("m")), "{err}");
     mallory.send(json!({"type":"sync","id":"s","chat":chat,"after":0})).await;
-    assert_eq!(mallory.next().await["code"], "forbidden");
+    assert_eq!(mallory.next().await["code"], "not_a_member");
 
     // Still connected, still working.
     alice.send(json!({"type":"send","id":9,"chat":chat,"body":"fine","client_msg_id":"ok"})).await;

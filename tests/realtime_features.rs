@@ -131,7 +131,7 @@ async fn recipients_find_the_direct_chat_or_create_a_group(s: &TestServer) {
 
     // Recipients naming nobody but the sender are refused, and spend no chat number.
     let err = alice.request(send_to(6, &["alice"], "to me", "a-5")).await;
-    assert_error(&err, &json!(6), "invalid_frame");
+    assert_error(&err, &json!(6), "invalid_field");
     let last = s.new_chat(&token).await;
     assert_eq!(last, group + 1, "a REST chat after implicit ones gets the next number");
     assert_eq!(chat_numbers(s, &token).await, vec![first, direct, group, last]);
@@ -320,17 +320,17 @@ async fn receipts_fan_out_to_the_members_and_only_move_forward(s: &TestServer) {
     assert_eq!(states, json!([{"user_id":"bob","delivered":3,"read":3}]));
 
     // Past the newest message, outside one's chats, unknown chats.
-    assert_error(&bob.request(delivered(5, 4)).await, &json!(5), "invalid_frame");
-    assert_error(&bob.request(read(6, 99)).await, &json!(6), "invalid_frame");
+    assert_error(&bob.request(delivered(5, 4)).await, &json!(5), "invalid_field");
+    assert_error(&bob.request(read(6, 99)).await, &json!(6), "invalid_field");
     assert_error(
         &dave.request(json!({"type":"read","id":7,"chat":chat,"seq":1})).await,
         &json!(7),
-        "forbidden",
+        "not_a_member",
     );
     assert_error(
         &dave.request(json!({"type":"delivered","id":8,"chat":999,"seq":1})).await,
         &json!(8),
-        "not_found",
+        "chat_not_found",
     );
     let (_, states) = s.get(&format!("/api/v1/applications/{token}/chats/{chat}/read_state")).await;
     assert_eq!(states, json!([{"user_id":"bob","delivered":3,"read":3}]), "refused receipts changed nothing");
@@ -382,7 +382,7 @@ async fn typing_reaches_the_other_members_once_per_interval(mode: Mode) {
     assert_error(
         &dave.request(json!({"type":"typing","id":"t","chat":chat})).await,
         &json!("t"),
-        "forbidden",
+        "not_a_member",
     );
     barrier(&s, &token, everyone, &mut [&mut phone, &mut laptop, &mut bob, &mut carol, &mut dave]).await;
     s.stop().await;
@@ -509,9 +509,9 @@ async fn hello_answers_each_chat_and_refuses_outsiders(s: &TestServer) {
 
     // A chat dave is not in, and one that does not exist.
     dave.send(json!({"type":"hello","id":"h2","resume":[{"chat":theirs,"after":0}]})).await;
-    assert_error(&dave.next().await, &json!("h2"), "forbidden");
+    assert_error(&dave.next().await, &json!("h2"), "not_a_member");
     dave.send(json!({"type":"hello","id":"h3","resume":[{"chat":999,"after":0}]})).await;
-    assert_error(&dave.next().await, &json!("h3"), "not_found");
+    assert_error(&dave.next().await, &json!("h3"), "chat_not_found");
     dave.nothing().await;
 }
 
@@ -780,7 +780,7 @@ async fn another_applications_chats_stay_invisible(s: &TestServer) {
     ];
     for frame in not_found {
         let id = frame["id"].clone();
-        assert_error(&alice_b.request(frame).await, &id, "not_found");
+        assert_error(&alice_b.request(frame).await, &id, "chat_not_found");
     }
     // Chat 1 exists in both; alice of B is not in B's.
     let forbidden = [
@@ -791,7 +791,7 @@ async fn another_applications_chats_stay_invisible(s: &TestServer) {
     ];
     for frame in forbidden {
         let id = frame["id"].clone();
-        assert_error(&alice_b.request(frame).await, &id, "forbidden");
+        assert_error(&alice_b.request(frame).await, &id, "not_a_member");
     }
     // Where alice of B is a member, she sees B's messages only.
     alice_b.send(json!({"type":"sync","id":"b2","chat":b2,"after":0})).await;

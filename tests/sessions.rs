@@ -144,7 +144,7 @@ async fn a_retry_settles_a_claim_whose_first_try_died() {
     let answer = alice.request(send(4, chat, "third", "m3")).await;
     assert_eq!(
         (answer["type"].as_str(), answer["code"].as_str()),
-        (Some("error"), Some("unavailable")),
+        (Some("error"), Some("in_flight")),
         "{answer}"
     );
 

@@ -2,15 +2,10 @@
 //!
 //! The body is always `{"error":{"code":"…","message":"…"}}`.
 
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
-use crate::auth::TokenError;
 use crate::chat::ChatError;
-use crate::sequence::SequenceError;
-use crate::store::{StoreError, WriteError};
 
 /// A request that failed, as the client will see it.
 #[derive(Debug, thiserror::Error)]
@@ -45,19 +40,10 @@ pub enum ApiError {
     /// The body is larger than the configured limit.
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
-    /// A backing service is unreachable; retry later.
-    #[error("{0} is unavailable, retry later")]
-    Unavailable(&'static str),
-    /// The node is shutting down: go to another node.
-    #[error("the node is draining; connect to another node")]
-    Draining,
-    /// A bug or corrupt data; logged where it happens.
-    #[error("internal error")]
-    Internal,
+    /// The domain refused or failed the request: mapped by `crate::edge`'s one table.
+    #[error(transparent)]
+    Chat(#[from] ChatError),
 }
-
-/// What is unavailable when an application's JWKS cannot be fetched.
-const IDENTITY_PROVIDER: &str = "the application's identity provider";
 
 impl ApiError {
     /// The HTTP status and the stable code.
@@ -74,63 +60,17 @@ impl ApiError {
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, what),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ApiError::Unavailable("redis") => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),
-            ApiError::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
-            ApiError::Unavailable(IDENTITY_PROVIDER) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "identity_provider_unavailable")
-            }
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
-            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Chat(e) => crate::edge::describe(e.kind()),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::Chat(e) = &self {
+            return crate::edge::chat_error_response(e);
+        }
         let (status, code) = self.status_and_code();
-        let body = json!({ "error": { "code": code, "message": self.to_string() } });
-        (status, Json(body)).into_response()
-    }
-}
-
-fn from_store(e: &StoreError) -> ApiError {
-    match e {
-        StoreError::Unavailable(_) | StoreError::Embedded(_) => {
-            tracing::warn!(error = %e, "store call failed");
-            ApiError::Unavailable("the store")
-        }
-        StoreError::Corrupt { .. } | StoreError::SchemaOutdated { .. } => {
-            tracing::error!(error = %e, "store returned unusable data");
-            ApiError::Internal
-        }
-    }
-}
-
-impl From<ChatError> for ApiError {
-    fn from(e: ChatError) -> Self {
-        match e {
-            ChatError::ApplicationNotFound => ApiError::NotFound("application_not_found"),
-            ChatError::ChatNotFound => ApiError::NotFound("chat_not_found"),
-            ChatError::MessageNotFound => ApiError::NotFound("message_not_found"),
-            ChatError::NotAMember => ApiError::NotFound("member_not_found"),
-            ChatError::Invalid(reason) => ApiError::InvalidField(reason.to_owned()),
-            ChatError::InFlight => ApiError::Unavailable("the store"),
-            ChatError::Token(TokenError::Sign(e)) => {
-                tracing::error!(error = %e, "cannot sign a user token");
-                ApiError::Internal
-            }
-            ChatError::Token(TokenError::KeysUnavailable(e)) => {
-                tracing::warn!(error = %e, "cannot fetch an identity provider's keys");
-                ApiError::Unavailable(IDENTITY_PROVIDER)
-            }
-            ChatError::Token(e) => ApiError::InvalidToken(e.to_string()),
-            ChatError::Store(e) | ChatError::Sequence(SequenceError::Store(e)) => from_store(&e),
-            ChatError::Sequence(SequenceError::Redis(e)) => {
-                tracing::warn!(error = %e, "redis call failed");
-                ApiError::Unavailable("redis")
-            }
-            ChatError::Write(WriteError::Store(e)) => from_store(&e),
-            ChatError::Write(WriteError::Closed) => ApiError::Unavailable("the node (shutting down)"),
-        }
+        crate::edge::http_error(status, code, &self.to_string())
     }
 }

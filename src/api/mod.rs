@@ -20,8 +20,7 @@ use axum::routing::{get, post, put};
 
 use crate::auth::AdminKey;
 use crate::chat::ChatService;
-use crate::gateway::hub::Hub;
-use crate::gateway::{GatewayConfig, Limits, ws_handler};
+use crate::delivery::presence::Presence;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
@@ -56,18 +55,12 @@ pub struct ApiParts {
     pub metrics_key: Option<AdminKey>,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
-    /// This node's WebSocket sessions.
-    pub hub: Hub,
-    /// Session tuning.
-    pub gateway: GatewayConfig,
-    /// This node's name, shown in `welcome`.
+    /// Who is online on this node (read by `GET …/presence`).
+    pub presence: Presence,
+    /// This node's name.
     pub node_id: String,
-    /// Fires when the node starts draining: sessions close with 1012 over the drain window.
+    /// Fires when the node starts draining: `/readyz` turns 503.
     pub shutdown: CancellationToken,
-    /// Per-user send and typing limits.
-    pub limits: Limits,
-    /// The heartbeat wheel: one tick for every session, instead of a timer each.
-    pub ticks: tokio::sync::watch::Receiver<()>,
     /// The cluster's membership, when this node is part of one.
     pub membership: Option<crate::cluster::membership::Membership>,
 }
@@ -85,8 +78,9 @@ impl ApiParts {
     }
 }
 
-/// The whole HTTP surface.
-pub fn router(state: ApiState) -> Router {
+/// The whole HTTP surface: the REST API, health and metrics, and `sessions`
+/// (the WebSocket endpoint, with its own state), all under one request span.
+pub fn router(state: ApiState, sessions: Router) -> Router {
     let app = "/api/v1/applications/{token}";
     let chat = "/api/v1/applications/{token}/chats/{number}";
     let api = Router::new()
@@ -105,12 +99,11 @@ pub fn router(state: ApiState) -> Router {
         .route(&format!("{app}/users/{{user}}/chats"), get(chats::user_chats))
         .route(&format!("{app}/users/{{user}}/presence"), get(realtime::presence))
         .route(&format!("{chat}/read_state"), get(realtime::read_state))
-        .route("/ws", get(ws_handler))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(observe::scrape))
         .fallback(|| async { ApiError::NotFound("not_found") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(axum::middleware::from_fn(observe::track));
-    api.with_state(state)
+        .with_state(state);
+    api.merge(sessions).layer(axum::middleware::from_fn(observe::track))
 }

@@ -26,7 +26,7 @@ pub async fn presence(
 ) -> Result<Json<PresenceOut>, ApiError> {
     let user = user_id(&user)?;
     let app = state.chat.application(&token(raw)).await?;
-    let status = state.hub.presence().status(&app.id, &user);
+    let status = state.presence.status(&app.id, &user);
     let online = state.chat.fabric().is_online(&app.id, &user).await;
     Ok(Json(PresenceOut {
         user_id: user,

@@ -1,4 +1,8 @@
-//! What can go wrong in the domain.
+//! What can go wrong in the domain, and what kind of failure each cause is.
+//!
+//! The edges (REST and WebSocket) never look at a [`ChatError`]'s variants:
+//! they map its [`ErrorKind`] through the one table in `crate::edge`, so a
+//! cause has one code wherever a client meets it.
 
 use crate::auth::TokenError;
 use crate::sequence::SequenceError;
@@ -16,14 +20,17 @@ pub enum ChatError {
     /// The chat has no message with this number.
     #[error("message not found")]
     MessageNotFound,
-    /// The user is not a member of the chat.
-    #[error("user is not a member of this chat")]
+    /// The user named by the request (to remove, say) is not a member of the chat.
+    #[error("the user is not a member of this chat")]
+    MemberNotFound,
+    /// The acting user is not a member of the chat it acts in.
+    #[error("you are not a member of this chat")]
     NotAMember,
-    /// A request broke a rule of the domain (answered as `invalid_frame` / 400).
+    /// A request broke a rule of the domain; the reason names the field.
     #[error("{0}")]
     Invalid(&'static str),
-    /// A send with this `client_msg_id` is still being committed; retry shortly.
-    #[error("the first send with this client_msg_id is still being committed; retry")]
+    /// A send with this idempotency key is still being committed; retry shortly.
+    #[error("the first request with this idempotency key is still being committed; retry")]
     InFlight,
     /// A user token was refused.
     #[error(transparent)]
@@ -37,4 +44,134 @@ pub enum ChatError {
     /// Persisting a message failed.
     #[error(transparent)]
     Write(#[from] WriteError),
+}
+
+/// What kind of failure a [`ChatError`] is: what the client should do about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Something the request names does not exist.
+    NotFound(Missing),
+    /// The caller may not do this.
+    Forbidden(Refusal),
+    /// The request broke a rule: fix it, do not retry as is.
+    Invalid,
+    /// A service behind the node failed: retry later (the same request is safe).
+    Unavailable(Service),
+    /// The same idempotent request is still running: retry shortly.
+    InFlight,
+    /// A bug or unreadable data: logged where it is mapped.
+    Internal,
+}
+
+/// What was not found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Missing {
+    /// The application.
+    Application,
+    /// The chat.
+    Chat,
+    /// The message.
+    Message,
+    /// The member.
+    Member,
+}
+
+/// Why a caller is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// The acting user is not a member of the chat.
+    NotAMember,
+    /// The user token is forged, expired or for no application.
+    InvalidToken,
+}
+
+/// Which service failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// The store (ScyllaDB/Cassandra, or the embedded file).
+    Store,
+    /// Redis.
+    Redis,
+    /// The application's identity provider (its JWKS URL).
+    IdentityProvider,
+    /// This node: it is shutting down; go to another one.
+    Node,
+}
+
+impl ChatError {
+    /// The kind of failure, for the edges' one mapping.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ChatError::ApplicationNotFound => ErrorKind::NotFound(Missing::Application),
+            ChatError::ChatNotFound => ErrorKind::NotFound(Missing::Chat),
+            ChatError::MessageNotFound => ErrorKind::NotFound(Missing::Message),
+            ChatError::MemberNotFound => ErrorKind::NotFound(Missing::Member),
+            ChatError::NotAMember => ErrorKind::Forbidden(Refusal::NotAMember),
+            ChatError::Invalid(_) => ErrorKind::Invalid,
+            ChatError::InFlight => ErrorKind::InFlight,
+            ChatError::Token(TokenError::Sign(_)) => ErrorKind::Internal,
+            ChatError::Token(TokenError::KeysUnavailable(_)) => {
+                ErrorKind::Unavailable(Service::IdentityProvider)
+            }
+            ChatError::Token(_) => ErrorKind::Forbidden(Refusal::InvalidToken),
+            ChatError::Store(e) | ChatError::Sequence(SequenceError::Store(e)) => store_kind(e),
+            ChatError::Write(WriteError::Store(e)) => store_kind(e),
+            ChatError::Sequence(SequenceError::Redis(_)) => ErrorKind::Unavailable(Service::Redis),
+            ChatError::Write(WriteError::Closed) => ErrorKind::Unavailable(Service::Node),
+        }
+    }
+
+    /// One error of every variant (and every kind a variant can take), for
+    /// the tests that walk them through both edges.
+    #[cfg(test)]
+    pub(crate) fn examples() -> Vec<ChatError> {
+        use std::sync::Arc;
+        let io = || Box::new(std::io::Error::other("down")) as Box<dyn std::error::Error + Send + Sync>;
+        let jwt = || jsonwebtoken::errors::Error::from(jsonwebtoken::errors::ErrorKind::InvalidToken);
+        let redis = || redis::RedisError::from((redis::ErrorKind::Io, "down"));
+        let all = vec![
+            ChatError::ApplicationNotFound,
+            ChatError::ChatNotFound,
+            ChatError::MessageNotFound,
+            ChatError::MemberNotFound,
+            ChatError::NotAMember,
+            ChatError::Invalid("`seq` is past the chat's newest message"),
+            ChatError::InFlight,
+            ChatError::Token(TokenError::Expired),
+            ChatError::Token(TokenError::Invalid(jwt())),
+            ChatError::Token(TokenError::Sign(jwt())),
+            ChatError::Token(TokenError::KeysUnavailable(Arc::new(crate::auth::jwks::FetchError::TooLarge))),
+            ChatError::Store(StoreError::Unavailable(io())),
+            ChatError::Store(StoreError::Embedded(io())),
+            ChatError::Store(StoreError::Corrupt { what: "a message" }),
+            ChatError::Sequence(SequenceError::Redis(redis())),
+            ChatError::Sequence(SequenceError::Store(StoreError::Unavailable(io()))),
+            ChatError::Write(WriteError::Store(Arc::new(StoreError::Unavailable(io())))),
+            ChatError::Write(WriteError::Closed),
+        ];
+        // A new variant fails to compile here until it is listed above.
+        for e in &all {
+            match e {
+                ChatError::ApplicationNotFound
+                | ChatError::ChatNotFound
+                | ChatError::MessageNotFound
+                | ChatError::MemberNotFound
+                | ChatError::NotAMember
+                | ChatError::Invalid(_)
+                | ChatError::InFlight
+                | ChatError::Token(_)
+                | ChatError::Store(_)
+                | ChatError::Sequence(_)
+                | ChatError::Write(_) => {}
+            }
+        }
+        all
+    }
+}
+
+fn store_kind(e: &StoreError) -> ErrorKind {
+    match e {
+        StoreError::Unavailable(_) | StoreError::Embedded(_) => ErrorKind::Unavailable(Service::Store),
+        StoreError::Corrupt { .. } | StoreError::SchemaOutdated { .. } => ErrorKind::Internal,
+    }
 }

@@ -5,15 +5,12 @@ use std::collections::BTreeSet;
 
 use crate::chat::{ChatError, ChatService};
 use crate::ids::{AppId, ChatNumber, Timestamp, UserId};
-use crate::model::{Chat, ChatKind, DirectPair};
+use crate::model::{Chat, ChatKind, DirectPair, MAX_RECIPIENTS};
 
 /// How long the cluster-wide lock on creating a pair's direct chat lasts, in ms.
 const DIRECT_LOCK_MS: u64 = 5_000;
 /// How often a send waits 20 ms for another node to create the pair's chat.
 const DIRECT_LOCK_TRIES: usize = 150;
-
-/// Most recipients one `send` may name.
-pub const MAX_RECIPIENTS: usize = 100;
 
 impl ChatService {
     /// The chat a send to `recipients` goes to, created when needed.

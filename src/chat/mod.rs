@@ -4,7 +4,6 @@
 //! records to a [`Store`](crate::store::Store), a [`Sequencer`] and the
 //! [`BatchWriter`].
 
-mod deliver;
 mod error;
 mod implicit;
 mod known;
@@ -13,14 +12,13 @@ mod send;
 
 use crate::auth::{self, JwksVerifier, SigningSecret, TokenError};
 use crate::cache::{AppsCache, MembersCache, RecentCache};
+use crate::delivery::Fabric;
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{Application, Chat, ChatKind, Member, Message, MessageRange, Page};
 use crate::sequence::Sequencer;
 use crate::store::{BatchWriter, DynStore};
 
-pub use deliver::{Audience, Event, Fabric};
-pub use error::ChatError;
-pub use implicit::MAX_RECIPIENTS;
+pub use error::{ChatError, ErrorKind, Missing, Refusal, Service};
 use known::{DirectChats, KnownChats};
 pub use send::{CatchUp, SendRequest, Sent, Target};
 
@@ -379,7 +377,7 @@ impl ChatService {
         Ok(())
     }
 
-    /// Removes a member from a chat; `NotAMember` if it was not one.
+    /// Removes a member from a chat; `MemberNotFound` if it was not one.
     pub async fn remove_member(
         &self,
         token: &AppToken,
@@ -393,7 +391,7 @@ impl ChatService {
         if was {
             self.fabric.members_changed(&app.id, chat, user, false).await;
         }
-        if was { Ok(()) } else { Err(ChatError::NotAMember) }
+        if was { Ok(()) } else { Err(ChatError::MemberNotFound) }
     }
 
     /// Lists a chat's members.

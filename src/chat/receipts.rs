@@ -2,8 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::chat::{Audience, ChatError, ChatService, Event};
-use crate::gateway::hub::SessionId;
+use crate::chat::{ChatError, ChatService};
+use crate::delivery::SessionId;
+use crate::delivery::{Audience, Event};
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, UserId};
 use crate::model::{Page, ReadState, ReceiptKind};
 

@@ -2,8 +2,9 @@
 //! fan out.
 
 use crate::cache::members::contains;
-use crate::chat::{ALL, Audience, ChatError, ChatService, Event};
-use crate::gateway::hub::SessionId;
+use crate::chat::{ALL, ChatError, ChatService};
+use crate::delivery::SessionId;
+use crate::delivery::{Audience, Event};
 use crate::ids::{AppId, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{Application, Message, MessageRange, Page};
 use crate::sequence::{Claim, IdempotencyKey};

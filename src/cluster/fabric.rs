@@ -14,8 +14,7 @@ use bytes::Bytes;
 use super::directory::Directory;
 use super::transport::{SendError, Transport};
 use super::wire::Wire;
-use crate::chat::{Audience, Event, Fabric};
-use crate::gateway::hub::{Hub, SessionId};
+use crate::delivery::{Audience, Event, Fabric, Hub, SessionId};
 use crate::ids::{AppId, ChatNumber, UserId};
 
 /// Chats up to this size are routed by their members' nodes too (still one

@@ -16,8 +16,8 @@ use super::membership::{Change, Membership, MembershipConfig, MembershipError};
 use super::tls::{NodeTls, TlsError, TlsPaths};
 use super::transport::{Inbound, Transport, TransportConfig, TransportError};
 use super::wire::{Wire, WireAudience};
-use crate::chat::{Audience, ChatService, Fabric as _};
-use crate::gateway::hub::Hub;
+use crate::chat::ChatService;
+use crate::delivery::{Audience, Fabric as _, Hub};
 use crate::ids::{AppId, ChatNumber, UserId};
 use crate::redis_conn::RedisConn;
 

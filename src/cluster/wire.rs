@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cache::Compact;
-use crate::chat::{Audience, Event};
+use crate::delivery::{Audience, Event};
 use crate::ids::{AppId, ChatNumber, MessageNumber, UserId};
 use crate::model::ReceiptKind;
 

@@ -2,12 +2,12 @@
 
 use std::collections::HashSet;
 
-use super::hub::message_out;
-use super::protocol::{self, ClientFrame, FrameError, RequestId, Resume, ServerFrame};
 use super::session::{LoopState, Session};
 use crate::chat::{ChatError, SendRequest, Target};
+use crate::delivery::message_out;
 use crate::ids::{MessageNumber, UserId};
 use crate::model::ReceiptKind;
+use crate::protocol::{self, ClientFrame, FrameError, RequestId, Resume, ServerFrame};
 
 /// Items of one `messages` frame, at most.
 const PAGE: usize = 500;
@@ -32,8 +32,7 @@ impl Answers {
     /// The answer to a failed request; the client's mistakes count toward flooding.
     fn failed(id: Option<RequestId>, e: &ChatError) -> Self {
         let frame = error_frame(id, e);
-        let strikes =
-            u32::from(!matches!(e, ChatError::Store(_) | ChatError::Sequence(_) | ChatError::Write(_)));
+        let strikes = u32::from(crate::edge::is_client_fault(e.kind()));
         Self { frames: vec![frame], strikes }
     }
 
@@ -151,9 +150,9 @@ impl Session {
         live: &mut LoopState,
     ) -> Answers {
         let mut answers = Answers::default();
-        let max = self.state.gateway.resume_max_messages;
+        let max = self.state.config.resume_max_messages;
         // A live copy can only trail the catch-up by what the outbox holds.
-        let remember = self.state.gateway.outbox_frames.max(PAGE);
+        let remember = self.state.config.outbox_frames.max(PAGE);
         let mut seen_chats = HashSet::new();
         for Resume { chat, after } in resume {
             if !seen_chats.insert(chat) {
@@ -202,20 +201,14 @@ fn invalid(kind: &str, reason: &str) -> FrameError {
     FrameError::Invalid { kind: kind.to_owned(), reason: reason.to_owned() }
 }
 
-/// The `error` frame for a failed request.
-fn error_frame(id: Option<RequestId>, e: &ChatError) -> ServerFrame {
-    let (code, message) = match e {
-        ChatError::NotAMember => ("forbidden", "you are not a member of this chat".to_owned()),
-        ChatError::ChatNotFound | ChatError::ApplicationNotFound | ChatError::MessageNotFound => {
-            ("not_found", e.to_string())
-        }
-        ChatError::Invalid(reason) => ("invalid_frame", (*reason).to_owned()),
-        ChatError::InFlight => ("unavailable", e.to_string()),
-        ChatError::Token(_) => ("forbidden", e.to_string()),
-        ChatError::Store(_) | ChatError::Sequence(_) | ChatError::Write(_) => {
-            tracing::warn!(error = %e, "request failed");
-            ("unavailable", "the store or Redis is unavailable; retry with the same client_msg_id".to_owned())
-        }
+/// The `error` frame for a failed request: the same code as the REST API's
+/// (`crate::edge`'s one table); a retry is announced where one may work.
+pub(crate) fn error_frame(id: Option<RequestId>, e: &ChatError) -> ServerFrame {
+    let (_, code, message) = crate::edge::explain(e);
+    let retry_after_ms = match e.kind() {
+        crate::chat::ErrorKind::InFlight => Some(100),
+        crate::chat::ErrorKind::Unavailable(_) => Some(1_000),
+        _ => None,
     };
-    ServerFrame::Error { id, code, message, retry_after_ms: None }
+    ServerFrame::Error { id, code, message, retry_after_ms }
 }

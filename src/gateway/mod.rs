@@ -1,21 +1,22 @@
-//! WebSocket sessions and their wire protocol.
+//! WebSocket sessions: authenticate, then one loop per socket.
 //!
-//! - [`protocol`]: the frames, pure and tested without sockets;
-//! - `session`: one loop per socket, its outbox, heartbeat and limits;
+//! - `session`: the upgrade and the session's loop (socket, outbox, heartbeat, limits);
 //! - `handlers`: what each client frame does;
-//! - [`hub`]: the sessions of this node and delivery to them;
-//! - [`outbox`]: a session's bounded queue and its cut-off flag;
-//! - `presence` and `limits`: per-user state shared by a user's sessions.
+//! - `state`: what every session shares ([`GatewayState`]);
+//! - `limits`: per-user rate limits shared by a user's sessions.
+//!
+//! The frames themselves are `crate::protocol`; delivery to sessions is
+//! `crate::delivery`.
 
 mod config;
 mod handlers;
-pub mod hub;
 mod limits;
-pub mod outbox;
-pub mod presence;
-pub mod protocol;
 mod session;
+mod state;
 
 pub use config::GatewayConfig;
+#[cfg(test)]
+pub(crate) use handlers::error_frame;
 pub use limits::Limits;
 pub use session::ws_handler;
+pub use state::{GatewayParts, GatewayState};

@@ -8,22 +8,21 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use futures::future::Either;
 use futures::stream::SplitSink;
 use futures::{SinkExt as _, StreamExt as _};
 
+use super::GatewayState;
 use super::handlers::{Answers, Step, step};
-use super::hub::{Outgoing, SessionHandle, SessionId, Slot};
-use super::outbox::{Cut, Outbox};
-use super::protocol::{RequestId, Resume};
-use super::protocol::{ServerFrame, close};
-use crate::api::{ApiError, ApiState};
 use crate::auth::bearer;
 use crate::chat::Authenticated;
+use crate::delivery::{Cut, Outbox, Outgoing, SessionHandle, SessionId, Slot};
 use crate::ids::{ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::Application;
+use crate::protocol::{RequestId, Resume};
+use crate::protocol::{ServerFrame, close};
 
 /// Frames written to the socket before one flush, at most.
 const WRITE_BATCH: usize = 64;
@@ -39,29 +38,36 @@ const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 
 /// `GET /ws`: authenticates the user token, then upgrades.
 pub async fn ws_handler(
-    State(state): State<ApiState>,
+    State(state): State<GatewayState>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if state.shutdown.is_cancelled() {
-        return ApiError::Draining.into_response();
+        return crate::edge::http_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "the node is draining; connect to another node",
+        );
     }
     let jwt = bearer(&headers).map(str::to_owned).or_else(|| query.get("token").cloned());
     let Some(jwt) = jwt else {
-        return ApiError::InvalidToken("send Authorization: Bearer <user token> or ?token=".into())
-            .into_response();
+        return crate::edge::http_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "send Authorization: Bearer <user token> or ?token=",
+        );
     };
     let who = match state.chat.authenticate(&jwt).await {
         Ok(who) => who,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return crate::edge::chat_error_response(&e),
     };
     // Frames up to OVERSIZE_SLACK over the limit are read whole and refused
     // by the session (`frame_too_large`, then 1009): a frame the socket
     // refused half-read would leave bytes unread, and closing a socket with
     // unread bytes resets it, so the client would never see why.
-    let max = state.gateway.max_frame_bytes.saturating_add(OVERSIZE_SLACK);
-    let slot = state.hub.reserve(state.gateway.max_connections);
+    let max = state.config.max_frame_bytes.saturating_add(OVERSIZE_SLACK);
+    let slot = state.hub.reserve(state.config.max_connections);
     upgrade
         .max_frame_size(max)
         .max_message_size(max)
@@ -88,7 +94,7 @@ async fn refuse(mut socket: WebSocket) {
 
 /// An authenticated session.
 pub(super) struct Session {
-    pub(super) state: ApiState,
+    pub(super) state: GatewayState,
     pub(super) app: Arc<Application>,
     pub(super) user: UserId,
     pub(super) id: SessionId,
@@ -164,7 +170,7 @@ enum Incoming {
     /// A catch-up.
     Hello(Option<RequestId>, Vec<Resume>),
     /// A request to run alongside live traffic.
-    Request(super::protocol::ClientFrame),
+    Request(crate::protocol::ClientFrame),
     /// A frame over `max_frame_bytes`: refused, then the close (1009).
     TooLarge,
     /// The loop's next state (`None`: go on).
@@ -172,14 +178,14 @@ enum Incoming {
 }
 
 impl Session {
-    fn new(state: ApiState, who: Authenticated) -> Self {
+    fn new(state: GatewayState, who: Authenticated) -> Self {
         let id = state.hub.next_session_id();
         Self { state, app: who.app, user: who.user, id, expires_at: who.expires_at }
     }
 
     fn run(self, socket: WebSocket, slot: Slot) -> impl Future<Output = ()> + Send {
         // One span per session, carried by its task across every await.
-        let span = tracing::info_span!("session", app = %self.app.id, user = %self.user, session = self.id);
+        let span = tracing::info_span!("session", app = %self.app.id, user = %self.user, session = %self.id);
         // Split here, not in `serve`: its future would keep the socket's slot too.
         let (sink, stream) = socket.split();
         tracing::Instrument::instrument(self.serve(sink, stream, slot), span)
@@ -189,7 +195,7 @@ impl Session {
     /// rarer steps (catch-ups, answers, writes, ticks) are boxed: the future
     /// keeps only the loop's own state, not the largest step's.
     async fn serve(self, mut sink: Sink, mut stream: futures::stream::SplitStream<WebSocket>, _slot: Slot) {
-        let outbox = Outbox::new(self.state.gateway.outbox_frames);
+        let outbox = Outbox::new(self.state.config.outbox_frames);
         let handle = SessionHandle { id: self.id, outbox: outbox.clone() };
         self.state.hub.register(&self.app.id, &self.user, handle);
         crate::metrics::metrics().sessions_opened.inc();
@@ -197,7 +203,7 @@ impl Session {
         Box::pin(self.presence_opened()).await;
         let welcome = ServerFrame::Welcome {
             user: self.user.clone(),
-            session: format!("s{}", self.id),
+            session: self.id.to_string(),
             node: self.state.node_id.clone(),
         };
         // At shutdown the hub cuts the sessions off one by one over the drain
@@ -294,7 +300,7 @@ impl Session {
         if frames.is_empty() {
             return None;
         }
-        let timeout = Duration::from_millis(self.state.gateway.write_timeout_ms);
+        let timeout = Duration::from_millis(self.state.config.write_timeout_ms);
         let writing = async {
             for frame in frames {
                 sink.feed(frame).await?;
@@ -319,7 +325,7 @@ impl Session {
             WsMessage::Binary(bytes) => bytes.len(),
             _ => 0,
         };
-        if len > self.state.gateway.max_frame_bytes {
+        if len > self.state.config.max_frame_bytes {
             return Incoming::TooLarge;
         }
         match message {
@@ -330,7 +336,7 @@ impl Session {
             },
             WsMessage::Binary(_) => {
                 crate::metrics::metrics().frames_in.with_label_values(&["binary"]).inc();
-                Incoming::Answer(Answers::bad(&super::protocol::FrameError::Binary, None))
+                Incoming::Answer(Answers::bad(&crate::protocol::FrameError::Binary, None))
             }
             WsMessage::Close(_) => Incoming::Close(Some((close::NORMAL, ""))),
             WsMessage::Ping(_) | WsMessage::Pong(_) => Incoming::Close(None),
@@ -368,7 +374,7 @@ impl Session {
             live.strikes_since = Instant::now();
         }
         live.strikes = live.strikes.saturating_add(strikes);
-        live.strikes > self.state.gateway.max_bad_frames
+        live.strikes > self.state.config.max_bad_frames
     }
 
     /// A read failed: a frame far over the limit (past the slack) gets its
@@ -385,7 +391,7 @@ impl Session {
 
     /// Refuses a frame over `max_frame_bytes`: the error, then the close (1009).
     async fn too_large(&self, sink: &mut Sink, outbox: &Outbox) -> Closing {
-        let error = super::protocol::FrameError::TooLarge(self.state.gateway.max_frame_bytes);
+        let error = crate::protocol::FrameError::TooLarge(self.state.config.max_frame_bytes);
         let frame = ServerFrame::from_frame_error(&error, None);
         self.write(sink, outbox, vec![WsMessage::Text(frame.to_text().into())]).await;
         Some((close::MESSAGE_TOO_BIG, "frame too large"))
@@ -397,10 +403,10 @@ impl Session {
             return Some((close::TOKEN_EXPIRED, "token expired: get a new one, then reconnect"));
         }
         let quiet = live.last_heard.elapsed();
-        if quiet >= Duration::from_millis(self.state.gateway.idle_timeout_ms) {
+        if quiet >= Duration::from_millis(self.state.config.idle_timeout_ms) {
             return Some((close::IDLE_TIMEOUT, "idle timeout: reconnect and resync"));
         }
-        if quiet >= Duration::from_millis(self.state.gateway.heartbeat_ms) {
+        if quiet >= Duration::from_millis(self.state.config.heartbeat_ms) {
             return self.write(sink, outbox, vec![WsMessage::Ping(Default::default())]).await;
         }
         None
@@ -439,7 +445,7 @@ impl Session {
             return;
         };
         let (app, user) = (self.app.id.clone(), self.user.clone());
-        let debounce = Duration::from_millis(self.state.gateway.presence_debounce_ms);
+        let debounce = Duration::from_millis(self.state.config.presence_debounce_ms);
         let shutdown = self.state.shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {

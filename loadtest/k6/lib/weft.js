@@ -185,7 +185,7 @@ export const m = {
   errors: counter('weft_errors'),
   /** `rate_limited` answers (the send is retried after `retry_after_ms`). */
   rateLimited: counter('weft_rate_limited'),
-  /** `unavailable` answers (the send is retried). */
+  /** `in_flight` and `*_unavailable` answers (the send is retried). */
   retries: counter('weft_retries'),
   /** Messages received in `hello` catch-ups. */
   resumed: counter('weft_resumed_messages'),
@@ -785,7 +785,7 @@ export class Client {
 
   onError(f) {
     const entry = f.id !== undefined ? this.inFlight.get(f.id) : undefined;
-    if (entry && (f.code === 'rate_limited' || f.code === 'unavailable')) {
+    if (entry && (f.code === 'rate_limited' || f.code === 'in_flight' || /_unavailable$/.test(f.code || ''))) {
       // Retried with the same client_msg_id, which the node answers once.
       if (f.code === 'rate_limited') m.rateLimited.add(1);
       else m.retries.add(1);

@@ -9,40 +9,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::extract::ws::Utf8Bytes;
-
+use super::SessionId;
+use super::fabric::{Audience, Event, Fabric};
 use super::outbox::{Cut, Outbox};
+use super::outgoing::{Outgoing, outgoing};
 use super::presence::Presence;
-use crate::chat::{Audience, Event, Fabric};
-use crate::gateway::protocol::{MessageOut, ReceiptKind, ServerFrame};
-use crate::ids::{AppId, ChatNumber, MessageNumber, UserId};
-use crate::model::{self, Message};
-
-/// Identifies one session on this node.
-pub type SessionId = u64;
-
-/// What waits in a session's outbox.
-#[derive(Clone, Debug)]
-pub enum Outgoing {
-    /// Any frame, written as is.
-    Frame {
-        /// Its `type`, for metrics.
-        kind: &'static str,
-        /// The encoded frame.
-        frame: Utf8Bytes,
-    },
-    /// A `message` frame, which a session that is catching up may hold back or skip.
-    Message {
-        /// Its chat.
-        chat: ChatNumber,
-        /// Its number.
-        seq: MessageNumber,
-        /// The encoded frame.
-        frame: Utf8Bytes,
-        /// When the message was created (ms since the epoch), for the delivery latency.
-        at: i64,
-    },
-}
+use crate::ids::{AppId, ChatNumber, UserId};
 
 /// What the hub holds of a session.
 #[derive(Clone)]
@@ -84,7 +56,7 @@ impl Drop for Slot {
 impl Hub {
     /// A fresh session id.
     pub fn next_session_id(&self) -> SessionId {
-        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+        SessionId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
     /// Reserves one of `max` connection slots, or `None` when all are taken.
@@ -207,45 +179,5 @@ impl Fabric for Hub {
 
     async fn revoke(&self, app: &AppId) {
         Hub::revoke(self, app);
-    }
-}
-
-/// The outbox item of an event, encoded once for all its recipients.
-pub fn outgoing(event: &Event) -> Arc<Outgoing> {
-    Arc::new(match event {
-        Event::Message(m) => Outgoing::Message {
-            chat: m.chat,
-            seq: m.number,
-            frame: ServerFrame::Message(message_out(m)).to_text().into(),
-            at: m.created_at.millis(),
-        },
-        Event::Typing { chat, user } => frame(&ServerFrame::Typing { chat: *chat, user: user.clone() }),
-        Event::Receipt { chat, user, kind, seq } => {
-            let kind = match kind {
-                model::ReceiptKind::Delivered => ReceiptKind::Delivered,
-                model::ReceiptKind::Read => ReceiptKind::Read,
-            };
-            frame(&ServerFrame::Receipt { chat: *chat, user: user.clone(), kind, seq: *seq })
-        }
-        Event::Presence { user, online } => {
-            frame(&ServerFrame::Presence { user: user.clone(), online: *online })
-        }
-    })
-}
-
-fn frame(frame: &ServerFrame) -> Outgoing {
-    Outgoing::Frame { kind: frame.kind(), frame: frame.to_text().into() }
-}
-
-/// A stored message as clients see it.
-pub fn message_out(m: &Message) -> MessageOut {
-    MessageOut {
-        chat: m.chat,
-        seq: m.number,
-        sender: m.sender.clone(),
-        body: m.body.clone(),
-        sent_at: m.created_at,
-        client_msg_id: m.client_msg_id.clone(),
-        reply_to: m.reply_to,
     }
 }

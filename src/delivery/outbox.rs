@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
 
-use super::hub::Outgoing;
+use super::outgoing::Outgoing;
 
 /// Why a session is cut off from outside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -197,8 +197,8 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
                 (Some(_), Some(_)) => return Err("give `chat` or `recipients`, not both".into()),
                 (None, None) => return Err("give `chat` or `recipients`".into()),
                 (None, Some(r)) if r.is_empty() => return Err("`recipients` must not be empty".into()),
-                (None, Some(r)) if r.len() > crate::chat::MAX_RECIPIENTS => {
-                    return Err(format!("`recipients` names at most {} users", crate::chat::MAX_RECIPIENTS));
+                (None, Some(r)) if r.len() > crate::model::MAX_RECIPIENTS => {
+                    return Err(format!("`recipients` names at most {} users", crate::model::MAX_RECIPIENTS));
                 }
                 (None, Some(r)) => {
                     if let Some(bad) = r.iter().find(|u| UserId::parse(u).is_err()) {

@@ -1,7 +1,7 @@
 //! The seam between the domain and the transport: what is delivered, to whom.
 
+use super::SessionId;
 use crate::cache::members::Members;
-use crate::gateway::hub::SessionId;
 use crate::ids::{AppId, ChatNumber, MessageNumber, UserId};
 use crate::model::{Message, ReceiptKind};
 

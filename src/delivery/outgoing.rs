@@ -1,0 +1,74 @@
+//! The outgoing frame: what waits in a session's outbox, encoded once per
+//! event and shared by every recipient (`Utf8Bytes` clones are reference counts).
+
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+
+use super::fabric::Event;
+use crate::ids::{ChatNumber, MessageNumber};
+use crate::model::{self, Message};
+use crate::protocol::{MessageOut, ReceiptKind, ServerFrame};
+
+/// What waits in a session's outbox.
+#[derive(Clone, Debug)]
+pub enum Outgoing {
+    /// Any frame, written as is.
+    Frame {
+        /// Its `type`, for metrics.
+        kind: &'static str,
+        /// The encoded frame.
+        frame: Utf8Bytes,
+    },
+    /// A `message` frame, which a session that is catching up may hold back or skip.
+    Message {
+        /// Its chat.
+        chat: ChatNumber,
+        /// Its number.
+        seq: MessageNumber,
+        /// The encoded frame.
+        frame: Utf8Bytes,
+        /// When the message was created (ms since the epoch), for the delivery latency.
+        at: i64,
+    },
+}
+
+/// The outbox item of an event, encoded once for all its recipients.
+pub fn outgoing(event: &Event) -> Arc<Outgoing> {
+    Arc::new(match event {
+        Event::Message(m) => Outgoing::Message {
+            chat: m.chat,
+            seq: m.number,
+            frame: ServerFrame::Message(message_out(m)).to_text().into(),
+            at: m.created_at.millis(),
+        },
+        Event::Typing { chat, user } => frame(&ServerFrame::Typing { chat: *chat, user: user.clone() }),
+        Event::Receipt { chat, user, kind, seq } => {
+            let kind = match kind {
+                model::ReceiptKind::Delivered => ReceiptKind::Delivered,
+                model::ReceiptKind::Read => ReceiptKind::Read,
+            };
+            frame(&ServerFrame::Receipt { chat: *chat, user: user.clone(), kind, seq: *seq })
+        }
+        Event::Presence { user, online } => {
+            frame(&ServerFrame::Presence { user: user.clone(), online: *online })
+        }
+    })
+}
+
+fn frame(frame: &ServerFrame) -> Outgoing {
+    Outgoing::Frame { kind: frame.kind(), frame: frame.to_text().into() }
+}
+
+/// A stored message as clients see it.
+pub fn message_out(m: &Message) -> MessageOut {
+    MessageOut {
+        chat: m.chat,
+        seq: m.number,
+        sender: m.sender.clone(),
+        body: m.body.clone(),
+        sent_at: m.created_at,
+        client_msg_id: m.client_msg_id.clone(),
+        reply_to: m.reply_to,
+    }
+}

@@ -1,0 +1,132 @@
+//! What a client is told when the domain refuses or fails a request, on either
+//! edge: one table from [`ErrorKind`] to an HTTP status and a stable code. The
+//! REST API answers with the status and `{"error":{"code","message"}}`; the
+//! WebSocket `error` frame carries the same code. README.md and
+//! docs/protocol.md list exactly these codes (checked by a test).
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::chat::{ChatError, ErrorKind, Missing, Refusal, Service};
+
+/// The one table: the HTTP status and the stable code of each kind of failure.
+pub fn describe(kind: ErrorKind) -> (StatusCode, &'static str) {
+    match kind {
+        ErrorKind::NotFound(Missing::Application) => (StatusCode::NOT_FOUND, "application_not_found"),
+        ErrorKind::NotFound(Missing::Chat) => (StatusCode::NOT_FOUND, "chat_not_found"),
+        ErrorKind::NotFound(Missing::Message) => (StatusCode::NOT_FOUND, "message_not_found"),
+        ErrorKind::NotFound(Missing::Member) => (StatusCode::NOT_FOUND, "member_not_found"),
+        ErrorKind::Forbidden(Refusal::NotAMember) => (StatusCode::FORBIDDEN, "not_a_member"),
+        ErrorKind::Forbidden(Refusal::InvalidToken) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+        ErrorKind::Invalid => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
+        ErrorKind::Unavailable(Service::Store) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+        ErrorKind::Unavailable(Service::Redis) => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),
+        ErrorKind::Unavailable(Service::IdentityProvider) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "identity_provider_unavailable")
+        }
+        ErrorKind::Unavailable(Service::Node) => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+        ErrorKind::InFlight => (StatusCode::CONFLICT, "in_flight"),
+        ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+/// Every kind, for the tests and docs checks that walk the table.
+#[cfg(test)]
+pub const KINDS: &[ErrorKind] = &[
+    ErrorKind::NotFound(Missing::Application),
+    ErrorKind::NotFound(Missing::Chat),
+    ErrorKind::NotFound(Missing::Message),
+    ErrorKind::NotFound(Missing::Member),
+    ErrorKind::Forbidden(Refusal::NotAMember),
+    ErrorKind::Forbidden(Refusal::InvalidToken),
+    ErrorKind::Invalid,
+    ErrorKind::Unavailable(Service::Store),
+    ErrorKind::Unavailable(Service::Redis),
+    ErrorKind::Unavailable(Service::IdentityProvider),
+    ErrorKind::Unavailable(Service::Node),
+    ErrorKind::InFlight,
+    ErrorKind::Internal,
+];
+
+/// Whether a failure is the client's doing (it counts toward flooding on a
+/// WebSocket); a failing service, a request in flight or a bug is not.
+pub fn is_client_fault(kind: ErrorKind) -> bool {
+    matches!(kind, ErrorKind::NotFound(_) | ErrorKind::Forbidden(_) | ErrorKind::Invalid)
+}
+
+/// The code, status and message a client gets for `e`. Failures an operator
+/// must see are logged here, once, with their cause; the client gets no
+/// internals.
+pub fn explain(e: &ChatError) -> (StatusCode, &'static str, String) {
+    let kind = e.kind();
+    let (status, code) = describe(kind);
+    let message = match kind {
+        ErrorKind::Unavailable(Service::Node) => {
+            "the node is shutting down; connect to another node".to_owned()
+        }
+        ErrorKind::Unavailable(service) => {
+            tracing::warn!(error = %e, source = ?std::error::Error::source(e).map(ToString::to_string), code, "request failed");
+            let what = match service {
+                Service::Store => "the store",
+                Service::Redis => "redis",
+                Service::IdentityProvider => "the application's identity provider",
+                Service::Node => "the node",
+            };
+            format!("{what} is unavailable; retry later (a send with the same idempotency key is safe)")
+        }
+        ErrorKind::Internal => {
+            tracing::error!(error = %e, source = ?std::error::Error::source(e).map(ToString::to_string), "request failed");
+            "internal error".to_owned()
+        }
+        _ => e.to_string(),
+    };
+    (status, code, message)
+}
+
+/// A JSON error answer: `{"error":{"code","message"}}` with `status`.
+pub fn http_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({ "error": { "code": code, "message": message } });
+    let mut response = (status, Json(body)).into_response();
+    if status == StatusCode::CONFLICT || status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// The REST answer for a domain failure.
+pub fn chat_error_response(e: &ChatError) -> Response {
+    let (status, code, message) = explain(e);
+    http_error(status, code, &message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_own_code() {
+        let mut codes: Vec<_> = KINDS.iter().map(|k| describe(*k).1).collect();
+        codes.sort_unstable();
+        let n = codes.len();
+        codes.dedup();
+        assert_eq!(codes.len(), n, "a code is shared by two kinds");
+        for e in ChatError::examples() {
+            assert!(KINDS.contains(&e.kind()), "{e:?} maps to a kind outside KINDS");
+        }
+    }
+
+    #[test]
+    fn readme_and_protocol_list_every_code() {
+        let readme = include_str!("../README.md");
+        let protocol = include_str!("../docs/protocol.md");
+        for kind in KINDS {
+            let code = format!("`{}`", describe(*kind).1);
+            assert!(readme.contains(&code), "README.md does not list {code}");
+            assert!(protocol.contains(&code), "docs/protocol.md does not list {code}");
+        }
+    }
+}
