@@ -5,7 +5,7 @@
 //! counters, `_seconds` and `_bytes` units. Labels stay of bounded
 //! cardinality: frame types, close reasons, Redis commands, store
 //! operations, route templates (never raw paths), peer node ids.
-//! `helm/weft/dashboards/weft.json` queries these names; `tests/metrics.rs`
+//! `helm/weft/dashboards/weft.json` queries these names; `tests/observability.rs`
 //! checks that each one it uses exists on a live node.
 
 use std::sync::LazyLock;

@@ -134,11 +134,6 @@ impl ChatService {
         &self.seq
     }
 
-    /// The batch writer, for its statistics.
-    pub fn writer(&self) -> &BatchWriter {
-        &self.writer
-    }
-
     /// Creates an application with a fresh token.
     pub async fn create_application(&self, name: String) -> Result<ApplicationView, ChatError> {
         let now = Timestamp::now();

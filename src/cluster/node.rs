@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::directory::Directory;
 use super::fabric::{ClusterFabric, Peers};
-use super::member::{Member, NodeInfo};
+use super::member::NodeInfo;
 use super::membership::{Change, Membership, MembershipConfig, MembershipError};
 use super::tls::{NodeTls, TlsError, TlsPaths};
 use super::transport::{Inbound, Transport, TransportConfig, TransportError};
@@ -128,11 +128,6 @@ pub struct Joined {
 }
 
 impl Joined {
-    /// The live members, for `GET /api/v1/cluster`.
-    pub fn members(&self) -> Vec<Member> {
-        self.membership.snapshot()
-    }
-
     /// A handle to the membership.
     pub fn membership(&self) -> Membership {
         self.membership.clone()

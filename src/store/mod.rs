@@ -3,7 +3,7 @@
 //! - `embedded`: a redb file, for the single-node default;
 //! - `cql`: ScyllaDB (or Apache Cassandra) through the scylla driver.
 //!
-//! Both pass the same contract suite (`tests/store_contract.rs`). Driver types
+//! Both pass the same contract suite (`tests/common/contract.rs`, run by `tests/store_embedded.rs` and `tests/store_cql.rs`). Driver types
 //! never leave this module: every failure becomes a [`StoreError`].
 
 mod batch;
