@@ -120,7 +120,8 @@ impl From<ChatError> for ApiError {
                 ApiError::Internal
             }
             ChatError::Token(TokenError::KeysUnavailable(e)) => {
-                tracing::warn!(error = %e, "cannot fetch an identity provider's keys");
+                // The fetch itself logged why, at most once a minute per URL (a flood of tokens must not flood the log).
+                tracing::debug!(error = %e, "cannot fetch an identity provider's keys");
                 ApiError::Unavailable(IDENTITY_PROVIDER)
             }
             ChatError::Token(e) => ApiError::InvalidToken(e.to_string()),
