@@ -337,21 +337,22 @@ impl Caches {
 
     /// The entry of `url`, marked used; a new one evicts what it must to stay within `max_key_sets`.
     fn entry(&mut self, url: &str, now: Instant, config: &JwksConfig) -> &mut Cache {
-        // Once per lifetime, a scan drops what nobody used for a lifetime (the cache shrinks after a burst).
         let lifetime = Cache::lifetime(config);
-        if now.saturating_duration_since(self.swept_at) >= lifetime {
-            self.entries.retain(|_, cache| !cache.unused_for(lifetime, now));
+        let max = config.max_key_sets.max(1);
+        let full = |entries: &HashMap<String, Cache>| !entries.contains_key(url) && entries.len() >= max;
+        // Drop what nobody used for a lifetime: once per lifetime (so the cache
+        // shrinks after a burst), and whenever a new URL finds the cache full.
+        if full(&self.entries) || now.saturating_duration_since(self.swept_at) >= lifetime {
+            self.entries.retain(|u, cache| u == url || !cache.unused_for(lifetime, now));
             self.swept_at = now;
         }
-        if !self.entries.contains_key(url) && self.entries.len() >= config.max_key_sets.max(1) {
-            self.entries.retain(|_, cache| !cache.unused_for(lifetime, now));
-            while self.entries.len() >= config.max_key_sets.max(1) {
-                let oldest = self.entries.iter().min_by_key(|(_, cache)| cache.used_at).map(|(u, _)| u.clone());
-                match oldest {
-                    Some(url) => self.entries.remove(&url),
-                    None => break,
-                };
-            }
+        // Still full: the least recently used goes.
+        while full(&self.entries) {
+            let oldest = self.entries.iter().min_by_key(|(_, cache)| cache.used_at).map(|(u, _)| u.clone());
+            match oldest {
+                Some(oldest) => self.entries.remove(&oldest),
+                None => break,
+            };
         }
         let cache = self.entries.entry(url.to_owned()).or_default();
         cache.used_at = Some(now);
