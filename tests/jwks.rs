@@ -369,8 +369,7 @@ async fn a_failing_idp_is_not_retried_within_the_window() {
 async fn a_failed_refetch_keeps_the_cached_keys() {
     let idp = Idp::start(fixture_json("jwks.json")).await;
     // Every verification refetches: the set is never fresh and there is no window.
-    let verifier =
-        JwksVerifier::new(JwksConfig { cache_ttl_secs: 0, min_refetch_secs: 0, ..local() });
+    let verifier = JwksVerifier::new(JwksConfig { cache_ttl_secs: 0, min_refetch_secs: 0, ..local() });
     let app = AppId::generate();
     let token = rs256("rsa-1", &claims(&app, "alice"));
     assert!(verifier.verify(&idp.url, &token, &app).await.is_ok());
@@ -417,8 +416,9 @@ async fn an_application_with_a_jwks_url_connects_its_users_with_provider_tokens(
     let no_private = TestServer::start_with(Mode::Embedded, |c| c.jwks.allow_http = true).await;
     let token = no_private.new_app().await;
     let path = format!("/api/v1/applications/{token}");
-    let (status, body) =
-        no_private.send(no_private.http.patch(no_private.url(&path)).json(&json!({"jwks_url": idp.url}))).await;
+    let (status, body) = no_private
+        .send(no_private.http.patch(no_private.url(&path)).json(&json!({"jwks_url": idp.url})))
+        .await;
     assert_eq!((status, code(&body)), (422, "invalid_field"), "{body}");
     no_private.stop().await;
 
@@ -497,10 +497,14 @@ async fn a_loopback_jwks_url_is_refused_when_set() {
         let (status, body) = s.send(s.http.put(s.url(&path)).json(&json!({"jwks_url": url}))).await;
         assert_eq!((status, code(&body)), (422, "invalid_field"), "{url}: {body}");
         let message = body["error"]["message"].as_str().unwrap();
-        assert!(message.contains("non-public address") && message.contains("jwks.allow_private_networks"), "{message}");
+        assert!(
+            message.contains("non-public address") && message.contains("jwks.allow_private_networks"),
+            "{message}"
+        );
     }
-    let (status, body) =
-        s.send(s.http.patch(s.url(&path)).json(&json!({"jwks_url": "https://u:p@idp.example/jwks.json"}))).await;
+    let (status, body) = s
+        .send(s.http.patch(s.url(&path)).json(&json!({"jwks_url": "https://u:p@idp.example/jwks.json"})))
+        .await;
     assert_eq!((status, code(&body)), (422, "invalid_field"), "{body}");
     let (status, body) = s.get(&path).await;
     assert_eq!((status, &body["jwks_url"]), (200, &Value::Null), "{body}");

@@ -39,7 +39,8 @@ impl EgressPolicy {
     /// Whether `host` (a name, or an address as written in a URL) may reach private addresses.
     fn exempts(&self, host: &str) -> bool {
         let host = unbracket(host);
-        self.allow_private_networks || self.private_hosts.iter().any(|h| unbracket(h).eq_ignore_ascii_case(host))
+        self.allow_private_networks
+            || self.private_hosts.iter().any(|h| unbracket(h).eq_ignore_ascii_case(host))
     }
 
     /// Checks `addrs`, the addresses of `host`: every one must be public.

@@ -96,7 +96,10 @@ impl JwksConfig {
             unbracketed.parse::<std::net::IpAddr>().is_ok() || !(h.is_empty() || h.contains(['/', ':', '@']))
         };
         if !self.private_hosts.iter().all(|h| is_host(h)) {
-            return Err(("jwks.private_hosts", "every entry must be a host name or address, without scheme or port"));
+            return Err((
+                "jwks.private_hosts",
+                "every entry must be a host name or address, without scheme or port",
+            ));
         }
         Ok(())
     }
@@ -776,7 +779,8 @@ mod tests {
             assert_eq!(strict.check_url(url), Err("`jwks_url` must not carry a user name or password"));
         }
         // Public addresses and names pass (names are checked when resolved).
-        for url in ["https://8.8.8.8/jwks.json", "https://[2606:4700::1111]/k", "https://localhost/jwks.json"] {
+        for url in ["https://8.8.8.8/jwks.json", "https://[2606:4700::1111]/k", "https://localhost/jwks.json"]
+        {
             assert_eq!(strict.check_url(url), Ok(()), "{url}");
         }
 
