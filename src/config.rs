@@ -199,6 +199,9 @@ impl Config {
         if let Err((key, reason)) = self.gateway.check() {
             return invalid(key, reason);
         }
+        if let Err((key, reason)) = self.jwks.check() {
+            return invalid(key, reason);
+        }
         if self.cluster.enabled {
             if !self.redis.is_set() {
                 return invalid("redis.url", "a cluster needs Redis (cluster.enabled is true)");
@@ -315,6 +318,8 @@ mod tests {
         assert!(err.contains("listen"), "{err}");
         let err = Config::from_toml("[batch]\nmax_messages = 0\n").unwrap_err().to_string();
         assert!(err.contains("batch.max_messages"), "{err}");
+        let err = Config::from_toml("[jwks]\nmax_key_sets = 0\n").unwrap_err().to_string();
+        assert!(err.contains("jwks.max_key_sets"), "{err}");
         let err = Config::from_toml("[store]\nbackend = \"postgres\"\n").unwrap_err().to_string();
         assert!(err.contains("backend"), "{err}");
     }

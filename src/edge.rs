@@ -67,7 +67,14 @@ pub fn explain(e: &ChatError) -> (StatusCode, &'static str, String) {
             "the node is shutting down; connect to another node".to_owned()
         }
         ErrorKind::Unavailable(service) => {
-            tracing::warn!(error = %e, source = ?std::error::Error::source(e).map(ToString::to_string), code, "request failed");
+            let cause = std::error::Error::source(e).map(ToString::to_string);
+            if service == Service::IdentityProvider {
+                // The key-set fetcher warns itself, at a bounded rate (a failing
+                // identity provider must not write a line per request).
+                tracing::debug!(error = %e, cause, code, "request failed");
+            } else {
+                tracing::warn!(error = %e, cause, code, "request failed");
+            }
             let what = match service {
                 Service::Store => "the store",
                 Service::Redis => "redis",
@@ -77,7 +84,8 @@ pub fn explain(e: &ChatError) -> (StatusCode, &'static str, String) {
             format!("{what} is unavailable; retry later (a send with the same idempotency key is safe)")
         }
         ErrorKind::Internal => {
-            tracing::error!(error = %e, source = ?std::error::Error::source(e).map(ToString::to_string), "request failed");
+            let cause = std::error::Error::source(e).map(ToString::to_string);
+            tracing::error!(error = %e, cause, "request failed");
             "internal error".to_owned()
         }
         _ => e.to_string(),

@@ -141,6 +141,8 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// HTTP request time, by route template.
     pub http_request_seconds: HistogramVec,
+    /// Fetches of an identity provider's key set that failed (each one; the warning is rate-limited).
+    pub jwks_fetch_failures: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -295,6 +297,11 @@ impl Metrics {
                 "weft_http_request_seconds",
                 "HTTP request time, by route.",
                 &["route"],
+            ),
+            jwks_fetch_failures: counter(
+                &r,
+                "weft_jwks_fetch_failures_total",
+                "Fetches of an application's JWKS URL that failed (refused, unreachable, bad answer).",
             ),
             registry: r,
         }

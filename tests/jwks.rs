@@ -1,5 +1,6 @@
 //! `JwksVerifier` against a real JWKS server on a `:0` port, with tokens
-//! signed by the test keys in `tests/fixtures/jwks/`.
+//! signed by the test keys in `tests/fixtures/jwks/`; what a node refuses
+//! (non-public JWKS URLs, tokens not yet valid) at its REST and WebSocket edges.
 // Test code: a panic is a failed check (clippy's allow-unwrap-in-tests only covers #[test] fns).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -60,8 +61,13 @@ fn user(s: &str) -> UserId {
     UserId::parse(s).unwrap()
 }
 
+/// The test identity providers serve http:// on 127.0.0.1: both are allowed.
+fn local() -> JwksConfig {
+    JwksConfig { allow_http: true, allow_private_networks: true, ..JwksConfig::default() }
+}
+
 fn config(min_refetch_secs: u64) -> JwksConfig {
-    JwksConfig { min_refetch_secs, ..JwksConfig::default() }
+    JwksConfig { min_refetch_secs, ..local() }
 }
 
 /// A test identity provider serving a JWKS document, counting requests.
@@ -123,7 +129,7 @@ fn rotated_jwks() -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rs256_and_es256_tokens_verify() {
     let idp = Idp::start(fixture_json("jwks.json")).await;
-    let verifier = JwksVerifier::new(JwksConfig::default());
+    let verifier = JwksVerifier::new(local());
     let app = AppId::generate();
 
     let token = rs256("rsa-1", &claims(&app, "alice"));
@@ -135,7 +141,7 @@ async fn rs256_and_es256_tokens_verify() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_set_is_not_fetched_again() {
     let idp = Idp::start(fixture_json("jwks.json")).await;
-    let verifier = JwksVerifier::new(JwksConfig::default());
+    let verifier = JwksVerifier::new(local());
     let app = AppId::generate();
     for sub in ["a", "b", "c"] {
         let token = rs256("rsa-1", &claims(&app, sub));
@@ -150,7 +156,7 @@ async fn a_cached_set_is_not_fetched_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_verifications_share_one_fetch() {
     let idp = Idp::start_with_delay(fixture_json("jwks.json"), Duration::from_millis(200)).await;
-    let verifier = JwksVerifier::new(JwksConfig::default());
+    let verifier = JwksVerifier::new(local());
     let app = AppId::generate();
     let token = rs256("rsa-1", &claims(&app, "alice"));
     let verifications = (0..16).map(|_| verifier.verify(&idp.url, &token, &app));
@@ -165,7 +171,7 @@ async fn a_token_without_kid_uses_the_only_key() {
     let mut jwks = fixture_json("jwks.json");
     jwks["keys"].as_array_mut().unwrap().truncate(1);
     let idp = Idp::start(jwks).await;
-    let verifier = JwksVerifier::new(JwksConfig::default());
+    let verifier = JwksVerifier::new(local());
     let app = AppId::generate();
     let token = sign(Algorithm::RS256, None, &rsa_key("rsa-1.pem"), &claims(&app, "alice"));
     assert_eq!(verifier.verify(&idp.url, &token, &app).await.unwrap(), user("alice"));
@@ -178,7 +184,7 @@ async fn a_token_without_kid_uses_the_only_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_for_another_application_are_refused() {
     let idp = Idp::start(fixture_json("jwks.json")).await;
-    let verifier = JwksVerifier::new(JwksConfig::default());
+    let verifier = JwksVerifier::new(local());
     let (app, other) = (AppId::generate(), AppId::generate());
     let check = async |claims: Value| verifier.verify(&idp.url, &rs256("rsa-1", &claims), &app).await;
     let exp = now() + 3600;
@@ -204,7 +210,7 @@ async fn tokens_for_another_application_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_and_malformed_claims_are_refused() {
     let idp = Idp::start(fixture_json("jwks.json")).await;
-    let verifier = JwksVerifier::new(JwksConfig::default());
+    let verifier = JwksVerifier::new(local());
     let app = AppId::generate();
     let check = async |claims: Value| verifier.verify(&idp.url, &rs256("rsa-1", &claims), &app).await;
     let app_id = app.as_str();
@@ -227,7 +233,7 @@ async fn expired_and_malformed_claims_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_signatures_and_mismatched_algorithms_are_refused() {
     let idp = Idp::start(fixture_json("jwks.json")).await;
-    let verifier = JwksVerifier::new(JwksConfig::default());
+    let verifier = JwksVerifier::new(local());
     let app = AppId::generate();
     let claims = claims(&app, "alice");
 
@@ -252,7 +258,7 @@ async fn forged_signatures_and_mismatched_algorithms_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hs256_and_unsigned_tokens_are_refused_without_a_fetch() {
     let idp = Idp::start(fixture_json("jwks.json")).await;
-    let verifier = JwksVerifier::new(JwksConfig::default());
+    let verifier = JwksVerifier::new(local());
     let app = AppId::generate();
     let claims = claims(&app, "alice");
 
@@ -330,7 +336,7 @@ async fn a_rotated_key_is_accepted_after_the_refetch() {
 async fn an_unreachable_idp_is_a_clear_error() {
     // Bound then closed: nothing listens there.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
-    let verifier = JwksVerifier::new(JwksConfig::default());
+    let verifier = JwksVerifier::new(local());
     let app = AppId::generate();
     let token = rs256("rsa-1", &claims(&app, "alice"));
     let url = format!("http://{closed}/jwks.json");
@@ -347,7 +353,7 @@ async fn an_unreachable_idp_is_a_clear_error() {
 async fn a_failing_idp_is_not_retried_within_the_window() {
     let idp = Idp::start(json!({})).await;
     idp.answer(StatusCode::SERVICE_UNAVAILABLE, json!({}));
-    let verifier = JwksVerifier::new(JwksConfig::default());
+    let verifier = JwksVerifier::new(local());
     let app = AppId::generate();
     let token = rs256("rsa-1", &claims(&app, "alice"));
     for _ in 0..3 {
@@ -363,8 +369,7 @@ async fn a_failing_idp_is_not_retried_within_the_window() {
 async fn a_failed_refetch_keeps_the_cached_keys() {
     let idp = Idp::start(fixture_json("jwks.json")).await;
     // Every verification refetches: the set is never fresh and there is no window.
-    let verifier =
-        JwksVerifier::new(JwksConfig { cache_ttl_secs: 0, min_refetch_secs: 0, ..JwksConfig::default() });
+    let verifier = JwksVerifier::new(JwksConfig { cache_ttl_secs: 0, min_refetch_secs: 0, ..local() });
     let app = AppId::generate();
     let token = rs256("rsa-1", &claims(&app, "alice"));
     assert!(verifier.verify(&idp.url, &token, &app).await.is_ok());
@@ -381,7 +386,7 @@ async fn an_oversized_set_is_refused() {
     let mut jwks = fixture_json("jwks.json");
     jwks["padding"] = json!("x".repeat(300 * 1024));
     let idp = Idp::start(jwks).await;
-    let verifier = JwksVerifier::new(JwksConfig::default());
+    let verifier = JwksVerifier::new(local());
     let app = AppId::generate();
     let token = rs256("rsa-1", &claims(&app, "alice"));
     let Err(TokenError::KeysUnavailable(e)) = verifier.verify(&idp.url, &token, &app).await else {
@@ -407,7 +412,21 @@ async fn an_application_with_a_jwks_url_connects_its_users_with_provider_tokens(
     assert_eq!((status, code(&body)), (422, "invalid_field"), "{body}");
     strict.stop().await;
 
-    let s = TestServer::start_with(Mode::Embedded, |c| c.jwks.allow_http = true).await;
+    // http:// allowed, but 127.0.0.1 is not a public address.
+    let no_private = TestServer::start_with(Mode::Embedded, |c| c.jwks.allow_http = true).await;
+    let token = no_private.new_app().await;
+    let path = format!("/api/v1/applications/{token}");
+    let (status, body) = no_private
+        .send(no_private.http.patch(no_private.url(&path)).json(&json!({"jwks_url": idp.url})))
+        .await;
+    assert_eq!((status, code(&body)), (422, "invalid_field"), "{body}");
+    no_private.stop().await;
+
+    let s = TestServer::start_with(Mode::Embedded, |c| {
+        c.jwks.allow_http = true;
+        c.jwks.allow_private_networks = true;
+    })
+    .await;
     let token = s.new_app().await;
     let path = format!("/api/v1/applications/{token}");
     let (status, body) = s.send(s.http.patch(s.url(&path)).json(&json!({"jwks_url": idp.url}))).await;
@@ -440,6 +459,231 @@ async fn an_application_with_a_jwks_url_connects_its_users_with_provider_tokens(
     match tokio_tungstenite::connect_async(ws(rs256("rsa-1", &provider_claims))).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 401),
         other => panic!("expected a 401, got {other:?}"),
+    }
+    s.stop().await;
+}
+
+/// A TCP listener on 127.0.0.1 that counts the connections it accepts (and drops them).
+async fn counting_listener() -> (u16, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    (port, accepted)
+}
+
+/// With the default config, a JWKS URL naming a loopback address is refused
+/// when set, on `PUT` as on `PATCH`, with a message naming the way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loopback_jwks_url_is_refused_when_set() {
+    use common::server::{Mode, TestServer, code};
+
+    let (port, accepted) = counting_listener().await;
+    let s = TestServer::start(Mode::Embedded).await;
+    let token = s.new_app().await;
+    let path = format!("/api/v1/applications/{token}");
+    for url in [
+        format!("https://127.0.0.1:{port}/.well-known/jwks.json"),
+        format!("https://[::1]:{port}/jwks.json"),
+        "https://169.254.169.254/latest/meta-data/".to_owned(),
+        "https://10.1.2.3/jwks.json".to_owned(),
+    ] {
+        let (status, body) = s.send(s.http.put(s.url(&path)).json(&json!({"jwks_url": url}))).await;
+        assert_eq!((status, code(&body)), (422, "invalid_field"), "{url}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("non-public address") && message.contains("jwks.allow_private_networks"),
+            "{message}"
+        );
+    }
+    let (status, body) = s
+        .send(s.http.patch(s.url(&path)).json(&json!({"jwks_url": "https://u:p@idp.example/jwks.json"})))
+        .await;
+    assert_eq!((status, code(&body)), (422, "invalid_field"), "{body}");
+    let (status, body) = s.get(&path).await;
+    assert_eq!((status, &body["jwks_url"]), (200, &Value::Null), "{body}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 0);
+    s.stop().await;
+}
+
+/// A host name is checked when it is resolved, on every fetch: `localhost`
+/// resolves to 127.0.0.1, so the token is refused and nothing connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_name_resolving_to_loopback_is_refused_at_fetch_time() {
+    let (port, accepted) = counting_listener().await;
+    let url = format!("http://localhost:{port}/.well-known/jwks.json");
+    let app = AppId::generate();
+    let token = rs256("rsa-1", &claims(&app, "alice"));
+
+    let verifier = JwksVerifier::new(JwksConfig { allow_http: true, ..JwksConfig::default() });
+    let Err(TokenError::KeysUnavailable(e)) = verifier.verify(&url, &token, &app).await else {
+        panic!("expected KeysUnavailable");
+    };
+    let FetchError::NonPublic(refused) = &*e else { panic!("expected NonPublic, got {e:?}") };
+    assert_eq!(refused.host, "localhost");
+    assert!(refused.addr.is_loopback(), "{refused:?}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 0);
+
+    // The same URL with the host allowed does connect (so the count above means something).
+    let allowed = JwksVerifier::new(JwksConfig {
+        allow_http: true,
+        private_hosts: vec!["localhost".into()],
+        ..JwksConfig::default()
+    });
+    let Err(TokenError::KeysUnavailable(e)) = allowed.verify(&url, &token, &app).await else {
+        panic!("expected KeysUnavailable");
+    };
+    assert!(matches!(*e, FetchError::Request(_)), "{e:?}");
+    assert!(accepted.load(Ordering::SeqCst) >= 1);
+}
+
+/// End to end with the default config: an application whose JWKS URL names a
+/// host resolving to loopback gets 503 `identity_provider_unavailable`, and the
+/// node never connects there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_never_connects_to_a_jwks_host_resolving_to_loopback() {
+    use common::server::{Mode, TestServer, code};
+
+    let (port, accepted) = counting_listener().await;
+    let s = TestServer::start(Mode::Embedded).await;
+    let (status, body) = s.post("/api/v1/applications", json!({"name": "rebinding"})).await;
+    assert_eq!(status, 201, "{body}");
+    let (token, app) = (body["token"].as_str().unwrap(), AppId::new(body["id"].as_str().unwrap()));
+    let path = format!("/api/v1/applications/{token}");
+    let url = format!("https://localhost:{port}/.well-known/jwks.json");
+    let (status, body) = s.send(s.http.put(s.url(&path)).json(&json!({"jwks_url": url}))).await;
+    assert_eq!(status, 200, "{body}");
+
+    let jwt = rs256("rsa-1", &claims(&app, "alice"));
+    let (status, body) = s.send(s.http.get(s.url("/api/v1/me")).bearer_auth(&jwt)).await;
+    assert_eq!((status, code(&body)), (503, "identity_provider_unavailable"), "{body}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 0);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_holds_at_most_max_key_sets() {
+    let idp = Idp::start(fixture_json("jwks.json")).await;
+    let verifier = JwksVerifier::new(JwksConfig { max_key_sets: 2, ..local() });
+    let app = AppId::generate();
+    let token = rs256("rsa-1", &claims(&app, "alice"));
+    // Distinct URLs, one server: as many cache entries as URLs, were it unbounded.
+    let url = |i: usize| format!("{}?tenant={i}", idp.url);
+    for i in 0..8 {
+        assert_eq!(verifier.verify(&url(i), &token, &app).await.unwrap(), user("alice"));
+        assert!(verifier.cached_key_sets() <= 2, "{} cached after {i}", verifier.cached_key_sets());
+    }
+    assert_eq!(idp.hits(), 8);
+    // The most recent is still cached; the first was evicted and is fetched again.
+    assert!(verifier.verify(&url(7), &token, &app).await.is_ok());
+    assert_eq!(idp.hits(), 8);
+    assert!(verifier.verify(&url(0), &token, &app).await.is_ok());
+    assert_eq!(idp.hits(), 9);
+}
+
+/// Captures what is logged on this thread (a current-thread runtime runs every task here).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn lines(&self) -> Vec<String> {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap().lines().map(str::to_owned).collect()
+    }
+}
+
+#[tokio::test]
+async fn a_failing_url_warns_once_without_its_query_and_counts_every_failure() {
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let idp = Idp::start(json!({})).await;
+    idp.answer(StatusCode::SERVICE_UNAVAILABLE, json!({}));
+    // No refetch window: every verification fetches (and fails).
+    let verifier = JwksVerifier::new(JwksConfig { min_refetch_secs: 0, ..local() });
+    let app = AppId::generate();
+    let token = rs256("rsa-1", &claims(&app, "alice"));
+    let url = format!("{}?client_secret=hunter2", idp.url);
+    let failures = || weft::metrics::metrics().jwks_fetch_failures.get();
+    let before = failures();
+    for _ in 0..5 {
+        assert!(matches!(verifier.verify(&url, &token, &app).await, Err(TokenError::KeysUnavailable(_))));
+    }
+    assert_eq!(idp.hits(), 5);
+    assert!(failures() >= before + 5, "{} failures counted", failures() - before);
+
+    let lines: Vec<String> = log.lines().into_iter().filter(|l| l.contains("cannot fetch jwks")).collect();
+    let warnings = lines.iter().filter(|l| l.contains("WARN")).count();
+    assert_eq!((warnings, lines.len()), (1, 5), "{lines:#?}");
+    assert!(lines.iter().all(|l| l.contains("host=127.0.0.1") && !l.contains("hunter2")), "{lines:#?}");
+}
+
+/// An HS256 token (signed with the application's secret) is refused before
+/// its `nbf` just as an RS256 one is: 401 `invalid_token` on REST and on the
+/// WebSocket upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_not_yet_valid_are_refused_at_the_edges() {
+    use common::server::{Mode, TestServer, code};
+
+    let idp = Idp::start(fixture_json("jwks.json")).await;
+    let s = TestServer::start_with(Mode::Embedded, |c| {
+        c.jwks.allow_http = true;
+        c.jwks.allow_private_networks = true;
+    })
+    .await;
+    let (status, body) = s.post("/api/v1/applications", json!({"name": "nbf"})).await;
+    assert_eq!(status, 201, "{body}");
+    let (token, app) = (body["token"].as_str().unwrap(), AppId::new(body["id"].as_str().unwrap()));
+    let secret = EncodingKey::from_secret(body["secret"].as_str().unwrap().as_bytes());
+    let path = format!("/api/v1/applications/{token}");
+    let (status, body) = s.send(s.http.patch(s.url(&path)).json(&json!({"jwks_url": idp.url}))).await;
+    assert_eq!(status, 200, "{body}");
+
+    let with_nbf = |nbf: i64| {
+        let mut claims = claims(&app, "alice");
+        claims["nbf"] = json!(nbf);
+        claims
+    };
+    let hs256 = |claims: &Value| sign(Algorithm::HS256, None, &secret, claims);
+    let me = async |jwt: &str| s.send(s.http.get(s.url("/api/v1/me")).bearer_auth(jwt)).await;
+    let ws = |jwt: &str| format!("{}/ws?token={jwt}", s.ws_base());
+
+    // Valid now: accepted, both ways.
+    for jwt in [hs256(&with_nbf(now() - 60)), rs256("rsa-1", &with_nbf(now() - 60))] {
+        let (status, body) = me(&jwt).await;
+        assert_eq!((status, body["user"].as_str()), (200, Some("alice")), "{body}");
+        assert!(tokio_tungstenite::connect_async(ws(&jwt)).await.is_ok());
+    }
+    // Valid in an hour: refused, both ways, with the same code.
+    for jwt in [hs256(&with_nbf(now() + 3600)), rs256("rsa-1", &with_nbf(now() + 3600))] {
+        let (status, body) = me(&jwt).await;
+        assert_eq!((status, code(&body)), (401, "invalid_token"), "{body}");
+        match tokio_tungstenite::connect_async(ws(&jwt)).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 401),
+            other => panic!("expected a 401, got {other:?}"),
+        }
     }
     s.stop().await;
 }

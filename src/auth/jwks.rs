@@ -9,7 +9,17 @@
 //! lets the next caller start another.
 //!
 //! Only the configured URL is ever fetched: the token's `jku`, `x5u` and
-//! `jwk` headers are ignored.
+//! `jwk` headers are ignored. It may only lead to public addresses unless
+//! the operator says otherwise (see [`egress`](super::egress)).
+//!
+//! The cache is bounded: at most `max_key_sets` URLs, the least recently
+//! used evicted first, and a URL unused for `cache_ttl_secs` (or
+//! `min_refetch_secs`, if longer) is forgotten. A failed fetch is remembered
+//! like a successful one, so a URL that does not answer is tried at most
+//! once per `min_refetch_secs` however many tokens name it. Failures are
+//! counted (`weft_jwks_fetch_failures_total`) and logged at warn at most
+//! once a minute per URL and [`MAX_WARNINGS`] a minute in all, naming the
+//! host only (a URL's path or query may hold a secret).
 
 use std::collections::HashMap;
 use std::error::Error as _;
@@ -26,12 +36,18 @@ use serde::Deserialize;
 use subtle::{Choice, ConstantTimeEq};
 
 use crate::auth::TokenError;
+use crate::auth::egress::{EgressPolicy, NonPublicAddress, PublicResolver};
 use crate::ids::{AppId, UserId};
+use crate::metrics::metrics;
 
 /// The largest key set accepted; real ones are a few KiB.
 const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
-const LEEWAY_SECS: u64 = 5;
+pub(crate) const LEEWAY_SECS: u64 = 5;
+/// A failing URL is logged at warn at most once per this long…
+const WARN_INTERVAL: Duration = Duration::from_secs(60);
+/// …and all failing URLs together at most this many times per [`WARN_INTERVAL`].
+pub const MAX_WARNINGS: u32 = 10;
 
 /// How [`JwksVerifier`] caches and fetches key sets.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -45,11 +61,47 @@ pub struct JwksConfig {
     pub fetch_timeout_ms: u64,
     /// Accept `http://` JWKS URLs (development only; production needs `https://`).
     pub allow_http: bool,
+    /// The most URLs whose key sets (or failures) are cached; the least recently used goes first.
+    pub max_key_sets: usize,
+    /// Let JWKS URLs lead to loopback, private, link-local and other non-public
+    /// addresses (an identity provider on the operator's own network).
+    pub allow_private_networks: bool,
+    /// Hosts (names, or addresses as written in the URL) that may lead to
+    /// non-public addresses when `allow_private_networks` is off.
+    pub private_hosts: Vec<String>,
 }
 
 impl Default for JwksConfig {
     fn default() -> Self {
-        Self { cache_ttl_secs: 300, min_refetch_secs: 30, fetch_timeout_ms: 3000, allow_http: false }
+        Self {
+            cache_ttl_secs: 300,
+            min_refetch_secs: 30,
+            fetch_timeout_ms: 3000,
+            allow_http: false,
+            max_key_sets: 1024,
+            allow_private_networks: false,
+            private_hosts: Vec::new(),
+        }
+    }
+}
+
+impl JwksConfig {
+    /// Checks what types alone cannot; on error, the key and why.
+    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.max_key_sets == 0 {
+            return Err(("jwks.max_key_sets", "must be at least 1"));
+        }
+        let is_host = |h: &str| {
+            let unbracketed = h.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(h);
+            unbracketed.parse::<std::net::IpAddr>().is_ok() || !(h.is_empty() || h.contains(['/', ':', '@']))
+        };
+        if !self.private_hosts.iter().all(|h| is_host(h)) {
+            return Err((
+                "jwks.private_hosts",
+                "every entry must be a host name or address, without scheme or port",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -74,6 +126,27 @@ pub enum FetchError {
     /// The fetch task ended without an answer (the runtime is shutting down).
     #[error("the fetch was aborted")]
     Aborted,
+    /// The URL is not one weft may fetch (stored before a stricter config, say).
+    #[error("{0}")]
+    Refused(&'static str),
+    /// The URL's host is, or resolves to, a non-public address (see `jwks.allow_private_networks`).
+    #[error("the jwks url leads to a non-public address")]
+    NonPublic(#[source] NonPublicAddress),
+}
+
+impl FetchError {
+    /// Recognises the resolver's refusal inside the HTTP client's error.
+    fn from_request(e: reqwest::Error) -> Self {
+        let mut source = e.source();
+        while let Some(cause) = source {
+            if let Some(refused) = cause.downcast_ref::<NonPublicAddress>() {
+                return FetchError::NonPublic(refused.clone());
+            }
+            source = cause.source();
+        }
+        // The URL's path and query may hold a secret: the error is logged without them.
+        FetchError::Request(e.without_url())
+    }
 }
 
 /// Verifies user tokens against applications' JWKS URLs; a cheap `Clone`
@@ -85,9 +158,10 @@ pub struct JwksVerifier {
 
 struct Inner {
     config: JwksConfig,
+    policy: Arc<EgressPolicy>,
     /// Built once; if that failed, every fetch reports why.
     client: Result<reqwest::Client, Arc<FetchError>>,
-    caches: Mutex<HashMap<String, Cache>>,
+    caches: Mutex<Caches>,
 }
 
 impl fmt::Debug for JwksVerifier {
@@ -99,28 +173,40 @@ impl fmt::Debug for JwksVerifier {
 impl JwksVerifier {
     /// A verifier with an empty cache.
     pub fn new(config: JwksConfig) -> Self {
+        let policy = Arc::new(EgressPolicy {
+            allow_private_networks: config.allow_private_networks,
+            private_hosts: config.private_hosts.clone(),
+        });
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.fetch_timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve and connect past the resolver's checks.
+            .no_proxy()
+            .dns_resolver(Arc::new(PublicResolver(Arc::clone(&policy))))
             .user_agent(concat!("weft/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Arc::new(FetchError::Client(e)));
-        Self { inner: Arc::new(Inner { config, client, caches: Mutex::new(HashMap::new()) }) }
+        let caches = Mutex::new(Caches::new(Instant::now()));
+        Self { inner: Arc::new(Inner { config, policy, client, caches }) }
     }
 
     /// Checks a JWKS URL an application configures: absolute, `https://`
-    /// (or `http://` when `allow_http`), at most 2048 bytes.
+    /// (or `http://` when `allow_http`), without user or password, at most
+    /// 2048 bytes, and not a literal non-public address (host names are
+    /// checked when they are resolved, at each fetch).
     pub fn check_url(&self, raw: &str) -> Result<(), &'static str> {
-        if raw.len() > 2048 {
-            return Err("`jwks_url` is longer than 2048 bytes");
+        let url = self.inner.parse_url(raw)?;
+        if self.inner.policy.check_literal(&url).is_err() {
+            return Err("`jwks_url` points at a loopback, private or otherwise non-public address \
+                        (an identity provider on a private network needs jwks.allow_private_networks \
+                        or jwks.private_hosts)");
         }
-        let url = reqwest::Url::parse(raw).map_err(|_| "`jwks_url` is not an absolute URL")?;
-        match url.scheme() {
-            "https" if url.host().is_some() => Ok(()),
-            "http" if url.host().is_some() && self.inner.config.allow_http => Ok(()),
-            "http" => Err("`jwks_url` must be https:// (http:// needs jwks.allow_http)"),
-            _ => Err("`jwks_url` must be an https:// URL"),
-        }
+        Ok(())
+    }
+
+    /// How many URLs the cache holds (at most `jwks.max_key_sets`).
+    pub fn cached_key_sets(&self) -> usize {
+        self.inner.caches().entries.len()
     }
 
     /// Verifies `token` for `app` with the keys published at `jwks_url`; returns its user.
@@ -160,8 +246,8 @@ impl JwksVerifier {
     async fn keys(&self, url: &str, kid: Option<&str>) -> Result<Arc<KeySet>, TokenError> {
         let fetch = {
             let mut caches = self.inner.caches();
-            let cache = caches.entry(url.to_owned()).or_default();
             let now = Instant::now();
+            let cache = caches.entry(url, now, &self.inner.config);
             match cache.next_step(kid, now, &self.inner.config) {
                 Step::Use(keys) => return Ok(keys),
                 Step::Fail(e) => return Err(TokenError::KeysUnavailable(e)),
@@ -183,23 +269,130 @@ impl JwksVerifier {
         let inner = Arc::clone(&self.inner);
         let task = tokio::spawn(async move {
             let fetched = match &inner.client {
-                Ok(client) => fetch(client, &url).await.map_err(Arc::new),
+                Ok(client) => inner.fetch(client, &url).await.map_err(Arc::new),
                 Err(e) => Err(Arc::clone(e)),
             };
-            if let Err(e) = &fetched {
-                tracing::warn!(url = %url, error = %Chain(e), "cannot fetch jwks");
-            }
+            let now = Instant::now();
             let mut caches = inner.caches();
-            caches.entry(url).or_default().record(fetched, Instant::now())
+            if let Err(e) = &fetched {
+                metrics().jwks_fetch_failures.inc();
+                let host = reqwest::Url::parse(&url).ok().and_then(|u| u.host_str().map(str::to_owned));
+                let host = host.unwrap_or_default();
+                if caches.may_warn(&url, now) {
+                    tracing::warn!(host = %host, error = %Chain(e), "cannot fetch jwks");
+                } else {
+                    tracing::debug!(host = %host, error = %Chain(e), "cannot fetch jwks");
+                }
+            }
+            caches.record(&url, fetched, now)
         });
         async move { task.await.unwrap_or_else(|_| Err(Arc::new(FetchError::Aborted))) }.boxed().shared()
     }
 }
 
 impl Inner {
-    fn caches(&self) -> MutexGuard<'_, HashMap<String, Cache>> {
+    /// Checks a URL's shape (everything but its address).
+    fn parse_url(&self, raw: &str) -> Result<reqwest::Url, &'static str> {
+        if raw.len() > 2048 {
+            return Err("`jwks_url` is longer than 2048 bytes");
+        }
+        let url = reqwest::Url::parse(raw).map_err(|_| "`jwks_url` is not an absolute URL")?;
+        match url.scheme() {
+            "https" if url.host().is_some() => {}
+            "http" if url.host().is_some() && self.config.allow_http => {}
+            "http" => return Err("`jwks_url` must be https:// (http:// needs jwks.allow_http)"),
+            _ => return Err("`jwks_url` must be an https:// URL"),
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("`jwks_url` must not carry a user name or password");
+        }
+        Ok(url)
+    }
+
+    /// Fetches and parses the key set at `url`, if weft may fetch it.
+    async fn fetch(&self, client: &reqwest::Client, url: &str) -> Result<KeySet, FetchError> {
+        // Checked again: the URL may have been stored under another config. A
+        // literal address never reaches the resolver, so it is checked here.
+        let parsed = self.parse_url(url).map_err(FetchError::Refused)?;
+        self.policy.check_literal(&parsed).map_err(FetchError::NonPublic)?;
+        fetch(client, parsed).await
+    }
+
+    fn caches(&self) -> MutexGuard<'_, Caches> {
         // Every critical section leaves the map consistent, so a poisoned lock is still usable.
         self.caches.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Every URL's cache, bounded, and the warn budget.
+struct Caches {
+    entries: HashMap<String, Cache>,
+    /// When entries unused for their lifetime were last dropped.
+    swept_at: Instant,
+    /// The current warn window's start, and the warnings logged in it.
+    warnings: (Instant, u32),
+}
+
+impl Caches {
+    fn new(now: Instant) -> Self {
+        Self { entries: HashMap::new(), swept_at: now, warnings: (now, 0) }
+    }
+
+    /// The entry of `url`, marked used; a new one evicts what it must to stay within `max_key_sets`.
+    fn entry(&mut self, url: &str, now: Instant, config: &JwksConfig) -> &mut Cache {
+        let lifetime = Cache::lifetime(config);
+        let max = config.max_key_sets.max(1);
+        let full = |entries: &HashMap<String, Cache>| !entries.contains_key(url) && entries.len() >= max;
+        // Drop what nobody used for a lifetime: once per lifetime (so the cache
+        // shrinks after a burst), and whenever a new URL finds the cache full.
+        if full(&self.entries) || now.saturating_duration_since(self.swept_at) >= lifetime {
+            self.entries.retain(|u, cache| u == url || !cache.unused_for(lifetime, now));
+            self.swept_at = now;
+        }
+        // Still full: the least recently used goes.
+        while full(&self.entries) {
+            let oldest = self.entries.iter().min_by_key(|(_, cache)| cache.used_at).map(|(u, _)| u.clone());
+            match oldest {
+                Some(oldest) => self.entries.remove(&oldest),
+                None => break,
+            };
+        }
+        let cache = self.entries.entry(url.to_owned()).or_default();
+        cache.used_at = Some(now);
+        cache
+    }
+
+    /// Records a fetch's outcome (unless the entry was evicted meanwhile); returns the keys to use.
+    fn record(
+        &mut self,
+        url: &str,
+        fetched: Result<KeySet, Arc<FetchError>>,
+        now: Instant,
+    ) -> Result<Arc<KeySet>, Arc<FetchError>> {
+        match self.entries.get_mut(url) {
+            Some(cache) => cache.record(fetched, now),
+            None => fetched.map(Arc::new),
+        }
+    }
+
+    /// Whether a failure of `url` may be logged at warn now (and counts it if so).
+    fn may_warn(&mut self, url: &str, now: Instant) -> bool {
+        let warned_at = self.entries.get(url).and_then(|cache| cache.warned_at);
+        if warned_at.is_some_and(|at| now.saturating_duration_since(at) < WARN_INTERVAL) {
+            return false;
+        }
+        let (window, count) = &mut self.warnings;
+        if now.saturating_duration_since(*window) >= WARN_INTERVAL {
+            (*window, *count) = (now, 0);
+        }
+        if *count >= MAX_WARNINGS {
+            return false;
+        }
+        *count += 1;
+        if let Some(cache) = self.entries.get_mut(url) {
+            cache.warned_at = Some(now);
+        }
+        true
     }
 }
 
@@ -216,6 +409,10 @@ struct Cache {
     /// When the last fetch started, successful or not.
     attempted_at: Option<Instant>,
     in_flight: Option<SharedFetch>,
+    /// When a verification last asked for this URL.
+    used_at: Option<Instant>,
+    /// When a failure of this URL was last logged at warn.
+    warned_at: Option<Instant>,
 }
 
 /// What a verification does next to get its key set.
@@ -227,6 +424,18 @@ enum Step {
 }
 
 impl Cache {
+    /// How long an unused entry is kept: its keys' TTL, or the refetch window if
+    /// longer (forgetting a failure sooner would let its URL be fetched again sooner).
+    fn lifetime(config: &JwksConfig) -> Duration {
+        Duration::from_secs(config.cache_ttl_secs.max(config.min_refetch_secs))
+    }
+
+    /// Whether nobody asked for this URL for `lifetime` and no fetch of it is running.
+    fn unused_for(&self, lifetime: Duration, now: Instant) -> bool {
+        let running = self.in_flight.as_ref().is_some_and(|fetch| fetch.peek().is_none());
+        !running && self.used_at.is_none_or(|at| now.saturating_duration_since(at) >= lifetime)
+    }
+
     fn next_step(&self, kid: Option<&str>, now: Instant, config: &JwksConfig) -> Step {
         let ttl = Duration::from_secs(config.cache_ttl_secs);
         if let Some((keys, at)) = &self.fetched
@@ -275,8 +484,8 @@ impl Cache {
     }
 }
 
-async fn fetch(client: &reqwest::Client, url: &str) -> Result<KeySet, FetchError> {
-    let mut response = client.get(url).send().await.map_err(FetchError::Request)?;
+async fn fetch(client: &reqwest::Client, url: reqwest::Url) -> Result<KeySet, FetchError> {
+    let mut response = client.get(url).send().await.map_err(FetchError::from_request)?;
     if !response.status().is_success() {
         return Err(FetchError::Status(response.status()));
     }
@@ -284,7 +493,7 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<KeySet, FetchError
         return Err(FetchError::TooLarge);
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(FetchError::Request)? {
+    while let Some(chunk) = response.chunk().await.map_err(FetchError::from_request)? {
         if body.len() + chunk.len() > MAX_JWKS_BYTES {
             return Err(FetchError::TooLarge);
         }
@@ -425,9 +634,10 @@ mod tests {
         let config: JwksConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(config, JwksConfig::default());
         assert_eq!(
-            (config.cache_ttl_secs, config.min_refetch_secs, config.fetch_timeout_ms),
-            (300, 30, 3000)
+            (config.cache_ttl_secs, config.min_refetch_secs, config.fetch_timeout_ms, config.max_key_sets),
+            (300, 30, 3000, 1024)
         );
+        assert!(!config.allow_private_networks && config.private_hosts.is_empty());
         let config: JwksConfig = serde_json::from_str(r#"{"min_refetch_secs": 5}"#).unwrap();
         assert_eq!(config.min_refetch_secs, 5);
         assert!(serde_json::from_str::<JwksConfig>(r#"{"ttl": 5}"#).is_err());
@@ -526,6 +736,121 @@ mod tests {
         let kept = cache.record(Err(Arc::new(FetchError::TooLarge)), t2).unwrap();
         assert!(kept.find(Some("rsa-1")).is_some());
         assert!(matches!(cache.next_step(Some("rsa-1"), t2, &config), Step::Use(_)));
+    }
+
+    #[test]
+    fn config_checks_the_bound_and_the_private_hosts() {
+        assert!(JwksConfig::default().check().is_ok());
+        let hosts = |hosts: &[&str]| JwksConfig {
+            private_hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+            ..JwksConfig::default()
+        };
+        assert!(hosts(&["idp.internal", "10.0.0.5", "fd00::5", "[fd00::6]"]).check().is_ok());
+        for bad in ["", "https://idp.internal", "idp.internal:8443", "user@idp.internal"] {
+            assert_eq!(hosts(&[bad]).check().unwrap_err().0, "jwks.private_hosts", "{bad:?}");
+        }
+        let unbounded = JwksConfig { max_key_sets: 0, ..JwksConfig::default() };
+        assert_eq!(unbounded.check().unwrap_err().0, "jwks.max_key_sets");
+    }
+
+    #[test]
+    fn urls_to_non_public_addresses_and_with_credentials_are_refused() {
+        let strict = JwksVerifier::new(JwksConfig::default());
+        for url in [
+            "https://127.0.0.1:18561/jwks.json",
+            "https://127.1/jwks.json",
+            "https://0x7f000001/jwks.json",
+            "https://0.0.0.0/jwks.json",
+            "https://10.0.0.1/jwks.json",
+            "https://169.254.169.254/latest/meta-data",
+            "https://100.64.0.1/jwks.json",
+            "https://192.168.0.1/jwks.json",
+            "https://224.0.0.1/jwks.json",
+            "https://255.255.255.255/jwks.json",
+            "https://[::1]/jwks.json",
+            "https://[::ffff:127.0.0.1]/jwks.json",
+            "https://[fd00::1]/jwks.json",
+            "https://[fe80::1]/jwks.json",
+        ] {
+            let reason = strict.check_url(url).unwrap_err();
+            assert!(reason.contains("non-public address"), "{url}: {reason}");
+        }
+        for url in ["https://user@idp.example/jwks.json", "https://user:pw@8.8.8.8/jwks.json"] {
+            assert_eq!(strict.check_url(url), Err("`jwks_url` must not carry a user name or password"));
+        }
+        // Public addresses and names pass (names are checked when resolved).
+        for url in ["https://8.8.8.8/jwks.json", "https://[2606:4700::1111]/k", "https://localhost/jwks.json"]
+        {
+            assert_eq!(strict.check_url(url), Ok(()), "{url}");
+        }
+
+        let open = JwksVerifier::new(JwksConfig { allow_private_networks: true, ..JwksConfig::default() });
+        assert_eq!(open.check_url("https://127.0.0.1:18561/jwks.json"), Ok(()));
+        assert!(open.check_url("https://user:pw@127.0.0.1/jwks.json").is_err());
+        let named =
+            JwksVerifier::new(JwksConfig { private_hosts: vec!["10.0.0.5".into()], ..JwksConfig::default() });
+        assert_eq!(named.check_url("https://10.0.0.5:8443/jwks.json"), Ok(()));
+        assert!(named.check_url("https://10.0.0.6/jwks.json").is_err());
+    }
+
+    #[test]
+    fn the_cache_holds_at_most_max_key_sets_evicting_the_least_recently_used() {
+        let config = JwksConfig { max_key_sets: 3, ..JwksConfig::default() };
+        let t0 = Instant::now();
+        let mut caches = Caches::new(t0);
+        let at = |secs| t0 + Duration::from_secs(secs);
+        for (i, url) in ["a", "b", "c"].into_iter().enumerate() {
+            caches.entry(url, at(i as u64), &config);
+        }
+        // `a` used again: `b` is now the least recently used.
+        caches.entry("a", at(3), &config);
+        caches.entry("d", at(4), &config);
+        let mut urls: Vec<&str> = caches.entries.keys().map(String::as_str).collect();
+        urls.sort_unstable();
+        assert_eq!(urls, ["a", "c", "d"]);
+        for i in 0..1000 {
+            caches.entry(&format!("https://attacker.example/{i}"), at(5), &config);
+            assert!(caches.entries.len() <= 3);
+        }
+        // A fetch that finishes after its entry was evicted is not put back.
+        assert!(caches.record("a", Ok(KeySet::parse(FIXTURE.as_bytes()).unwrap()), at(6)).is_ok());
+        assert!(!caches.entries.contains_key("a"));
+    }
+
+    #[test]
+    fn entries_unused_for_their_lifetime_are_dropped() {
+        let config = JwksConfig::default();
+        let t0 = Instant::now();
+        let mut caches = Caches::new(t0);
+        for i in 0..100 {
+            caches.entry(&format!("https://idp{i}.example/jwks"), t0, &config);
+        }
+        caches.entry("https://busy.example/jwks", t0 + Duration::from_secs(200), &config);
+        assert_eq!(caches.entries.len(), 101);
+        // A lifetime (the 300 s TTL) later, one lookup sweeps everything nobody asked for since.
+        caches.entry("https://busy.example/jwks", t0 + Duration::from_secs(300), &config);
+        assert_eq!(caches.entries.keys().collect::<Vec<_>>(), ["https://busy.example/jwks"]);
+    }
+
+    #[test]
+    fn a_failing_url_warns_once_a_minute_and_all_of_them_a_few_times() {
+        let config = JwksConfig::default();
+        let t0 = Instant::now();
+        let mut caches = Caches::new(t0);
+        caches.entry("https://a.example/", t0, &config);
+        assert!(caches.may_warn("https://a.example/", t0));
+        assert!(!caches.may_warn("https://a.example/", t0 + Duration::from_secs(59)));
+        assert!(caches.may_warn("https://a.example/", t0 + Duration::from_secs(60)));
+        // Many failing URLs: at most MAX_WARNINGS a minute between them.
+        let t1 = t0 + Duration::from_secs(120);
+        let warned = (0..100)
+            .filter(|i| {
+                let url = format!("https://idp{i}.example/");
+                caches.entry(&url, t1, &config);
+                caches.may_warn(&url, t1)
+            })
+            .count();
+        assert_eq!(warned, MAX_WARNINGS as usize);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! applications mint for their users.
 
 mod admin;
+pub mod egress;
 pub mod jwks;
 mod user_token;
 

@@ -152,7 +152,9 @@ pub fn claimed_app(token: &str) -> Result<AppId, TokenError> {
 /// Verifies a token against `app`'s secret; returns its user.
 pub fn verify(token: &str, app: &AppId, secret: &SigningSecret) -> Result<UserId, TokenError> {
     let mut validation = Validation::new(Algorithm::HS256);
-    validation.leeway = 5;
+    // The same as for identity-provider tokens: a token is refused before its `nbf`.
+    validation.leeway = crate::auth::jwks::LEEWAY_SECS;
+    validation.validate_nbf = true;
     validation.set_required_spec_claims(&["exp", "sub", "iat"]);
     let key = DecodingKey::from_secret(secret.expose().as_bytes());
     let data = jsonwebtoken::decode::<UserClaims>(token, &key, &validation).map_err(|e| match e.kind() {
@@ -201,6 +203,27 @@ mod tests {
         assert!(verify(&forged, &app, &secret).is_err());
         assert!(matches!(verify("not a jwt", &app, &secret), Err(TokenError::Invalid(_))));
         assert!(claimed_app("not a jwt").is_err());
+    }
+
+    #[test]
+    fn tokens_not_yet_valid_are_refused() {
+        let (secret, app) = (SigningSecret::generate(), AppId::generate());
+        let key = EncodingKey::from_secret(secret.expose().as_bytes());
+        let now = Timestamp::now().millis() / 1000;
+        let token = |nbf: i64| {
+            let claims = serde_json::json!({
+                "sub": "carol", "app": app.as_str(), "iat": now, "exp": now + 7200, "nbf": nbf,
+            });
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap()
+        };
+        let refused = verify(&token(now + 3600), &app, &secret).unwrap_err();
+        assert!(
+            matches!(&refused, TokenError::Invalid(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::ImmatureSignature),
+            "{refused:?}"
+        );
+        // Within the leeway, and in the past: accepted.
+        assert_eq!(verify(&token(now + 2), &app, &secret).unwrap(), user("carol"));
+        assert_eq!(verify(&token(now - 60), &app, &secret).unwrap(), user("carol"));
     }
 
     #[test]
