@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::http::header::CONNECTION;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures::future::Either;
 use futures::stream::SplitSink;
@@ -45,16 +46,15 @@ pub async fn ws_handler(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if state.shutdown.is_cancelled() {
-        return ApiError::Draining.into_response();
+        return refused(ApiError::Draining);
     }
     let jwt = bearer(&headers).map(str::to_owned).or_else(|| query.get("token").cloned());
     let Some(jwt) = jwt else {
-        return ApiError::InvalidToken("send Authorization: Bearer <user token> or ?token=".into())
-            .into_response();
+        return refused(ApiError::InvalidToken("send Authorization: Bearer <user token> or ?token=".into()));
     };
     let who = match state.chat.authenticate(&jwt).await {
         Ok(who) => who,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return refused(ApiError::from(e)),
     };
     // Frames up to OVERSIZE_SLACK over the limit are read whole and refused
     // by the session (`frame_too_large`, then 1009): a frame the socket
@@ -75,6 +75,15 @@ pub async fn ws_handler(
             // Upgraded first so that browsers see why: they cannot read a refused handshake.
             None => Either::Right(refuse(socket)),
         })
+}
+
+/// A refused handshake closes its connection: a client that failed to
+/// authenticate has no reason to keep it, and it would count against
+/// `server.max_pending_connections` until its idle timeout.
+fn refused(e: ApiError) -> Response {
+    let mut response = e.into_response();
+    response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 async fn refuse(mut socket: WebSocket) {
