@@ -80,6 +80,16 @@ pub struct ServerConfig {
     /// At shutdown, sessions are closed (1012) at random moments over this window, in ms,
     /// so their reconnects do not land on the other nodes all at once.
     pub drain_window_ms: u64,
+    /// A new connection must deliver a whole request head within this, in ms.
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive connection must deliver its next request head within this
+    /// of the last response, in ms.
+    pub idle_timeout_ms: u64,
+    /// Largest request head (request line and headers), in bytes; 431 above it.
+    pub max_header_bytes: usize,
+    /// Connections that are not a WebSocket, open at once at most; past it a new
+    /// one is answered 503 `overloaded` and closed.
+    pub max_pending_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +100,10 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             shutdown_grace_ms: 10_000,
             drain_window_ms: 5_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 75_000,
+            max_header_bytes: 16 * 1024,
+            max_pending_connections: 1024,
         }
     }
 }
@@ -195,6 +209,18 @@ impl Config {
         let invalid = |key, reason: &str| Err(ConfigError::Invalid { key, reason: reason.into() });
         if self.server.max_body_bytes < 1024 {
             return invalid("server.max_body_bytes", "must be at least 1024");
+        }
+        if self.server.header_read_timeout_ms == 0 {
+            return invalid("server.header_read_timeout_ms", "must be at least 1");
+        }
+        if self.server.idle_timeout_ms == 0 {
+            return invalid("server.idle_timeout_ms", "must be at least 1");
+        }
+        if !(8192..=1024 * 1024).contains(&self.server.max_header_bytes) {
+            return invalid("server.max_header_bytes", "must be from 8192 to 1048576");
+        }
+        if self.server.max_pending_connections == 0 {
+            return invalid("server.max_pending_connections", "must be at least 1");
         }
         if let Err((key, reason)) = self.gateway.check() {
             return invalid(key, reason);
@@ -322,6 +348,15 @@ mod tests {
         assert!(err.contains("jwks.max_key_sets"), "{err}");
         let err = Config::from_toml("[store]\nbackend = \"postgres\"\n").unwrap_err().to_string();
         assert!(err.contains("backend"), "{err}");
+        for (text, key) in [
+            ("[server]\nheader_read_timeout_ms = 0\n", "server.header_read_timeout_ms"),
+            ("[server]\nidle_timeout_ms = 0\n", "server.idle_timeout_ms"),
+            ("[server]\nmax_header_bytes = 4096\n", "server.max_header_bytes"),
+            ("[server]\nmax_pending_connections = 0\n", "server.max_pending_connections"),
+        ] {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]

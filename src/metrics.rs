@@ -32,7 +32,7 @@ const CLOSE_REASONS: &[&str] =
 const FRAMES_IN: &[&str] = &["send", "sync", "hello", "typing", "delivered", "read", "invalid", "binary"];
 const FRAMES_OUT: &[&str] =
     &["welcome", "ack", "message", "messages", "typing", "presence", "receipt", "error"];
-const RATE_LIMITS: &[&str] = &["send", "typing", "connection"];
+const RATE_LIMITS: &[&str] = &["send", "typing", "connection", "http_connection"];
 /// The Redis commands weft sends (anything else counts as `other`).
 pub const REDIS_OPS: &[&str] = &[
     "GET",

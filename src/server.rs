@@ -1,5 +1,7 @@
 //! Wiring: build a node from its config, serve until told to stop.
 
+mod http;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -107,7 +109,7 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
         (!config.server.admin_key.is_empty()).then(|| AdminKey::new(config.server.admin_key.clone()));
     let node_id = match &cluster {
         Some(cluster) => cluster.node_id().to_owned(),
-        None => format!("node-{}", std::process::id()),
+        None => crate::cluster::node::node_id_or_random(&config.cluster.node_id),
     };
     // Stops the cluster's background tasks once the node has left.
     let cluster_stop = CancellationToken::new();
@@ -157,11 +159,9 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
     }
     let joined = std::sync::Arc::new(tokio::sync::Mutex::new(joined));
     tokio::spawn(drain_sessions(hub, shutdown, (window, grace), stop_http.clone(), Arc::clone(&joined)));
-    let stopped = stop_http.clone();
-    let serve =
-        axum::serve(listener, router).with_graceful_shutdown(async move { stopped.cancelled().await });
+    let serve = http::serve(listener, router, http::HttpLimits::new(&config.server), stop_http.clone());
     let serve = async {
-        let mut serve = std::pin::pin!(serve.into_future());
+        let mut serve = std::pin::pin!(serve);
         tokio::select! {
             result = &mut serve => result,
             () = async { stop_http.cancelled().await; tokio::time::sleep(grace).await } => {

@@ -1,8 +1,9 @@
 //! `/applications`: create, show, rename.
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 
 use super::ApiState;
 use super::error::ApiError;
@@ -20,13 +21,25 @@ impl Resource for ApplicationBody {
 const MAX_NAME: usize = 255;
 const MAX_URL: usize = 2048;
 
+/// Proof that the admin key was checked. An extractor, so that it runs before
+/// the body is read: without the key the answer is 401/403 whatever the body.
+pub struct Admin;
+
+impl FromRequestParts<ApiState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        state.check_admin(&parts.headers)?;
+        Ok(Admin)
+    }
+}
+
 /// `POST /applications {"name"}`.
 pub async fn create(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    _admin: Admin,
     Input(fields, _): Input<ApplicationBody>,
 ) -> Result<(StatusCode, Json<CreatedApplicationOut>), ApiError> {
-    state.check_admin(&headers)?;
     let name = fields.required_string("name", MAX_NAME)?;
     let view = state.chat.create_application(name).await?;
     Ok((StatusCode::CREATED, Json(view.into())))

@@ -50,8 +50,12 @@ pub fn user_id(raw: &str) -> Result<UserId, ApiError> {
     Ok(user)
 }
 
+/// Only the canonical decimal form names a number: `+1`, `01` and ` 1` name
+/// nothing, so one chat has one path (a percent-encoded digit was decoded before).
 fn positive(raw: &str) -> Option<u64> {
-    raw.parse::<u64>().ok().filter(|n| *n > 0)
+    let canonical =
+        raw.starts_with(|c: char| ('1'..='9').contains(&c)) && raw.bytes().all(|b| b.is_ascii_digit());
+    canonical.then(|| raw.parse::<u64>().ok()).flatten()
 }
 
 /// The default page size.
@@ -135,5 +139,10 @@ mod tests {
         assert!(chat_number("0").is_err());
         assert!(chat_number("-1").is_err());
         assert!(chat_number("abc").is_err());
+        for alias in ["+1", "01", "00", " 1", "1 ", "1.0", "18446744073709551616"] {
+            assert!(chat_number(alias).is_err(), "{alias}");
+            assert!(message_number(alias).is_err(), "{alias}");
+        }
+        assert_eq!(message_number("18446744073709551615").unwrap(), MessageNumber(u64::MAX));
     }
 }

@@ -62,6 +62,12 @@ pub struct Cluster {
     inbound: mpsc::Receiver<Inbound>,
 }
 
+/// The configured node id, or `node-` and 8 random hex digits made once at start
+/// (never the process id, which tells a client what runs where).
+pub fn node_id_or_random(configured: &str) -> String {
+    if configured.is_empty() { format!("node-{:08x}", rand::random::<u32>()) } else { configured.to_owned() }
+}
+
 impl Cluster {
     /// Binds the transport and builds the fabric the chat service delivers through.
     pub fn start(
@@ -73,9 +79,7 @@ impl Cluster {
         hub: Hub,
     ) -> Result<(Cluster, ClusterFabric), ClusterError> {
         let mut config = config.clone();
-        if config.node_id.is_empty() {
-            config.node_id = format!("node-{:08x}", rand::random::<u32>());
-        }
+        config.node_id = node_id_or_random(&config.node_id);
         let tls = NodeTls::load(tls)?;
         let (tx, inbound) = mpsc::channel(INBOUND_QUEUE);
         let transport = Transport::bind(quic, &tls, config.node_id.clone(), tx)?;

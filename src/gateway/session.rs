@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::CONNECTION;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use futures::future::Either;
 use futures::stream::SplitSink;
@@ -44,23 +45,23 @@ pub async fn ws_handler(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if state.shutdown.is_cancelled() {
-        return crate::edge::http_error(
+        return refused(crate::edge::http_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "draining",
             "the node is draining; connect to another node",
-        );
+        ));
     }
     let jwt = bearer(&headers).map(str::to_owned).or_else(|| query.get("token").cloned());
     let Some(jwt) = jwt else {
-        return crate::edge::http_error(
+        return refused(crate::edge::http_error(
             StatusCode::UNAUTHORIZED,
             "invalid_token",
             "send Authorization: Bearer <user token> or ?token=",
-        );
+        ));
     };
     let who = match state.chat.authenticate(&jwt).await {
         Ok(who) => who,
-        Err(e) => return crate::edge::chat_error_response(&e),
+        Err(e) => return refused(crate::edge::chat_error_response(&e)),
     };
     // Frames up to OVERSIZE_SLACK over the limit are read whole and refused
     // by the session (`frame_too_large`, then 1009): a frame the socket
@@ -81,6 +82,14 @@ pub async fn ws_handler(
             // Upgraded first so that browsers see why: they cannot read a refused handshake.
             None => Either::Right(refuse(socket)),
         })
+}
+
+/// A refused handshake closes its connection: a client that failed to
+/// authenticate has no reason to keep it, and it would count against
+/// `server.max_pending_connections` until its idle timeout.
+fn refused(mut response: Response) -> Response {
+    response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 async fn refuse(mut socket: WebSocket) {
