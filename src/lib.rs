@@ -40,7 +40,7 @@ mod server;
 pub use chat::{CatchUp, ChatError, ChatService, ErrorKind, SendRequest, Sent, Target};
 pub use config::{Config, ConfigError};
 pub use delivery::{Audience, Event, Fabric};
-pub use sequence::{SequenceError, Sequencer};
+pub use sequence::SequenceError;
 pub use server::{Node, StartError, run};
 pub use store::{
     BatchConfig, BatchStats, BatchWriter, CqlConfig, CqlStore, DynStore, EmbeddedStore, MESSAGE_BUCKET,

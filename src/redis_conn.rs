@@ -80,6 +80,12 @@ impl RedisConn {
         Ok(Some(RedisConn::Single(ConnectionManager::new_with_config(client, manager_config).await?)))
     }
 
+    /// Whether Redis answers.
+    pub async fn ping(&self) -> RedisResult<()> {
+        let mut conn = self.clone();
+        redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ())
+    }
+
     /// Whether this is a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self, RedisConn::Cluster(_))

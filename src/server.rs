@@ -12,13 +12,13 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, ApiParts, ApiState};
 use crate::auth::{AdminKey, JwksVerifier};
 use crate::cache::{AppsCache, MembersCache, RecentCache};
-use crate::chat::{Caches, ChatService};
+use crate::chat::{Caches, ChatParts, ChatService};
 use crate::cluster::node::{Cluster, ClusterError, Joined};
 use crate::config::{Backend, Config};
 use crate::delivery::{Fabric, Hub};
 use crate::gateway::{GatewayParts, GatewayState, Limits, ws_handler};
 use crate::redis_conn::RedisConn;
-use crate::sequence::{LocalSequencer, RedisSequencer, SequenceError, Sequencer};
+use crate::sequence::{Claims, Locks, Numbering, SequenceError};
 use crate::store::{BatchWriter, CqlStore, DynStore, EmbeddedStore, Metered, StoreError};
 
 /// Why a node could not start.
@@ -43,6 +43,8 @@ pub struct Node {
     tracker: TaskTracker,
     writer: BatchWriter,
     cluster: Option<Cluster>,
+    /// The node's Redis connection (readiness checks), when configured.
+    redis: Option<RedisConn>,
 }
 
 impl Node {
@@ -53,43 +55,58 @@ impl Node {
             Backend::Cql => Arc::new(CqlStore::connect(&config.cql).await?),
         };
         let store: DynStore = Arc::new(Metered(store));
-        let seq = match RedisConn::connect(&config.redis).await.map_err(SequenceError::Redis)? {
-            None => Sequencer::Local(LocalSequencer::new(Arc::clone(&store))),
-            Some(conn) => Sequencer::Redis(RedisSequencer::new(
-                conn,
-                &config.redis,
-                Arc::clone(&store),
-                config.sequence.resume_gap,
-            )),
+        // One Redis connection for the node, handed to every part that keeps state there.
+        let redis = RedisConn::connect(&config.redis).await.map_err(SequenceError::Redis)?;
+        let prefix = config.redis.key_prefix.clone();
+        let (numbers, claims, locks) = match &redis {
+            None => (Numbering::local(Arc::clone(&store)), Claims::local(), Locks::Local),
+            Some(conn) => (
+                Numbering::redis(
+                    conn.clone(),
+                    prefix.clone(),
+                    Arc::clone(&store),
+                    config.sequence.resume_gap,
+                ),
+                Claims::redis(conn.clone(), prefix.clone()),
+                Locks::Redis { conn: conn.clone(), prefix: prefix.clone() },
+            ),
         };
         let tracker = TaskTracker::new();
         let writer = BatchWriter::spawn(Arc::clone(&store), &config.batch, &tracker);
         let hub = Hub::default();
-        let recent = match seq.redis() {
-            Some((conn, prefix)) => RecentCache::redis(&config.cache, conn, prefix),
+        let recent = match &redis {
+            Some(conn) => RecentCache::redis(&config.cache, conn.clone(), prefix.clone()),
             None => RecentCache::local(&config.cache),
         };
         let members = MembersCache::new(Duration::from_millis(config.cache.members_ttl_ms));
         let jwks = JwksVerifier::new(config.jwks.clone());
         let apps = AppsCache::new(Duration::from_millis(config.cache.apps_ttl_ms));
         let caches = Caches { members, recent, apps, jwks };
-        let (fabric, cluster): (Arc<dyn Fabric>, _) = match (config.cluster.enabled, seq.redis()) {
-            (true, Some(redis)) => {
+        let (fabric, cluster): (Arc<dyn Fabric>, _) = match (config.cluster.enabled, &redis) {
+            (true, Some(conn)) => {
                 let (cluster, fabric) = Cluster::start(
                     &config.cluster,
                     &config.gossip,
                     &config.quic,
                     &config.tls,
-                    redis,
+                    (conn.clone(), prefix),
                     hub.clone(),
                 )?;
                 (Arc::new(fabric), Some(cluster))
             }
             _ => (Arc::new(hub.clone()), None),
         };
-        let chat =
-            ChatService::new(store, seq, writer.clone(), caches, fabric, config.sequence.claim_abandon_ms);
-        Ok(Node { chat, hub, config: config.clone(), tracker, writer, cluster })
+        let chat = ChatService::new(ChatParts {
+            store,
+            numbers,
+            claims,
+            locks,
+            writer: writer.clone(),
+            caches,
+            fabric,
+            claim_abandon_ms: config.sequence.claim_abandon_ms,
+        });
+        Ok(Node { chat, hub, redis, config: config.clone(), tracker, writer, cluster })
     }
 
     /// The domain service, for embedding and benchmarks.
@@ -104,7 +121,7 @@ impl Node {
 /// stops, in-flight requests get `server.shutdown_grace_ms` to finish, and
 /// queued writes are committed.
 pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken) -> std::io::Result<()> {
-    let Node { chat, hub, config, tracker, writer, cluster } = node;
+    let Node { chat, hub, redis, config, tracker, writer, cluster } = node;
     let admin_key =
         (!config.server.admin_key.is_empty()).then(|| AdminKey::new(config.server.admin_key.clone()));
     let node_id = match &cluster {
@@ -146,6 +163,7 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
         metrics_key: (!config.metrics.token.is_empty()).then(|| AdminKey::new(config.metrics.token.clone())),
         max_body_bytes: config.server.max_body_bytes,
         presence: hub.presence().clone(),
+        redis,
         node_id,
         shutdown: shutdown.clone(),
         membership: joined.as_ref().map(Joined::membership),

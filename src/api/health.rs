@@ -8,7 +8,6 @@ use serde_json::{Value, json};
 use super::ApiState;
 use super::error::ApiError;
 use crate::ids::AppToken;
-use crate::sequence::Sequencer;
 use axum::http::HeaderMap;
 
 /// `GET /healthz`: the process answers.
@@ -25,9 +24,9 @@ pub async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Value>) 
     }
     let probe = AppToken::new("readiness-probe");
     let store_ok = state.chat.store().application_by_token(&probe).await.is_ok();
-    let redis_ok = match state.chat.sequencer() {
-        Sequencer::Local(_) => true,
-        Sequencer::Redis(r) => r.ping().await.is_ok(),
+    let redis_ok = match &state.redis {
+        None => true,
+        Some(conn) => conn.ping().await.is_ok(),
     };
     let gossip_ok = state.membership.as_ref().is_none_or(crate::cluster::membership::Membership::joined);
     let ready = store_ok && redis_ok && gossip_ok;

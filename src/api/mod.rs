@@ -57,6 +57,8 @@ pub struct ApiParts {
     pub max_body_bytes: usize,
     /// Who is online on this node (read by `GET …/presence`).
     pub presence: Presence,
+    /// The node's Redis connection, for readiness checks (none on one node).
+    pub redis: Option<crate::redis_conn::RedisConn>,
     /// This node's name.
     pub node_id: String,
     /// Fires when the node starts draining: `/readyz` turns 503.

@@ -69,7 +69,7 @@ impl ChatService {
                 let lock = format!("{{{app}}}:dm:{low}:{high}");
                 let mut locked = false;
                 for _ in 0..DIRECT_LOCK_TRIES {
-                    if self.seq.try_lock(&lock, DIRECT_LOCK_MS).await? {
+                    if self.locks.try_lock(&lock, DIRECT_LOCK_MS).await? {
                         locked = true;
                         break;
                     }
@@ -77,7 +77,7 @@ impl ChatService {
                 }
                 let created = self.create_direct(app, pair).await;
                 if locked {
-                    let _ = self.seq.unlock(&lock).await;
+                    let _ = self.locks.unlock(&lock).await;
                 }
                 created?
             }
@@ -95,8 +95,8 @@ impl ChatService {
         if let Some(chat) = self.store.direct_chat(app, pair).await? {
             return Ok(chat);
         }
-        let number = self.seq.next_chat(app).await?;
-        self.seq.init_chat(app, number).await?;
+        let number = self.numbers.next_chat(app).await?;
+        self.numbers.init_chat(app, number).await?;
         let chat = self.store.claim_direct_chat(app, pair, number).await?;
         self.complete_chat(app, chat, ChatKind::Direct, &pair.users()).await?;
         Ok(chat)
@@ -109,8 +109,8 @@ impl ChatService {
         kind: ChatKind,
         members: &[&UserId],
     ) -> Result<ChatNumber, ChatError> {
-        let number = self.seq.next_chat(app).await?;
-        self.seq.init_chat(app, number).await?;
+        let number = self.numbers.next_chat(app).await?;
+        self.numbers.init_chat(app, number).await?;
         self.complete_chat(app, number, kind, members).await?;
         Ok(number)
     }

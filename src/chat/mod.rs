@@ -1,8 +1,8 @@
 //! The domain: applications, chats, messages and members, and the send path.
 //!
 //! `ChatService` knows neither HTTP nor the database driver: it speaks ids and
-//! records to a [`Store`](crate::store::Store), a [`Sequencer`] and the
-//! [`BatchWriter`].
+//! records to a [`Store`](crate::store::Store), the numbering, claims and locks of
+//! `crate::sequence`, and the [`BatchWriter`].
 
 mod error;
 mod implicit;
@@ -15,7 +15,7 @@ use crate::cache::{AppsCache, MembersCache, RecentCache};
 use crate::delivery::Fabric;
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{Application, Chat, ChatKind, Member, Message, MessageRange, Page};
-use crate::sequence::Sequencer;
+use crate::sequence::{Claims, Locks, Numbering};
 use crate::store::{BatchWriter, DynStore};
 
 pub use error::{ChatError, ErrorKind, Missing, Refusal, Service};
@@ -67,7 +67,9 @@ pub struct Authenticated {
 #[derive(Clone)]
 pub struct ChatService {
     store: DynStore,
-    seq: Sequencer,
+    numbers: Numbering,
+    claims: Claims,
+    locks: Locks,
     writer: BatchWriter,
     known: KnownChats,
     directs: DirectChats,
@@ -93,21 +95,37 @@ pub struct Caches {
     pub jwks: JwksVerifier,
 }
 
+/// What a [`ChatService`] is built from (the node's wiring makes each part).
+pub struct ChatParts {
+    /// The store.
+    pub store: DynStore,
+    /// Chat and message numbers.
+    pub numbers: Numbering,
+    /// Idempotency claims.
+    pub claims: Claims,
+    /// Short cluster-wide locks.
+    pub locks: Locks,
+    /// The batch writer every message goes through.
+    pub writer: BatchWriter,
+    /// The caches.
+    pub caches: Caches,
+    /// Delivery to live sessions, on this node and others.
+    pub fabric: std::sync::Arc<dyn Fabric>,
+    /// `sequence.claim_abandon_ms`.
+    pub claim_abandon_ms: u64,
+}
+
 impl ChatService {
     /// A service over these parts.
-    pub fn new(
-        store: DynStore,
-        seq: Sequencer,
-        writer: BatchWriter,
-        caches: Caches,
-        fabric: std::sync::Arc<dyn Fabric>,
-        claim_abandon_ms: u64,
-    ) -> Self {
+    pub fn new(parts: ChatParts) -> Self {
+        let ChatParts { store, numbers, claims, locks, writer, caches, fabric, claim_abandon_ms } = parts;
         let Caches { members, recent, apps, jwks } = caches;
         Self {
             claim_abandon_ms: i64::try_from(claim_abandon_ms).unwrap_or(i64::MAX),
             store,
-            seq,
+            numbers,
+            claims,
+            locks,
             writer,
             known: KnownChats::default(),
             directs: DirectChats::default(),
@@ -129,11 +147,6 @@ impl ChatService {
         &self.fabric
     }
 
-    /// The numbering backend, for health checks.
-    pub fn sequencer(&self) -> &Sequencer {
-        &self.seq
-    }
-
     /// Creates an application with a fresh token.
     pub async fn create_application(&self, name: String) -> Result<ApplicationView, ChatError> {
         let now = Timestamp::now();
@@ -146,7 +159,7 @@ impl ChatService {
             created_at: now,
             updated_at: now,
         };
-        self.seq.init_app(&app.id).await?;
+        self.numbers.init_app(&app.id).await?;
         self.store.insert_application(&app).await?;
         Ok(ApplicationView { app, chats_count: 0 })
     }
@@ -175,7 +188,7 @@ impl ChatService {
     /// An application with its chat count.
     pub async fn application_view(&self, token: &AppToken) -> Result<ApplicationView, ChatError> {
         let app = self.application(token).await?;
-        let chats_count = self.seq.chats_count(&app.id).await?;
+        let chats_count = self.numbers.chats_count(&app.id).await?;
         Ok(ApplicationView { app, chats_count })
     }
 
@@ -199,7 +212,7 @@ impl ChatService {
         app.updated_at = Timestamp::now().max(app.created_at);
         self.store.update_application(&app).await?;
         self.apps.forget(&app.id);
-        let chats_count = self.seq.chats_count(&app.id).await?;
+        let chats_count = self.numbers.chats_count(&app.id).await?;
         Ok(ApplicationView { app, chats_count })
     }
 
@@ -257,8 +270,8 @@ impl ChatService {
     /// Creates the next chat of an application.
     pub async fn create_chat(&self, token: &AppToken) -> Result<ChatView, ChatError> {
         let app = self.application(token).await?;
-        let number = self.seq.next_chat(&app.id).await?;
-        self.seq.init_chat(&app.id, number).await?;
+        let number = self.numbers.next_chat(&app.id).await?;
+        self.numbers.init_chat(&app.id, number).await?;
         let chat = Chat { app: app.id, number, kind: ChatKind::Group, created_at: Timestamp::now() };
         self.store.insert_chat(&chat).await?;
         self.known.insert(&chat.app, number);
@@ -282,7 +295,7 @@ impl ChatService {
 
     async fn with_counts(&self, app: &AppId, chats: Vec<Chat>) -> Result<Vec<ChatView>, ChatError> {
         let numbers: Vec<_> = chats.iter().map(|c| c.number).collect();
-        let counts = self.seq.messages_counts(app, &numbers).await?;
+        let counts = self.numbers.messages_counts(app, &numbers).await?;
         Ok(chats
             .into_iter()
             .zip(counts)
@@ -309,7 +322,7 @@ impl ChatService {
     ) -> Result<Message, ChatError> {
         let app = self.application(token).await?;
         self.ensure_chat(&app.id, chat).await?;
-        let number = self.seq.next_message(&app.id, chat).await?;
+        let number = self.numbers.next_message(&app.id, chat).await?;
         let message = Message {
             app: app.id,
             chat,

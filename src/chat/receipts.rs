@@ -26,7 +26,7 @@ impl ChatService {
         from: Option<SessionId>,
     ) -> Result<bool, ChatError> {
         self.ensure_member(app, chat, user).await?;
-        let newest = self.seq.messages_counts(app, &[chat]).await?.first().copied().unwrap_or(0);
+        let newest = self.numbers.messages_counts(app, &[chat]).await?.first().copied().unwrap_or(0);
         if seq.get() > newest {
             return Err(ChatError::Invalid("`seq` is past the chat's newest message"));
         }

@@ -170,7 +170,7 @@ impl ChatService {
             self.send_claimed(app, sender, request, from, (&key, placeholder), named.or(known)).await;
         if outcome.is_err() {
             // Nothing persisted: a retry with the same key must try again.
-            let _ = self.seq.forget(&key).await;
+            let _ = self.claims.forget(&key).await;
         }
         outcome
     }
@@ -184,7 +184,7 @@ impl ChatService {
         from: Option<SessionId>,
     ) -> Result<Claimed, ChatError> {
         for _ in 0..2 {
-            let Some(earlier) = self.seq.claim(key, placeholder).await? else {
+            let Some(earlier) = self.claims.claim(key, placeholder).await? else {
                 return Ok(Claimed::Won { abandoned_chat: None });
             };
             match self.settle(key, earlier).await? {
@@ -198,7 +198,7 @@ impl ChatService {
                 // The first send failed: claim again.
                 Settled::Vanished => continue,
                 Settled::Abandoned => {
-                    if !self.seq.replace(key, earlier, placeholder).await? {
+                    if !self.claims.replace(key, earlier, placeholder).await? {
                         return Err(ChatError::InFlight);
                     }
                     let chat = (earlier.chat.get() > 0).then_some(earlier.chat);
@@ -224,9 +224,9 @@ impl ChatService {
             (None, Target::Recipients(users)) => self.implicit_chat(&app.id, sender, users).await?,
             (None, Target::Chat(chat)) => *chat,
         };
-        let seq = self.seq.next_message(&app.id, chat).await?;
+        let seq = self.numbers.next_message(&app.id, chat).await?;
         let claim = Claim::pending(chat, seq);
-        if !self.seq.replace(key, placeholder, claim).await? {
+        if !self.claims.replace(key, placeholder, claim).await? {
             return Err(ChatError::InFlight);
         }
         let message = Message {
@@ -242,7 +242,7 @@ impl ChatService {
         self.writer.write(message.clone()).await?;
         // Persisted: from now on a retry gets this ack. If marking fails, a
         // retry finds the message in the store instead (see `settle`).
-        if let Err(e) = self.seq.confirm(key, claim).await {
+        if let Err(e) = self.claims.confirm(key, claim).await {
             tracing::warn!(error = %e, "cannot mark an idempotency claim committed");
         }
         self.fan_out(&message, from).await;
@@ -264,7 +264,7 @@ impl ChatService {
                 break;
             }
             tokio::time::sleep(PENDING_POLL).await;
-            match self.seq.recall(key).await? {
+            match self.claims.recall(key).await? {
                 Some(now) => claim = now,
                 None => return Ok(Settled::Vanished),
             }
@@ -273,7 +273,7 @@ impl ChatService {
         if let Some(message) = self.store.message(&key.0, claim.chat, claim.seq).await? {
             // Marked first: a second retry racing this one gets the plain ack
             // and the message is delivered once.
-            if self.seq.replace(key, claim, Claim { committed: true, ..claim }).await? {
+            if self.claims.replace(key, claim, Claim { committed: true, ..claim }).await? {
                 return Ok(Settled::Recovered(message));
             }
             return Ok(Settled::Sent(Sent { chat: claim.chat, seq: claim.seq, duplicate: true }));
@@ -325,7 +325,7 @@ impl ChatService {
         after: MessageNumber,
         limit: usize,
     ) -> Result<CatchUp, ChatError> {
-        let newest = self.seq.messages_counts(app, &[chat]).await?.first().copied().unwrap_or(0);
+        let newest = self.numbers.messages_counts(app, &[chat]).await?.first().copied().unwrap_or(0);
         let upper = after.get().saturating_add(limit as u64);
         let range = MessageRange {
             after: Some(after),
