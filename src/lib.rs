@@ -31,7 +31,9 @@ mod chat;
 mod sequence;
 mod server;
 
-pub use chat::{Audience, Caches, CatchUp, ChatError, ChatService, Event, Fabric, SendRequest, Sent, Target};
+pub use chat::{
+    Audience, Author, Caches, CatchUp, ChatError, ChatService, Event, Fabric, SendRequest, Sent, Target,
+};
 pub use config::{Config, ConfigError};
 pub use sequence::{SequenceError, Sequencer};
 pub use server::{Node, StartError, run};

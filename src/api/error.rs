@@ -3,7 +3,7 @@
 //! The body is always `{"error":{"code":"…","message":"…"}}`.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -45,6 +45,12 @@ pub enum ApiError {
     /// The body is larger than the configured limit.
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// An `Idempotency-Key` sent again with a different message.
+    #[error("this Idempotency-Key was used for a different message (chat, body or reply_to)")]
+    IdempotencyKeyReused,
+    /// The first request with this `Idempotency-Key` is still being committed.
+    #[error("the first request with this Idempotency-Key is still being committed; retry")]
+    InFlight,
     /// A backing service is unreachable; retry later.
     #[error("{0} is unavailable, retry later")]
     Unavailable(&'static str),
@@ -68,6 +74,8 @@ impl ApiError {
             ApiError::UnsupportedContentType => (StatusCode::BAD_REQUEST, "unsupported_content_type"),
             ApiError::InvalidField(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
             ApiError::InvalidParameter(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter"),
+            ApiError::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            ApiError::InFlight => (StatusCode::SERVICE_UNAVAILABLE, "in_flight"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
@@ -89,6 +97,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let body = json!({ "error": { "code": code, "message": self.to_string() } });
+        if let ApiError::InFlight = self {
+            // The first request commits within a store timeout; one second is a polite first retry.
+            return (status, [(header::RETRY_AFTER, "1")], Json(body)).into_response();
+        }
         (status, Json(body)).into_response()
     }
 }
@@ -114,7 +126,8 @@ impl From<ChatError> for ApiError {
             ChatError::MessageNotFound => ApiError::NotFound("message_not_found"),
             ChatError::NotAMember => ApiError::NotFound("member_not_found"),
             ChatError::Invalid(reason) => ApiError::InvalidField(reason.to_owned()),
-            ChatError::InFlight => ApiError::Unavailable("the store"),
+            ChatError::InFlight => ApiError::InFlight,
+            ChatError::KeyReused => ApiError::IdempotencyKeyReused,
             ChatError::Token(TokenError::Sign(e)) => {
                 tracing::error!(error = %e, "cannot sign a user token");
                 ApiError::Internal
@@ -132,5 +145,20 @@ impl From<ChatError> for ApiError {
             ChatError::Write(WriteError::Store(e)) => from_store(&e),
             ChatError::Write(WriteError::Closed) => ApiError::Unavailable("the node (shutting down)"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_send_still_committing_is_503_in_flight_with_retry_after() {
+        let response = ApiError::from(ChatError::InFlight).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()), Some(&b"1"[..]));
+        assert_eq!(ApiError::InFlight.status_and_code().1, "in_flight");
+        let reused = ApiError::from(ChatError::KeyReused).status_and_code();
+        assert_eq!(reused, (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"));
     }
 }

@@ -25,6 +25,9 @@ pub enum ChatError {
     /// A send with this `client_msg_id` is still being committed; retry shortly.
     #[error("the first send with this client_msg_id is still being committed; retry")]
     InFlight,
+    /// An idempotency key sent again with a different chat, body or `reply_to` (REST).
+    #[error("this idempotency key was used for a different message")]
+    KeyReused,
     /// A user token was refused.
     #[error(transparent)]
     Token(#[from] TokenError),

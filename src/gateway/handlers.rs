@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use super::hub::message_out;
 use super::protocol::{self, ClientFrame, FrameError, RequestId, Resume, ServerFrame};
 use super::session::{LoopState, Session};
-use crate::chat::{ChatError, SendRequest, Target};
+use crate::chat::{Author, ChatError, SendRequest, Target};
 use crate::ids::{MessageNumber, UserId};
 use crate::model::ReceiptKind;
 
@@ -91,8 +91,8 @@ impl Session {
                     }
                     (None, None) => return Answers::bad(&invalid("send", "give `chat` or `recipients`"), id),
                 };
-                let request = SendRequest { target, body, client_msg_id, reply_to };
-                match self.state.chat.send(app, user, request, Some(self.id)).await {
+                let request = SendRequest { target, body, client_msg_id: Some(client_msg_id), reply_to };
+                match self.state.chat.send(app, &Author::User(user.clone()), request, Some(self.id)).await {
                     Ok(sent) => Answers::one(ServerFrame::Ack { id, chat: sent.chat, seq: sent.seq }),
                     Err(e) => Answers::failed(id, &e),
                 }
@@ -210,6 +210,8 @@ fn error_frame(id: Option<RequestId>, e: &ChatError) -> ServerFrame {
             ("not_found", e.to_string())
         }
         ChatError::Invalid(reason) => ("invalid_frame", (*reason).to_owned()),
+        // Only REST posts compare a repeated key's message; kept for completeness.
+        ChatError::KeyReused => ("invalid_frame", e.to_string()),
         ChatError::InFlight => ("unavailable", e.to_string()),
         ChatError::Token(_) => ("forbidden", e.to_string()),
         ChatError::Store(_) | ChatError::Sequence(_) | ChatError::Write(_) => {

@@ -133,7 +133,7 @@ mod tests {
     fn a_claim_outlives_the_generation_it_was_made_in() {
         let app = AppId::generate();
         let user = UserId::parse("u").unwrap();
-        let key = |n: u64| -> IdempotencyKey { (app.clone(), user.clone(), format!("k{n}")) };
+        let key = |n: u64| -> IdempotencyKey { (app.clone(), Some(user.clone()), format!("k{n}")) };
         let claim = |n: u64| Claim { chat: ChatNumber(1), seq: MessageNumber(n), at: 0, committed: false };
         let mut seen = Seen::default();
         for n in 0..10 {

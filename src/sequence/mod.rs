@@ -47,8 +47,10 @@ pub enum SequenceError {
     Store(#[from] StoreError),
 }
 
-/// An idempotency key: (application, sender, client_msg_id).
-pub type IdempotencyKey = (AppId, UserId, String);
+/// An idempotency key: (application, sender, client_msg_id). A sender of
+/// `None` is the application's backend posting over REST without naming a
+/// sender: a key space of its own, apart from every user's.
+pub type IdempotencyKey = (AppId, Option<UserId>, String);
 
 /// What an idempotency key was claimed for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -29,6 +29,19 @@ pub struct RedisSequencer {
     replace: redis::Script,
 }
 
+/// The Redis key of an idempotency claim. A user's keys are
+/// `idem:<user>:<id>` with any `:` of the user id written `%3A` (user ids hold
+/// no `%`), so the first `:` after the user ends it: users `a:b` with key `c`
+/// and `a` with key `b:c` no longer share a key, and ids without `:` keep the
+/// key they always had. The backend's keys (no sender) are `idem-app:<id>`,
+/// which no user's key can be.
+fn idempotency_key(prefix: &str, (app, user, id): &IdempotencyKey) -> String {
+    match user {
+        Some(user) => format!("{prefix}:{{{app}}}:idem:{}:{id}", user.as_str().replace(':', "%3A")),
+        None => format!("{prefix}:{{{app}}}:idem-app:{id}"),
+    }
+}
+
 fn redis_err(e: redis::RedisError) -> SequenceError {
     SequenceError::Redis(e)
 }
@@ -59,8 +72,8 @@ impl RedisSequencer {
         }
     }
 
-    fn idempotency_key(&self, (app, user, id): &IdempotencyKey) -> String {
-        format!("{}:{{{}}}:idem:{}:{}", self.prefix, app, user, id)
+    fn idempotency_key(&self, key: &IdempotencyKey) -> String {
+        idempotency_key(&self.prefix, key)
     }
 
     pub(super) async fn recall(&self, key: &IdempotencyKey) -> Result<Option<Claim>, SequenceError> {
@@ -212,5 +225,24 @@ impl RedisSequencer {
         let mut conn = self.conn.clone();
         redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(redis_err)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{AppId, UserId};
+
+    #[test]
+    fn idempotency_keys_of_different_senders_never_meet() {
+        let app = AppId::generate();
+        let key = |user: Option<&str>, id: &str| {
+            idempotency_key("p", &(app.clone(), user.map(|u| UserId::parse(u).unwrap()), id.to_owned()))
+        };
+        assert_ne!(key(Some("a:b"), "c"), key(Some("a"), "b:c"));
+        assert_ne!(key(Some(":x"), "y"), key(None, "x:y"));
+        assert_ne!(key(None, "k"), key(Some("k"), "k"));
+        // Ids without `:` keep their key across this change (claims live a day).
+        assert_eq!(key(Some("alice"), "c:1"), format!("p:{{{app}}}:idem:alice:c:1"));
     }
 }
