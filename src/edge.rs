@@ -21,6 +21,7 @@ pub fn describe(kind: ErrorKind) -> (StatusCode, &'static str) {
         ErrorKind::Forbidden(Refusal::NotAMember) => (StatusCode::FORBIDDEN, "not_a_member"),
         ErrorKind::Forbidden(Refusal::InvalidToken) => (StatusCode::UNAUTHORIZED, "invalid_token"),
         ErrorKind::Invalid => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
+        ErrorKind::KeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
         ErrorKind::Unavailable(Service::Store) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
         ErrorKind::Unavailable(Service::Redis) => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),
         ErrorKind::Unavailable(Service::IdentityProvider) => {
@@ -42,6 +43,7 @@ pub const KINDS: &[ErrorKind] = &[
     ErrorKind::Forbidden(Refusal::NotAMember),
     ErrorKind::Forbidden(Refusal::InvalidToken),
     ErrorKind::Invalid,
+    ErrorKind::KeyReused,
     ErrorKind::Unavailable(Service::Store),
     ErrorKind::Unavailable(Service::Redis),
     ErrorKind::Unavailable(Service::IdentityProvider),
@@ -53,7 +55,10 @@ pub const KINDS: &[ErrorKind] = &[
 /// Whether a failure is the client's doing (it counts toward flooding on a
 /// WebSocket); a failing service, a request in flight or a bug is not.
 pub fn is_client_fault(kind: ErrorKind) -> bool {
-    matches!(kind, ErrorKind::NotFound(_) | ErrorKind::Forbidden(_) | ErrorKind::Invalid)
+    matches!(
+        kind,
+        ErrorKind::NotFound(_) | ErrorKind::Forbidden(_) | ErrorKind::Invalid | ErrorKind::KeyReused
+    )
 }
 
 /// The code, status and message a client gets for `e`. Failures an operator

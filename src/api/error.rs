@@ -74,3 +74,18 @@ impl IntoResponse for ApiError {
         crate::edge::http_error(status, code, &self.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_send_still_committing_is_409_in_flight_with_retry_after() {
+        let response = ApiError::from(ChatError::InFlight).into_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        let retry = response.headers().get(axum::http::header::RETRY_AFTER).map(|v| v.as_bytes());
+        assert_eq!(retry, Some(&b"1"[..]));
+        let reused = ApiError::from(ChatError::KeyReused).status_and_code();
+        assert_eq!(reused, (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"));
+    }
+}

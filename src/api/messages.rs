@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 
 use super::ApiState;
 use super::error::ApiError;
@@ -10,6 +10,8 @@ use super::input::{Input, Resource};
 use super::params::{ListQuery, PathParams, chat_number, message_number, token};
 use super::views::MessageOut;
 use crate::chat::NewMessage;
+use crate::ids::MessageNumber;
+use crate::protocol::MAX_CLIENT_MSG_ID;
 
 /// The body of message requests.
 pub struct MessageBody;
@@ -18,17 +20,41 @@ impl Resource for MessageBody {
     const ROOT: &'static str = "message";
 }
 
-/// `POST …/messages {"body","sender"?}`.
+/// `POST …/messages {"body","sender"?,"reply_to"?}` with an optional
+/// `Idempotency-Key` header.
 pub async fn create(
     State(state): State<ApiState>,
+    headers: HeaderMap,
     PathParams((raw, number)): PathParams<(String, String)>,
     Input(fields, _): Input<MessageBody>,
 ) -> Result<(StatusCode, Json<MessageOut>), ApiError> {
     let number = chat_number(&number)?;
+    let idempotency_key = idempotency_key(&headers)?;
     let body = fields.required_string("body", usize::MAX)?;
     let sender = fields.optional_user("sender")?;
-    let message = state.chat.post_message(&token(raw), number, NewMessage { body, sender }).await?;
+    let reply_to = fields.optional_u64("reply_to", 1, u64::MAX)?.map(MessageNumber);
+    let new = NewMessage { body, sender, idempotency_key, reply_to };
+    let message = state.chat.post_message(&token(raw), number, new).await?;
     Ok((StatusCode::CREATED, Json(message.into())))
+}
+
+/// The `Idempotency-Key` header, if given: once, 1 to 128 bytes of visible
+/// ASCII (the limits of `client_msg_id`, whose key space it shares).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    let bad = || {
+        ApiError::InvalidField(format!(
+            "the `Idempotency-Key` header must be given once, 1 to {MAX_CLIENT_MSG_ID} bytes of visible ASCII"
+        ))
+    };
+    if values.next().is_some() {
+        return Err(bad());
+    }
+    match value.to_str() {
+        Ok(key) if !key.is_empty() && key.len() <= MAX_CLIENT_MSG_ID => Ok(Some(key.to_owned())),
+        _ => Err(bad()),
+    }
 }
 
 /// `GET …/messages?page&per_page&before&after`, newest first.

@@ -74,6 +74,8 @@ pub struct MessageOut {
     body: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     sender: Option<UserId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_to: Option<MessageNumber>,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
@@ -84,6 +86,7 @@ impl From<Message> for MessageOut {
             number: m.number,
             body: m.body,
             sender: m.sender,
+            reply_to: m.reply_to,
             created_at: m.created_at,
             updated_at: m.created_at,
         }

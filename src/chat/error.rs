@@ -32,6 +32,9 @@ pub enum ChatError {
     /// A send with this idempotency key is still being committed; retry shortly.
     #[error("the first request with this idempotency key is still being committed; retry")]
     InFlight,
+    /// An idempotency key sent again with a different chat, body or `reply_to` (REST).
+    #[error("this idempotency key was used for a different message")]
+    KeyReused,
     /// A user token was refused.
     #[error(transparent)]
     Token(#[from] TokenError),
@@ -55,6 +58,8 @@ pub enum ErrorKind {
     Forbidden(Refusal),
     /// The request broke a rule: fix it, do not retry as is.
     Invalid,
+    /// An idempotency key came again with a different request.
+    KeyReused,
     /// A service behind the node failed: retry later (the same request is safe).
     Unavailable(Service),
     /// The same idempotent request is still running: retry shortly.
@@ -109,6 +114,7 @@ impl ChatError {
             ChatError::NotAMember => ErrorKind::Forbidden(Refusal::NotAMember),
             ChatError::Invalid(_) => ErrorKind::Invalid,
             ChatError::InFlight => ErrorKind::InFlight,
+            ChatError::KeyReused => ErrorKind::KeyReused,
             ChatError::Token(TokenError::Sign(_)) => ErrorKind::Internal,
             ChatError::Token(TokenError::KeysUnavailable(_)) => {
                 ErrorKind::Unavailable(Service::IdentityProvider)
@@ -137,6 +143,7 @@ impl ChatError {
             ChatError::NotAMember,
             ChatError::Invalid("`seq` is past the chat's newest message"),
             ChatError::InFlight,
+            ChatError::KeyReused,
             ChatError::Token(TokenError::Expired),
             ChatError::Token(TokenError::Invalid(jwt())),
             ChatError::Token(TokenError::Sign(jwt())),
@@ -159,6 +166,7 @@ impl ChatError {
                 | ChatError::NotAMember
                 | ChatError::Invalid(_)
                 | ChatError::InFlight
+                | ChatError::KeyReused
                 | ChatError::Token(_)
                 | ChatError::Store(_)
                 | ChatError::Sequence(_)

@@ -20,7 +20,7 @@ use crate::store::{BatchWriter, DynStore};
 
 pub use error::{ChatError, ErrorKind, Missing, Refusal, Service};
 use known::{DirectChats, KnownChats};
-pub use send::{CatchUp, SendRequest, Sent, Target};
+pub use send::{Author, CatchUp, SendRequest, Sent, Target};
 
 /// Every member of a chat, for fan-out.
 const ALL: Page = Page { skip: 0, limit: usize::MAX };
@@ -43,13 +43,17 @@ pub struct ChatView {
     pub messages_count: u64,
 }
 
-/// A message to post.
+/// A message the application's backend posts (REST).
 #[derive(Clone, Debug)]
 pub struct NewMessage {
     /// The text.
     pub body: String,
     /// Who sends it, when known.
     pub sender: Option<UserId>,
+    /// The `Idempotency-Key`: the same key space as the sender's `client_msg_id`.
+    pub idempotency_key: Option<String>,
+    /// The message it answers.
+    pub reply_to: Option<MessageNumber>,
 }
 
 /// Who a verified user token names.
@@ -313,7 +317,10 @@ impl ChatService {
         Ok(())
     }
 
-    /// Posts a message: numbers it, persists it, returns it once persisted.
+    /// Posts a message as the application's backend, through the one send
+    /// path; returns it once persisted. A retry with the same key returns the
+    /// stored message; the same key with a different chat, body or `reply_to`
+    /// is `KeyReused`.
     pub async fn post_message(
         &self,
         token: &AppToken,
@@ -321,20 +328,22 @@ impl ChatService {
         new: NewMessage,
     ) -> Result<Message, ChatError> {
         let app = self.application(token).await?;
-        self.ensure_chat(&app.id, chat).await?;
-        let number = self.numbers.next_message(&app.id, chat).await?;
-        let message = Message {
-            app: app.id,
-            chat,
-            number,
-            body: new.body,
-            sender: new.sender,
-            client_msg_id: None,
-            reply_to: None,
-            created_at: Timestamp::now(),
+        let NewMessage { body, sender, idempotency_key, reply_to } = new;
+        let request = SendRequest {
+            target: Target::Chat(chat),
+            body: body.clone(),
+            client_msg_id: idempotency_key,
+            reply_to,
         };
-        self.writer.write(message.clone()).await?;
-        self.fan_out(&message, None).await;
+        let sent = self.send(&app, &Author::Backend(sender), request, None).await?;
+        let message = match sent.message {
+            Some(message) => message,
+            // A committed claim: its message is stored (committed after the write).
+            None => self.store.message(&app.id, sent.chat, sent.seq).await?.ok_or(ChatError::InFlight)?,
+        };
+        if sent.duplicate && (message.chat != chat || message.body != body || message.reply_to != reply_to) {
+            return Err(ChatError::KeyReused);
+        }
         Ok(message)
     }
 

@@ -1,5 +1,5 @@
-//! The real-time send path: authorize, deduplicate, number, persist, cache,
-//! fan out.
+//! The one send path, for WebSocket sends and REST posts alike: authorize,
+//! deduplicate, number, persist, cache, fan out.
 
 use crate::cache::members::contains;
 use crate::chat::{ALL, ChatError, ChatService};
@@ -18,29 +18,58 @@ pub enum Target {
     Recipients(Vec<UserId>),
 }
 
-/// A message a user sends from a session.
+/// Who sends a message, which decides what it may do.
+#[derive(Clone, Debug)]
+pub enum Author {
+    /// A user from one of their sessions: a member of the chat it names, or
+    /// sending to recipients.
+    User(UserId),
+    /// The application's backend over REST, trusted by the application's
+    /// token: into an existing chat, as any sender or none, no membership needed.
+    Backend(Option<UserId>),
+}
+
+impl Author {
+    /// The sender the message shows, and whose idempotency keys it uses
+    /// (`None`: the backend's own key space).
+    fn sender(&self) -> Option<&UserId> {
+        match self {
+            Author::User(user) => Some(user),
+            Author::Backend(sender) => sender.as_ref(),
+        }
+    }
+}
+
+/// A message to send.
 #[derive(Clone, Debug)]
 pub struct SendRequest {
     /// Where it goes.
     pub target: Target,
     /// The text.
     pub body: String,
-    /// The sender's idempotency key.
-    pub client_msg_id: String,
-    /// The message it answers.
+    /// The sender's idempotency key (`client_msg_id`, or REST's
+    /// `Idempotency-Key`); a REST post without one is not deduplicated.
+    pub client_msg_id: Option<String>,
+    /// The message it answers: it must be stored in the same chat.
     pub reply_to: Option<MessageNumber>,
 }
 
 /// The outcome of a send.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sent {
     /// The chat.
     pub chat: ChatNumber,
     /// The message's number.
     pub seq: MessageNumber,
-    /// This `client_msg_id` was sent before: nothing new was stored or delivered.
+    /// This key was sent before: nothing new was stored.
     pub duplicate: bool,
+    /// The message, when this send holds it (it stored it, or delivered a
+    /// stored one whose fan-out never ran); a repeated ack has only its number.
+    pub message: Option<Message>,
 }
+
+/// Why the backend cannot send to recipients.
+const BACKEND_RECIPIENTS: &str = "the application's backend posts into a chat, not to recipients";
 
 /// How long a retry waits for the first send's commit.
 const PENDING_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -143,22 +172,34 @@ impl ChatService {
         }
     }
 
-    /// Sends a message from `sender`'s session `from`; returns once persisted.
+    /// Sends a message by `author` (from its session `from`, if any);
+    /// returns once persisted. Every message goes this way: claim its key,
+    /// number it, persist it, confirm the claim, fan it out.
     pub async fn send(
         &self,
         app: &Application,
-        sender: &UserId,
+        author: &Author,
         request: SendRequest,
         from: Option<SessionId>,
     ) -> Result<Sent, ChatError> {
-        let key = (app.id.clone(), sender.clone(), request.client_msg_id.clone());
-        let named = match &request.target {
-            Target::Chat(chat) => {
-                self.ensure_member(&app.id, *chat, sender).await?;
+        let named = match (author, &request.target) {
+            (Author::User(user), Target::Chat(chat)) => {
+                self.ensure_member(&app.id, *chat, user).await?;
                 Some(*chat)
             }
-            Target::Recipients(_) => None,
+            (Author::Backend(_), Target::Chat(chat)) => {
+                self.ensure_chat(&app.id, *chat).await?;
+                Some(*chat)
+            }
+            (Author::User(_), Target::Recipients(_)) => None,
+            (Author::Backend(_), Target::Recipients(_)) => {
+                return Err(ChatError::Invalid(BACKEND_RECIPIENTS));
+            }
         };
+        let Some(id) = request.client_msg_id.clone() else {
+            return self.send_claimed(app, author, request, from, None, named).await;
+        };
+        let key = (app.id.clone(), author.sender().cloned(), id);
         // The key is claimed before anything else happens, so that a retry
         // racing the first send waits for it instead of creating a second chat.
         let placeholder = Claim::pending(named.unwrap_or(ChatNumber(0)), MessageNumber(0));
@@ -167,7 +208,7 @@ impl ChatService {
             Claimed::Won { abandoned_chat } => abandoned_chat,
         };
         let outcome =
-            self.send_claimed(app, sender, request, from, (&key, placeholder), named.or(known)).await;
+            self.send_claimed(app, author, request, from, Some((&key, placeholder)), named.or(known)).await;
         if outcome.is_err() {
             // Nothing persisted: a retry with the same key must try again.
             let _ = self.claims.forget(&key).await;
@@ -190,9 +231,14 @@ impl ChatService {
             match self.settle(key, earlier).await? {
                 Settled::Sent(sent) => return Ok(Claimed::Done(sent)),
                 Settled::Recovered(message) => {
-                    let sent = Sent { chat: message.chat, seq: message.number, duplicate: true };
                     tracing::info!(chat = %message.chat, seq = %message.number, "delivering a message whose sender's node stopped before its fan-out");
                     self.fan_out(&message, from).await;
+                    let sent = Sent {
+                        chat: message.chat,
+                        seq: message.number,
+                        duplicate: true,
+                        message: Some(message),
+                    };
                     return Ok(Claimed::Done(sent));
                 }
                 // The first send failed: claim again.
@@ -209,24 +255,40 @@ impl ChatService {
         Err(ChatError::InFlight)
     }
 
-    /// The rest of a send once its key is claimed: chat, number, persist, fan out.
+    /// The rest of a send once its key is claimed (or it has none): chat,
+    /// number, persist, confirm, fan out.
     async fn send_claimed(
         &self,
         app: &Application,
-        sender: &UserId,
+        author: &Author,
         request: SendRequest,
         from: Option<SessionId>,
-        (key, placeholder): (&IdempotencyKey, Claim),
+        claimed: Option<(&IdempotencyKey, Claim)>,
         chat: Option<ChatNumber>,
     ) -> Result<Sent, ChatError> {
-        let chat = match (chat, &request.target) {
-            (Some(chat), _) => chat,
-            (None, Target::Recipients(users)) => self.implicit_chat(&app.id, sender, users).await?,
-            (None, Target::Chat(chat)) => *chat,
+        let chat = match (chat, &request.target, author) {
+            (Some(chat), _, _) => chat,
+            (None, Target::Recipients(users), Author::User(sender)) => {
+                self.implicit_chat(&app.id, sender, users).await?
+            }
+            (None, Target::Recipients(_), Author::Backend(_)) => {
+                return Err(ChatError::Invalid(BACKEND_RECIPIENTS));
+            }
+            (None, Target::Chat(chat), _) => *chat,
         };
+        // A store read per reply: a number at or below the chat's counter may
+        // still be a gap (a failed send, a resumed counter), so only the store
+        // knows. Checked before a number is drawn, so a refusal spends none.
+        if let Some(reply_to) = request.reply_to
+            && self.store.message(&app.id, chat, reply_to).await?.is_none()
+        {
+            return Err(ChatError::Invalid("`reply_to` names no message of this chat"));
+        }
         let seq = self.numbers.next_message(&app.id, chat).await?;
         let claim = Claim::pending(chat, seq);
-        if !self.claims.replace(key, placeholder, claim).await? {
+        if let Some((key, placeholder)) = claimed
+            && !self.claims.replace(key, placeholder, claim).await?
+        {
             return Err(ChatError::InFlight);
         }
         let message = Message {
@@ -234,19 +296,21 @@ impl ChatService {
             chat,
             number: seq,
             body: request.body,
-            sender: Some(sender.clone()),
-            client_msg_id: Some(request.client_msg_id),
+            sender: author.sender().cloned(),
+            client_msg_id: request.client_msg_id,
             reply_to: request.reply_to,
             created_at: Timestamp::now(),
         };
         self.writer.write(message.clone()).await?;
         // Persisted: from now on a retry gets this ack. If marking fails, a
         // retry finds the message in the store instead (see `settle`).
-        if let Err(e) = self.claims.confirm(key, claim).await {
+        if let Some((key, _)) = claimed
+            && let Err(e) = self.claims.confirm(key, claim).await
+        {
             tracing::warn!(error = %e, "cannot mark an idempotency claim committed");
         }
         self.fan_out(&message, from).await;
-        Ok(Sent { chat, seq, duplicate: false })
+        Ok(Sent { chat, seq, duplicate: false, message: Some(message) })
     }
 
     /// What an earlier claim on a key means for a retry: its ack (once its
@@ -256,7 +320,7 @@ impl ChatService {
     async fn settle(&self, key: &IdempotencyKey, mut claim: Claim) -> Result<Settled, ChatError> {
         let deadline = tokio::time::Instant::now() + PENDING_WAIT;
         loop {
-            let sent = Sent { chat: claim.chat, seq: claim.seq, duplicate: true };
+            let sent = Sent { chat: claim.chat, seq: claim.seq, duplicate: true, message: None };
             if claim.committed {
                 return Ok(Settled::Sent(sent));
             }
@@ -276,7 +340,12 @@ impl ChatService {
             if self.claims.replace(key, claim, Claim { committed: true, ..claim }).await? {
                 return Ok(Settled::Recovered(message));
             }
-            return Ok(Settled::Sent(Sent { chat: claim.chat, seq: claim.seq, duplicate: true }));
+            return Ok(Settled::Sent(Sent {
+                chat: claim.chat,
+                seq: claim.seq,
+                duplicate: true,
+                message: Some(message),
+            }));
         }
         let age = Timestamp::now().millis().saturating_sub(claim.at);
         // Older than any commit can take (`sequence.claim_abandon_ms`): its node

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use super::session::{LoopState, Session};
-use crate::chat::{ChatError, SendRequest, Target};
+use crate::chat::{Author, ChatError, SendRequest, Target};
 use crate::delivery::message_out;
 use crate::ids::{MessageNumber, UserId};
 use crate::model::ReceiptKind;
@@ -90,8 +90,8 @@ impl Session {
                     }
                     (None, None) => return Answers::bad(&invalid("send", "give `chat` or `recipients`"), id),
                 };
-                let request = SendRequest { target, body, client_msg_id, reply_to };
-                match self.state.chat.send(app, user, request, Some(self.id)).await {
+                let request = SendRequest { target, body, client_msg_id: Some(client_msg_id), reply_to };
+                match self.state.chat.send(app, &Author::User(user.clone()), request, Some(self.id)).await {
                     Ok(sent) => Answers::one(ServerFrame::Ack { id, chat: sent.chat, seq: sent.seq }),
                     Err(e) => Answers::failed(id, &e),
                 }

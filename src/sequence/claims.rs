@@ -10,8 +10,10 @@ use super::{SequenceError, redis_err};
 use crate::ids::{AppId, ChatNumber, MessageNumber, UserId};
 use crate::redis_conn::RedisConn;
 
-/// An idempotency key: (application, sender, client_msg_id).
-pub type IdempotencyKey = (AppId, UserId, String);
+/// An idempotency key: (application, sender, client_msg_id). A sender of
+/// `None` is the application's backend posting over REST without naming a
+/// sender: a key space of its own, apart from every user's.
+pub type IdempotencyKey = (AppId, Option<UserId>, String);
 
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_TTL_SECONDS: u64 = 24 * 3600;
@@ -213,10 +215,23 @@ pub struct RedisClaims {
     replace: redis::Script,
 }
 
+/// The Redis key of an idempotency claim. A user's keys are
+/// `idem:<user>:<id>` with any `:` of the user id written `%3A` (user ids hold
+/// no `%`), so the first `:` after the user ends it: users `a:b` with key `c`
+/// and `a` with key `b:c` never share a key, and ids without `:` keep the key
+/// they always had. The backend's keys (no sender) are `idem-app:<id>`, which no
+/// user's key can be. The hash tag keeps an application's keys on one Redis
+/// Cluster slot.
+fn redis_key(prefix: &str, (app, user, id): &IdempotencyKey) -> String {
+    match user {
+        Some(user) => format!("{prefix}:{{{app}}}:idem:{}:{id}", user.as_str().replace(':', "%3A")),
+        None => format!("{prefix}:{{{app}}}:idem-app:{id}"),
+    }
+}
+
 impl RedisClaims {
-    fn key(&self, (app, user, id): &IdempotencyKey) -> String {
-        // The hash tag keeps all keys of one application on one Redis Cluster slot.
-        format!("{}:{{{}}}:idem:{}:{}", self.prefix, app, user, id)
+    fn key(&self, key: &IdempotencyKey) -> String {
+        redis_key(&self.prefix, key)
     }
 
     async fn recall(&self, key: &IdempotencyKey) -> Result<Option<Claim>, SequenceError> {
@@ -286,7 +301,7 @@ mod tests {
     fn a_claim_outlives_the_generation_it_was_made_in() {
         let app = AppId::generate();
         let user = UserId::parse("u").unwrap();
-        let key = |n: u64| -> IdempotencyKey { (app.clone(), user.clone(), format!("k{n}")) };
+        let key = |n: u64| -> IdempotencyKey { (app.clone(), Some(user.clone()), format!("k{n}")) };
         let claim = |n: u64| Claim { chat: ChatNumber(1), seq: MessageNumber(n), at: 0, committed: false };
         let mut seen = Seen::default();
         for n in 0..10 {
@@ -305,5 +320,18 @@ mod tests {
         }
         assert!(seen.get(&key(0)).is_none());
         assert!(seen.get(&key(19)).is_some());
+    }
+
+    #[test]
+    fn idempotency_keys_of_different_senders_never_meet() {
+        let app = AppId::generate();
+        let key = |user: Option<&str>, id: &str| {
+            redis_key("p", &(app.clone(), user.map(|u| UserId::parse(u).unwrap()), id.to_owned()))
+        };
+        assert_ne!(key(Some("a:b"), "c"), key(Some("a"), "b:c"));
+        assert_ne!(key(Some(":x"), "y"), key(None, "x:y"));
+        assert_ne!(key(None, "k"), key(Some("k"), "k"));
+        // Ids without `:` keep their key across this change (claims live a day).
+        assert_eq!(key(Some("alice"), "c:1"), format!("p:{{{app}}}:idem:alice:c:1"));
     }
 }

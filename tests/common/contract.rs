@@ -204,6 +204,9 @@ pub async fn messages_across_buckets(store: &dyn Store) {
     }
     assert_eq!(store.message(&app, ChatNumber(1), MessageNumber(2101)).await.unwrap(), None);
     assert_eq!(store.message(&app, ChatNumber(2), MessageNumber(1)).await.unwrap(), None);
+    // Numbers no message can have (a client's `reply_to`) are not found, not an error.
+    assert_eq!(store.message(&app, ChatNumber(1), MessageNumber(0)).await.unwrap(), None);
+    assert_eq!(store.message(&app, ChatNumber(1), MessageNumber(u64::MAX)).await.unwrap(), None);
 
     let down = |from: u64, to: u64| (to..=from).rev().collect::<Vec<u64>>();
     // Newest first, whole rows.

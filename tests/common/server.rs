@@ -151,6 +151,12 @@ impl TestServer {
         base.replace("http://", "ws://")
     }
 
+    /// Every node: this one, then in spread mode the other two (for requests
+    /// that must hold whichever node answers them).
+    pub fn nodes(&self) -> Vec<&TestServer> {
+        std::iter::once(self).chain(&self.others).collect()
+    }
+
     /// Starts a node in `mode` with the default test config.
     pub async fn start(mode: Mode) -> TestServer {
         Self::start_with(mode, |_| {}).await

@@ -307,7 +307,10 @@ impl Store for CqlStore {
         chat: ChatNumber,
         number: MessageNumber,
     ) -> Result<Option<Message>, StoreError> {
-        let values = (app.as_str(), bigint(chat.get())?, bigint(bucket_of(number))?, bigint(number.get())?);
+        // A number above the column's range names no message (a client's
+        // `reply_to`, a path), rather than corrupt data.
+        let Ok(wanted) = bigint(number.get()) else { return Ok(None) };
+        let values = (app.as_str(), bigint(chat.get())?, bigint(bucket_of(number))?, wanted);
         let result = self
             .session()
             .execute_unpaged(&self.stmts().message, values)
