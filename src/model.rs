@@ -23,10 +23,44 @@ pub struct Application {
     /// Where the application's identity provider publishes its keys, when it
     /// signs user tokens itself (RS256/ES256).
     pub jwks_url: Option<String>,
+    /// Who may put users into new groups.
+    pub user_groups: UserGroups,
     /// When it was created.
     pub created_at: Timestamp,
     /// When its name or secret last changed.
     pub updated_at: Timestamp,
+}
+
+/// Who may put users into new groups: being added to a group needs no consent
+/// (as in most chat products), so an application can keep group creation to its
+/// backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UserGroups {
+    /// A user's `send` to several `recipients` creates a group of them (the default).
+    #[default]
+    Open,
+    /// Only the backend creates groups and adds members (REST); users may still
+    /// open direct chats.
+    BackendOnly,
+}
+
+impl UserGroups {
+    /// The name in the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserGroups::Open => "open",
+            UserGroups::BackendOnly => "backend_only",
+        }
+    }
+
+    /// Reads a name; `None` for any other.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "open" => Some(UserGroups::Open),
+            "backend_only" => Some(UserGroups::BackendOnly),
+            _ => None,
+        }
+    }
 }
 
 /// What kind of chat this is.

@@ -10,6 +10,8 @@ use super::error::ApiError;
 use super::input::{Input, Resource};
 use super::params::{PathParams, token};
 use super::views::{ApplicationOut, CreatedApplicationOut};
+use crate::chat::ApplicationChanges;
+use crate::model::UserGroups;
 
 /// The body of application requests.
 pub struct ApplicationBody;
@@ -53,7 +55,7 @@ pub async fn show(
     Ok(Json(state.chat.application_view(&token(raw)).await?.into()))
 }
 
-/// `PUT`/`PATCH /applications/:token {"name"?, "jwks_url"?}` (`jwks_url` null or "" clears it).
+/// `PUT`/`PATCH /applications/:token {"name"?, "jwks_url"?, "user_groups"?}` (`jwks_url` null or "" clears it).
 pub async fn update(
     State(state): State<ApiState>,
     PathParams(raw): PathParams<String>,
@@ -61,8 +63,18 @@ pub async fn update(
 ) -> Result<Json<ApplicationOut>, ApiError> {
     let name = fields.has("name").then(|| fields.required_string("name", MAX_NAME)).transpose()?;
     let jwks_url = fields.clearable_string("jwks_url", MAX_URL)?;
-    if name.is_none() && jwks_url.is_none() {
-        return Err(ApiError::InvalidField("give `name` or `jwks_url`".into()));
+    let user_groups = fields
+        .has("user_groups")
+        .then(|| {
+            let name = fields.required_string("user_groups", 32)?;
+            UserGroups::parse(&name).ok_or_else(|| {
+                ApiError::InvalidField("`user_groups` must be \"open\" or \"backend_only\"".into())
+            })
+        })
+        .transpose()?;
+    if name.is_none() && jwks_url.is_none() && user_groups.is_none() {
+        return Err(ApiError::InvalidField("give `name`, `jwks_url` or `user_groups`".into()));
     }
-    Ok(Json(state.chat.update_application(&token(raw), name, jwks_url).await?.into()))
+    let changes = ApplicationChanges { name, jwks_url, user_groups };
+    Ok(Json(state.chat.update_application(&token(raw), changes).await?.into()))
 }

@@ -114,6 +114,7 @@ mod tests {
             name: "a".into(),
             secret: SigningSecret::generate(),
             jwks_url: None,
+            user_groups: crate::model::UserGroups::Open,
             created_at: Timestamp(0),
             updated_at: Timestamp(0),
         }

@@ -26,6 +26,9 @@ pub enum ChatError {
     /// The acting user is not a member of the chat it acts in.
     #[error("you are not a member of this chat")]
     NotAMember,
+    /// The application lets only its backend create groups (`user_groups: backend_only`).
+    #[error("this application lets only its backend create groups; send to one recipient or to a chat")]
+    UserGroupsClosed,
     /// A request broke a rule of the domain; the reason names the field.
     #[error("{0}")]
     Invalid(&'static str),
@@ -88,6 +91,8 @@ pub enum Refusal {
     NotAMember,
     /// The user token is forged, expired or for no application.
     InvalidToken,
+    /// The application lets only its backend create groups.
+    UserGroupsClosed,
 }
 
 /// Which service failed.
@@ -112,6 +117,7 @@ impl ChatError {
             ChatError::MessageNotFound => ErrorKind::NotFound(Missing::Message),
             ChatError::MemberNotFound => ErrorKind::NotFound(Missing::Member),
             ChatError::NotAMember => ErrorKind::Forbidden(Refusal::NotAMember),
+            ChatError::UserGroupsClosed => ErrorKind::Forbidden(Refusal::UserGroupsClosed),
             ChatError::Invalid(_) => ErrorKind::Invalid,
             ChatError::InFlight => ErrorKind::InFlight,
             ChatError::KeyReused => ErrorKind::KeyReused,
@@ -141,6 +147,7 @@ impl ChatError {
             ChatError::MessageNotFound,
             ChatError::MemberNotFound,
             ChatError::NotAMember,
+            ChatError::UserGroupsClosed,
             ChatError::Invalid("`seq` is past the chat's newest message"),
             ChatError::InFlight,
             ChatError::KeyReused,
@@ -164,6 +171,7 @@ impl ChatError {
                 | ChatError::MessageNotFound
                 | ChatError::MemberNotFound
                 | ChatError::NotAMember
+                | ChatError::UserGroupsClosed
                 | ChatError::Invalid(_)
                 | ChatError::InFlight
                 | ChatError::KeyReused

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use crate::chat::{ChatError, ChatService};
 use crate::ids::{AppId, ChatNumber, Timestamp, UserId};
-use crate::model::{Chat, ChatKind, DirectPair, MAX_RECIPIENTS};
+use crate::model::{Chat, ChatKind, DirectPair, MAX_RECIPIENTS, UserGroups};
 
 /// How long the cluster-wide lock on creating a pair's direct chat lasts, in ms.
 const DIRECT_LOCK_MS: u64 = 5_000;
@@ -33,6 +33,13 @@ impl ChatService {
                 self.direct_chat(app, &pair).await
             }
             (Some(_), Some(_)) => {
+                // The policy as it is now (a session holds the application as
+                // it was when it opened): fresh on this node, within
+                // `cache.apps_ttl_ms` on the others.
+                let current = self.application_by_id(app).await?.ok_or(ChatError::ApplicationNotFound)?;
+                if current.user_groups == UserGroups::BackendOnly {
+                    return Err(ChatError::UserGroupsClosed);
+                }
                 let mut members: Vec<&UserId> = recipients.iter().collect();
                 members.push(sender);
                 self.new_chat(app, ChatKind::Group, &members).await

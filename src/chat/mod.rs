@@ -14,7 +14,7 @@ use crate::auth::{self, JwksVerifier, SigningSecret, TokenError};
 use crate::cache::{AppsCache, MembersCache, RecentCache};
 use crate::delivery::Fabric;
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
-use crate::model::{Application, Chat, ChatKind, Member, Message, MessageRange, Page};
+use crate::model::{Application, Chat, ChatKind, Member, Message, MessageRange, Page, UserGroups};
 use crate::sequence::{Claims, Locks, Numbering};
 use crate::store::{BatchWriter, DynStore};
 
@@ -41,6 +41,17 @@ pub struct ChatView {
     pub chat: Chat,
     /// Message numbers used so far.
     pub messages_count: u64,
+}
+
+/// What an update of an application changes (`None`: leave as is).
+#[derive(Clone, Debug, Default)]
+pub struct ApplicationChanges {
+    /// A new name.
+    pub name: Option<String>,
+    /// A new JWKS URL, or `Some(None)` to clear it.
+    pub jwks_url: Option<Option<String>>,
+    /// Who may put users into new groups.
+    pub user_groups: Option<UserGroups>,
 }
 
 /// A message the application's backend posts (REST).
@@ -160,6 +171,7 @@ impl ChatService {
             name,
             secret: SigningSecret::generate(),
             jwks_url: None,
+            user_groups: UserGroups::Open,
             created_at: now,
             updated_at: now,
         };
@@ -184,6 +196,18 @@ impl ChatService {
         Ok(app)
     }
 
+    /// An application by its internal id, from the cache when fresh.
+    pub(crate) async fn application_by_id(
+        &self,
+        id: &AppId,
+    ) -> Result<Option<std::sync::Arc<Application>>, ChatError> {
+        if let Some(app) = self.apps.by_id(id) {
+            return Ok(Some(app));
+        }
+        let seen = self.apps.epoch();
+        Ok(self.store.application_by_id(id).await?.map(|app| self.apps.put(seen, app)))
+    }
+
     /// Forgets a cached application (another node rotated its secret).
     pub fn forget_application(&self, app: &AppId) {
         self.apps.forget(app);
@@ -196,13 +220,13 @@ impl ChatService {
         Ok(ApplicationView { app, chats_count })
     }
 
-    /// Changes an application's name and/or JWKS URL (`Some(None)` clears it).
+    /// Changes what `changes` names of an application.
     pub async fn update_application(
         &self,
         token: &AppToken,
-        name: Option<String>,
-        jwks_url: Option<Option<String>>,
+        changes: ApplicationChanges,
     ) -> Result<ApplicationView, ChatError> {
+        let ApplicationChanges { name, jwks_url, user_groups } = changes;
         if let Some(Some(url)) = &jwks_url {
             self.jwks.check_url(url).map_err(ChatError::Invalid)?;
         }
@@ -212,6 +236,9 @@ impl ChatService {
         }
         if let Some(jwks_url) = jwks_url {
             app.jwks_url = jwks_url;
+        }
+        if let Some(user_groups) = user_groups {
+            app.user_groups = user_groups;
         }
         app.updated_at = Timestamp::now().max(app.created_at);
         self.store.update_application(&app).await?;
@@ -248,18 +275,7 @@ impl ChatService {
     /// Checks a user token: signed by its application's current secret, not expired.
     pub async fn authenticate(&self, jwt: &str) -> Result<Authenticated, ChatError> {
         let claimed = auth::inspect(jwt)?;
-        let app = match self.apps.by_id(&claimed.app) {
-            Some(app) => app,
-            None => {
-                let seen = self.apps.epoch();
-                let app = self
-                    .store
-                    .application_by_id(&claimed.app)
-                    .await?
-                    .ok_or(TokenError::UnknownApplication)?;
-                self.apps.put(seen, app)
-            }
-        };
+        let app = self.application_by_id(&claimed.app).await?.ok_or(TokenError::UnknownApplication)?;
         let user = if claimed.hmac {
             auth::verify(jwt, &app.id, &app.secret)?
         } else {

@@ -16,6 +16,7 @@ use crate::auth::SigningSecret;
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{
     Application, Chat, ChatKind, DirectPair, Member, Message, MessageRange, Page, ReadState, ReceiptKind,
+    UserGroups,
 };
 
 /// token → application.
@@ -42,6 +43,9 @@ struct StoredApp {
     secret: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     jwks_url: Option<String>,
+    /// `UserGroups` by name; absent for `open` (and in files written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_groups: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -161,6 +165,7 @@ fn put_app(txn: &redb::WriteTransaction, app: &Application) -> Result<(), StoreE
         name: app.name.clone(),
         secret: app.secret.expose().to_owned(),
         jwks_url: app.jwks_url.clone(),
+        user_groups: (app.user_groups != UserGroups::Open).then(|| app.user_groups.as_str().to_owned()),
         created_at: app.created_at.millis(),
         updated_at: app.updated_at.millis(),
     };
@@ -184,6 +189,12 @@ fn get_app(txn: &redb::ReadTransaction, token: AppToken) -> Result<Option<Applic
         name: stored.name,
         secret: SigningSecret::new(stored.secret),
         jwks_url: stored.jwks_url,
+        user_groups: match stored.user_groups.as_deref() {
+            None => UserGroups::Open,
+            Some(name) => {
+                UserGroups::parse(name).ok_or(StoreError::Corrupt { what: "application user_groups" })?
+            }
+        },
         created_at: Timestamp(stored.created_at),
         updated_at: Timestamp(stored.updated_at),
     }))

@@ -8,6 +8,7 @@ use weft::auth::SigningSecret;
 use weft::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use weft::model::{
     Application, Chat, ChatKind, DirectPair, Member, Message, MessageRange, Page, ReadState, ReceiptKind,
+    UserGroups,
 };
 use weft::store::{MESSAGE_BUCKET, Store};
 
@@ -70,6 +71,7 @@ pub async fn applications(store: &dyn Store) {
         name: "Acme chat".into(),
         secret: SigningSecret::generate(),
         jwks_url: None,
+        user_groups: UserGroups::Open,
         created_at: Timestamp(1_700_000_000_123),
         updated_at: Timestamp(1_700_000_000_123),
     };
@@ -84,13 +86,14 @@ pub async fn applications(store: &dyn Store) {
         name: "Acme ✓ chat".into(),
         secret: SigningSecret::generate(),
         jwks_url: Some("https://idp.example/.well-known/jwks.json".into()),
+        user_groups: UserGroups::BackendOnly,
         updated_at: Timestamp(1_700_000_999_000),
         ..app.clone()
     };
     store.update_application(&renamed).await.unwrap();
     assert_eq!(store.application_by_token(&app.token).await.unwrap(), Some(renamed.clone()));
     assert_eq!(store.application_by_id(&app.id).await.unwrap(), Some(renamed.clone()));
-    let cleared = Application { jwks_url: None, ..renamed };
+    let cleared = Application { jwks_url: None, user_groups: UserGroups::Open, ..renamed };
     store.update_application(&cleared).await.unwrap();
     assert_eq!(store.application_by_token(&app.token).await.unwrap(), Some(cleared));
 }

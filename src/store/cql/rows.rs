@@ -6,7 +6,7 @@ use scylla::value::{CqlTimestamp, MaybeUnset};
 
 use crate::auth::SigningSecret;
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
-use crate::model::{Application, Chat, ChatKind, Message, Page};
+use crate::model::{Application, Chat, ChatKind, Message, Page, UserGroups};
 use crate::store::{StoreError, bucket_of};
 
 /// Decodes every row of a result; a row of the wrong shape is `Corrupt`.
@@ -66,21 +66,28 @@ pub(super) fn skip_page<T>(rows: Vec<T>, page: Page) -> Vec<T> {
 }
 
 pub(super) type ApplicationRow =
-    (String, String, String, Option<String>, Option<String>, CqlTimestamp, CqlTimestamp);
+    (String, String, String, Option<String>, Option<String>, Option<String>, CqlTimestamp, CqlTimestamp);
 pub(super) type ChatRow = (i64, String, CqlTimestamp);
 pub(super) type MessageRow = (i64, String, Option<String>, Option<String>, Option<i64>, CqlTimestamp);
 
-pub(super) fn application_from_row(row: ApplicationRow) -> Application {
-    let (token, id, name, secret, jwks_url, created_at, updated_at) = row;
-    Application {
+pub(super) fn application_from_row(row: ApplicationRow) -> Result<Application, StoreError> {
+    let (token, id, name, secret, jwks_url, user_groups, created_at, updated_at) = row;
+    let user_groups = match user_groups.as_deref() {
+        None => UserGroups::Open,
+        Some(name) => {
+            UserGroups::parse(name).ok_or(StoreError::Corrupt { what: "application user_groups" })?
+        }
+    };
+    Ok(Application {
         id: AppId::new(id),
         token: AppToken::new(token),
         name,
         secret: SigningSecret::new(secret.unwrap_or_default()),
         jwks_url,
+        user_groups,
         created_at: from_ts(created_at),
         updated_at: from_ts(updated_at),
-    }
+    })
 }
 
 pub(super) fn chat_from_row(app: &AppId, row: ChatRow) -> Result<Chat, StoreError> {

@@ -57,18 +57,20 @@ impl Statements {
         let delete_user_chat = p("DELETE FROM user_chats WHERE app = ? AND user_id = ? AND chat = ?".into());
         Ok(Statements {
             insert_application: p(
-                "INSERT INTO applications (\"token\", id, name, signing_secret, jwks_url, created_at, \
-                 updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO applications (\"token\", id, name, signing_secret, jwks_url, user_groups, \
+                 created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                     .into(),
             )
             .await?,
             application_by_token: p(
-                "SELECT \"token\", id, name, signing_secret, jwks_url, created_at, updated_at FROM applications \
+                "SELECT \"token\", id, name, signing_secret, jwks_url, user_groups, created_at, updated_at \
+                 FROM applications \
                  WHERE \"token\" = ?".into(),
             )
             .await?,
             update_application: p(
-                "UPDATE applications SET name = ?, signing_secret = ?, jwks_url = ?, updated_at = ? \
+                "UPDATE applications SET name = ?, signing_secret = ?, jwks_url = ?, user_groups = ?, \
+                 updated_at = ? \
                  WHERE \"token\" = ?".into()
             )
             .await?,

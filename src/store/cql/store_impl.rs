@@ -14,7 +14,7 @@ use super::rows::{
 };
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{
-    Application, Chat, DirectPair, Member, Message, MessageRange, Page, ReadState, ReceiptKind,
+    Application, Chat, DirectPair, Member, Message, MessageRange, Page, ReadState, ReceiptKind, UserGroups,
 };
 use crate::store::{Store, StoreError, bucket_of};
 
@@ -194,6 +194,7 @@ impl Store for CqlStore {
             app.name.as_str(),
             app.secret.expose(),
             unset_if_none(app.jwks_url.as_deref()),
+            unset_if_none((app.user_groups != UserGroups::Open).then_some(app.user_groups.as_str())),
             ts(app.created_at),
             ts(app.updated_at),
         );
@@ -215,7 +216,7 @@ impl Store for CqlStore {
             .execute_unpaged(&self.stmts().application_by_token, (token.as_str(),))
             .await
             .map_err(StoreError::unavailable)?;
-        Ok(decode_first::<ApplicationRow>(result, "applications")?.map(application_from_row))
+        decode_first::<ApplicationRow>(result, "applications")?.map(application_from_row).transpose()
     }
 
     async fn application_by_id(&self, id: &AppId) -> Result<Option<Application>, StoreError> {
@@ -236,6 +237,7 @@ impl Store for CqlStore {
             app.name.as_str(),
             app.secret.expose(),
             app.jwks_url.as_deref(),
+            app.user_groups.as_str(),
             ts(app.updated_at),
             app.token.as_str(),
         );
