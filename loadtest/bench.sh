@@ -145,7 +145,8 @@ start_node() {
         log "127.0.0.1:$PORT is taken; set WEFT_BENCH_PORT"
         exit 1
     }
-    # No per-user send limit in effect: the generator's users send up to thousands per second.
+    # No per-user send limit or per-session frame budget in effect: the generator's users
+    # send up to thousands per second.
     local env=(
         WEFT_SERVER_LISTEN="127.0.0.1:$PORT"
         # Longer than the presence debounce (3 s): sessions that closed just before the stop
@@ -153,14 +154,17 @@ start_node() {
         WEFT_SERVER_SHUTDOWN_GRACE_MS=5000
         WEFT_GATEWAY_SEND_RATE_PER_SEC=1000000
         WEFT_GATEWAY_SEND_BURST=1000000
+        WEFT_GATEWAY_FRAME_RATE_PER_SEC=1000000
+        WEFT_GATEWAY_FRAME_BURST=1000000
         WEFT_LOG_LEVEL=warn
         WEFT_LOG_FORMAT=json
     )
     if [ "$mode" = cluster ]; then
         WEFT_SERVICES_STARTED_FILE=$STARTED_FILE timeout 600 bash scripts/services.sh up
         WEFT_BIN=$WEFT bash scripts/cluster.sh down >/dev/null 2>&1 || true
-        # scripts/cluster.sh passes the send limits on to its nodes.
+        # scripts/cluster.sh passes the send limits and the frame budget on to its nodes.
         WEFT_BIN=$WEFT WEFT_GATEWAY_SEND_RATE_PER_SEC=1000000 WEFT_GATEWAY_SEND_BURST=1000000 \
+            WEFT_GATEWAY_FRAME_RATE_PER_SEC=1000000 WEFT_GATEWAY_FRAME_BURST=1000000 \
             timeout 300 bash scripts/cluster.sh up >"$OUT/cluster-up.log" 2>&1 || {
             tail -n 30 "$OUT/cluster-up.log" >&2
             exit 1

@@ -36,8 +36,9 @@ if [ -z "${WEFT_BIN:-}" ] || [ -z "${WEFT_LOAD_BIN:-}" ]; then
     cargo build -p weft --bin weft && cargo build -p weft-loadtest --bin weft-load
 fi
 
-# Sends are paced well below these, which only lift the per-user defaults.
+# Sends are paced well below these, which only lift the per-user and per-session defaults.
 export WEFT_GATEWAY_SEND_RATE_PER_SEC=1000 WEFT_GATEWAY_SEND_BURST=1000
+export WEFT_GATEWAY_FRAME_RATE_PER_SEC=1000 WEFT_GATEWAY_FRAME_BURST=1000
 
 log "one embedded node on 127.0.0.1:$PORT"
 WEFT_SERVER_LISTEN=127.0.0.1:$PORT WEFT_STORE_DATA_DIR="$WORK/data" WEFT_LOG_LEVEL=warn \

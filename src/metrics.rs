@@ -27,12 +27,20 @@ pub struct MetricsConfig {
 
 /// The label values known in advance, exported at zero from the start (so
 /// that dashboards and alerts see a series before its first event).
-const CLOSE_REASONS: &[&str] =
-    &["normal", "frame_too_large", "drain", "token_expired", "flooding", "slow_consumer", "idle_timeout"];
+const CLOSE_REASONS: &[&str] = &[
+    "normal",
+    "frame_too_large",
+    "invalid_payload",
+    "drain",
+    "token_expired",
+    "flooding",
+    "slow_consumer",
+    "idle_timeout",
+];
 const FRAMES_IN: &[&str] = &["send", "sync", "hello", "typing", "delivered", "read", "invalid", "binary"];
 const FRAMES_OUT: &[&str] =
     &["welcome", "ack", "message", "messages", "typing", "presence", "receipt", "error"];
-const RATE_LIMITS: &[&str] = &["send", "typing", "connection", "http_connection"];
+const RATE_LIMITS: &[&str] = &["send", "typing", "frame", "connection", "http_connection"];
 /// The Redis commands weft sends (anything else counts as `other`).
 pub const REDIS_OPS: &[&str] = &[
     "GET",

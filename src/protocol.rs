@@ -369,6 +369,8 @@ impl ServerFrame {
 pub mod close {
     /// Normal closure.
     pub const NORMAL: u16 = 1000;
+    /// A text frame was not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
     /// A frame was over the size limit (after an `error` frame `frame_too_large`).
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The node is restarting or draining: reconnect now (to any node) and resume.

@@ -99,6 +99,8 @@ fn shared_env(keyspace: &str, prefix: &str, certs: &Path) -> Vec<(String, String
         ("WEFT_LOG_FORMAT", "json".to_owned()),
         ("WEFT_GATEWAY_SEND_RATE_PER_SEC", "1000".to_owned()),
         ("WEFT_GATEWAY_SEND_BURST", "1000".to_owned()),
+        ("WEFT_GATEWAY_FRAME_RATE_PER_SEC", "1000".to_owned()),
+        ("WEFT_GATEWAY_FRAME_BURST", "1000".to_owned()),
         ("WEFT_GATEWAY_PRESENCE_DEBOUNCE_MS", "300".to_owned()),
     ]
     .into_iter()

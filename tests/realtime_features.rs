@@ -600,6 +600,8 @@ async fn hello_catches_up_while_others_keep_sending(mode: Mode) {
         // Three users send 500 messages as fast as they are acked.
         c.gateway.send_rate_per_sec = 100_000;
         c.gateway.send_burst = 100_000;
+        c.gateway.frame_rate_per_sec = 100_000;
+        c.gateway.frame_burst = 100_000;
         // The whole catch-up fits the recent cache (Redis in cluster mode).
         c.cache.recent_messages = 1_000;
     })

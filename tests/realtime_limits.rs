@@ -1,6 +1,7 @@
 //! The limits and heartbeats of `docs/protocol.md` over real WebSockets, on the
-//! embedded default and on Cassandra + Redis: the per-user send rate, flooding,
-//! pings and the idle timeout, the connection limit and oversized frames. Each
+//! embedded default and on Cassandra + Redis: the per-user send rate, the
+//! per-session frame budget, flooding, pings and the idle timeout, the
+//! connection limit, oversized frames and text that is not UTF-8. Each
 //! scenario shortens the limit it checks, so each starts its own server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -15,7 +16,7 @@ use common::ws::{
     Client, FRAME_WAIT, assert_error, assert_message, chat_with, close_code, connect, history, open, send,
     user_token, wait_for_sessions,
 };
-use futures::SinkExt as _;
+use futures::{SinkExt as _, StreamExt as _};
 use serde_json::json;
 use tokio::io::AsyncReadExt as _;
 use tokio::time::Instant;
@@ -28,6 +29,10 @@ on_both_modes_configured!(
     past_max_connections_a_socket_is_closed_with_4101,
     an_oversized_frame_gets_frame_too_large_then_1009,
     a_sender_that_reads_is_not_cut_off_while_its_sends_commit,
+    a_sender_that_waits_retry_after_ms_is_never_cut_off,
+    a_sender_that_ignores_retry_after_ms_is_closed_with_4100,
+    a_typing_flood_is_closed_with_4100_while_others_are_served,
+    a_text_frame_that_is_not_utf8_is_closed_with_1007,
 );
 
 /// A session keeps delivering live traffic while its own sends commit: a
@@ -265,5 +270,147 @@ async fn an_oversized_frame_gets_frame_too_large_then_1009(mode: Mode) {
     assert_eq!(before.len(), 1, "one error frame, then the close: {before:?}");
     assert_eq!(before[0]["code"].as_str(), Some("frame_too_large"), "{before:?}");
     assert_eq!(code, 1009);
+    s.stop().await;
+}
+
+/// How long the pacing sender keeps going (the scenario: 60 s).
+const PACED_FOR: Duration = Duration::from_secs(60);
+
+/// A client that sleeps exactly `retry_after_ms` after each `rate_limited`
+/// is refused again at worst, never cut off, however long it keeps at it: the
+/// wait is rounded up, and a send that comes when told is no strike.
+async fn a_sender_that_waits_retry_after_ms_is_never_cut_off(mode: Mode) {
+    let s = TestServer::start_with(mode, |c| {
+        c.gateway.send_rate_per_sec = 1;
+        c.gateway.send_burst = 1;
+        c.gateway.max_bad_frames = 2;
+    })
+    .await;
+    let token = s.new_app().await;
+    let chat = chat_with(&s, &token, &["alice"]).await;
+    let mut alice = connect(&s, &token, "alice").await;
+    let until = Instant::now() + PACED_FOR;
+    let (mut n, mut acked, mut refused) = (0u64, 0u64, 0u64);
+    while Instant::now() < until {
+        n += 1;
+        alice.send(send(n, chat, "paced", &format!("p{n}"))).await;
+        // `answer` panics on the close frame of a cut-off session.
+        let answer = alice.answer(&json!(n)).await;
+        if answer["type"] == "ack" {
+            acked += 1;
+            continue;
+        }
+        assert_error(&answer, &json!(n), "rate_limited");
+        refused += 1;
+        let wait = answer["retry_after_ms"].as_u64().unwrap();
+        assert!((1..=1000).contains(&wait), "at most one period of the bucket: {answer}");
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+    assert!(refused > 0 && acked > 0, "{acked} acked, {refused} refused");
+    let last = alice.request(send(n + 1, chat, "still here", "last")).await;
+    assert!(last["type"] == "ack" || last["code"] == "rate_limited", "{last}");
+    s.stop().await;
+}
+
+/// A client that resends at once after `rate_limited` floods: closed with 4100.
+async fn a_sender_that_ignores_retry_after_ms_is_closed_with_4100(mode: Mode) {
+    let s = TestServer::start_with(mode, |c| {
+        c.gateway.send_rate_per_sec = 1;
+        c.gateway.send_burst = 1;
+        c.gateway.max_bad_frames = 3;
+    })
+    .await;
+    let token = s.new_app().await;
+    let chat = chat_with(&s, &token, &["alice"]).await;
+    let mut alice = connect(&s, &token, "alice").await;
+    let mut answers = Vec::new();
+    let code = 'sending: loop {
+        let n = answers.len() as u64 + 1;
+        assert!(n <= 100, "still open after {answers:?}");
+        if alice.ws.send(Ws::text(send(n, chat, "again", &format!("a{n}")).to_string())).await.is_err() {
+            break close_code(&mut alice.ws).await.0;
+        }
+        loop {
+            let msg = tokio::time::timeout(FRAME_WAIT, alice.ws.next()).await.expect("no answer within 10 s");
+            match msg {
+                Some(Ok(Ws::Text(text))) => {
+                    let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+                    if frame.get("id").is_some() {
+                        answers.push(frame);
+                        continue 'sending;
+                    }
+                }
+                Some(Ok(Ws::Close(Some(frame)))) => break 'sending u16::from(frame.code),
+                Some(Ok(Ws::Ping(_) | Ws::Pong(_))) => {}
+                other => panic!("expected an answer or a close, got {other:?} after {answers:?}"),
+            }
+        }
+    };
+    assert_eq!(code, 4100, "{answers:?}");
+    assert_eq!(answers[0]["type"], "ack", "{answers:?}");
+    assert!(answers.len() >= 4, "max_bad_frames early resends, then the close: {answers:?}");
+    assert!(answers[1..].iter().all(|a| a["code"] == "rate_limited"), "{answers:?}");
+    s.stop().await;
+}
+
+/// Frames that do nothing still spend the session's frame budget: 10,000
+/// `typing` as fast as they go are refused, then closed with 4100, while
+/// another user on the node is served.
+async fn a_typing_flood_is_closed_with_4100_while_others_are_served(mode: Mode) {
+    const FLOOD: usize = 10_000;
+    let s = TestServer::start(mode).await;
+    let token = s.new_app().await;
+    let quiet_chat = chat_with(&s, &token, &["mallory"]).await;
+    let chat = chat_with(&s, &token, &["alice"]).await;
+    let mut alice = connect(&s, &token, "alice").await;
+    let mallory = connect(&s, &token, "mallory").await;
+    let (mut sink, mut stream) = mallory.ws.split();
+    let flood = tokio::spawn(async move {
+        let typing = json!({"type":"typing","id":"t","chat":quiet_chat}).to_string();
+        let mut sent = 0;
+        while sent < FLOOD && sink.send(Ws::text(typing.clone())).await.is_ok() {
+            sent += 1;
+        }
+        sent
+    });
+    assert_eq!(alice.request(send(1, chat, "served", "s1")).await["type"], "ack");
+    let mut refusals = Vec::new();
+    let code = loop {
+        let msg = tokio::time::timeout(FRAME_WAIT, stream.next()).await.expect("no close within 10 s");
+        match msg {
+            Some(Ok(Ws::Close(Some(frame)))) => break u16::from(frame.code),
+            Some(Ok(Ws::Text(text))) => {
+                let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if frame["type"] == "error" {
+                    refusals.push(frame);
+                }
+            }
+            Some(Ok(Ws::Ping(_) | Ws::Pong(_))) => {}
+            other => panic!("expected the close, got {other:?} after {refusals:?}"),
+        }
+    };
+    let sent = flood.await.unwrap();
+    assert_eq!(code, 4100, "after {sent} typing frames and {refusals:?}");
+    assert!(!refusals.is_empty(), "refused with rate_limited before the close");
+    for refusal in &refusals {
+        assert_error(refusal, &json!("t"), "rate_limited");
+        assert!(refusal["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0), "{refusal}");
+    }
+    assert!(refusals.len() < sent, "not every refused frame is answered: {} of {sent}", refusals.len());
+    assert_eq!(alice.request(send(2, chat, "still served", "s2")).await["type"], "ack");
+    s.stop().await;
+}
+
+/// A text frame that is not UTF-8 is closed with 1007 (invalid frame payload data).
+async fn a_text_frame_that_is_not_utf8_is_closed_with_1007(mode: Mode) {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let s = TestServer::start(mode).await;
+    let token = s.new_app().await;
+    let mut alice = connect(&s, &token, "alice").await;
+    let payload: &[u8] = b"{\"type\":\"typing\",\"chat\":1,\"x\":\"\xff\xfe\"}";
+    alice.send_raw(Ws::Frame(Frame::message(payload.to_vec(), OpCode::Data(Data::Text), true))).await;
+    let (code, before) = alice.close_code().await;
+    assert_eq!(code, 1007, "{before:?}");
     s.stop().await;
 }

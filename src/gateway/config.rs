@@ -20,11 +20,16 @@ pub struct GatewayConfig {
     pub send_rate_per_sec: u32,
     /// Sends a user may burst above the rate.
     pub send_burst: u32,
+    /// Client frames per second a session may send, of any type (token bucket refill).
+    pub frame_rate_per_sec: u32,
+    /// Client frames a session may burst above that rate.
+    pub frame_burst: u32,
     /// At most one `typing` per user and chat is fanned out per this many ms.
     pub typing_interval_ms: u64,
     /// A user's `offline` presence waits this long for a reconnect, in ms.
     pub presence_debounce_ms: u64,
-    /// Error answers (bad frames, rate limits) a session may earn per 10 s before close 4100.
+    /// Strikes a session may earn per 10 s before close 4100: error answers to its
+    /// mistakes, and frames it sent before a `rate_limited` answer's `retry_after_ms`.
     pub max_bad_frames: u32,
     /// Most messages one `hello` replays per chat; past it `has_more` is true.
     pub resume_max_messages: usize,
@@ -42,6 +47,8 @@ impl Default for GatewayConfig {
             idle_timeout_ms: 60_000,
             send_rate_per_sec: 20,
             send_burst: 40,
+            frame_rate_per_sec: 50,
+            frame_burst: 100,
             typing_interval_ms: 1_000,
             presence_debounce_ms: 3_000,
             max_bad_frames: 20,
@@ -54,7 +61,7 @@ impl Default for GatewayConfig {
 impl GatewayConfig {
     /// What types alone cannot check: (key, reason) of the first bad value.
     pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
-        let rules: [(bool, &str, &str); 8] = [
+        let rules: [(bool, &str, &str); 10] = [
             (self.outbox_frames == 0, "gateway.outbox_frames", "must be at least 1"),
             (self.max_frame_bytes < 1024, "gateway.max_frame_bytes", "must be at least 1024"),
             (self.max_connections == 0, "gateway.max_connections", "must be at least 1"),
@@ -66,6 +73,8 @@ impl GatewayConfig {
             ),
             (self.send_rate_per_sec == 0, "gateway.send_rate_per_sec", "must be at least 1"),
             (self.send_burst == 0, "gateway.send_burst", "must be at least 1"),
+            (self.frame_rate_per_sec == 0, "gateway.frame_rate_per_sec", "must be at least 1"),
+            (self.frame_burst == 0, "gateway.frame_burst", "must be at least 1"),
             (self.resume_max_messages == 0, "gateway.resume_max_messages", "must be at least 1"),
         ];
         match rules.into_iter().find(|(bad, _, _)| *bad) {

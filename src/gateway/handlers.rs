@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use super::limits::Refused;
 use super::session::{LoopState, Session};
 use crate::chat::{Author, ChatError, SendRequest, Target};
 use crate::delivery::message_out;
@@ -17,23 +18,26 @@ const PAGE: usize = 500;
 pub(super) struct Answers {
     pub(super) frames: Vec<ServerFrame>,
     pub(super) strikes: u32,
+    /// A send refused by the user's send bucket: a strike only when the
+    /// client came back before the last refusal said (`Budget::send_refused`).
+    pub(super) refused_send: Option<Refused>,
 }
 
 impl Answers {
     fn one(frame: ServerFrame) -> Self {
-        Self { frames: vec![frame], strikes: 0 }
+        Self { frames: vec![frame], ..Self::default() }
     }
 
     /// The answer to a frame that could not be decoded.
     pub(super) fn bad(error: &FrameError, id: Option<RequestId>) -> Self {
-        Self { frames: vec![ServerFrame::from_frame_error(error, id)], strikes: 1 }
+        Self { frames: vec![ServerFrame::from_frame_error(error, id)], strikes: 1, ..Self::default() }
     }
 
     /// The answer to a failed request; the client's mistakes count toward flooding.
     fn failed(id: Option<RequestId>, e: &ChatError) -> Self {
         let frame = error_frame(id, e);
         let strikes = u32::from(crate::edge::is_client_fault(e.kind()));
-        Self { frames: vec![frame], strikes }
+        Self { frames: vec![frame], strikes, ..Self::default() }
     }
 
     fn push_failed(&mut self, id: Option<RequestId>, e: &ChatError) {
@@ -71,16 +75,15 @@ impl Session {
         let (app, user) = (&self.app, &self.user);
         match frame {
             ClientFrame::Send { id, chat, body, client_msg_id, recipients, reply_to } => {
-                if let Err(wait) = self.state.limits.send(&app.id, user) {
+                if let Err(refused) = self.state.limits.send(&app.id, user) {
                     crate::metrics::metrics().rate_limited.with_label_values(&["send"]).inc();
-                    let retry_after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
                     let frame = ServerFrame::Error {
                         id,
                         code: "rate_limited",
                         message: "too many sends".into(),
-                        retry_after_ms: Some(retry_after_ms),
+                        retry_after_ms: Some(refused.retry_after_ms),
                     };
-                    return Answers { frames: vec![frame], strikes: 1 };
+                    return Answers { frames: vec![frame], strikes: 0, refused_send: Some(refused) };
                 }
                 let target = match (chat, recipients) {
                     (Some(chat), _) => Target::Chat(chat),

@@ -3,11 +3,14 @@
 //! - `session`: the upgrade and the session's loop (socket, outbox, heartbeat, limits);
 //! - `handlers`: what each client frame does;
 //! - `state`: what every session shares ([`GatewayState`]);
-//! - `limits`: per-user rate limits shared by a user's sessions.
+//! - `limits`: per-user rate limits shared by a user's sessions;
+//! - `budget`: each session's frame budget, and the strikes of a client that
+//!   does not wait as `rate_limited` told it.
 //!
 //! The frames themselves are `crate::protocol`; delivery to sessions is
 //! `crate::delivery`.
 
+mod budget;
 mod config;
 mod handlers;
 mod limits;

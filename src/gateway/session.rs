@@ -16,6 +16,7 @@ use futures::stream::SplitSink;
 use futures::{SinkExt as _, StreamExt as _};
 
 use super::GatewayState;
+use super::budget::Budget;
 use super::handlers::{Answers, Step, step};
 use crate::auth::bearer;
 use crate::chat::Authenticated;
@@ -161,6 +162,8 @@ pub(super) struct LoopState {
     last_heard: Instant,
     strikes: u32,
     strikes_since: Instant,
+    /// The frame budget, and what the last refusals announced.
+    budget: Budget,
     /// Per resumed chat, the catch-up's newest numbers, so live copies are skipped.
     pub(super) resumed: HashMap<ChatNumber, Resumed>,
     /// Live messages written, so a catch-up skips them.
@@ -223,6 +226,7 @@ impl Session {
             last_heard: now,
             strikes: 0,
             strikes_since: now,
+            budget: Budget::new(now),
             resumed: HashMap::new(),
             live: LiveLog::default(),
         };
@@ -237,7 +241,7 @@ impl Session {
                 incoming = stream.next(), if request.is_none() => match incoming {
                     Some(Ok(message)) => {
                         live.last_heard = Instant::now();
-                        match self.on_client(message) {
+                        match self.on_client(message, &mut live) {
                             Incoming::Answer(answers) => Box::pin(self.answer(answers, &mut live, &mut sink, &outbox)).await,
                             Incoming::Hello(id, resume) => {
                                 let answers = Box::pin(self.hello(id, resume, &mut live)).await;
@@ -328,7 +332,13 @@ impl Session {
     }
 
     /// Sorts one client message: answered now, a `hello`, or a request to run.
-    fn on_client(&self, message: WsMessage) -> Incoming {
+    /// Every message but a pong or a close spends the session's frame budget first.
+    fn on_client(&self, message: WsMessage, live: &mut LoopState) -> Incoming {
+        if !matches!(message, WsMessage::Pong(_) | WsMessage::Close(_))
+            && let Err(refused) = live.budget.spend(self.state.limits.frames(), live.last_heard)
+        {
+            return Incoming::Answer(refused.answers(&message));
+        }
         let len = match &message {
             WsMessage::Text(text) => text.len(),
             WsMessage::Binary(bytes) => bytes.len(),
@@ -361,7 +371,9 @@ impl Session {
         sink: &mut Sink,
         outbox: &Outbox,
     ) -> Closing {
-        if answers.strikes > 0 && self.strike(live, answers.strikes) {
+        let early = answers.refused_send.is_some_and(|refused| live.budget.send_refused(refused));
+        let strikes = answers.strikes + u32::from(early);
+        if strikes > 0 && self.strike(live, strikes) {
             return Some((close::FLOODING, "too many bad frames: back off"));
         }
         let m = crate::metrics::metrics();
@@ -387,15 +399,14 @@ impl Session {
     }
 
     /// A read failed: a frame far over the limit (past the slack) gets its
-    /// error before the close, as far as the socket still carries it.
+    /// error before the close, as far as the socket still carries it; a text
+    /// frame that is not UTF-8 gets 1007.
     async fn on_read_error(&self, e: &axum::Error, sink: &mut Sink, outbox: &Outbox) -> Closing {
-        let too_large = std::error::Error::source(e)
-            .and_then(|s| s.downcast_ref::<tungstenite::Error>())
-            .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
-        if !too_large {
-            return Some((close::NORMAL, ""));
+        match std::error::Error::source(e).and_then(|s| s.downcast_ref::<tungstenite::Error>()) {
+            Some(tungstenite::Error::Capacity(_)) => self.too_large(sink, outbox).await,
+            Some(tungstenite::Error::Utf8(_)) => Some((close::INVALID_PAYLOAD, "text frame is not UTF-8")),
+            _ => Some((close::NORMAL, "")),
         }
-        self.too_large(sink, outbox).await
     }
 
     /// Refuses a frame over `max_frame_bytes`: the error, then the close (1009).
@@ -477,6 +488,7 @@ fn count_close(code: Option<u16>) {
     let m = crate::metrics::metrics();
     let reason = match code {
         Some(close::MESSAGE_TOO_BIG) => "frame_too_large",
+        Some(close::INVALID_PAYLOAD) => "invalid_payload",
         Some(close::SERVICE_RESTART) => "drain",
         Some(close::TOKEN_EXPIRED) => "token_expired",
         Some(close::FLOODING) => "flooding",
