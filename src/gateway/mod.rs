@@ -2,12 +2,16 @@
 //!
 //! - `session`: the upgrade and the session's loop (socket, outbox, heartbeat, limits);
 //! - `handlers`: what each client frame does;
+//! - `catch_up`: `hello`, streamed a frame at a time;
+//! - `caps`: the per-user and per-application session caps;
 //! - `state`: what every session shares ([`GatewayState`]);
 //! - `limits`: per-user rate limits shared by a user's sessions.
 //!
 //! The frames themselves are `crate::protocol`; delivery to sessions is
 //! `crate::delivery`.
 
+mod caps;
+mod catch_up;
 mod config;
 mod handlers;
 mod limits;

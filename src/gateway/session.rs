@@ -15,6 +15,7 @@ use futures::stream::SplitSink;
 use futures::{SinkExt as _, StreamExt as _};
 
 use super::GatewayState;
+use super::caps::{caps, refuse_over};
 use super::handlers::{Answers, Step, step};
 use crate::auth::bearer;
 use crate::chat::Authenticated;
@@ -103,7 +104,7 @@ pub(super) struct Session {
 }
 
 /// Why the loop ends: the close code and reason to send, if any.
-type Closing = Option<(u16, &'static str)>;
+pub(super) type Closing = Option<(u16, &'static str)>;
 
 const SLOW: Closing = Some((close::SLOW_CONSUMER, "slow consumer: reconnect and resync"));
 
@@ -149,7 +150,7 @@ impl LiveLog {
 
 /// What the loop keeps between frames.
 pub(super) struct LoopState {
-    last_heard: Instant,
+    pub(super) last_heard: Instant,
     strikes: u32,
     strikes_since: Instant,
     /// Per resumed chat, the catch-up's newest numbers, so live copies are skipped.
@@ -158,7 +159,7 @@ pub(super) struct LoopState {
     pub(super) live: LiveLog,
 }
 
-type Sink = SplitSink<WebSocket, WsMessage>;
+pub(super) type Sink = SplitSink<WebSocket, WsMessage>;
 
 /// A request being handled.
 type Pending<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Answers> + Send + 'a>>;
@@ -195,9 +196,12 @@ impl Session {
     /// rarer steps (catch-ups, answers, writes, ticks) are boxed: the future
     /// keeps only the loop's own state, not the largest step's.
     async fn serve(self, mut sink: Sink, mut stream: futures::stream::SplitStream<WebSocket>, _slot: Slot) {
-        let outbox = Outbox::new(self.state.config.outbox_frames);
+        let outbox = Outbox::new(self.state.config.outbox_frames, self.state.config.outbox_bytes);
         let handle = SessionHandle { id: self.id, outbox: outbox.clone() };
-        self.state.hub.register(&self.app.id, &self.user, handle);
+        if let Err(over) = self.state.hub.register(&self.app.id, &self.user, handle, caps(&self.state.config))
+        {
+            return Box::pin(refuse_over(sink, over)).await;
+        }
         crate::metrics::metrics().sessions_opened.inc();
         // Routed here before the welcome, so a `hello` sent after it misses nothing from other nodes.
         Box::pin(self.presence_opened()).await;
@@ -231,8 +235,7 @@ impl Session {
                         match self.on_client(message) {
                             Incoming::Answer(answers) => Box::pin(self.answer(answers, &mut live, &mut sink, &outbox)).await,
                             Incoming::Hello(id, resume) => {
-                                let answers = Box::pin(self.hello(id, resume, &mut live)).await;
-                                Box::pin(self.answer(answers, &mut live, &mut sink, &outbox)).await
+                                Box::pin(self.hello(id, resume, &mut live, &mut sink, &outbox)).await
                             }
                             Incoming::Request(frame) => {
                                 request = Some(Box::pin(self.on_request(frame)));
@@ -296,7 +299,7 @@ impl Session {
 
     /// Writes frames in order, then flushes; a client that does not take
     /// them within `write_timeout_ms` (or overflows its outbox meanwhile) is slow.
-    async fn write(&self, sink: &mut Sink, outbox: &Outbox, frames: Vec<WsMessage>) -> Closing {
+    pub(super) async fn write(&self, sink: &mut Sink, outbox: &Outbox, frames: Vec<WsMessage>) -> Closing {
         if frames.is_empty() {
             return None;
         }
@@ -345,7 +348,7 @@ impl Session {
 
     /// Writes answers directly, ahead of queued live frames (a catch-up must
     /// precede the live traffic it covers); counts errors toward flooding.
-    async fn answer(
+    pub(super) async fn answer(
         &self,
         answers: Answers,
         live: &mut LoopState,
