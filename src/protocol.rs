@@ -383,6 +383,8 @@ pub mod close {
     pub const FLOODING: u16 = 4100;
     /// The node is at its connection limit.
     pub const TOO_MANY_CONNECTIONS: u16 = 4101;
+    /// The user, or the user's application, holds as many sessions on the node as it allows.
+    pub const TOO_MANY_SESSIONS: u16 = 4102;
     /// 4200–4299: reconnect now and resync with `hello`.
     /// The client read too slowly and its outbox overflowed.
     pub const SLOW_CONSUMER: u16 = 4200;

@@ -36,9 +36,29 @@ type Sessions = HashMap<Key, Vec<SessionHandle>, foldhash::fast::RandomState>;
 #[derive(Clone, Default)]
 pub struct Hub {
     sessions: Arc<Mutex<Sessions>>,
+    /// Sessions per application; locked after `sessions`, never before.
+    apps: Arc<Mutex<HashMap<AppId, usize, foldhash::fast::RandomState>>>,
     next_id: Arc<AtomicU64>,
     open: Arc<AtomicUsize>,
     presence: Presence,
+}
+
+/// How many sessions one user, and one application, may hold on this node (0: no cap).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Caps {
+    /// Sessions of one user.
+    pub per_user: usize,
+    /// Sessions of one application's users.
+    pub per_app: usize,
+}
+
+/// The cap a session was refused by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Over {
+    /// The user holds `Caps::per_user` sessions here already.
+    User,
+    /// The application holds `Caps::per_app` sessions here already.
+    App,
 }
 
 /// A reserved connection slot; frees itself when dropped.
@@ -72,21 +92,49 @@ impl Hub {
         &self.presence
     }
 
-    /// Registers a session of `user`.
-    pub fn register(&self, app: &AppId, user: &UserId, handle: SessionHandle) {
+    /// Registers a session of `user`, unless the user or the application
+    /// already holds as many as `caps` allow. Counted and added under one
+    /// lock, so a burst of connects cannot pass the check together.
+    pub fn register(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        handle: SessionHandle,
+        caps: Caps,
+    ) -> Result<(), Over> {
         let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (app.clone(), user.clone());
+        let of_user = sessions.get(&key).map_or(0, Vec::len);
+        if caps.per_user > 0 && of_user >= caps.per_user {
+            return Err(Over::User);
+        }
+        let of_app = apps.entry(app.clone()).or_default();
+        if caps.per_app > 0 && *of_app >= caps.per_app {
+            return Err(Over::App);
+        }
+        *of_app += 1;
         // Most users have one session here: room for one, not the four a first push makes.
-        sessions.entry((app.clone(), user.clone())).or_insert_with(|| Vec::with_capacity(1)).push(handle);
+        sessions.entry(key).or_insert_with(|| Vec::with_capacity(1)).push(handle);
+        Ok(())
     }
 
     /// Removes a session.
     pub fn unregister(&self, app: &AppId, user: &UserId, id: SessionId) {
         let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         let key = (app.clone(), user.clone());
-        if let Some(list) = sessions.get_mut(&key) {
-            list.retain(|s| s.id != id);
-            if list.is_empty() {
-                sessions.remove(&key);
+        let Some(list) = sessions.get_mut(&key) else { return };
+        let before = list.len();
+        list.retain(|s| s.id != id);
+        let removed = before - list.len();
+        if list.is_empty() {
+            sessions.remove(&key);
+        }
+        let mut apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = apps.get_mut(app) {
+            *count = count.saturating_sub(removed);
+            if *count == 0 {
+                apps.remove(app);
             }
         }
     }

@@ -17,7 +17,7 @@ pub mod outgoing;
 pub mod presence;
 
 pub use fabric::{Audience, Event, Fabric};
-pub use hub::{Hub, SessionHandle, Slot};
+pub use hub::{Caps, Hub, Over, SessionHandle, Slot};
 pub use outbox::{Cut, Outbox};
 pub use outgoing::{Outgoing, message_out, outgoing};
 

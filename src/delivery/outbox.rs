@@ -5,9 +5,16 @@
 //! allocates only when frames wait, one `Notify` for "frames or a cut", and
 //! the cut in an atomic. (A tokio `mpsc` channel plus two cancellation tokens
 //! held about 1 KiB per session before anything was sent.)
+//!
+//! It is bounded twice: in frames, and in bytes. Frames are shared by every
+//! recipient, but a session that does not read keeps its own queue alive, so
+//! each session counts the length of what it holds; past either bound the
+//! session is cut off as slow. The two bounds are `u32`, and the byte count
+//! an atomic written under the queue's lock, so that they fit in the padding
+//! of the one `usize` capacity they replaced: an idle outbox is no larger.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
@@ -17,7 +24,7 @@ use super::outgoing::Outgoing;
 /// Why a session is cut off from outside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cut {
-    /// Its outbox overflowed: it does not read fast enough.
+    /// Its outbox overflowed (in frames or bytes): it does not read fast enough.
     Slow,
     /// Its application's secret was rotated.
     Revoked,
@@ -31,7 +38,12 @@ pub struct Outbox(Arc<Inner>);
 
 struct Inner {
     queue: Mutex<VecDeque<Arc<Outgoing>>>,
-    capacity: usize,
+    /// Frames held at most.
+    capacity: u32,
+    /// Bytes held at most (the sum of the queued frames' lengths).
+    max_bytes: u32,
+    /// Bytes held now; changed only under the queue's lock.
+    bytes: AtomicU32,
     /// Woken on a push or a cut; it keeps one wake-up for a session not waiting yet.
     ready: Notify,
     /// 0, or the first [`Cut`] (1 slow, 2 revoked, 3 drain).
@@ -39,23 +51,29 @@ struct Inner {
 }
 
 impl Outbox {
-    /// An empty outbox holding at most `capacity` frames.
-    pub fn new(capacity: usize) -> Self {
+    /// An empty outbox holding at most `capacity` frames of `max_bytes` in all.
+    pub fn new(capacity: usize, max_bytes: usize) -> Self {
+        let bound = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).max(1);
         Self(Arc::new(Inner {
             queue: Mutex::new(VecDeque::new()),
-            capacity: capacity.max(1),
+            capacity: bound(capacity),
+            max_bytes: bound(max_bytes),
+            bytes: AtomicU32::new(0),
             ready: Notify::new(),
             cut: AtomicU8::new(0),
         }))
     }
 
-    /// Queues `item`; a full outbox cuts its session off as slow instead.
+    /// Queues `item`; a full outbox (in frames or bytes) cuts its session off as slow instead.
     pub fn push(&self, item: Arc<Outgoing>) {
+        let len = u32::try_from(item.byte_len()).unwrap_or(u32::MAX);
         let full = {
             let mut queue = self.0.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            let full = queue.len() >= self.0.capacity;
+            let bytes = self.0.bytes.load(Ordering::Relaxed).saturating_add(len);
+            let full = queue.len() >= self.0.capacity as usize || bytes > self.0.max_bytes;
             if !full {
                 queue.push_back(item);
+                self.0.bytes.store(bytes, Ordering::Relaxed);
             }
             full
         };
@@ -114,6 +132,9 @@ impl Outbox {
         let mut queue = self.0.queue.lock().unwrap_or_else(PoisonError::into_inner);
         let n = queue.len().min(max);
         let items: Vec<_> = queue.drain(..n).collect();
+        let taken = items.iter().map(|item| u32::try_from(item.byte_len()).unwrap_or(u32::MAX));
+        let left = taken.fold(self.0.bytes.load(Ordering::Relaxed), u32::saturating_sub);
+        self.0.bytes.store(left, Ordering::Relaxed);
         if queue.is_empty() && queue.capacity() > 64 {
             // A burst is over: an idle session does not keep its peak.
             queue.shrink_to_fit();
@@ -133,7 +154,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_wait_in_order_and_an_overflow_cuts_as_slow() {
-        let outbox = Outbox::new(3);
+        let outbox = Outbox::new(3, 1 << 20);
         for n in 0..3 {
             outbox.push(item(n));
         }
@@ -151,9 +172,29 @@ mod tests {
         assert_eq!(outbox.take(10).len(), 3);
     }
 
+    #[test]
+    fn bytes_past_the_bound_cut_as_slow_and_taking_frees_them() {
+        let big = |n: usize| Arc::new(Outgoing::Frame { kind: "message", frame: "x".repeat(n).into() });
+        let outbox = Outbox::new(100, 1_000);
+        outbox.push(big(400));
+        outbox.push(big(600));
+        assert_eq!(outbox.is_cut(), None, "exactly at the bound");
+        assert_eq!(outbox.take(1).len(), 1);
+        outbox.push(big(400));
+        assert_eq!(outbox.is_cut(), None, "the 400 taken were freed");
+        outbox.push(big(1));
+        assert_eq!(outbox.is_cut(), Some(Cut::Slow), "1,001 bytes held, few frames");
+    }
+
+    #[test]
+    fn an_idle_outbox_is_no_larger_for_its_byte_bound() {
+        // Every idle session holds one (`docs/benchmarks.md`, idle memory).
+        assert!(size_of::<Inner>() <= 88, "{}", size_of::<Inner>());
+    }
+
     #[tokio::test]
     async fn a_waiting_session_wakes_on_a_push_or_a_cut() {
-        let outbox = Outbox::new(8);
+        let outbox = Outbox::new(8, 1 << 20);
         let waiter = tokio::spawn({
             let outbox = outbox.clone();
             async move { outbox.ready().await }

@@ -33,6 +33,15 @@ pub enum Outgoing {
     },
 }
 
+impl Outgoing {
+    /// The encoded frame's length, in bytes.
+    pub fn byte_len(&self) -> usize {
+        match self {
+            Self::Frame { frame, .. } | Self::Message { frame, .. } => frame.len(),
+        }
+    }
+}
+
 /// The outbox item of an event, encoded once for all its recipients.
 pub fn outgoing(event: &Event) -> Arc<Outgoing> {
     Arc::new(match event {

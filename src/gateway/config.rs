@@ -8,10 +8,17 @@ use serde::Deserialize;
 pub struct GatewayConfig {
     /// Frames that may wait for a slow client before it is cut off (close 4200).
     pub outbox_frames: usize,
+    /// Bytes of frames that may wait for a slow client (each session counts
+    /// what it holds, though frames are shared) before it is cut off (4200).
+    pub outbox_bytes: usize,
     /// Largest frame a client may send, in bytes.
     pub max_frame_bytes: usize,
     /// Sessions this node holds at most; the next is closed with 4101.
     pub max_connections: usize,
+    /// Sessions one user may hold on this node; the next is closed with 4102 (0: no cap).
+    pub max_sessions_per_user: usize,
+    /// Sessions one application's users may hold on this node; the next is closed with 4102 (0: no cap).
+    pub max_sessions_per_app: usize,
     /// A session silent for this long is pinged, in ms.
     pub heartbeat_ms: u64,
     /// A session silent for this long (no frame, no pong) is closed with 4201, in ms.
@@ -41,8 +48,11 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             outbox_frames: 1024,
+            outbox_bytes: 8 * 1024 * 1024,
             max_frame_bytes: 64 * 1024,
             max_connections: 16_000,
+            max_sessions_per_user: 32,
+            max_sessions_per_app: 0,
             heartbeat_ms: 20_000,
             idle_timeout_ms: 60_000,
             send_rate_per_sec: 20,
@@ -61,8 +71,14 @@ impl Default for GatewayConfig {
 impl GatewayConfig {
     /// What types alone cannot check: (key, reason) of the first bad value.
     pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
-        let rules: [(bool, &str, &str); 10] = [
+        let rules: [(bool, &str, &str); 12] = [
             (self.outbox_frames == 0, "gateway.outbox_frames", "must be at least 1"),
+            (
+                self.outbox_bytes < self.max_frame_bytes,
+                "gateway.outbox_bytes",
+                "must be at least gateway.max_frame_bytes",
+            ),
+            (self.outbox_bytes > u32::MAX as usize, "gateway.outbox_bytes", "must be below 4 GiB"),
             (self.max_frame_bytes < 1024, "gateway.max_frame_bytes", "must be at least 1024"),
             (self.max_connections == 0, "gateway.max_connections", "must be at least 1"),
             (self.heartbeat_ms == 0, "gateway.heartbeat_ms", "must be at least 1"),

@@ -1,17 +1,12 @@
 //! What a session does with each client frame.
 
-use std::collections::HashSet;
-
 use super::limits::Refused;
-use super::session::{LoopState, Session};
+use super::session::Session;
 use crate::chat::{Author, ChatError, SendRequest, Target};
 use crate::delivery::message_out;
 use crate::ids::{MessageNumber, UserId};
 use crate::model::ReceiptKind;
 use crate::protocol::{self, ClientFrame, FrameError, RequestId, Resume, ServerFrame};
-
-/// Items of one `messages` frame, at most.
-const PAGE: usize = 500;
 
 /// The answers to one client frame, and how many of them count toward flooding.
 #[derive(Default)]
@@ -40,7 +35,7 @@ impl Answers {
         Self { frames: vec![frame], strikes, ..Self::default() }
     }
 
-    fn push_failed(&mut self, id: Option<RequestId>, e: &ChatError) {
+    pub(super) fn push_failed(&mut self, id: Option<RequestId>, e: &ChatError) {
         let failed = Self::failed(id, e);
         self.frames.extend(failed.frames);
         self.strikes += failed.strikes;
@@ -142,61 +137,6 @@ impl Session {
             Ok(_) => Answers::default(),
             Err(e) => Answers::failed(id, &e),
         }
-    }
-
-    /// Replays every missed message of each resumed chat, in pages, and
-    /// remembers the newest numbers sent so their live copies are skipped.
-    pub(super) async fn hello(
-        &self,
-        id: Option<RequestId>,
-        resume: Vec<Resume>,
-        live: &mut LoopState,
-    ) -> Answers {
-        let mut answers = Answers::default();
-        let max = self.state.config.resume_max_messages;
-        // A live copy can only trail the catch-up by what the outbox holds.
-        let remember = self.state.config.outbox_frames.max(PAGE);
-        let mut seen_chats = HashSet::new();
-        for Resume { chat, after } in resume {
-            if !seen_chats.insert(chat) {
-                continue;
-            }
-            let (mut position, mut total) = (after, 0usize);
-            let mut sent: Vec<MessageNumber> = Vec::new();
-            // Messages this session already got live are not repeated.
-            let got_live = live.live.of_chat(chat);
-            loop {
-                let limit = PAGE.min(max - total);
-                match self.state.chat.catch_up(&self.app.id, &self.user, chat, position, limit).await {
-                    Err(e) => {
-                        answers.push_failed(id.clone(), &e);
-                        break;
-                    }
-                    Ok(mut page) => {
-                        total += page.items.len();
-                        position = page.next;
-                        page.items.retain(|m| !got_live.contains(&m.number));
-                        sent.extend(page.items.iter().map(|m| m.number));
-                        let last = !page.has_more || total >= max;
-                        if !page.items.is_empty() || last {
-                            answers.frames.push(ServerFrame::Messages {
-                                id: id.clone(),
-                                chat,
-                                items: page.items.iter().map(message_out).collect(),
-                                has_more: page.has_more,
-                            });
-                        }
-                        if last {
-                            break;
-                        }
-                    }
-                }
-            }
-            let keep_from = sent.len().saturating_sub(remember);
-            let resumed = live.resumed.entry(chat).or_default();
-            resumed.sent.extend(sent.drain(keep_from..));
-        }
-        answers
     }
 }
 

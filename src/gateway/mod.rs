@@ -2,6 +2,8 @@
 //!
 //! - `session`: the upgrade and the session's loop (socket, outbox, heartbeat, limits);
 //! - `handlers`: what each client frame does;
+//! - `catch_up`: `hello`, streamed a frame at a time;
+//! - `caps`: the per-user and per-application session caps;
 //! - `state`: what every session shares ([`GatewayState`]);
 //! - `limits`: per-user rate limits shared by a user's sessions;
 //! - `budget`: each session's frame budget, and the strikes of a client that
@@ -11,6 +13,8 @@
 //! `crate::delivery`.
 
 mod budget;
+mod caps;
+mod catch_up;
 mod config;
 mod handlers;
 mod limits;

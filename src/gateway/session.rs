@@ -17,6 +17,7 @@ use futures::{SinkExt as _, StreamExt as _};
 
 use super::GatewayState;
 use super::budget::Budget;
+use super::caps::{caps, refuse_over};
 use super::handlers::{Answers, Step, step};
 use crate::auth::bearer;
 use crate::chat::Authenticated;
@@ -113,7 +114,7 @@ pub(super) struct Session {
 }
 
 /// Why the loop ends: the close code and reason to send, if any.
-type Closing = Option<(u16, &'static str)>;
+pub(super) type Closing = Option<(u16, &'static str)>;
 
 const SLOW: Closing = Some((close::SLOW_CONSUMER, "slow consumer: reconnect and resync"));
 
@@ -159,7 +160,7 @@ impl LiveLog {
 
 /// What the loop keeps between frames.
 pub(super) struct LoopState {
-    last_heard: Instant,
+    pub(super) last_heard: Instant,
     strikes: u32,
     strikes_since: Instant,
     /// The frame budget, and what the last refusals announced.
@@ -170,7 +171,7 @@ pub(super) struct LoopState {
     pub(super) live: LiveLog,
 }
 
-type Sink = SplitSink<WebSocket, WsMessage>;
+pub(super) type Sink = SplitSink<WebSocket, WsMessage>;
 
 /// A request being handled.
 type Pending<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Answers> + Send + 'a>>;
@@ -207,9 +208,12 @@ impl Session {
     /// rarer steps (catch-ups, answers, writes, ticks) are boxed: the future
     /// keeps only the loop's own state, not the largest step's.
     async fn serve(self, mut sink: Sink, mut stream: futures::stream::SplitStream<WebSocket>, _slot: Slot) {
-        let outbox = Outbox::new(self.state.config.outbox_frames);
+        let outbox = Outbox::new(self.state.config.outbox_frames, self.state.config.outbox_bytes);
         let handle = SessionHandle { id: self.id, outbox: outbox.clone() };
-        self.state.hub.register(&self.app.id, &self.user, handle);
+        if let Err(over) = self.state.hub.register(&self.app.id, &self.user, handle, caps(&self.state.config))
+        {
+            return Box::pin(refuse_over(sink, over)).await;
+        }
         crate::metrics::metrics().sessions_opened.inc();
         // Routed here before the welcome, so a `hello` sent after it misses nothing from other nodes.
         Box::pin(self.presence_opened()).await;
@@ -244,8 +248,7 @@ impl Session {
                         match self.on_client(message, &mut live) {
                             Incoming::Answer(answers) => Box::pin(self.answer(answers, &mut live, &mut sink, &outbox)).await,
                             Incoming::Hello(id, resume) => {
-                                let answers = Box::pin(self.hello(id, resume, &mut live)).await;
-                                Box::pin(self.answer(answers, &mut live, &mut sink, &outbox)).await
+                                Box::pin(self.hello(id, resume, &mut live, &mut sink, &outbox)).await
                             }
                             Incoming::Request(frame) => {
                                 request = Some(Box::pin(self.on_request(frame)));
@@ -309,7 +312,7 @@ impl Session {
 
     /// Writes frames in order, then flushes; a client that does not take
     /// them within `write_timeout_ms` (or overflows its outbox meanwhile) is slow.
-    async fn write(&self, sink: &mut Sink, outbox: &Outbox, frames: Vec<WsMessage>) -> Closing {
+    pub(super) async fn write(&self, sink: &mut Sink, outbox: &Outbox, frames: Vec<WsMessage>) -> Closing {
         if frames.is_empty() {
             return None;
         }
@@ -364,7 +367,7 @@ impl Session {
 
     /// Writes answers directly, ahead of queued live frames (a catch-up must
     /// precede the live traffic it covers); counts errors toward flooding.
-    async fn answer(
+    pub(super) async fn answer(
         &self,
         answers: Answers,
         live: &mut LoopState,
