@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use common::server::{Mode, TestServer, code};
 use serde_json::{Value, json};
 
-on_both_modes!(
+on_every_mode!(
     applications_are_created_read_and_renamed,
     chats_are_numbered_listed_and_counted,
     messages_are_posted_and_listed_newest_first,

@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
-on_both_modes!(
+on_every_mode!(
     messages_reach_every_member_device_but_the_sending_one,
     bad_frames_get_error_codes_and_the_session_survives,
     sync_pages_history_oldest_first,
@@ -61,8 +61,8 @@ async fn messages_reach_every_member_device_but_the_sending_one(s: &TestServer) 
     for device in [&mut phone, &mut laptop, &mut bob] {
         assert_eq!(device.next().await["body"], "from the backend");
     }
-    carol.nothing().await;
-    phone.nothing().await;
+    carol.nothing_queued(s, &token).await;
+    phone.nothing_queued(s, &token).await;
 }
 
 async fn bad_frames_get_error_codes_and_the_session_survives(s: &TestServer) {

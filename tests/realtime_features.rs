@@ -4,7 +4,7 @@
 //! and isolation between applications. The limits and heartbeats are in
 //! `realtime_limits.rs`.
 //!
-//! Scenarios that need the default config run through `on_both_modes!`; those
+//! Scenarios that need the default config run through `on_every_mode!`; those
 //! that shorten a timing or a limit start their own server and run through
 //! `on_both_modes_configured!` (as `configured::embedded::x`, `configured::cluster::x`).
 
@@ -26,7 +26,7 @@ use common::ws::{
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-on_both_modes!(
+on_every_mode!(
     every_device_of_every_member_gets_a_message_and_outsiders_nothing,
     recipients_find_the_direct_chat_or_create_a_group,
     a_pair_sending_to_each_other_at_once_gets_one_direct_chat,
@@ -78,9 +78,9 @@ async fn every_device_of_every_member_gets_a_message_and_outsiders_nothing(s: &T
         assert_message(&device.next().await, chat, 2, "hi alice");
     }
     // The sending devices got their acks and nothing more; carol got nothing at all.
-    alice_phone.nothing().await;
-    bob_laptop.nothing().await;
-    carol.nothing().await;
+    alice_phone.nothing_queued(s, &token).await;
+    bob_laptop.nothing_queued(s, &token).await;
+    carol.nothing_queued(s, &token).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ async fn recipients_find_the_direct_chat_or_create_a_group(s: &TestServer) {
     let last = s.new_chat(&token).await;
     assert_eq!(last, group + 1, "a REST chat after implicit ones gets the next number");
     assert_eq!(chat_numbers(s, &token).await, vec![first, direct, group, last]);
-    alice.nothing().await;
+    alice.nothing_queued(s, &token).await;
 }
 
 async fn a_pair_sending_to_each_other_at_once_gets_one_direct_chat(s: &TestServer) {
@@ -512,7 +512,7 @@ async fn hello_answers_each_chat_and_refuses_outsiders(s: &TestServer) {
     assert_error(&dave.next().await, &json!("h2"), "not_a_member");
     dave.send(json!({"type":"hello","id":"h3","resume":[{"chat":999,"after":0}]})).await;
     assert_error(&dave.next().await, &json!("h3"), "chat_not_found");
-    dave.nothing().await;
+    dave.nothing_queued(s, &token).await;
 }
 
 async fn a_message_delivered_live_is_not_repeated_by_the_catch_up(s: &TestServer) {
@@ -538,7 +538,7 @@ async fn a_message_delivered_live_is_not_repeated_by_the_catch_up(s: &TestServer
         "{page}"
     );
     assert_eq!(item_seqs(&page), vec![1, 2, 3], "message 4 was already delivered live: {page}");
-    dave.nothing().await;
+    dave.nothing_queued(s, &token).await;
 }
 
 async fn hello_falls_back_to_the_store_past_the_recent_cache(s: &TestServer) {
@@ -560,7 +560,7 @@ async fn hello_falls_back_to_the_store_past_the_recent_cache(s: &TestServer) {
         assert_eq!(bodies, want, "{id}");
         assert_eq!(page["has_more"], false, "{id}");
     }
-    alice.nothing().await;
+    alice.nothing_queued(s, &token).await;
 }
 
 async fn hello_stops_at_resume_max_messages(mode: Mode) {
@@ -576,7 +576,7 @@ async fn hello_stops_at_resume_max_messages(mode: Mode) {
     assert_eq!((page["type"].as_str(), page["id"].as_str()), (Some("messages"), Some("h")), "{page}");
     assert_eq!(item_seqs(&page), (1..=50).collect::<Vec<_>>());
     assert_eq!(page["has_more"], true, "more than resume_max_messages were missed");
-    alice.nothing().await;
+    alice.nothing_queued(&s, &token).await;
 
     // Page on with sync.
     alice.send(json!({"type":"sync","id":"s","chat":chat,"after":50,"limit":500})).await;
@@ -808,6 +808,6 @@ async fn another_applications_chats_stay_invisible(s: &TestServer) {
     assert_message(&alice_b.next().await, b2, 1, "for alice of B");
     let seq = post(s, &app_a, 2, "for alice of A").await;
     assert_message(&alice_a.next().await, 2, seq, "for alice of A");
-    alice_a.nothing().await;
-    alice_b.nothing().await;
+    alice_a.nothing_queued(s, &app_a).await;
+    alice_b.nothing_queued(s, &app_b).await;
 }

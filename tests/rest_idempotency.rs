@@ -14,7 +14,7 @@ use common::server::{Mode, TestServer, code};
 use common::ws::{Client, assert_error, history, join, user_token};
 use serde_json::{Value, json};
 
-on_both_modes!(
+on_every_mode!(
     concurrent_retries_on_any_node_store_one_message,
     a_rest_key_and_a_client_msg_id_of_one_sender_are_one_message,
     senders_have_separate_key_spaces,

@@ -7,7 +7,7 @@
 /// Runs each `scenario(&TestServer)` once per mode, as three tests (`embedded::x`,
 /// `cluster::x`, and `spread::x` on three nodes with clients spread over them).
 /// The calling test file imports `TestServer` and `Mode`.
-macro_rules! on_both_modes {
+macro_rules! on_every_mode {
     ($($scenario:ident),* $(,)?) => {
         mod embedded {
             $(

@@ -132,6 +132,19 @@ impl Client {
         }
     }
 
+    /// Asserts that nothing but `presence` was queued for this client before
+    /// now, with a positive signal instead of a wait: a message posted now to
+    /// a chat of the client's user alone must be its next frame, since a
+    /// session's frames leave in the order they were queued. (Frames still in
+    /// flight from another node are not covered: across nodes use [`Self::nothing`].)
+    pub async fn nothing_queued(&mut self, s: &TestServer, token: &str) {
+        let user = self.welcome["user"].as_str().expect("the welcome names the user").to_owned();
+        let chat = chat_with(s, token, &[&user]).await;
+        let body = format!("marker-{:08x}", rand::random::<u32>());
+        let seq = post(s, token, chat, &body).await;
+        assert_message(&self.next().await, chat, seq, &body);
+    }
+
     /// Asserts that no frame but `presence` arrives for [`QUIET`].
     pub async fn nothing(&mut self) {
         self.quiet(true).await;
