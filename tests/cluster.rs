@@ -1,5 +1,5 @@
 //! Three nodes as one chat server: clients on different nodes chat as if
-//! they shared one (Redis + Cassandra, gossip over UDP, QUIC with mutual TLS).
+//! they shared one (Redis Cluster + Cassandra, gossip over UDP, QUIC with mutual TLS).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -7,42 +7,8 @@
 mod common;
 
 use common::server::{Mode, TestServer};
-use common::ws::{Client, chat_with, send, send_to, user_token, wait_until};
+use common::ws::{Client, chat_with, send, send_to, user_token};
 use serde_json::json;
-
-/// Starts `count` cluster nodes sharing certificates, the first one seeding the others.
-async fn cluster(count: usize, certs: &std::path::Path) -> Vec<TestServer> {
-    let generated = weft::cluster::tls::generate(certs, &["node"], true).unwrap();
-    let tls = generated.nodes[0].1.clone();
-    let mut nodes: Vec<TestServer> = Vec::new();
-    let prefix = format!("weft-test-{:016x}", rand::random::<u64>());
-    for i in 0..count {
-        let seeds = match nodes.first() {
-            Some(first) => vec![first.get("/api/v1/cluster").await.1["gossip"].as_str().unwrap().to_owned()],
-            None => Vec::new(),
-        };
-        let (tls, prefix) = (tls.clone(), prefix.clone());
-        let node = TestServer::start_with(Mode::Cluster, move |c| {
-            c.redis.key_prefix.clone_from(&prefix);
-            c.cluster.enabled = true;
-            c.cluster.node_id = format!("node-{i}");
-            c.gossip.gossip_listen = "127.0.0.1:0".parse().unwrap();
-            c.gossip.gossip_interval_ms = 100;
-            c.gossip.seeds.clone_from(&seeds);
-            c.quic.listen = "127.0.0.1:0".parse().unwrap();
-            c.tls = tls.clone();
-        })
-        .await;
-        nodes.push(node);
-    }
-    for node in &nodes {
-        wait_until("the cluster converges", || async {
-            node.get("/api/v1/cluster").await.1["members"].as_array().is_some_and(|m| m.len() == count)
-        })
-        .await;
-    }
-    nodes
-}
 
 async fn connect(s: &TestServer, token: &str, user: &str) -> Client {
     Client::connect(s, &user_token(s, token, user).await).await
@@ -50,9 +16,10 @@ async fn connect(s: &TestServer, token: &str, user: &str) -> Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_on_different_nodes_chat_as_if_on_one() {
-    let certs = tempfile::tempdir().unwrap();
-    let nodes = cluster(3, certs.path()).await;
-    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    // The one way tests start a cluster: three nodes in this process (`Mode::Spread`).
+    let cluster = TestServer::start(Mode::Spread).await;
+    let nodes = cluster.nodes();
+    let (a, b, c) = (nodes[0], nodes[1], nodes[2]);
     let token = a.new_app().await;
     let chat = chat_with(a, &token, &["alice", "bob", "carol"]).await;
     let mut alice = connect(a, &token, "alice").await;
@@ -102,7 +69,5 @@ async fn clients_on_different_nodes_chat_as_if_on_one() {
     let ids: Vec<&str> =
         listing["members"].as_array().unwrap().iter().map(|m| m["node_id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["node-0", "node-1", "node-2"], "{listing}");
-    for node in nodes {
-        node.stop().await;
-    }
+    cluster.stop().await;
 }
