@@ -14,9 +14,8 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -61,12 +60,7 @@ impl Drop for Node {
 }
 
 fn weft(env: &[(String, String)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("WEFT_") {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = common::process::weft_command();
     cmd.env("RUST_LOG", "info").envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     cmd
 }
@@ -114,20 +108,7 @@ fn start(env: &[(String, String)], node_id: &str, seeds: &[String]) -> Node {
     env.push(("WEFT_CLUSTER_NODE_ID".into(), node_id.into()));
     let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
     env.push(("WEFT_GOSSIP_SEEDS".into(), format!("[{}]", seeds.join(","))));
-    // Logs go to stderr; the "serving" line names the address.
-    let mut child = weft(&env).arg("serve").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let stdout = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && v["fields"]["message"] == "serving"
-            {
-                let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or_default().to_owned());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("the node did not start serving");
+    let (child, addr) = common::process::serve(weft(&env));
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     Node { child: std::sync::Mutex::new(child), base: format!("http://{addr}"), http }
 }

@@ -11,8 +11,6 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::server::{Mode, TestServer, code};
@@ -352,43 +350,19 @@ struct Process {
 impl Process {
     fn start() -> Process {
         let dir = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("WEFT_") {
-                cmd.env_remove(key);
-            }
-        }
-        let mut child = cmd
-            .env("RUST_LOG", "info")
+        let mut cmd = common::process::weft_command();
+        cmd.env("RUST_LOG", "info")
             .env("WEFT_LOG_FORMAT", "json")
             .env("WEFT_SERVER_LISTEN", "127.0.0.1:0")
             .env("WEFT_SERVER_HEADER_READ_TIMEOUT_MS", "2000")
-            .env("WEFT_STORE_DATA_DIR", dir.path())
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && v["fields"]["message"] == "serving"
-                {
-                    let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or_default().to_owned());
-                }
-            }
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("the node did not start serving");
+            .env("WEFT_STORE_DATA_DIR", dir.path());
+        let (child, addr) = common::process::serve(cmd);
         Process { child, addr, _dir: dir }
     }
 
     /// Resident memory, in KiB.
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        common::process::rss_kib(self.child.id())
     }
 
     async fn healthz(&self) -> String {

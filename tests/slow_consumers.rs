@@ -13,14 +13,13 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use common::server::{Mode, TestServer};
 use common::ws::{Client, join, user_token, wait_for_sessions, wait_within};
 use futures::{SinkExt as _, StreamExt as _};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
@@ -54,39 +53,20 @@ impl Drop for Node {
 impl Node {
     fn start() -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("WEFT_") {
-                cmd.env_remove(key);
-            }
-        }
+        let mut cmd = common::process::weft_command();
         cmd.env("RUST_LOG", "info")
             .env("WEFT_LOG_FORMAT", "json")
             .env("WEFT_SERVER_LISTEN", "127.0.0.1:0")
             .env("WEFT_STORE_DATA_DIR", dir.path())
             // A hanging client is cut off after this long blocked on one write.
             .env("WEFT_GATEWAY_WRITE_TIMEOUT_MS", "3000");
-        let mut child = cmd.arg("serve").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && v["fields"]["message"] == "serving"
-                {
-                    let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or_default().to_owned());
-                }
-            }
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("the node did not start serving");
+        let (child, addr) = common::process::serve(cmd);
         Node { child, base: format!("http://{addr}"), _dir: dir }
     }
 
     /// Resident memory, in kB.
     fn rss_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        common::process::rss_kib(self.child.id())
     }
 }
 

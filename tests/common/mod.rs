@@ -43,6 +43,7 @@ macro_rules! on_every_mode {
 }
 
 pub mod contract;
+pub mod process;
 pub mod server;
 #[macro_use]
 pub mod ws;
