@@ -9,6 +9,7 @@
 //! - [`redis_conn`], [`store`], `sequence`, [`cache`]: Redis, the [`Store`] trait with its
 //!   embedded (redb) and CQL backends and the batch writer, numbering and idempotency
 //!   claims, the caches;
+//! - [`search`]: the full-text index seam (`SearchIndex`) and the query language;
 //! - [`protocol`]: the WebSocket frames, a pure codec;
 //! - [`delivery`]: events to live sessions — the hub, outboxes, the [`Fabric`] seam;
 //! - `chat`: the domain — applications, chats, messages, members, the send path;
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod model;
 pub mod protocol;
 pub mod redis_conn;
+pub mod search;
 pub mod store;
 
 mod api;
