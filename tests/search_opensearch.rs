@@ -369,3 +369,67 @@ fn bad_configs_are_refused_and_passwords_not_shown() {
     assert!(OpenSearchIndex::new(&config("http://127.0.0.1", "-weft")).is_err());
     assert!(!format!("{:?}", config("http://127.0.0.1", "weft")).contains("hunter2"));
 }
+
+#[tokio::test]
+async fn a_document_opensearch_refuses_fails_the_batch() {
+    let f = Fixture::new("refused");
+    // The index exists already, made by someone else without a `body` field and strict:
+    // creating it again is fine, but every document is refused (400, not retryable).
+    let url = format!("{}/{}", f.url, f.index.messages_index());
+    let mapping = serde_json::json!({ "mappings": { "dynamic": "strict", "properties": { "app": { "type": "keyword" } } } });
+    let status = f.http.put(url).json(&mapping).send().await.unwrap().status();
+    assert!(status.is_success(), "creating the index answered {status}");
+    let result = f.index.index(&[doc("a", 1, 1, "x")]).await;
+    assert!(matches!(result, Err(SearchError::Internal(_))), "{result:?}");
+    f.cleanup().await;
+}
+
+/// A local HTTP server that answers every request with `status` and `body`.
+async fn fake_opensearch(status: &'static str, body: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // Requests here are small: read one, answer, close.
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = socket.read(&mut buf).await;
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+fn index_at(url: String) -> OpenSearchIndex {
+    OpenSearchIndex::new(&OpenSearchConfig {
+        url,
+        username: None,
+        password: None,
+        index_prefix: "weft-test-fake".into(),
+        timeout_ms: 5_000,
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn server_errors_are_unavailable_and_garbage_is_internal() {
+    let busy = index_at(fake_opensearch("503 Service Unavailable", r#"{"error":{"type":"x"}}"#).await);
+    let result = busy.search(&request("a", &[1], "x", 0, 10)).await;
+    assert!(matches!(result, Err(SearchError::Unavailable(_))), "{result:?}");
+
+    let garbage = index_at(fake_opensearch("200 OK", "<html>not json</html>").await);
+    let result = garbage.search(&request("a", &[1], "x", 0, 10)).await;
+    assert!(matches!(result, Err(SearchError::Internal(_))), "{result:?}");
+    let result = garbage.index(&[doc("a", 1, 1, "x")]).await;
+    assert!(matches!(result, Err(SearchError::Internal(_))), "{result:?}");
+
+    let forbidden = index_at(fake_opensearch("403 Forbidden", r#"{"error":{"type":"security_exception"}}"#).await);
+    let result = forbidden.indexed_through(&AppId::new("a"), ChatNumber(1)).await;
+    assert!(matches!(result, Err(SearchError::Internal(_))), "{result:?}");
+}
