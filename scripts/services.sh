@@ -506,8 +506,9 @@ ensure_opensearch_home() {
         >"$OS_CACHE/mvn.log" 2>&1; then
         die_log "$OS_CACHE/mvn.log" "mvn could not resolve org.opensearch artifacts $OS_VERSION"
     fi
-    [ -s "$art/opensearch-$OS_VERSION.zip" ] && [ -s "$art/analysis-common-$OS_VERSION.jar" ] ||
+    if [ ! -s "$art/opensearch-$OS_VERSION.zip" ] || [ ! -s "$art/analysis-common-$OS_VERSION.jar" ]; then
         die_log "$OS_CACHE/mvn.log" "mvn finished but opensearch-$OS_VERSION.zip / analysis-common-$OS_VERSION.jar are missing"
+    fi
     unzip -q "$art/opensearch-$OS_VERSION.zip" -d "$OS_HOME.tmp" || die "could not unzip $art/opensearch-$OS_VERSION.zip"
     mv "$OS_HOME.tmp/opensearch-$OS_VERSION" "$OS_HOME"
     rm -rf "$OS_HOME.tmp"

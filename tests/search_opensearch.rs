@@ -1,6 +1,8 @@
 //! The OpenSearch backend of the search index against a real OpenSearch 2.19
 //! node (`WEFT_TEST_OPENSEARCH_URL`, started by `scripts/services.sh up`).
 //! Each test works in indices of its own prefix and deletes them at the end.
+// Test code: a panic is a failed check (clippy's allow-unwrap-in-tests only covers #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
@@ -197,8 +199,7 @@ async fn equal_scores_go_newest_first_and_pages_cut_that_order() {
 async fn applications_are_isolated() {
     let f = Fixture::new("apps");
     // The same chat and number in two applications are two documents.
-    f.index(&[doc("a", 1, 1, "secret plans"), doc("b", 1, 1, "secret recipes")])
-        .await;
+    f.index(&[doc("a", 1, 1, "secret plans"), doc("b", 1, 1, "secret recipes")]).await;
     let a = f.search("a", &[1], "secret").await;
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].highlight, "<mark>secret</mark> plans");
@@ -212,8 +213,7 @@ async fn applications_are_isolated() {
 #[tokio::test]
 async fn only_the_given_chats_are_searched() {
     let f = Fixture::new("chats");
-    f.index(&[doc("a", 1, 1, "ping"), doc("a", 2, 1, "ping"), doc("a", 3, 1, "ping")])
-        .await;
+    f.index(&[doc("a", 1, 1, "ping"), doc("a", 2, 1, "ping"), doc("a", 3, 1, "ping")]).await;
     let chats = |hits: Vec<Hit>| sorted(hits.iter().map(|h| h.chat.get()).collect());
     assert_eq!(chats(f.search("a", &[1, 3], "ping").await), [1, 3]);
     assert_eq!(chats(f.search("a", &[1, 3], "ping in:3").await), [3]);
@@ -237,10 +237,7 @@ async fn operators_filter() {
     // after: is inclusive, before: exclusive (created_at = 2026-01-01T00:0{seq}:00Z).
     assert_eq!(f.seqs("a", &[1], "report after:2026-01-01T00:02:00Z").await, [3, 2]);
     assert_eq!(f.seqs("a", &[1], "report before:2026-01-01T00:02:00Z").await, [1]);
-    assert_eq!(
-        f.seqs("a", &[1], "after:2026-01-01T00:02:00Z before:2026-01-01T00:03:00Z").await,
-        [2]
-    );
+    assert_eq!(f.seqs("a", &[1], "after:2026-01-01T00:02:00Z before:2026-01-01T00:03:00Z").await, [2]);
     assert!(f.seqs("a", &[1], "report after:2026-01-02").await.is_empty());
     // No message has a file, and a SearchDoc does not say which are replies.
     assert!(f.seqs("a", &[1], "report has:file").await.is_empty());
@@ -429,7 +426,8 @@ async fn server_errors_are_unavailable_and_garbage_is_internal() {
     let result = garbage.index(&[doc("a", 1, 1, "x")]).await;
     assert!(matches!(result, Err(SearchError::Internal(_))), "{result:?}");
 
-    let forbidden = index_at(fake_opensearch("403 Forbidden", r#"{"error":{"type":"security_exception"}}"#).await);
+    let forbidden =
+        index_at(fake_opensearch("403 Forbidden", r#"{"error":{"type":"security_exception"}}"#).await);
     let result = forbidden.indexed_through(&AppId::new("a"), ChatNumber(1)).await;
     assert!(matches!(result, Err(SearchError::Internal(_))), "{result:?}");
 }

@@ -168,7 +168,8 @@ impl OpenSearchIndex {
     /// An index over the OpenSearch at `config.url`; nothing is asked of it
     /// until the first call (which creates the indices if they are missing).
     pub fn new(config: &OpenSearchConfig) -> Result<Self, OpenSearchError> {
-        let mut base = Url::parse(&config.url).map_err(|_| OpenSearchError::Config("`url` is not an absolute URL"))?;
+        let mut base =
+            Url::parse(&config.url).map_err(|_| OpenSearchError::Config("`url` is not an absolute URL"))?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(OpenSearchError::Config("`url` must be an http:// or https:// URL"));
         }
@@ -327,7 +328,8 @@ impl SearchIndex for OpenSearchIndex {
                 .filter(|r| r.error.is_some() || !(200..300).contains(&r.status))
                 .max_by_key(|r| (StatusCode::from_u16(r.status).is_ok_and(retryable), r.status));
             if let Some(r) = failed {
-                let kind = r.error.as_ref().and_then(|e| e.get("type")).and_then(Value::as_str).unwrap_or("-");
+                let kind =
+                    r.error.as_ref().and_then(|e| e.get("type")).and_then(Value::as_str).unwrap_or("-");
                 return Err(OpenSearchError::BulkItem { status: r.status, kind: kind.to_owned() }.into());
             }
         }
@@ -339,9 +341,8 @@ impl SearchIndex for OpenSearchIndex {
         self.ensure_indices().await?;
         let id = message_id(app, chat, seq);
         let segments = [self.messages.as_str(), "_doc", id.as_str()];
-        let (status, bytes) = self
-            .call(WHAT, Method::DELETE, &segments, &[("routing", app.as_str())], Body::None)
-            .await?;
+        let (status, bytes) =
+            self.call(WHAT, Method::DELETE, &segments, &[("routing", app.as_str())], Body::None).await?;
         if status.is_success() || status == StatusCode::NOT_FOUND {
             return Ok(());
         }
@@ -397,7 +398,12 @@ impl SearchIndex for OpenSearchIndex {
         Ok(MessageNumber(answer.source.map_or(0, |s| s.seq)))
     }
 
-    async fn mark_indexed(&self, app: &AppId, chat: ChatNumber, seq: MessageNumber) -> Result<(), SearchError> {
+    async fn mark_indexed(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        seq: MessageNumber,
+    ) -> Result<(), SearchError> {
         const WHAT: &str = "write position";
         if seq.get() == 0 {
             return Ok(());
@@ -501,12 +507,8 @@ fn search_body(request: &SearchRequest) -> Option<Value> {
     if q.has_file {
         return None;
     }
-    let chats: Vec<u64> = request
-        .chats
-        .iter()
-        .filter(|c| q.in_chat.is_none_or(|only| only == **c))
-        .map(|c| c.get())
-        .collect();
+    let chats: Vec<u64> =
+        request.chats.iter().filter(|c| q.in_chat.is_none_or(|only| only == **c)).map(|c| c.get()).collect();
     if chats.is_empty() {
         return None;
     }
@@ -529,7 +531,8 @@ fn search_body(request: &SearchRequest) -> Option<Value> {
         must.push(json!({ "match_phrase": { "body": phrase } }));
         marks.push(json!({ "match_phrase": { "body.prefix": phrase } }));
     }
-    let mut filter = vec![json!({ "term": { "app": request.app.as_str() } }), json!({ "terms": { "chat": chats } })];
+    let mut filter =
+        vec![json!({ "term": { "app": request.app.as_str() } }), json!({ "terms": { "chat": chats } })];
     if let Some(from) = &q.from {
         filter.push(json!({ "term": { "sender": from.as_str() } }));
     }
