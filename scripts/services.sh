@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
 # Real services for weft's test suite, on loopback only: Redis, a three-master Redis Cluster,
-# and Apache Cassandra 5.0.8.
+# Apache Cassandra 5.0.8 and a single OpenSearch 2.19.6 node.
 #
-#   bash scripts/services.sh up       install what is missing, start (or reuse) both, wait until they answer
+#   bash scripts/services.sh up       install what is missing, start (or reuse) them all, wait until they answer
 #   bash scripts/services.sh down     stop what `up` started (by pid file), wait until it is gone
 #   bash scripts/services.sh env      print `export WEFT_TEST_...` lines: eval "$(bash scripts/services.sh env)"
 #   bash scripts/services.sh status   say what answers (exit 1 if something does not)
 #
-# `down` takes optional names (redis, redis-cluster, cassandra) to stop only those.
+# `down` takes optional names (redis, redis-cluster, cassandra, opensearch) to stop only those.
 #
 # Environment (all optional):
 #   WEFT_SVC_REDIS_PORT (6379), WEFT_SVC_REDIS_CLUSTER_PORT (6380: the cluster uses it and the
 #   next two; their cluster bus is at +10000), WEFT_SVC_CQL_PORT (9042), WEFT_CASSANDRA_STORAGE_PORT (7000),
 #   WEFT_CASSANDRA_JMX_PORT (7199), WEFT_CASSANDRA_HEAP (1G), WEFT_CASSANDRA_START_TIMEOUT (240 s),
 #   WEFT_CASSANDRA_KEEP_DATA (0: a freshly started node gets empty data dirs),
+#   WEFT_SVC_OPENSEARCH_PORT (9200), WEFT_OPENSEARCH_TRANSPORT_PORT (9300), WEFT_OPENSEARCH_HEAP (512m),
+#   WEFT_OPENSEARCH_START_TIMEOUT (180 s),
 #   WEFT_SERVICES_DIR (~/.cache/weft-services: download cache), WEFT_STATE_DIR (<services dir>/state),
 #   WEFT_SERVICES_STARTED_FILE (if set, `up` appends the name of each service it started itself).
 #
 # Cassandra runs from Maven Central's cassandra-all jars on JDK 17 as a separate JVM
 # (org.apache.cassandra.service.CassandraDaemon). Its pom, yaml template, logback config
 # and CQL check live in scripts/cassandra/.
+#
+# OpenSearch is the integ-test zip from Maven Central (org.opensearch.distribution.integ-test-zip,
+# the real minimal distribution without a JDK or plugins) plus analysis-common installed by hand as
+# a module, run by its own bin/opensearch on the same JDK 17 with the config in scripts/opensearch/.
+# It refuses to run as root, so as root it runs in a user namespace (`unshare --user`, where it is
+# uid 65534) or, failing that, as nobody (`setpriv`). Every start gets empty data.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -48,6 +56,21 @@ RC_DIR=$STATE_DIR/redis-cluster
 CASS_DIR=$STATE_DIR/cassandra
 CASS_PIDFILE=$CASS_DIR/cassandra.pid
 CASS_LOG=$CASS_DIR/logs/cassandra.log
+
+OS_VERSION=2.19.6
+OS_SRC=$SCRIPT_DIR/opensearch
+OS_PORT=${WEFT_SVC_OPENSEARCH_PORT:-9200}
+OS_TRANSPORT_PORT=${WEFT_OPENSEARCH_TRANSPORT_PORT:-9300}
+OS_HEAP=${WEFT_OPENSEARCH_HEAP:-512m}
+OS_START_TIMEOUT=${WEFT_OPENSEARCH_START_TIMEOUT:-180}
+OS_CACHE=$SERVICES_DIR/opensearch-$OS_VERSION
+OS_HOME=$OS_CACHE/home
+OS_MARKER=$OS_CACHE/home.complete
+OS_DIR=$STATE_DIR/opensearch
+OS_PIDFILE=$OS_DIR/opensearch.pid
+OS_LOG=$OS_DIR/logs/stdout.log
+OS_URL=http://127.0.0.1:$OS_PORT
+OS_MAIN=org.opensearch.bootstrap.OpenSearch
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -156,6 +179,8 @@ ensure_tools() {
     find_java17 >/dev/null || pkgs+=(openjdk-17-jdk-headless)
     command -v mvn >/dev/null 2>&1 || pkgs+=(maven)
     [ -n "$(python_bin)" ] || pkgs+=(python3-minimal)
+    command -v curl >/dev/null 2>&1 || pkgs+=(curl)
+    command -v unzip >/dev/null 2>&1 || pkgs+=(unzip)
     if [ ${#pkgs[@]} -gt 0 ]; then
         local t0
         t0=$(now_ms)
@@ -166,6 +191,8 @@ ensure_tools() {
     JAVA17_HOME=$(dirname "$(dirname "$JAVA17")")
     command -v redis-server >/dev/null 2>&1 || die "redis-server still missing after apt-get install"
     command -v mvn >/dev/null 2>&1 || die "mvn still missing after apt-get install"
+    command -v curl >/dev/null 2>&1 || die "curl still missing after apt-get install"
+    command -v unzip >/dev/null 2>&1 || die "unzip still missing after apt-get install"
 }
 
 note_started() {
@@ -448,6 +475,137 @@ start_cassandra() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# OpenSearch
+
+# os_answers: the HTTP port answers the cluster health API (any status).
+os_answers() {
+    curl -sf -m 3 "$OS_URL/_cluster/health" >/dev/null 2>&1
+}
+
+# os_green: the node reports green (waits up to 2 s on the server side).
+os_green() {
+    curl -sf -m 4 "$OS_URL/_cluster/health?wait_for_status=green&timeout=2s" 2>/dev/null |
+        grep -q '"status":"green"'
+}
+
+ensure_opensearch_home() {
+    local sum
+    sum=$(cat "$OS_SRC/pom.xml" "$OS_SRC/plugin-descriptor.properties" | sha256sum | cut -d' ' -f1)
+    if [ -f "$OS_MARKER" ] && grep -qx "sha256=$sum" "$OS_MARKER" && [ -x "$OS_HOME/bin/opensearch" ] &&
+        [ -s "$OS_HOME/modules/analysis-common/analysis-common-$OS_VERSION.jar" ]; then
+        log "opensearch: $OS_VERSION installed in $OS_HOME"
+        return 0
+    fi
+    log "opensearch: resolving the $OS_VERSION integ-test zip and analysis-common with mvn (cache missing or incomplete)..."
+    local t0 art=$OS_CACHE/artifacts
+    t0=$(now_ms)
+    rm -rf "$art" "$OS_HOME" "$OS_HOME.tmp" "$OS_MARKER"
+    mkdir -p "$art" "$OS_HOME.tmp"
+    if ! (cd "$OS_CACHE" && JAVA_HOME=$JAVA17_HOME mvn -B -ntp -f "$OS_SRC/pom.xml" \
+        dependency:copy-dependencies -DexcludeTransitive=true -DoutputDirectory="$art") \
+        >"$OS_CACHE/mvn.log" 2>&1; then
+        die_log "$OS_CACHE/mvn.log" "mvn could not resolve org.opensearch artifacts $OS_VERSION"
+    fi
+    if [ ! -s "$art/opensearch-$OS_VERSION.zip" ] || [ ! -s "$art/analysis-common-$OS_VERSION.jar" ]; then
+        die_log "$OS_CACHE/mvn.log" "mvn finished but opensearch-$OS_VERSION.zip / analysis-common-$OS_VERSION.jar are missing"
+    fi
+    unzip -q "$art/opensearch-$OS_VERSION.zip" -d "$OS_HOME.tmp" || die "could not unzip $art/opensearch-$OS_VERSION.zip"
+    mv "$OS_HOME.tmp/opensearch-$OS_VERSION" "$OS_HOME"
+    rm -rf "$OS_HOME.tmp"
+    chmod +x "$OS_HOME"/bin/*
+    mkdir -p "$OS_HOME/modules/analysis-common" "$OS_HOME/plugins"
+    cp "$art/analysis-common-$OS_VERSION.jar" "$OS_HOME/modules/analysis-common/"
+    sed "s#@VERSION@#$OS_VERSION#g" "$OS_SRC/plugin-descriptor.properties" \
+        >"$OS_HOME/modules/analysis-common/plugin-descriptor.properties"
+    rm -rf "$art"
+    echo "sha256=$sum" >"$OS_MARKER"
+    log "opensearch: $OS_VERSION ($(du -sm "$OS_HOME" | cut -f1) MiB) installed in $(secs_since "$t0") s"
+}
+
+# opensearch_launch: reuse a node that answers, or start ours in the background (not waiting:
+# Cassandra starts meanwhile). Sets OS_WAIT_PID (our pid, or "" for someone else's node) and OS_T0.
+opensearch_launch() {
+    OS_T0=$(now_ms)
+    if os_answers; then
+        if pid_is "$OS_PIDFILE" "$OS_MAIN"; then
+            OS_WAIT_PID=$(cat "$OS_PIDFILE")
+            log "opensearch: already running (pid $OS_WAIT_PID) on $OS_URL"
+        else
+            OS_WAIT_PID=
+            log "opensearch: something already answers on $OS_URL; reusing it (not ours, 'down' leaves it)"
+        fi
+        OS_REUSED=1
+        return 0
+    fi
+    if pid_is "$OS_PIDFILE" "$OS_MAIN"; then
+        OS_WAIT_PID=$(cat "$OS_PIDFILE")
+        log "opensearch: our node (pid $OS_WAIT_PID) is still starting; waiting for $OS_URL"
+        OS_REUSED=1
+        return 0
+    fi
+    rm -f "$OS_PIDFILE"
+    ensure_opensearch_home
+    OS_T0=$(now_ms)
+    port_open "$OS_PORT" && die "port 127.0.0.1:$OS_PORT is taken by something that is not OpenSearch (set WEFT_SVC_OPENSEARCH_PORT)"
+    port_open "$OS_TRANSPORT_PORT" && die "port 127.0.0.1:$OS_TRANSPORT_PORT (OpenSearch transport) is taken (set WEFT_OPENSEARCH_TRANSPORT_PORT)"
+
+    local d=$OS_DIR
+    rm -rf "$d"
+    mkdir -p "$d/config" "$d/data" "$d/logs" "$d/tmp"
+    cp -R "$OS_HOME/config/." "$d/config/"
+    sed -e "s#@DIR@#$d#g" -e "s#@HEAP@#$OS_HEAP#g" "$OS_SRC/jvm.options" >"$d/config/jvm.options"
+    sed -e "s#@DIR@#$d#g" -e "s#@HTTP_PORT@#$OS_PORT#g" -e "s#@TRANSPORT_PORT@#$OS_TRANSPORT_PORT#g" \
+        "$OS_SRC/opensearch.yml" >"$d/config/opensearch.yml"
+
+    # OpenSearch refuses to run as root. In a user namespace it is uid 65534 to itself while the
+    # kernel still sees root's files as its own; without user namespaces, run as nobody.
+    local wrap=()
+    if [ "$(id -u)" -eq 0 ]; then
+        if unshare --user true 2>/dev/null; then
+            wrap=(unshare --user)
+        elif command -v setpriv >/dev/null 2>&1; then
+            chown -R 65534:65534 "$d"
+            wrap=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+            "${wrap[@]}" test -r "$OS_HOME/bin/opensearch" ||
+                die "opensearch: nobody cannot read $OS_HOME (set WEFT_SERVICES_DIR to a world-readable place)"
+        else
+            die "opensearch: running as root and neither 'unshare --user' nor setpriv works"
+        fi
+    fi
+    log "opensearch: starting $OS_VERSION (heap $OS_HEAP) on $OS_URL, log $OS_LOG"
+    # As for Cassandra: own session, no inherited stdio or lock fd. setsid, env, unshare/setpriv
+    # and bin/opensearch all exec, so $! is the JVM's pid.
+    (cd "$d" && exec setsid env -u OPENSEARCH_JAVA_OPTS -u JAVA_OPTS -u JAVA_HOME \
+        OPENSEARCH_JAVA_HOME="$JAVA17_HOME" OPENSEARCH_PATH_CONF="$d/config" OPENSEARCH_TMPDIR="$d/tmp" \
+        ${wrap[@]+"${wrap[@]}"} "$OS_HOME/bin/opensearch" </dev/null >>"$OS_LOG" 2>&1 9>&-) &
+    OS_WAIT_PID=$!
+    OS_REUSED=0
+    echo "$OS_WAIT_PID" >"$OS_PIDFILE"
+    note_started opensearch
+}
+
+# opensearch_wait: until the node is green (or its JVM dies / time runs out).
+opensearch_wait() {
+    local pid=$OS_WAIT_PID deadline
+    deadline=$(($(date +%s) + OS_START_TIMEOUT))
+    until os_green; do
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            rm -f "$OS_PIDFILE"
+            die_log "$OS_LOG" "OpenSearch JVM (pid $pid) exited during startup"
+        fi
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            die_log "$OS_LOG" "OpenSearch on $OS_URL was not green within ${OS_START_TIMEOUT} s"
+        fi
+        sleep 0.3
+    done
+    if [ "$OS_REUSED" = 1 ]; then
+        log "opensearch: $OS_URL is green"
+    else
+        log "opensearch: green on $OS_URL (pid $pid) $(secs_since "$OS_T0") s after launch, RSS $(rss_mib "$pid")"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
 # stop
 
 # stop_pid NAME PIDFILE PATTERN TIMEOUT_S
@@ -495,20 +653,24 @@ cmd_up() {
     ensure_tools
     start_redis
     start_redis_cluster
+    # OpenSearch's JVM starts while Cassandra's does; both are waited for.
+    opensearch_launch
     start_cassandra
-    log "up: redis 127.0.0.1:$REDIS_PORT, redis cluster 127.0.0.1:${RC_PORTS[0]}-${RC_PORTS[2]}, cassandra CQL 127.0.0.1:$CQL_PORT ready in $(secs_since "$t0") s total"
+    opensearch_wait
+    log "up: redis 127.0.0.1:$REDIS_PORT, redis cluster 127.0.0.1:${RC_PORTS[0]}-${RC_PORTS[2]}, cassandra CQL 127.0.0.1:$CQL_PORT, opensearch $OS_URL ready in $(secs_since "$t0") s total"
 }
 
 cmd_down() {
     local names=("$@") n
-    [ ${#names[@]} -gt 0 ] || names=(redis redis-cluster cassandra)
+    [ ${#names[@]} -gt 0 ] || names=(redis redis-cluster cassandra opensearch)
     lock_state
     for n in "${names[@]}"; do
         case $n in
         redis) stop_pid redis "$REDIS_PIDFILE" redis-server 30 ;;
         redis-cluster) stop_redis_cluster ;;
         cassandra) stop_pid cassandra "$CASS_PIDFILE" CassandraDaemon 90 ;;
-        *) die "down: unknown service '$n' (redis, redis-cluster, cassandra)" ;;
+        opensearch) stop_pid opensearch "$OS_PIDFILE" "$OS_MAIN" 60 ;;
+        *) die "down: unknown service '$n' (redis, redis-cluster, cassandra, opensearch)" ;;
         esac
     done
 }
@@ -517,6 +679,7 @@ cmd_env() {
     echo "export WEFT_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
     echo "export WEFT_TEST_REDIS_CLUSTER_NODES=redis://127.0.0.1:${RC_PORTS[0]},redis://127.0.0.1:${RC_PORTS[1]},redis://127.0.0.1:${RC_PORTS[2]}"
     echo "export WEFT_TEST_CQL_NODES=127.0.0.1:$CQL_PORT"
+    echo "export WEFT_TEST_OPENSEARCH_URL=$OS_URL"
 }
 
 cmd_status() {
@@ -546,6 +709,14 @@ cmd_status() {
         echo "cassandra: 127.0.0.1:$CQL_PORT does not answer CQL"
         ok=1
     fi
+    if os_answers; then
+        owner="not started by services.sh"
+        pid_is "$OS_PIDFILE" "$OS_MAIN" && owner="pid $(cat "$OS_PIDFILE"), RSS $(rss_mib "$(cat "$OS_PIDFILE")")"
+        echo "opensearch: $OS_URL answers, status $(curl -s -m 3 "$OS_URL/_cat/health?h=status" | tr -d '[:space:]') ($owner)"
+    else
+        echo "opensearch: $OS_URL does not answer"
+        ok=1
+    fi
     return $ok
 }
 
@@ -558,7 +729,7 @@ down)
 env) cmd_env ;;
 status) cmd_status ;;
 *)
-    echo "usage: $0 up | down [redis|redis-cluster|cassandra]... | env | status" >&2
+    echo "usage: $0 up | down [redis|redis-cluster|cassandra|opensearch]... | env | status" >&2
     exit 2
     ;;
 esac

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command: bash scripts/test.sh [extra args for cargo test]
 #
-# Starts (or reuses) the real Redis and Cassandra the tests need (scripts/services.sh up),
-# exports WEFT_TEST_REDIS_URL / WEFT_TEST_REDIS_CLUSTER_NODES / WEFT_TEST_CQL_NODES, then runs
+# Starts (or reuses) the real Redis, Cassandra and OpenSearch the tests need (scripts/services.sh
+# up), exports WEFT_TEST_REDIS_URL / WEFT_TEST_REDIS_CLUSTER_NODES / WEFT_TEST_CQL_NODES /
+# WEFT_TEST_OPENSEARCH_URL, then runs
 # fmt, clippy, the Helm chart checks (scripts/helm-check.sh), the tests, and a smoke run of
 # every load scenario (loadtest/smoke.sh).
 # With CI=true the services this run started itself are stopped on exit; otherwise they are
@@ -38,7 +39,7 @@ fi
 
 bash scripts/services.sh up
 eval "$(bash scripts/services.sh env)"
-echo "WEFT_TEST_REDIS_URL=$WEFT_TEST_REDIS_URL WEFT_TEST_REDIS_CLUSTER_NODES=$WEFT_TEST_REDIS_CLUSTER_NODES WEFT_TEST_CQL_NODES=$WEFT_TEST_CQL_NODES"
+echo "WEFT_TEST_REDIS_URL=$WEFT_TEST_REDIS_URL WEFT_TEST_REDIS_CLUSTER_NODES=$WEFT_TEST_REDIS_CLUSTER_NODES WEFT_TEST_CQL_NODES=$WEFT_TEST_CQL_NODES WEFT_TEST_OPENSEARCH_URL=$WEFT_TEST_OPENSEARCH_URL"
 
 cargo fmt --all -- --check
 # No import cycle between the crate's top-level modules (docs/design.md, "Layers").
