@@ -34,8 +34,6 @@ pub mod search;
 /// The OpenSearch backend of [`search::SearchIndex`]. It lives in `src/search/` and joins
 /// that module as `search::opensearch` when the backends are wired in (`search/mod.rs` is
 /// left untouched until then, while the tantivy backend is written beside it).
-#[path = "search/opensearch.rs"]
-pub mod search_opensearch;
 pub mod store;
 
 mod api;

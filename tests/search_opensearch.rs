@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use weft::ids::{AppId, ChatNumber, MessageNumber, Timestamp, UserId};
 use weft::model::Page;
+use weft::search::opensearch::{OpenSearchConfig, OpenSearchIndex};
 use weft::search::{Hit, SearchDoc, SearchError, SearchIndex, SearchRequest, query};
-use weft::search_opensearch::{OpenSearchConfig, OpenSearchIndex};
 
 fn opensearch_url() -> String {
     std::env::var("WEFT_TEST_OPENSEARCH_URL").unwrap_or_else(|_| {

@@ -12,6 +12,7 @@
 //! indexed with nothing missing below it ([`SearchIndex::indexed_through`]), from
 //! which a catch-up after a restart or an outage resumes.
 
+pub mod opensearch;
 pub mod query;
 
 use crate::ids::{AppId, ChatNumber, MessageNumber, Timestamp, UserId};
