@@ -13,11 +13,13 @@
 //! which a catch-up after a restart or an outage resumes.
 
 pub mod query;
+mod tantivy;
 
 use crate::ids::{AppId, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{Message, Page};
 
 pub use query::{ParsedQuery, QueryError};
+pub use self::tantivy::TantivyIndex;
 
 /// The longest query text accepted, in characters.
 pub const MAX_QUERY_CHARS: usize = 256;
@@ -35,6 +37,8 @@ pub struct SearchDoc {
     pub sender: Option<UserId>,
     /// The text.
     pub body: String,
+    /// The message this one answers, when any (`is:thread`).
+    pub reply_to: Option<MessageNumber>,
     /// When it was accepted.
     pub created_at: Timestamp,
 }
@@ -47,6 +51,7 @@ impl From<&Message> for SearchDoc {
             seq: m.number,
             sender: m.sender.clone(),
             body: m.body.clone(),
+            reply_to: m.reply_to,
             created_at: m.created_at,
         }
     }
