@@ -18,8 +18,8 @@ mod tantivy;
 use crate::ids::{AppId, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{Message, Page};
 
-pub use query::{ParsedQuery, QueryError};
 pub use self::tantivy::TantivyIndex;
+pub use query::{ParsedQuery, QueryError};
 
 /// The longest query text accepted, in characters.
 pub const MAX_QUERY_CHARS: usize = 256;

@@ -109,8 +109,17 @@ pub async fn settle(index: &dyn SearchIndex, app: &AppId, chats: &[u64], expect:
 /// A query word matches any word it is a prefix of, and highlights the whole word.
 pub async fn partial_words(index: &dyn SearchIndex) {
     let app = AppId::generate();
-    let docs = [doc(&app, 1, 1, "hello world"), doc(&app, 1, 2, "help me"), doc(&app, 1, 3, "seashell")];
-    index_and_settle(index, &docs, 3).await;
+    let docs = [
+        doc(&app, 1, 1, "hello world"),
+        doc(&app, 1, 2, "help me"),
+        doc(&app, 1, 3, "seashell"),
+        doc(&app, 1, 4, "supercalifragilisticexpialidocious indeed"),
+    ];
+    index_and_settle(index, &docs, 4).await;
+    // Long words are found whole and by long prefixes.
+    assert_eq!(sorted(index, &app, &[1], "supercalifragilisticexpialidocious").await, [4]);
+    assert_eq!(sorted(index, &app, &[1], "supercalifragilisticexp").await, [4]);
+    assert_eq!(sorted(index, &app, &[1], "supercali").await, [4]);
     assert_eq!(sorted(index, &app, &[1], "hel").await, [1, 2]);
     assert_eq!(sorted(index, &app, &[1], "wor").await, [1]);
     assert_eq!(sorted(index, &app, &[1], "hello").await, [1]);
@@ -135,11 +144,8 @@ pub async fn case_and_accents(index: &dyn SearchIndex) {
 /// Every word must match.
 pub async fn all_words_must_match(index: &dyn SearchIndex) {
     let app = AppId::generate();
-    let docs = [
-        doc(&app, 1, 1, "apple banana"),
-        doc(&app, 1, 2, "apple cherry"),
-        doc(&app, 1, 3, "banana cherry"),
-    ];
+    let docs =
+        [doc(&app, 1, 1, "apple banana"), doc(&app, 1, 2, "apple cherry"), doc(&app, 1, 3, "banana cherry")];
     index_and_settle(index, &docs, 3).await;
     assert_eq!(sorted(index, &app, &[1], "apple banana").await, [1]);
     assert_eq!(sorted(index, &app, &[1], "cherry").await, [2, 3]);
@@ -221,7 +227,10 @@ pub async fn best_match_first_then_newest(index: &dyn SearchIndex) {
     docs.push(newest);
     index_and_settle(index, &docs, 7).await;
     assert_eq!(seqs(index, &app, &[1], "rust").await, [1, 2]);
-    assert_eq!(hits(index, &request(&app, &[1, 2], "same words")).await, [(2, 1), (1, 6), (1, 5), (1, 4), (1, 3)]);
+    assert_eq!(
+        hits(index, &request(&app, &[1, 2], "same words")).await,
+        [(2, 1), (1, 6), (1, 5), (1, 4), (1, 3)]
+    );
     let scored = index.search(&request(&app, &[1], "rust")).await.unwrap();
     assert!(scored[0].score > scored[1].score, "{scored:?}");
     // Filters alone: every hit ties, newest first.
@@ -261,9 +270,11 @@ pub async fn applications_are_isolated(index: &dyn SearchIndex) {
 /// Only the chats of the request are searched; `in:` narrows them, never widens.
 pub async fn chats_are_scoped(index: &dyn SearchIndex) {
     let app = AppId::generate();
-    let docs = [doc(&app, 1, 1, "secret plan"), doc(&app, 2, 2, "secret plan"), doc(&app, 3, 3, "secret plan")];
+    let docs =
+        [doc(&app, 1, 1, "secret plan"), doc(&app, 2, 2, "secret plan"), doc(&app, 3, 3, "secret plan")];
     index_and_settle(index, &docs, 3).await;
-    let mut chats: Vec<u64> = hits(index, &request(&app, &[1, 2], "secret")).await.iter().map(|h| h.0).collect();
+    let mut chats: Vec<u64> =
+        hits(index, &request(&app, &[1, 2], "secret")).await.iter().map(|h| h.0).collect();
     chats.sort_unstable();
     assert_eq!(chats, [1, 2]);
     assert!(hits(index, &request(&app, &[], "secret")).await.is_empty());
@@ -348,7 +359,8 @@ pub async fn indexed_through(index: &dyn SearchIndex) {
 /// 1,000 documents indexed in a few batches are all found, each by its own word.
 pub async fn a_thousand_documents(index: &dyn SearchIndex) {
     let app = AppId::generate();
-    let docs: Vec<_> = (1..=1000u64).map(|seq| doc(&app, 1 + seq % 3, seq, &format!("bulk item{seq:04}x"))).collect();
+    let docs: Vec<_> =
+        (1..=1000u64).map(|seq| doc(&app, 1 + seq % 3, seq, &format!("bulk item{seq:04}x"))).collect();
     for batch in docs.chunks(250) {
         index.index(batch).await.unwrap();
     }
@@ -359,6 +371,9 @@ pub async fn a_thousand_documents(index: &dyn SearchIndex) {
     found.sort_unstable();
     assert_eq!(found, (1..=1000).collect::<Vec<_>>());
     for seq in 1..=1000u64 {
-        assert_eq!(hits(index, &request(&app, &[1, 2, 3], &format!("item{seq:04}"))).await, [(1 + seq % 3, seq)]);
+        assert_eq!(
+            hits(index, &request(&app, &[1, 2, 3], &format!("item{seq:04}"))).await,
+            [(1 + seq % 3, seq)]
+        );
     }
 }

@@ -65,7 +65,10 @@ mod tests {
 
     #[test]
     fn prefixes_mark_whole_words_in_the_original_text() {
-        assert_eq!(highlight("Hello, Café world", &prefixes(&["hel", "cafe"])), "<mark>Hello</mark>, <mark>Café</mark> world");
+        assert_eq!(
+            highlight("Hello, Café world", &prefixes(&["hel", "cafe"])),
+            "<mark>Hello</mark>, <mark>Café</mark> world"
+        );
     }
 
     #[test]
@@ -75,7 +78,8 @@ mod tests {
 
     #[test]
     fn phrases_mark_only_where_they_occur() {
-        let matched = Matched { prefixes: Vec::new(), phrases: vec![vec![(0, "big".into()), (1, "deal".into())]] };
+        let matched =
+            Matched { prefixes: Vec::new(), phrases: vec![vec![(0, "big".into()), (1, "deal".into())]] };
         assert_eq!(highlight("big fish, big deal", &matched), "big fish, <mark>big</mark> <mark>deal</mark>");
     }
 }

@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex};
 use ::tantivy::collector::TopDocs;
 use ::tantivy::directory::MmapDirectory;
 use ::tantivy::schema::Value;
-use ::tantivy::{DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, TantivyDocument};
+use ::tantivy::{
+    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, TantivyDocument,
+};
 
 use self::positions::Positions;
 use self::schema::Fields;
@@ -56,7 +58,8 @@ impl TantivyIndex {
         index.tokenizers().register(analysis::WORDS, analysis::words());
         index.tokenizers().register(analysis::PREFIXES, analysis::prefixes());
         let writer = index.writer_with_num_threads(1, WRITER_HEAP_BYTES).map_err(internal)?;
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(internal)?;
+        let reader =
+            index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(internal)?;
         let positions = Positions::open(&dir.join("positions.redb")).map_err(internal)?;
         Ok(Self { inner: Arc::new(Inner { fields, writer: Mutex::new(writer), reader, positions }) })
     }
@@ -159,7 +162,12 @@ impl SearchIndex for TantivyIndex {
         self.blocking(move |inner| inner.positions.get(&app, chat).map_err(internal)).await
     }
 
-    async fn mark_indexed(&self, app: &AppId, chat: ChatNumber, seq: MessageNumber) -> Result<(), SearchError> {
+    async fn mark_indexed(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        seq: MessageNumber,
+    ) -> Result<(), SearchError> {
         let app = app.clone();
         self.blocking(move |inner| inner.positions.raise(&app, chat, seq).map_err(internal)).await
     }

@@ -35,7 +35,10 @@ pub fn build(fields: &Fields, request: &SearchRequest) -> Option<(Box<dyn Query>
             let prefix = Term::from_field_text(fields.prefixes, prefix_of(&token.text));
             let whole = Term::from_field_text(fields.words, &token.text);
             let either = BooleanQuery::new(vec![
-                (Occur::Must, Box::new(TermQuery::new(prefix, IndexRecordOption::WithFreqs)) as Box<dyn Query>),
+                (
+                    Occur::Must,
+                    Box::new(TermQuery::new(prefix, IndexRecordOption::WithFreqs)) as Box<dyn Query>,
+                ),
                 (Occur::Should, Box::new(TermQuery::new(whole, IndexRecordOption::WithFreqs))),
             ]);
             clauses.push((Occur::Must, Box::new(either)));
@@ -49,9 +52,10 @@ pub fn build(fields: &Fields, request: &SearchRequest) -> Option<(Box<dyn Query>
         };
         let terms: Vec<(usize, String)> = tokens.into_iter().map(|t| (t.position - first, t.text)).collect();
         let query: Box<dyn Query> = match terms.as_slice() {
-            [(_, only)] => {
-                Box::new(TermQuery::new(Term::from_field_text(fields.words, only), IndexRecordOption::WithFreqs))
-            }
+            [(_, only)] => Box::new(TermQuery::new(
+                Term::from_field_text(fields.words, only),
+                IndexRecordOption::WithFreqs,
+            )),
             _ => Box::new(PhraseQuery::new_with_offset(
                 terms.iter().map(|(at, term)| (*at, Term::from_field_text(fields.words, term))).collect(),
             )),
@@ -67,7 +71,8 @@ pub fn build(fields: &Fields, request: &SearchRequest) -> Option<(Box<dyn Query>
         clauses.push((Occur::Must, Box::new(AllQuery)));
     }
 
-    let filter = |query: Box<dyn Query>| (Occur::Must, Box::new(ConstScoreQuery::new(query, 0.0)) as Box<dyn Query>);
+    let filter =
+        |query: Box<dyn Query>| (Occur::Must, Box::new(ConstScoreQuery::new(query, 0.0)) as Box<dyn Query>);
     let term = |t: Term| Box::new(TermQuery::new(t, IndexRecordOption::Basic)) as Box<dyn Query>;
     clauses.push(filter(term(Term::from_field_text(fields.app, request.app.as_str()))));
     clauses.push(filter(Box::new(TermSetQuery::new(
@@ -80,8 +85,12 @@ pub fn build(fields: &Fields, request: &SearchRequest) -> Option<(Box<dyn Query>
         clauses.push(filter(term(Term::from_field_bool(fields.reply, true))));
     }
     if q.after.is_some() || q.before.is_some() {
-        let lower = q.after.map_or(Bound::Unbounded, |t| Bound::Included(Term::from_field_i64(fields.created_at, t.0)));
-        let upper = q.before.map_or(Bound::Unbounded, |t| Bound::Excluded(Term::from_field_i64(fields.created_at, t.0)));
+        let lower = q
+            .after
+            .map_or(Bound::Unbounded, |t| Bound::Included(Term::from_field_i64(fields.created_at, t.0)));
+        let upper = q
+            .before
+            .map_or(Bound::Unbounded, |t| Bound::Excluded(Term::from_field_i64(fields.created_at, t.0)));
         clauses.push(filter(Box::new(RangeQuery::new(lower, upper))));
     }
     Some((Box::new(BooleanQuery::new(clauses)), matched))
