@@ -107,8 +107,8 @@ fn split(text: &str) -> Vec<Token> {
             if j - i == 1 {
                 push(&mut tokens, start, end_of(j));
             } else {
-                for k in i..j - 1 {
-                    push(&mut tokens, chars[k].0, end_of(k + 2));
+                for (k, &(at, _)) in chars.iter().enumerate().take(j - 1).skip(i) {
+                    push(&mut tokens, at, end_of(k + 2));
                 }
             }
             i = j;
