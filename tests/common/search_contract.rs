@@ -165,6 +165,9 @@ pub async fn phrases(index: &dyn SearchIndex) {
     assert_eq!(sorted(index, &app, &[1], r#""Big Deal" honest"#).await, [1]);
     assert!(sorted(index, &app, &[1], r#""big deal" fish"#).await.is_empty());
     assert_eq!(sorted(index, &app, &[1], "big deal").await, [1, 2, 3]);
+    // A quoted word is a whole word, not a prefix.
+    assert_eq!(sorted(index, &app, &[1], r#""deal""#).await, [1, 2, 3]);
+    assert!(sorted(index, &app, &[1], r#""dea""#).await.is_empty());
     let hit = &index.search(&request(&app, &[1], r#""big deal""#)).await.unwrap()[0];
     assert_eq!(hit.highlight, "that was a <mark>big</mark> <mark>deal</mark>, honestly");
 }
@@ -200,6 +203,8 @@ pub async fn cjk(index: &dyn SearchIndex) {
     assert_eq!(sorted(index, &app, &[1], "东京").await, [1]);
     assert_eq!(sorted(index, &app, &[1], "开心").await, [1]);
     assert_eq!(sorted(index, &app, &[1], "東京タワー").await, [2]);
+    assert_eq!(sorted(index, &app, &[1], r#""東京タワー""#).await, [2]);
+    assert!(sorted(index, &app, &[1], r#""タワー東京""#).await.is_empty());
     assert_eq!(sorted(index, &app, &[1], "서울").await, [3]);
     assert_eq!(sorted(index, &app, &[1], "北京").await, [4]);
     assert!(sorted(index, &app, &[1], "南京").await.is_empty());

@@ -1,6 +1,8 @@
 //! Marks the words of a body that a query matched: whole words for a prefix
 //! (`hel` marks `Hello`), and the words of a phrase where the phrase occurs.
 
+use std::collections::HashMap;
+
 use super::analysis::{analyze, prefix_of};
 
 /// The analyzed terms of a query, as the highlighter needs them.
@@ -21,10 +23,13 @@ pub fn highlight(body: &str, matched: &Matched) -> String {
             marked[i] = true;
         }
     }
+    // Token index by position (positions rise; a skipped overlong word leaves a gap).
+    let by_position: HashMap<usize, usize> =
+        tokens.iter().enumerate().map(|(i, t)| (t.position, i)).collect();
     for phrase in &matched.phrases {
-        for start in 0..tokens.len() {
-            let base = tokens[start].position;
-            let at = |offset: usize| tokens.iter().position(|t| t.position == base + offset);
+        for start in &tokens {
+            let base = start.position;
+            let at = |offset: usize| by_position.get(&(base + offset)).copied();
             let hits: Option<Vec<usize>> = phrase
                 .iter()
                 .map(|(offset, term)| at(*offset).filter(|&i| tokens[i].text == *term))
