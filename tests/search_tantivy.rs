@@ -71,6 +71,22 @@ async fn documents_and_positions_survive_a_reopen() {
     assert_eq!(index.search(&request(&app, &[1], "words")).await.unwrap().len(), 2);
 }
 
+/// Positions describe the index beside them: a wiped index starts from 0.
+#[tokio::test]
+async fn a_wiped_index_forgets_its_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = AppId::generate();
+    {
+        let index = TantivyIndex::open(dir.path()).unwrap();
+        index.index(&[doc(&app, 1, 1, "lost")]).await.unwrap();
+        index.mark_indexed(&app, ChatNumber(1), MessageNumber(1)).await.unwrap();
+    }
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let index = TantivyIndex::open(dir.path()).unwrap();
+    assert_eq!(index.indexed_through(&app, ChatNumber(1)).await.unwrap(), MessageNumber(0));
+    assert!(index.search(&request(&app, &[1], "lost")).await.unwrap().is_empty());
+}
+
 /// A position never goes back: batches may report out of order.
 #[tokio::test]
 async fn positions_never_go_back() {

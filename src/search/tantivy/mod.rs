@@ -6,7 +6,8 @@
 //! a prefix of some word and scores higher where it is the whole word; ranking
 //! is BM25, ties newest first. Each [`SearchIndex::index`] call is one commit,
 //! after which the reader reloads: a document is searchable when the call
-//! returns. Per chat positions live in `positions.redb` beside the index.
+//! returns. Per chat positions live in `positions.redb` beside the index, and
+//! are cleared when the index is created (a wiped index is caught up from 0).
 //! tantivy blocks, so every call runs on tokio's blocking pool.
 
 mod analysis;
@@ -53,14 +54,20 @@ impl TantivyIndex {
         let index_dir = dir.join("index");
         std::fs::create_dir_all(&index_dir).map_err(internal)?;
         let (schema, fields) = Fields::schema();
-        let index = Index::open_or_create(MmapDirectory::open(&index_dir).map_err(internal)?, schema)
-            .map_err(internal)?;
+        let directory = MmapDirectory::open(&index_dir).map_err(internal)?;
+        let positions = Positions::open(&dir.join("positions.redb")).map_err(internal)?;
+        if !Index::exists(&directory).map_err(internal)? {
+            // Positions describe this index: a new (or wiped) one starts from
+            // nothing. Cleared before the index exists, so a crash in between
+            // clears them again.
+            positions.clear().map_err(internal)?;
+        }
+        let index = Index::open_or_create(directory, schema).map_err(internal)?;
         index.tokenizers().register(analysis::WORDS, analysis::words());
         index.tokenizers().register(analysis::PREFIXES, analysis::prefixes());
         let writer = index.writer_with_num_threads(1, WRITER_HEAP_BYTES).map_err(internal)?;
         let reader =
             index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(internal)?;
-        let positions = Positions::open(&dir.join("positions.redb")).map_err(internal)?;
         Ok(Self { inner: Arc::new(Inner { fields, writer: Mutex::new(writer), reader, positions }) })
     }
 

@@ -50,4 +50,13 @@ impl Positions {
         txn.commit()?;
         Ok(())
     }
+
+    /// Forgets every position (the index they described is gone).
+    pub fn clear(&self) -> Result<(), redb::Error> {
+        let txn = self.db.begin_write()?;
+        txn.delete_table(INDEXED_THROUGH)?;
+        txn.open_table(INDEXED_THROUGH)?;
+        txn.commit()?;
+        Ok(())
+    }
 }
