@@ -24,6 +24,11 @@ pub use query::{ParsedQuery, QueryError};
 /// The longest query text accepted, in characters.
 pub const MAX_QUERY_CHARS: usize = 256;
 
+/// How deep paging reaches: hits ranked below this are never returned (a page
+/// past it is empty), so a client's `page` cannot make a backend rank millions
+/// (OpenSearch's default `max_result_window`).
+pub const MAX_RESULT_WINDOW: usize = 10_000;
+
 /// What is indexed of a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SearchDoc {

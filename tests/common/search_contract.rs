@@ -14,7 +14,7 @@ use std::time::Duration;
 use weft::ids::{AppId, ChatNumber, MessageNumber, Timestamp, UserId};
 use weft::model::Page;
 use weft::search::query::parse;
-use weft::search::{ParsedQuery, SearchDoc, SearchIndex, SearchRequest};
+use weft::search::{MAX_RESULT_WINDOW, ParsedQuery, SearchDoc, SearchIndex, SearchRequest};
 
 /// Runs every check.
 pub async fn all(index: &dyn SearchIndex) {
@@ -260,6 +260,11 @@ pub async fn paging(index: &dyn SearchIndex) {
     assert_eq!(hits(index, &page(4, 2)).await, [(1, 1)]);
     assert!(hits(index, &page(6, 2)).await.is_empty());
     assert!(hits(index, &page(0, 0)).await.is_empty());
+    // Pages a client can ask for but no backend ranks: nothing, not a failure.
+    assert_eq!(hits(index, &page(0, usize::MAX)).await.len(), 5);
+    assert!(hits(index, &page(usize::MAX, usize::MAX)).await.is_empty());
+    assert!(hits(index, &page(MAX_RESULT_WINDOW, 10)).await.is_empty());
+    assert_eq!(hits(index, &page(MAX_RESULT_WINDOW - 10, usize::MAX)).await.len(), 0);
 }
 
 /// An application never sees another's documents, even with the same chat numbers.

@@ -28,7 +28,7 @@ use ::tantivy::{
 
 use self::positions::Positions;
 use self::schema::Fields;
-use super::{Hit, SearchDoc, SearchError, SearchIndex, SearchRequest};
+use super::{Hit, MAX_RESULT_WINDOW, SearchDoc, SearchError, SearchIndex, SearchRequest};
 use crate::ids::{AppId, ChatNumber, MessageNumber};
 
 /// The writer's indexing memory (one thread): small, commits are frequent.
@@ -107,22 +107,22 @@ impl Inner {
         let Some((query, matched)) = query::build(&self.fields, request) else {
             return Ok(Vec::new());
         };
-        if request.page.limit == 0 {
+        let skip = request.page.skip;
+        let limit = request.page.limit.min(MAX_RESULT_WINDOW.saturating_sub(skip));
+        if limit == 0 {
             return Ok(Vec::new());
         }
-        let collector = TopDocs::with_limit(request.page.limit).and_offset(request.page.skip).tweak_score(
-            |segment: &SegmentReader| {
-                let columns = segment.fast_fields();
-                let created_at = columns.i64("created_at").ok().map(|c| c.first_or_default_col(0));
-                let seq = columns.u64("seq").ok().map(|c| c.first_or_default_col(0));
-                // Best score first; ties newest first (time, then number).
-                move |doc: DocId, score: Score| {
-                    let created_at = created_at.as_ref().map_or(0, |c| c.get_val(doc));
-                    let seq = seq.as_ref().map_or(0, |c| c.get_val(doc));
-                    (score, created_at, seq)
-                }
-            },
-        );
+        let collector = TopDocs::with_limit(limit).and_offset(skip).tweak_score(|segment: &SegmentReader| {
+            let columns = segment.fast_fields();
+            let created_at = columns.i64("created_at").ok().map(|c| c.first_or_default_col(0));
+            let seq = columns.u64("seq").ok().map(|c| c.first_or_default_col(0));
+            // Best score first; ties newest first (time, then number).
+            move |doc: DocId, score: Score| {
+                let created_at = created_at.as_ref().map_or(0, |c| c.get_val(doc));
+                let seq = seq.as_ref().map_or(0, |c| c.get_val(doc));
+                (score, created_at, seq)
+            }
+        });
         let searcher = self.reader.searcher();
         let top = searcher.search(&query, &collector).map_err(internal)?;
         let mut hits = Vec::with_capacity(top.len());
