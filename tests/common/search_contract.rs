@@ -236,6 +236,10 @@ pub async fn best_match_first_then_newest(index: &dyn SearchIndex) {
         hits(index, &request(&app, &[1, 2], "same words")).await,
         [(2, 1), (1, 6), (1, 5), (1, 4), (1, 3)]
     );
+    // A whole word ranks above a word it only begins (here older and longer, too).
+    let whole = [doc(&app, 3, 1, "cat xxxxxx"), doc(&app, 3, 2, "catalog x")];
+    index_and_settle(index, &whole, 2).await;
+    assert_eq!(seqs(index, &app, &[3], "cat").await, [1, 2]);
     let scored = index.search(&request(&app, &[1], "rust")).await.unwrap();
     assert!(scored[0].score > scored[1].score, "{scored:?}");
     // Filters alone: every hit ties, newest first.
