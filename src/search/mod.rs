@@ -14,14 +14,21 @@
 
 pub mod opensearch;
 pub mod query;
+mod tantivy;
 
 use crate::ids::{AppId, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{Message, Page};
 
+pub use self::tantivy::TantivyIndex;
 pub use query::{ParsedQuery, QueryError};
 
 /// The longest query text accepted, in characters.
 pub const MAX_QUERY_CHARS: usize = 256;
+
+/// How deep paging reaches: hits ranked below this are never returned (a page
+/// past it is empty), so a client's `page` cannot make a backend rank millions
+/// (OpenSearch's default `max_result_window`).
+pub const MAX_RESULT_WINDOW: usize = 10_000;
 
 /// What is indexed of a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +43,8 @@ pub struct SearchDoc {
     pub sender: Option<UserId>,
     /// The text.
     pub body: String,
+    /// The message this one answers, when any (`is:thread`).
+    pub reply_to: Option<MessageNumber>,
     /// When it was accepted.
     pub created_at: Timestamp,
 }
@@ -48,6 +57,7 @@ impl From<&Message> for SearchDoc {
             seq: m.number,
             sender: m.sender.clone(),
             body: m.body.clone(),
+            reply_to: m.reply_to,
             created_at: m.created_at,
         }
     }
