@@ -4,6 +4,8 @@
 // Test code: a panic is a failed check (clippy's allow-unwrap-in-tests only covers #[test] fns).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use weft::ids::{AppId, ChatNumber, MessageNumber, Timestamp, UserId};
@@ -75,6 +77,40 @@ impl Fixture {
     }
 }
 
+/// The search contract (the same checks the embedded index passes), each in indices of its own.
+macro_rules! contract_tests {
+    ($($check:ident),* $(,)?) => {
+        mod contract {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let fixture = super::Fixture::new(stringify!($check));
+                    super::common::search_contract::$check(&fixture.index).await;
+                    fixture.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+contract_tests!(
+    partial_words,
+    case_and_accents,
+    all_words_must_match,
+    phrases,
+    urls_punctuation_and_emoji,
+    cjk,
+    best_match_first_then_newest,
+    paging,
+    applications_are_isolated,
+    chats_are_scoped,
+    filters,
+    reindexing_replaces,
+    remove,
+    indexed_through,
+    a_thousand_documents,
+);
+
 fn request(app: &str, chats: &[u64], text: &str, skip: usize, limit: usize) -> SearchRequest {
     SearchRequest {
         app: AppId::new(app),
@@ -97,6 +133,7 @@ fn doc(app: &str, chat: u64, seq: u64, body: &str) -> SearchDoc {
         sender: Some(UserId::parse("alice").unwrap()),
         body: body.to_owned(),
         created_at: at(i64::try_from(seq).unwrap()),
+        reply_to: None,
     }
 }
 

@@ -32,8 +32,8 @@ use crate::search::{Hit, SearchDoc, SearchError, SearchIndex, SearchRequest};
 /// OpenSearch's default `index.max_result_window`: `from + size` may not pass it.
 const MAX_RESULT_WINDOW: usize = 10_000;
 
-/// The longest prefix indexed in `body.prefix`; a longer word still matches
-/// `body` when typed whole.
+/// The longest prefix indexed in `body.prefix`; a longer query word is looked
+/// up there by its first this many characters (and matches `body` when typed whole).
 const MAX_PREFIX_CHARS: u32 = 20;
 
 /// Where OpenSearch is and how to reach it.
@@ -306,8 +306,7 @@ impl SearchIndex for OpenSearchIndex {
                 "sender": doc.sender.as_ref().map(|s| s.as_str()),
                 "body": doc.body,
                 "created_at": doc.created_at.millis(),
-                // A SearchDoc does not say whether the message is a reply: none is, for now.
-                "thread": false,
+                "thread": doc.reply_to.is_some(),
             });
             body.push_str(&action.to_string());
             body.push('\n');
@@ -448,6 +447,9 @@ fn messages_index_body() -> Value {
             "analysis": {
                 "filter": {
                     "weft_prefixes": { "type": "edge_ngram", "min_gram": 1, "max_gram": MAX_PREFIX_CHARS },
+                    // A query word longer than the longest prefix indexed is
+                    // looked up by its first MAX_PREFIX_CHARS characters.
+                    "weft_prefix_query": { "type": "truncate", "length": MAX_PREFIX_CHARS },
                 },
                 "analyzer": {
                     "weft_words": {
@@ -459,6 +461,11 @@ fn messages_index_body() -> Value {
                         "type": "custom",
                         "tokenizer": "standard",
                         "filter": ["lowercase", "asciifolding", "cjk_bigram", "weft_prefixes"],
+                    },
+                    "weft_prefix_query": {
+                        "type": "custom",
+                        "tokenizer": "standard",
+                        "filter": ["lowercase", "asciifolding", "cjk_bigram", "weft_prefix_query"],
                     },
                 },
             },
@@ -477,7 +484,7 @@ fn messages_index_body() -> Value {
                     "type": "text",
                     "analyzer": "weft_words",
                     "fields": {
-                        "prefix": { "type": "text", "analyzer": "weft_prefixes", "search_analyzer": "weft_words" },
+                        "prefix": { "type": "text", "analyzer": "weft_prefixes", "search_analyzer": "weft_prefix_query" },
                     },
                 },
             },
