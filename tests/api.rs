@@ -53,7 +53,12 @@ async fn applications_are_created_read_and_renamed(s: &TestServer) {
     let (status, renamed) = s.send(put).await;
     assert_eq!((status, renamed["name"].as_str()), (200, Some("renamed")));
     assert_eq!(renamed["token"], flat["token"]);
-    assert!(renamed["updated_at"].as_str() >= flat["updated_at"].as_str());
+    // As instants: RFC 3339 strings with trimmed fractions ("…05.1Z", "…05.12Z") do not sort as text.
+    let instant = |v: &serde_json::Value| {
+        let text = v.as_str().unwrap();
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap()
+    };
+    assert!(instant(&renamed["updated_at"]) >= instant(&flat["updated_at"]), "{renamed} {flat}");
     let patch = s
         .http
         .patch(s.url(&format!("/api/v1/applications/{token}")))
