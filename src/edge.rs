@@ -112,6 +112,13 @@ pub fn http_error(status: StatusCode, code: &str, message: &str) -> Response {
     response
 }
 
+/// The answer for a refusal the edge makes itself, of a kind in the table (a
+/// missing user token, a draining node): the table's status and code.
+pub fn refusal(kind: ErrorKind, message: &str) -> Response {
+    let (status, code) = describe(kind);
+    http_error(status, code, message)
+}
+
 /// The REST answer for a domain failure.
 pub fn chat_error_response(e: &ChatError) -> Response {
     let (status, code, message) = explain(e);

@@ -5,7 +5,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::chat::ChatError;
+use crate::chat::{ChatError, ErrorKind, Refusal};
 
 /// A request that failed, as the client will see it.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +56,7 @@ impl ApiError {
             ApiError::InvalidParameter(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
-            ApiError::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            ApiError::InvalidToken(_) => crate::edge::describe(ErrorKind::Forbidden(Refusal::InvalidToken)),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, what),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::header::CONNECTION;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use futures::future::Either;
 use futures::stream::SplitSink;
@@ -20,7 +20,7 @@ use super::budget::Budget;
 use super::caps::{caps, refuse_over};
 use super::handlers::{Answers, Step, step};
 use crate::auth::bearer;
-use crate::chat::Authenticated;
+use crate::chat::{Authenticated, ErrorKind, Refusal, Service};
 use crate::delivery::{Cut, Outbox, Outgoing, SessionHandle, SessionId, Slot};
 use crate::ids::{ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::Application;
@@ -47,17 +47,15 @@ pub async fn ws_handler(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if state.shutdown.is_cancelled() {
-        return refused(crate::edge::http_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "draining",
+        return refused(crate::edge::refusal(
+            ErrorKind::Unavailable(Service::Node),
             "the node is draining; connect to another node",
         ));
     }
     let jwt = bearer(&headers).map(str::to_owned).or_else(|| query.get("token").cloned());
     let Some(jwt) = jwt else {
-        return refused(crate::edge::http_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_token",
+        return refused(crate::edge::refusal(
+            ErrorKind::Forbidden(Refusal::InvalidToken),
             "send Authorization: Bearer <user token> or ?token=",
         ));
     };
