@@ -4,6 +4,7 @@
 // Test code: a panic is a failed check (clippy's allow-unwrap-in-tests only covers #[test] fns).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -93,23 +94,7 @@ macro_rules! contract_tests {
     };
 }
 
-contract_tests!(
-    partial_words,
-    case_and_accents,
-    all_words_must_match,
-    phrases,
-    urls_punctuation_and_emoji,
-    cjk,
-    best_match_first_then_newest,
-    paging,
-    applications_are_isolated,
-    chats_are_scoped,
-    filters,
-    reindexing_replaces,
-    remove,
-    indexed_through,
-    a_thousand_documents,
-);
+with_search_checks!(contract_tests);
 
 fn request(app: &str, chats: &[u64], text: &str, skip: usize, limit: usize) -> SearchRequest {
     SearchRequest {

@@ -1,6 +1,7 @@
 //! The embedded search index (tantivy): the search contract on a fresh index
 //! per check, and what only a local index can show (surviving a reopen).
 
+#[macro_use]
 mod common;
 
 use common::search_contract::{self as contract, doc, index_and_settle, request};
@@ -21,23 +22,7 @@ macro_rules! contract_tests {
     };
 }
 
-contract_tests!(
-    partial_words,
-    case_and_accents,
-    all_words_must_match,
-    phrases,
-    urls_punctuation_and_emoji,
-    cjk,
-    best_match_first_then_newest,
-    paging,
-    applications_are_isolated,
-    chats_are_scoped,
-    filters,
-    reindexing_replaces,
-    remove,
-    indexed_through,
-    a_thousand_documents,
-);
+with_search_checks!(contract_tests);
 
 /// Every check in a row on one index, as a shared OpenSearch index runs them.
 #[tokio::test]

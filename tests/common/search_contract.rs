@@ -11,6 +11,30 @@
 
 use std::time::Duration;
 
+/// Calls `$tests!(check, …)` with the name of every check, so each backend's
+/// test file runs them all from this one list.
+macro_rules! with_search_checks {
+    ($tests:ident) => {
+        $tests!(
+            partial_words,
+            case_and_accents,
+            all_words_must_match,
+            phrases,
+            urls_punctuation_and_emoji,
+            cjk,
+            best_match_first_then_newest,
+            paging,
+            applications_are_isolated,
+            chats_are_scoped,
+            filters,
+            reindexing_replaces,
+            remove,
+            indexed_through,
+            a_thousand_documents,
+        );
+    };
+}
+
 use weft::ids::{AppId, ChatNumber, MessageNumber, Timestamp, UserId};
 use weft::model::Page;
 use weft::search::query::parse;
