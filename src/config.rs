@@ -26,7 +26,7 @@ use crate::store::{BatchConfig, CqlConfig};
 /// The sections of the file, which are also the env variable prefixes.
 const SECTIONS: &[&str] = &[
     "server", "gateway", "cache", "jwks", "store", "cql", "redis", "batch", "sequence", "cluster", "gossip",
-    "quic", "tls", "log", "metrics",
+    "quic", "tls", "log", "metrics", "search",
 ];
 
 /// Everything a node is configured with.
@@ -63,6 +63,8 @@ pub struct Config {
     pub tls: TlsPaths,
     /// Logging.
     pub log: LogConfig,
+    /// Message search.
+    pub search: crate::search::SearchConfig,
 }
 
 /// `[server]`.

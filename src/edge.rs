@@ -29,6 +29,7 @@ pub fn describe(kind: ErrorKind) -> (StatusCode, &'static str) {
             (StatusCode::SERVICE_UNAVAILABLE, "identity_provider_unavailable")
         }
         ErrorKind::Unavailable(Service::Node) => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+        ErrorKind::Unavailable(Service::Search) => (StatusCode::SERVICE_UNAVAILABLE, "search_unavailable"),
         ErrorKind::InFlight => (StatusCode::CONFLICT, "in_flight"),
         ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
@@ -50,6 +51,7 @@ pub const KINDS: &[ErrorKind] = &[
     ErrorKind::Unavailable(Service::Redis),
     ErrorKind::Unavailable(Service::IdentityProvider),
     ErrorKind::Unavailable(Service::Node),
+    ErrorKind::Unavailable(Service::Search),
     ErrorKind::InFlight,
     ErrorKind::Internal,
 ];
@@ -87,8 +89,13 @@ pub fn explain(e: &ChatError) -> (StatusCode, &'static str, String) {
                 Service::Redis => "redis",
                 Service::IdentityProvider => "the application's identity provider",
                 Service::Node => "the node",
+                Service::Search => "search",
             };
-            format!("{what} is unavailable; retry later (a send with the same idempotency key is safe)")
+            if service == Service::Search {
+                format!("{what} is unavailable; retry later")
+            } else {
+                format!("{what} is unavailable; retry later (a send with the same idempotency key is safe)")
+            }
         }
         ErrorKind::Internal => {
             let cause = std::error::Error::source(e).map(ToString::to_string);

@@ -9,7 +9,8 @@
 //! - [`redis_conn`], [`store`], `sequence`, [`cache`]: Redis, the [`Store`] trait with its
 //!   embedded (redb) and CQL backends and the batch writer, numbering and idempotency
 //!   claims, the caches;
-//! - [`search`]: the full-text index seam (`SearchIndex`) and the query language;
+//! - [`search`]: the full-text index seam (`SearchIndex`), its tantivy and OpenSearch
+//!   backends, the query language, and the indexer that follows the batch writer;
 //! - [`protocol`]: the WebSocket frames, a pure codec;
 //! - [`delivery`]: events to live sessions — the hub, outboxes, the [`Fabric`] seam;
 //! - `chat`: the domain — applications, chats, messages, members, the send path;
@@ -31,9 +32,6 @@ pub mod model;
 pub mod protocol;
 pub mod redis_conn;
 pub mod search;
-/// The OpenSearch backend of [`search::SearchIndex`]. It lives in `src/search/` and joins
-/// that module as `search::opensearch` when the backends are wired in (`search/mod.rs` is
-/// left untouched until then, while the tantivy backend is written beside it).
 pub mod store;
 
 mod api;

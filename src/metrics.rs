@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use std::time::Instant;
 
 use prometheus::{
-    Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Encoder as _, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
 };
 
@@ -37,9 +37,11 @@ const CLOSE_REASONS: &[&str] = &[
     "slow_consumer",
     "idle_timeout",
 ];
-const FRAMES_IN: &[&str] = &["send", "sync", "hello", "typing", "delivered", "read", "invalid", "binary"];
+const FRAMES_IN: &[&str] =
+    &["send", "sync", "hello", "typing", "delivered", "read", "search", "invalid", "binary"];
 const FRAMES_OUT: &[&str] =
-    &["welcome", "ack", "message", "messages", "typing", "presence", "receipt", "error"];
+    &["welcome", "ack", "message", "messages", "typing", "presence", "receipt", "search_results", "error"];
+const SEARCH_OPS: &[&str] = &["index", "search"];
 const RATE_LIMITS: &[&str] = &["send", "typing", "frame", "connection", "http_connection"];
 /// The Redis commands weft sends (anything else counts as `other`).
 pub const REDIS_OPS: &[&str] = &[
@@ -68,6 +70,7 @@ pub const STORE_OPS: &[&str] = &[
     "application_by_token",
     "application_by_id",
     "update_application",
+    "application_ids",
     "insert_chat",
     "chat",
     "chats",
@@ -151,6 +154,16 @@ pub struct Metrics {
     pub http_request_seconds: HistogramVec,
     /// Fetches of an identity provider's key set that failed (each one; the warning is rate-limited).
     pub jwks_fetch_failures: IntCounter,
+    /// Messages committed by this node and not yet handed to the search index.
+    pub search_lag_messages: IntGauge,
+    /// How long the oldest message not yet indexed has waited (0: none).
+    pub search_lag_seconds: Gauge,
+    /// Documents indexed (live and caught up).
+    pub search_indexed: IntCounter,
+    /// Search index calls that failed, by operation (`index`, `search`).
+    pub search_errors: IntCounterVec,
+    /// Time of a search request (membership, index, messages).
+    pub search_seconds: Histogram,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -311,6 +324,27 @@ impl Metrics {
                 "weft_jwks_fetch_failures_total",
                 "Fetches of an application's JWKS URL that failed (refused, unreachable, bad answer).",
             ),
+            search_lag_messages: gauge(
+                &r,
+                "weft_search_index_lag_messages",
+                "Messages committed by this node and not yet handed to the search index.",
+            ),
+            search_lag_seconds: {
+                let metric = Gauge::new(
+                    "weft_search_index_lag_seconds",
+                    "How long the oldest message not yet indexed has waited (0: none).",
+                )
+                .unwrap_or_else(|e| unreachable!("metric weft_search_index_lag_seconds: {e}"));
+                register(&r, metric)
+            },
+            search_indexed: counter(&r, "weft_search_indexed_total", "Documents indexed (live and caught up)."),
+            search_errors: counters(
+                &r,
+                "weft_search_errors_total",
+                "Search index calls that failed, by operation.",
+                &["op"],
+            ),
+            search_seconds: histogram(&r, "weft_search_seconds", "Time of a search request.", LATENCY),
             registry: r,
         }
     }
@@ -336,6 +370,9 @@ impl Metrics {
         for op in STORE_OPS {
             self.store_errors.with_label_values(&[op]);
             self.store_seconds.with_label_values(&[op]);
+        }
+        for op in SEARCH_OPS {
+            self.search_errors.with_label_values(&[op]);
         }
         self
     }

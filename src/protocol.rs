@@ -28,6 +28,10 @@ pub const MAX_CLIENT_MSG_ID: usize = 128;
 pub const MAX_SYNC_LIMIT: u32 = 500;
 /// The most chats one `hello` may resume.
 pub const MAX_RESUME: usize = 1_000;
+/// The most hits one `search` may ask for per page.
+pub const MAX_SEARCH_PER_PAGE: u32 = 100;
+/// The deepest page one `search` may ask for.
+pub const MAX_SEARCH_PAGE: u32 = 100;
 
 /// A position to resume a chat from: every message after `after`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -101,10 +105,23 @@ pub enum ClientFrame {
         /// The newest read message.
         seq: MessageNumber,
     },
+    /// Search the user's chats (answered with `search_results`).
+    Search {
+        /// Echoed in the answer.
+        id: Option<RequestId>,
+        /// The query, operators included (`from:`, `in:`, `before:`, `after:`, `is:thread`, `has:file`).
+        query: String,
+        /// Only this chat.
+        chat: Option<ChatNumber>,
+        /// Which page (from 1; default 1).
+        page: Option<u32>,
+        /// Hits per page (default 20, at most 100).
+        per_page: Option<u32>,
+    },
 }
 
 /// The frame types a client may send.
-pub const CLIENT_TYPES: &[&str] = &["send", "sync", "hello", "typing", "delivered", "read"];
+pub const CLIENT_TYPES: &[&str] = &["send", "sync", "hello", "typing", "delivered", "read", "search"];
 
 /// What is wrong with a client frame; each maps to a stable `error` code.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -178,7 +195,8 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
         | ClientFrame::Hello { id, .. }
         | ClientFrame::Typing { id, .. }
         | ClientFrame::Delivered { id, .. }
-        | ClientFrame::Read { id, .. } => id.as_ref(),
+        | ClientFrame::Read { id, .. }
+        | ClientFrame::Search { id, .. } => id.as_ref(),
     };
     if let Some(RequestId::Text(s)) = id
         && (s.is_empty() || s.len() > MAX_REQUEST_ID)
@@ -214,6 +232,14 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
         ClientFrame::Hello { resume, .. } if resume.len() > MAX_RESUME => {
             return Err(format!("`resume` lists at most {MAX_RESUME} chats"));
         }
+        ClientFrame::Search { page, per_page, .. } => {
+            if page.is_some_and(|p| p == 0 || p > MAX_SEARCH_PAGE) {
+                return Err(format!("`page` must be 1 to {MAX_SEARCH_PAGE}"));
+            }
+            if per_page.is_some_and(|p| p == 0 || p > MAX_SEARCH_PER_PAGE) {
+                return Err(format!("`per_page` must be 1 to {MAX_SEARCH_PER_PAGE}"));
+            }
+        }
         _ => {}
     }
     Ok(())
@@ -236,6 +262,23 @@ pub struct MessageOut {
     pub client_msg_id: Option<String>,
     /// The message it answers.
     pub reply_to: Option<MessageNumber>,
+}
+
+/// A search hit as clients see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SearchItem {
+    /// The chat.
+    pub chat: ChatNumber,
+    /// The message's number.
+    pub seq: MessageNumber,
+    /// Who sent it.
+    pub sender: Option<UserId>,
+    /// The text.
+    pub body: String,
+    /// When it was accepted.
+    pub created_at: Timestamp,
+    /// The body with the matched words in `<mark>…</mark>`, the rest HTML-escaped.
+    pub highlight: String,
 }
 
 /// Which receipt.
@@ -310,6 +353,16 @@ pub enum ServerFrame {
         /// Up to this message.
         seq: MessageNumber,
     },
+    /// The answer to `search`: best match first, ties newest first.
+    SearchResults {
+        /// The request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        /// The hits of the page.
+        items: Vec<SearchItem>,
+        /// A next page holds more.
+        has_more: bool,
+    },
     /// A request failed; the session goes on.
     Error {
         /// The request's id, when it could be read.
@@ -335,6 +388,7 @@ impl ClientFrame {
             ClientFrame::Typing { .. } => "typing",
             ClientFrame::Delivered { .. } => "delivered",
             ClientFrame::Read { .. } => "read",
+            ClientFrame::Search { .. } => "search",
         }
     }
 }
@@ -350,6 +404,7 @@ impl ServerFrame {
             ServerFrame::Typing { .. } => "typing",
             ServerFrame::Presence { .. } => "presence",
             ServerFrame::Receipt { .. } => "receipt",
+            ServerFrame::SearchResults { .. } => "search_results",
             ServerFrame::Error { .. } => "error",
         }
     }

@@ -12,12 +12,13 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, ApiParts, ApiState};
 use crate::auth::{AdminKey, JwksVerifier};
 use crate::cache::{AppsCache, MembersCache, RecentCache};
-use crate::chat::{Caches, ChatParts, ChatService};
+use crate::chat::{Caches, ChatParts, ChatService, Search};
 use crate::cluster::node::{Cluster, ClusterError, Joined};
 use crate::config::{Backend, Config};
 use crate::delivery::{Fabric, Hub};
 use crate::gateway::{GatewayParts, GatewayState, Limits, ws_handler};
 use crate::redis_conn::RedisConn;
+use crate::search::{Indexer, SearchBackend, SearchError, SearchIndex, TantivyIndex};
 use crate::sequence::{Claims, Locks, Numbering, SequenceError};
 use crate::store::{BatchWriter, CqlStore, DynStore, EmbeddedStore, Metered, StoreError};
 
@@ -33,6 +34,9 @@ pub enum StartError {
     /// The cluster parts could not start.
     #[error("cannot start the cluster node")]
     Cluster(#[from] ClusterError),
+    /// The search index could not be opened.
+    #[error("cannot open the search index")]
+    Search(#[source] SearchError),
 }
 
 /// A node's running parts, before it serves.
@@ -72,7 +76,12 @@ impl Node {
             ),
         };
         let tracker = TaskTracker::new();
-        let writer = BatchWriter::spawn(Arc::clone(&store), &config.batch, &tracker);
+        let index = open_search(config).await?;
+        let on_commit = index.as_ref().map(|index| {
+            let feed = Indexer::spawn(Arc::clone(index), Arc::clone(&store), locks.clone(), &config.search, &tracker);
+            Arc::new(feed) as Arc<dyn crate::store::OnCommit>
+        });
+        let writer = BatchWriter::spawn_with(Arc::clone(&store), &config.batch, &tracker, on_commit);
         let hub = Hub::default();
         let recent = match &redis {
             Some(conn) => RecentCache::redis(&config.cache, conn.clone(), prefix.clone()),
@@ -105,6 +114,7 @@ impl Node {
             caches,
             fabric,
             claim_abandon_ms: config.sequence.claim_abandon_ms,
+            search: index.map_or_else(Search::disabled, Search::new),
         });
         Ok(Node { chat, hub, redis, config: config.clone(), tracker, writer, cluster })
     }
@@ -112,6 +122,34 @@ impl Node {
     /// The domain service, for embedding and benchmarks.
     pub fn chat(&self) -> &ChatService {
         &self.chat
+    }
+}
+
+/// The search index `[search]` names, if any.
+async fn open_search(config: &Config) -> Result<Option<Arc<dyn SearchIndex>>, StartError> {
+    let backend = match (config.search.backend, config.store.backend) {
+        (SearchBackend::Auto, Backend::Embedded) => SearchBackend::Embedded,
+        (SearchBackend::Auto, Backend::Cql) => SearchBackend::None,
+        (backend, _) => backend,
+    };
+    match backend {
+        SearchBackend::Auto | SearchBackend::None => {
+            tracing::info!("search is off ([search] backend)");
+            Ok(None)
+        }
+        SearchBackend::Embedded => {
+            let dir = config.store.data_dir.join("search");
+            let index = tokio::task::spawn_blocking(move || TantivyIndex::open(&dir))
+                .await
+                .map_err(|e| StartError::Search(SearchError::Internal(Box::new(e))))?
+                .map_err(StartError::Search)?;
+            Ok(Some(Arc::new(index)))
+        }
+        SearchBackend::Opensearch => {
+            let index = crate::search::opensearch::OpenSearchIndex::new(&config.search.opensearch())
+                .map_err(|e| StartError::Search(SearchError::Internal(Box::new(e))))?;
+            Ok(Some(Arc::new(index)))
+        }
     }
 }
 

@@ -115,6 +115,13 @@ async fn contract_applications() {
 }
 
 #[tokio::test]
+async fn contract_application_ids() {
+    let (store, cfg) = migrated_store().await;
+    contract::application_ids(&store).await;
+    drop_keyspace(&cfg).await;
+}
+
+#[tokio::test]
 async fn contract_chats() {
     let (store, cfg) = migrated_store().await;
     contract::chats(&store).await;

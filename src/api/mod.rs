@@ -12,6 +12,7 @@ mod messages;
 mod observe;
 mod params;
 mod realtime;
+mod search;
 mod tokens;
 mod views;
 
@@ -95,11 +96,13 @@ pub fn router(state: ApiState, sessions: Router) -> Router {
         .route(&format!("{app}/chats"), post(chats::create).get(chats::list))
         .route(chat, get(chats::show))
         .route(&format!("{chat}/messages"), post(messages::create).get(messages::list))
+        .route(&format!("{chat}/messages/search"), get(search::in_chat))
         .route(&format!("{chat}/messages/{{message}}"), get(messages::show))
         .route(&format!("{chat}/members"), get(chats::members))
         .route(&format!("{chat}/members/{{user}}"), put(chats::add_member).delete(chats::remove_member))
         .route(&format!("{app}/users/{{user}}/chats"), get(chats::user_chats))
         .route(&format!("{app}/users/{{user}}/presence"), get(realtime::presence))
+        .route(&format!("{app}/users/{{user}}/messages/search"), get(search::of_user))
         .route(&format!("{chat}/read_state"), get(realtime::read_state))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

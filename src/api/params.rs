@@ -106,6 +106,16 @@ impl ListQuery {
         Ok(Page { skip: (page - 1).saturating_mul(per_page), limit: per_page })
     }
 
+    /// The text of parameter `name`, if given (the last one wins).
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// A positive number parameter (a chat number, say), if given.
+    pub fn positive(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        self.number(name, 1, u64::MAX)
+    }
+
     /// The message range asked for.
     pub fn message_range(&self) -> Result<MessageRange, ApiError> {
         Ok(MessageRange {

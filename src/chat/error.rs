@@ -5,6 +5,7 @@
 //! cause has one code wherever a client meets it.
 
 use crate::auth::TokenError;
+use crate::search::SearchError;
 use crate::sequence::SequenceError;
 use crate::store::{StoreError, WriteError};
 
@@ -50,6 +51,9 @@ pub enum ChatError {
     /// Persisting a message failed.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// The search index failed or is not configured.
+    #[error(transparent)]
+    Search(SearchError),
 }
 
 /// What kind of failure a [`ChatError`] is: what the client should do about it.
@@ -106,6 +110,8 @@ pub enum Service {
     IdentityProvider,
     /// This node: it is shutting down; go to another one.
     Node,
+    /// The search index (OpenSearch, the embedded index, or none configured).
+    Search,
 }
 
 impl ChatError {
@@ -130,6 +136,8 @@ impl ChatError {
             ChatError::Write(WriteError::Store(e)) => store_kind(e),
             ChatError::Sequence(SequenceError::Redis(_)) => ErrorKind::Unavailable(Service::Redis),
             ChatError::Write(WriteError::Closed) => ErrorKind::Unavailable(Service::Node),
+            ChatError::Search(SearchError::Unavailable(_)) => ErrorKind::Unavailable(Service::Search),
+            ChatError::Search(SearchError::Internal(_)) => ErrorKind::Internal,
         }
     }
 
@@ -162,6 +170,8 @@ impl ChatError {
             ChatError::Sequence(SequenceError::Store(StoreError::Unavailable(io()))),
             ChatError::Write(WriteError::Store(Arc::new(StoreError::Unavailable(io())))),
             ChatError::Write(WriteError::Closed),
+            ChatError::Search(SearchError::Unavailable(io())),
+            ChatError::Search(SearchError::Internal(io())),
         ];
         // A new variant fails to compile here until it is listed above.
         for e in &all {
@@ -178,7 +188,8 @@ impl ChatError {
                 | ChatError::Token(_)
                 | ChatError::Store(_)
                 | ChatError::Sequence(_)
-                | ChatError::Write(_) => {}
+                | ChatError::Write(_)
+                | ChatError::Search(_) => {}
             }
         }
         all

@@ -8,6 +8,7 @@ mod error;
 mod implicit;
 mod known;
 mod receipts;
+mod search;
 mod send;
 
 use crate::auth::{self, JwksVerifier, SigningSecret, TokenError};
@@ -20,6 +21,7 @@ use crate::store::{BatchWriter, DynStore};
 
 pub use error::{ChatError, ErrorKind, Missing, Refusal, Service};
 use known::{DirectChats, KnownChats};
+pub use search::{Filters, Found, Search};
 pub use send::{Author, CatchUp, SendRequest, Sent, Target};
 
 /// Every member of a chat, for fan-out.
@@ -93,6 +95,7 @@ pub struct ChatService {
     apps: AppsCache,
     jwks: JwksVerifier,
     fabric: std::sync::Arc<dyn Fabric>,
+    search: Search,
     /// `sequence.claim_abandon_ms`.
     claim_abandon_ms: i64,
 }
@@ -128,12 +131,14 @@ pub struct ChatParts {
     pub fabric: std::sync::Arc<dyn Fabric>,
     /// `sequence.claim_abandon_ms`.
     pub claim_abandon_ms: u64,
+    /// The search index.
+    pub search: Search,
 }
 
 impl ChatService {
     /// A service over these parts.
     pub fn new(parts: ChatParts) -> Self {
-        let ChatParts { store, numbers, claims, locks, writer, caches, fabric, claim_abandon_ms } = parts;
+        let ChatParts { store, numbers, claims, locks, writer, caches, fabric, claim_abandon_ms, search } = parts;
         let Caches { members, recent, apps, jwks } = caches;
         Self {
             claim_abandon_ms: i64::try_from(claim_abandon_ms).unwrap_or(i64::MAX),
@@ -149,6 +154,7 @@ impl ChatService {
             apps,
             jwks,
             fabric,
+            search,
         }
     }
 

@@ -122,6 +122,45 @@ impl Session {
                 self.receipt(id, chat, ReceiptKind::Delivered, seq).await
             }
             ClientFrame::Read { id, chat, seq } => self.receipt(id, chat, ReceiptKind::Read, seq).await,
+            ClientFrame::Search { id, query, chat, page, per_page } => {
+                self.search(id, &query, chat, (page.unwrap_or(1), per_page.unwrap_or(20))).await
+            }
+        }
+    }
+
+    /// Searches the user's chats (those it is a member of now).
+    async fn search(
+        &self,
+        id: Option<RequestId>,
+        query: &str,
+        chat: Option<crate::ids::ChatNumber>,
+        (page, per_page): (u32, u32),
+    ) -> Answers {
+        let parsed = match crate::search::query::parse(query) {
+            Ok(parsed) => parsed,
+            Err(e) => return Answers::bad(&invalid("search", &format!("`query`: {e}")), id),
+        };
+        let per_page = per_page as usize;
+        let page = crate::model::Page { skip: (page as usize - 1) * per_page, limit: per_page };
+        let filters = crate::chat::Filters { chat, ..Default::default() };
+        match self.state.chat.search_user(&self.app.id, &self.user, parsed, filters, page).await {
+            Ok(results) => Answers::one(ServerFrame::SearchResults {
+                id,
+                items: results
+                    .items
+                    .into_iter()
+                    .map(|found| protocol::SearchItem {
+                        chat: found.message.chat,
+                        seq: found.message.number,
+                        sender: found.message.sender,
+                        body: found.message.body,
+                        created_at: found.message.created_at,
+                        highlight: found.highlight,
+                    })
+                    .collect(),
+                has_more: results.has_more,
+            }),
+            Err(e) => Answers::failed(id, &e),
         }
     }
 

@@ -12,6 +12,8 @@
 //! indexed with nothing missing below it ([`SearchIndex::indexed_through`]), from
 //! which a catch-up after a restart or an outage resumes.
 
+mod config;
+mod indexer;
 pub mod opensearch;
 pub mod query;
 mod tantivy;
@@ -20,6 +22,8 @@ use crate::ids::{AppId, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{Message, Page};
 
 pub use self::tantivy::TantivyIndex;
+pub use config::{SearchBackend, SearchConfig};
+pub use indexer::{IndexFeed, Indexer};
 pub use query::{ParsedQuery, QueryError};
 
 /// The longest query text accepted, in characters.
@@ -123,4 +127,13 @@ pub trait SearchIndex: Send + Sync + 'static {
         chat: ChatNumber,
         seq: MessageNumber,
     ) -> Result<(), SearchError>;
+
+    /// [`mark_indexed`](Self::mark_indexed) for many chats at once (the
+    /// indexer records every position that moved in one call).
+    async fn mark_indexed_many(&self, marks: &[(AppId, ChatNumber, MessageNumber)]) -> Result<(), SearchError> {
+        for (app, chat, seq) in marks {
+            self.mark_indexed(app, *chat, *seq).await?;
+        }
+        Ok(())
+    }
 }

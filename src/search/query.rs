@@ -115,7 +115,7 @@ fn operator(query: &mut ParsedQuery, token: &str) -> Result<bool, QueryError> {
 }
 
 /// A date (midnight UTC) or an RFC 3339 instant.
-fn instant(value: &str) -> Option<Timestamp> {
+pub fn instant(value: &str) -> Option<Timestamp> {
     let at = match time::Date::parse(value, format_description!("[year]-[month]-[day]")) {
         Ok(date) => date.midnight().assume_utc(),
         Err(_) => OffsetDateTime::parse(value, &Rfc3339).ok()?,

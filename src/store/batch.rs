@@ -64,6 +64,14 @@ pub struct BatchStats {
     pub messages: AtomicU64,
 }
 
+/// Told of every committed batch (the search indexer). Runs on the commit's
+/// task, after the senders are answered: it must hand the messages off and
+/// return at once, never wait.
+pub trait OnCommit: Send + Sync + 'static {
+    /// `messages` are committed.
+    fn committed(&self, messages: &[Message]);
+}
+
 struct Job {
     message: Message,
     done: oneshot::Sender<Result<(), WriteError>>,
@@ -81,6 +89,16 @@ impl BatchWriter {
     /// Starts the writer task on `tracker`; it ends after [`close`](Self::close)
     /// or when every handle is dropped, after committing what was queued.
     pub fn spawn(store: DynStore, config: &BatchConfig, tracker: &TaskTracker) -> Self {
+        Self::spawn_with(store, config, tracker, None)
+    }
+
+    /// [`spawn`](Self::spawn), telling `on_commit` of every committed batch.
+    pub fn spawn_with(
+        store: DynStore,
+        config: &BatchConfig,
+        tracker: &TaskTracker,
+        on_commit: Option<Arc<dyn OnCommit>>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let stats = Arc::new(BatchStats::default());
         let closing = CancellationToken::new();
@@ -91,6 +109,7 @@ impl BatchWriter {
             permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             stats: Arc::clone(&stats),
             tracker: tracker.clone(),
+            on_commit,
         };
         tracker.spawn(run.run(rx, closing.clone()));
         Self { tx, stats, closing }
@@ -125,6 +144,7 @@ struct Run {
     permits: Arc<Semaphore>,
     stats: Arc<BatchStats>,
     tracker: TaskTracker,
+    on_commit: Option<Arc<dyn OnCommit>>,
 }
 
 impl Run {
@@ -153,8 +173,9 @@ impl Run {
             let batch = std::mem::replace(&mut jobs, Vec::with_capacity(self.max_messages));
             let store = Arc::clone(&self.store);
             let stats = Arc::clone(&self.stats);
+            let on_commit = self.on_commit.clone();
             self.tracker.spawn(async move {
-                commit(store, batch, &stats).await;
+                commit(store, batch, &stats, on_commit.as_deref()).await;
                 drop(permit);
             });
         }
@@ -189,7 +210,7 @@ fn rx_drain_now(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max: usize) {
 /// Chats of one batch committed at once, at most, when they commit apart.
 const CHATS_IN_FLIGHT: usize = 64;
 
-async fn commit(store: DynStore, jobs: Vec<Job>, stats: &BatchStats) {
+async fn commit(store: DynStore, jobs: Vec<Job>, stats: &BatchStats, on_commit: Option<&dyn OnCommit>) {
     let m = crate::metrics::metrics();
     let started = std::time::Instant::now();
     m.batch_messages.observe(jobs.len() as f64);
@@ -201,16 +222,16 @@ async fn commit(store: DynStore, jobs: Vec<Job>, stats: &BatchStats) {
             chats.entry((job.message.app.clone(), job.message.chat)).or_default().push(job);
         }
         futures::stream::iter(chats.into_values())
-            .for_each_concurrent(CHATS_IN_FLIGHT, |jobs| commit_jobs(&store, jobs, stats))
+            .for_each_concurrent(CHATS_IN_FLIGHT, |jobs| commit_jobs(&store, jobs, stats, on_commit))
             .await;
     } else {
-        commit_jobs(&store, jobs, stats).await;
+        commit_jobs(&store, jobs, stats, on_commit).await;
     }
     m.batch_commit_seconds.observe(started.elapsed().as_secs_f64());
 }
 
 /// Writes `jobs` in one store call and answers their senders.
-async fn commit_jobs(store: &DynStore, jobs: Vec<Job>, stats: &BatchStats) {
+async fn commit_jobs(store: &DynStore, jobs: Vec<Job>, stats: &BatchStats, on_commit: Option<&dyn OnCommit>) {
     let (messages, waiters): (Vec<Message>, Vec<_>) = jobs.into_iter().map(|j| (j.message, j.done)).unzip();
     match store.insert_messages(&messages).await {
         Ok(()) => {
@@ -218,6 +239,9 @@ async fn commit_jobs(store: &DynStore, jobs: Vec<Job>, stats: &BatchStats) {
             crate::metrics::metrics().messages_persisted.inc_by(messages.len() as u64);
             for done in waiters {
                 let _ = done.send(Ok(()));
+            }
+            if let Some(on_commit) = on_commit {
+                on_commit.committed(&messages);
             }
         }
         Err(e) => {

@@ -230,6 +230,28 @@ impl Store for EmbeddedStore {
         self.write(move |txn| put_app(txn, &app)).await
     }
 
+    async fn application_ids(&self, after: Option<&AppId>, limit: usize) -> Result<Vec<AppId>, StoreError> {
+        let after = after.cloned();
+        self.read(move |txn| {
+            let by_id = txn.open_table(APPS_BY_ID).map_err(embedded)?;
+            let rows = match &after {
+                Some(after) => by_id.range::<&str>((
+                    std::ops::Bound::Excluded(after.as_str()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => by_id.range::<&str>(..),
+            }
+            .map_err(embedded)?;
+            let mut out = Vec::new();
+            for row in rows.take(limit) {
+                let (id, _) = row.map_err(embedded)?;
+                out.push(AppId::new(id.value()));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn insert_chat(&self, chat: &Chat) -> Result<(), StoreError> {
         let chat = chat.clone();
         self.write(move |txn| {

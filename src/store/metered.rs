@@ -36,6 +36,10 @@ impl Store for Metered {
         time("update_application", self.0.update_application(app)).await
     }
 
+    async fn application_ids(&self, after: Option<&AppId>, limit: usize) -> Result<Vec<AppId>, StoreError> {
+        time("application_ids", self.0.application_ids(after, limit)).await
+    }
+
     async fn insert_chat(&self, chat: &Chat) -> Result<(), StoreError> {
         time("insert_chat", self.0.insert_chat(chat)).await
     }

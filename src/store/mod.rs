@@ -20,7 +20,7 @@ use crate::model::{
     Application, Chat, DirectPair, Member, Message, MessageRange, Page, ReadState, ReceiptKind,
 };
 
-pub use batch::{BatchConfig, BatchStats, BatchWriter, WriteError};
+pub use batch::{BatchConfig, BatchStats, BatchWriter, OnCommit, WriteError};
 pub use cql::{CqlConfig, CqlStore, SCHEMA_VERSION};
 pub use embedded::EmbeddedStore;
 pub use metered::Metered;
@@ -84,6 +84,10 @@ pub trait Store: Send + Sync + 'static {
     async fn application_by_id(&self, id: &AppId) -> Result<Option<Application>, StoreError>;
     /// Overwrites an application's mutable fields (name, secret, updated_at).
     async fn update_application(&self, app: &Application) -> Result<(), StoreError>;
+    /// Up to `limit` application ids after `after` (from the first when `None`),
+    /// in the backend's own stable order: paging with the last id of each page
+    /// lists every application once (the search catch-up walks them).
+    async fn application_ids(&self, after: Option<&AppId>, limit: usize) -> Result<Vec<AppId>, StoreError>;
 
     /// Saves a new chat.
     async fn insert_chat(&self, chat: &Chat) -> Result<(), StoreError>;

@@ -15,6 +15,7 @@ use weft::store::{MESSAGE_BUCKET, Store};
 /// Runs every check.
 pub async fn all(store: &dyn Store) {
     applications(store).await;
+    application_ids(store).await;
     chats(store).await;
     messages_across_buckets(store).await;
     messages_in_sparse_buckets(store).await;
@@ -61,6 +62,39 @@ fn numbers(messages: &[Message]) -> Vec<u64> {
 
 async fn list(store: &dyn Store, app: &AppId, chat: u64, range: MessageRange) -> Vec<u64> {
     numbers(&store.messages(app, ChatNumber(chat), range).await.unwrap())
+}
+
+/// Paging through `application_ids` with the last id of each page lists
+/// every application once.
+pub async fn application_ids(store: &dyn Store) {
+    let mut mine = Vec::new();
+    for i in 0..5 {
+        let app = Application {
+            id: AppId::generate(),
+            token: AppToken::generate(),
+            name: format!("listed {i}"),
+            secret: SigningSecret::generate(),
+            jwks_url: None,
+            user_groups: UserGroups::Open,
+            created_at: Timestamp(1_700_000_000_000),
+            updated_at: Timestamp(1_700_000_000_000),
+        };
+        store.insert_application(&app).await.unwrap();
+        mine.push(app.id);
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<AppId> = None;
+    loop {
+        let page = store.application_ids(after.as_ref(), 2).await.unwrap();
+        assert!(page.len() <= 2, "a page is at most its limit");
+        let Some(last) = page.last().cloned() else { break };
+        seen.extend(page);
+        after = Some(last);
+    }
+    for id in &mine {
+        assert_eq!(seen.iter().filter(|s| *s == id).count(), 1, "{id} listed once");
+    }
+    assert!(store.application_ids(None, 0).await.unwrap().is_empty());
 }
 
 /// Insert, find by token, update name and updated_at.

@@ -22,6 +22,32 @@ pub fn redis_cluster_nodes() -> Vec<String> {
     raw.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect()
 }
 
+/// Where the test OpenSearch node is (`WEFT_TEST_OPENSEARCH_URL`, set by
+/// `scripts/services.sh env`); a test that needs it fails without it.
+pub fn opensearch_url() -> String {
+    std::env::var("WEFT_TEST_OPENSEARCH_URL").unwrap_or_else(|_| {
+        panic!(
+            "WEFT_TEST_OPENSEARCH_URL is not set: start OpenSearch with `bash scripts/services.sh up` \
+             and run `eval \"$(bash scripts/services.sh env)\"` (scripts/test.sh does both)"
+        )
+    })
+}
+
+/// The OpenSearch index prefix every test node shares (applications are
+/// random, so tests never see each other's documents).
+pub const SEARCH_PREFIX: &str = "weft-test-nodes";
+
+/// Turns search on: the embedded index on the embedded store (the default),
+/// OpenSearch on CQL.
+pub fn with_search(config: &mut Config) {
+    if config.store.backend == Backend::Cql {
+        config.search.backend = weft::search::SearchBackend::Opensearch;
+        config.search.url = opensearch_url();
+        config.search.index_prefix = SEARCH_PREFIX.to_owned();
+    }
+    config.search.batch_delay_ms = 20;
+}
+
 /// Where the test CQL server is (`WEFT_TEST_CQL_NODES`, default `127.0.0.1:9042`).
 pub fn cql_nodes() -> Vec<String> {
     let raw = std::env::var("WEFT_TEST_CQL_NODES").unwrap_or_else(|_| "127.0.0.1:9042".to_owned());

@@ -51,6 +51,23 @@ impl Positions {
         Ok(())
     }
 
+    /// [`raise`](Self::raise) for many chats, in one transaction.
+    pub fn raise_many(&self, marks: &[(AppId, ChatNumber, MessageNumber)]) -> Result<(), redb::Error> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(INDEXED_THROUGH)?;
+            for (app, chat, seq) in marks {
+                let key = (app.as_str(), chat.get());
+                let current = table.get(key)?.map_or(0, |v| v.value());
+                if seq.get() > current {
+                    table.insert(key, seq.get())?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Forgets every position (the index they described is gone).
     pub fn clear(&self) -> Result<(), redb::Error> {
         let txn = self.db.begin_write()?;

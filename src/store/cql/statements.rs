@@ -14,6 +14,10 @@ pub(super) struct Statements {
     pub(super) update_application: PreparedStatement,
     pub(super) insert_application_id: PreparedStatement,
     pub(super) application_token_by_id: PreparedStatement,
+    /// The first page of application ids, in token order.
+    pub(super) application_ids: PreparedStatement,
+    /// The next page of application ids after one, in token order.
+    pub(super) application_ids_after: PreparedStatement,
     pub(super) insert_chat: PreparedStatement,
     pub(super) chat: PreparedStatement,
     pub(super) chats: PreparedStatement,
@@ -76,6 +80,11 @@ impl Statements {
             .await?,
             insert_application_id: p("INSERT INTO applications_by_id (id, \"token\") VALUES (?, ?)".into()).await?,
             application_token_by_id: p("SELECT \"token\" FROM applications_by_id WHERE id = ?".into()).await?,
+            application_ids: p("SELECT id FROM applications_by_id LIMIT ?".into()).await?,
+            application_ids_after: p(
+                "SELECT id FROM applications_by_id WHERE token(id) > token(?) LIMIT ?".into(),
+            )
+            .await?,
             insert_chat: p("INSERT INTO chats (app, number, kind, created_at) VALUES (?, ?, ?, ?)".into()).await?,
             chat: p("SELECT number, kind, created_at FROM chats WHERE app = ? AND number = ?".into()).await?,
             chats: p(

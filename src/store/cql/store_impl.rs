@@ -231,6 +231,22 @@ impl Store for CqlStore {
         }
     }
 
+    async fn application_ids(&self, after: Option<&AppId>, limit: usize) -> Result<Vec<AppId>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = cql_limit(limit);
+        let stmts = self.stmts();
+        let result = match after {
+            Some(after) => {
+                self.session().execute_unpaged(&stmts.application_ids_after, (after.as_str(), limit)).await
+            }
+            None => self.session().execute_unpaged(&stmts.application_ids, (limit,)).await,
+        }
+        .map_err(StoreError::unavailable)?;
+        Ok(decode_rows::<(String,)>(result, "applications_by_id")?.into_iter().map(|(id,)| AppId::new(id)).collect())
+    }
+
     /// An upsert of name, secret and updated_at: callers update applications they have read.
     async fn update_application(&self, app: &Application) -> Result<(), StoreError> {
         let values = (
