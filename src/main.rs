@@ -26,6 +26,19 @@ enum Command {
     Migrate,
     /// Print the version.
     Version,
+    /// Rebuild the search index from the store (resumable: run it again to go on).
+    /// On the embedded index, stop the node first (one process holds the index).
+    Reindex {
+        /// Only this application (its token).
+        #[arg(long)]
+        app: Option<String>,
+        /// Only this chat of `--app`.
+        #[arg(long, requires = "app")]
+        chat: Option<u64>,
+        /// Where the run records how far it got (removed when it finishes).
+        #[arg(long, default_value = "weft-reindex.checkpoint")]
+        checkpoint: PathBuf,
+    },
     /// Write a development cluster CA and node certificates (mutual TLS between nodes).
     ClusterCa {
         /// Directory to write into (created if missing).
@@ -53,7 +66,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Command::ClusterCa { out, names, force } => return cluster_ca(&out, &names, force),
-        Command::Serve | Command::Migrate => {}
+        Command::Serve | Command::Migrate | Command::Reindex { .. } => {}
     }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
@@ -73,6 +86,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match command {
             Command::Migrate => migrate(&config).await,
+            Command::Reindex { app, chat, checkpoint } => {
+                reindex(&config, weft::ReindexScope { app, chat }, &checkpoint).await
+            }
             _ => serve(&config).await,
         }
     });
@@ -125,6 +141,28 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
     }
     let version = weft::CqlStore::migrate(&config.cql).await?;
     tracing::info!(version, keyspace = %config.cql.keyspace, "schema is current");
+    Ok(())
+}
+
+async fn reindex(
+    config: &Config,
+    scope: weft::ReindexScope,
+    checkpoint: &std::path::Path,
+) -> anyhow::Result<()> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} messages ({per_sec}, {eta} left) {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let done = weft::reindex(config, scope, checkpoint, |p| {
+        bar.set_length(p.total);
+        bar.set_position(p.indexed + p.resumed);
+    })
+    .await?;
+    bar.finish();
+    println!("reindexed {} messages ({} done by an earlier run)", done.indexed, done.resumed);
     Ok(())
 }
 

@@ -337,7 +337,11 @@ impl Metrics {
                 .unwrap_or_else(|e| unreachable!("metric weft_search_index_lag_seconds: {e}"));
                 register(&r, metric)
             },
-            search_indexed: counter(&r, "weft_search_indexed_total", "Documents indexed (live and caught up)."),
+            search_indexed: counter(
+                &r,
+                "weft_search_indexed_total",
+                "Documents indexed (live and caught up).",
+            ),
             search_errors: counters(
                 &r,
                 "weft_search_errors_total",

@@ -1,6 +1,7 @@
 //! Wiring: build a node from its config, serve until told to stop.
 
 mod http;
+pub mod reindex;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,11 +55,7 @@ pub struct Node {
 impl Node {
     /// Opens the store, connects Redis when configured, starts the batch writer.
     pub async fn start(config: &Config) -> Result<Node, StartError> {
-        let store: DynStore = match config.store.backend {
-            Backend::Embedded => Arc::new(EmbeddedStore::open(&config.store.data_dir)?),
-            Backend::Cql => Arc::new(CqlStore::connect(&config.cql).await?),
-        };
-        let store: DynStore = Arc::new(Metered(store));
+        let store = open_store(config).await?;
         // One Redis connection for the node, handed to every part that keeps state there.
         let redis = RedisConn::connect(&config.redis).await.map_err(SequenceError::Redis)?;
         let prefix = config.redis.key_prefix.clone();
@@ -78,7 +75,13 @@ impl Node {
         let tracker = TaskTracker::new();
         let index = open_search(config).await?;
         let on_commit = index.as_ref().map(|index| {
-            let feed = Indexer::spawn(Arc::clone(index), Arc::clone(&store), locks.clone(), &config.search, &tracker);
+            let feed = Indexer::spawn(
+                Arc::clone(index),
+                Arc::clone(&store),
+                locks.clone(),
+                &config.search,
+                &tracker,
+            );
             Arc::new(feed) as Arc<dyn crate::store::OnCommit>
         });
         let writer = BatchWriter::spawn_with(Arc::clone(&store), &config.batch, &tracker, on_commit);
@@ -123,6 +126,15 @@ impl Node {
     pub fn chat(&self) -> &ChatService {
         &self.chat
     }
+}
+
+/// The store `[store]` names, with metrics.
+async fn open_store(config: &Config) -> Result<DynStore, StartError> {
+    let store: DynStore = match config.store.backend {
+        Backend::Embedded => Arc::new(EmbeddedStore::open(&config.store.data_dir)?),
+        Backend::Cql => Arc::new(CqlStore::connect(&config.cql).await?),
+    };
+    Ok(Arc::new(Metered(store)))
 }
 
 /// The search index `[search]` names, if any.

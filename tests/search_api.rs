@@ -144,7 +144,8 @@ async fn a_user_finds_only_what_is_in_their_chats_now(mode: Mode) {
     assert_eq!(past.as_array().unwrap().len(), 2);
 
     let url = s.url(&format!("/api/v1/applications/{token}/chats/{b}/messages"));
-    let (status, body) = s.send(s.http.post(url).json(&json!({"body":"pineapple from bob","sender":"bob"}))).await;
+    let (status, body) =
+        s.send(s.http.post(url).json(&json!({"body":"pineapple from bob","sender":"bob"}))).await;
     assert_eq!(status, 201, "{body}");
     let both = search_until(&s, &user_search(&token, "alice", "pineapple"), 3).await;
     assert_eq!(both.len(), 3);
@@ -250,6 +251,71 @@ async fn search_off_answers_search_unavailable() {
     assert_eq!((status, code(&body)), (503, "search_unavailable"), "{body}");
     let mut alice = connect(&s, &token, "alice").await;
     let answer = alice.request(json!({"type":"search","id":1,"query":"still"})).await;
-    assert_eq!((answer["code"].as_str(), answer["retry_after_ms"].as_u64()), (Some("search_unavailable"), Some(1000)));
+    assert_eq!(
+        (answer["code"].as_str(), answer["retry_after_ms"].as_u64()),
+        (Some("search_unavailable"), Some(1000))
+    );
     s.stop().await;
+}
+
+/// The hooks edits and deletes will call: a message rewritten in the store and
+/// handed to `reindex_message` is found by its new text only; after
+/// `unindex_message` it is found no more. On both backends.
+async fn edit_and_delete_hooks_update_the_index(mode: Mode) {
+    use weft::ids::{AppToken, ChatNumber};
+    use weft::model::Page;
+    use weft::{Author, SendRequest, Target};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::server::config(mode, dir.path());
+    with_search(&mut config);
+    let node = weft::Node::start(&config).await.unwrap();
+    let chat = node.chat();
+    let app = chat.create_application("hooks".into()).await.unwrap().app;
+    let number = chat.create_chat(&app.token).await.unwrap().chat.number;
+    let request = SendRequest {
+        target: Target::Chat(number),
+        body: "the original wording".into(),
+        client_msg_id: None,
+        reply_to: None,
+    };
+    let sent = chat.send(&app, &Author::Backend(None), request, None).await.unwrap();
+    let search = async |text: &str| {
+        let query = weft::search::query::parse(text).unwrap();
+        let page = Page { skip: 0, limit: 10 };
+        let token = AppToken::new(app.token.as_str());
+        let found = chat.search_chat(&token, ChatNumber(number.get()), query, page).await.unwrap();
+        found.items.into_iter().map(|f| f.message.body).collect::<Vec<_>>()
+    };
+    // The index is searchable about a second after a call: wait for each state.
+    let until = async |text: &str, want: &[&str]| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = search(text).await;
+            if got == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{text}: {got:?}, waited for {want:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    until("original", &["the original wording"]).await;
+    let mut edited = chat.store().message(&app.id, number, sent.seq).await.unwrap().unwrap();
+    edited.body = "the amended wording".into();
+    chat.store().insert_messages(std::slice::from_ref(&edited)).await.unwrap();
+    chat.reindex_message(&edited).await.unwrap();
+    until("amended", &["the amended wording"]).await;
+    until("original", &[]).await;
+    chat.unindex_message(&app.id, number, sent.seq).await.unwrap();
+    until("wording", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_and_delete_hooks_update_the_embedded_index() {
+    edit_and_delete_hooks_update_the_index(Mode::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_and_delete_hooks_update_opensearch() {
+    edit_and_delete_hooks_update_the_index(Mode::Cluster).await;
 }

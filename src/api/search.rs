@@ -67,7 +67,9 @@ fn filters(query: &ListQuery) -> Result<Filters, ApiError> {
             .text(name)
             .map(|raw| {
                 crate::search::query::instant(raw).ok_or_else(|| {
-                    ApiError::InvalidParameter(format!("`{name}` must be a date (2026-01-31) or an RFC 3339 instant"))
+                    ApiError::InvalidParameter(format!(
+                        "`{name}` must be a date (2026-01-31) or an RFC 3339 instant"
+                    ))
                 })
             })
             .transpose()

@@ -138,7 +138,8 @@ pub struct ChatParts {
 impl ChatService {
     /// A service over these parts.
     pub fn new(parts: ChatParts) -> Self {
-        let ChatParts { store, numbers, claims, locks, writer, caches, fabric, claim_abandon_ms, search } = parts;
+        let ChatParts { store, numbers, claims, locks, writer, caches, fabric, claim_abandon_ms, search } =
+            parts;
         let Caches { members, recent, apps, jwks } = caches;
         Self {
             claim_abandon_ms: i64::try_from(claim_abandon_ms).unwrap_or(i64::MAX),

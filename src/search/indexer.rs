@@ -312,9 +312,9 @@ impl Indexer {
         if self.behind.is_empty() && self.queued.load(Ordering::Relaxed) <= 0 {
             self.oldest_pending = None;
         }
-        let lag = self.oldest_pending.map_or(0.0, |t| {
-            ((Timestamp::now().millis() - t.millis()).max(0) as f64) / 1000.0
-        });
+        let lag = self
+            .oldest_pending
+            .map_or(0.0, |t| ((Timestamp::now().millis() - t.millis()).max(0) as f64) / 1000.0);
         crate::metrics::metrics().search_lag_seconds.set(lag);
         if !resting {
             self.scan_step().await;
@@ -349,7 +349,8 @@ impl Indexer {
         self.track(key).await.map_err(CatchUpError::Index)?;
         let (app, chat) = key;
         let newest = self.store.max_message_number(app, *chat).await.map_err(CatchUpError::Store)?;
-        let horizon = Timestamp::now().millis() - i64::try_from(self.config.commit_horizon_ms).unwrap_or(i64::MAX);
+        let horizon =
+            Timestamp::now().millis() - i64::try_from(self.config.commit_horizon_ms).unwrap_or(i64::MAX);
         let Some(progress) = self.chats.get(key) else { return Ok(()) };
         let mut from = progress.through;
         let mut floor = 0;
@@ -452,7 +453,8 @@ impl Indexer {
             }
             self.track(&key).await?;
             let newest = self.store.max_message_number(&key.0, key.1).await?;
-            let through = self.chats.get(&key).map_or(0, |p| p.through.max(p.above.last().copied().unwrap_or(0)));
+            let through =
+                self.chats.get(&key).map_or(0, |p| p.through.max(p.above.last().copied().unwrap_or(0)));
             if newest > through {
                 self.behind.insert(key);
             }

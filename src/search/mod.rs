@@ -130,7 +130,10 @@ pub trait SearchIndex: Send + Sync + 'static {
 
     /// [`mark_indexed`](Self::mark_indexed) for many chats at once (the
     /// indexer records every position that moved in one call).
-    async fn mark_indexed_many(&self, marks: &[(AppId, ChatNumber, MessageNumber)]) -> Result<(), SearchError> {
+    async fn mark_indexed_many(
+        &self,
+        marks: &[(AppId, ChatNumber, MessageNumber)],
+    ) -> Result<(), SearchError> {
         for (app, chat, seq) in marks {
             self.mark_indexed(app, *chat, *seq).await?;
         }

@@ -235,10 +235,8 @@ impl Store for EmbeddedStore {
         self.read(move |txn| {
             let by_id = txn.open_table(APPS_BY_ID).map_err(embedded)?;
             let rows = match &after {
-                Some(after) => by_id.range::<&str>((
-                    std::ops::Bound::Excluded(after.as_str()),
-                    std::ops::Bound::Unbounded,
-                )),
+                Some(after) => by_id
+                    .range::<&str>((std::ops::Bound::Excluded(after.as_str()), std::ops::Bound::Unbounded)),
                 None => by_id.range::<&str>(..),
             }
             .map_err(embedded)?;

@@ -44,6 +44,7 @@ macro_rules! on_every_mode {
 
 pub mod contract;
 pub mod process;
+pub mod proxy;
 #[macro_use]
 pub mod search_contract;
 pub mod server;

@@ -55,7 +55,7 @@ pub fn cql_nodes() -> Vec<String> {
 }
 
 /// One keyspace per test process, migrated once.
-fn keyspace() -> &'static str {
+pub fn keyspace() -> &'static str {
     static KEYSPACE: OnceLock<String> = OnceLock::new();
     KEYSPACE.get_or_init(|| {
         let name = format!("weft_it_{:012x}", rand::random::<u64>() >> 16);

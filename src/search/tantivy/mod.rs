@@ -179,7 +179,10 @@ impl SearchIndex for TantivyIndex {
         self.blocking(move |inner| inner.positions.raise(&app, chat, seq).map_err(internal)).await
     }
 
-    async fn mark_indexed_many(&self, marks: &[(AppId, ChatNumber, MessageNumber)]) -> Result<(), SearchError> {
+    async fn mark_indexed_many(
+        &self,
+        marks: &[(AppId, ChatNumber, MessageNumber)],
+    ) -> Result<(), SearchError> {
         let marks = marks.to_vec();
         self.blocking(move |inner| inner.positions.raise_many(&marks).map_err(internal)).await
     }

@@ -244,7 +244,10 @@ impl Store for CqlStore {
             None => self.session().execute_unpaged(&stmts.application_ids, (limit,)).await,
         }
         .map_err(StoreError::unavailable)?;
-        Ok(decode_rows::<(String,)>(result, "applications_by_id")?.into_iter().map(|(id,)| AppId::new(id)).collect())
+        Ok(decode_rows::<(String,)>(result, "applications_by_id")?
+            .into_iter()
+            .map(|(id,)| AppId::new(id))
+            .collect())
     }
 
     /// An upsert of name, secret and updated_at: callers update applications they have read.
