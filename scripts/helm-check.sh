@@ -17,7 +17,8 @@
 #      values weft would refuse make the chart fail;
 #   5. checks that search credentials reach the pods only from a Secret (the chart's,
 #      or an existing one) and never the ConfigMap;
-#   6. checks that the dashboard JSON parses and queries only weft's metric names.
+#   6. checks that the dashboard JSON parses, queries only weft's metric names, and
+#      that its panels have unique ids and do not overlap.
 #
 # Needs Go and Python 3 (with venv). Exits non-zero on the first failing step.
 # Usage: bash scripts/helm-check.sh
@@ -350,6 +351,20 @@ def dashboard(path):
     walk(d.get("panels", []))
     if not exprs:
         fail(f"{path}: no queries")
+    # Panel ids are unique and no two panels share a grid cell (24 columns).
+    seen, cells = set(), {}
+    for p in d.get("panels", []):
+        if p.get("id") in seen:
+            fail(f'dashboard panel id {p.get("id")} is used twice')
+        seen.add(p.get("id"))
+        g = p["gridPos"]
+        if g["x"] < 0 or g["x"] + g["w"] > 24:
+            fail(f'dashboard panel {p["id"]} ({p.get("title")}) is outside the 24 columns: {g}')
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                if (x, y) in cells:
+                    fail(f'dashboard panels {cells[(x, y)]} and {p["id"]} ({p.get("title")}) overlap at x={x} y={y}')
+                cells[(x, y)] = p["id"]
     used = set()
     for e in exprs:
         names = set(re.findall(r"\bweft_[a-z0-9_]+", e))
@@ -367,8 +382,11 @@ def dashboard(path):
             fail(f"a _bucket series outside histogram_quantile: {e}")
     if not any("histogram_quantile" in e and "weft_delivery_seconds_bucket" in e for e in exprs):
         fail("no delivery latency percentile (histogram_quantile over weft_delivery_seconds_bucket)")
+    if not any("histogram_quantile" in e and "weft_search_seconds_bucket" in e for e in exprs):
+        fail("no search latency percentile (histogram_quantile over weft_search_seconds_bucket)")
     unused = sorted(METRICS - used)
-    print(f"    {path.split('/')[-1]}: {len(exprs)} queries in {len(d['panels'])} panels, "
+    print(f"    {path.split('/')[-1]}: {len(exprs)} queries in {len(d['panels'])} panels "
+          "(unique ids, none overlapping), "
           f"{len(used)} of {len(METRICS)} weft metrics, no others"
           + (f" (not shown: {', '.join(unused)})" if unused else ""))
 
