@@ -15,7 +15,10 @@
 #   4. checks that the rendered weft.toml parses and uses only weft's config keys,
 #      that probes, ports and the termination grace period fit weft's drain, and that
 #      values weft would refuse make the chart fail;
-#   5. checks that the dashboard JSON parses and queries only weft's metric names.
+#   5. checks that search credentials reach the pods only from a Secret (the chart's,
+#      or an existing one) and never the ConfigMap;
+#   6. checks that the dashboard JSON parses, queries only weft's metric names, and
+#      that its panels have unique ids and do not overlap.
 #
 # Needs Go and Python 3 (with venv). Exits non-zero on the first failing step.
 # Usage: bash scripts/helm-check.sh
@@ -130,9 +133,12 @@ METRICS = {
     "weft_redis_errors_total", "weft_redis_seconds", "weft_store_errors_total",
     "weft_store_seconds", "weft_rate_limited_total", "weft_slow_consumer_disconnects_total",
     "weft_http_requests_total", "weft_http_request_seconds",
+    "weft_search_index_lag_messages", "weft_search_index_lag_seconds",
+    "weft_search_indexed_total", "weft_search_errors_total", "weft_search_seconds",
 }
 HISTOGRAMS = {"weft_batch_messages", "weft_batch_commit_seconds", "weft_delivery_seconds",
-              "weft_redis_seconds", "weft_store_seconds", "weft_http_request_seconds"}
+              "weft_redis_seconds", "weft_store_seconds", "weft_http_request_seconds",
+              "weft_search_seconds"}
 # CRDs: no schema in kubernetes-validate; skipped by name, never silently.
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 
@@ -211,9 +217,11 @@ def known_config_keys(default_toml):
         for key in re.findall(r"#\s*(\w+)\s*=", line):
             if section:
                 known.setdefault(section, set()).add(key)
-    # Keys being added with this chart (metrics token; Redis Cluster seeds).
+    # Keys being added with this chart (metrics token; Redis Cluster seeds; search).
     known.setdefault("metrics", set()).add("token")
     known.setdefault("redis", set()).add("cluster_nodes")
+    known.setdefault("search", set()).update(
+        {"backend", "url", "username", "password", "index_prefix", "timeout_ms"})
     return known
 
 
@@ -277,6 +285,55 @@ def config(path, default_toml):
           f"terminationGracePeriodSeconds {grace} s >= {drain / 1000:g} s of drain and grace")
 
 
+def search(path, expect):
+    """Search credentials: only from a Secret via secretKeyRef, never in a ConfigMap.
+
+    expect: "none" (no credentials, no chart Secret), "chart" (the chart's Secret
+    <fullname>-search with username and password) or "existing:<name>"."""
+    import base64
+
+    docs = load(path)
+    dep = [d for d in docs if d["kind"] == "Deployment"][0]
+    chart_secret = dep["metadata"]["name"] + "-search"
+    secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
+    for cm in (d for d in docs if d["kind"] == "ConfigMap" and "weft.toml" in (d.get("data") or {})):
+        body = tomllib.loads(cm["data"]["weft.toml"]).get("search", {})
+        for key in ("username", "password"):
+            if key in body:
+                fail(f'{cm["metadata"]["name"]}: weft.toml has search.{key}: credentials belong in a Secret')
+        if body.get("backend") == "opensearch" and not body.get("url"):
+            fail(f'{cm["metadata"]["name"]}: search.backend "opensearch" without a url')
+    env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    names = ("WEFT_SEARCH_USERNAME", "WEFT_SEARCH_PASSWORD")
+    if expect == "none":
+        if chart_secret in secrets or any(n in env for n in names):
+            fail("no search credentials were given, yet a Secret or WEFT_SEARCH_* env is rendered")
+        print("    search: no credentials, no Secret, no WEFT_SEARCH_USERNAME/PASSWORD")
+        return
+    want = chart_secret if expect == "chart" else expect.split(":", 1)[1]
+    for n, key in zip(names, ("username", "password")):
+        e = env.get(n)
+        if e is None:
+            fail(f"container env lacks {n}")
+        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+        if "value" in e or ref != {"name": want, "key": key}:
+            fail(f"{n} must come from secretKeyRef {{name: {want}, key: {key}}}, got {e}")
+    if expect == "chart":
+        secret = secrets.get(chart_secret)
+        if secret is None or set(secret.get("data") or {}) != {"username", "password"}:
+            fail(f"the chart's Secret {chart_secret} with keys username and password expected")
+        password = base64.b64decode(secret["data"]["password"]).decode()
+        for cm in (d for d in docs if d["kind"] == "ConfigMap"):
+            if any(password in v for v in (cm.get("data") or {}).values()):
+                fail(f'ConfigMap {cm["metadata"]["name"]} holds the search password')
+        print(f"    search: Secret {chart_secret} (username, password), env from secretKeyRef, "
+              "the password in no ConfigMap")
+    else:
+        if chart_secret in secrets:
+            fail(f"existingSecret {want} is set, yet the chart renders its own {chart_secret}")
+        print(f"    search: env from secretKeyRef of the existing Secret {want}, no chart Secret")
+
+
 def dashboard(path):
     """The dashboard parses, every query names a weft metric, and only known ones."""
     with open(path) as f:
@@ -294,6 +351,20 @@ def dashboard(path):
     walk(d.get("panels", []))
     if not exprs:
         fail(f"{path}: no queries")
+    # Panel ids are unique and no two panels share a grid cell (24 columns).
+    seen, cells = set(), {}
+    for p in d.get("panels", []):
+        if p.get("id") in seen:
+            fail(f'dashboard panel id {p.get("id")} is used twice')
+        seen.add(p.get("id"))
+        g = p["gridPos"]
+        if g["x"] < 0 or g["x"] + g["w"] > 24:
+            fail(f'dashboard panel {p["id"]} ({p.get("title")}) is outside the 24 columns: {g}')
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                if (x, y) in cells:
+                    fail(f'dashboard panels {cells[(x, y)]} and {p["id"]} ({p.get("title")}) overlap at x={x} y={y}')
+                cells[(x, y)] = p["id"]
     used = set()
     for e in exprs:
         names = set(re.findall(r"\bweft_[a-z0-9_]+", e))
@@ -311,8 +382,11 @@ def dashboard(path):
             fail(f"a _bucket series outside histogram_quantile: {e}")
     if not any("histogram_quantile" in e and "weft_delivery_seconds_bucket" in e for e in exprs):
         fail("no delivery latency percentile (histogram_quantile over weft_delivery_seconds_bucket)")
+    if not any("histogram_quantile" in e and "weft_search_seconds_bucket" in e for e in exprs):
+        fail("no search latency percentile (histogram_quantile over weft_search_seconds_bucket)")
     unused = sorted(METRICS - used)
-    print(f"    {path.split('/')[-1]}: {len(exprs)} queries in {len(d['panels'])} panels, "
+    print(f"    {path.split('/')[-1]}: {len(exprs)} queries in {len(d['panels'])} panels "
+          "(unique ids, none overlapping), "
           f"{len(used)} of {len(METRICS)} weft metrics, no others"
           + (f" (not shown: {', '.join(unused)})" if unused else ""))
 
@@ -323,6 +397,8 @@ if __name__ == "__main__":
         validate(sys.argv[2], sys.argv[3].split())
     elif what == "config":
         config(sys.argv[2], sys.argv[3])
+    elif what == "search":
+        search(sys.argv[2], sys.argv[3])
     elif what == "dashboard":
         dashboard(sys.argv[2])
     elif what == "dashboard-configmap":
@@ -342,16 +418,16 @@ step "helm lint --strict (default values, then values-production.yaml)"
 "$HELM" lint --strict "$CHART" || die "helm lint --strict (default values)"
 "$HELM" lint --strict "$CHART" -f "$PROD" || die "helm lint --strict -f values-production.yaml"
 
-# name | helm template arguments
+# name | helm template arguments | search credentials expected (see checks.py search)
 RENDERS=(
-    "default|"
-    "production|-f $PROD"
-    "all-optional|-f $PROD --set autoscaling.targetMemoryUtilizationPercentage=80 --set auth.existingSecret= --set tls.existingSecret= --set podDisruptionBudget.minAvailable=50%"
-    "embedded|--set config.store.backend=embedded --set config.cluster.enabled=false --set replicaCount=1 --set serviceMonitor.enabled=true --set dashboards.enabled=true --set networkPolicy.enabled=true --set networkPolicy.httpFrom[0].namespaceSelector.matchLabels.team=chat"
+    "default||none"
+    "production|-f $PROD|existing:weft-opensearch"
+    "all-optional|-f $PROD --set autoscaling.targetMemoryUtilizationPercentage=80 --set auth.existingSecret= --set tls.existingSecret= --set podDisruptionBudget.minAvailable=50% --set search.existingSecret= --set search.username=weft --set search.password=s3cret-search|chart"
+    "embedded|--set config.store.backend=embedded --set config.cluster.enabled=false --set replicaCount=1 --set serviceMonitor.enabled=true --set dashboards.enabled=true --set networkPolicy.enabled=true --set networkPolicy.httpFrom[0].namespaceSelector.matchLabels.team=chat --set search.backend=embedded|none"
 )
 for render in "${RENDERS[@]}"; do
-    name=${render%%|*}
-    read -r -a args <<<"${render#*|}"
+    IFS='|' read -r name argline search_expect <<<"$render"
+    read -r -a args <<<"$argline"
     out="$WORK/$name.yaml"
     step "helm template ($name${args[*]:+: ${args[*]}})"
     "$HELM" template weft "$CHART" --namespace chat "${args[@]}" >"$out" 2>"$WORK/err" ||
@@ -360,10 +436,12 @@ for render in "${RENDERS[@]}"; do
     info "$(grep -c '^kind:' "$out") manifests"
     checks validate "$out" "$KUBE_VERSIONS"
     checks config "$out" "$ROOT/config/default.toml"
+    checks search "$out" "$search_expect"
 done
 grep -q '^kind: ServiceMonitor' "$WORK/production.yaml" || die "the production render has no ServiceMonitor"
 grep -q '^kind: HorizontalPodAutoscaler' "$WORK/production.yaml" || die "the production render has no HorizontalPodAutoscaler"
 grep -q 'cluster_nodes = \["redis://' "$WORK/production.yaml" || die "the production render has no Redis Cluster seeds"
+grep -q 'backend = "opensearch"' "$WORK/production.yaml" || die "the production render has no OpenSearch search backend"
 
 step "values weft would refuse make the chart fail"
 # name | helm template arguments | words the error must contain
@@ -379,6 +457,12 @@ REFUSED=(
     "an HPA with no target|--set autoscaling.enabled=true --set autoscaling.targetCPUUtilizationPercentage=null|at least one target"
     "a misspelt value (values.schema.json)|--set imagee.tag=1|additional properties"
     "an unknown store backend|--set config.store.backend=redb|must be one of"
+    "OpenSearch without a url|--set search.backend=opensearch|search.url is required"
+    "an unknown search backend|--set search.backend=elasticsearch|must be one of"
+    "an embedded search index on cql|--set search.backend=embedded|needs config.store.backend"
+    "search credentials both inline and existing|--set search.existingSecret=os --set search.username=u --set search.password=p|not both"
+    "half of the search credentials|--set search.username=u|go together"
+    "search settings under config|--set config.search.backend=none|managed by the chart"
 )
 for refused in "${REFUSED[@]}"; do
     IFS='|' read -r what argline want <<<"$refused"
@@ -398,7 +482,7 @@ checks dashboard-configmap "$WORK/production.yaml" "$CHART/dashboards/weft.json"
 # The same rule as a plain grep: every weft_* name is a metric or a histogram series.
 unknown=$(grep -o 'weft_[a-z0-9_]*' "$CHART/dashboards/weft.json" | sort -u |
     sed -E 's/_(bucket|sum|count)$//' | sort -u |
-    grep -vxE 'weft_(connections|sessions_opened_total|sessions_closed_total|frames_in_total|frames_out_total|messages_persisted_total|batch_messages|batch_commit_seconds|delivery_seconds|quic_frames_sent_total|quic_frames_received_total|quic_bytes_sent_total|quic_bytes_received_total|quic_reconnects_total|quic_frames_dropped_total|cluster_members|redis_errors_total|redis_seconds|store_errors_total|store_seconds|rate_limited_total|slow_consumer_disconnects_total|http_requests_total|http_request_seconds)' || true)
+    grep -vxE 'weft_(connections|sessions_opened_total|sessions_closed_total|frames_in_total|frames_out_total|messages_persisted_total|batch_messages|batch_commit_seconds|delivery_seconds|quic_frames_sent_total|quic_frames_received_total|quic_bytes_sent_total|quic_bytes_received_total|quic_reconnects_total|quic_frames_dropped_total|cluster_members|redis_errors_total|redis_seconds|store_errors_total|store_seconds|rate_limited_total|slow_consumer_disconnects_total|http_requests_total|http_request_seconds|search_index_lag_messages|search_index_lag_seconds|search_indexed_total|search_errors_total|search_seconds)' || true)
 [[ -z "$unknown" ]] || die "the dashboard names unknown metrics: $unknown"
 info "grep: every weft_* name in the dashboard is a known metric"
 

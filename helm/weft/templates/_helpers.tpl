@@ -43,6 +43,19 @@ Names.
 {{- end }}
 {{- end }}
 
+{{- define "weft.searchSecretName" -}}
+{{- if .Values.search.existingSecret }}
+{{- .Values.search.existingSecret }}
+{{- else }}
+{{- printf "%s-search" (include "weft.fullname" . | trunc 56 | trimSuffix "-") }}
+{{- end }}
+{{- end }}
+
+{{/* Do the pods get OpenSearch credentials (from a Secret)? "true" or "". */}}
+{{- define "weft.searchCredentials" -}}
+{{- if or .Values.search.existingSecret .Values.search.username .Values.search.password }}true{{ end }}
+{{- end }}
+
 {{- define "weft.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "weft.fullname" .) .Values.serviceAccount.name }}
@@ -93,6 +106,9 @@ chart manages filled in, after checking what weft would refuse at start.
 {{- if hasKey $cfg "tls" }}
 {{- fail "config.tls is managed by the chart: set tls.* (or tls.existingSecret) instead" }}
 {{- end }}
+{{- if hasKey $cfg "search" }}
+{{- fail "config.search is managed by the chart: set search.* (backend, url, indexPrefix, timeoutMs, credentials) instead" }}
+{{- end }}
 {{- $server := get $cfg "server" | default dict }}
 {{- $_ := set $server "listen" (printf "0.0.0.0:%d" (int .Values.ports.http)) }}
 {{- $_ := set $cfg "server" $server }}
@@ -137,6 +153,24 @@ chart manages filled in, after checking what weft would refuse at start.
 {{- else if ne $backend "cql" }}
 {{- fail (printf "config.store.backend must be \"cql\" or \"embedded\", not %q" $backend) }}
 {{- end }}
+{{- /* [search] from the values' search block; the credentials go to the pods' env. */}}
+{{- $s := .Values.search }}
+{{- $search := dict "backend" $s.backend "index_prefix" $s.indexPrefix "timeout_ms" $s.timeoutMs }}
+{{- if eq $s.backend "opensearch" }}
+{{- $_ := set $search "url" (required "search.url is required when search.backend is \"opensearch\" (e.g. http://opensearch:9200)" $s.url) }}
+{{- else if $s.url }}
+{{- $_ := set $search "url" $s.url }}
+{{- end }}
+{{- if and (eq $s.backend "embedded") (ne $backend "embedded") }}
+{{- fail "search.backend \"embedded\" keeps the index under the embedded store's data dir: it needs config.store.backend \"embedded\" (use \"opensearch\" or \"none\" with \"cql\")" }}
+{{- end }}
+{{- if and $s.existingSecret (or $s.username $s.password) }}
+{{- fail "search: set either existingSecret or username/password, not both" }}
+{{- end }}
+{{- if and (or $s.username $s.password) (not (and $s.username $s.password)) }}
+{{- fail "search.username and search.password go together (both empty: no authentication)" }}
+{{- end }}
+{{- $_ := set $cfg "search" $search }}
 {{- toJson $cfg }}
 {{- end }}
 
@@ -174,7 +208,9 @@ as integers. */}}
 # weft.toml, rendered by the {{ include "weft.chart" . }} chart from its values (config).
 # Per pod, the environment adds: WEFT_CLUSTER_NODE_ID (the pod name),
 # WEFT_GOSSIP_GOSSIP_ADVERTISE, WEFT_CLUSTER_QUIC_ADVERTISE, WEFT_CLUSTER_HTTP_ADVERTISE
-# (the pod IP), WEFT_SERVER_ADMIN_KEY and WEFT_METRICS_TOKEN (from a Secret).
+# (the pod IP), WEFT_SERVER_ADMIN_KEY and WEFT_METRICS_TOKEN (from a Secret), and on the
+# nodes WEFT_SEARCH_USERNAME and WEFT_SEARCH_PASSWORD when search credentials are set
+# (from a Secret).
 {{- $cfg := include "weft.configDict" . | fromJson }}
 {{- range $section := keys $cfg | sortAlpha }}
 {{- $body := get $cfg $section }}
