@@ -217,11 +217,9 @@ def known_config_keys(default_toml):
         for key in re.findall(r"#\s*(\w+)\s*=", line):
             if section:
                 known.setdefault(section, set()).add(key)
-    # Keys being added with this chart (metrics token; Redis Cluster seeds; search).
+    # Keys being added with this chart (metrics token; Redis Cluster seeds).
     known.setdefault("metrics", set()).add("token")
     known.setdefault("redis", set()).add("cluster_nodes")
-    known.setdefault("search", set()).update(
-        {"backend", "url", "username", "password", "index_prefix", "timeout_ms"})
     return known
 
 
