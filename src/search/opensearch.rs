@@ -313,26 +313,38 @@ impl SearchIndex for OpenSearchIndex {
             body.push_str(&source.to_string());
             body.push('\n');
         }
-        let (status, bytes) = self.call(WHAT, Method::POST, &["_bulk"], &[], Body::NdJson(body)).await?;
-        if !status.is_success() {
-            return Err(Self::unexpected(WHAT, status, &bytes).into());
+        self.bulk(WHAT, body, &[]).await
+    }
+
+    async fn mark_indexed_many(
+        &self,
+        marks: &[(AppId, ChatNumber, MessageNumber)],
+    ) -> Result<(), SearchError> {
+        const WHAT: &str = "write positions";
+        let marks: Vec<_> = marks.iter().filter(|(_, _, seq)| seq.get() > 0).collect();
+        if marks.is_empty() {
+            return Ok(());
         }
-        let answer: BulkAnswer = parse(WHAT, &bytes)?;
-        if answer.errors {
-            // The worst item decides: a retryable failure anywhere makes the whole call retryable.
-            let failed = answer
-                .items
-                .iter()
-                .filter_map(|item| item.values().next())
-                .filter(|r| r.error.is_some() || !(200..300).contains(&r.status))
-                .max_by_key(|r| (StatusCode::from_u16(r.status).is_ok_and(retryable), r.status));
-            if let Some(r) = failed {
-                let kind =
-                    r.error.as_ref().and_then(|e| e.get("type")).and_then(Value::as_str).unwrap_or("-");
-                return Err(OpenSearchError::BulkItem { status: r.status, kind: kind.to_owned() }.into());
-            }
+        if marks.iter().any(|(_, _, seq)| i64::try_from(seq.get()).is_err()) {
+            return Err(OpenSearchError::Config("message number beyond OpenSearch's versions").into());
         }
-        Ok(())
+        self.ensure_indices().await?;
+        let mut body = String::new();
+        for (app, chat, seq) in marks {
+            let action = json!({ "index": {
+                "_index": self.positions,
+                "_id": position_id(app, *chat),
+                "version": seq.get(),
+                "version_type": "external_gte",
+            }});
+            let source = json!({ "app": app.as_str(), "chat": chat.get(), "seq": seq.get() });
+            body.push_str(&action.to_string());
+            body.push('\n');
+            body.push_str(&source.to_string());
+            body.push('\n');
+        }
+        // 409: that chat's recorded position is already higher; positions only rise.
+        self.bulk(WHAT, body, &[StatusCode::CONFLICT]).await
     }
 
     async fn remove(&self, app: &AppId, chat: ChatNumber, seq: MessageNumber) -> Result<(), SearchError> {
@@ -423,6 +435,35 @@ impl SearchIndex for OpenSearchIndex {
             return Ok(());
         }
         Err(Self::unexpected(WHAT, status, &bytes).into())
+    }
+}
+
+impl OpenSearchIndex {
+    /// Sends a `_bulk` body; an item failing with a status outside `fine`
+    /// fails the call (the worst item decides: a retryable failure anywhere
+    /// makes the whole call retryable).
+    async fn bulk(&self, what: &'static str, body: String, fine: &[StatusCode]) -> Result<(), SearchError> {
+        let (status, bytes) = self.call(what, Method::POST, &["_bulk"], &[], Body::NdJson(body)).await?;
+        if !status.is_success() {
+            return Err(Self::unexpected(what, status, &bytes).into());
+        }
+        let answer: BulkAnswer = parse(what, &bytes)?;
+        if answer.errors {
+            let accepted =
+                |status: u16| (200..300).contains(&status) || fine.iter().any(|f| f.as_u16() == status);
+            let failed = answer
+                .items
+                .iter()
+                .filter_map(|item| item.values().next())
+                .filter(|r| !accepted(r.status))
+                .max_by_key(|r| (StatusCode::from_u16(r.status).is_ok_and(retryable), r.status));
+            if let Some(r) = failed {
+                let kind =
+                    r.error.as_ref().and_then(|e| e.get("type")).and_then(Value::as_str).unwrap_or("-");
+                return Err(OpenSearchError::BulkItem { status: r.status, kind: kind.to_owned() }.into());
+            }
+        }
+        Ok(())
     }
 }
 

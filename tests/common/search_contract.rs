@@ -30,6 +30,7 @@ macro_rules! with_search_checks {
             reindexing_replaces,
             remove,
             indexed_through,
+            positions_many_at_once,
             a_thousand_documents,
         );
     };
@@ -56,6 +57,7 @@ pub async fn all(index: &dyn SearchIndex) {
     reindexing_replaces(index).await;
     remove(index).await;
     indexed_through(index).await;
+    positions_many_at_once(index).await;
     a_thousand_documents(index).await;
 }
 
@@ -392,6 +394,22 @@ pub async fn indexed_through(index: &dyn SearchIndex) {
     assert_eq!(index.indexed_through(&b, ChatNumber(1)).await.unwrap(), MessageNumber(0));
     index.mark_indexed(&a, ChatNumber(1), MessageNumber(9)).await.unwrap();
     assert_eq!(index.indexed_through(&a, ChatNumber(1)).await.unwrap(), MessageNumber(9));
+}
+
+/// Many positions recorded in one call; each only rises (a lower one in the
+/// same call or a later one changes nothing).
+pub async fn positions_many_at_once(index: &dyn SearchIndex) {
+    let a = AppId::generate();
+    index.mark_indexed(&a, ChatNumber(3), MessageNumber(50)).await.unwrap();
+    let marks: Vec<_> =
+        (1..=200).map(|chat| (a.clone(), ChatNumber(chat), MessageNumber(chat * 2))).collect();
+    index.mark_indexed_many(&marks).await.unwrap();
+    assert_eq!(index.indexed_through(&a, ChatNumber(1)).await.unwrap(), MessageNumber(2));
+    assert_eq!(index.indexed_through(&a, ChatNumber(3)).await.unwrap(), MessageNumber(50), "never lowered");
+    assert_eq!(index.indexed_through(&a, ChatNumber(200)).await.unwrap(), MessageNumber(400));
+    index.mark_indexed_many(&[(a.clone(), ChatNumber(200), MessageNumber(10))]).await.unwrap();
+    assert_eq!(index.indexed_through(&a, ChatNumber(200)).await.unwrap(), MessageNumber(400));
+    index.mark_indexed_many(&[]).await.unwrap();
 }
 
 /// 1,000 documents indexed in a few batches are all found, each by its own word.
