@@ -222,7 +222,12 @@ async fn reindex_rebuilds_a_wiped_index_and_resumes() {
         let mut cmd = weft_command();
         cmd.env(data.0, &data.1).arg("reindex").arg("--checkpoint").arg(&checkpoint).args(extra);
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "weft reindex {extra:?}: {}\nstdout: {stdout}\nstderr: {stderr}",
+            out.status
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let chat_arg = chat.to_string();

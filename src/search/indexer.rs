@@ -138,8 +138,10 @@ pub struct Indexer {
     behind: HashSet<ChatKey>,
     /// The index failed: nothing is sent to it before this (catch-ups probe it).
     resting_until: Option<Instant>,
-    /// When the oldest message not yet indexed was committed, if any.
-    oldest_pending: Option<Timestamp>,
+    /// How long the last live batch's oldest message waited to be indexed, in seconds.
+    batch_lag: f64,
+    /// Since when some chat has been waiting for a catch-up.
+    behind_since: Option<Instant>,
     scan: Option<Scan>,
     next_scan: Instant,
 }
@@ -180,7 +182,8 @@ impl Indexer {
             chats: HashMap::new(),
             behind: HashSet::new(),
             resting_until: None,
-            oldest_pending: None,
+            batch_lag: 0.0,
+            behind_since: None,
             scan: None,
             next_scan: Instant::now(),
         };
@@ -226,9 +229,6 @@ impl Indexer {
         self.queued.fetch_sub(n, Ordering::Relaxed);
         let m = crate::metrics::metrics();
         m.search_lag_messages.sub(n);
-        if let Some(oldest) = docs.iter().map(|d| d.created_at).min() {
-            self.oldest_pending = Some(self.oldest_pending.map_or(oldest, |o| o.min(oldest)));
-        }
         let resting = self.resting_until.is_some_and(|until| Instant::now() < until);
         if resting {
             self.behind.extend(docs.iter().map(|d| (d.app.clone(), d.chat)));
@@ -238,6 +238,10 @@ impl Indexer {
             Ok(()) => {
                 m.search_indexed.inc_by(docs.len() as u64);
                 self.resting_until = None;
+                if let Some(oldest) = docs.iter().map(|d| d.created_at).min() {
+                    let waited = (Timestamp::now().millis() - oldest.millis()).max(0);
+                    self.batch_lag = waited as f64 / 1000.0;
+                }
                 for doc in &docs {
                     let key = (doc.app.clone(), doc.chat);
                     if self.track(&key).await.is_err() {
@@ -309,13 +313,18 @@ impl Indexer {
             }
         }
         self.mark().await;
-        if self.behind.is_empty() && self.queued.load(Ordering::Relaxed) <= 0 {
-            self.oldest_pending = None;
+        // The lag: the last batch's wait while more is queued, and how long
+        // chats have waited for a catch-up.
+        if self.queued.load(Ordering::Relaxed) <= 0 {
+            self.batch_lag = 0.0;
         }
-        let lag = self
-            .oldest_pending
-            .map_or(0.0, |t| ((Timestamp::now().millis() - t.millis()).max(0) as f64) / 1000.0);
-        crate::metrics::metrics().search_lag_seconds.set(lag);
+        self.behind_since = match (self.behind.is_empty(), self.behind_since) {
+            (true, _) => None,
+            (false, None) => Some(Instant::now()),
+            (false, since) => since,
+        };
+        let behind = self.behind_since.map_or(0.0, |since| since.elapsed().as_secs_f64());
+        crate::metrics::metrics().search_lag_seconds.set(self.batch_lag.max(behind));
         if !resting {
             self.scan_step().await;
         }
