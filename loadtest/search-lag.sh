@@ -13,6 +13,8 @@
 #   - how long after the run until weft_search_indexed_total caught up with
 #     weft_messages_persisted_total (every committed message indexed).
 # Medians over the runs. Every step has a time limit; the node and its data are removed.
+# WEFT_BENCH_SEARCH_BACKENDS ("embedded none") picks the settings; other WEFT_SEARCH_*
+# variables (batch size, delay) reach the node as they are.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -111,7 +113,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] 
 
 echo "| search | dm max, msg/s | max index lag, s | max index lag, messages | caught up after the run, s |"
 echo "|---|---|---|---|---|"
-for backend in embedded none; do
+for backend in ${WEFT_BENCH_SEARCH_BACKENDS:-embedded none}; do
     file=$WORK/$backend.txt
     : >"$file"
     for r in $(seq 1 "$RUNS"); do
