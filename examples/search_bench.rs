@@ -57,6 +57,9 @@ const SPAN_MS: i64 = 90 * 86_400_000;
 const VOCABULARY: usize = 5_000;
 const CHATS_PER_USER: usize = 20;
 const PAGE: usize = 20;
+/// How long after a change OpenSearch's cached store size is current (its
+/// `index.store.stats_refresh_interval` is 10 s).
+const STORE_STATS_FRESH: Duration = Duration::from_secs(11);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Backend {
@@ -771,7 +774,9 @@ impl OsAdmin {
         self.send(self.http.post(url), "refresh").await.map(|_| ())
     }
 
-    /// (store bytes, documents, segments) of the messages index.
+    /// (store bytes, documents, segments) of the messages index. OpenSearch
+    /// caches the store size for `index.store.stats_refresh_interval` (10 s):
+    /// call it that long after the last change.
     async fn size(&self) -> Result<(u64, u64, u64), BoxError> {
         let url = format!("{}/_cat/indices/{}-messages?bytes=b&format=json", self.url, self.prefix);
         let v = self.send(self.http.get(url), "cat indices").await?;
@@ -946,6 +951,8 @@ async fn run(
         _ => 0.0,
     };
 
+    let refreshed = Instant::now();
+
     // Query.
     let mut qrng = StdRng::seed_from_u64(args.seed.wrapping_add(2));
     for _ in 0..args.warmup {
@@ -991,6 +998,7 @@ async fn run(
             if let Some(pid) = admin.pid().await {
                 backend_rss = memory(&pid).unwrap_or(Value::Null);
             }
+            tokio::time::sleep(STORE_STATS_FRESH.saturating_sub(refreshed.elapsed())).await;
             let (bytes, docs, segments) = admin.size().await?;
             size = json!({
                 "bytes": bytes, "docs": docs, "segments": segments,
@@ -1000,11 +1008,13 @@ async fn run(
                 let t = Instant::now();
                 admin.force_merge().await?;
                 admin.refresh().await?;
+                let took = t.elapsed();
+                tokio::time::sleep(STORE_STATS_FRESH).await;
                 let (bytes, docs, segments) = admin.size().await?;
                 size["force_merged"] = json!({
                     "bytes": bytes, "docs": docs, "segments": segments,
                     "bytes_per_message": bytes as f64 / docs.max(1) as f64,
-                    "took_s": t.elapsed().as_secs_f64(),
+                    "took_s": took.as_secs_f64(),
                 });
             }
         }
