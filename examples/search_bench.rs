@@ -722,6 +722,16 @@ fn memory(pid: &str) -> Option<Value> {
     }))
 }
 
+/// CPU seconds (user + system, every thread) a process has used so far
+/// (`/proc/<pid>/stat`, at the usual 100 ticks per second).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_name) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 fn mib(v: &Value) -> f64 {
     v.as_u64().unwrap_or(0) as f64 / (1024.0 * 1024.0)
 }
@@ -903,6 +913,11 @@ async fn run(
     let mut generator = Generator::new(world, args.seed.wrapping_add(1), args.messages);
     let mut generating = Duration::ZERO;
     let mut batches = Vec::new();
+    let backend_pid = match admin {
+        Some(admin) => admin.pid().await,
+        None => None,
+    };
+    let cpu_before = (cpu_seconds("self"), backend_pid.as_deref().and_then(cpu_seconds));
     let started = Instant::now();
     let in_flight = if args.backend == Backend::Tantivy { 1 } else { args.in_flight.max(1) };
     let mut progress = Instant::now();
@@ -931,6 +946,13 @@ async fn run(
     }
     drop(calls);
     let index_secs = started.elapsed().as_secs_f64();
+    // CPU of the indexing phase: this process (tantivy's writer and merges, or
+    // building the bulk requests) and, on this machine, OpenSearch's.
+    let cpu = |before: Option<f64>, pid: Option<&str>| Some(cpu_seconds(pid?)? - before?);
+    let own_cpu = cpu(cpu_before.0, Some("self"));
+    let backend_cpu = cpu(cpu_before.1, backend_pid.as_deref());
+    let total_cpu = own_cpu.unwrap_or(0.0) + backend_cpu.unwrap_or(0.0);
+    let docs_per_cpu_sec = (total_cpu > 0.0).then(|| args.messages as f64 / total_cpu);
     let docs_per_sec = args.messages as f64 / index_secs;
     batches.sort_unstable();
     let batch_p50 = batches.get(batches.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
@@ -938,6 +960,12 @@ async fn run(
     eprintln!(
         "  indexed in {index_secs:.1} s: {docs_per_sec:.0} docs/s (generation {:.1} s; call p50 {batch_p50:.1} ms, max {batch_max:.1} ms)",
         generating.as_secs_f64()
+    );
+    eprintln!(
+        "  cpu: {:.1} s here{}: {:.0} docs per cpu-second",
+        own_cpu.unwrap_or(0.0),
+        backend_cpu.map(|c| format!(" + {c:.1} s opensearch")).unwrap_or_default(),
+        docs_per_cpu_sec.unwrap_or(0.0)
     );
 
     // Settle.
@@ -1036,6 +1064,9 @@ async fn run(
             "call_p50_ms": batch_p50,
             "call_max_ms": batch_max,
             "settle_seconds": settle_secs,
+            "cpu_seconds": own_cpu,
+            "backend_cpu_seconds": backend_cpu,
+            "docs_per_cpu_sec": docs_per_cpu_sec,
         },
         "search": summary,
         "search_seconds": query_secs,

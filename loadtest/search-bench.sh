@@ -14,6 +14,7 @@
 #   WEFT_BENCH_RUNS (3)              runs per backend
 #   WEFT_BENCH_MESSAGES (1000000)    messages indexed per run
 #   WEFT_BENCH_QUERIES (2000)        measured queries per run (after 200 unmeasured)
+#   WEFT_BENCH_BATCH (1000)          documents per index() call
 #   WEFT_BENCH_RUN_TIMEOUT (1800)    seconds a run may take before it is stopped
 #   WEFT_BENCH_OUT                   keep each run's JSON and log in this directory
 set -euo pipefail
@@ -24,6 +25,7 @@ cd "$ROOT"
 RUNS=${WEFT_BENCH_RUNS:-3}
 MESSAGES=${WEFT_BENCH_MESSAGES:-1000000}
 QUERIES=${WEFT_BENCH_QUERIES:-2000}
+BATCH=${WEFT_BENCH_BATCH:-1000}
 RUN_TIMEOUT=${WEFT_BENCH_RUN_TIMEOUT:-1800}
 URL=${WEFT_TEST_OPENSEARCH_URL:-}
 BACKENDS=all
@@ -89,14 +91,14 @@ BIN=$TARGET/release/examples/search_bench
 for backend in $BACKENDS; do
     for run in $(seq 1 "$RUNS"); do
         json=$OUT/$backend-$run.json
-        args=(--backend "$backend" --messages "$MESSAGES" --queries "$QUERIES" --out "$json")
+        args=(--backend "$backend" --messages "$MESSAGES" --queries "$QUERIES" --batch "$BATCH" --out "$json")
         if [ "$backend" = tantivy ]; then
             args+=(--dir "$WORK/tantivy-$run")
         else
             PREFIX=weft-bench-$$-$run
             args+=(--url "$URL" --index-prefix "$PREFIX")
         fi
-        log "$backend run $run/$RUNS: $MESSAGES messages, $QUERIES queries"
+        log "$backend run $run/$RUNS: $MESSAGES messages in batches of $BATCH, $QUERIES queries"
         if ! timeout "$RUN_TIMEOUT" "$BIN" "${args[@]}" 2> >(tee "$OUT/$backend-$run.log" >&2) >/dev/null; then
             log "$backend run $run failed or passed ${RUN_TIMEOUT}s (log: $OUT/$backend-$run.log)"
             rm -f "$json"
@@ -118,7 +120,7 @@ median_row() {
               else (($v | median) * digits | round / digits | tostring)
                    + " (" + ($v | map(. * digits | round / digits | tostring) | join(" / ")) + ")" end;
         def mib: . / 1048576;
-        "| \($backend) | \(.[0].messages) | \(length) | \(fig(.index.docs_per_sec; 1))"
+        "| \($backend) | \(.[0].messages) | \(length) | \(fig(.index.docs_per_sec; 1)) | \(fig(.index.docs_per_cpu_sec; 1))"
         + " | \(fig(.search.p50_ms; 100)) | \(fig(.search.p90_ms; 100)) | \(fig(.search.p99_ms; 100))"
         + " | \(fig(.search.max_ms; 100)) | \(fig(.size.bytes_per_message; 1))"
         + " | \(fig(.size.force_merged.bytes_per_message; 1)) | \(fig(.rss.rss_bytes | mib; 1))"
@@ -142,8 +144,8 @@ kinds_rows() {
 }
 
 echo
-echo "| backend | messages | runs | index docs/s | p50 ms | p90 ms | p99 ms | max ms | bytes/message | force-merged bytes/message | RSS MiB | search engine RSS MiB |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| backend | messages | runs | index docs/s | docs per CPU-second | p50 ms | p90 ms | p99 ms | max ms | bytes/message | force-merged bytes/message | RSS MiB | search engine RSS MiB |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for backend in $BACKENDS; do median_row "$backend"; done
 echo
 echo "| backend | queries | n per run | p50 ms | p99 ms | mean hits |"
