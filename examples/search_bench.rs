@@ -14,12 +14,14 @@
 //!    is a member of its chat. Busy chats are busier (a mild Zipf over chats).
 //!    3–30 words from a vocabulary of 5,000 (English chat words first, then
 //!    made-up ones, 3 % accented) drawn with Zipf frequencies; some messages
-//!    carry a stock phrase, a URL, an emoji or a line of Chinese/Japanese; one
+//!    carry a stock phrase, a URL, an emoji or a line of Chinese/Japanese/Korean; one
 //!    in ten answers an earlier message of its chat. Spread over 90 days.
 //! 2. **Index**: batches of `--batch` documents, one `SearchIndex::index` call
 //!    each (as the server's indexer will), one at a time for tantivy and
 //!    `--in-flight` at a time for OpenSearch. Reported as documents per second of
-//!    the whole phase (generation included, it is reported apart and is small).
+//!    the whole phase (generation included, it is reported apart and is small),
+//!    and per CPU-second spent meanwhile by this process and, when it runs on
+//!    this machine, OpenSearch (less bent than docs/s when the cores are shared).
 //!    Position writes (`mark_indexed`) are not part of it.
 //! 3. **Settle**: tantivy until its directory stops changing (background
 //!    merges), OpenSearch a `_refresh`.
