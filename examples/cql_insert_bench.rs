@@ -47,6 +47,8 @@ fn messages(app: &AppId, chats: u64, count: u64) -> Result<Vec<Message>, BoxErro
             client_msg_id: Some(format!("c-{i}")),
             reply_to: None,
             created_at: Timestamp::now(),
+            edited_at: None,
+            deleted_at: None,
         })
         .collect())
 }

@@ -21,6 +21,8 @@ pub fn describe(kind: ErrorKind) -> (StatusCode, &'static str) {
         ErrorKind::Forbidden(Refusal::NotAMember) => (StatusCode::FORBIDDEN, "not_a_member"),
         ErrorKind::Forbidden(Refusal::InvalidToken) => (StatusCode::UNAUTHORIZED, "invalid_token"),
         ErrorKind::Forbidden(Refusal::UserGroupsClosed) => (StatusCode::FORBIDDEN, "user_groups_closed"),
+        ErrorKind::Forbidden(Refusal::Permission) => (StatusCode::FORBIDDEN, "forbidden"),
+        ErrorKind::Gone => (StatusCode::GONE, "message_deleted"),
         ErrorKind::Invalid => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
         ErrorKind::KeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
         ErrorKind::Unavailable(Service::Store) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
@@ -45,6 +47,8 @@ pub const KINDS: &[ErrorKind] = &[
     ErrorKind::Forbidden(Refusal::NotAMember),
     ErrorKind::Forbidden(Refusal::InvalidToken),
     ErrorKind::Forbidden(Refusal::UserGroupsClosed),
+    ErrorKind::Forbidden(Refusal::Permission),
+    ErrorKind::Gone,
     ErrorKind::Invalid,
     ErrorKind::KeyReused,
     ErrorKind::Unavailable(Service::Store),
@@ -61,7 +65,11 @@ pub const KINDS: &[ErrorKind] = &[
 pub fn is_client_fault(kind: ErrorKind) -> bool {
     matches!(
         kind,
-        ErrorKind::NotFound(_) | ErrorKind::Forbidden(_) | ErrorKind::Invalid | ErrorKind::KeyReused
+        ErrorKind::NotFound(_)
+            | ErrorKind::Forbidden(_)
+            | ErrorKind::Invalid
+            | ErrorKind::KeyReused
+            | ErrorKind::Gone
     )
 }
 

@@ -37,10 +37,32 @@ const CLOSE_REASONS: &[&str] = &[
     "slow_consumer",
     "idle_timeout",
 ];
-const FRAMES_IN: &[&str] =
-    &["send", "sync", "hello", "typing", "delivered", "read", "search", "invalid", "binary"];
-const FRAMES_OUT: &[&str] =
-    &["welcome", "ack", "message", "messages", "typing", "presence", "receipt", "search_results", "error"];
+const FRAMES_IN: &[&str] = &[
+    "send",
+    "sync",
+    "hello",
+    "typing",
+    "delivered",
+    "read",
+    "search",
+    "edit",
+    "delete",
+    "invalid",
+    "binary",
+];
+const FRAMES_OUT: &[&str] = &[
+    "welcome",
+    "ack",
+    "message",
+    "messages",
+    "typing",
+    "presence",
+    "receipt",
+    "search_results",
+    "message_edited",
+    "message_deleted",
+    "error",
+];
 const SEARCH_OPS: &[&str] = &["index", "search"];
 const RATE_LIMITS: &[&str] = &["send", "typing", "frame", "connection", "http_connection"];
 /// The Redis commands weft sends (anything else counts as `other`).
@@ -71,6 +93,9 @@ pub const STORE_OPS: &[&str] = &[
     "application_by_id",
     "update_application",
     "application_ids",
+    "edit_message",
+    "delete_message",
+    "message_versions",
     "insert_chat",
     "chat",
     "chats",

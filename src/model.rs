@@ -119,6 +119,39 @@ pub struct Message {
     pub reply_to: Option<MessageNumber>,
     /// When it was accepted.
     pub created_at: Timestamp,
+    /// When its body was last edited, if ever.
+    pub edited_at: Option<Timestamp>,
+    /// When it was deleted, if it was: a tombstone keeps the number, its body is gone (empty).
+    pub deleted_at: Option<Timestamp>,
+}
+
+impl Message {
+    /// Whether this is the tombstone of a deleted message.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
+}
+
+/// An earlier body of an edited message (kept for audit until the message is deleted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageVersion {
+    /// The body as it was.
+    pub body: String,
+    /// When that body was written (the message's creation, or an earlier edit).
+    pub written_at: Timestamp,
+    /// When an edit replaced it.
+    pub replaced_at: Timestamp,
+}
+
+/// What an edit or a delete found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Applied: the message as it is now.
+    Done(Message),
+    /// No such message.
+    Missing,
+    /// The message was deleted before (a tombstone): nothing changed.
+    Deleted(Message),
 }
 
 /// A user's membership of a chat.

@@ -105,6 +105,26 @@ pub enum ClientFrame {
         /// The newest read message.
         seq: MessageNumber,
     },
+    /// Edit one's own message (answered with `ack`).
+    Edit {
+        /// Echoed in the `ack`.
+        id: Option<RequestId>,
+        /// The chat.
+        chat: ChatNumber,
+        /// The message.
+        seq: MessageNumber,
+        /// The new text.
+        body: String,
+    },
+    /// Delete one's own message (answered with `ack`).
+    Delete {
+        /// Echoed in the `ack`.
+        id: Option<RequestId>,
+        /// The chat.
+        chat: ChatNumber,
+        /// The message.
+        seq: MessageNumber,
+    },
     /// Search the user's chats (answered with `search_results`).
     Search {
         /// Echoed in the answer.
@@ -121,7 +141,8 @@ pub enum ClientFrame {
 }
 
 /// The frame types a client may send.
-pub const CLIENT_TYPES: &[&str] = &["send", "sync", "hello", "typing", "delivered", "read", "search"];
+pub const CLIENT_TYPES: &[&str] =
+    &["send", "sync", "hello", "typing", "delivered", "read", "search", "edit", "delete"];
 
 /// What is wrong with a client frame; each maps to a stable `error` code.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -196,7 +217,9 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
         | ClientFrame::Typing { id, .. }
         | ClientFrame::Delivered { id, .. }
         | ClientFrame::Read { id, .. }
-        | ClientFrame::Search { id, .. } => id.as_ref(),
+        | ClientFrame::Search { id, .. }
+        | ClientFrame::Edit { id, .. }
+        | ClientFrame::Delete { id, .. } => id.as_ref(),
     };
     if let Some(RequestId::Text(s)) = id
         && (s.is_empty() || s.len() > MAX_REQUEST_ID)
@@ -232,6 +255,9 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
         ClientFrame::Hello { resume, .. } if resume.len() > MAX_RESUME => {
             return Err(format!("`resume` lists at most {MAX_RESUME} chats"));
         }
+        ClientFrame::Edit { body, .. } if body.trim().is_empty() => {
+            return Err("`body` must not be empty".into());
+        }
         ClientFrame::Search { page, per_page, .. } => {
             if page.is_some_and(|p| p == 0 || p > MAX_SEARCH_PAGE) {
                 return Err(format!("`page` must be 1 to {MAX_SEARCH_PAGE}"));
@@ -254,14 +280,23 @@ pub struct MessageOut {
     pub seq: MessageNumber,
     /// Who sent it.
     pub sender: Option<UserId>,
-    /// The text.
-    pub body: String,
+    /// The text (null once deleted).
+    pub body: Option<String>,
     /// When it was accepted.
     pub sent_at: Timestamp,
     /// The sender's idempotency key.
     pub client_msg_id: Option<String>,
     /// The message it answers.
     pub reply_to: Option<MessageNumber>,
+    /// When the body was last edited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<Timestamp>,
+    /// A deleted message (a tombstone: `body` is null).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// When it was deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<Timestamp>,
 }
 
 /// A search hit as clients see it.
@@ -353,6 +388,26 @@ pub enum ServerFrame {
         /// Up to this message.
         seq: MessageNumber,
     },
+    /// A message of one of the user's chats was edited.
+    MessageEdited {
+        /// The chat.
+        chat: ChatNumber,
+        /// The message.
+        seq: MessageNumber,
+        /// Its new text.
+        body: String,
+        /// When.
+        edited_at: Timestamp,
+    },
+    /// A message of one of the user's chats was deleted.
+    MessageDeleted {
+        /// The chat.
+        chat: ChatNumber,
+        /// The message (its number stays taken).
+        seq: MessageNumber,
+        /// When.
+        deleted_at: Timestamp,
+    },
     /// The answer to `search`: best match first, ties newest first.
     SearchResults {
         /// The request's id.
@@ -389,6 +444,8 @@ impl ClientFrame {
             ClientFrame::Delivered { .. } => "delivered",
             ClientFrame::Read { .. } => "read",
             ClientFrame::Search { .. } => "search",
+            ClientFrame::Edit { .. } => "edit",
+            ClientFrame::Delete { .. } => "delete",
         }
     }
 }
@@ -405,6 +462,8 @@ impl ServerFrame {
             ServerFrame::Presence { .. } => "presence",
             ServerFrame::Receipt { .. } => "receipt",
             ServerFrame::SearchResults { .. } => "search_results",
+            ServerFrame::MessageEdited { .. } => "message_edited",
+            ServerFrame::MessageDeleted { .. } => "message_deleted",
             ServerFrame::Error { .. } => "error",
         }
     }
@@ -528,14 +587,33 @@ mod tests {
             chat: ChatNumber(3),
             seq: MessageNumber(42),
             sender: Some(UserId::parse("alice").unwrap()),
-            body: "hi".into(),
+            body: Some("hi".into()),
             sent_at: Timestamp(0),
             client_msg_id: Some("c1".into()),
             reply_to: None,
+            edited_at: None,
+            deleted: false,
+            deleted_at: None,
         });
         assert_eq!(
             message.to_text(),
             r#"{"type":"message","chat":3,"seq":42,"sender":"alice","body":"hi","sent_at":"1970-01-01T00:00:00Z","client_msg_id":"c1","reply_to":null}"#
+        );
+        let tombstone = ServerFrame::Message(MessageOut {
+            chat: ChatNumber(3),
+            seq: MessageNumber(42),
+            sender: None,
+            body: None,
+            sent_at: Timestamp(0),
+            client_msg_id: None,
+            reply_to: None,
+            edited_at: Some(Timestamp(1_000)),
+            deleted: true,
+            deleted_at: Some(Timestamp(2_000)),
+        });
+        assert_eq!(
+            tombstone.to_text(),
+            r#"{"type":"message","chat":3,"seq":42,"sender":null,"body":null,"sent_at":"1970-01-01T00:00:00Z","client_msg_id":null,"reply_to":null,"edited_at":"1970-01-01T00:00:01Z","deleted":true,"deleted_at":"1970-01-01T00:00:02Z"}"#
         );
         let error = ServerFrame::from_frame_error(&FrameError::UnknownType("x".into()), None);
         assert_eq!(

@@ -74,16 +74,10 @@ impl Node {
         };
         let tracker = TaskTracker::new();
         let index = open_search(config).await?;
-        let on_commit = index.as_ref().map(|index| {
-            let feed = Indexer::spawn(
-                Arc::clone(index),
-                Arc::clone(&store),
-                locks.clone(),
-                &config.search,
-                &tracker,
-            );
-            Arc::new(feed) as Arc<dyn crate::store::OnCommit>
+        let feed = index.as_ref().map(|index| {
+            Indexer::spawn(Arc::clone(index), Arc::clone(&store), locks.clone(), &config.search, &tracker)
         });
+        let on_commit = feed.clone().map(|feed| Arc::new(feed) as Arc<dyn crate::store::OnCommit>);
         let writer = BatchWriter::spawn_with(Arc::clone(&store), &config.batch, &tracker, on_commit);
         let hub = Hub::default();
         let recent = match &redis {
@@ -117,7 +111,10 @@ impl Node {
             caches,
             fabric,
             claim_abandon_ms: config.sequence.claim_abandon_ms,
-            search: index.map_or_else(Search::disabled, Search::new),
+            search: match (index, feed) {
+                (Some(index), Some(feed)) => Search::new(index, feed),
+                _ => Search::disabled(),
+            },
         });
         Ok(Node { chat, hub, redis, config: config.clone(), tracker, writer, cluster })
     }

@@ -303,10 +303,10 @@ async fn edit_and_delete_hooks_update_the_index(mode: Mode) {
     let mut edited = chat.store().message(&app.id, number, sent.seq).await.unwrap().unwrap();
     edited.body = "the amended wording".into();
     chat.store().insert_messages(std::slice::from_ref(&edited)).await.unwrap();
-    chat.reindex_message(&edited).await.unwrap();
+    chat.reindex_message(&edited);
     until("amended", &["the amended wording"]).await;
     until("original", &[]).await;
-    chat.unindex_message(&app.id, number, sent.seq).await.unwrap();
+    chat.unindex_message(&app.id, number, sent.seq);
     until("wording", &[]).await;
 }
 

@@ -122,6 +122,13 @@ async fn contract_application_ids() {
 }
 
 #[tokio::test]
+async fn contract_edits_and_deletes() {
+    let (store, cfg) = migrated_store().await;
+    contract::edits_and_deletes(&store).await;
+    drop_keyspace(&cfg).await;
+}
+
+#[tokio::test]
 async fn contract_chats() {
     let (store, cfg) = migrated_store().await;
     contract::chats(&store).await;

@@ -8,8 +8,8 @@ use super::ApiState;
 use super::error::ApiError;
 use super::input::{Input, Resource};
 use super::params::{ListQuery, PathParams, chat_number, message_number, token};
-use super::views::MessageOut;
-use crate::chat::NewMessage;
+use super::views::{MessageOut, VersionOut};
+use crate::chat::{Author, NewMessage};
 use crate::ids::MessageNumber;
 use crate::protocol::MAX_CLIENT_MSG_ID;
 
@@ -66,6 +66,41 @@ pub async fn list(
     let (number, range) = (chat_number(&number)?, query.message_range()?);
     let messages = state.chat.messages(&token(raw), number, range).await?;
     Ok(Json(messages.into_iter().map(Into::into).collect()))
+}
+
+/// `PATCH …/messages/:number {"body"}`: the backend edits any message.
+pub async fn update(
+    State(state): State<ApiState>,
+    PathParams((raw, chat, number)): PathParams<(String, String, String)>,
+    Input(fields, _): Input<MessageBody>,
+) -> Result<Json<MessageOut>, ApiError> {
+    let (chat, number) = (chat_number(&chat)?, message_number(&number)?);
+    let body = fields.required_string("body", usize::MAX)?;
+    let app = state.chat.application(&token(raw)).await?;
+    let edited = state.chat.edit_message(&app.id, &Author::Backend(None), (chat, number), body, None).await?;
+    Ok(Json(edited.into()))
+}
+
+/// `DELETE …/messages/:number`: the backend deletes any message (204; a
+/// tombstone keeps the number).
+pub async fn destroy(
+    State(state): State<ApiState>,
+    PathParams((raw, chat, number)): PathParams<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (chat, number) = (chat_number(&chat)?, message_number(&number)?);
+    let app = state.chat.application(&token(raw)).await?;
+    state.chat.delete_message(&app.id, &Author::Backend(None), (chat, number), None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET …/messages/:number/versions`: earlier bodies, oldest first.
+pub async fn versions(
+    State(state): State<ApiState>,
+    PathParams((raw, chat, number)): PathParams<(String, String, String)>,
+) -> Result<Json<Vec<VersionOut>>, ApiError> {
+    let (chat, number) = (chat_number(&chat)?, message_number(&number)?);
+    let versions = state.chat.message_versions(&token(raw), chat, number).await?;
+    Ok(Json(versions.into_iter().map(Into::into).collect()))
 }
 
 /// `GET …/messages/:number`.

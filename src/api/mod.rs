@@ -97,7 +97,11 @@ pub fn router(state: ApiState, sessions: Router) -> Router {
         .route(chat, get(chats::show))
         .route(&format!("{chat}/messages"), post(messages::create).get(messages::list))
         .route(&format!("{chat}/messages/search"), get(search::in_chat))
-        .route(&format!("{chat}/messages/{{message}}"), get(messages::show))
+        .route(
+            &format!("{chat}/messages/{{message}}"),
+            get(messages::show).patch(messages::update).delete(messages::destroy),
+        )
+        .route(&format!("{chat}/messages/{{message}}/versions"), get(messages::versions))
         .route(&format!("{chat}/members"), get(chats::members))
         .route(&format!("{chat}/members/{{user}}"), put(chats::add_member).delete(chats::remove_member))
         .route(&format!("{app}/users/{{user}}/chats"), get(chats::user_chats))

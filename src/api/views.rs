@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::chat::{ApplicationView, ChatView};
 use crate::ids::{ChatNumber, MessageNumber, Timestamp, UserId};
-use crate::model::{Member, Message, ReadState};
+use crate::model::{Member, Message, MessageVersion, ReadState};
 
 /// An application as shown to its owner.
 #[derive(Serialize)]
@@ -73,25 +73,51 @@ impl From<ChatView> for ChatOut {
 #[derive(Serialize)]
 pub struct MessageOut {
     number: MessageNumber,
-    body: String,
+    /// Null once deleted.
+    body: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sender: Option<UserId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reply_to: Option<MessageNumber>,
     created_at: Timestamp,
+    /// The last change: creation, edit or delete.
     updated_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edited_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    deleted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleted_at: Option<Timestamp>,
 }
 
 impl From<Message> for MessageOut {
     fn from(m: Message) -> Self {
+        let deleted = m.is_deleted();
         Self {
             number: m.number,
-            body: m.body,
+            body: (!deleted).then_some(m.body),
             sender: m.sender,
             reply_to: m.reply_to,
             created_at: m.created_at,
-            updated_at: m.created_at,
+            updated_at: m.deleted_at.or(m.edited_at).unwrap_or(m.created_at),
+            edited_at: m.edited_at,
+            deleted,
+            deleted_at: m.deleted_at,
         }
+    }
+}
+
+/// An earlier body of an edited message.
+#[derive(Serialize)]
+pub struct VersionOut {
+    body: String,
+    written_at: Timestamp,
+    replaced_at: Timestamp,
+}
+
+impl From<MessageVersion> for VersionOut {
+    fn from(v: MessageVersion) -> Self {
+        Self { body: v.body, written_at: v.written_at, replaced_at: v.replaced_at }
     }
 }
 

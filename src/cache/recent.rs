@@ -60,6 +60,12 @@ pub struct Compact {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     r: Option<u64>,
     t: i64,
+    /// Edited at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    e: Option<i64>,
+    /// Deleted at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    d: Option<i64>,
 }
 
 impl Compact {
@@ -72,6 +78,8 @@ impl Compact {
             c: m.client_msg_id.clone(),
             r: m.reply_to.map(MessageNumber::get),
             t: m.created_at.millis(),
+            e: m.edited_at.map(Timestamp::millis),
+            d: m.deleted_at.map(Timestamp::millis),
         }
     }
 
@@ -90,6 +98,8 @@ impl Compact {
             client_msg_id: self.c,
             reply_to: self.r.map(MessageNumber),
             created_at: Timestamp(self.t),
+            edited_at: self.e.map(Timestamp),
+            deleted_at: self.d.map(Timestamp),
         })
     }
 }
@@ -147,6 +157,39 @@ impl RecentCache {
                     tracing::warn!(error = %e, "cannot push to the recent cache; dropping the chats' sets");
                     let keys: Vec<String> = messages.iter().map(|m| key(prefix, &m.app, m.chat)).collect();
                     tokio::spawn(drop_sets(conn.clone(), keys));
+                }
+            }
+        }
+    }
+
+    /// Replaces a cached message by its edited (or deleted) self, if the chat's
+    /// set holds it. Never fails: a failed replace drops the chat's set.
+    pub async fn replace(&self, m: &Message) {
+        match &self.backend {
+            Backend::Off => {}
+            Backend::Local(chats) => {
+                let mut chats = chats.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(cached) =
+                    chats.get_mut(&(m.app.clone(), m.chat)).and_then(|set| set.get_mut(&m.number.get()))
+                {
+                    *cached = m.clone();
+                }
+            }
+            Backend::Redis { conn, prefix, .. } => {
+                // Atomic: only an entry that is there is replaced (a trimmed one stays out).
+                const REPLACE: &str = "if redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1]) > 0 then \
+                     redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2]) end return 0";
+                let key = key(prefix, &m.app, m.chat);
+                let mut c = conn.clone();
+                let replaced: Result<i64, _> = redis::Script::new(REPLACE)
+                    .key(&key)
+                    .arg(m.number.get())
+                    .arg(encode(m))
+                    .invoke_async(&mut c)
+                    .await;
+                if let Err(e) = replaced {
+                    tracing::warn!(error = %e, "cannot replace in the recent cache; dropping the chat's set");
+                    tokio::spawn(drop_sets(conn.clone(), vec![key]));
                 }
             }
         }
@@ -269,6 +312,8 @@ mod tests {
             client_msg_id: None,
             reply_to: None,
             created_at: Timestamp(n as i64),
+            edited_at: None,
+            deleted_at: None,
         }
     }
 

@@ -21,6 +21,12 @@ pub enum ChatError {
     /// The chat has no message with this number.
     #[error("message not found")]
     MessageNotFound,
+    /// The message was deleted: it cannot be changed any more.
+    #[error("the message was deleted")]
+    MessageDeleted,
+    /// The acting user lacks a permission; the reason names it.
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// The user named by the request (to remove, say) is not a member of the chat.
     #[error("the user is not a member of this chat")]
     MemberNotFound,
@@ -65,6 +71,8 @@ pub enum ErrorKind {
     Forbidden(Refusal),
     /// The request broke a rule: fix it, do not retry as is.
     Invalid,
+    /// What the request names is gone for good (a deleted message).
+    Gone,
     /// An idempotency key came again with a different request.
     KeyReused,
     /// A service behind the node failed: retry later (the same request is safe).
@@ -97,6 +105,8 @@ pub enum Refusal {
     InvalidToken,
     /// The application lets only its backend create groups.
     UserGroupsClosed,
+    /// The acting user lacks a permission (the error's message names it).
+    Permission,
 }
 
 /// Which service failed.
@@ -121,6 +131,8 @@ impl ChatError {
             ChatError::ApplicationNotFound => ErrorKind::NotFound(Missing::Application),
             ChatError::ChatNotFound => ErrorKind::NotFound(Missing::Chat),
             ChatError::MessageNotFound => ErrorKind::NotFound(Missing::Message),
+            ChatError::MessageDeleted => ErrorKind::Gone,
+            ChatError::Forbidden(_) => ErrorKind::Forbidden(Refusal::Permission),
             ChatError::MemberNotFound => ErrorKind::NotFound(Missing::Member),
             ChatError::NotAMember => ErrorKind::Forbidden(Refusal::NotAMember),
             ChatError::UserGroupsClosed => ErrorKind::Forbidden(Refusal::UserGroupsClosed),
@@ -153,6 +165,8 @@ impl ChatError {
             ChatError::ApplicationNotFound,
             ChatError::ChatNotFound,
             ChatError::MessageNotFound,
+            ChatError::MessageDeleted,
+            ChatError::Forbidden("only its author may edit a message"),
             ChatError::MemberNotFound,
             ChatError::NotAMember,
             ChatError::UserGroupsClosed,
@@ -179,6 +193,8 @@ impl ChatError {
                 ChatError::ApplicationNotFound
                 | ChatError::ChatNotFound
                 | ChatError::MessageNotFound
+                | ChatError::MessageDeleted
+                | ChatError::Forbidden(_)
                 | ChatError::MemberNotFound
                 | ChatError::NotAMember
                 | ChatError::UserGroupsClosed

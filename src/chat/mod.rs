@@ -4,6 +4,7 @@
 //! records to a [`Store`](crate::store::Store), the numbering, claims and locks of
 //! `crate::sequence`, and the [`BatchWriter`].
 
+mod changes;
 mod error;
 mod implicit;
 mod known;

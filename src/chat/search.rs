@@ -11,28 +11,32 @@ use futures::StreamExt as _;
 use super::{ChatError, ChatService};
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{Message, Page};
-use crate::search::{ParsedQuery, SearchDoc, SearchError, SearchIndex, SearchRequest};
+use crate::search::{
+    IndexChange, IndexFeed, ParsedQuery, SearchDoc, SearchError, SearchIndex, SearchRequest,
+};
 
 /// A user's chats read per store call while gathering the search scope.
 const USER_CHATS_PAGE: usize = 1_000;
 /// Hits whose messages are read from the store at once.
 const READS_IN_FLIGHT: usize = 16;
 
-/// The node's search index, when it has one.
+/// The node's search index, when it has one, and its indexer's feed (edits
+/// and deletes go through the indexer, which retries them while the index is down).
 #[derive(Clone, Default)]
 pub struct Search {
     index: Option<Arc<dyn SearchIndex>>,
+    feed: Option<IndexFeed>,
 }
 
 impl Search {
-    /// Search through `index`.
-    pub fn new(index: Arc<dyn SearchIndex>) -> Self {
-        Self { index: Some(index) }
+    /// Search through `index`, changes through `feed`.
+    pub fn new(index: Arc<dyn SearchIndex>, feed: IndexFeed) -> Self {
+        Self { index: Some(index), feed: Some(feed) }
     }
 
     /// No search: every search answers `search_unavailable`.
     pub fn disabled() -> Self {
-        Self { index: None }
+        Self { index: None, feed: None }
     }
 
     fn index(&self) -> Result<&Arc<dyn SearchIndex>, ChatError> {
@@ -179,26 +183,25 @@ impl ChatService {
             .await;
         let mut items = Vec::with_capacity(found.len());
         for f in found {
-            items.extend(f?);
+            // A message deleted since it was indexed is never shown, whatever the index still holds.
+            items.extend(f?.filter(|f| !f.message.is_deleted()));
         }
         m.search_seconds.observe(started.elapsed().as_secs_f64());
         Ok(Results { items, has_more })
     }
 
-    /// A message's text changed (an edit): the index holds the new text.
-    pub async fn reindex_message(&self, message: &Message) -> Result<(), ChatError> {
-        let Some(index) = &self.search.index else { return Ok(()) };
-        index.index(&[SearchDoc::from(message)]).await.map_err(ChatError::Search)
+    /// A message's text changed (an edit): the index will hold the new text
+    /// (within a tick of the indexer; retried while the index is down).
+    pub fn reindex_message(&self, message: &Message) {
+        if let Some(feed) = &self.search.feed {
+            feed.changed(IndexChange::Upsert(SearchDoc::from(message)));
+        }
     }
 
-    /// A message is gone (a delete): the index forgets it.
-    pub async fn unindex_message(
-        &self,
-        app: &AppId,
-        chat: ChatNumber,
-        seq: MessageNumber,
-    ) -> Result<(), ChatError> {
-        let Some(index) = &self.search.index else { return Ok(()) };
-        index.remove(app, chat, seq).await.map_err(ChatError::Search)
+    /// A message is gone (a delete): the index will forget it (likewise).
+    pub fn unindex_message(&self, app: &AppId, chat: ChatNumber, seq: MessageNumber) {
+        if let Some(feed) = &self.search.feed {
+            feed.changed(IndexChange::Remove(app.clone(), chat, seq));
+        }
     }
 }

@@ -300,6 +300,8 @@ impl ChatService {
             client_msg_id: request.client_msg_id,
             reply_to: request.reply_to,
             created_at: Timestamp::now(),
+            edited_at: None,
+            deleted_at: None,
         };
         self.writer.write(message.clone()).await?;
         // Persisted: from now on a retry gets this ack. If marking fails, a

@@ -54,6 +54,13 @@ pub enum WireEvent {
         /// The message.
         m: Compact,
     },
+    /// A message was edited or deleted (as it is now).
+    Changed {
+        /// Chat.
+        chat: u64,
+        /// The message.
+        m: Compact,
+    },
     /// Someone types.
     Typing {
         /// Chat.
@@ -105,6 +112,7 @@ impl Wire {
     pub fn event(app: &AppId, event: &Event, audience: &Audience) -> Self {
         let event = match event {
             Event::Message(m) => WireEvent::Message { chat: m.chat.get(), m: Compact::of(m) },
+            Event::MessageChanged(m) => WireEvent::Changed { chat: m.chat.get(), m: Compact::of(m) },
             Event::Typing { chat, user } => {
                 WireEvent::Typing { chat: chat.get(), user: user.as_str().to_owned() }
             }
@@ -147,6 +155,7 @@ impl WireEvent {
         let user = |raw: String| UserId::parse(&raw).ok();
         Some(match self {
             WireEvent::Message { chat, m } => Event::Message(m.into_message(app, ChatNumber(chat))?),
+            WireEvent::Changed { chat, m } => Event::MessageChanged(m.into_message(app, ChatNumber(chat))?),
             WireEvent::Typing { chat, user: u } => Event::Typing { chat: ChatNumber(chat), user: user(u)? },
             WireEvent::Receipt { chat, user: u, read, seq } => Event::Receipt {
                 chat: ChatNumber(chat),
@@ -178,9 +187,22 @@ mod tests {
             client_msg_id: Some("c1".into()),
             reply_to: Some(MessageNumber(2)),
             created_at: Timestamp(1_700_000_000_000),
+            edited_at: None,
+            deleted_at: None,
         };
         let events = [
-            Event::Message(message),
+            Event::Message(message.clone()),
+            Event::MessageChanged(Message {
+                body: "edited".into(),
+                edited_at: Some(Timestamp(1_700_000_000_500)),
+                ..message.clone()
+            }),
+            Event::MessageChanged(Message {
+                body: String::new(),
+                edited_at: Some(Timestamp(1_700_000_000_500)),
+                deleted_at: Some(Timestamp(1_700_000_000_900)),
+                ..message
+            }),
             Event::Typing { chat: ChatNumber(3), user: alice.clone() },
             Event::Receipt {
                 chat: ChatNumber(3),

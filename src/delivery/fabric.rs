@@ -10,6 +10,8 @@ use crate::model::{Message, ReceiptKind};
 pub enum Event {
     /// A persisted message.
     Message(Message),
+    /// A message was edited or deleted: it as it is now (a tombstone once deleted).
+    MessageChanged(Message),
     /// `user` is typing in `chat`.
     Typing {
         /// The chat.

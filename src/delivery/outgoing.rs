@@ -51,6 +51,17 @@ pub fn outgoing(event: &Event) -> Arc<Outgoing> {
             frame: ServerFrame::Message(message_out(m)).to_text().into(),
             at: m.created_at.millis(),
         },
+        Event::MessageChanged(m) => match m.deleted_at {
+            Some(deleted_at) => {
+                frame(&ServerFrame::MessageDeleted { chat: m.chat, seq: m.number, deleted_at })
+            }
+            None => frame(&ServerFrame::MessageEdited {
+                chat: m.chat,
+                seq: m.number,
+                body: m.body.clone(),
+                edited_at: m.edited_at.unwrap_or(m.created_at),
+            }),
+        },
         Event::Typing { chat, user } => frame(&ServerFrame::Typing { chat: *chat, user: user.clone() }),
         Event::Receipt { chat, user, kind, seq } => {
             let kind = match kind {
@@ -75,9 +86,12 @@ pub fn message_out(m: &Message) -> MessageOut {
         chat: m.chat,
         seq: m.number,
         sender: m.sender.clone(),
-        body: m.body.clone(),
+        body: (!m.is_deleted()).then(|| m.body.clone()),
         sent_at: m.created_at,
         client_msg_id: m.client_msg_id.clone(),
         reply_to: m.reply_to,
+        edited_at: m.edited_at,
+        deleted: m.is_deleted(),
+        deleted_at: m.deleted_at,
     }
 }

@@ -122,6 +122,20 @@ impl Session {
                 self.receipt(id, chat, ReceiptKind::Delivered, seq).await
             }
             ClientFrame::Read { id, chat, seq } => self.receipt(id, chat, ReceiptKind::Read, seq).await,
+            ClientFrame::Edit { id, chat, seq, body } => {
+                let author = Author::User(user.clone());
+                match self.state.chat.edit_message(&app.id, &author, (chat, seq), body, Some(self.id)).await {
+                    Ok(_) => Answers::one(ServerFrame::Ack { id, chat, seq }),
+                    Err(e) => Answers::failed(id, &e),
+                }
+            }
+            ClientFrame::Delete { id, chat, seq } => {
+                let author = Author::User(user.clone());
+                match self.state.chat.delete_message(&app.id, &author, (chat, seq), Some(self.id)).await {
+                    Ok(_) => Answers::one(ServerFrame::Ack { id, chat, seq }),
+                    Err(e) => Answers::failed(id, &e),
+                }
+            }
             ClientFrame::Search { id, query, chat, page, per_page } => {
                 self.search(id, &query, chat, (page.unwrap_or(1), per_page.unwrap_or(20))).await
             }

@@ -50,13 +50,46 @@ const TICK: Duration = Duration::from_millis(500);
 /// The cluster lock name of the scan.
 const SCAN_LOCK: &str = "search-scan";
 
-/// The batch writer's side: hands committed messages to the indexer.
+/// A change to a message already indexed (an edit, a delete).
+#[derive(Clone, Debug)]
+pub enum IndexChange {
+    /// The message's new text.
+    Upsert(SearchDoc),
+    /// The message is gone.
+    Remove(AppId, ChatNumber, MessageNumber),
+}
+
+impl IndexChange {
+    fn key(&self) -> (AppId, ChatNumber, MessageNumber) {
+        match self {
+            IndexChange::Upsert(doc) => (doc.app.clone(), doc.chat, doc.seq),
+            IndexChange::Remove(app, chat, seq) => (app.clone(), *chat, *seq),
+        }
+    }
+}
+
+/// Changes remembered so that a stale document still queued (committed
+/// before the change, indexed after it) is corrected on its way in.
+const MAX_REMEMBERED_CHANGES: usize = 100_000;
+
+/// The batch writer's side: hands committed messages to the indexer; the
+/// domain's side: hands it edits and deletes.
 #[derive(Clone)]
 pub struct IndexFeed {
     tx: mpsc::Sender<Vec<SearchDoc>>,
     /// Chats whose documents did not fit in the queue.
     overflow: Arc<Mutex<HashSet<ChatKey>>>,
     queued: Arc<AtomicI64>,
+    /// Edits and deletes to apply, in order (retried until the index takes them).
+    changes: Arc<Mutex<Vec<IndexChange>>>,
+}
+
+impl IndexFeed {
+    /// Queues an edit or a delete; the indexer applies it within a tick
+    /// (500 ms), and keeps trying while the index is down.
+    pub fn changed(&self, change: IndexChange) {
+        self.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(change);
+    }
 }
 
 impl OnCommit for IndexFeed {
@@ -133,6 +166,9 @@ pub struct Indexer {
     rx: mpsc::Receiver<Vec<SearchDoc>>,
     overflow: Arc<Mutex<HashSet<ChatKey>>>,
     queued: Arc<AtomicI64>,
+    changes: Arc<Mutex<Vec<IndexChange>>>,
+    /// The latest change of each recently changed message (`None`: removed).
+    changed: HashMap<(AppId, ChatNumber, MessageNumber), Option<SearchDoc>>,
     chats: HashMap<ChatKey, Progress>,
     /// Chats to catch up from the store.
     behind: HashSet<ChatKey>,
@@ -171,6 +207,7 @@ impl Indexer {
         let (tx, rx) = mpsc::channel((config.queue / 64).max(16));
         let overflow = Arc::new(Mutex::new(HashSet::new()));
         let queued = Arc::new(AtomicI64::new(0));
+        let changes = Arc::new(Mutex::new(Vec::new()));
         let indexer = Indexer {
             index,
             store,
@@ -179,6 +216,8 @@ impl Indexer {
             rx,
             overflow: Arc::clone(&overflow),
             queued: Arc::clone(&queued),
+            changes: Arc::clone(&changes),
+            changed: HashMap::new(),
             chats: HashMap::new(),
             behind: HashSet::new(),
             resting_until: None,
@@ -188,7 +227,7 @@ impl Indexer {
             next_scan: Instant::now(),
         };
         tracker.spawn(indexer.run());
-        IndexFeed { tx, overflow, queued }
+        IndexFeed { tx, overflow, queued, changes }
     }
 
     async fn run(mut self) {
@@ -229,6 +268,7 @@ impl Indexer {
         self.queued.fetch_sub(n, Ordering::Relaxed);
         let m = crate::metrics::metrics();
         m.search_lag_messages.sub(n);
+        let docs = self.corrected(docs);
         let resting = self.resting_until.is_some_and(|until| Instant::now() < until);
         if resting {
             self.behind.extend(docs.iter().map(|d| (d.app.clone(), d.chat)));
@@ -280,6 +320,52 @@ impl Indexer {
         Ok(())
     }
 
+    /// `docs` with the edits and deletes made since they were committed
+    /// applied (a deleted message's document is left out).
+    fn corrected(&self, docs: Vec<SearchDoc>) -> Vec<SearchDoc> {
+        if self.changed.is_empty() {
+            return docs;
+        }
+        docs.into_iter()
+            .filter_map(|doc| match self.changed.get(&(doc.app.clone(), doc.chat, doc.seq)) {
+                Some(change) => change.clone(),
+                None => Some(doc),
+            })
+            .collect()
+    }
+
+    /// Applies queued edits and deletes in order; what the index refuses waits for the next tick.
+    async fn apply_changes(&mut self) {
+        let changes =
+            std::mem::take(&mut *self.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let mut rest = changes.into_iter();
+        while let Some(change) = rest.next() {
+            let applied = match &change {
+                IndexChange::Upsert(doc) => self.index.index(std::slice::from_ref(doc)).await,
+                IndexChange::Remove(app, chat, seq) => self.index.remove(app, *chat, *seq).await,
+            };
+            if let Err(e) = applied {
+                self.index_failed(&e);
+                // Put back, ahead of anything queued meanwhile.
+                let mut queue = self.changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let later = std::mem::take(&mut *queue);
+                queue.push(change);
+                queue.extend(rest);
+                queue.extend(later);
+                return;
+            }
+            if self.changed.len() >= MAX_REMEMBERED_CHANGES {
+                self.changed.clear();
+            }
+            let key = change.key();
+            let latest = match change {
+                IndexChange::Upsert(doc) => Some(doc),
+                IndexChange::Remove(..) => None,
+            };
+            self.changed.insert(key, latest);
+        }
+    }
+
     /// Catches up stuck and failed chats, records positions, walks the scan.
     async fn housekeeping(&mut self) {
         if let Ok(mut overflow) = self.overflow.lock() {
@@ -293,6 +379,10 @@ impl Indexer {
             .map(|(k, _)| k.clone())
             .collect();
         self.behind.extend(stuck);
+        let resting = self.resting_until.is_some_and(|until| Instant::now() < until);
+        if !resting {
+            self.apply_changes().await;
+        }
         let resting = self.resting_until.is_some_and(|until| Instant::now() < until);
         if !resting {
             let behind: Vec<ChatKey> = self.behind.iter().cloned().collect();
@@ -371,8 +461,10 @@ impl Indexer {
             };
             let messages = self.store.messages(app, *chat, range).await.map_err(CatchUpError::Store)?;
             let indexed = self.chats.get(key).map(|p| &p.above);
+            // The store has the latest text; a deleted message has none to index.
             let docs: Vec<SearchDoc> = messages
                 .iter()
+                .filter(|m| !m.is_deleted())
                 .filter(|m| !indexed.is_some_and(|above| above.contains(&m.number.get())))
                 .map(SearchDoc::from)
                 .collect();

@@ -23,7 +23,7 @@ use crate::model::{Message, Page};
 
 pub use self::tantivy::TantivyIndex;
 pub use config::{SearchBackend, SearchConfig};
-pub use indexer::{IndexFeed, Indexer};
+pub use indexer::{IndexChange, IndexFeed, Indexer};
 pub use query::{ParsedQuery, QueryError};
 
 /// The longest query text accepted, in characters.

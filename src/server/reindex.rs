@@ -129,7 +129,8 @@ pub async fn reindex(
                 page: Page { skip: 0, limit: WINDOW as usize },
             };
             let messages = store.messages(&app, chat, range).await?;
-            let docs: Vec<SearchDoc> = messages.iter().map(SearchDoc::from).collect();
+            let docs: Vec<SearchDoc> =
+                messages.iter().filter(|m| !m.is_deleted()).map(SearchDoc::from).collect();
             index.index(&docs).await?;
             if let Some(old) =
                 messages.iter().filter(|m| m.created_at.millis() < horizon).map(|m| m.number.get()).max()

@@ -15,8 +15,8 @@ use super::{Store, StoreError};
 use crate::auth::SigningSecret;
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{
-    Application, Chat, ChatKind, DirectPair, Member, Message, MessageRange, Page, ReadState, ReceiptKind,
-    UserGroups,
+    Application, Change, Chat, ChatKind, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
+    ReadState, ReceiptKind, UserGroups,
 };
 
 /// token → application.
@@ -66,6 +66,51 @@ struct StoredMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reply_to: Option<u64>,
     created_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    edited_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deleted_at: Option<i64>,
+    /// Earlier bodies, oldest first: kept in the message's own row, so an
+    /// edit and a delete are each one write of one row.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    versions: Vec<StoredVersion>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StoredVersion {
+    body: String,
+    written_at: i64,
+    replaced_at: i64,
+}
+
+impl StoredMessage {
+    fn of(m: &Message) -> Self {
+        Self {
+            body: m.body.clone(),
+            sender: m.sender.as_ref().map(|u| u.as_str().to_owned()),
+            client_msg_id: m.client_msg_id.clone(),
+            reply_to: m.reply_to.map(MessageNumber::get),
+            created_at: m.created_at.millis(),
+            edited_at: m.edited_at.map(Timestamp::millis),
+            deleted_at: m.deleted_at.map(Timestamp::millis),
+            versions: Vec::new(),
+        }
+    }
+
+    fn into_message(self, app: &AppId, chat: u64, number: u64) -> Message {
+        Message {
+            app: app.clone(),
+            chat: ChatNumber(chat),
+            number: MessageNumber(number),
+            body: self.body,
+            sender: self.sender.map(UserId::from_store),
+            client_msg_id: self.client_msg_id,
+            reply_to: self.reply_to.map(MessageNumber),
+            created_at: Timestamp(self.created_at),
+            edited_at: self.edited_at.map(Timestamp),
+            deleted_at: self.deleted_at.map(Timestamp),
+        }
+    }
 }
 
 /// A store in one redb file.
@@ -88,16 +133,29 @@ fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &'static str) -> Result
 
 fn to_message(app: &AppId, chat: u64, number: u64, bytes: &[u8]) -> Result<Message, StoreError> {
     let m: StoredMessage = decode(bytes, "message")?;
-    Ok(Message {
-        app: app.clone(),
-        chat: ChatNumber(chat),
-        number: MessageNumber(number),
-        body: m.body,
-        sender: m.sender.map(UserId::from_store),
-        client_msg_id: m.client_msg_id,
-        reply_to: m.reply_to.map(MessageNumber),
-        created_at: Timestamp(m.created_at),
-    })
+    Ok(m.into_message(app, chat, number))
+}
+
+/// Applies `change` to a stored message that is not deleted, in `txn`.
+fn change_message(
+    txn: &redb::WriteTransaction,
+    app: &AppId,
+    chat: ChatNumber,
+    number: MessageNumber,
+    change: impl FnOnce(&mut StoredMessage),
+) -> Result<Change, StoreError> {
+    let mut table = txn.open_table(MESSAGES).map_err(embedded)?;
+    let key = (app.as_str(), chat.get(), number.get());
+    let mut stored: StoredMessage = match table.get(key).map_err(embedded)? {
+        Some(guard) => decode(guard.value(), "message")?,
+        None => return Ok(Change::Missing),
+    };
+    if stored.deleted_at.is_some() {
+        return Ok(Change::Deleted(stored.into_message(app, chat.get(), number.get())));
+    }
+    change(&mut stored);
+    table.insert(key, encode(&stored)?.as_slice()).map_err(embedded)?;
+    Ok(Change::Done(stored.into_message(app, chat.get(), number.get())))
 }
 
 impl EmbeddedStore {
@@ -321,13 +379,7 @@ impl Store for EmbeddedStore {
         self.write(move |txn| {
             let mut table = txn.open_table(MESSAGES).map_err(embedded)?;
             for m in &messages {
-                let bytes = encode(&StoredMessage {
-                    body: m.body.clone(),
-                    sender: m.sender.as_ref().map(|u| u.as_str().to_owned()),
-                    client_msg_id: m.client_msg_id.clone(),
-                    reply_to: m.reply_to.map(MessageNumber::get),
-                    created_at: m.created_at.millis(),
-                })?;
+                let bytes = encode(&StoredMessage::of(m))?;
                 table
                     .insert((m.app.as_str(), m.chat.get(), m.number.get()), bytes.as_slice())
                     .map_err(embedded)?;
@@ -392,6 +444,71 @@ impl Store for EmbeddedStore {
                 Some(row) => Ok(row.map_err(embedded)?.0.value().2),
                 None => Ok(0),
             }
+        })
+        .await
+    }
+
+    async fn edit_message(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+        body: &str,
+        at: Timestamp,
+    ) -> Result<Change, StoreError> {
+        let (app, body) = (app.clone(), body.to_owned());
+        self.write(move |txn| {
+            change_message(txn, &app, chat, number, |m| {
+                m.versions.push(StoredVersion {
+                    body: std::mem::replace(&mut m.body, body),
+                    written_at: m.edited_at.unwrap_or(m.created_at),
+                    replaced_at: at.millis(),
+                });
+                m.edited_at = Some(at.millis());
+            })
+        })
+        .await
+    }
+
+    async fn delete_message(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+        at: Timestamp,
+    ) -> Result<Change, StoreError> {
+        let app = app.clone();
+        self.write(move |txn| {
+            change_message(txn, &app, chat, number, |m| {
+                m.body.clear();
+                m.versions.clear();
+                m.deleted_at = Some(at.millis());
+            })
+        })
+        .await
+    }
+
+    async fn message_versions(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+    ) -> Result<Vec<MessageVersion>, StoreError> {
+        let app = app.clone();
+        self.read(move |txn| {
+            let table = txn.open_table(MESSAGES).map_err(embedded)?;
+            let Some(guard) = table.get((app.as_str(), chat.get(), number.get())).map_err(embedded)? else {
+                return Ok(Vec::new());
+            };
+            let m: StoredMessage = decode(guard.value(), "message")?;
+            Ok(m.versions
+                .into_iter()
+                .map(|v| MessageVersion {
+                    body: v.body,
+                    written_at: Timestamp(v.written_at),
+                    replaced_at: Timestamp(v.replaced_at),
+                })
+                .collect())
         })
         .await
     }

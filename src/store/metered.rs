@@ -7,7 +7,8 @@ use super::{DynStore, Store, StoreError};
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::metrics::{metrics, timed};
 use crate::model::{
-    Application, Chat, DirectPair, Member, Message, MessageRange, Page, ReadState, ReceiptKind,
+    Application, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page, ReadState,
+    ReceiptKind,
 };
 
 /// Wraps a store with metrics.
@@ -84,6 +85,36 @@ impl Store for Metered {
 
     async fn max_message_number(&self, app: &AppId, chat: ChatNumber) -> Result<u64, StoreError> {
         time("max_message_number", self.0.max_message_number(app, chat)).await
+    }
+
+    async fn edit_message(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+        body: &str,
+        at: Timestamp,
+    ) -> Result<Change, StoreError> {
+        time("edit_message", self.0.edit_message(app, chat, number, body, at)).await
+    }
+
+    async fn delete_message(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+        at: Timestamp,
+    ) -> Result<Change, StoreError> {
+        time("delete_message", self.0.delete_message(app, chat, number, at)).await
+    }
+
+    async fn message_versions(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+    ) -> Result<Vec<MessageVersion>, StoreError> {
+        time("message_versions", self.0.message_versions(app, chat, number)).await
     }
 
     async fn add_member(

@@ -17,7 +17,8 @@ use async_trait::async_trait;
 
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{
-    Application, Chat, DirectPair, Member, Message, MessageRange, Page, ReadState, ReceiptKind,
+    Application, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page, ReadState,
+    ReceiptKind,
 };
 
 pub use batch::{BatchConfig, BatchStats, BatchWriter, OnCommit, WriteError};
@@ -125,6 +126,33 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Message>, StoreError>;
     /// The highest message number stored in a chat (0 when none).
     async fn max_message_number(&self, app: &AppId, chat: ChatNumber) -> Result<u64, StoreError>;
+
+    /// Replaces a message's body (an edit) unless it was deleted, keeping the
+    /// old body as a version, atomically with the edit.
+    async fn edit_message(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+        body: &str,
+        at: Timestamp,
+    ) -> Result<Change, StoreError>;
+    /// Turns a message into its tombstone: the number stays, the body and
+    /// every version are gone. Deleting a tombstone changes nothing.
+    async fn delete_message(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+        at: Timestamp,
+    ) -> Result<Change, StoreError>;
+    /// The earlier bodies of a message, oldest first (none once deleted).
+    async fn message_versions(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+    ) -> Result<Vec<MessageVersion>, StoreError>;
 
     /// Makes `user` a member of `chat` (idempotent; keeps the first join time).
     async fn add_member(

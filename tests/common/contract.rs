@@ -7,8 +7,8 @@
 use weft::auth::SigningSecret;
 use weft::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use weft::model::{
-    Application, Chat, ChatKind, DirectPair, Member, Message, MessageRange, Page, ReadState, ReceiptKind,
-    UserGroups,
+    Application, Change, Chat, ChatKind, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
+    ReadState, ReceiptKind, UserGroups,
 };
 use weft::store::{MESSAGE_BUCKET, Store};
 
@@ -20,6 +20,7 @@ pub async fn all(store: &dyn Store) {
     messages_across_buckets(store).await;
     messages_in_sparse_buckets(store).await;
     large_message_batches(store).await;
+    edits_and_deletes(store).await;
     members(store).await;
     direct_chats(store).await;
     read_state(store).await;
@@ -53,6 +54,8 @@ pub fn message(app: &AppId, chat: u64, number: u64, body: String) -> Message {
         client_msg_id: number.is_multiple_of(2).then(|| format!("cm-{number}")),
         reply_to: (number.is_multiple_of(5) && number > 1).then(|| MessageNumber(number - 1)),
         created_at: Timestamp(1_700_000_000_000 + number as i64),
+        edited_at: None,
+        deleted_at: None,
     }
 }
 
@@ -95,6 +98,66 @@ pub async fn application_ids(store: &dyn Store) {
         assert_eq!(seen.iter().filter(|s| *s == id).count(), 1, "{id} listed once");
     }
     assert!(store.application_ids(None, 0).await.unwrap().is_empty());
+}
+
+/// An edit keeps the old body as a version; a delete leaves a tombstone (the
+/// number stays, body and versions go); neither applies to a tombstone or to
+/// a number that names no message.
+pub async fn edits_and_deletes(store: &dyn Store) {
+    let app = AppId::generate();
+    let batch: Vec<Message> = (1..=3).map(|n| message(&app, 1, n, format!("body {n}"))).collect();
+    store.insert_messages(&batch).await.unwrap();
+    let (chat, two) = (ChatNumber(1), MessageNumber(2));
+    let t = |ms: i64| Timestamp(1_700_000_100_000 + ms);
+
+    let Change::Done(edited) = store.edit_message(&app, chat, two, "body 2, fixed", t(1)).await.unwrap()
+    else {
+        panic!("the edit did not apply")
+    };
+    assert_eq!(
+        (edited.body.as_str(), edited.edited_at, edited.deleted_at),
+        ("body 2, fixed", Some(t(1)), None)
+    );
+    assert_eq!(edited.created_at, batch[1].created_at);
+    assert_eq!(edited.sender, batch[1].sender);
+    assert_eq!(store.message(&app, chat, two).await.unwrap(), Some(edited.clone()));
+    let listed = store.messages(&app, chat, range(None, None, 0, 10)).await.unwrap();
+    assert_eq!(listed[1], edited, "history shows the edited body");
+    store.edit_message(&app, chat, two, "body 2, fixed again", t(2)).await.unwrap();
+    assert_eq!(
+        store.message_versions(&app, chat, two).await.unwrap(),
+        [
+            MessageVersion { body: "body 2".into(), written_at: batch[1].created_at, replaced_at: t(1) },
+            MessageVersion { body: "body 2, fixed".into(), written_at: t(1), replaced_at: t(2) },
+        ]
+    );
+    assert!(store.message_versions(&app, chat, MessageNumber(1)).await.unwrap().is_empty());
+
+    let Change::Done(tombstone) = store.delete_message(&app, chat, two, t(3)).await.unwrap() else {
+        panic!("the delete did not apply")
+    };
+    assert_eq!((tombstone.body.as_str(), tombstone.deleted_at), ("", Some(t(3))));
+    assert!(tombstone.is_deleted());
+    assert_eq!(store.message(&app, chat, two).await.unwrap(), Some(tombstone.clone()));
+    assert!(store.message_versions(&app, chat, two).await.unwrap().is_empty(), "versions go with the body");
+    assert_eq!(
+        store.edit_message(&app, chat, two, "back", t(4)).await.unwrap(),
+        Change::Deleted(tombstone.clone())
+    );
+    assert_eq!(
+        store.delete_message(&app, chat, two, t(5)).await.unwrap(),
+        Change::Deleted(tombstone.clone())
+    );
+    assert_eq!(store.max_message_number(&app, chat).await.unwrap(), 3, "the number stays taken");
+    let listed = numbers(&store.messages(&app, chat, range(None, None, 0, 10)).await.unwrap());
+    assert_eq!(listed, [3, 2, 1], "the tombstone keeps its place");
+
+    for missing in [MessageNumber(9), MessageNumber(u64::MAX)] {
+        assert_eq!(store.edit_message(&app, chat, missing, "x", t(6)).await.unwrap(), Change::Missing);
+        assert_eq!(store.delete_message(&app, chat, missing, t(6)).await.unwrap(), Change::Missing);
+        assert!(store.message_versions(&app, chat, missing).await.unwrap().is_empty());
+    }
+    assert_eq!(store.message(&app, chat, MessageNumber(9)).await.unwrap(), None, "no row was made up");
 }
 
 /// Insert, find by token, update name and updated_at.

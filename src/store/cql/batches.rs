@@ -102,6 +102,8 @@ mod tests {
             client_msg_id: None,
             reply_to: None,
             created_at: Timestamp(0),
+            edited_at: None,
+            deleted_at: None,
         }
     }
 

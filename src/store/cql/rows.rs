@@ -68,7 +68,16 @@ pub(super) fn skip_page<T>(rows: Vec<T>, page: Page) -> Vec<T> {
 pub(super) type ApplicationRow =
     (String, String, String, Option<String>, Option<String>, Option<String>, CqlTimestamp, CqlTimestamp);
 pub(super) type ChatRow = (i64, String, CqlTimestamp);
-pub(super) type MessageRow = (i64, String, Option<String>, Option<String>, Option<i64>, CqlTimestamp);
+pub(super) type MessageRow = (
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    CqlTimestamp,
+    Option<CqlTimestamp>,
+    Option<CqlTimestamp>,
+);
 
 pub(super) fn application_from_row(row: ApplicationRow) -> Result<Application, StoreError> {
     let (token, id, name, secret, jwks_url, user_groups, created_at, updated_at) = row;
@@ -105,7 +114,7 @@ pub(super) fn message_from_row(
     chat: ChatNumber,
     row: MessageRow,
 ) -> Result<Message, StoreError> {
-    let (number, body, sender, client_msg_id, reply_to, created_at) = row;
+    let (number, body, sender, client_msg_id, reply_to, created_at, edited_at, deleted_at) = row;
     Ok(Message {
         app: app.clone(),
         chat,
@@ -115,6 +124,8 @@ pub(super) fn message_from_row(
         client_msg_id,
         reply_to: reply_to.map(|n| unsigned(n, "reply_to").map(MessageNumber)).transpose()?,
         created_at: from_ts(created_at),
+        edited_at: edited_at.map(from_ts),
+        deleted_at: deleted_at.map(from_ts),
     })
 }
 

@@ -25,6 +25,11 @@ pub(super) struct Statements {
     pub(super) insert_message: PreparedStatement,
     pub(super) insert_chat_bucket: PreparedStatement,
     pub(super) message: PreparedStatement,
+    /// Conditional: the new body, the old one appended to `versions`, unless deleted or edited meanwhile.
+    pub(super) edit_message: PreparedStatement,
+    /// Conditional: the tombstone, unless deleted already.
+    pub(super) delete_message: PreparedStatement,
+    pub(super) message_versions: PreparedStatement,
     pub(super) messages_in_bucket: PreparedStatement,
     pub(super) buckets_between: PreparedStatement,
     pub(super) newest_bucket: PreparedStatement,
@@ -48,7 +53,9 @@ pub(super) struct Statements {
 
 const DIRECT_CHAT: &str = "SELECT chat FROM direct_chats WHERE app = ? AND user_low = ? AND user_high = ?";
 const READ_STATE: &str = "SELECT user_id, delivered, read FROM read_state WHERE app = ? AND chat = ?";
-const MESSAGE_COLUMNS: &str = "number, body, sender, client_msg_id, reply_to, created_at";
+const MESSAGE_COLUMNS: &str =
+    "number, body, sender, client_msg_id, reply_to, created_at, edited_at, deleted_at";
+const MESSAGE_KEY: &str = "app = ? AND chat = ? AND bucket = ? AND number = ?";
 
 impl Statements {
     pub(super) async fn prepare(session: &Session) -> Result<Self, StoreError> {
@@ -96,6 +103,17 @@ impl Statements {
                  reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 .into())
             .await?,
+            edit_message: p(format!(
+                "UPDATE messages SET body = ?, edited_at = ?, versions = versions + ? WHERE {MESSAGE_KEY} \
+                 IF deleted_at = null AND body = ?"
+            ))
+            .await?,
+            delete_message: p(format!(
+                "UPDATE messages SET body = '', deleted_at = ?, versions = null WHERE {MESSAGE_KEY} \
+                 IF deleted_at = null"
+            ))
+            .await?,
+            message_versions: p(format!("SELECT versions FROM messages WHERE {MESSAGE_KEY}")).await?,
             insert_chat_bucket: p("INSERT INTO chat_buckets (app, chat, bucket) VALUES (?, ?, ?)".into()).await?,
             message: p(format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages WHERE app = ? AND chat = ? AND bucket = ? AND number = ?"

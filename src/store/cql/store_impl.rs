@@ -14,9 +14,28 @@ use super::rows::{
 };
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{
-    Application, Chat, DirectPair, Member, Message, MessageRange, Page, ReadState, ReceiptKind, UserGroups,
+    Application, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page, ReadState,
+    ReceiptKind, UserGroups,
 };
 use crate::store::{Store, StoreError, bucket_of};
+
+/// Attempts of a conditional update that lost to a concurrent one.
+const CONDITIONAL_TRIES: usize = 5;
+
+/// A conditional update kept losing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Contended(&'static str);
+
+/// Whether a conditional statement applied (the first column of its answer).
+fn applied(
+    result: scylla::response::query_result::QueryResult,
+    what: &'static str,
+) -> Result<bool, StoreError> {
+    Ok(decode_first::<Row>(result, what)?
+        .and_then(|row| row.columns.into_iter().next().flatten())
+        .is_some_and(|v| matches!(v, CqlValue::Boolean(true))))
+}
 
 /// How many partitions one `insert_messages` call writes at the same time.
 const MAX_CONCURRENT_PARTITIONS: usize = 32;
@@ -340,6 +359,93 @@ impl Store for CqlStore {
         decode_first::<MessageRow>(result, "messages")?
             .map(|row| message_from_row(app, chat, row))
             .transpose()
+    }
+
+    async fn edit_message(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+        body: &str,
+        at: Timestamp,
+    ) -> Result<Change, StoreError> {
+        let Ok(n) = bigint(number.get()) else { return Ok(Change::Missing) };
+        let (c, b) = (bigint(chat.get())?, bigint(bucket_of(number))?);
+        // The update holds only if the body is still the one read (else
+        // another edit came first and its body is the version to keep): read again.
+        for _ in 0..CONDITIONAL_TRIES {
+            let Some(current) = self.message(app, chat, number).await? else { return Ok(Change::Missing) };
+            if current.is_deleted() {
+                return Ok(Change::Deleted(current));
+            }
+            let written = current.edited_at.unwrap_or(current.created_at);
+            let version = vec![(current.body.as_str(), ts(written), ts(at))];
+            let values = (body, ts(at), version, app.as_str(), c, b, n, current.body.as_str());
+            let result = self
+                .session()
+                .execute_unpaged(&self.stmts().edit_message, values)
+                .await
+                .map_err(StoreError::unavailable)?;
+            if applied(result, "messages edit")? {
+                let edited = Message { body: body.to_owned(), edited_at: Some(at), ..current };
+                return Ok(Change::Done(edited));
+            }
+        }
+        Err(StoreError::Unavailable(Box::new(Contended("an edit kept losing to concurrent edits"))))
+    }
+
+    async fn delete_message(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+        at: Timestamp,
+    ) -> Result<Change, StoreError> {
+        let Ok(n) = bigint(number.get()) else { return Ok(Change::Missing) };
+        let (c, b) = (bigint(chat.get())?, bigint(bucket_of(number))?);
+        for _ in 0..CONDITIONAL_TRIES {
+            // Read first: a conditional update of a row that is not there would create one.
+            let Some(current) = self.message(app, chat, number).await? else { return Ok(Change::Missing) };
+            if current.is_deleted() {
+                return Ok(Change::Deleted(current));
+            }
+            let result = self
+                .session()
+                .execute_unpaged(&self.stmts().delete_message, (ts(at), app.as_str(), c, b, n))
+                .await
+                .map_err(StoreError::unavailable)?;
+            if applied(result, "messages delete")? {
+                let tombstone = Message { body: String::new(), deleted_at: Some(at), ..current };
+                return Ok(Change::Done(tombstone));
+            }
+        }
+        Err(StoreError::Unavailable(Box::new(Contended("a delete kept losing to concurrent changes"))))
+    }
+
+    async fn message_versions(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+    ) -> Result<Vec<MessageVersion>, StoreError> {
+        let Ok(n) = bigint(number.get()) else { return Ok(Vec::new()) };
+        let values = (app.as_str(), bigint(chat.get())?, bigint(bucket_of(number))?, n);
+        let result = self
+            .session()
+            .execute_unpaged(&self.stmts().message_versions, values)
+            .await
+            .map_err(StoreError::unavailable)?;
+        type Versions = Option<Vec<(String, CqlTimestamp, CqlTimestamp)>>;
+        let versions = decode_first::<(Versions,)>(result, "message versions")?.and_then(|(v,)| v);
+        Ok(versions
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(body, written_at, replaced_at)| MessageVersion {
+                body,
+                written_at: from_ts(written_at),
+                replaced_at: from_ts(replaced_at),
+            })
+            .collect())
     }
 
     /// Walks the chat's buckets from the newest one that can match downwards,

@@ -1,0 +1,112 @@
+//! Edits and deletes of stored messages: who may, the store's atomic change,
+//! then the recent cache, the search index and the members' live sessions.
+
+use super::{Author, ChatError, ChatService};
+use crate::delivery::{Audience, Event, SessionId};
+use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp};
+use crate::model::{Change, Message, MessageVersion};
+
+impl ChatService {
+    /// Edits a message's body: a user only their own message, the backend
+    /// any. Every session of the members hears of it but `from` (the
+    /// session that asked, which gets its answer instead).
+    pub async fn edit_message(
+        &self,
+        app: &AppId,
+        author: &Author,
+        (chat, seq): (ChatNumber, MessageNumber),
+        body: String,
+        from: Option<SessionId>,
+    ) -> Result<Message, ChatError> {
+        if body.trim().is_empty() {
+            return Err(ChatError::Invalid("`body` must not be empty"));
+        }
+        self.may_change(app, author, chat, seq, "only its author may edit a message").await?;
+        let edited = match self.store.edit_message(app, chat, seq, &body, Timestamp::now()).await? {
+            Change::Done(m) => m,
+            Change::Missing => return Err(ChatError::MessageNotFound),
+            Change::Deleted(_) => return Err(ChatError::MessageDeleted),
+        };
+        self.changed(&edited, from).await;
+        Ok(edited)
+    }
+
+    /// Deletes a message (a tombstone keeps its number): a user only their
+    /// own message, the backend any. Deleting it again is `MessageDeleted`.
+    pub async fn delete_message(
+        &self,
+        app: &AppId,
+        author: &Author,
+        (chat, seq): (ChatNumber, MessageNumber),
+        from: Option<SessionId>,
+    ) -> Result<Message, ChatError> {
+        self.may_change(app, author, chat, seq, "only its author may delete a message").await?;
+        let tombstone = match self.store.delete_message(app, chat, seq, Timestamp::now()).await? {
+            Change::Done(m) => m,
+            Change::Missing => return Err(ChatError::MessageNotFound),
+            Change::Deleted(_) => return Err(ChatError::MessageDeleted),
+        };
+        self.changed(&tombstone, from).await;
+        Ok(tombstone)
+    }
+
+    /// The earlier bodies of a message, oldest first (the backend's audit).
+    pub async fn message_versions(
+        &self,
+        token: &AppToken,
+        chat: ChatNumber,
+        seq: MessageNumber,
+    ) -> Result<Vec<MessageVersion>, ChatError> {
+        let app = self.application(token).await?;
+        self.ensure_chat(&app.id, chat).await?;
+        if self.store.message(&app.id, chat, seq).await?.is_none() {
+            return Err(ChatError::MessageNotFound);
+        }
+        Ok(self.store.message_versions(&app.id, chat, seq).await?)
+    }
+
+    /// Whether `author` may change message `seq` of `chat`: a user must be a
+    /// member and its sender; the backend may change any message.
+    async fn may_change(
+        &self,
+        app: &AppId,
+        author: &Author,
+        chat: ChatNumber,
+        seq: MessageNumber,
+        refusal: &'static str,
+    ) -> Result<(), ChatError> {
+        match author {
+            Author::User(user) => self.ensure_member(app, chat, user).await?,
+            Author::Backend(_) => self.ensure_chat(app, chat).await?,
+        }
+        let message = self.store.message(app, chat, seq).await?.ok_or(ChatError::MessageNotFound)?;
+        if message.is_deleted() {
+            return Err(ChatError::MessageDeleted);
+        }
+        if let Author::User(user) = author
+            && message.sender.as_ref() != Some(user)
+        {
+            return Err(ChatError::Forbidden(refusal));
+        }
+        Ok(())
+    }
+
+    /// After a change is stored: the cache, the index, the members.
+    async fn changed(&self, message: &Message, from: Option<SessionId>) {
+        self.recent.replace(message).await;
+        if message.is_deleted() {
+            self.unindex_message(&message.app, message.chat, message.number);
+        } else {
+            self.reindex_message(message);
+        }
+        match self.member_list(&message.app, message.chat).await {
+            Ok(members) => {
+                let audience = Audience::Chat { chat: message.chat, members, except_user: None };
+                let event = Event::MessageChanged(message.clone());
+                self.fabric.deliver(&message.app, &event, &audience, from).await;
+            }
+            // Stored: members see the change in history and `sync`.
+            Err(e) => tracing::warn!(error = %e, "cannot read members to announce a change"),
+        }
+    }
+}
