@@ -49,6 +49,8 @@ fn messages(app: &AppId, chats: u64, count: u64) -> Result<Vec<Message>, BoxErro
             created_at: Timestamp::now(),
             edited_at: None,
             deleted_at: None,
+            reply_count: 0,
+            last_reply_at: None,
         })
         .collect())
 }

@@ -61,6 +61,7 @@ const FRAMES_OUT: &[&str] = &[
     "search_results",
     "message_edited",
     "message_deleted",
+    "thread_updated",
     "error",
 ];
 const SEARCH_OPS: &[&str] = &["index", "search"];
@@ -96,6 +97,7 @@ pub const STORE_OPS: &[&str] = &[
     "edit_message",
     "delete_message",
     "message_versions",
+    "replies",
     "insert_chat",
     "chat",
     "chats",

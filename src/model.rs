@@ -123,6 +123,10 @@ pub struct Message {
     pub edited_at: Option<Timestamp>,
     /// When it was deleted, if it was: a tombstone keeps the number, its body is gone (empty).
     pub deleted_at: Option<Timestamp>,
+    /// Replies to it (messages whose `reply_to` names it).
+    pub reply_count: u64,
+    /// When its newest reply was sent, if any.
+    pub last_reply_at: Option<Timestamp>,
 }
 
 impl Message {

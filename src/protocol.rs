@@ -297,6 +297,16 @@ pub struct MessageOut {
     /// When it was deleted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<Timestamp>,
+    /// Replies to it.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reply_count: u64,
+    /// When its newest reply was sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_reply_at: Option<Timestamp>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A search hit as clients see it.
@@ -408,6 +418,17 @@ pub enum ServerFrame {
         /// When.
         deleted_at: Timestamp,
     },
+    /// A message of one of the user's chats got a reply.
+    ThreadUpdated {
+        /// The chat.
+        chat: ChatNumber,
+        /// The parent.
+        seq: MessageNumber,
+        /// Its replies now.
+        reply_count: u64,
+        /// When the newest was sent.
+        last_reply_at: Option<Timestamp>,
+    },
     /// The answer to `search`: best match first, ties newest first.
     SearchResults {
         /// The request's id.
@@ -464,6 +485,7 @@ impl ServerFrame {
             ServerFrame::SearchResults { .. } => "search_results",
             ServerFrame::MessageEdited { .. } => "message_edited",
             ServerFrame::MessageDeleted { .. } => "message_deleted",
+            ServerFrame::ThreadUpdated { .. } => "thread_updated",
             ServerFrame::Error { .. } => "error",
         }
     }
@@ -594,6 +616,8 @@ mod tests {
             edited_at: None,
             deleted: false,
             deleted_at: None,
+            reply_count: 0,
+            last_reply_at: None,
         });
         assert_eq!(
             message.to_text(),
@@ -610,10 +634,12 @@ mod tests {
             edited_at: Some(Timestamp(1_000)),
             deleted: true,
             deleted_at: Some(Timestamp(2_000)),
+            reply_count: 2,
+            last_reply_at: Some(Timestamp(1_500)),
         });
         assert_eq!(
             tombstone.to_text(),
-            r#"{"type":"message","chat":3,"seq":42,"sender":null,"body":null,"sent_at":"1970-01-01T00:00:00Z","client_msg_id":null,"reply_to":null,"edited_at":"1970-01-01T00:00:01Z","deleted":true,"deleted_at":"1970-01-01T00:00:02Z"}"#
+            r#"{"type":"message","chat":3,"seq":42,"sender":null,"body":null,"sent_at":"1970-01-01T00:00:00Z","client_msg_id":null,"reply_to":null,"edited_at":"1970-01-01T00:00:01Z","deleted":true,"deleted_at":"1970-01-01T00:00:02Z","reply_count":2,"last_reply_at":"1970-01-01T00:00:01.5Z"}"#
         );
         let error = ServerFrame::from_frame_error(&FrameError::UnknownType("x".into()), None);
         assert_eq!(

@@ -18,6 +18,7 @@ on_all_modes_configured!(
     an_edit_reaches_every_member_and_every_read,
     a_delete_leaves_a_tombstone_and_the_body_nowhere,
     only_the_author_changes_a_message_and_bad_changes_change_nothing,
+    replies_make_a_thread_seen_live_and_paged,
 );
 
 fn message_path(token: &str, chat: u64, seq: u64) -> String {
@@ -227,6 +228,86 @@ async fn only_the_author_changes_a_message_and_bad_changes_change_nothing(mode: 
     let (_, versions) = s.get(&format!("{}/versions", message_path(&token, chat, seq))).await;
     assert_eq!(versions, json!([]));
     alice.nothing_queued(&s, &token).await;
+    s.stop().await;
+}
+
+async fn replies_make_a_thread_seen_live_and_paged(mode: Mode) {
+    let s = TestServer::start(mode).await;
+    let token = s.new_app().await;
+    let chat = chat_with(&s, &token, &["alice", "bob"]).await;
+    let mut alice = connect(&s, &token, "alice").await;
+    let mut bob = connect(&s, &token, "bob").await;
+    let ack =
+        alice.request(json!({"type":"send","id":1,"chat":chat,"body":"lunch?","client_msg_id":"p"})).await;
+    let parent = ack["seq"].as_u64().unwrap();
+    bob.next().await;
+
+    // Bob answers in the thread: alice gets the reply and the parent's new count; bob his ack.
+    let ack = bob
+        .request(
+            json!({"type":"send","id":2,"chat":chat,"body":"yes","client_msg_id":"r1","reply_to":parent}),
+        )
+        .await;
+    let first = ack["seq"].as_u64().unwrap();
+    let mut frames = vec![alice.next().await, alice.next().await];
+    frames.sort_by_key(|f| f["type"].as_str().unwrap_or_default().to_owned());
+    assert_eq!((frames[0]["type"].as_str(), frames[0]["reply_to"].as_u64()), (Some("message"), Some(parent)));
+    assert_eq!(frames[1]["type"], "thread_updated", "{:?}", frames);
+    assert_eq!((frames[1]["seq"].as_u64(), frames[1]["reply_count"].as_u64()), (Some(parent), Some(1)));
+    assert_eq!(frames[1]["last_reply_at"], frames[0]["sent_at"]);
+
+    // The backend answers too (REST `reply_to`).
+    let url = s.url(&format!("/api/v1/applications/{token}/chats/{chat}/messages"));
+    let (status, body) =
+        s.send(s.http.post(url).json(&json!({"body":"me too","sender":"bob","reply_to":parent}))).await;
+    assert_eq!(status, 201, "{body}");
+    let second = body["number"].as_u64().unwrap();
+    for client in [&mut alice, &mut bob] {
+        let mut frames = vec![client.next().await, client.next().await];
+        frames.sort_by_key(|f| f["type"].as_str().unwrap_or_default().to_owned());
+        assert_eq!(frames[1]["reply_count"], 2, "{frames:?}");
+    }
+
+    let replies = |query: &str| format!("{}/replies{query}", message_path(&token, chat, parent));
+    let numbers = |page: &Value| {
+        page.as_array().unwrap().iter().map(|m| m["number"].as_u64().unwrap()).collect::<Vec<_>>()
+    };
+    let (_, all) = s.get(&replies("")).await;
+    assert_eq!(numbers(&all), [first, second], "oldest first");
+    assert_eq!(all[0]["reply_to"], json!(parent));
+    let (_, rest) = s.get(&replies(&format!("?after={first}"))).await;
+    assert_eq!(numbers(&rest), [second]);
+    let (_, one) = s.get(&replies("?per_page=1")).await;
+    assert_eq!(numbers(&one), [first]);
+    let (_, none) = s.get(&format!("{}/replies", message_path(&token, chat, first))).await;
+    assert_eq!(none, json!([]));
+
+    // The parent carries its thread in every read.
+    let (_, message) = s.get(&message_path(&token, chat, parent)).await;
+    assert_eq!((message["reply_count"].as_u64(), message["last_reply_at"].is_string()), (Some(2), true));
+    let mut fresh = connect(&s, &token, "alice").await;
+    let resumed = fresh.request(json!({"type":"hello","id":"h","resume":[{"chat":chat,"after":0}]})).await;
+    let cached =
+        resumed["items"].as_array().unwrap().iter().find(|m| m["seq"] == json!(parent)).unwrap().clone();
+    assert_eq!(
+        (cached["reply_count"].as_u64(), cached["last_reply_at"].clone()),
+        (Some(2), message["last_reply_at"].clone())
+    );
+
+    // Bad threads.
+    for (path, status, expected) in [
+        (format!("{}/replies", message_path(&token, chat, 999)), 404, "message_not_found"),
+        (replies("?before=3"), 422, "invalid_parameter"),
+        (replies("?page=2"), 422, "invalid_parameter"),
+    ] {
+        let (got, body) = s.get(&path).await;
+        assert_eq!((got, code(&body)), (status, expected), "{path}: {body}");
+    }
+    let other = chat_with(&s, &token, &["alice", "bob"]).await;
+    let answer = bob
+        .request(json!({"type":"send","id":3,"chat":other,"body":"x","client_msg_id":"r3","reply_to":parent + 100}))
+        .await;
+    assert_error(&answer, &json!(3), "invalid_field");
     s.stop().await;
 }
 

@@ -258,11 +258,11 @@ async fn search_off_answers_search_unavailable() {
     s.stop().await;
 }
 
-/// The hooks edits and deletes will call: a message rewritten in the store and
-/// handed to `reindex_message` is found by its new text only; after
+/// The hooks edits and deletes call: a message edited in the store and handed
+/// to `reindex_message` is found by its new text only; after
 /// `unindex_message` it is found no more. On both backends.
 async fn edit_and_delete_hooks_update_the_index(mode: Mode) {
-    use weft::ids::{AppToken, ChatNumber};
+    use weft::ids::{AppToken, ChatNumber, Timestamp};
     use weft::model::Page;
     use weft::{Author, SendRequest, Target};
 
@@ -300,9 +300,9 @@ async fn edit_and_delete_hooks_update_the_index(mode: Mode) {
         }
     };
     until("original", &["the original wording"]).await;
-    let mut edited = chat.store().message(&app.id, number, sent.seq).await.unwrap().unwrap();
-    edited.body = "the amended wording".into();
-    chat.store().insert_messages(std::slice::from_ref(&edited)).await.unwrap();
+    let changed =
+        chat.store().edit_message(&app.id, number, sent.seq, "the amended wording", Timestamp::now());
+    let weft::model::Change::Done(edited) = changed.await.unwrap() else { panic!("not edited") };
     chat.reindex_message(&edited);
     until("amended", &["the amended wording"]).await;
     until("original", &[]).await;

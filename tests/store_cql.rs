@@ -129,6 +129,13 @@ async fn contract_edits_and_deletes() {
 }
 
 #[tokio::test]
+async fn contract_threads() {
+    let (store, cfg) = migrated_store().await;
+    contract::threads(&store).await;
+    drop_keyspace(&cfg).await;
+}
+
+#[tokio::test]
 async fn contract_chats() {
     let (store, cfg) = migrated_store().await;
     contract::chats(&store).await;

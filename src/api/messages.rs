@@ -93,6 +93,22 @@ pub async fn destroy(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `GET …/messages/:number/replies?after&per_page`: the thread, oldest first.
+pub async fn replies(
+    State(state): State<ApiState>,
+    PathParams((raw, chat, number)): PathParams<(String, String, String)>,
+    query: ListQuery,
+) -> Result<Json<Vec<MessageOut>>, ApiError> {
+    let (chat, number) = (chat_number(&chat)?, message_number(&number)?);
+    let range = query.message_range()?;
+    if range.before.is_some() || range.page.skip > 0 {
+        return Err(ApiError::InvalidParameter("a thread pages with `after` and `per_page`".into()));
+    }
+    let after = range.after.unwrap_or(MessageNumber(0));
+    let replies = state.chat.replies(&token(raw), chat, number, after, range.page.limit).await?;
+    Ok(Json(replies.into_iter().map(Into::into).collect()))
+}
+
 /// `GET …/messages/:number/versions`: earlier bodies, oldest first.
 pub async fn versions(
     State(state): State<ApiState>,

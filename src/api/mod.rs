@@ -102,6 +102,7 @@ pub fn router(state: ApiState, sessions: Router) -> Router {
             get(messages::show).patch(messages::update).delete(messages::destroy),
         )
         .route(&format!("{chat}/messages/{{message}}/versions"), get(messages::versions))
+        .route(&format!("{chat}/messages/{{message}}/replies"), get(messages::replies))
         .route(&format!("{chat}/members"), get(chats::members))
         .route(&format!("{chat}/members/{{user}}"), put(chats::add_member).delete(chats::remove_member))
         .route(&format!("{app}/users/{{user}}/chats"), get(chats::user_chats))

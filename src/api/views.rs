@@ -88,6 +88,14 @@ pub struct MessageOut {
     deleted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     deleted_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "is_zero")]
+    reply_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_reply_at: Option<Timestamp>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl From<Message> for MessageOut {
@@ -103,6 +111,8 @@ impl From<Message> for MessageOut {
             edited_at: m.edited_at,
             deleted,
             deleted_at: m.deleted_at,
+            reply_count: m.reply_count,
+            last_reply_at: m.last_reply_at,
         }
     }
 }

@@ -66,6 +66,16 @@ pub struct Compact {
     /// Deleted at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     d: Option<i64>,
+    /// Reply count.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    rc: u64,
+    /// Last reply at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lr: Option<i64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Compact {
@@ -80,6 +90,8 @@ impl Compact {
             t: m.created_at.millis(),
             e: m.edited_at.map(Timestamp::millis),
             d: m.deleted_at.map(Timestamp::millis),
+            rc: m.reply_count,
+            lr: m.last_reply_at.map(Timestamp::millis),
         }
     }
 
@@ -100,6 +112,8 @@ impl Compact {
             created_at: Timestamp(self.t),
             edited_at: self.e.map(Timestamp),
             deleted_at: self.d.map(Timestamp),
+            reply_count: self.rc,
+            last_reply_at: self.lr.map(Timestamp),
         })
     }
 }
@@ -314,6 +328,8 @@ mod tests {
             created_at: Timestamp(n as i64),
             edited_at: None,
             deleted_at: None,
+            reply_count: 0,
+            last_reply_at: None,
         }
     }
 

@@ -50,6 +50,51 @@ impl ChatService {
         Ok(tombstone)
     }
 
+    /// A reply to `parent` was persisted: the parent (with its new count) is
+    /// refreshed in the recent cache and announced to the members (but the
+    /// replying session `from`, which has its ack).
+    pub(super) async fn thread_updated(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        parent: MessageNumber,
+        from: Option<SessionId>,
+    ) {
+        let parent = match self.store.message(app, chat, parent).await {
+            Ok(Some(parent)) => parent,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a reply's parent to announce its thread");
+                return;
+            }
+        };
+        self.recent.replace(&parent).await;
+        match self.member_list(app, chat).await {
+            Ok(members) => {
+                let audience = Audience::Chat { chat, members, except_user: None };
+                self.fabric.deliver(app, &Event::ThreadUpdated(parent), &audience, from).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read members to announce a thread"),
+        }
+    }
+
+    /// A thread: the replies to `parent`, oldest first, after `after`.
+    pub async fn replies(
+        &self,
+        token: &AppToken,
+        chat: ChatNumber,
+        parent: MessageNumber,
+        after: MessageNumber,
+        limit: usize,
+    ) -> Result<Vec<Message>, ChatError> {
+        let app = self.application(token).await?;
+        self.ensure_chat(&app.id, chat).await?;
+        if self.store.message(&app.id, chat, parent).await?.is_none() {
+            return Err(ChatError::MessageNotFound);
+        }
+        Ok(self.store.replies(&app.id, chat, parent, after, limit).await?)
+    }
+
     /// The earlier bodies of a message, oldest first (the backend's audit).
     pub async fn message_versions(
         &self,

@@ -302,6 +302,8 @@ impl ChatService {
             created_at: Timestamp::now(),
             edited_at: None,
             deleted_at: None,
+            reply_count: 0,
+            last_reply_at: None,
         };
         self.writer.write(message.clone()).await?;
         // Persisted: from now on a retry gets this ack. If marking fails, a
@@ -312,6 +314,9 @@ impl ChatService {
             tracing::warn!(error = %e, "cannot mark an idempotency claim committed");
         }
         self.fan_out(&message, from).await;
+        if let Some(parent) = message.reply_to {
+            self.thread_updated(&app.id, chat, parent, from).await;
+        }
         Ok(Sent { chat, seq, duplicate: false, message: Some(message) })
     }
 

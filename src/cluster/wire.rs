@@ -61,6 +61,13 @@ pub enum WireEvent {
         /// The message.
         m: Compact,
     },
+    /// A message got a reply (it as it is now).
+    Thread {
+        /// Chat.
+        chat: u64,
+        /// The parent.
+        m: Compact,
+    },
     /// Someone types.
     Typing {
         /// Chat.
@@ -113,6 +120,7 @@ impl Wire {
         let event = match event {
             Event::Message(m) => WireEvent::Message { chat: m.chat.get(), m: Compact::of(m) },
             Event::MessageChanged(m) => WireEvent::Changed { chat: m.chat.get(), m: Compact::of(m) },
+            Event::ThreadUpdated(m) => WireEvent::Thread { chat: m.chat.get(), m: Compact::of(m) },
             Event::Typing { chat, user } => {
                 WireEvent::Typing { chat: chat.get(), user: user.as_str().to_owned() }
             }
@@ -156,6 +164,7 @@ impl WireEvent {
         Some(match self {
             WireEvent::Message { chat, m } => Event::Message(m.into_message(app, ChatNumber(chat))?),
             WireEvent::Changed { chat, m } => Event::MessageChanged(m.into_message(app, ChatNumber(chat))?),
+            WireEvent::Thread { chat, m } => Event::ThreadUpdated(m.into_message(app, ChatNumber(chat))?),
             WireEvent::Typing { chat, user: u } => Event::Typing { chat: ChatNumber(chat), user: user(u)? },
             WireEvent::Receipt { chat, user: u, read, seq } => Event::Receipt {
                 chat: ChatNumber(chat),
@@ -189,6 +198,8 @@ mod tests {
             created_at: Timestamp(1_700_000_000_000),
             edited_at: None,
             deleted_at: None,
+            reply_count: 0,
+            last_reply_at: None,
         };
         let events = [
             Event::Message(message.clone()),

@@ -12,6 +12,8 @@ pub enum Event {
     Message(Message),
     /// A message was edited or deleted: it as it is now (a tombstone once deleted).
     MessageChanged(Message),
+    /// A message got a reply: it, with its new `reply_count` and `last_reply_at`.
+    ThreadUpdated(Message),
     /// `user` is typing in `chat`.
     Typing {
         /// The chat.

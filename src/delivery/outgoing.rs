@@ -62,6 +62,12 @@ pub fn outgoing(event: &Event) -> Arc<Outgoing> {
                 edited_at: m.edited_at.unwrap_or(m.created_at),
             }),
         },
+        Event::ThreadUpdated(m) => frame(&ServerFrame::ThreadUpdated {
+            chat: m.chat,
+            seq: m.number,
+            reply_count: m.reply_count,
+            last_reply_at: m.last_reply_at,
+        }),
         Event::Typing { chat, user } => frame(&ServerFrame::Typing { chat: *chat, user: user.clone() }),
         Event::Receipt { chat, user, kind, seq } => {
             let kind = match kind {
@@ -93,5 +99,7 @@ pub fn message_out(m: &Message) -> MessageOut {
         edited_at: m.edited_at,
         deleted: m.is_deleted(),
         deleted_at: m.deleted_at,
+        reply_count: m.reply_count,
+        last_reply_at: m.last_reply_at,
     }
 }

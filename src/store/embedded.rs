@@ -27,6 +27,8 @@ const APPS_BY_ID: TableDefinition<&str, &str> = TableDefinition::new("applicatio
 const CHATS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("chats");
 /// (app, chat, number) → message.
 const MESSAGES: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("messages");
+/// (app, chat, parent, reply) → (): each thread's replies, in order.
+const REPLIES: TableDefinition<(&str, u64, u64, u64), ()> = TableDefinition::new("thread_replies");
 /// (app, chat, user) → joined_at.
 const MEMBERS: TableDefinition<(&str, u64, &str), i64> = TableDefinition::new("members");
 /// (app, user, chat) → joined_at.
@@ -74,6 +76,14 @@ struct StoredMessage {
     /// edit and a delete are each one write of one row.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     versions: Vec<StoredVersion>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    reply_count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_reply_at: Option<i64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -94,6 +104,8 @@ impl StoredMessage {
             edited_at: m.edited_at.map(Timestamp::millis),
             deleted_at: m.deleted_at.map(Timestamp::millis),
             versions: Vec::new(),
+            reply_count: m.reply_count,
+            last_reply_at: m.last_reply_at.map(Timestamp::millis),
         }
     }
 
@@ -109,6 +121,8 @@ impl StoredMessage {
             created_at: Timestamp(self.created_at),
             edited_at: self.edited_at.map(Timestamp),
             deleted_at: self.deleted_at.map(Timestamp),
+            reply_count: self.reply_count,
+            last_reply_at: self.last_reply_at.map(Timestamp),
         }
     }
 }
@@ -173,6 +187,7 @@ impl EmbeddedStore {
             txn.open_table(USER_CHATS).map_err(embedded)?;
             txn.open_table(DIRECT_CHATS).map_err(embedded)?;
             txn.open_table(READ_STATE).map_err(embedded)?;
+            txn.open_table(REPLIES).map_err(embedded)?;
         }
         txn.commit().map_err(embedded)?;
         Ok(Self { db: Arc::new(db) })
@@ -379,10 +394,34 @@ impl Store for EmbeddedStore {
         self.write(move |txn| {
             let mut table = txn.open_table(MESSAGES).map_err(embedded)?;
             for m in &messages {
+                let key = (m.app.as_str(), m.chat.get(), m.number.get());
+                // Written once: a message written again (a retried batch)
+                // keeps what happened to it since (its thread, say).
+                if table.get(key).map_err(embedded)?.is_some() {
+                    continue;
+                }
                 let bytes = encode(&StoredMessage::of(m))?;
-                table
-                    .insert((m.app.as_str(), m.chat.get(), m.number.get()), bytes.as_slice())
-                    .map_err(embedded)?;
+                table.insert(key, bytes.as_slice()).map_err(embedded)?;
+            }
+            // Threads: a reply listed once (a rewrite of the same message
+            // counts nothing), its parent's count and newest time moved.
+            let mut replies = txn.open_table(REPLIES).map_err(embedded)?;
+            for m in messages.iter() {
+                let Some(parent) = m.reply_to else { continue };
+                let key = (m.app.as_str(), m.chat.get(), parent.get(), m.number.get());
+                if replies.insert(key, ()).map_err(embedded)?.is_some() {
+                    continue;
+                }
+                let parent_key = (m.app.as_str(), m.chat.get(), parent.get());
+                let stored: Option<StoredMessage> = match table.get(parent_key).map_err(embedded)? {
+                    Some(guard) => Some(decode(guard.value(), "message")?),
+                    None => None,
+                };
+                if let Some(mut stored) = stored {
+                    stored.reply_count += 1;
+                    stored.last_reply_at = stored.last_reply_at.max(Some(m.created_at.millis()));
+                    table.insert(parent_key, encode(&stored)?.as_slice()).map_err(embedded)?;
+                }
             }
             Ok(())
         })
@@ -484,6 +523,35 @@ impl Store for EmbeddedStore {
                 m.versions.clear();
                 m.deleted_at = Some(at.millis());
             })
+        })
+        .await
+    }
+
+    async fn replies(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        parent: MessageNumber,
+        after: MessageNumber,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let app = app.clone();
+        self.read(move |txn| {
+            let replies = txn.open_table(REPLIES).map_err(embedded)?;
+            let messages = txn.open_table(MESSAGES).map_err(embedded)?;
+            let (c, p) = (chat.get(), parent.get());
+            let from = after.get().saturating_add(1);
+            let rows = replies
+                .range((app.as_str(), c, p, from)..=(app.as_str(), c, p, u64::MAX))
+                .map_err(embedded)?;
+            let mut out = Vec::new();
+            for row in rows.take(limit) {
+                let number = row.map_err(embedded)?.0.value().3;
+                if let Some(guard) = messages.get((app.as_str(), c, number)).map_err(embedded)? {
+                    out.push(to_message(&app, c, number, guard.value())?);
+                }
+            }
+            Ok(out)
         })
         .await
     }

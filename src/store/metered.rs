@@ -108,6 +108,17 @@ impl Store for Metered {
         time("delete_message", self.0.delete_message(app, chat, number, at)).await
     }
 
+    async fn replies(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        parent: MessageNumber,
+        after: MessageNumber,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        time("replies", self.0.replies(app, chat, parent, after, limit)).await
+    }
+
     async fn message_versions(
         &self,
         app: &AppId,

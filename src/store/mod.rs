@@ -146,6 +146,18 @@ pub trait Store: Send + Sync + 'static {
         number: MessageNumber,
         at: Timestamp,
     ) -> Result<Change, StoreError>;
+    /// The replies to `parent` (messages whose `reply_to` names it) after
+    /// `after`, oldest first, at most `limit`. `insert_messages` lists each
+    /// reply under its parent and moves the parent's `reply_count` and
+    /// `last_reply_at`.
+    async fn replies(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        parent: MessageNumber,
+        after: MessageNumber,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError>;
     /// The earlier bodies of a message, oldest first (none once deleted).
     async fn message_versions(
         &self,

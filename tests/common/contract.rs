@@ -21,6 +21,7 @@ pub async fn all(store: &dyn Store) {
     messages_in_sparse_buckets(store).await;
     large_message_batches(store).await;
     edits_and_deletes(store).await;
+    threads(store).await;
     members(store).await;
     direct_chats(store).await;
     read_state(store).await;
@@ -56,6 +57,8 @@ pub fn message(app: &AppId, chat: u64, number: u64, body: String) -> Message {
         created_at: Timestamp(1_700_000_000_000 + number as i64),
         edited_at: None,
         deleted_at: None,
+        reply_count: 0,
+        last_reply_at: None,
     }
 }
 
@@ -158,6 +161,39 @@ pub async fn edits_and_deletes(store: &dyn Store) {
         assert!(store.message_versions(&app, chat, missing).await.unwrap().is_empty());
     }
     assert_eq!(store.message(&app, chat, MessageNumber(9)).await.unwrap(), None, "no row was made up");
+}
+
+/// Replies are listed under their parent, oldest first, and move its count
+/// and newest reply time; writing a reply again (a retried batch) counts nothing.
+pub async fn threads(store: &dyn Store) {
+    let app = AppId::generate();
+    let at = |n: u64| Timestamp(1_700_000_000_000 + n as i64 * 1000);
+    let msg = |n: u64, reply_to: Option<u64>| Message {
+        reply_to: reply_to.map(MessageNumber),
+        created_at: at(n),
+        ..message(&app, 1, n, format!("m{n}"))
+    };
+    store.insert_messages(&[msg(1, None)]).await.unwrap();
+    store.insert_messages(&[msg(2, Some(1)), msg(3, Some(1))]).await.unwrap();
+    store.insert_messages(&[msg(4, Some(2)), msg(3, Some(1))]).await.unwrap();
+    let chat = ChatNumber(1);
+    let parent = store.message(&app, chat, MessageNumber(1)).await.unwrap().unwrap();
+    assert_eq!((parent.reply_count, parent.last_reply_at), (2, Some(at(3))));
+    let second = store.message(&app, chat, MessageNumber(2)).await.unwrap().unwrap();
+    assert_eq!((second.reply_count, second.last_reply_at), (1, Some(at(4))));
+    let listed = store.messages(&app, chat, range(None, None, 0, 10)).await.unwrap();
+    assert_eq!(listed[3].reply_count, 2, "history carries the count");
+    let app = &app;
+    let replies = |parent: u64, after: u64, limit: usize| async move {
+        numbers(&store.replies(app, chat, MessageNumber(parent), MessageNumber(after), limit).await.unwrap())
+    };
+    assert_eq!(replies(1, 0, 10).await, [2, 3]);
+    assert_eq!(replies(1, 2, 10).await, [3]);
+    assert_eq!(replies(1, 0, 1).await, [2]);
+    assert_eq!(replies(2, 0, 10).await, [4]);
+    assert!(replies(3, 0, 10).await.is_empty());
+    assert!(replies(99, 0, 10).await.is_empty());
+    assert_eq!(store.message(app, chat, MessageNumber(3)).await.unwrap().unwrap().reply_count, 0);
 }
 
 /// Insert, find by token, update name and updated_at.
@@ -298,9 +334,18 @@ pub async fn messages_across_buckets(store: &dyn Store) {
 
     assert_eq!(store.max_message_number(&app, ChatNumber(1)).await.unwrap(), 2100);
     assert_eq!(store.max_message_number(&app, ChatNumber(2)).await.unwrap(), 0);
-    for n in [1, 2, 3, 5, 1023, 1024, 1025, 2047, 2048, 2100] {
+    // Every fifth message answers the one before it: that one carries the thread.
+    let expected = |n: u64| {
+        let mut m = all[n as usize - 1].clone();
+        if (n + 1).is_multiple_of(5) && n < 2100 {
+            m.reply_count = 1;
+            m.last_reply_at = Some(all[n as usize].created_at);
+        }
+        m
+    };
+    for n in [1, 2, 3, 4, 5, 1023, 1024, 1025, 2047, 2048, 2100] {
         let found = store.message(&app, ChatNumber(1), MessageNumber(n)).await.unwrap();
-        assert_eq!(found.as_ref(), Some(&all[n as usize - 1]), "message {n}");
+        assert_eq!(found, Some(expected(n)), "message {n}");
     }
     assert_eq!(store.message(&app, ChatNumber(1), MessageNumber(2101)).await.unwrap(), None);
     assert_eq!(store.message(&app, ChatNumber(2), MessageNumber(1)).await.unwrap(), None);
@@ -311,7 +356,7 @@ pub async fn messages_across_buckets(store: &dyn Store) {
     let down = |from: u64, to: u64| (to..=from).rev().collect::<Vec<u64>>();
     // Newest first, whole rows.
     let newest = store.messages(&app, ChatNumber(1), range(None, None, 0, 3)).await.unwrap();
-    assert_eq!(newest, all[2097..].iter().rev().cloned().collect::<Vec<_>>());
+    assert_eq!(newest, [expected(2100), expected(2099), expected(2098)]);
     // Everything, across the three buckets.
     assert_eq!(list(store, &app, 1, range(None, None, 0, 5000)).await, down(2100, 1));
     // `before` just above a bucket boundary.
@@ -387,7 +432,10 @@ pub async fn large_message_batches(store: &dyn Store) {
     store.insert_messages(&huge).await.unwrap();
 
     let listed = store.messages(&app, ChatNumber(1), range(None, None, 0, 1000)).await.unwrap();
-    assert_eq!(listed, big.iter().rev().cloned().collect::<Vec<_>>());
+    // (Threads are `threads`' business: compare the messages as sent.)
+    let as_sent: Vec<Message> =
+        listed.into_iter().map(|m| Message { reply_count: 0, last_reply_at: None, ..m }).collect();
+    assert_eq!(as_sent, big.iter().rev().cloned().collect::<Vec<_>>());
     let listed = store.messages(&app, ChatNumber(2), range(None, None, 0, 10)).await.unwrap();
     assert_eq!(listed, huge.iter().rev().cloned().collect::<Vec<_>>());
 }

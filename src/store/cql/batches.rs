@@ -104,6 +104,8 @@ mod tests {
             created_at: Timestamp(0),
             edited_at: None,
             deleted_at: None,
+            reply_count: 0,
+            last_reply_at: None,
         }
     }
 

@@ -77,6 +77,8 @@ pub(super) type MessageRow = (
     CqlTimestamp,
     Option<CqlTimestamp>,
     Option<CqlTimestamp>,
+    Option<i64>,
+    Option<CqlTimestamp>,
 );
 
 pub(super) fn application_from_row(row: ApplicationRow) -> Result<Application, StoreError> {
@@ -114,7 +116,18 @@ pub(super) fn message_from_row(
     chat: ChatNumber,
     row: MessageRow,
 ) -> Result<Message, StoreError> {
-    let (number, body, sender, client_msg_id, reply_to, created_at, edited_at, deleted_at) = row;
+    let (
+        number,
+        body,
+        sender,
+        client_msg_id,
+        reply_to,
+        created_at,
+        edited_at,
+        deleted_at,
+        reply_count,
+        last_reply_at,
+    ) = row;
     Ok(Message {
         app: app.clone(),
         chat,
@@ -126,6 +139,8 @@ pub(super) fn message_from_row(
         created_at: from_ts(created_at),
         edited_at: edited_at.map(from_ts),
         deleted_at: deleted_at.map(from_ts),
+        reply_count: reply_count.map_or(Ok(0), |n| unsigned(n, "reply_count"))?,
+        last_reply_at: last_reply_at.map(from_ts),
     })
 }
 

@@ -13,10 +13,11 @@ pub(super) const MIGRATIONS: &[(u32, &str, &str)] = &[
     (2, "realtime", include_str!("../../../cql/002_realtime.cql")),
     (3, "user_groups", include_str!("../../../cql/003_user_groups.cql")),
     (4, "edits", include_str!("../../../cql/004_edits.cql")),
+    (5, "threads", include_str!("../../../cql/005_threads.cql")),
 ];
 
 /// The schema version this build needs (the newest embedded migration).
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// The highest migration recorded in `keyspace` (0 when the keyspace or its
 /// `schema_migrations` table does not exist yet).

@@ -30,6 +30,13 @@ pub(super) struct Statements {
     /// Conditional: the tombstone, unless deleted already.
     pub(super) delete_message: PreparedStatement,
     pub(super) message_versions: PreparedStatement,
+    pub(super) insert_thread_reply: PreparedStatement,
+    pub(super) count_thread_replies: PreparedStatement,
+    /// `USING TIMESTAMP` the count: the highest count wins whatever the order.
+    pub(super) set_reply_count: PreparedStatement,
+    /// `USING TIMESTAMP` the reply's time: the newest wins.
+    pub(super) set_last_reply_at: PreparedStatement,
+    pub(super) thread_replies: PreparedStatement,
     pub(super) messages_in_bucket: PreparedStatement,
     pub(super) buckets_between: PreparedStatement,
     pub(super) newest_bucket: PreparedStatement,
@@ -53,8 +60,7 @@ pub(super) struct Statements {
 
 const DIRECT_CHAT: &str = "SELECT chat FROM direct_chats WHERE app = ? AND user_low = ? AND user_high = ?";
 const READ_STATE: &str = "SELECT user_id, delivered, read FROM read_state WHERE app = ? AND chat = ?";
-const MESSAGE_COLUMNS: &str =
-    "number, body, sender, client_msg_id, reply_to, created_at, edited_at, deleted_at";
+const MESSAGE_COLUMNS: &str = "number, body, sender, client_msg_id, reply_to, created_at, edited_at, deleted_at, reply_count, last_reply_at";
 const MESSAGE_KEY: &str = "app = ? AND chat = ? AND bucket = ? AND number = ?";
 
 impl Statements {
@@ -114,6 +120,27 @@ impl Statements {
             ))
             .await?,
             message_versions: p(format!("SELECT versions FROM messages WHERE {MESSAGE_KEY}")).await?,
+            insert_thread_reply: p(
+                "INSERT INTO thread_replies (app, chat, parent, number) VALUES (?, ?, ?, ?)".into(),
+            )
+            .await?,
+            count_thread_replies: p(
+                "SELECT COUNT(*) FROM thread_replies WHERE app = ? AND chat = ? AND parent = ?".into(),
+            )
+            .await?,
+            set_reply_count: p(format!(
+                "UPDATE messages USING TIMESTAMP ? SET reply_count = ? WHERE {MESSAGE_KEY}"
+            ))
+            .await?,
+            set_last_reply_at: p(format!(
+                "UPDATE messages USING TIMESTAMP ? SET last_reply_at = ? WHERE {MESSAGE_KEY}"
+            ))
+            .await?,
+            thread_replies: p(
+                "SELECT number FROM thread_replies WHERE app = ? AND chat = ? AND parent = ? AND number > ? LIMIT ?"
+                    .into(),
+            )
+            .await?,
             insert_chat_bucket: p("INSERT INTO chat_buckets (app, chat, bucket) VALUES (?, ?, ?)".into()).await?,
             message: p(format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages WHERE app = ? AND chat = ? AND bucket = ? AND number = ?"

@@ -93,6 +93,33 @@ impl CqlStore {
         Ok(())
     }
 
+    /// Lists `reply` under its parent and moves the parent's count and newest
+    /// reply time (written with the count and the time as their timestamps,
+    /// so concurrent replies leave the highest of each).
+    async fn list_reply(&self, reply: &Message) -> Result<(), StoreError> {
+        let Some(parent) = reply.reply_to else { return Ok(()) };
+        // An update of a row that is not there would make one up (a row with
+        // only counters): a reply names a stored message, but check.
+        if self.message(&reply.app, reply.chat, parent).await?.is_none() {
+            return Ok(());
+        }
+        let (app, chat) = (reply.app.as_str(), bigint(reply.chat.get())?);
+        let (p, n) = (bigint(parent.get())?, bigint(reply.number.get())?);
+        let session = self.session();
+        let stmts = self.stmts();
+        let err = StoreError::unavailable;
+        session.execute_unpaged(&stmts.insert_thread_reply, (app, chat, p, n)).await.map_err(err)?;
+        let counted =
+            session.execute_unpaged(&stmts.count_thread_replies, (app, chat, p)).await.map_err(err)?;
+        let count = decode_first::<(i64,)>(counted, "thread_replies count")?.map_or(0, |(c,)| c);
+        let bucket = bigint(bucket_of(parent))?;
+        let values = (count, count, app, chat, bucket, p);
+        session.execute_unpaged(&stmts.set_reply_count, values).await.map_err(err)?;
+        let values = (reply.created_at.millis(), ts(reply.created_at), app, chat, bucket, p);
+        session.execute_unpaged(&stmts.set_last_reply_at, values).await.map_err(err)?;
+        Ok(())
+    }
+
     /// Makes sure a bucket is listed in `chat_buckets`.
     async fn list_bucket(&self, (app, chat, bucket): PartitionKey<'_>) -> Result<(), StoreError> {
         let key = (app.clone(), chat.get(), bucket);
@@ -338,7 +365,11 @@ impl Store for CqlStore {
             .into_iter()
             .map(|(key, group)| self.insert_partition(key, group))
             .collect();
-        futures::stream::iter(writes).buffer_unordered(MAX_CONCURRENT_PARTITIONS).try_collect::<()>().await
+        futures::stream::iter(writes).buffer_unordered(MAX_CONCURRENT_PARTITIONS).try_collect::<()>().await?;
+        // Threads, once the replies are written (a retried batch lists and counts nothing twice).
+        let threads: Vec<_> =
+            messages.iter().filter(|m| m.reply_to.is_some()).map(|m| self.list_reply(m)).collect();
+        futures::stream::iter(threads).buffer_unordered(MAX_CONCURRENT_PARTITIONS).try_collect::<()>().await
     }
 
     async fn message(
@@ -420,6 +451,31 @@ impl Store for CqlStore {
             }
         }
         Err(StoreError::Unavailable(Box::new(Contended("a delete kept losing to concurrent changes"))))
+    }
+
+    async fn replies(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        parent: MessageNumber,
+        after: MessageNumber,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let Ok(p) = bigint(parent.get()) else { return Ok(Vec::new()) };
+        let values = (app.as_str(), bigint(chat.get())?, p, bigint_bound(after.get()), cql_limit(limit));
+        let result = self
+            .session()
+            .execute_unpaged(&self.stmts().thread_replies, values)
+            .await
+            .map_err(StoreError::unavailable)?;
+        let numbers = decode_rows::<(i64,)>(result, "thread_replies")?;
+        let mut out = Vec::with_capacity(numbers.len());
+        for (n,) in numbers {
+            if let Some(m) = self.message(app, chat, MessageNumber(unsigned(n, "reply number")?)).await? {
+                out.push(m);
+            }
+        }
+        Ok(out)
     }
 
     async fn message_versions(
