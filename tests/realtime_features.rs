@@ -491,6 +491,17 @@ async fn hello_answers_each_chat_and_refuses_outsiders(s: &TestServer) {
         }
         assert_eq!(alice.request(frame).await["seq"], n);
         let mut m = bob.next().await;
+        if n == 4 {
+            // A reply also tells the members about its thread (in either order).
+            let (thread, reply) =
+                if m["type"] == "thread_updated" { (m, bob.next().await) } else { (bob.next().await, m) };
+            assert_eq!(
+                (thread["type"].as_str(), thread["seq"].as_u64()),
+                (Some("thread_updated"), Some(2)),
+                "{thread}"
+            );
+            m = reply;
+        }
         m.as_object_mut().unwrap().remove("type");
         live.push(m);
     }
