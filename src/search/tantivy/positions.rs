@@ -38,17 +38,7 @@ impl Positions {
     /// Raises the position of `chat` to `seq` (never lowers it: batches may
     /// report out of order).
     pub fn raise(&self, app: &AppId, chat: ChatNumber, seq: MessageNumber) -> Result<(), redb::Error> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(INDEXED_THROUGH)?;
-            let key = (app.as_str(), chat.get());
-            let current = table.get(key)?.map_or(0, |v| v.value());
-            if seq.get() > current {
-                table.insert(key, seq.get())?;
-            }
-        }
-        txn.commit()?;
-        Ok(())
+        self.raise_many(&[(app.clone(), chat, seq)])
     }
 
     /// [`raise`](Self::raise) for many chats, in one transaction.
