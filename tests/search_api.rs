@@ -319,3 +319,27 @@ async fn edit_and_delete_hooks_update_the_embedded_index() {
 async fn edit_and_delete_hooks_update_opensearch() {
     edit_and_delete_hooks_update_the_index(Mode::Cluster).await;
 }
+
+/// `/metrics` counts indexing and searches (one registry per test process:
+/// at least what this test did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_metrics_count_what_happened() {
+    let s = TestServer::start_with(Mode::Embedded, with_search).await;
+    let token = s.new_app().await;
+    let chat = chat_with(&s, &token, &["alice"]).await;
+    for n in 0..5 {
+        post(&s, &token, chat, &format!("gooseberry {n}")).await;
+    }
+    search_until(&s, &chat_search(&token, chat, "gooseberry"), 5).await;
+    let text = s.http.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no series {series} in /metrics"))
+    };
+    assert!(value("weft_search_indexed_total") >= 5.0);
+    assert!(value("weft_search_seconds_count") >= 1.0);
+    assert!(value("weft_search_errors_total{op=\"search\"}") >= 0.0);
+    assert!(value("weft_search_index_lag_seconds") >= 0.0);
+    s.stop().await;
+}
