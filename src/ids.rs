@@ -157,6 +157,12 @@ impl fmt::Display for UserId {
     }
 }
 
+/// Whether a count is zero: serde's `skip_serializing_if` for counts left
+/// out of JSON while they are 0.
+pub fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// A point in time, in milliseconds since the Unix epoch (the CQL `timestamp` unit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub i64);

@@ -298,15 +298,11 @@ pub struct MessageOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<Timestamp>,
     /// Replies to it.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::ids::is_zero")]
     pub reply_count: u64,
     /// When its newest reply was sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_reply_at: Option<Timestamp>,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 /// A search hit as clients see it.

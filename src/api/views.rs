@@ -88,14 +88,10 @@ pub struct MessageOut {
     deleted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     deleted_at: Option<Timestamp>,
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::ids::is_zero")]
     reply_count: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_reply_at: Option<Timestamp>,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 impl From<Message> for MessageOut {

@@ -67,15 +67,11 @@ pub struct Compact {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     d: Option<i64>,
     /// Reply count.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::ids::is_zero")]
     rc: u64,
     /// Last reply at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lr: Option<i64>,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 impl Compact {

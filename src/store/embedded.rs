@@ -76,14 +76,10 @@ struct StoredMessage {
     /// edit and a delete are each one write of one row.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     versions: Vec<StoredVersion>,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::ids::is_zero")]
     reply_count: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_reply_at: Option<i64>,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
