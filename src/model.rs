@@ -187,6 +187,18 @@ pub struct MessageRange {
     pub page: Page,
 }
 
+impl MessageRange {
+    /// The `size` numbers after `from` (`from + 1 ..= from + size`), whatever
+    /// of them is stored: a window for walking a chat in number order.
+    pub fn window(from: u64, size: u64) -> Self {
+        Self {
+            after: Some(MessageNumber(from)),
+            before: Some(MessageNumber(from.saturating_add(size).saturating_add(1))),
+            page: Page { skip: 0, limit: usize::try_from(size).unwrap_or(usize::MAX) },
+        }
+    }
+}
+
 /// The two users of a direct chat, in order, so that either side names the same pair.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct DirectPair {

@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 
 use super::{SearchDoc, SearchError, SearchIndex};
 use crate::ids::{AppId, ChatNumber, MessageNumber, Timestamp};
-use crate::model::{Message, MessageRange, Page};
+use crate::model::{Message, MessageRange};
 use crate::sequence::Locks;
 use crate::store::{DynStore, OnCommit, StoreError};
 
@@ -454,11 +454,7 @@ impl Indexer {
         let mut from = progress.through;
         let mut floor = 0;
         while from < newest {
-            let range = MessageRange {
-                after: Some(MessageNumber(from)),
-                before: Some(MessageNumber(from.saturating_add(WINDOW + 1))),
-                page: Page { skip: 0, limit: WINDOW as usize },
-            };
+            let range = MessageRange::window(from, WINDOW);
             let messages = self.store.messages(app, *chat, range).await.map_err(CatchUpError::Store)?;
             let indexed = self.chats.get(key).map(|p| &p.above);
             // The store has the latest text; a deleted message has none to index.

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{StartError, open_search, open_store};
 use crate::config::Config;
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp};
-use crate::model::{MessageRange, Page};
+use crate::model::MessageRange;
 use crate::search::{SearchDoc, SearchError};
 use crate::store::{DynStore, StoreError};
 
@@ -123,11 +123,7 @@ pub async fn reindex(
         }
         let mut marked = 0;
         while from < newest {
-            let range = MessageRange {
-                after: Some(MessageNumber(from)),
-                before: Some(MessageNumber(from.saturating_add(WINDOW + 1))),
-                page: Page { skip: 0, limit: WINDOW as usize },
-            };
+            let range = MessageRange::window(from, WINDOW);
             let messages = store.messages(&app, chat, range).await?;
             let docs: Vec<SearchDoc> =
                 messages.iter().filter(|m| !m.is_deleted()).map(SearchDoc::from).collect();
