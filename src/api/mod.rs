@@ -103,6 +103,11 @@ pub fn router(state: ApiState, sessions: Router) -> Router {
         )
         .route(&format!("{chat}/messages/{{message}}/versions"), get(messages::versions))
         .route(&format!("{chat}/messages/{{message}}/replies"), get(messages::replies))
+        .route(&format!("{chat}/messages/{{message}}/reactions"), get(messages::reactions))
+        .route(
+            &format!("{chat}/messages/{{message}}/reactions/{{emoji}}/{{user}}"),
+            put(messages::react).delete(messages::unreact),
+        )
         .route(&format!("{chat}/members"), get(chats::members))
         .route(&format!("{chat}/members/{{user}}"), put(chats::add_member).delete(chats::remove_member))
         .route(&format!("{app}/users/{{user}}/chats"), get(chats::user_chats))

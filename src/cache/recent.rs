@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::CacheConfig;
 use crate::ids::{AppId, ChatNumber, MessageNumber, Timestamp, UserId};
-use crate::model::Message;
+use crate::model::{Message, Reactions};
 
 /// Chats kept in process at most; past it the in-process cache starts over.
 const MAX_LOCAL_CHATS: usize = 50_000;
@@ -72,6 +72,9 @@ pub struct Compact {
     /// Last reply at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lr: Option<i64>,
+    /// Reactions: (emoji, user) pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    x: Vec<(String, String)>,
 }
 
 impl Compact {
@@ -88,6 +91,7 @@ impl Compact {
             d: m.deleted_at.map(Timestamp::millis),
             rc: m.reply_count,
             lr: m.last_reply_at.map(Timestamp::millis),
+            x: m.reactions.pairs().map(|(e, u)| (e.to_owned(), u.as_str().to_owned())).collect(),
         }
     }
 
@@ -97,6 +101,10 @@ impl Compact {
             Some(s) => Some(UserId::parse(&s).ok()?),
             None => None,
         };
+        let mut reactions = Vec::with_capacity(self.x.len());
+        for (emoji, user) in self.x {
+            reactions.push((emoji, UserId::parse(&user).ok()?));
+        }
         Some(Message {
             app: app.clone(),
             chat,
@@ -110,6 +118,7 @@ impl Compact {
             deleted_at: self.d.map(Timestamp),
             reply_count: self.rc,
             last_reply_at: self.lr.map(Timestamp),
+            reactions: Reactions::from_pairs(reactions),
         })
     }
 }
@@ -326,6 +335,7 @@ mod tests {
             deleted_at: None,
             reply_count: 0,
             last_reply_at: None,
+            reactions: Default::default(),
         }
     }
 

@@ -304,6 +304,7 @@ impl ChatService {
             deleted_at: None,
             reply_count: 0,
             last_reply_at: None,
+            reactions: Default::default(),
         };
         self.writer.write(message.clone()).await?;
         // Persisted: from now on a retry gets this ack. If marking fails, a

@@ -16,7 +16,7 @@ use crate::auth::SigningSecret;
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{
     Application, Change, Chat, ChatKind, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
-    ReadState, ReceiptKind, UserGroups,
+    Reactions, ReadState, ReceiptKind, UserGroups,
 };
 
 /// token → application.
@@ -80,6 +80,9 @@ struct StoredMessage {
     reply_count: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_reply_at: Option<i64>,
+    /// (emoji, user) pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    reactions: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -102,6 +105,7 @@ impl StoredMessage {
             versions: Vec::new(),
             reply_count: m.reply_count,
             last_reply_at: m.last_reply_at.map(Timestamp::millis),
+            reactions: m.reactions.pairs().map(|(e, u)| (e.to_owned(), u.as_str().to_owned())).collect(),
         }
     }
 
@@ -119,6 +123,9 @@ impl StoredMessage {
             deleted_at: self.deleted_at.map(Timestamp),
             reply_count: self.reply_count,
             last_reply_at: self.last_reply_at.map(Timestamp),
+            reactions: Reactions::from_pairs(
+                self.reactions.into_iter().map(|(e, u)| (e, UserId::from_store(u))),
+            ),
         }
     }
 }
@@ -517,7 +524,33 @@ impl Store for EmbeddedStore {
             change_message(txn, &app, chat, number, |m| {
                 m.body.clear();
                 m.versions.clear();
+                m.reactions.clear();
                 m.deleted_at = Some(at.millis());
+            })
+        })
+        .await
+    }
+
+    async fn set_reaction(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+        emoji: &str,
+        user: &UserId,
+        on: bool,
+    ) -> Result<Change, StoreError> {
+        let (app, pair) = (app.clone(), (emoji.to_owned(), user.as_str().to_owned()));
+        self.write(move |txn| {
+            change_message(txn, &app, chat, number, |m| {
+                let at = m.reactions.binary_search(&pair);
+                match (on, at) {
+                    (true, Err(i)) => m.reactions.insert(i, pair),
+                    (false, Ok(i)) => {
+                        m.reactions.remove(i);
+                    }
+                    _ => {}
+                }
             })
         })
         .await

@@ -6,7 +6,7 @@ use scylla::value::{CqlTimestamp, MaybeUnset};
 
 use crate::auth::SigningSecret;
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
-use crate::model::{Application, Chat, ChatKind, Message, Page, UserGroups};
+use crate::model::{Application, Chat, ChatKind, Message, Page, Reactions, UserGroups};
 use crate::store::{StoreError, bucket_of};
 
 /// Decodes every row of a result; a row of the wrong shape is `Corrupt`.
@@ -79,6 +79,7 @@ pub(super) type MessageRow = (
     Option<CqlTimestamp>,
     Option<i64>,
     Option<CqlTimestamp>,
+    Option<Vec<(String, String)>>,
 );
 
 pub(super) fn application_from_row(row: ApplicationRow) -> Result<Application, StoreError> {
@@ -127,6 +128,7 @@ pub(super) fn message_from_row(
         deleted_at,
         reply_count,
         last_reply_at,
+        reactions,
     ) = row;
     Ok(Message {
         app: app.clone(),
@@ -141,6 +143,9 @@ pub(super) fn message_from_row(
         deleted_at: deleted_at.map(from_ts),
         reply_count: reply_count.map_or(Ok(0), |n| unsigned(n, "reply_count"))?,
         last_reply_at: last_reply_at.map(from_ts),
+        reactions: Reactions::from_pairs(
+            reactions.unwrap_or_default().into_iter().map(|(e, u)| (e, UserId::from_store(u))),
+        ),
     })
 }
 
