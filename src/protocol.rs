@@ -167,7 +167,7 @@ pub enum ClientFrame {
 
 /// The frame types a client may send.
 pub const CLIENT_TYPES: &[&str] =
-    &["send", "sync", "hello", "typing", "delivered", "read", "search", "edit", "delete"];
+    &["send", "sync", "hello", "typing", "delivered", "read", "search", "edit", "delete", "react", "unreact"];
 
 /// What is wrong with a client frame; each maps to a stable `error` code.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
