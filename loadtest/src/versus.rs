@@ -150,3 +150,48 @@ pub fn sustained(runs: &[Report], max_p99_ms: f64) -> anyhow::Result<Result<(), 
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(rate: f64, sent: f64, p99: f64, cpu: f64, missing: u64) -> Report {
+        let json = serde_json::json!({
+            "scenario": "fanout", "setup": "members=10 senders=1", "target_rate": rate, "window": 32,
+            "sockets": 11, "warmup_secs": 1.0, "measured_secs": 10.0, "sent": (sent * 10.0) as u64,
+            "sent_per_sec": sent, "deliveries": (sent * 100.0) as u64, "deliveries_per_sec": sent * 10.0,
+            "latency_ms": {"p50": p99 / 2.0, "p99": p99, "p999": p99, "max": p99, "samples": 1},
+            "acked_total": 1, "missing": missing, "duplicates": 0, "unexpected_deliveries": 0,
+            "errors": {}, "rate_limited": 0, "lost_sockets": 0, "direct_chat_mismatches": 0,
+            "node_cpu_secs": cpu
+        });
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn rows_give_medians_and_ratios() {
+        let weft = [
+            run(100.0, 100.0, 40.0, 2.0, 0),
+            run(100.0, 100.0, 20.0, 1.0, 0),
+            run(100.0, 99.0, 30.0, 3.0, 0),
+        ];
+        let centrifugo = [run(100.0, 100.0, 10.0, 1.0, 0)];
+        let rows = rows("load", &weft, &centrifugo).unwrap();
+        let lines: Vec<&str> = rows.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(
+            lines[0].starts_with("| load | weft | 100 | 100 | 1000 | 15.00 | 30.00 | 2.00 | – | 200.00 |"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[2].contains("| 3.00× | 2.00× | – | 2.00× |"), "{}", lines[2]);
+    }
+
+    #[test]
+    fn a_rate_is_sustained_only_if_kept_up_within_the_p99_and_complete() {
+        assert_eq!(sustained(&[run(100.0, 99.0, 200.0, 1.0, 0)], 250.0).unwrap(), Ok(()));
+        assert!(sustained(&[run(100.0, 99.0, 300.0, 1.0, 0)], 250.0).unwrap().is_err());
+        assert!(sustained(&[run(100.0, 90.0, 100.0, 1.0, 0)], 250.0).unwrap().is_err());
+        assert!(sustained(&[run(100.0, 99.0, 100.0, 1.0, 3)], 250.0).unwrap().is_err());
+    }
+}
