@@ -125,6 +125,60 @@ pub enum ClientFrame {
         /// The message.
         seq: MessageNumber,
     },
+    /// Add users to a group as members (admin or owner; answered with `ack`).
+    AddMembers {
+        /// Echoed in the `ack`.
+        id: Option<RequestId>,
+        /// The chat.
+        chat: ChatNumber,
+        /// 1 to 100 user ids.
+        users: Vec<String>,
+    },
+    /// Remove a member from a group (admin or owner; answered with `ack`).
+    RemoveMember {
+        /// Echoed in the `ack`.
+        id: Option<RequestId>,
+        /// The chat.
+        chat: ChatNumber,
+        /// Whom.
+        user: String,
+    },
+    /// Set a member's role (owner; answered with `ack`).
+    SetRole {
+        /// Echoed in the `ack`.
+        id: Option<RequestId>,
+        /// The chat.
+        chat: ChatNumber,
+        /// Whose.
+        user: String,
+        /// `owner`, `admin` or `member`.
+        role: String,
+    },
+    /// Change a chat's info (admin or owner of a group; answered with `ack`).
+    UpdateChat {
+        /// Echoed in the `ack`.
+        id: Option<RequestId>,
+        /// The chat.
+        chat: ChatNumber,
+        /// A new name; null or "" clears it.
+        #[serde(default, deserialize_with = "present")]
+        name: Option<Option<String>>,
+        /// A new description; null or "" clears it.
+        #[serde(default, deserialize_with = "present")]
+        description: Option<Option<String>>,
+        /// Keys to set (a null value removes its key); null clears every key.
+        #[serde(default, deserialize_with = "present")]
+        metadata: Option<Option<Value>>,
+    },
+    /// Leave a group; the last owner names a `successor` (answered with `ack`).
+    Leave {
+        /// Echoed in the `ack`.
+        id: Option<RequestId>,
+        /// The chat.
+        chat: ChatNumber,
+        /// A member who becomes owner.
+        successor: Option<String>,
+    },
     /// Search the user's chats (answered with `search_results`).
     Search {
         /// Echoed in the answer.
@@ -141,8 +195,31 @@ pub enum ClientFrame {
 }
 
 /// The frame types a client may send.
-pub const CLIENT_TYPES: &[&str] =
-    &["send", "sync", "hello", "typing", "delivered", "read", "search", "edit", "delete"];
+pub const CLIENT_TYPES: &[&str] = &[
+    "send",
+    "sync",
+    "hello",
+    "typing",
+    "delivered",
+    "read",
+    "search",
+    "edit",
+    "delete",
+    "add_members",
+    "remove_member",
+    "set_role",
+    "update_chat",
+    "leave",
+];
+
+/// A field given, even as null: `Some(None)`; absent: `None` (with `#[serde(default)]`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
 
 /// What is wrong with a client frame; each maps to a stable `error` code.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -219,7 +296,12 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
         | ClientFrame::Read { id, .. }
         | ClientFrame::Search { id, .. }
         | ClientFrame::Edit { id, .. }
-        | ClientFrame::Delete { id, .. } => id.as_ref(),
+        | ClientFrame::Delete { id, .. }
+        | ClientFrame::AddMembers { id, .. }
+        | ClientFrame::RemoveMember { id, .. }
+        | ClientFrame::SetRole { id, .. }
+        | ClientFrame::UpdateChat { id, .. }
+        | ClientFrame::Leave { id, .. } => id.as_ref(),
     };
     if let Some(RequestId::Text(s)) = id
         && (s.is_empty() || s.len() > MAX_REQUEST_ID)
@@ -257,6 +339,37 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
         }
         ClientFrame::Edit { body, .. } if body.trim().is_empty() => {
             return Err("`body` must not be empty".into());
+        }
+        ClientFrame::AddMembers { users, .. } => {
+            if users.is_empty() || users.len() > crate::model::MAX_RECIPIENTS {
+                return Err(format!("`users` names 1 to {} users", crate::model::MAX_RECIPIENTS));
+            }
+            if let Some(bad) = users.iter().find(|u| UserId::parse(u).is_err()) {
+                return Err(format!("`users`: `{}` is not a valid user id", truncate(bad, 64)));
+            }
+        }
+        ClientFrame::RemoveMember { user, .. } | ClientFrame::Leave { successor: Some(user), .. } => {
+            if UserId::parse(user).is_err() {
+                return Err(format!("`{}` is not a valid user id", truncate(user, 64)));
+            }
+        }
+        ClientFrame::SetRole { user, role, .. } => {
+            if UserId::parse(user).is_err() {
+                return Err(format!("`{}` is not a valid user id", truncate(user, 64)));
+            }
+            if crate::model::Role::parse(role).is_none() {
+                return Err("`role` must be \"owner\", \"admin\" or \"member\"".into());
+            }
+        }
+        ClientFrame::UpdateChat { name, description, metadata, .. } => {
+            if name.is_none() && description.is_none() && metadata.is_none() {
+                return Err("give `name`, `description` or `metadata`".into());
+            }
+            if let Some(Some(Value::Array(_) | Value::String(_) | Value::Number(_) | Value::Bool(_))) =
+                metadata
+            {
+                return Err("`metadata` must be a JSON object or null".into());
+            }
         }
         ClientFrame::Search { page, per_page, .. } => {
             if page.is_some_and(|p| p == 0 || p > MAX_SEARCH_PAGE) {
@@ -303,6 +416,25 @@ pub struct MessageOut {
     /// When its newest reply was sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_reply_at: Option<Timestamp>,
+}
+
+/// A chat's info as clients see it (`chat_updated`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ChatOut {
+    /// The chat.
+    pub chat: ChatNumber,
+    /// `group` or `direct`.
+    pub kind: &'static str,
+    /// Its name.
+    pub name: Option<String>,
+    /// What it is about.
+    pub description: Option<String>,
+    /// The application's own data (a JSON object, `{}` when none).
+    pub metadata: serde_json::Map<String, Value>,
+    /// Who created it, when a user did.
+    pub created_by: Option<UserId>,
+    /// When its info last changed.
+    pub updated_at: Timestamp,
 }
 
 /// A search hit as clients see it.
@@ -425,6 +557,44 @@ pub enum ServerFrame {
         /// When the newest was sent.
         last_reply_at: Option<Timestamp>,
     },
+    /// A group request (`add_members`, `remove_member`, `set_role`,
+    /// `update_chat`, `leave`) was applied.
+    #[serde(rename = "ack")]
+    Done {
+        /// The request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        /// The chat.
+        chat: ChatNumber,
+    },
+    /// A chat's name, description or metadata changed.
+    ChatUpdated(ChatOut),
+    /// A user joined one of the user's chats.
+    MemberJoined {
+        /// The chat.
+        chat: ChatNumber,
+        /// Who.
+        user: UserId,
+        /// `owner`, `admin` or `member`.
+        role: &'static str,
+    },
+    /// A user left one of the user's chats or was removed (also sent to that
+    /// user's own sessions, after which they get nothing more of the chat).
+    MemberLeft {
+        /// The chat.
+        chat: ChatNumber,
+        /// Who.
+        user: UserId,
+    },
+    /// A member's role changed.
+    RoleChanged {
+        /// The chat.
+        chat: ChatNumber,
+        /// Whose.
+        user: UserId,
+        /// `owner`, `admin` or `member`.
+        role: &'static str,
+    },
     /// The answer to `search`: best match first, ties newest first.
     SearchResults {
         /// The request's id.
@@ -463,6 +633,11 @@ impl ClientFrame {
             ClientFrame::Search { .. } => "search",
             ClientFrame::Edit { .. } => "edit",
             ClientFrame::Delete { .. } => "delete",
+            ClientFrame::AddMembers { .. } => "add_members",
+            ClientFrame::RemoveMember { .. } => "remove_member",
+            ClientFrame::SetRole { .. } => "set_role",
+            ClientFrame::UpdateChat { .. } => "update_chat",
+            ClientFrame::Leave { .. } => "leave",
         }
     }
 }
@@ -482,6 +657,11 @@ impl ServerFrame {
             ServerFrame::MessageEdited { .. } => "message_edited",
             ServerFrame::MessageDeleted { .. } => "message_deleted",
             ServerFrame::ThreadUpdated { .. } => "thread_updated",
+            ServerFrame::Done { .. } => "ack",
+            ServerFrame::ChatUpdated(_) => "chat_updated",
+            ServerFrame::MemberJoined { .. } => "member_joined",
+            ServerFrame::MemberLeft { .. } => "member_left",
+            ServerFrame::RoleChanged { .. } => "role_changed",
             ServerFrame::Error { .. } => "error",
         }
     }

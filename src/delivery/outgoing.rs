@@ -8,7 +8,7 @@ use axum::extract::ws::Utf8Bytes;
 use super::fabric::Event;
 use crate::ids::{ChatNumber, MessageNumber};
 use crate::model::{self, Message};
-use crate::protocol::{MessageOut, ReceiptKind, ServerFrame};
+use crate::protocol::{ChatOut, MessageOut, ReceiptKind, ServerFrame};
 
 /// What waits in a session's outbox.
 #[derive(Clone, Debug)]
@@ -68,6 +68,16 @@ pub fn outgoing(event: &Event) -> Arc<Outgoing> {
             reply_count: m.reply_count,
             last_reply_at: m.last_reply_at,
         }),
+        Event::ChatUpdated(chat) => frame(&ServerFrame::ChatUpdated(chat_out(chat))),
+        Event::MemberJoined { chat, user, role } => {
+            frame(&ServerFrame::MemberJoined { chat: *chat, user: user.clone(), role: role.as_str() })
+        }
+        Event::MemberLeft { chat, user } => {
+            frame(&ServerFrame::MemberLeft { chat: *chat, user: user.clone() })
+        }
+        Event::RoleChanged { chat, user, role } => {
+            frame(&ServerFrame::RoleChanged { chat: *chat, user: user.clone(), role: role.as_str() })
+        }
         Event::Typing { chat, user } => frame(&ServerFrame::Typing { chat: *chat, user: user.clone() }),
         Event::Receipt { chat, user, kind, seq } => {
             let kind = match kind {
@@ -84,6 +94,19 @@ pub fn outgoing(event: &Event) -> Arc<Outgoing> {
 
 fn frame(frame: &ServerFrame) -> Outgoing {
     Outgoing::Frame { kind: frame.kind(), frame: frame.to_text().into() }
+}
+
+/// A chat's info as clients see it.
+pub fn chat_out(chat: &model::Chat) -> ChatOut {
+    ChatOut {
+        chat: chat.number,
+        kind: chat.kind.as_str(),
+        name: chat.name.clone(),
+        description: chat.description.clone(),
+        metadata: chat.metadata.clone(),
+        created_by: chat.created_by.clone(),
+        updated_at: chat.updated_at,
+    }
 }
 
 /// A stored message as clients see it.
