@@ -348,10 +348,10 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
                 return Err(format!("`users`: `{}` is not a valid user id", truncate(bad, 64)));
             }
         }
-        ClientFrame::RemoveMember { user, .. } | ClientFrame::Leave { successor: Some(user), .. } => {
-            if UserId::parse(user).is_err() {
-                return Err(format!("`{}` is not a valid user id", truncate(user, 64)));
-            }
+        ClientFrame::RemoveMember { user, .. } | ClientFrame::Leave { successor: Some(user), .. }
+            if UserId::parse(user).is_err() =>
+        {
+            return Err(format!("`{}` is not a valid user id", truncate(user, 64)));
         }
         ClientFrame::SetRole { user, role, .. } => {
             if UserId::parse(user).is_err() {
@@ -774,6 +774,65 @@ mod tests {
         assert_eq!(err(r#"{"type":"sync","chat":1,"after":0,"limit":501}"#).0, "invalid_frame");
         let long_id = format!(r#"{{"type":"sync","id":"{}","chat":1,"after":0}}"#, "i".repeat(65));
         assert_eq!(err(&long_id).0, "invalid_frame");
+    }
+
+    #[test]
+    fn group_frames_decode_and_their_rules_hold() {
+        let add = decode(r#"{"type":"add_members","id":1,"chat":3,"users":["carol","dave"]}"#).unwrap();
+        assert!(matches!(add, ClientFrame::AddMembers { users, .. } if users.len() == 2));
+        let remove = decode(r#"{"type":"remove_member","chat":3,"user":"dave"}"#).unwrap();
+        assert_eq!(remove, ClientFrame::RemoveMember { id: None, chat: ChatNumber(3), user: "dave".into() });
+        assert!(decode(r#"{"type":"set_role","chat":3,"user":"carol","role":"admin"}"#).is_ok());
+        assert!(decode(r#"{"type":"leave","chat":3}"#).is_ok());
+        assert!(decode(r#"{"type":"leave","chat":3,"successor":"carol"}"#).is_ok());
+        // Absent, null and a value are three different things in `update_chat`.
+        let update = decode(r#"{"type":"update_chat","chat":3,"name":null,"metadata":{"a":1}}"#).unwrap();
+        let ClientFrame::UpdateChat { name, description, metadata, .. } = update else {
+            panic!("{update:?}")
+        };
+        assert_eq!((name, description), (Some(None), None));
+        assert_eq!(metadata, Some(Some(serde_json::json!({"a":1}))));
+
+        assert_eq!(
+            err(r#"{"type":"add_members","id":2,"chat":3,"users":[]}"#),
+            ("invalid_frame", Some(RequestId::Number(2)))
+        );
+        let many: Vec<String> = (0..101).map(|i| format!("u{i}")).collect();
+        let many = serde_json::json!({"type":"add_members","chat":3,"users":many}).to_string();
+        assert_eq!(err(&many).0, "invalid_frame");
+        assert_eq!(err(r#"{"type":"add_members","chat":3,"users":["a b"]}"#).0, "invalid_frame");
+        assert_eq!(err(r#"{"type":"remove_member","chat":3,"user":""}"#).0, "invalid_frame");
+        assert_eq!(err(r#"{"type":"set_role","chat":3,"user":"carol","role":"king"}"#).0, "invalid_frame");
+        assert_eq!(err(r#"{"type":"leave","chat":3,"successor":"a b"}"#).0, "invalid_frame");
+        assert_eq!(err(r#"{"type":"update_chat","chat":3}"#).0, "invalid_frame");
+        assert_eq!(err(r#"{"type":"update_chat","chat":3,"metadata":"x"}"#).0, "invalid_frame");
+        assert_eq!(err(r#"{"type":"update_chat","chat":3,"name":5}"#).0, "invalid_frame");
+    }
+
+    #[test]
+    fn group_events_encode_as_documented() {
+        let ack = ServerFrame::Done { id: Some(RequestId::Number(12)), chat: ChatNumber(3) };
+        assert_eq!((ack.to_text().as_str(), ack.kind()), (r#"{"type":"ack","id":12,"chat":3}"#, "ack"));
+        let carol = UserId::parse("carol").unwrap();
+        let joined = ServerFrame::MemberJoined { chat: ChatNumber(3), user: carol.clone(), role: "member" };
+        assert_eq!(joined.to_text(), r#"{"type":"member_joined","chat":3,"user":"carol","role":"member"}"#);
+        let left = ServerFrame::MemberLeft { chat: ChatNumber(3), user: carol.clone() };
+        assert_eq!(left.to_text(), r#"{"type":"member_left","chat":3,"user":"carol"}"#);
+        let role = ServerFrame::RoleChanged { chat: ChatNumber(3), user: carol.clone(), role: "admin" };
+        assert_eq!(role.to_text(), r#"{"type":"role_changed","chat":3,"user":"carol","role":"admin"}"#);
+        let updated = ServerFrame::ChatUpdated(ChatOut {
+            chat: ChatNumber(3),
+            kind: "group",
+            name: Some("Launch".into()),
+            description: None,
+            metadata: serde_json::json!({"topic":"go"}).as_object().unwrap().clone(),
+            created_by: Some(carol),
+            updated_at: Timestamp(0),
+        });
+        assert_eq!(
+            updated.to_text(),
+            r#"{"type":"chat_updated","chat":3,"kind":"group","name":"Launch","description":null,"metadata":{"topic":"go"},"created_by":"carol","updated_at":"1970-01-01T00:00:00Z"}"#
+        );
     }
 
     #[test]
