@@ -323,6 +323,9 @@ async fn each_role_rule_is_allowed_and_refused(s: &TestServer) {
     assert_eq!(ack, json!({"type":"ack","id":7,"chat":chat}));
     let changed = expect(&mut adam, "role_changed").await;
     assert_eq!(changed, json!({"type":"role_changed","chat":chat,"user":"mia","role":"admin"}));
+    // An admin does not remove another admin (that unmakes one).
+    let answer = ask(&mut adam, json!({"type":"remove_member","id":"r","chat":chat,"user":"mia"})).await;
+    assert_forbidden(&answer, &json!("r"), "removing an admin needs the owner role");
     let ack =
         ask(&mut olga, json!({"type":"set_role","id":8,"chat":chat,"user":"adam","role":"member"})).await;
     assert_eq!(ack["type"], "ack", "{ack}");

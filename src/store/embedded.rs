@@ -896,3 +896,20 @@ impl Store for EmbeddedStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chats_and_applications_written_before_groups_read_without_info() {
+        let app = AppId::generate();
+        let old: StoredChat = decode(br#"{"kind":"direct","created_at":5}"#, "chat").unwrap();
+        let chat = old.into_chat(app.clone(), ChatNumber(2));
+        assert_eq!(chat, Chat::new(app, ChatNumber(2), ChatKind::Direct, Timestamp(5)));
+        let old: StoredApp =
+            decode(br#"{"id":"a","name":"n","secret":"s","created_at":1,"updated_at":2}"#, "application")
+                .unwrap();
+        assert_eq!((old.description, old.metadata.len()), (None, 0));
+    }
+}
