@@ -13,7 +13,7 @@ use crate::delivery::{Audience, Event, SessionId};
 use crate::ids::{AppId, AppToken, ChatNumber, Timestamp, UserId};
 use crate::model::{
     Chat, ChatKind, MAX_CHAT_NAME, MAX_DESCRIPTION, MAX_METADATA_BYTES, MAX_RECIPIENTS, Member, Metadata,
-    Role,
+    Role, UserGroups,
 };
 
 /// How long the cluster-wide lock on one chat's members lasts, in ms.
@@ -193,7 +193,8 @@ impl ChatService {
     }
 
     /// Adds users to a group as `role` (a user may add plain members only,
-    /// with the admin or owner role); returns those who were not members
+    /// with the admin or owner role, and not at all when the application's
+    /// `user_groups` is `backend_only`); returns those who were not members
     /// before. Every member's sessions but `from` get `member_joined` for each.
     pub async fn add_members(
         &self,
@@ -207,6 +208,13 @@ impl ChatService {
         let users: BTreeSet<&UserId> = users.iter().collect();
         if users.is_empty() || users.len() > MAX_RECIPIENTS {
             return Err(ChatError::Invalid("`users` names 1 to 100 users"));
+        }
+        if let Author::User(_) = author {
+            // Being added needs no consent: an application may keep it to its backend.
+            let current = self.application_by_id(app).await?.ok_or(ChatError::ApplicationNotFound)?;
+            if current.user_groups == UserGroups::BackendOnly {
+                return Err(ChatError::UserGroupsClosed);
+            }
         }
         let added = self
             .exclusive(app, chat, async {
