@@ -560,7 +560,7 @@ pub enum ServerFrame {
     /// A group request (`add_members`, `remove_member`, `set_role`,
     /// `update_chat`, `leave`) was applied.
     #[serde(rename = "ack")]
-    Done {
+    GroupAck {
         /// The request's id.
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
@@ -657,7 +657,7 @@ impl ServerFrame {
             ServerFrame::MessageEdited { .. } => "message_edited",
             ServerFrame::MessageDeleted { .. } => "message_deleted",
             ServerFrame::ThreadUpdated { .. } => "thread_updated",
-            ServerFrame::Done { .. } => "ack",
+            ServerFrame::GroupAck { .. } => "ack",
             ServerFrame::ChatUpdated(_) => "chat_updated",
             ServerFrame::MemberJoined { .. } => "member_joined",
             ServerFrame::MemberLeft { .. } => "member_left",
@@ -811,7 +811,7 @@ mod tests {
 
     #[test]
     fn group_events_encode_as_documented() {
-        let ack = ServerFrame::Done { id: Some(RequestId::Number(12)), chat: ChatNumber(3) };
+        let ack = ServerFrame::GroupAck { id: Some(RequestId::Number(12)), chat: ChatNumber(3) };
         assert_eq!((ack.to_text().as_str(), ack.kind()), (r#"{"type":"ack","id":12,"chat":3}"#, "ack"));
         let carol = UserId::parse("carol").unwrap();
         let joined = ServerFrame::MemberJoined { chat: ChatNumber(3), user: carol.clone(), role: "member" };

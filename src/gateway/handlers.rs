@@ -188,7 +188,7 @@ impl Session {
             other => return Answers::bad(&invalid(other.kind(), "not a group request"), None),
         };
         match outcome {
-            Ok(()) => Answers::one(ServerFrame::Done { id, chat: number }),
+            Ok(()) => Answers::one(ServerFrame::GroupAck { id, chat: number }),
             Err(e) => Answers::failed(id, &e),
         }
     }
