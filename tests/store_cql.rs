@@ -201,6 +201,27 @@ async fn rows_from_before_groups_read_as_plain_chats_and_members() {
     assert_eq!(chat, Chat::new(app.clone(), ChatNumber(7), ChatKind::Group, Timestamp(1_700_000_000_000)));
     let member = store.member(&app, ChatNumber(7), &UserId::parse("old-timer").unwrap()).await.unwrap();
     assert_eq!(member.map(|m| m.role), Some(Role::Member));
+    // A role cell that outlived its member's removal (a race across clocks)
+    // makes nobody a member.
+    session
+        .query_unpaged(
+            "UPDATE members SET role = 'admin' WHERE app = ? AND chat = ? AND user_id = ?",
+            (app.as_str(), 7_i64, "ghost"),
+        )
+        .await
+        .unwrap();
+    let ghost = UserId::parse("ghost").unwrap();
+    assert_eq!(store.member(&app, ChatNumber(7), &ghost).await.unwrap(), None);
+    assert!(!store.is_member(&app, ChatNumber(7), &ghost).await.unwrap());
+    let page = weft::model::Page { skip: 0, limit: 10 };
+    let listed: Vec<String> = store
+        .members(&app, ChatNumber(7), page)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.user.as_str().to_owned())
+        .collect();
+    assert_eq!(listed, ["old-timer"]);
     drop_keyspace(&cfg).await;
 }
 

@@ -622,8 +622,11 @@ impl Store for CqlStore {
             .execute_unpaged(&self.stmts().members, values)
             .await
             .map_err(StoreError::unavailable)?;
-        let rows = skip_page(decode_rows::<(String, CqlTimestamp, Option<String>)>(result, "members")?, page);
-        rows.into_iter()
+        let rows = decode_rows::<(String, Option<CqlTimestamp>, Option<String>)>(result, "members")?;
+        // A row without a join time is no member (see `member`).
+        let rows = rows.into_iter().filter_map(|(user, at, role)| Some((user, at?, role))).collect();
+        skip_page(rows, page)
+            .into_iter()
             .map(|(user, joined_at, role)| {
                 Ok(Member {
                     user: UserId::from_store(user),
@@ -645,11 +648,16 @@ impl Store for CqlStore {
             .execute_unpaged(&self.stmts().member, (app.as_str(), bigint(chat.get())?, user.as_str()))
             .await
             .map_err(StoreError::unavailable)?;
-        decode_first::<(CqlTimestamp, Option<String>)>(result, "members")?
-            .map(|(at, role)| {
-                Ok(Member { user: user.clone(), joined_at: from_ts(at), role: role_from(role)? })
-            })
-            .transpose()
+        // A row with a role but no join time is no member: a role change
+        // (a lightweight transaction, timestamped by its Paxos ballot) racing
+        // a removal on a node whose clock runs behind may outlive the removal's
+        // tombstone in that one cell.
+        let Some((Some(at), role)) =
+            decode_first::<(Option<CqlTimestamp>, Option<String>)>(result, "members")?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Member { user: user.clone(), joined_at: from_ts(at), role: role_from(role)? }))
     }
 
     async fn set_role(
