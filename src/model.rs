@@ -31,7 +31,21 @@ pub struct Application {
     pub created_at: Timestamp,
     /// When its name or secret last changed.
     pub updated_at: Timestamp,
+    /// What the application is, for its owner (at most [`MAX_DESCRIPTION`] characters).
+    pub description: Option<String>,
+    /// The owner's own data (a JSON object of at most [`MAX_METADATA_BYTES`]).
+    pub metadata: Metadata,
 }
+
+/// Longest chat name, in characters.
+pub const MAX_CHAT_NAME: usize = 200;
+/// Longest description of a chat or an application, in characters.
+pub const MAX_DESCRIPTION: usize = 2_000;
+/// Largest `metadata` object, serialized, in bytes.
+pub const MAX_METADATA_BYTES: usize = 4_096;
+
+/// A JSON object an application keeps on a chat or on itself (empty: none).
+pub type Metadata = serde_json::Map<String, serde_json::Value>;
 
 /// Who may put users into new groups: being added to a group needs no consent
 /// (as in most chat products), so an application can keep group creation to its
@@ -98,8 +112,73 @@ pub struct Chat {
     pub number: ChatNumber,
     /// Group or direct.
     pub kind: ChatKind,
+    /// Its display name, if any (at most [`MAX_CHAT_NAME`] characters).
+    pub name: Option<String>,
+    /// What it is about (at most [`MAX_DESCRIPTION`] characters).
+    pub description: Option<String>,
+    /// The application's own data (a JSON object of at most [`MAX_METADATA_BYTES`]).
+    pub metadata: Metadata,
+    /// Who created it, when a user did (its first owner).
+    pub created_by: Option<UserId>,
     /// When it was created.
     pub created_at: Timestamp,
+    /// When its name, description or metadata last changed (its creation before).
+    pub updated_at: Timestamp,
+}
+
+impl Chat {
+    /// A chat with no name, description, metadata or creator.
+    pub fn new(app: AppId, number: ChatNumber, kind: ChatKind, created_at: Timestamp) -> Self {
+        Self {
+            app,
+            number,
+            kind,
+            name: None,
+            description: None,
+            metadata: Metadata::new(),
+            created_by: None,
+            created_at,
+            updated_at: created_at,
+        }
+    }
+}
+
+/// What a member may do in a group (a direct chat has no roles: both read as `Member`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Sends and reads (the default; members stored without a role read as this).
+    #[default]
+    Member,
+    /// Also adds and removes members and edits the chat.
+    Admin,
+    /// Also makes and unmakes admins and owners.
+    Owner,
+}
+
+impl Role {
+    /// The name in the API and the stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Admin => "admin",
+            Role::Owner => "owner",
+        }
+    }
+
+    /// Reads a name; `None` for any other.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "member" => Some(Role::Member),
+            "admin" => Some(Role::Admin),
+            "owner" => Some(Role::Owner),
+            _ => None,
+        }
+    }
+
+    /// Whether the role manages members and the chat's info (admin or owner).
+    pub fn manages(self) -> bool {
+        self >= Role::Admin
+    }
 }
 
 /// A message of a chat, as persisted.
@@ -265,6 +344,8 @@ pub struct Member {
     pub user: UserId,
     /// When the user joined.
     pub joined_at: Timestamp,
+    /// What the member may do.
+    pub role: Role,
 }
 
 /// A page of a list: `skip` rows, then at most `limit`.

@@ -127,6 +127,60 @@ pub enum ClientFrame {
         /// The message.
         seq: MessageNumber,
     },
+    /// Add users to a group as members (admin or owner; answered with `ack`).
+    AddMembers {
+        /// Echoed in the `ack`.
+        id: Option<RequestId>,
+        /// The chat.
+        chat: ChatNumber,
+        /// 1 to 100 user ids.
+        users: Vec<String>,
+    },
+    /// Remove a member from a group (admin or owner; answered with `ack`).
+    RemoveMember {
+        /// Echoed in the `ack`.
+        id: Option<RequestId>,
+        /// The chat.
+        chat: ChatNumber,
+        /// Whom.
+        user: String,
+    },
+    /// Set a member's role (owner; answered with `ack`).
+    SetRole {
+        /// Echoed in the `ack`.
+        id: Option<RequestId>,
+        /// The chat.
+        chat: ChatNumber,
+        /// Whose.
+        user: String,
+        /// `owner`, `admin` or `member`.
+        role: String,
+    },
+    /// Change a chat's info (admin or owner of a group; answered with `ack`).
+    UpdateChat {
+        /// Echoed in the `ack`.
+        id: Option<RequestId>,
+        /// The chat.
+        chat: ChatNumber,
+        /// A new name; null or "" clears it.
+        #[serde(default, deserialize_with = "present")]
+        name: Option<Option<String>>,
+        /// A new description; null or "" clears it.
+        #[serde(default, deserialize_with = "present")]
+        description: Option<Option<String>>,
+        /// Keys to set (a null value removes its key); null clears every key.
+        #[serde(default, deserialize_with = "present")]
+        metadata: Option<Option<Value>>,
+    },
+    /// Leave a group; the last owner names a `successor` (answered with `ack`).
+    Leave {
+        /// Echoed in the `ack`.
+        id: Option<RequestId>,
+        /// The chat.
+        chat: ChatNumber,
+        /// A member who becomes owner.
+        successor: Option<String>,
+    },
     /// React to a message of one of the user's chats (answered with `ack`;
     /// reacting again with the same emoji changes nothing).
     React {
@@ -166,8 +220,33 @@ pub enum ClientFrame {
 }
 
 /// The frame types a client may send.
-pub const CLIENT_TYPES: &[&str] =
-    &["send", "sync", "hello", "typing", "delivered", "read", "search", "edit", "delete", "react", "unreact"];
+pub const CLIENT_TYPES: &[&str] = &[
+    "send",
+    "sync",
+    "hello",
+    "typing",
+    "delivered",
+    "read",
+    "search",
+    "edit",
+    "delete",
+    "react",
+    "unreact",
+    "add_members",
+    "remove_member",
+    "set_role",
+    "update_chat",
+    "leave",
+];
+
+/// A field given, even as null: `Some(None)`; absent: `None` (with `#[serde(default)]`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
 
 /// What is wrong with a client frame; each maps to a stable `error` code.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -246,7 +325,12 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
         | ClientFrame::Edit { id, .. }
         | ClientFrame::Delete { id, .. }
         | ClientFrame::React { id, .. }
-        | ClientFrame::Unreact { id, .. } => id.as_ref(),
+        | ClientFrame::Unreact { id, .. }
+        | ClientFrame::AddMembers { id, .. }
+        | ClientFrame::RemoveMember { id, .. }
+        | ClientFrame::SetRole { id, .. }
+        | ClientFrame::UpdateChat { id, .. }
+        | ClientFrame::Leave { id, .. } => id.as_ref(),
     };
     if let Some(RequestId::Text(s)) = id
         && (s.is_empty() || s.len() > MAX_REQUEST_ID)
@@ -287,6 +371,37 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
         }
         ClientFrame::React { emoji, .. } | ClientFrame::Unreact { emoji, .. } => {
             crate::model::check_emoji(emoji).map_err(|e| format!("`emoji` {e}"))?;
+        }
+        ClientFrame::AddMembers { users, .. } => {
+            if users.is_empty() || users.len() > crate::model::MAX_RECIPIENTS {
+                return Err(format!("`users` names 1 to {} users", crate::model::MAX_RECIPIENTS));
+            }
+            if let Some(bad) = users.iter().find(|u| UserId::parse(u).is_err()) {
+                return Err(format!("`users`: `{}` is not a valid user id", truncate(bad, 64)));
+            }
+        }
+        ClientFrame::RemoveMember { user, .. } | ClientFrame::Leave { successor: Some(user), .. }
+            if UserId::parse(user).is_err() =>
+        {
+            return Err(format!("`{}` is not a valid user id", truncate(user, 64)));
+        }
+        ClientFrame::SetRole { user, role, .. } => {
+            if UserId::parse(user).is_err() {
+                return Err(format!("`{}` is not a valid user id", truncate(user, 64)));
+            }
+            if crate::model::Role::parse(role).is_none() {
+                return Err("`role` must be \"owner\", \"admin\" or \"member\"".into());
+            }
+        }
+        ClientFrame::UpdateChat { name, description, metadata, .. } => {
+            if name.is_none() && description.is_none() && metadata.is_none() {
+                return Err("give `name`, `description` or `metadata`".into());
+            }
+            if let Some(Some(Value::Array(_) | Value::String(_) | Value::Number(_) | Value::Bool(_))) =
+                metadata
+            {
+                return Err("`metadata` must be a JSON object or null".into());
+            }
         }
         ClientFrame::Search { page, per_page, .. } => {
             if page.is_some_and(|p| p == 0 || p > MAX_SEARCH_PAGE) {
@@ -363,6 +478,25 @@ pub enum ReactionOp {
     Add,
     /// Took it back.
     Remove,
+}
+
+/// A chat's info as clients see it (`chat_updated`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ChatOut {
+    /// The chat.
+    pub chat: ChatNumber,
+    /// `group` or `direct`.
+    pub kind: &'static str,
+    /// Its name.
+    pub name: Option<String>,
+    /// What it is about.
+    pub description: Option<String>,
+    /// The application's own data (a JSON object, `{}` when none).
+    pub metadata: serde_json::Map<String, Value>,
+    /// Who created it, when a user did.
+    pub created_by: Option<UserId>,
+    /// When its info last changed.
+    pub updated_at: Timestamp,
 }
 
 /// A search hit as clients see it.
@@ -488,6 +622,44 @@ pub enum ServerFrame {
         /// When the newest was sent.
         last_reply_at: Option<Timestamp>,
     },
+    /// A group request (`add_members`, `remove_member`, `set_role`,
+    /// `update_chat`, `leave`) was applied.
+    #[serde(rename = "ack")]
+    GroupAck {
+        /// The request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        /// The chat.
+        chat: ChatNumber,
+    },
+    /// A chat's name, description or metadata changed.
+    ChatUpdated(ChatOut),
+    /// A user joined one of the user's chats.
+    MemberJoined {
+        /// The chat.
+        chat: ChatNumber,
+        /// Who.
+        user: UserId,
+        /// `owner`, `admin` or `member`.
+        role: &'static str,
+    },
+    /// A user left one of the user's chats or was removed (also sent to that
+    /// user's own sessions, after which they get nothing more of the chat).
+    MemberLeft {
+        /// The chat.
+        chat: ChatNumber,
+        /// Who.
+        user: UserId,
+    },
+    /// A member's role changed.
+    RoleChanged {
+        /// The chat.
+        chat: ChatNumber,
+        /// Whose.
+        user: UserId,
+        /// `owner`, `admin` or `member`.
+        role: &'static str,
+    },
     /// Someone reacted to a message of one of the user's chats, or took a reaction back.
     Reaction {
         /// The chat.
@@ -543,6 +715,11 @@ impl ClientFrame {
             ClientFrame::Delete { .. } => "delete",
             ClientFrame::React { .. } => "react",
             ClientFrame::Unreact { .. } => "unreact",
+            ClientFrame::AddMembers { .. } => "add_members",
+            ClientFrame::RemoveMember { .. } => "remove_member",
+            ClientFrame::SetRole { .. } => "set_role",
+            ClientFrame::UpdateChat { .. } => "update_chat",
+            ClientFrame::Leave { .. } => "leave",
         }
     }
 }
@@ -563,6 +740,11 @@ impl ServerFrame {
             ServerFrame::MessageDeleted { .. } => "message_deleted",
             ServerFrame::ThreadUpdated { .. } => "thread_updated",
             ServerFrame::Reaction { .. } => "reaction",
+            ServerFrame::GroupAck { .. } => "ack",
+            ServerFrame::ChatUpdated(_) => "chat_updated",
+            ServerFrame::MemberJoined { .. } => "member_joined",
+            ServerFrame::MemberLeft { .. } => "member_left",
+            ServerFrame::RoleChanged { .. } => "role_changed",
             ServerFrame::Error { .. } => "error",
         }
     }
@@ -675,6 +857,65 @@ mod tests {
         assert_eq!(err(r#"{"type":"sync","chat":1,"after":0,"limit":501}"#).0, "invalid_frame");
         let long_id = format!(r#"{{"type":"sync","id":"{}","chat":1,"after":0}}"#, "i".repeat(65));
         assert_eq!(err(&long_id).0, "invalid_frame");
+    }
+
+    #[test]
+    fn group_frames_decode_and_their_rules_hold() {
+        let add = decode(r#"{"type":"add_members","id":1,"chat":3,"users":["carol","dave"]}"#).unwrap();
+        assert!(matches!(add, ClientFrame::AddMembers { users, .. } if users.len() == 2));
+        let remove = decode(r#"{"type":"remove_member","chat":3,"user":"dave"}"#).unwrap();
+        assert_eq!(remove, ClientFrame::RemoveMember { id: None, chat: ChatNumber(3), user: "dave".into() });
+        assert!(decode(r#"{"type":"set_role","chat":3,"user":"carol","role":"admin"}"#).is_ok());
+        assert!(decode(r#"{"type":"leave","chat":3}"#).is_ok());
+        assert!(decode(r#"{"type":"leave","chat":3,"successor":"carol"}"#).is_ok());
+        // Absent, null and a value are three different things in `update_chat`.
+        let update = decode(r#"{"type":"update_chat","chat":3,"name":null,"metadata":{"a":1}}"#).unwrap();
+        let ClientFrame::UpdateChat { name, description, metadata, .. } = update else {
+            panic!("{update:?}")
+        };
+        assert_eq!((name, description), (Some(None), None));
+        assert_eq!(metadata, Some(Some(serde_json::json!({"a":1}))));
+
+        assert_eq!(
+            err(r#"{"type":"add_members","id":2,"chat":3,"users":[]}"#),
+            ("invalid_frame", Some(RequestId::Number(2)))
+        );
+        let many: Vec<String> = (0..101).map(|i| format!("u{i}")).collect();
+        let many = serde_json::json!({"type":"add_members","chat":3,"users":many}).to_string();
+        assert_eq!(err(&many).0, "invalid_frame");
+        assert_eq!(err(r#"{"type":"add_members","chat":3,"users":["a b"]}"#).0, "invalid_frame");
+        assert_eq!(err(r#"{"type":"remove_member","chat":3,"user":""}"#).0, "invalid_frame");
+        assert_eq!(err(r#"{"type":"set_role","chat":3,"user":"carol","role":"king"}"#).0, "invalid_frame");
+        assert_eq!(err(r#"{"type":"leave","chat":3,"successor":"a b"}"#).0, "invalid_frame");
+        assert_eq!(err(r#"{"type":"update_chat","chat":3}"#).0, "invalid_frame");
+        assert_eq!(err(r#"{"type":"update_chat","chat":3,"metadata":"x"}"#).0, "invalid_frame");
+        assert_eq!(err(r#"{"type":"update_chat","chat":3,"name":5}"#).0, "invalid_frame");
+    }
+
+    #[test]
+    fn group_events_encode_as_documented() {
+        let ack = ServerFrame::GroupAck { id: Some(RequestId::Number(12)), chat: ChatNumber(3) };
+        assert_eq!((ack.to_text().as_str(), ack.kind()), (r#"{"type":"ack","id":12,"chat":3}"#, "ack"));
+        let carol = UserId::parse("carol").unwrap();
+        let joined = ServerFrame::MemberJoined { chat: ChatNumber(3), user: carol.clone(), role: "member" };
+        assert_eq!(joined.to_text(), r#"{"type":"member_joined","chat":3,"user":"carol","role":"member"}"#);
+        let left = ServerFrame::MemberLeft { chat: ChatNumber(3), user: carol.clone() };
+        assert_eq!(left.to_text(), r#"{"type":"member_left","chat":3,"user":"carol"}"#);
+        let role = ServerFrame::RoleChanged { chat: ChatNumber(3), user: carol.clone(), role: "admin" };
+        assert_eq!(role.to_text(), r#"{"type":"role_changed","chat":3,"user":"carol","role":"admin"}"#);
+        let updated = ServerFrame::ChatUpdated(ChatOut {
+            chat: ChatNumber(3),
+            kind: "group",
+            name: Some("Launch".into()),
+            description: None,
+            metadata: serde_json::json!({"topic":"go"}).as_object().unwrap().clone(),
+            created_by: Some(carol),
+            updated_at: Timestamp(0),
+        });
+        assert_eq!(
+            updated.to_text(),
+            r#"{"type":"chat_updated","chat":3,"kind":"group","name":"Launch","description":null,"metadata":{"topic":"go"},"created_by":"carol","updated_at":"1970-01-01T00:00:00Z"}"#
+        );
     }
 
     #[test]

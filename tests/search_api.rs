@@ -271,8 +271,8 @@ async fn edit_and_delete_hooks_update_the_index(mode: Mode) {
     with_search(&mut config);
     let node = weft::Node::start(&config).await.unwrap();
     let chat = node.chat();
-    let app = chat.create_application("hooks".into()).await.unwrap().app;
-    let number = chat.create_chat(&app.token).await.unwrap().chat.number;
+    let app = chat.create_application("hooks".into(), None, Default::default()).await.unwrap().app;
+    let number = chat.create_chat(&app.token, Default::default()).await.unwrap().chat.number;
     let request = SendRequest {
         target: Target::Chat(number),
         body: "the original wording".into(),

@@ -168,6 +168,71 @@ async fn contract_members() {
 }
 
 #[tokio::test]
+async fn contract_groups_and_roles() {
+    let (store, cfg) = migrated_store().await;
+    contract::groups(&store).await;
+    contract::roles(&store).await;
+    drop_keyspace(&cfg).await;
+}
+
+/// Rows written before migration 7 (no name, metadata, creator or role
+/// columns) read as a chat without info and a plain member.
+#[tokio::test]
+async fn rows_from_before_groups_read_as_plain_chats_and_members() {
+    use weft::ids::{AppId, ChatNumber, Timestamp, UserId};
+    use weft::model::{Chat, ChatKind, Role};
+    let (store, cfg) = migrated_store().await;
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(&cfg.nodes)
+        .use_keyspace(&cfg.keyspace, false)
+        .build()
+        .await
+        .unwrap();
+    let app = AppId::generate();
+    let at = scylla::value::CqlTimestamp(1_700_000_000_000);
+    session
+        .query_unpaged(
+            "INSERT INTO chats (app, number, kind, created_at) VALUES (?, ?, ?, ?)",
+            (app.as_str(), 7_i64, "group", at),
+        )
+        .await
+        .unwrap();
+    session
+        .query_unpaged(
+            "INSERT INTO members (app, chat, user_id, joined_at) VALUES (?, ?, ?, ?)",
+            (app.as_str(), 7_i64, "old-timer", at),
+        )
+        .await
+        .unwrap();
+    let chat = store.chat(&app, ChatNumber(7)).await.unwrap().unwrap();
+    assert_eq!(chat, Chat::new(app.clone(), ChatNumber(7), ChatKind::Group, Timestamp(1_700_000_000_000)));
+    let member = store.member(&app, ChatNumber(7), &UserId::parse("old-timer").unwrap()).await.unwrap();
+    assert_eq!(member.map(|m| m.role), Some(Role::Member));
+    // A role cell that outlived its member's removal (a race across clocks)
+    // makes nobody a member.
+    session
+        .query_unpaged(
+            "UPDATE members SET role = 'admin' WHERE app = ? AND chat = ? AND user_id = ?",
+            (app.as_str(), 7_i64, "ghost"),
+        )
+        .await
+        .unwrap();
+    let ghost = UserId::parse("ghost").unwrap();
+    assert_eq!(store.member(&app, ChatNumber(7), &ghost).await.unwrap(), None);
+    assert!(!store.is_member(&app, ChatNumber(7), &ghost).await.unwrap());
+    let page = weft::model::Page { skip: 0, limit: 10 };
+    let listed: Vec<String> = store
+        .members(&app, ChatNumber(7), page)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.user.as_str().to_owned())
+        .collect();
+    assert_eq!(listed, ["old-timer"]);
+    drop_keyspace(&cfg).await;
+}
+
+#[tokio::test]
 async fn contract_all_on_one_shared_store() {
     // The checks must hold side by side in one keyspace, as the embedded backend runs them.
     let (store, cfg) = migrated_store().await;

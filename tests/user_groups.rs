@@ -1,7 +1,8 @@
 //! Who may put users into new groups: an application's `user_groups` setting.
 //! `open` (the default) lets a user's `send` to several `recipients` create a
 //! group of them; `backend_only` keeps group creation to the backend's REST API
-//! (direct chats still open from a `send`).
+//! (direct chats still open from a `send`) and to adding members
+//! (`add_members` is refused too).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -67,6 +68,10 @@ async fn users_create_groups_unless_the_application_keeps_it_to_its_backend(mode
     let answer = alice.request(send_to(2, &["bob", "dave"], "hi all", "g-2")).await;
     assert_error(&answer, &json!(2), "user_groups_closed");
     assert_eq!(chat_numbers(&s, &token).await, chats, "a refused send created a chat");
+    // Nor may a user add members to a group, even its owner (a send made it hers).
+    let frame = json!({"type":"add_members","id":"am","chat":group,"users":["dave"]});
+    assert_error(&alice.request(frame).await, &json!("am"), "user_groups_closed");
+    assert_eq!(members(&s, &token, group).await.len(), 3, "a refused add_members added someone");
 
     // A direct chat still opens from a send; the backend still makes groups.
     let ack = alice.request(send_to(3, &["bob"], "just you", "d-1")).await;

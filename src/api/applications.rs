@@ -21,6 +21,7 @@ impl Resource for ApplicationBody {
 }
 
 const MAX_NAME: usize = 255;
+use crate::model::MAX_DESCRIPTION;
 const MAX_URL: usize = 2048;
 
 /// Proof that the admin key was checked. An extractor, so that it runs before
@@ -43,7 +44,9 @@ pub async fn create(
     Input(fields, _): Input<ApplicationBody>,
 ) -> Result<(StatusCode, Json<CreatedApplicationOut>), ApiError> {
     let name = fields.required_string("name", MAX_NAME)?;
-    let view = state.chat.create_application(name).await?;
+    let description = fields.clearable_string("description", MAX_DESCRIPTION)?.flatten();
+    let metadata = fields.clearable_object("metadata")?.flatten().unwrap_or_default();
+    let view = state.chat.create_application(name, description, metadata).await?;
     Ok((StatusCode::CREATED, Json(view.into())))
 }
 
@@ -55,7 +58,8 @@ pub async fn show(
     Ok(Json(state.chat.application_view(&token(raw)).await?.into()))
 }
 
-/// `PUT`/`PATCH /applications/:token {"name"?, "jwks_url"?, "user_groups"?}` (`jwks_url` null or "" clears it).
+/// `PUT`/`PATCH /applications/:token {"name"?, "jwks_url"?, "user_groups"?, "description"?, "metadata"?}`
+/// (`jwks_url` or `description` null or "" clears it; `metadata` replaces the old, null clears it).
 pub async fn update(
     State(state): State<ApiState>,
     PathParams(raw): PathParams<String>,
@@ -72,9 +76,18 @@ pub async fn update(
             })
         })
         .transpose()?;
-    if name.is_none() && jwks_url.is_none() && user_groups.is_none() {
-        return Err(ApiError::InvalidField("give `name`, `jwks_url` or `user_groups`".into()));
+    let description = fields.clearable_string("description", MAX_DESCRIPTION)?;
+    let metadata = fields.clearable_object("metadata")?.map(Option::unwrap_or_default);
+    if name.is_none()
+        && jwks_url.is_none()
+        && user_groups.is_none()
+        && description.is_none()
+        && metadata.is_none()
+    {
+        return Err(ApiError::InvalidField(
+            "give `name`, `jwks_url`, `user_groups`, `description` or `metadata`".into(),
+        ));
     }
-    let changes = ApplicationChanges { name, jwks_url, user_groups };
+    let changes = ApplicationChanges { name, jwks_url, user_groups, description, metadata };
     Ok(Json(state.chat.update_application(&token(raw), changes).await?.into()))
 }

@@ -159,6 +159,22 @@ impl Fields {
         }
     }
 
+    /// A JSON object field that can be set or cleared: absent → `None`, null
+    /// → `Some(None)`, an object (or, in a form, its JSON text) → `Some(Some(map))`.
+    pub fn clearable_object(&self, name: &str) -> Result<Option<Option<Map<String, Value>>>, ApiError> {
+        let wrong = || ApiError::InvalidField(format!("`{name}` must be a JSON object or null"));
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(None)),
+            Some(Value::Object(map)) => Ok(Some(Some(map.clone()))),
+            Some(Value::String(text)) => match serde_json::from_str(text) {
+                Ok(Value::Object(map)) => Ok(Some(Some(map))),
+                _ => Err(wrong()),
+            },
+            Some(_) => Err(wrong()),
+        }
+    }
+
     /// An optional user id field.
     pub fn optional_user(&self, name: &str) -> Result<Option<UserId>, ApiError> {
         match self.0.get(name) {

@@ -94,7 +94,7 @@ pub fn router(state: ApiState, sessions: Router) -> Router {
         .route(&format!("{app}/secret"), post(tokens::rotate_secret))
         .route(&format!("{app}/users/{{user}}/tokens"), post(tokens::mint))
         .route(&format!("{app}/chats"), post(chats::create).get(chats::list))
-        .route(chat, get(chats::show))
+        .route(chat, get(chats::show).patch(chats::update))
         .route(&format!("{chat}/messages"), post(messages::create).get(messages::list))
         .route(&format!("{chat}/messages/search"), get(search::in_chat))
         .route(

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::chat::{ApplicationView, ChatView};
 use crate::ids::{ChatNumber, MessageNumber, Timestamp, UserId};
-use crate::model::{Member, Message, MessageVersion, ReadState};
+use crate::model::{Member, Message, MessageVersion, Metadata, ReadState};
 use crate::protocol::ReactionOut;
 
 /// An application as shown to its owner.
@@ -17,6 +17,8 @@ pub struct ApplicationOut {
     token: String,
     jwks_url: Option<String>,
     user_groups: &'static str,
+    description: Option<String>,
+    metadata: Metadata,
     chats_count: u64,
     created_at: Timestamp,
     updated_at: Timestamp,
@@ -30,6 +32,8 @@ impl From<ApplicationView> for ApplicationOut {
             token: v.app.token.as_str().to_owned(),
             jwks_url: v.app.jwks_url,
             user_groups: v.app.user_groups.as_str(),
+            description: v.app.description,
+            metadata: v.app.metadata,
             chats_count: v.chats_count,
             created_at: v.app.created_at,
             updated_at: v.app.updated_at,
@@ -56,6 +60,11 @@ impl From<ApplicationView> for CreatedApplicationOut {
 #[derive(Serialize)]
 pub struct ChatOut {
     number: ChatNumber,
+    kind: &'static str,
+    name: Option<String>,
+    description: Option<String>,
+    metadata: Metadata,
+    created_by: Option<UserId>,
     messages_count: u64,
     created_at: Timestamp,
     updated_at: Timestamp,
@@ -65,9 +74,14 @@ impl From<ChatView> for ChatOut {
     fn from(v: ChatView) -> Self {
         Self {
             number: v.chat.number,
+            kind: v.chat.kind.as_str(),
+            name: v.chat.name,
+            description: v.chat.description,
+            metadata: v.chat.metadata,
+            created_by: v.chat.created_by,
             messages_count: v.messages_count,
             created_at: v.chat.created_at,
-            updated_at: v.chat.created_at,
+            updated_at: v.chat.updated_at,
         }
     }
 }
@@ -154,12 +168,13 @@ impl From<MessageVersion> for VersionOut {
 #[derive(Serialize)]
 pub struct MemberOut {
     user_id: UserId,
+    role: &'static str,
     joined_at: Timestamp,
 }
 
 impl From<Member> for MemberOut {
     fn from(m: Member) -> Self {
-        Self { user_id: m.user, joined_at: m.joined_at }
+        Self { user_id: m.user, role: m.role.as_str(), joined_at: m.joined_at }
     }
 }
 

@@ -117,6 +117,8 @@ mod tests {
             user_groups: crate::model::UserGroups::Open,
             created_at: Timestamp(0),
             updated_at: Timestamp(0),
+            description: None,
+            metadata: crate::model::Metadata::new(),
         }
     }
 

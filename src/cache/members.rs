@@ -6,6 +6,7 @@
 //! invalidates across nodes).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -25,12 +26,32 @@ type Fresh = (Members, Instant);
 pub struct MembersCache {
     ttl: Duration,
     chats: Arc<Mutex<HashMap<(AppId, ChatNumber), Fresh>>>,
+    /// Stripes of invalidation counts, by chat: a list read before an
+    /// invalidation of its chat (or of another chat of its stripe) is not kept
+    /// after it (a removed member must not come back from a read that raced
+    /// the removal). Striped so that joins elsewhere rarely spoil a read.
+    epochs: Arc<[AtomicU64; EPOCH_STRIPES]>,
 }
+
+/// How many invalidation counts the chats share.
+const EPOCH_STRIPES: usize = 64;
 
 impl MembersCache {
     /// A cache keeping lists for `ttl` (zero: never reuse).
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, chats: Arc::default() }
+        Self { ttl, chats: Arc::default(), epochs: Arc::new(std::array::from_fn(|_| AtomicU64::new(0))) }
+    }
+
+    fn stripe(&self, app: &AppId, chat: ChatNumber) -> &AtomicU64 {
+        use std::hash::BuildHasher as _;
+        // A fixed hasher: the stripe of a chat must not change between calls.
+        let fixed = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+        &self.epochs[(fixed.hash_one((app, chat)) as usize) % EPOCH_STRIPES]
+    }
+
+    /// `chat`'s invalidation count; read it before reading its list from the store.
+    pub fn epoch(&self, app: &AppId, chat: ChatNumber) -> u64 {
+        self.stripe(app, chat).load(Ordering::Acquire)
     }
 
     /// The cached members of `chat`, while fresh.
@@ -40,12 +61,16 @@ impl MembersCache {
         (at.elapsed() < self.ttl).then(|| members.clone())
     }
 
-    /// Keeps `members` (sorted by user id) of `chat`.
-    pub fn put(&self, app: &AppId, chat: ChatNumber, members: Members) {
+    /// Keeps `members` (sorted by user id) of `chat`, read when the epoch was
+    /// `seen`: unless something was invalidated since.
+    pub fn put(&self, app: &AppId, chat: ChatNumber, members: Members, seen: u64) {
         if self.ttl.is_zero() {
             return;
         }
         let mut chats = self.chats.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.epoch(app, chat) != seen {
+            return;
+        }
         if chats.len() >= MAX_CHATS {
             chats.clear();
         }
@@ -55,6 +80,7 @@ impl MembersCache {
     /// Forgets `chat` after its members changed.
     pub fn invalidate(&self, app: &AppId, chat: ChatNumber) {
         let mut chats = self.chats.lock().unwrap_or_else(PoisonError::into_inner);
+        self.stripe(app, chat).fetch_add(1, Ordering::AcqRel);
         chats.remove(&(app.clone(), chat));
     }
 }
@@ -74,14 +100,29 @@ mod tests {
         let users: Members = ["a", "b"].iter().map(|u| UserId::parse(u).unwrap()).collect();
         let cache = MembersCache::new(Duration::from_secs(60));
         assert!(cache.get(&app, chat).is_none());
-        cache.put(&app, chat, users.clone());
+        cache.put(&app, chat, users.clone(), cache.epoch(&app, chat));
         assert_eq!(cache.get(&app, chat).unwrap().len(), 2);
         assert!(contains(&users, &UserId::parse("b").unwrap()));
         assert!(!contains(&users, &UserId::parse("c").unwrap()));
         cache.invalidate(&app, chat);
         assert!(cache.get(&app, chat).is_none());
         let off = MembersCache::new(Duration::ZERO);
-        off.put(&app, chat, users);
+        off.put(&app, chat, users.clone(), off.epoch(&app, chat));
+        assert!(off.get(&app, chat).is_none());
+    }
+
+    #[test]
+    fn a_list_read_before_an_invalidation_is_not_kept() {
+        let (app, chat) = (AppId::generate(), ChatNumber(1));
+        let users: Members = ["a", "b"].iter().map(|u| UserId::parse(u).unwrap()).collect();
+        let cache = MembersCache::new(Duration::from_secs(60));
+        let seen = cache.epoch(&app, chat);
+        cache.invalidate(&app, chat);
+        cache.put(&app, chat, users.clone(), seen);
+        assert!(cache.get(&app, chat).is_none(), "a stale read came back");
+        cache.put(&app, chat, users, cache.epoch(&app, chat));
+        assert!(cache.get(&app, chat).is_some());
+        let off = MembersCache::new(Duration::ZERO);
         assert!(off.get(&app, chat).is_none());
     }
 }

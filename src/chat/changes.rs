@@ -6,6 +6,14 @@ use crate::delivery::{Audience, Event, SessionId};
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp};
 use crate::model::{Change, Message, MessageVersion};
 
+/// Who besides its sender may change a message (a user; the backend always may).
+enum Others {
+    /// Nobody: the refusal.
+    Never(&'static str),
+    /// A chat admin or owner; the refusal for anyone else.
+    Managers(&'static str),
+}
+
 impl ChatService {
     /// Edits a message's body: a user only their own message, the backend
     /// any. Every session of the members hears of it but `from` (the
@@ -21,7 +29,7 @@ impl ChatService {
         if body.trim().is_empty() {
             return Err(ChatError::Invalid("`body` must not be empty"));
         }
-        self.may_change(app, author, chat, seq, "only its author may edit a message").await?;
+        self.may_change(app, author, chat, seq, Others::Never("only its author may edit a message")).await?;
         let edited = match self.store.edit_message(app, chat, seq, &body, Timestamp::now()).await? {
             Change::Done(m) => m,
             Change::Missing => return Err(ChatError::MessageNotFound),
@@ -31,8 +39,9 @@ impl ChatService {
         Ok(edited)
     }
 
-    /// Deletes a message (a tombstone keeps its number): a user only their
-    /// own message, the backend any. Deleting it again is `MessageDeleted`.
+    /// Deletes a message (a tombstone keeps its number): a user their own
+    /// message, or anyone's with the admin or owner role; the backend any.
+    /// Deleting it again is `MessageDeleted`.
     pub async fn delete_message(
         &self,
         app: &AppId,
@@ -40,7 +49,7 @@ impl ChatService {
         (chat, seq): (ChatNumber, MessageNumber),
         from: Option<SessionId>,
     ) -> Result<Message, ChatError> {
-        self.may_change(app, author, chat, seq, "only its author may delete a message").await?;
+        self.may_change(app, author, chat, seq, Others::Managers(super::groups::DELETE_OTHERS_NEEDS)).await?;
         let tombstone = match self.store.delete_message(app, chat, seq, Timestamp::now()).await? {
             Change::Done(m) => m,
             Change::Missing => return Err(ChatError::MessageNotFound),
@@ -111,14 +120,15 @@ impl ChatService {
     }
 
     /// Whether `author` may change message `seq` of `chat`: a user must be a
-    /// member and its sender; the backend may change any message.
+    /// member and its sender (or, where `others` allows, a chat admin or
+    /// owner); the backend may change any message.
     async fn may_change(
         &self,
         app: &AppId,
         author: &Author,
         chat: ChatNumber,
         seq: MessageNumber,
-        refusal: &'static str,
+        others: Others,
     ) -> Result<(), ChatError> {
         match author {
             Author::User(user) => self.ensure_member(app, chat, user).await?,
@@ -131,7 +141,10 @@ impl ChatService {
         if let Author::User(user) = author
             && message.sender.as_ref() != Some(user)
         {
-            return Err(ChatError::Forbidden(refusal));
+            return match others {
+                Others::Managers(_) if self.manages(app, chat, user).await? => Ok(()),
+                Others::Never(refusal) | Others::Managers(refusal) => Err(ChatError::Forbidden(refusal)),
+            };
         }
         Ok(())
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use crate::chat::{ChatError, ChatService};
 use crate::ids::{AppId, ChatNumber, Timestamp, UserId};
-use crate::model::{Chat, ChatKind, DirectPair, MAX_RECIPIENTS, UserGroups};
+use crate::model::{Chat, ChatKind, DirectPair, MAX_RECIPIENTS, Role, UserGroups};
 
 /// How long the cluster-wide lock on creating a pair's direct chat lasts, in ms.
 const DIRECT_LOCK_MS: u64 = 5_000;
@@ -40,7 +40,7 @@ impl ChatService {
                 if current.user_groups == UserGroups::BackendOnly {
                     return Err(ChatError::UserGroupsClosed);
                 }
-                let mut members: Vec<&UserId> = recipients.iter().collect();
+                let mut members: Vec<&UserId> = recipients.iter().filter(|u| *u != sender).collect();
                 members.push(sender);
                 self.new_chat(app, ChatKind::Group, &members).await
             }
@@ -122,7 +122,8 @@ impl ChatService {
         Ok(number)
     }
 
-    /// Writes the chat row, then its members (idempotent upserts).
+    /// Writes the chat row, then its members (idempotent upserts). A group's
+    /// creator is the last of `members`: it is the chat's `created_by` and owner.
     async fn complete_chat(
         &self,
         app: &AppId,
@@ -131,9 +132,13 @@ impl ChatService {
         members: &[&UserId],
     ) -> Result<(), ChatError> {
         let now = Timestamp::now();
-        self.store.insert_chat(&Chat { app: app.clone(), number, kind, created_at: now }).await?;
+        let mut chat = Chat::new(app.clone(), number, kind, now);
+        let creator = members.last().filter(|_| kind == ChatKind::Group).copied();
+        chat.created_by = creator.cloned();
+        self.store.insert_chat(&chat).await?;
         for user in members {
-            self.store.add_member(app, number, user, now).await?;
+            let role = if Some(*user) == creator { Role::Owner } else { Role::Member };
+            self.store.add_member(app, number, user, role, now).await?;
         }
         self.members.invalidate(app, number);
         for user in members {

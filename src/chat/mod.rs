@@ -6,6 +6,7 @@
 
 mod changes;
 mod error;
+mod groups;
 mod implicit;
 mod known;
 mod reactions;
@@ -17,11 +18,12 @@ use crate::auth::{self, JwksVerifier, SigningSecret, TokenError};
 use crate::cache::{AppsCache, MembersCache, RecentCache};
 use crate::delivery::Fabric;
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
-use crate::model::{Application, Chat, ChatKind, Member, Message, MessageRange, Page, UserGroups};
+use crate::model::{Application, Chat, Member, Message, MessageRange, Metadata, Page, Role, UserGroups};
 use crate::sequence::{Claims, Locks, Numbering};
 use crate::store::{BatchWriter, DynStore};
 
 pub use error::{ChatError, ErrorKind, Missing, Refusal, Service};
+pub use groups::{ChatChanges, MetadataChange, NewChat, check_description, check_metadata};
 use known::{DirectChats, KnownChats};
 pub use search::{Filters, Found, Search};
 pub use send::{Author, CatchUp, SendRequest, Sent, Target};
@@ -56,6 +58,10 @@ pub struct ApplicationChanges {
     pub jwks_url: Option<Option<String>>,
     /// Who may put users into new groups.
     pub user_groups: Option<UserGroups>,
+    /// A new description, or `Some(None)` to clear it.
+    pub description: Option<Option<String>>,
+    /// New metadata (replaces the old; empty clears it).
+    pub metadata: Option<Metadata>,
 }
 
 /// A message the application's backend posts (REST).
@@ -100,6 +106,8 @@ pub struct ChatService {
     search: Search,
     /// `sequence.claim_abandon_ms`.
     claim_abandon_ms: i64,
+    /// One change of a group's members or info at a time on this node (see `groups.rs`).
+    groups: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The caches a [`ChatService`] uses.
@@ -158,6 +166,7 @@ impl ChatService {
             jwks,
             fabric,
             search,
+            groups: std::sync::Arc::default(),
         }
     }
 
@@ -172,7 +181,14 @@ impl ChatService {
     }
 
     /// Creates an application with a fresh token.
-    pub async fn create_application(&self, name: String) -> Result<ApplicationView, ChatError> {
+    pub async fn create_application(
+        &self,
+        name: String,
+        description: Option<String>,
+        metadata: Metadata,
+    ) -> Result<ApplicationView, ChatError> {
+        description.as_deref().map(check_description).transpose()?;
+        check_metadata(&metadata)?;
         let now = Timestamp::now();
         let app = Application {
             id: AppId::generate(),
@@ -183,6 +199,8 @@ impl ChatService {
             user_groups: UserGroups::Open,
             created_at: now,
             updated_at: now,
+            description,
+            metadata,
         };
         self.numbers.init_app(&app.id).await?;
         self.store.insert_application(&app).await?;
@@ -235,9 +253,15 @@ impl ChatService {
         token: &AppToken,
         changes: ApplicationChanges,
     ) -> Result<ApplicationView, ChatError> {
-        let ApplicationChanges { name, jwks_url, user_groups } = changes;
+        let ApplicationChanges { name, jwks_url, user_groups, description, metadata } = changes;
         if let Some(Some(url)) = &jwks_url {
             self.jwks.check_url(url).map_err(ChatError::Invalid)?;
+        }
+        if let Some(Some(description)) = &description {
+            check_description(description)?;
+        }
+        if let Some(metadata) = &metadata {
+            check_metadata(metadata)?;
         }
         let mut app = self.application(token).await?;
         if let Some(name) = name {
@@ -248,6 +272,12 @@ impl ChatService {
         }
         if let Some(user_groups) = user_groups {
             app.user_groups = user_groups;
+        }
+        if let Some(description) = description {
+            app.description = description;
+        }
+        if let Some(metadata) = metadata {
+            app.metadata = metadata;
         }
         app.updated_at = Timestamp::now().max(app.created_at);
         self.store.update_application(&app).await?;
@@ -294,17 +324,6 @@ impl ChatService {
         };
         let expires_at = claimed.exp.map(|exp| Timestamp(exp.saturating_mul(1000)));
         Ok(Authenticated { app, user, expires_at })
-    }
-
-    /// Creates the next chat of an application.
-    pub async fn create_chat(&self, token: &AppToken) -> Result<ChatView, ChatError> {
-        let app = self.application(token).await?;
-        let number = self.numbers.next_chat(&app.id).await?;
-        self.numbers.init_chat(&app.id, number).await?;
-        let chat = Chat { app: app.id, number, kind: ChatKind::Group, created_at: Timestamp::now() };
-        self.store.insert_chat(&chat).await?;
-        self.known.insert(&chat.app, number);
-        Ok(ChatView { chat, messages_count: 0 })
     }
 
     /// Lists an application's chats.
@@ -404,22 +423,34 @@ impl ChatService {
         self.store.message(&app.id, chat, number).await?.ok_or(ChatError::MessageNotFound)
     }
 
-    /// Adds a member to a chat (idempotent).
-    pub async fn add_member(
+    /// Makes `user` a member of a group as the backend (idempotent): as
+    /// `role` when given (a member's role changes to it), else a new member
+    /// joins as `member` and a member keeps their role. Returns the member.
+    pub async fn put_member(
         &self,
         token: &AppToken,
         chat: ChatNumber,
         user: &UserId,
-    ) -> Result<(), ChatError> {
+        role: Option<Role>,
+    ) -> Result<Member, ChatError> {
         let app = self.application(token).await?;
-        self.ensure_chat(&app.id, chat).await?;
-        self.store.add_member(&app.id, chat, user, Timestamp::now()).await?;
-        self.members.invalidate(&app.id, chat);
-        self.fabric.members_changed(&app.id, chat, user, true).await;
-        Ok(())
+        let backend = Author::Backend(None);
+        let added = self.add_members(
+            &app.id,
+            &backend,
+            chat,
+            std::slice::from_ref(user),
+            role.unwrap_or_default(),
+            None,
+        );
+        added.await?;
+        match role {
+            Some(role) => self.set_role(&app.id, &backend, chat, user, role, None).await,
+            None => self.store.member(&app.id, chat, user).await?.ok_or(ChatError::MemberNotFound),
+        }
     }
 
-    /// Removes a member from a chat; `MemberNotFound` if it was not one.
+    /// Removes a member from a group as the backend; `MemberNotFound` if it was not one.
     pub async fn remove_member(
         &self,
         token: &AppToken,
@@ -427,13 +458,20 @@ impl ChatService {
         user: &UserId,
     ) -> Result<(), ChatError> {
         let app = self.application(token).await?;
-        self.ensure_chat(&app.id, chat).await?;
-        let was = self.store.remove_member(&app.id, chat, user).await?;
-        self.members.invalidate(&app.id, chat);
-        if was {
-            self.fabric.members_changed(&app.id, chat, user, false).await;
-        }
-        if was { Ok(()) } else { Err(ChatError::MemberNotFound) }
+        self.remove_from_chat(&app.id, &Author::Backend(None), chat, user, None).await
+    }
+
+    /// Changes a chat's info as the backend.
+    pub async fn patch_chat(
+        &self,
+        token: &AppToken,
+        chat: ChatNumber,
+        changes: ChatChanges,
+    ) -> Result<ChatView, ChatError> {
+        let app = self.application(token).await?;
+        let chat = self.update_chat(&app.id, &Author::Backend(None), chat, changes, None).await?;
+        let mut views = self.with_counts(&app.id, vec![chat]).await?;
+        views.pop().ok_or(ChatError::ChatNotFound)
     }
 
     /// Lists a chat's members.

@@ -121,9 +121,10 @@ impl ChatService {
         if let Some(members) = self.members.get(app, chat) {
             return Ok(members);
         }
+        let seen = self.members.epoch(app, chat);
         let members: crate::cache::members::Members =
             self.store.members(app, chat, ALL).await?.into_iter().map(|m| m.user).collect();
-        self.members.put(app, chat, members.clone());
+        self.members.put(app, chat, members.clone(), seen);
         Ok(members)
     }
 

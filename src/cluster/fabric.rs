@@ -5,9 +5,13 @@
 //! per other node with online members, whatever the member count; the
 //! receiving node resolves the chat's members from its own cache.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
 
 use bytes::Bytes;
 
@@ -50,18 +54,90 @@ impl Peers {
     }
 }
 
+/// A removal waiting for the peers to forget the chat's members.
+struct Waiting {
+    /// The peers that have not answered yet.
+    peers: HashSet<String>,
+    /// Fired when the last one answers.
+    done: Option<oneshot::Sender<()>>,
+}
+
+/// Membership changes waiting for every peer's `members_applied`; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Applied {
+    next: Arc<AtomicU64>,
+    waiting: Arc<Mutex<HashMap<u64, Waiting>>>,
+}
+
+impl Applied {
+    /// Starts waiting for `peers`; the number to ask them to answer with.
+    fn expect(&self, peers: HashSet<String>) -> (u64, oneshot::Receiver<()>) {
+        let ack = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let (done, wait) = oneshot::channel();
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        waiting.insert(ack, Waiting { peers, done: Some(done) });
+        (ack, wait)
+    }
+
+    /// `peer` answered `ack`.
+    pub fn applied(&self, ack: u64, peer: &str) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(entry) = waiting.get_mut(&ack) else { return };
+        entry.peers.remove(peer);
+        if entry.peers.is_empty() {
+            if let Some(done) = entry.done.take() {
+                let _ = done.send(());
+            }
+            waiting.remove(&ack);
+        }
+    }
+
+    /// Stops waiting for `ack` (answered or timed out).
+    fn forget(&self, ack: u64) {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner).remove(&ack);
+    }
+}
+
 /// One node of a cluster.
 pub struct ClusterFabric {
     hub: Hub,
     directory: Directory,
     transport: Transport,
     peers: Peers,
+    applied: Applied,
+    /// `cluster.removal_wait_ms`: how long a removal waits for the peers.
+    removal_wait: Duration,
 }
 
 impl ClusterFabric {
     /// A fabric over these parts.
-    pub fn new(hub: Hub, directory: Directory, transport: Transport, peers: Peers) -> Self {
-        Self { hub, directory, transport, peers }
+    pub fn new(
+        hub: Hub,
+        directory: Directory,
+        transport: Transport,
+        peers: Peers,
+        applied: Applied,
+        removal_wait: Duration,
+    ) -> Self {
+        Self { hub, directory, transport, peers, applied, removal_wait }
+    }
+
+    /// Sends `frame` to each peer; the ones it was queued for.
+    fn send_to_all(&self, frame: &Bytes) -> HashSet<String> {
+        let mut sent = HashSet::new();
+        for (node, addr) in self.peers.all() {
+            if node == self.directory.node() {
+                continue;
+            }
+            match self.transport.send(&node, addr, frame.clone()) {
+                Ok(()) => {
+                    sent.insert(node);
+                }
+                Err(SendError::Full) => tracing::warn!(peer = %node, "peer queue full; frame dropped"),
+                Err(e) => tracing::warn!(peer = %node, error = %e, "cannot send to peer"),
+            }
+        }
+        sent
     }
 
     /// Sends `frame` to each of `nodes` but this one.
@@ -128,14 +204,37 @@ impl Fabric for ClusterFabric {
         if let Err(e) = routed {
             tracing::warn!(error = %e, "cannot update the directory");
         }
-        let wire = Wire::Members {
+        let mut wire = Wire::Members {
             app: app.as_str().to_owned(),
             chat: chat.get(),
             user: user.as_str().to_owned(),
             joined,
+            ack: None,
         };
-        let frame = Bytes::from(wire.encode());
-        self.send(self.peers.all().into_iter().map(|(n, _)| n), &frame);
+        if joined || self.removal_wait.is_zero() {
+            self.send(self.peers.all().into_iter().map(|(n, _)| n), &Bytes::from(wire.encode()));
+            return;
+        }
+        // A removal returns once every peer has forgotten the chat's members
+        // (frames from one node arrive in order, so what this node sends next
+        // finds them forgotten), or after `removal_wait` for peers that are slow or gone.
+        let peers: HashSet<String> =
+            self.peers.all().into_iter().map(|(n, _)| n).filter(|n| n != self.directory.node()).collect();
+        if peers.is_empty() {
+            return;
+        }
+        let (ack, wait) = self.applied.expect(peers.clone());
+        if let Wire::Members { ack: slot, .. } = &mut wire {
+            *slot = Some(ack);
+        }
+        let sent = self.send_to_all(&Bytes::from(wire.encode()));
+        for peer in peers.difference(&sent) {
+            self.applied.applied(ack, peer);
+        }
+        if tokio::time::timeout(self.removal_wait, wait).await.is_err() {
+            tracing::warn!(ack, "peers did not confirm a member removal in time");
+        }
+        self.applied.forget(ack);
     }
 
     async fn session_opened(&self, app: &AppId, user: &UserId, chats: Vec<ChatNumber>) -> bool {

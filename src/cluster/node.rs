@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::directory::Directory;
-use super::fabric::{ClusterFabric, Peers};
+use super::fabric::{Applied, ClusterFabric, Peers};
 use super::member::NodeInfo;
 use super::membership::{Change, Membership, MembershipConfig, MembershipError};
 use super::tls::{NodeTls, TlsError, TlsPaths};
@@ -25,7 +25,7 @@ use crate::redis_conn::RedisConn;
 const INBOUND_QUEUE: usize = 16_384;
 
 /// `[cluster]`: whether this node is part of a cluster, and as whom.
-#[derive(Clone, Debug, Deserialize, PartialEq, Default)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// Join a cluster (needs Redis and a CQL store; see `[gossip]`, `[quic]`, `[tls]`).
@@ -36,6 +36,21 @@ pub struct ClusterConfig {
     pub quic_advertise: Option<SocketAddr>,
     /// The HTTP address shown in the cluster listing, when not `server.listen`.
     pub http_advertise: Option<SocketAddr>,
+    /// How long a member's removal waits for every peer to forget the chat's
+    /// members before it is answered, in ms (0: do not wait).
+    pub removal_wait_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            node_id: String::new(),
+            quic_advertise: None,
+            http_advertise: None,
+            removal_wait_ms: 2_000,
+        }
+    }
 }
 
 /// Why a cluster node could not start.
@@ -59,6 +74,7 @@ pub struct Cluster {
     transport: Transport,
     directory: Directory,
     peers: Peers,
+    applied: Applied,
     inbound: mpsc::Receiver<Inbound>,
 }
 
@@ -85,8 +101,18 @@ impl Cluster {
         let transport = Transport::bind(quic, &tls, config.node_id.clone(), tx)?;
         let directory = Directory::new(redis.0, redis.1, config.node_id.clone());
         let peers = Peers::default();
-        let fabric = ClusterFabric::new(hub, directory.clone(), transport.clone(), peers.clone());
-        let cluster = Cluster { config, gossip: gossip.clone(), transport, directory, peers, inbound };
+        let applied = Applied::default();
+        let removal_wait = Duration::from_millis(config.removal_wait_ms);
+        let fabric = ClusterFabric::new(
+            hub,
+            directory.clone(),
+            transport.clone(),
+            peers.clone(),
+            applied.clone(),
+            removal_wait,
+        );
+        let cluster =
+            Cluster { config, gossip: gossip.clone(), transport, directory, peers, applied, inbound };
         Ok((cluster, fabric))
     }
 
@@ -103,7 +129,7 @@ impl Cluster {
         hub: Hub,
         stop: CancellationToken,
     ) -> Result<Joined, ClusterError> {
-        let Cluster { config, gossip, transport, directory, peers, inbound } = self;
+        let Cluster { config, gossip, transport, directory, peers, applied, inbound } = self;
         let info = NodeInfo {
             node_id: config.node_id.clone(),
             quic_addr: config.quic_advertise.unwrap_or_else(|| transport.local_addr()),
@@ -112,7 +138,15 @@ impl Cluster {
         let membership = Membership::join(&gossip, info).await?;
         membership.set_ready(true).await;
         tracing::info!(node_id = %config.node_id, gossip = %membership.gossip_advertise_addr(), quic = %transport.local_addr(), "joined the cluster");
-        tokio::spawn(serve_peers(inbound, chat.clone(), hub.clone(), directory.clone(), stop.clone()));
+        let answer = Answer { transport: transport.clone(), peers: peers.clone(), applied };
+        tokio::spawn(serve_peers(
+            inbound,
+            chat.clone(),
+            hub.clone(),
+            directory.clone(),
+            answer,
+            stop.clone(),
+        ));
         tokio::spawn(follow_membership(
             membership.clone(),
             transport.clone(),
@@ -152,12 +186,20 @@ impl Joined {
     }
 }
 
+/// What a node needs to answer peers' `members` frames and read their answers.
+struct Answer {
+    transport: Transport,
+    peers: Peers,
+    applied: Applied,
+}
+
 /// Delivers what peers send to this node's sessions.
 async fn serve_peers(
     mut inbound: mpsc::Receiver<Inbound>,
     chat: ChatService,
     hub: Hub,
     directory: Directory,
+    answer: Answer,
     stop: CancellationToken,
 ) {
     loop {
@@ -168,19 +210,20 @@ async fn serve_peers(
             },
             () = stop.cancelled() => break,
         };
-        if let Err(reason) = handle(&frame.frame, &chat, &hub, &directory).await {
+        if let Err(reason) = handle(&frame, &chat, &hub, &directory, &answer).await {
             tracing::warn!(peer = %frame.from, reason, "dropped a frame from a peer");
         }
     }
 }
 
 async fn handle(
-    bytes: &Bytes,
+    frame: &Inbound,
     chat: &ChatService,
     hub: &Hub,
     directory: &Directory,
+    answer: &Answer,
 ) -> Result<(), &'static str> {
-    let wire = Wire::decode(bytes).ok_or("malformed frame")?;
+    let wire = Wire::decode(&frame.frame).ok_or("malformed frame")?;
     match wire {
         Wire::Event { app, event, audience } => {
             let app = AppId::new(app);
@@ -198,10 +241,19 @@ async fn handle(
             };
             hub.deliver(&app, &event, &audience, None).await;
         }
-        Wire::Members { app, chat: number, user, joined } => {
+        Wire::Members { app, chat: number, user, joined, ack } => {
             let (app, number) = (AppId::new(app), ChatNumber(number));
-            let user = UserId::parse(&user).map_err(|_| "invalid user id")?;
             chat.forget_members(&app, number);
+            // Answered as soon as the cache forgot: the directory below is routing only.
+            if let Some(ack) = ack
+                && let Some(addr) = answer.peers.get(&frame.from)
+            {
+                let reply = Bytes::from(Wire::MembersApplied { ack }.encode());
+                if let Err(e) = answer.transport.send(&frame.from, addr, reply) {
+                    tracing::warn!(peer = %frame.from, error = %e, "cannot confirm a member removal");
+                }
+            }
+            let user = UserId::parse(&user).map_err(|_| "invalid user id")?;
             let routed = if joined {
                 directory.joined(&app, number, &user).await
             } else {
@@ -209,6 +261,7 @@ async fn handle(
             };
             routed.map_err(|_| "cannot update the directory")?;
         }
+        Wire::MembersApplied { ack } => answer.applied.applied(ack, &frame.from),
         Wire::Revoke { app } => {
             let app = AppId::new(app);
             // Forgotten first: a reconnect with an old token must not find the old secret.

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::Compact;
 use crate::delivery::{Audience, Event};
-use crate::ids::{AppId, ChatNumber, MessageNumber, UserId};
-use crate::model::ReceiptKind;
+use crate::ids::{AppId, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::model::{Chat, ChatKind, Metadata, ReceiptKind, Role};
 
 /// One node-to-node frame.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,6 +35,15 @@ pub enum Wire {
         user: String,
         /// Joined (true) or left.
         joined: bool,
+        /// When set, the receiver answers `members_applied` with it once its
+        /// cache has forgotten the chat's members (a removal waits for that).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ack: Option<u64>,
+    },
+    /// The answer to a `members` frame that asked for one.
+    MembersApplied {
+        /// The `ack` of that frame.
+        ack: u64,
     },
     /// The application's secret was rotated: close its sessions (4001).
     Revoke {
@@ -82,6 +91,54 @@ pub enum WireEvent {
         on: bool,
         /// Users reacting with it now.
         count: u64,
+    },
+    /// A chat's info changed (it as it is now).
+    ChatInfo {
+        /// Chat.
+        chat: u64,
+        /// `group` or `direct`.
+        kind: String,
+        /// Name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// Description.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+        /// Metadata.
+        #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+        metadata: Metadata,
+        /// Creator.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        created_by: Option<String>,
+        /// Created, in ms.
+        created_at: i64,
+        /// Updated, in ms.
+        updated_at: i64,
+    },
+    /// A member joined.
+    Joined {
+        /// Chat.
+        chat: u64,
+        /// Who.
+        user: String,
+        /// As what.
+        role: String,
+    },
+    /// A member left or was removed.
+    Left {
+        /// Chat.
+        chat: u64,
+        /// Who.
+        user: String,
+    },
+    /// A member's role changed.
+    Role {
+        /// Chat.
+        chat: u64,
+        /// Whose.
+        user: String,
+        /// To what.
+        role: String,
     },
     /// Someone types.
     Typing {
@@ -144,6 +201,29 @@ impl Wire {
                 on: *on,
                 count: *count,
             },
+            Event::ChatUpdated(c) => WireEvent::ChatInfo {
+                chat: c.number.get(),
+                kind: c.kind.as_str().to_owned(),
+                name: c.name.clone(),
+                description: c.description.clone(),
+                metadata: c.metadata.clone(),
+                created_by: c.created_by.as_ref().map(|u| u.as_str().to_owned()),
+                created_at: c.created_at.millis(),
+                updated_at: c.updated_at.millis(),
+            },
+            Event::MemberJoined { chat, user, role } => WireEvent::Joined {
+                chat: chat.get(),
+                user: user.as_str().to_owned(),
+                role: role.as_str().to_owned(),
+            },
+            Event::MemberLeft { chat, user } => {
+                WireEvent::Left { chat: chat.get(), user: user.as_str().to_owned() }
+            }
+            Event::RoleChanged { chat, user, role } => WireEvent::Role {
+                chat: chat.get(),
+                user: user.as_str().to_owned(),
+                role: role.as_str().to_owned(),
+            },
             Event::Typing { chat, user } => {
                 WireEvent::Typing { chat: chat.get(), user: user.as_str().to_owned() }
             }
@@ -196,6 +276,36 @@ impl WireEvent {
                 on,
                 count,
             },
+            WireEvent::ChatInfo {
+                chat,
+                kind,
+                name,
+                description,
+                metadata,
+                created_by,
+                created_at,
+                updated_at,
+            } => Event::ChatUpdated(Chat {
+                app: app.clone(),
+                number: ChatNumber(chat),
+                kind: ChatKind::from_stored(&kind),
+                name,
+                description,
+                metadata,
+                created_by: match created_by {
+                    Some(u) => Some(user(u)?),
+                    None => None,
+                },
+                created_at: Timestamp(created_at),
+                updated_at: Timestamp(updated_at),
+            }),
+            WireEvent::Joined { chat, user: u, role } => {
+                Event::MemberJoined { chat: ChatNumber(chat), user: user(u)?, role: Role::parse(&role)? }
+            }
+            WireEvent::Left { chat, user: u } => Event::MemberLeft { chat: ChatNumber(chat), user: user(u)? },
+            WireEvent::Role { chat, user: u, role } => {
+                Event::RoleChanged { chat: ChatNumber(chat), user: user(u)?, role: Role::parse(&role)? }
+            }
             WireEvent::Typing { chat, user: u } => Event::Typing { chat: ChatNumber(chat), user: user(u)? },
             WireEvent::Receipt { chat, user: u, read, seq } => Event::Receipt {
                 chat: ChatNumber(chat),
@@ -211,7 +321,6 @@ impl WireEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::Timestamp;
     use crate::model::Message;
 
     #[test]
@@ -262,6 +371,17 @@ mod tests {
                 seq: MessageNumber(9),
             },
             Event::Presence { user: alice.clone(), online: true },
+            Event::ChatUpdated(Chat {
+                name: Some("crew".into()),
+                description: Some("the crew".into()),
+                metadata: serde_json::json!({"topic": "x", "n": 1}).as_object().unwrap().clone(),
+                created_by: Some(alice.clone()),
+                updated_at: Timestamp(1_700_000_001_000),
+                ..Chat::new(app.clone(), ChatNumber(3), ChatKind::Group, Timestamp(1_700_000_000_000))
+            }),
+            Event::MemberJoined { chat: ChatNumber(3), user: alice.clone(), role: Role::Admin },
+            Event::MemberLeft { chat: ChatNumber(3), user: alice.clone() },
+            Event::RoleChanged { chat: ChatNumber(3), user: alice.clone(), role: Role::Owner },
         ];
         let members: crate::cache::members::Members = vec![alice.clone()].into();
         let audience = Audience::Chat { chat: ChatNumber(3), members, except_user: Some(alice.clone()) };

@@ -3,7 +3,7 @@
 use super::SessionId;
 use crate::cache::members::Members;
 use crate::ids::{AppId, ChatNumber, MessageNumber, UserId};
-use crate::model::{Message, ReceiptKind};
+use crate::model::{Chat, Message, ReceiptKind, Role};
 
 /// Something the live sessions of some users should see.
 #[derive(Clone, Debug)]
@@ -28,6 +28,33 @@ pub enum Event {
         on: bool,
         /// How many users react with `emoji` now.
         count: u64,
+    },
+    /// A chat's name, description or metadata changed: it as it is now.
+    ChatUpdated(Chat),
+    /// `user` joined `chat` as `role`.
+    MemberJoined {
+        /// The chat.
+        chat: ChatNumber,
+        /// Who joined.
+        user: UserId,
+        /// As what.
+        role: Role,
+    },
+    /// `user` left `chat` or was removed from it.
+    MemberLeft {
+        /// The chat.
+        chat: ChatNumber,
+        /// Who left.
+        user: UserId,
+    },
+    /// `user`'s role in `chat` changed.
+    RoleChanged {
+        /// The chat.
+        chat: ChatNumber,
+        /// Whose role.
+        user: UserId,
+        /// The new role.
+        role: Role,
     },
     /// `user` is typing in `chat`.
     Typing {

@@ -9,7 +9,7 @@ use super::fabric::Event;
 use crate::ids::UserId;
 use crate::ids::{ChatNumber, MessageNumber};
 use crate::model::{self, Message};
-use crate::protocol::{MessageOut, ReactionOp, ReactionOut, ReceiptKind, ServerFrame};
+use crate::protocol::{ChatOut, MessageOut, ReactionOp, ReactionOut, ReceiptKind, ServerFrame};
 
 /// What waits in a session's outbox.
 #[derive(Clone, Debug)]
@@ -77,6 +77,16 @@ pub fn outgoing(event: &Event) -> Arc<Outgoing> {
             op: if *on { ReactionOp::Add } else { ReactionOp::Remove },
             count: *count,
         }),
+        Event::ChatUpdated(chat) => frame(&ServerFrame::ChatUpdated(chat_out(chat))),
+        Event::MemberJoined { chat, user, role } => {
+            frame(&ServerFrame::MemberJoined { chat: *chat, user: user.clone(), role: role.as_str() })
+        }
+        Event::MemberLeft { chat, user } => {
+            frame(&ServerFrame::MemberLeft { chat: *chat, user: user.clone() })
+        }
+        Event::RoleChanged { chat, user, role } => {
+            frame(&ServerFrame::RoleChanged { chat: *chat, user: user.clone(), role: role.as_str() })
+        }
         Event::Typing { chat, user } => frame(&ServerFrame::Typing { chat: *chat, user: user.clone() }),
         Event::Receipt { chat, user, kind, seq } => {
             let kind = match kind {
@@ -98,6 +108,19 @@ fn frame(frame: &ServerFrame) -> Outgoing {
 /// A stored message as `reader` sees it: with the reactions, and which are the reader's.
 pub fn message_out_for(m: &Message, reader: &UserId) -> MessageOut {
     MessageOut { reactions: ReactionOut::of(&m.reactions, Some(reader)), ..message_out(m) }
+}
+
+/// A chat's info as clients see it.
+pub fn chat_out(chat: &model::Chat) -> ChatOut {
+    ChatOut {
+        chat: chat.number,
+        kind: chat.kind.as_str(),
+        name: chat.name.clone(),
+        description: chat.description.clone(),
+        metadata: chat.metadata.clone(),
+        created_by: chat.created_by.clone(),
+        updated_at: chat.updated_at,
+    }
 }
 
 /// A stored message as clients see it (no reactions: live frames are the same for every reader).

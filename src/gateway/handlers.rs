@@ -2,10 +2,10 @@
 
 use super::limits::Refused;
 use super::session::Session;
-use crate::chat::{Author, ChatError, SendRequest, Target};
+use crate::chat::{Author, ChatChanges, ChatError, MetadataChange, SendRequest, Target};
 use crate::delivery::message_out_for;
 use crate::ids::{ChatNumber, MessageNumber, UserId};
-use crate::model::ReceiptKind;
+use crate::model::{ReceiptKind, Role};
 use crate::protocol::{self, ClientFrame, FrameError, RequestId, Resume, ServerFrame};
 
 /// The answers to one client frame, and how many of them count toward flooding.
@@ -138,9 +138,60 @@ impl Session {
             }
             ClientFrame::React { id, chat, seq, emoji } => self.react(id, (chat, seq), &emoji, true).await,
             ClientFrame::Unreact { id, chat, seq, emoji } => self.react(id, (chat, seq), &emoji, false).await,
+            ClientFrame::AddMembers { .. }
+            | ClientFrame::RemoveMember { .. }
+            | ClientFrame::SetRole { .. }
+            | ClientFrame::UpdateChat { .. }
+            | ClientFrame::Leave { .. } => self.group(frame).await,
             ClientFrame::Search { id, query, chat, page, per_page } => {
                 self.search(id, &query, chat, (page.unwrap_or(1), per_page.unwrap_or(20))).await
             }
+        }
+    }
+
+    /// A group request: members, roles, the chat's info, leaving.
+    async fn group(&self, frame: ClientFrame) -> Answers {
+        let (chat, author, from) = (&self.state.chat, Author::User(self.user.clone()), Some(self.id));
+        let app = &self.app.id;
+        // `decode` checked every user id and role.
+        let parse = |raw: &str| UserId::parse(raw).ok();
+        let (id, number, outcome) = match frame {
+            ClientFrame::AddMembers { id, chat: number, users } => {
+                let users: Vec<UserId> = users.iter().filter_map(|u| parse(u)).collect();
+                let done = chat.add_members(app, &author, number, &users, Role::Member, from).await;
+                (id, number, done.map(drop))
+            }
+            ClientFrame::RemoveMember { id, chat: number, user } => {
+                let Some(user) = parse(&user) else {
+                    return Answers::bad(&invalid("remove_member", "`user`"), id);
+                };
+                (id, number, chat.remove_from_chat(app, &author, number, &user, from).await)
+            }
+            ClientFrame::SetRole { id, chat: number, user, role } => {
+                let (Some(user), Some(role)) = (parse(&user), Role::parse(&role)) else {
+                    return Answers::bad(&invalid("set_role", "`user` or `role`"), id);
+                };
+                (id, number, chat.set_role(app, &author, number, &user, role, from).await.map(drop))
+            }
+            ClientFrame::UpdateChat { id, chat: number, name, description, metadata } => {
+                let metadata = match metadata {
+                    None => None,
+                    Some(None) => Some(MetadataChange::Clear),
+                    Some(Some(serde_json::Value::Object(keys))) => Some(MetadataChange::Merge(keys)),
+                    Some(Some(_)) => return Answers::bad(&invalid("update_chat", "`metadata`"), id),
+                };
+                let changes = ChatChanges { name, description, metadata };
+                (id, number, chat.update_chat(app, &author, number, changes, from).await.map(drop))
+            }
+            ClientFrame::Leave { id, chat: number, successor } => {
+                let successor = successor.as_deref().and_then(parse);
+                (id, number, chat.leave(app, &self.user, number, successor.as_ref(), from).await)
+            }
+            other => return Answers::bad(&invalid(other.kind(), "not a group request"), None),
+        };
+        match outcome {
+            Ok(()) => Answers::one(ServerFrame::GroupAck { id, chat: number }),
+            Err(e) => Answers::failed(id, &e),
         }
     }
 

@@ -15,8 +15,8 @@ use super::{Store, StoreError};
 use crate::auth::SigningSecret;
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{
-    Application, Change, Chat, ChatKind, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
-    Reactions, ReadState, ReceiptKind, UserGroups,
+    Application, Change, Chat, ChatKind, DirectPair, Member, Message, MessageRange, MessageVersion, Metadata,
+    Page, Reactions, ReadState, ReceiptKind, Role, UserGroups,
 };
 
 /// token → application.
@@ -31,6 +31,10 @@ const MESSAGES: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new(
 const REPLIES: TableDefinition<(&str, u64, u64, u64), ()> = TableDefinition::new("thread_replies");
 /// (app, chat, user) → joined_at.
 const MEMBERS: TableDefinition<(&str, u64, &str), i64> = TableDefinition::new("members");
+/// (app, chat, user) → role, for members who are not plain members (no row:
+/// `member`). A table of its own so that files written before roles existed
+/// read unchanged.
+const MEMBER_ROLES: TableDefinition<(&str, u64, &str), &str> = TableDefinition::new("member_roles");
 /// (app, user, chat) → joined_at.
 const USER_CHATS: TableDefinition<(&str, &str, u64), i64> = TableDefinition::new("user_chats");
 /// (app, lower user, higher user) → the pair's direct chat.
@@ -50,12 +54,75 @@ struct StoredApp {
     user_groups: Option<String>,
     created_at: i64,
     updated_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    metadata: Metadata,
 }
 
+/// A chat; the fields after `created_at` are absent in files written before groups had them.
 #[derive(Serialize, Deserialize)]
 struct StoredChat {
     kind: String,
     created_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    metadata: Metadata,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    updated_at: Option<i64>,
+}
+
+impl StoredChat {
+    fn of(chat: &Chat) -> Self {
+        Self {
+            kind: chat.kind.as_str().to_owned(),
+            created_at: chat.created_at.millis(),
+            name: chat.name.clone(),
+            description: chat.description.clone(),
+            metadata: chat.metadata.clone(),
+            created_by: chat.created_by.as_ref().map(|u| u.as_str().to_owned()),
+            updated_at: (chat.updated_at != chat.created_at).then_some(chat.updated_at.millis()),
+        }
+    }
+
+    fn into_chat(self, app: AppId, number: ChatNumber) -> Chat {
+        Chat {
+            app,
+            number,
+            kind: ChatKind::from_stored(&self.kind),
+            name: self.name,
+            description: self.description,
+            metadata: self.metadata,
+            created_by: self.created_by.map(UserId::from_store),
+            created_at: Timestamp(self.created_at),
+            updated_at: Timestamp(self.updated_at.unwrap_or(self.created_at)),
+        }
+    }
+}
+
+/// A member's role as stored: no row for `member`.
+fn read_role(
+    roles: &impl ReadableTable<(&'static str, u64, &'static str), &'static str>,
+    key: (&str, u64, &str),
+) -> Result<Role, StoreError> {
+    match roles.get(key).map_err(embedded)? {
+        None => Ok(Role::Member),
+        Some(guard) => Role::parse(guard.value()).ok_or(StoreError::Corrupt { what: "member role" }),
+    }
+}
+
+/// Writes a member's role (removes the row for `member`).
+fn write_role(txn: &redb::WriteTransaction, key: (&str, u64, &str), role: Role) -> Result<(), StoreError> {
+    let mut roles = txn.open_table(MEMBER_ROLES).map_err(embedded)?;
+    match role {
+        Role::Member => roles.remove(key).map_err(embedded).map(drop),
+        role => roles.insert(key, role.as_str()).map_err(embedded).map(drop),
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -191,6 +258,7 @@ impl EmbeddedStore {
             txn.open_table(DIRECT_CHATS).map_err(embedded)?;
             txn.open_table(READ_STATE).map_err(embedded)?;
             txn.open_table(REPLIES).map_err(embedded)?;
+            txn.open_table(MEMBER_ROLES).map_err(embedded)?;
         }
         txn.commit().map_err(embedded)?;
         Ok(Self { db: Arc::new(db) })
@@ -244,6 +312,8 @@ fn put_app(txn: &redb::WriteTransaction, app: &Application) -> Result<(), StoreE
         user_groups: (app.user_groups != UserGroups::Open).then(|| app.user_groups.as_str().to_owned()),
         created_at: app.created_at.millis(),
         updated_at: app.updated_at.millis(),
+        description: app.description.clone(),
+        metadata: app.metadata.clone(),
     };
     let bytes = encode(&stored)?;
     let mut table = txn.open_table(APPS).map_err(embedded)?;
@@ -273,6 +343,8 @@ fn get_app(txn: &redb::ReadTransaction, token: AppToken) -> Result<Option<Applic
         },
         created_at: Timestamp(stored.created_at),
         updated_at: Timestamp(stored.updated_at),
+        description: stored.description,
+        metadata: stored.metadata,
     }))
 }
 
@@ -329,12 +401,28 @@ impl Store for EmbeddedStore {
     async fn insert_chat(&self, chat: &Chat) -> Result<(), StoreError> {
         let chat = chat.clone();
         self.write(move |txn| {
-            let bytes = encode(&StoredChat {
-                kind: chat.kind.as_str().to_owned(),
-                created_at: chat.created_at.millis(),
-            })?;
+            let bytes = encode(&StoredChat::of(&chat))?;
             let mut table = txn.open_table(CHATS).map_err(embedded)?;
             table.insert((chat.app.as_str(), chat.number.get()), bytes.as_slice()).map_err(embedded)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_chat(&self, chat: &Chat) -> Result<(), StoreError> {
+        let chat = chat.clone();
+        self.write(move |txn| {
+            let mut table = txn.open_table(CHATS).map_err(embedded)?;
+            let key = (chat.app.as_str(), chat.number.get());
+            let mut stored: StoredChat = match table.get(key).map_err(embedded)? {
+                Some(guard) => decode(guard.value(), "chat")?,
+                None => return Ok(()),
+            };
+            stored.name = chat.name.clone();
+            stored.description = chat.description.clone();
+            stored.metadata = chat.metadata.clone();
+            stored.updated_at = Some(chat.updated_at.millis());
+            table.insert(key, encode(&stored)?.as_slice()).map_err(embedded)?;
             Ok(())
         })
         .await
@@ -348,12 +436,7 @@ impl Store for EmbeddedStore {
                 return Ok(None);
             };
             let stored: StoredChat = decode(guard.value(), "chat")?;
-            Ok(Some(Chat {
-                app,
-                number,
-                kind: ChatKind::from_stored(&stored.kind),
-                created_at: Timestamp(stored.created_at),
-            }))
+            Ok(Some(stored.into_chat(app, number)))
         })
         .await
     }
@@ -367,12 +450,7 @@ impl Store for EmbeddedStore {
             for row in range.skip(page.skip).take(page.limit) {
                 let (key, value) = row.map_err(embedded)?;
                 let stored: StoredChat = decode(value.value(), "chat")?;
-                out.push(Chat {
-                    app: app.clone(),
-                    number: ChatNumber(key.value().1),
-                    kind: ChatKind::from_stored(&stored.kind),
-                    created_at: Timestamp(stored.created_at),
-                });
+                out.push(stored.into_chat(app.clone(), ChatNumber(key.value().1)));
             }
             Ok(out)
         })
@@ -615,6 +693,7 @@ impl Store for EmbeddedStore {
         app: &AppId,
         chat: ChatNumber,
         user: &UserId,
+        role: Role,
         at: Timestamp,
     ) -> Result<(), StoreError> {
         let (app, user) = (app.clone(), user.clone());
@@ -625,9 +704,50 @@ impl Store for EmbeddedStore {
                 return Ok(());
             }
             members.insert(key, at.millis()).map_err(embedded)?;
+            write_role(txn, key, role)?;
             let mut mirror = txn.open_table(USER_CHATS).map_err(embedded)?;
             mirror.insert((app.as_str(), user.as_str(), chat.get()), at.millis()).map_err(embedded)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn member(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        user: &UserId,
+    ) -> Result<Option<Member>, StoreError> {
+        let (app, user) = (app.clone(), user.clone());
+        self.read(move |txn| {
+            let members = txn.open_table(MEMBERS).map_err(embedded)?;
+            let key = (app.as_str(), chat.get(), user.as_str());
+            let Some(joined_at) = members.get(key).map_err(embedded)?.map(|g| g.value()) else {
+                return Ok(None);
+            };
+            let roles = txn.open_table(MEMBER_ROLES).map_err(embedded)?;
+            let role = read_role(&roles, key)?;
+            Ok(Some(Member { user, joined_at: Timestamp(joined_at), role }))
+        })
+        .await
+    }
+
+    async fn set_role(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        user: &UserId,
+        role: Role,
+    ) -> Result<bool, StoreError> {
+        let (app, user) = (app.clone(), user.clone());
+        self.write(move |txn| {
+            let members = txn.open_table(MEMBERS).map_err(embedded)?;
+            let key = (app.as_str(), chat.get(), user.as_str());
+            if members.get(key).map_err(embedded)?.is_none() {
+                return Ok(false);
+            }
+            write_role(txn, key, role)?;
+            Ok(true)
         })
         .await
     }
@@ -636,7 +756,9 @@ impl Store for EmbeddedStore {
         let (app, user) = (app.clone(), user.clone());
         self.write(move |txn| {
             let mut members = txn.open_table(MEMBERS).map_err(embedded)?;
-            let was = members.remove((app.as_str(), chat.get(), user.as_str())).map_err(embedded)?.is_some();
+            let key = (app.as_str(), chat.get(), user.as_str());
+            let was = members.remove(key).map_err(embedded)?.is_some();
+            write_role(txn, key, Role::Member)?;
             let mut mirror = txn.open_table(USER_CHATS).map_err(embedded)?;
             mirror.remove((app.as_str(), user.as_str(), chat.get())).map_err(embedded)?;
             Ok(was)
@@ -651,13 +773,16 @@ impl Store for EmbeddedStore {
             let Some(next) = chat.get().checked_add(1) else {
                 return Ok(Vec::new());
             };
+            let roles = txn.open_table(MEMBER_ROLES).map_err(embedded)?;
             let rows =
                 table.range((app.as_str(), chat.get(), "")..(app.as_str(), next, "")).map_err(embedded)?;
             let mut out = Vec::new();
             for row in rows.skip(page.skip).take(page.limit) {
                 let (key, value) = row.map_err(embedded)?;
+                let user = key.value().2;
                 out.push(Member {
-                    user: UserId::from_store(key.value().2.to_owned()),
+                    role: read_role(&roles, (app.as_str(), chat.get(), user))?,
+                    user: UserId::from_store(user.to_owned()),
                     joined_at: Timestamp(value.value()),
                 });
             }
@@ -802,5 +927,22 @@ impl Store for EmbeddedStore {
             Ok(out)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chats_and_applications_written_before_groups_read_without_info() {
+        let app = AppId::generate();
+        let old: StoredChat = decode(br#"{"kind":"direct","created_at":5}"#, "chat").unwrap();
+        let chat = old.into_chat(app.clone(), ChatNumber(2));
+        assert_eq!(chat, Chat::new(app, ChatNumber(2), ChatKind::Direct, Timestamp(5)));
+        let old: StoredApp =
+            decode(br#"{"id":"a","name":"n","secret":"s","created_at":1,"updated_at":2}"#, "application")
+                .unwrap();
+        assert_eq!((old.description, old.metadata.len()), (None, 0));
     }
 }

@@ -8,7 +8,7 @@ use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::metrics::{metrics, timed};
 use crate::model::{
     Application, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page, ReadState,
-    ReceiptKind,
+    ReceiptKind, Role,
 };
 
 /// Wraps a store with metrics.
@@ -43,6 +43,10 @@ impl Store for Metered {
 
     async fn insert_chat(&self, chat: &Chat) -> Result<(), StoreError> {
         time("insert_chat", self.0.insert_chat(chat)).await
+    }
+
+    async fn update_chat(&self, chat: &Chat) -> Result<(), StoreError> {
+        time("update_chat", self.0.update_chat(chat)).await
     }
 
     async fn chat(&self, app: &AppId, number: ChatNumber) -> Result<Option<Chat>, StoreError> {
@@ -145,9 +149,29 @@ impl Store for Metered {
         app: &AppId,
         chat: ChatNumber,
         user: &UserId,
+        role: Role,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        time("add_member", self.0.add_member(app, chat, user, at)).await
+        time("add_member", self.0.add_member(app, chat, user, role, at)).await
+    }
+
+    async fn member(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        user: &UserId,
+    ) -> Result<Option<Member>, StoreError> {
+        time("member", self.0.member(app, chat, user)).await
+    }
+
+    async fn set_role(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        user: &UserId,
+        role: Role,
+    ) -> Result<bool, StoreError> {
+        time("set_role", self.0.set_role(app, chat, user, role)).await
     }
 
     async fn remove_member(&self, app: &AppId, chat: ChatNumber, user: &UserId) -> Result<bool, StoreError> {

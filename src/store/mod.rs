@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{
     Application, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page, ReadState,
-    ReceiptKind,
+    ReceiptKind, Role,
 };
 
 pub use batch::{BatchConfig, BatchStats, BatchWriter, OnCommit, WriteError};
@@ -83,7 +83,8 @@ pub trait Store: Send + Sync + 'static {
     async fn application_by_token(&self, token: &AppToken) -> Result<Option<Application>, StoreError>;
     /// Finds an application by its id.
     async fn application_by_id(&self, id: &AppId) -> Result<Option<Application>, StoreError>;
-    /// Overwrites an application's mutable fields (name, secret, updated_at).
+    /// Overwrites an application's mutable fields (name, secret, JWKS URL,
+    /// user groups, description, metadata, updated_at).
     async fn update_application(&self, app: &Application) -> Result<(), StoreError>;
     /// Up to `limit` application ids after `after` (from the first when `None`),
     /// in the backend's own stable order: paging with the last id of each page
@@ -92,6 +93,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Saves a new chat.
     async fn insert_chat(&self, chat: &Chat) -> Result<(), StoreError>;
+    /// Overwrites a chat's info: name, description, metadata and updated_at.
+    async fn update_chat(&self, chat: &Chat) -> Result<(), StoreError>;
     /// Finds a chat.
     async fn chat(&self, app: &AppId, number: ChatNumber) -> Result<Option<Chat>, StoreError>;
     /// Lists an application's chats by number.
@@ -178,14 +181,31 @@ pub trait Store: Send + Sync + 'static {
         number: MessageNumber,
     ) -> Result<Vec<MessageVersion>, StoreError>;
 
-    /// Makes `user` a member of `chat` (idempotent; keeps the first join time).
+    /// Makes `user` a member of `chat` with `role` (idempotent: a member
+    /// keeps their first join time and their role).
     async fn add_member(
         &self,
         app: &AppId,
         chat: ChatNumber,
         user: &UserId,
+        role: Role,
         at: Timestamp,
     ) -> Result<(), StoreError>;
+    /// One member of a chat (members stored without a role read as `Member`).
+    async fn member(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        user: &UserId,
+    ) -> Result<Option<Member>, StoreError>;
+    /// Sets a member's role; false (and nothing written) when `user` is not a member.
+    async fn set_role(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        user: &UserId,
+        role: Role,
+    ) -> Result<bool, StoreError>;
     /// Removes `user` from `chat`; returns whether it was a member.
     async fn remove_member(&self, app: &AppId, chat: ChatNumber, user: &UserId) -> Result<bool, StoreError>;
     /// Lists a chat's members by user id.

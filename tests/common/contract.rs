@@ -7,8 +7,8 @@
 use weft::auth::SigningSecret;
 use weft::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use weft::model::{
-    Application, Change, Chat, ChatKind, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
-    ReadState, ReceiptKind, UserGroups,
+    Application, Change, Chat, ChatKind, DirectPair, Member, Message, MessageRange, MessageVersion, Metadata,
+    Page, ReadState, ReceiptKind, Role, UserGroups,
 };
 use weft::store::{MESSAGE_BUCKET, Store};
 
@@ -24,6 +24,8 @@ pub async fn all(store: &dyn Store) {
     threads(store).await;
     reactions(store).await;
     members(store).await;
+    groups(store).await;
+    roles(store).await;
     direct_chats(store).await;
     read_state(store).await;
 }
@@ -86,6 +88,8 @@ pub async fn application_ids(store: &dyn Store) {
             user_groups: UserGroups::Open,
             created_at: Timestamp(1_700_000_000_000),
             updated_at: Timestamp(1_700_000_000_000),
+            description: None,
+            metadata: Metadata::new(),
         };
         store.insert_application(&app).await.unwrap();
         mine.push(app.id);
@@ -271,6 +275,8 @@ pub async fn applications(store: &dyn Store) {
         user_groups: UserGroups::Open,
         created_at: Timestamp(1_700_000_000_123),
         updated_at: Timestamp(1_700_000_000_123),
+        description: None,
+        metadata: Metadata::new(),
     };
     store.insert_application(&app).await.unwrap();
     assert_eq!(store.application_by_token(&app.token).await.unwrap(), Some(app.clone()));
@@ -285,12 +291,20 @@ pub async fn applications(store: &dyn Store) {
         jwks_url: Some("https://idp.example/.well-known/jwks.json".into()),
         user_groups: UserGroups::BackendOnly,
         updated_at: Timestamp(1_700_000_999_000),
+        description: Some("the Acme ✓ support chat".into()),
+        metadata: object(serde_json::json!({"plan": "pro", "seats": 12, "tags": ["a", "b"]})),
         ..app.clone()
     };
     store.update_application(&renamed).await.unwrap();
     assert_eq!(store.application_by_token(&app.token).await.unwrap(), Some(renamed.clone()));
     assert_eq!(store.application_by_id(&app.id).await.unwrap(), Some(renamed.clone()));
-    let cleared = Application { jwks_url: None, user_groups: UserGroups::Open, ..renamed };
+    let cleared = Application {
+        jwks_url: None,
+        user_groups: UserGroups::Open,
+        description: None,
+        metadata: Metadata::new(),
+        ..renamed
+    };
     store.update_application(&cleared).await.unwrap();
     assert_eq!(store.application_by_token(&app.token).await.unwrap(), Some(cleared));
 }
@@ -350,11 +364,9 @@ pub async fn chats(store: &dyn Store) {
     assert_eq!(store.max_chat_number(&app).await.unwrap(), 0);
     assert_eq!(store.chats(&app, page(0, 10)).await.unwrap(), []);
 
-    let chat = |n: u64| Chat {
-        app: app.clone(),
-        number: ChatNumber(n),
-        kind: if n.is_multiple_of(4) { ChatKind::Direct } else { ChatKind::Group },
-        created_at: Timestamp(1_700_000_000_000 + n as i64),
+    let chat = |n: u64| {
+        let kind = if n.is_multiple_of(4) { ChatKind::Direct } else { ChatKind::Group };
+        Chat::new(app.clone(), ChatNumber(n), kind, Timestamp(1_700_000_000_000 + n as i64))
     };
     // Inserted out of order: lists are by number all the same.
     for n in
@@ -515,15 +527,16 @@ pub async fn members(store: &dyn Store) {
     assert_eq!(store.members(&app, chat, page(0, 10)).await.unwrap(), []);
     assert_eq!(store.user_chats(&app, &alice, page(0, 10)).await.unwrap(), []);
 
-    store.add_member(&app, chat, &carol, Timestamp(3_000)).await.unwrap();
-    store.add_member(&app, chat, &alice, Timestamp(1_000)).await.unwrap();
-    store.add_member(&app, chat, &bob, Timestamp(2_000)).await.unwrap();
-    store.add_member(&app, chat, &alice, Timestamp(9_000)).await.unwrap();
+    store.add_member(&app, chat, &carol, Role::Member, Timestamp(3_000)).await.unwrap();
+    store.add_member(&app, chat, &alice, Role::Member, Timestamp(1_000)).await.unwrap();
+    store.add_member(&app, chat, &bob, Role::Member, Timestamp(2_000)).await.unwrap();
+    store.add_member(&app, chat, &alice, Role::Owner, Timestamp(9_000)).await.unwrap();
     for n in [3, 2, 12] {
-        store.add_member(&app, ChatNumber(n), &alice, Timestamp(4_000)).await.unwrap();
+        store.add_member(&app, ChatNumber(n), &alice, Role::Member, Timestamp(4_000)).await.unwrap();
     }
 
-    let member = |user: &UserId, at: i64| Member { user: user.clone(), joined_at: Timestamp(at) };
+    let member =
+        |user: &UserId, at: i64| Member { user: user.clone(), joined_at: Timestamp(at), role: Role::Member };
     let everyone = vec![member(&alice, 1_000), member(&bob, 2_000), member(&carol, 3_000)];
     assert_eq!(store.members(&app, chat, page(0, 10)).await.unwrap(), everyone);
     assert_eq!(store.members(&app, chat, page(1, 1)).await.unwrap(), everyone[1..2]);
@@ -545,6 +558,100 @@ pub async fn members(store: &dyn Store) {
     assert_eq!(store.user_chats(&app, &alice, page(0, 10)).await.unwrap(), chats_of(&[2, 3, 12]));
 
     // Joining again after leaving is a new join.
-    store.add_member(&app, chat, &alice, Timestamp(7_000)).await.unwrap();
+    store.add_member(&app, chat, &alice, Role::Member, Timestamp(7_000)).await.unwrap();
     assert_eq!(store.members(&app, chat, page(0, 1)).await.unwrap(), [member(&alice, 7_000)]);
+}
+
+/// A JSON value that is an object, as metadata.
+fn object(value: serde_json::Value) -> Metadata {
+    value.as_object().cloned().unwrap()
+}
+
+/// A chat's info round-trips (name, description, metadata, creator,
+/// updated_at); an update overwrites exactly the info, and clears what is none.
+pub async fn groups(store: &dyn Store) {
+    let app = AppId::generate();
+    let plain = Chat::new(app.clone(), ChatNumber(1), ChatKind::Group, Timestamp(1_700_000_000_000));
+    store.insert_chat(&plain).await.unwrap();
+    let read = store.chat(&app, ChatNumber(1)).await.unwrap().unwrap();
+    assert_eq!(read, plain, "a chat without info reads as none, updated when created");
+    assert_eq!((read.name, read.metadata.len(), read.updated_at), (None, 0, read.created_at));
+
+    let full = Chat {
+        name: Some("Crew ✓".into()),
+        description: Some("everyone on board".into()),
+        metadata: object(serde_json::json!({"topic": "launch", "n": 3, "nested": {"a": [1, 2]}})),
+        created_by: Some(user("alice")),
+        ..Chat::new(app.clone(), ChatNumber(2), ChatKind::Group, Timestamp(1_700_000_000_002))
+    };
+    store.insert_chat(&full).await.unwrap();
+    assert_eq!(store.chat(&app, ChatNumber(2)).await.unwrap(), Some(full.clone()));
+
+    let renamed = Chat {
+        name: Some("Crew 2".into()),
+        description: None,
+        metadata: object(serde_json::json!({"topic": "landing"})),
+        updated_at: Timestamp(1_700_000_500_000),
+        ..full.clone()
+    };
+    store.update_chat(&renamed).await.unwrap();
+    assert_eq!(store.chat(&app, ChatNumber(2)).await.unwrap(), Some(renamed.clone()));
+    let listed = store.chats(&app, page(0, 10)).await.unwrap();
+    assert_eq!(listed, vec![plain.clone(), renamed.clone()]);
+
+    let cleared =
+        Chat { name: None, metadata: Metadata::new(), updated_at: Timestamp(1_700_000_600_000), ..renamed };
+    store.update_chat(&cleared).await.unwrap();
+    let read = store.chat(&app, ChatNumber(2)).await.unwrap().unwrap();
+    assert_eq!(read, cleared);
+    assert_eq!(read.created_by, Some(user("alice")), "an update keeps the creator");
+    assert_eq!(read.kind, ChatKind::Group);
+}
+
+/// Roles: stored on join, read back by `member` and `members`, changed by
+/// `set_role` only for members (never bringing a removed member back); a
+/// member joined again keeps their role; removal forgets it.
+pub async fn roles(store: &dyn Store) {
+    let app = AppId::generate();
+    let chat = ChatNumber(5);
+    let (owner, admin, plain) = (user("olga"), user("adam"), user("mia"));
+    store.add_member(&app, chat, &owner, Role::Owner, Timestamp(1_000)).await.unwrap();
+    store.add_member(&app, chat, &admin, Role::Admin, Timestamp(2_000)).await.unwrap();
+    store.add_member(&app, chat, &plain, Role::Member, Timestamp(3_000)).await.unwrap();
+    let role_of = |members: &[Member], u: &UserId| members.iter().find(|m| &m.user == u).map(|m| m.role);
+
+    let members = store.members(&app, chat, page(0, 10)).await.unwrap();
+    assert_eq!(role_of(&members, &owner), Some(Role::Owner));
+    assert_eq!(role_of(&members, &admin), Some(Role::Admin));
+    assert_eq!(role_of(&members, &plain), Some(Role::Member));
+    let one = store.member(&app, chat, &admin).await.unwrap().unwrap();
+    assert_eq!(one, Member { user: admin.clone(), joined_at: Timestamp(2_000), role: Role::Admin });
+    assert_eq!(store.member(&app, chat, &user("nobody")).await.unwrap(), None);
+    assert_eq!(store.member(&app, ChatNumber(6), &admin).await.unwrap(), None);
+
+    // Adding again changes neither the join time nor the role.
+    store.add_member(&app, chat, &admin, Role::Member, Timestamp(9_000)).await.unwrap();
+    assert_eq!(store.member(&app, chat, &admin).await.unwrap(), Some(one));
+
+    assert!(store.set_role(&app, chat, &plain, Role::Admin).await.unwrap());
+    assert_eq!(store.member(&app, chat, &plain).await.unwrap().unwrap().role, Role::Admin);
+    assert!(store.set_role(&app, chat, &admin, Role::Member).await.unwrap());
+    assert_eq!(store.member(&app, chat, &admin).await.unwrap().unwrap().role, Role::Member);
+    assert!(store.set_role(&app, chat, &admin, Role::Owner).await.unwrap());
+    assert_eq!(store.member(&app, chat, &admin).await.unwrap().unwrap().role, Role::Owner);
+
+    // Not a member: nothing written, nobody appears.
+    assert!(!store.set_role(&app, chat, &user("ghost"), Role::Owner).await.unwrap());
+    assert_eq!(store.member(&app, chat, &user("ghost")).await.unwrap(), None);
+    assert!(!store.is_member(&app, chat, &user("ghost")).await.unwrap());
+    assert_eq!(store.members(&app, chat, page(0, 10)).await.unwrap().len(), 3);
+
+    // A removed member's role goes with them: set_role cannot bring them
+    // back, and joining again starts from the role given then.
+    assert!(store.remove_member(&app, chat, &plain).await.unwrap());
+    assert!(!store.set_role(&app, chat, &plain, Role::Owner).await.unwrap());
+    assert_eq!(store.member(&app, chat, &plain).await.unwrap(), None);
+    assert!(!store.is_member(&app, chat, &plain).await.unwrap());
+    store.add_member(&app, chat, &plain, Role::Member, Timestamp(5_000)).await.unwrap();
+    assert_eq!(store.member(&app, chat, &plain).await.unwrap().unwrap().role, Role::Member);
 }

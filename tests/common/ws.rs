@@ -94,7 +94,8 @@ impl Client {
     }
 
     /// The next text frame but `presence` (which arrives whenever a chat
-    /// partner connects), within [`FRAME_WAIT`].
+    /// partner connects) and `member_joined` (whenever the backend adds a
+    /// member to a chat of the user), within [`FRAME_WAIT`].
     pub async fn next(&mut self) -> Value {
         self.next_before(Instant::now() + FRAME_WAIT, false).await.expect("no frame within 10 s")
     }
@@ -104,14 +105,15 @@ impl Client {
         self.next_before(Instant::now() + FRAME_WAIT, true).await.expect("no frame within 10 s")
     }
 
-    /// The next text frame (but `presence` unless asked for) before `deadline`, if any.
+    /// The next text frame (but `presence` and `member_joined` unless asked
+    /// for) before `deadline`, if any.
     pub async fn next_before(&mut self, deadline: Instant, with_presence: bool) -> Option<Value> {
         loop {
             let msg = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()?;
             match msg.expect("the socket closed").unwrap() {
                 Ws::Text(text) => {
                     let frame: Value = serde_json::from_str(&text).unwrap();
-                    if with_presence || frame["type"] != "presence" {
+                    if with_presence || (frame["type"] != "presence" && frame["type"] != "member_joined") {
                         return Some(frame);
                     }
                 }
@@ -145,7 +147,7 @@ impl Client {
         assert_message(&self.next().await, chat, seq, &body);
     }
 
-    /// Asserts that no frame but `presence` arrives for [`QUIET`].
+    /// Asserts that no frame but `presence` (or `member_joined`) arrives for [`QUIET`].
     pub async fn nothing(&mut self) {
         self.quiet(true).await;
     }
@@ -167,7 +169,10 @@ impl Client {
             };
             match msg {
                 Some(Ok(Ws::Ping(_) | Ws::Pong(_))) => {}
-                Some(Ok(Ws::Text(text))) if presence_allowed && text.contains(r#""type":"presence""#) => {}
+                Some(Ok(Ws::Text(text)))
+                    if presence_allowed
+                        && (text.contains(r#""type":"presence""#)
+                            || text.contains(r#""type":"member_joined""#)) => {}
                 other => panic!("expected silence, got {other:?}"),
             }
         }

@@ -6,7 +6,7 @@ use scylla::value::{CqlTimestamp, MaybeUnset};
 
 use crate::auth::SigningSecret;
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
-use crate::model::{Application, Chat, ChatKind, Message, Page, Reactions, UserGroups};
+use crate::model::{Application, Chat, ChatKind, Message, Metadata, Page, Reactions, UserGroups};
 use crate::store::{StoreError, bucket_of};
 
 /// Decodes every row of a result; a row of the wrong shape is `Corrupt`.
@@ -65,9 +65,49 @@ pub(super) fn skip_page<T>(rows: Vec<T>, page: Page) -> Vec<T> {
     rows.into_iter().skip(page.skip).take(page.limit).collect()
 }
 
-pub(super) type ApplicationRow =
-    (String, String, String, Option<String>, Option<String>, Option<String>, CqlTimestamp, CqlTimestamp);
-pub(super) type ChatRow = (i64, String, CqlTimestamp);
+pub(super) type ApplicationRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    CqlTimestamp,
+    CqlTimestamp,
+    Option<String>,
+    Option<String>,
+);
+/// number, kind, created_at, name, description, metadata, created_by, updated_at.
+pub(super) type ChatRow = (
+    i64,
+    String,
+    CqlTimestamp,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<CqlTimestamp>,
+);
+
+/// The columns of a [`ChatRow`], in order.
+pub(super) const CHAT_COLUMNS: &str =
+    "number, kind, created_at, name, description, metadata, created_by, updated_at";
+
+/// `metadata` as the JSON text it is kept in; unset when empty (no tombstone on insert).
+pub(super) fn metadata_text(metadata: &Metadata) -> Option<String> {
+    (!metadata.is_empty()).then(|| serde_json::Value::Object(metadata.clone()).to_string())
+}
+
+/// `metadata` read back; anything but a JSON object is `Corrupt`.
+fn metadata_from(text: Option<String>) -> Result<Metadata, StoreError> {
+    match text.as_deref() {
+        None | Some("") => Ok(Metadata::new()),
+        Some(text) => match serde_json::from_str(text) {
+            Ok(serde_json::Value::Object(map)) => Ok(map),
+            _ => Err(StoreError::Corrupt { what: "metadata" }),
+        },
+    }
+}
 pub(super) type MessageRow = (
     i64,
     String,
@@ -83,7 +123,7 @@ pub(super) type MessageRow = (
 );
 
 pub(super) fn application_from_row(row: ApplicationRow) -> Result<Application, StoreError> {
-    let (token, id, name, secret, jwks_url, user_groups, created_at, updated_at) = row;
+    let (token, id, name, secret, jwks_url, user_groups, created_at, updated_at, description, metadata) = row;
     let user_groups = match user_groups.as_deref() {
         None => UserGroups::Open,
         Some(name) => {
@@ -99,16 +139,23 @@ pub(super) fn application_from_row(row: ApplicationRow) -> Result<Application, S
         user_groups,
         created_at: from_ts(created_at),
         updated_at: from_ts(updated_at),
+        description,
+        metadata: metadata_from(metadata)?,
     })
 }
 
 pub(super) fn chat_from_row(app: &AppId, row: ChatRow) -> Result<Chat, StoreError> {
-    let (number, kind, created_at) = row;
+    let (number, kind, created_at, name, description, metadata, created_by, updated_at) = row;
     Ok(Chat {
         app: app.clone(),
         number: ChatNumber(unsigned(number, "chat number")?),
         kind: ChatKind::from_stored(&kind),
+        name,
+        description,
+        metadata: metadata_from(metadata)?,
+        created_by: created_by.map(UserId::from_store),
         created_at: from_ts(created_at),
+        updated_at: from_ts(updated_at.unwrap_or(created_at)),
     })
 }
 

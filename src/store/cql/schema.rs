@@ -15,10 +15,11 @@ pub(super) const MIGRATIONS: &[(u32, &str, &str)] = &[
     (4, "edits", include_str!("../../../cql/004_edits.cql")),
     (5, "threads", include_str!("../../../cql/005_threads.cql")),
     (6, "reactions", include_str!("../../../cql/006_reactions.cql")),
+    (7, "groups", include_str!("../../../cql/007_groups.cql")),
 ];
 
 /// The schema version this build needs (the newest embedded migration).
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// The highest migration recorded in `keyspace` (0 when the keyspace or its
 /// `schema_migrations` table does not exist yet).

@@ -5,6 +5,7 @@ use scylla::frame::types::Consistency;
 use scylla::statement::batch::{Batch, BatchStatement, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 
+use super::rows::CHAT_COLUMNS;
 use crate::store::StoreError;
 
 /// Every statement the store runs, prepared once at connect.
@@ -19,6 +20,7 @@ pub(super) struct Statements {
     /// The next page of application ids after one, in token order.
     pub(super) application_ids_after: PreparedStatement,
     pub(super) insert_chat: PreparedStatement,
+    pub(super) update_chat: PreparedStatement,
     pub(super) chat: PreparedStatement,
     pub(super) chats: PreparedStatement,
     pub(super) max_chat: PreparedStatement,
@@ -43,6 +45,8 @@ pub(super) struct Statements {
     pub(super) buckets_between: PreparedStatement,
     pub(super) newest_bucket: PreparedStatement,
     pub(super) member: PreparedStatement,
+    /// Conditional (`IF EXISTS`): an update of a removed member must not bring back a row.
+    pub(super) set_role: PreparedStatement,
     pub(super) members: PreparedStatement,
     pub(super) user_chats: PreparedStatement,
     pub(super) direct_chat: PreparedStatement,
@@ -69,7 +73,7 @@ impl Statements {
     pub(super) async fn prepare(session: &Session) -> Result<Self, StoreError> {
         let p = |cql: String| prepare(session, cql);
         let insert_member =
-            p("INSERT INTO members (app, chat, user_id, joined_at) VALUES (?, ?, ?, ?)".into());
+            p("INSERT INTO members (app, chat, user_id, joined_at, role) VALUES (?, ?, ?, ?, ?)".into());
         let insert_user_chat =
             p("INSERT INTO user_chats (app, user_id, chat, joined_at) VALUES (?, ?, ?, ?)".into());
         let delete_member = p("DELETE FROM members WHERE app = ? AND chat = ? AND user_id = ?".into());
@@ -77,19 +81,19 @@ impl Statements {
         Ok(Statements {
             insert_application: p(
                 "INSERT INTO applications (\"token\", id, name, signing_secret, jwks_url, user_groups, \
-                 created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                 created_at, updated_at, description, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     .into(),
             )
             .await?,
             application_by_token: p(
-                "SELECT \"token\", id, name, signing_secret, jwks_url, user_groups, created_at, updated_at \
-                 FROM applications \
+                "SELECT \"token\", id, name, signing_secret, jwks_url, user_groups, created_at, updated_at, \
+                 description, metadata FROM applications \
                  WHERE \"token\" = ?".into(),
             )
             .await?,
             update_application: p(
                 "UPDATE applications SET name = ?, signing_secret = ?, jwks_url = ?, user_groups = ?, \
-                 updated_at = ? \
+                 updated_at = ?, description = ?, metadata = ? \
                  WHERE \"token\" = ?".into()
             )
             .await?,
@@ -100,10 +104,13 @@ impl Statements {
                 "SELECT id FROM applications_by_id WHERE token(id) > token(?) LIMIT ?".into(),
             )
             .await?,
-            insert_chat: p("INSERT INTO chats (app, number, kind, created_at) VALUES (?, ?, ?, ?)".into()).await?,
-            chat: p("SELECT number, kind, created_at FROM chats WHERE app = ? AND number = ?".into()).await?,
+            insert_chat: p("INSERT INTO chats (app, number, kind, created_at, name, description, metadata, \
+                 created_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)".into()).await?,
+            update_chat: p("UPDATE chats SET name = ?, description = ?, metadata = ?, updated_at = ? \
+                 WHERE app = ? AND number = ?".into()).await?,
+            chat: p(format!("SELECT {CHAT_COLUMNS} FROM chats WHERE app = ? AND number = ?")).await?,
             chats: p(
-                "SELECT number, kind, created_at FROM chats WHERE app = ? ORDER BY number ASC LIMIT ?".into()
+                format!("SELECT {CHAT_COLUMNS} FROM chats WHERE app = ? ORDER BY number ASC LIMIT ?")
             )
             .await?,
             max_chat: p("SELECT number FROM chats WHERE app = ? LIMIT 1".into()).await?,
@@ -166,8 +173,9 @@ impl Statements {
                 .into())
             .await?,
             newest_bucket: p("SELECT bucket FROM chat_buckets WHERE app = ? AND chat = ? LIMIT 1".into()).await?,
-            member: p("SELECT joined_at FROM members WHERE app = ? AND chat = ? AND user_id = ?".into()).await?,
-            members: p("SELECT user_id, joined_at FROM members WHERE app = ? AND chat = ? LIMIT ?".into()).await?,
+            member: p("SELECT joined_at, role FROM members WHERE app = ? AND chat = ? AND user_id = ?".into()).await?,
+            set_role: p("UPDATE members SET role = ? WHERE app = ? AND chat = ? AND user_id = ? IF EXISTS".into()).await?,
+            members: p("SELECT user_id, joined_at, role FROM members WHERE app = ? AND chat = ? LIMIT ?".into()).await?,
             user_chats: p("SELECT chat FROM user_chats WHERE app = ? AND user_id = ? LIMIT ?".into()).await?,
             direct_chat: p(DIRECT_CHAT.into()).await?,
             claim_direct_chat: p("INSERT INTO direct_chats (app, user_low, user_high, chat) VALUES (?, ?, ?, ?) \

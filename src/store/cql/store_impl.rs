@@ -9,13 +9,13 @@ use super::CqlStore;
 use super::batches::{PartitionKey, group_by_partition, split_batches};
 use super::rows::{
     ApplicationRow, ChatRow, MessageRow, application_from_row, bigint, bigint_bound, chat_from_row,
-    cql_limit, decode_first, decode_rows, from_ts, message_from_row, message_values, skip_page, ts,
-    unset_if_none, unsigned,
+    cql_limit, decode_first, decode_rows, from_ts, message_from_row, message_values, metadata_text,
+    skip_page, ts, unset_if_none, unsigned,
 };
 use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{
     Application, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page, Reactions,
-    ReadState, ReceiptKind, UserGroups,
+    ReadState, ReceiptKind, Role, UserGroups,
 };
 use crate::store::{Store, StoreError, bucket_of};
 
@@ -222,12 +222,7 @@ impl CqlStore {
         chat: ChatNumber,
         user: &UserId,
     ) -> Result<Option<Timestamp>, StoreError> {
-        let result = self
-            .session()
-            .execute_unpaged(&self.stmts().member, (app.as_str(), bigint(chat.get())?, user.as_str()))
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(decode_first::<(CqlTimestamp,)>(result, "members")?.map(|(at,)| from_ts(at)))
+        Ok(self.member(app, chat, user).await?.map(|m| m.joined_at))
     }
 }
 
@@ -243,6 +238,8 @@ impl Store for CqlStore {
             unset_if_none((app.user_groups != UserGroups::Open).then_some(app.user_groups.as_str())),
             ts(app.created_at),
             ts(app.updated_at),
+            unset_if_none(app.description.as_deref()),
+            unset_if_none(metadata_text(&app.metadata)),
         );
         // The id row first: an application is only reachable by token once both exist.
         self.session()
@@ -304,6 +301,8 @@ impl Store for CqlStore {
             app.jwks_url.as_deref(),
             app.user_groups.as_str(),
             ts(app.updated_at),
+            app.description.as_deref(),
+            metadata_text(&app.metadata),
             app.token.as_str(),
         );
         self.session()
@@ -314,9 +313,35 @@ impl Store for CqlStore {
     }
 
     async fn insert_chat(&self, chat: &Chat) -> Result<(), StoreError> {
-        let values = (chat.app.as_str(), bigint(chat.number.get())?, chat.kind.as_str(), ts(chat.created_at));
+        let values = (
+            chat.app.as_str(),
+            bigint(chat.number.get())?,
+            chat.kind.as_str(),
+            ts(chat.created_at),
+            unset_if_none(chat.name.as_deref()),
+            unset_if_none(chat.description.as_deref()),
+            unset_if_none(metadata_text(&chat.metadata)),
+            unset_if_none(chat.created_by.as_ref().map(UserId::as_str)),
+            unset_if_none((chat.updated_at != chat.created_at).then(|| ts(chat.updated_at))),
+        );
         self.session()
             .execute_unpaged(&self.stmts().insert_chat, values)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
+    }
+
+    async fn update_chat(&self, chat: &Chat) -> Result<(), StoreError> {
+        let values = (
+            chat.name.as_deref(),
+            chat.description.as_deref(),
+            metadata_text(&chat.metadata),
+            ts(chat.updated_at),
+            chat.app.as_str(),
+            bigint(chat.number.get())?,
+        );
+        self.session()
+            .execute_unpaged(&self.stmts().update_chat, values)
             .await
             .map_err(StoreError::unavailable)?;
         Ok(())
@@ -596,13 +621,16 @@ impl Store for CqlStore {
         app: &AppId,
         chat: ChatNumber,
         user: &UserId,
+        role: Role,
         at: Timestamp,
     ) -> Result<(), StoreError> {
         if self.joined_at(app, chat, user).await?.is_some() {
             return Ok(());
         }
         let chat = bigint(chat.get())?;
-        let member = (app.as_str(), chat, user.as_str(), ts(at));
+        // A plain member's role stays unset: null reads as `member`.
+        let role = unset_if_none((role != Role::Member).then_some(role.as_str()));
+        let member = (app.as_str(), chat, user.as_str(), ts(at), role);
         let mirror = (app.as_str(), user.as_str(), chat, ts(at));
         self.session()
             .batch(&self.stmts().add_member, (member, mirror))
@@ -635,11 +663,58 @@ impl Store for CqlStore {
             .execute_unpaged(&self.stmts().members, values)
             .await
             .map_err(StoreError::unavailable)?;
-        let rows = skip_page(decode_rows::<(String, CqlTimestamp)>(result, "members")?, page);
-        Ok(rows
+        let rows = decode_rows::<(String, Option<CqlTimestamp>, Option<String>)>(result, "members")?;
+        // A row without a join time is no member (see `member`).
+        let rows = rows.into_iter().filter_map(|(user, at, role)| Some((user, at?, role))).collect();
+        skip_page(rows, page)
             .into_iter()
-            .map(|(user, joined_at)| Member { user: UserId::from_store(user), joined_at: from_ts(joined_at) })
-            .collect())
+            .map(|(user, joined_at, role)| {
+                Ok(Member {
+                    user: UserId::from_store(user),
+                    joined_at: from_ts(joined_at),
+                    role: role_from(role)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn member(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        user: &UserId,
+    ) -> Result<Option<Member>, StoreError> {
+        let result = self
+            .session()
+            .execute_unpaged(&self.stmts().member, (app.as_str(), bigint(chat.get())?, user.as_str()))
+            .await
+            .map_err(StoreError::unavailable)?;
+        // A row with a role but no join time is no member: a role change
+        // (a lightweight transaction, timestamped by its Paxos ballot) racing
+        // a removal on a node whose clock runs behind may outlive the removal's
+        // tombstone in that one cell.
+        let Some((Some(at), role)) =
+            decode_first::<(Option<CqlTimestamp>, Option<String>)>(result, "members")?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Member { user: user.clone(), joined_at: from_ts(at), role: role_from(role)? }))
+    }
+
+    async fn set_role(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        user: &UserId,
+        role: Role,
+    ) -> Result<bool, StoreError> {
+        let values = (role.as_str(), app.as_str(), bigint(chat.get())?, user.as_str());
+        let result = self
+            .session()
+            .execute_unpaged(&self.stmts().set_role, values)
+            .await
+            .map_err(StoreError::unavailable)?;
+        applied(result, "members")
     }
 
     async fn is_member(&self, app: &AppId, chat: ChatNumber, user: &UserId) -> Result<bool, StoreError> {
@@ -760,6 +835,14 @@ impl Store for CqlStore {
 }
 
 type ReadStateRow = (String, Option<i64>, Option<i64>);
+
+/// A stored role; null (rows from before roles) reads as `member`.
+fn role_from(role: Option<String>) -> Result<Role, StoreError> {
+    match role.as_deref() {
+        None => Ok(Role::Member),
+        Some(name) => Role::parse(name).ok_or(StoreError::Corrupt { what: "member role" }),
+    }
+}
 
 fn read_state_from_row((user, delivered, read): ReadStateRow) -> Result<ReadState, StoreError> {
     let position = |n: Option<i64>| unsigned(n.unwrap_or(0), "read_state position").map(MessageNumber);
