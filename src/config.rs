@@ -26,7 +26,7 @@ use crate::store::{BatchConfig, CqlConfig};
 /// The sections of the file, which are also the env variable prefixes.
 const SECTIONS: &[&str] = &[
     "server", "gateway", "cache", "jwks", "store", "cql", "redis", "batch", "sequence", "cluster", "gossip",
-    "quic", "tls", "log", "metrics", "search",
+    "quic", "tls", "log", "metrics", "search", "attachments",
 ];
 
 /// Everything a node is configured with.
@@ -65,6 +65,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Message search.
     pub search: crate::search::SearchConfig,
+    /// Attachment files.
+    pub attachments: crate::attachments::AttachmentsConfig,
 }
 
 /// `[server]`.
@@ -284,6 +286,15 @@ impl Config {
             if self.redis.cluster_nodes.iter().any(|n| redis::Client::open(n.as_str()).is_err()) {
                 return invalid("redis.cluster_nodes", "every entry must be a redis:// URL");
             }
+        }
+        if let Err((key, reason)) = self.attachments.check() {
+            return invalid(key, reason);
+        }
+        if self.cluster.enabled && self.attachments.backend == crate::attachments::AttachmentBackend::Filesystem {
+            return invalid(
+                "attachments.backend",
+                "filesystem keeps files on one node: a cluster needs s3 (or auto with s3_bucket)",
+            );
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid("log.level", "is not a valid tracing filter");

@@ -7,7 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ids::{ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::ids::{AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::model::AttachedFile;
 
 /// The id a client gives a request; echoed in the answer. A string (at most 64
 /// bytes) or a non-negative integer.
@@ -61,6 +62,21 @@ pub enum ClientFrame {
         recipients: Option<Vec<String>>,
         /// The message this one answers.
         reply_to: Option<MessageNumber>,
+        /// Uploaded attachments (ids from `upload_ready`) to attach.
+        attachments: Option<Vec<AttachmentId>>,
+    },
+    /// Ask for an upload URL for a file to attach in `chat` (answered with `upload_ready`).
+    Upload {
+        /// Echoed in the answer.
+        id: Option<RequestId>,
+        /// The chat the file will be sent to.
+        chat: ChatNumber,
+        /// The file name to show.
+        name: String,
+        /// Its media type.
+        content_type: String,
+        /// Its size in bytes.
+        size: u64,
     },
     /// Page through a chat's history after a position.
     Sync {
@@ -142,7 +158,10 @@ pub enum ClientFrame {
 
 /// The frame types a client may send.
 pub const CLIENT_TYPES: &[&str] =
-    &["send", "sync", "hello", "typing", "delivered", "read", "search", "edit", "delete"];
+    &["send", "sync", "hello", "typing", "delivered", "read", "search", "edit", "delete", "upload"];
+
+/// The most attachment ids one `send` may name (the configured limit is checked too).
+pub const MAX_ATTACHMENTS: usize = 100;
 
 /// What is wrong with a client frame; each maps to a stable `error` code.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -219,7 +238,8 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
         | ClientFrame::Read { id, .. }
         | ClientFrame::Search { id, .. }
         | ClientFrame::Edit { id, .. }
-        | ClientFrame::Delete { id, .. } => id.as_ref(),
+        | ClientFrame::Delete { id, .. }
+        | ClientFrame::Upload { id, .. } => id.as_ref(),
     };
     if let Some(RequestId::Text(s)) = id
         && (s.is_empty() || s.len() > MAX_REQUEST_ID)
@@ -227,9 +247,12 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
         return Err(format!("`id` must be 1 to {MAX_REQUEST_ID} bytes"));
     }
     match frame {
-        ClientFrame::Send { chat, body, client_msg_id, recipients, .. } => {
+        ClientFrame::Send { chat, body, client_msg_id, recipients, attachments, .. } => {
             if body.trim().is_empty() {
                 return Err("`body` must not be empty".into());
+            }
+            if attachments.as_ref().is_some_and(|a| a.len() > MAX_ATTACHMENTS) {
+                return Err(format!("`attachments` names at most {MAX_ATTACHMENTS} ids"));
             }
             if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID {
                 return Err(format!("`client_msg_id` must be 1 to {MAX_CLIENT_MSG_ID} bytes"));
@@ -258,6 +281,9 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
         ClientFrame::Edit { body, .. } if body.trim().is_empty() => {
             return Err("`body` must not be empty".into());
         }
+        ClientFrame::Upload { name, content_type, .. } if name.trim().is_empty() || content_type.trim().is_empty() => {
+            return Err("`name` and `content_type` must not be empty".into());
+        }
         ClientFrame::Search { page, per_page, .. } => {
             if page.is_some_and(|p| p == 0 || p > MAX_SEARCH_PAGE) {
                 return Err(format!("`page` must be 1 to {MAX_SEARCH_PAGE}"));
@@ -269,6 +295,17 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
         _ => {}
     }
     Ok(())
+}
+
+/// A granted upload, as clients see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UploadOut {
+    /// The attachment's id, for `send`'s `attachments`.
+    pub id: AttachmentId,
+    /// Where to PUT the bytes (with the declared `Content-Type`).
+    pub upload_url: String,
+    /// When the URL stops working.
+    pub expires_at: Timestamp,
 }
 
 /// A message as clients see it.
@@ -303,6 +340,9 @@ pub struct MessageOut {
     /// When its newest reply was sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_reply_at: Option<Timestamp>,
+    /// The attached files, each with a time-limited `url`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachedFile>,
 }
 
 /// A search hit as clients see it.
@@ -394,6 +434,14 @@ pub enum ServerFrame {
         /// Up to this message.
         seq: MessageNumber,
     },
+    /// The answer to `upload`: where to PUT the file.
+    UploadReady {
+        /// The request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        /// The granted upload.
+        attachment: UploadOut,
+    },
     /// A message of one of the user's chats was edited.
     MessageEdited {
         /// The chat.
@@ -463,6 +511,7 @@ impl ClientFrame {
             ClientFrame::Search { .. } => "search",
             ClientFrame::Edit { .. } => "edit",
             ClientFrame::Delete { .. } => "delete",
+            ClientFrame::Upload { .. } => "upload",
         }
     }
 }
@@ -480,6 +529,7 @@ impl ServerFrame {
             ServerFrame::Receipt { .. } => "receipt",
             ServerFrame::SearchResults { .. } => "search_results",
             ServerFrame::MessageEdited { .. } => "message_edited",
+            ServerFrame::UploadReady { .. } => "upload_ready",
             ServerFrame::MessageDeleted { .. } => "message_deleted",
             ServerFrame::ThreadUpdated { .. } => "thread_updated",
             ServerFrame::Error { .. } => "error",
@@ -614,6 +664,7 @@ mod tests {
             deleted_at: None,
             reply_count: 0,
             last_reply_at: None,
+            attachments: Vec::new(),
         });
         assert_eq!(
             message.to_text(),
@@ -632,6 +683,7 @@ mod tests {
             deleted_at: Some(Timestamp(2_000)),
             reply_count: 2,
             last_reply_at: Some(Timestamp(1_500)),
+            attachments: Vec::new(),
         });
         assert_eq!(
             tombstone.to_text(),

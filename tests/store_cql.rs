@@ -136,6 +136,13 @@ async fn contract_threads() {
 }
 
 #[tokio::test]
+async fn contract_attachments() {
+    let (store, cfg) = migrated_store().await;
+    contract::attachments(&store).await;
+    drop_keyspace(&cfg).await;
+}
+
+#[tokio::test]
 async fn contract_chats() {
     let (store, cfg) = migrated_store().await;
     contract::chats(&store).await;

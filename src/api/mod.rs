@@ -4,6 +4,7 @@
 //! through [`ApiError`]; they never touch Redis or the store directly.
 
 mod applications;
+mod attachments;
 mod chats;
 mod error;
 mod health;
@@ -103,6 +104,11 @@ pub fn router(state: ApiState, sessions: Router) -> Router {
         )
         .route(&format!("{chat}/messages/{{message}}/versions"), get(messages::versions))
         .route(&format!("{chat}/messages/{{message}}/replies"), get(messages::replies))
+        .route(&format!("{chat}/attachments"), post(attachments::create))
+        .route(
+            &format!("{}/{{*key}}", crate::attachments::FILES_ROUTE),
+            get(attachments::get_file).put(attachments::put_file),
+        )
         .route(&format!("{chat}/members"), get(chats::members))
         .route(&format!("{chat}/members/{{user}}"), put(chats::add_member).delete(chats::remove_member))
         .route(&format!("{app}/users/{{user}}/chats"), get(chats::user_chats))

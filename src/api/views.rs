@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::chat::{ApplicationView, ChatView};
 use crate::ids::{ChatNumber, MessageNumber, Timestamp, UserId};
-use crate::model::{Member, Message, MessageVersion, ReadState};
+use crate::model::{AttachedFile, Member, Message, MessageVersion, ReadState};
 
 /// An application as shown to its owner.
 #[derive(Serialize)]
@@ -92,6 +92,9 @@ pub struct MessageOut {
     reply_count: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_reply_at: Option<Timestamp>,
+    /// Each with a time-limited `url`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<AttachedFile>,
 }
 
 impl From<Message> for MessageOut {
@@ -109,6 +112,7 @@ impl From<Message> for MessageOut {
             deleted_at: m.deleted_at,
             reply_count: m.reply_count,
             last_reply_at: m.last_reply_at,
+            attachments: if deleted { Vec::new() } else { m.attachments },
         }
     }
 }

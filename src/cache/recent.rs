@@ -72,6 +72,9 @@ pub struct Compact {
     /// Last reply at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lr: Option<i64>,
+    /// Attachments (with the URLs signed for a live event, none in the cache).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    a: Vec<crate::model::AttachedFile>,
 }
 
 impl Compact {
@@ -88,6 +91,7 @@ impl Compact {
             d: m.deleted_at.map(Timestamp::millis),
             rc: m.reply_count,
             lr: m.last_reply_at.map(Timestamp::millis),
+            a: m.attachments.clone(),
         }
     }
 
@@ -110,6 +114,7 @@ impl Compact {
             deleted_at: self.d.map(Timestamp),
             reply_count: self.rc,
             last_reply_at: self.lr.map(Timestamp),
+            attachments: self.a,
         })
     }
 }
@@ -326,6 +331,7 @@ mod tests {
             deleted_at: None,
             reply_count: 0,
             last_reply_at: None,
+            attachments: Vec::new(),
         }
     }
 

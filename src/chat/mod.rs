@@ -4,6 +4,7 @@
 //! records to a [`Store`](crate::store::Store), the numbering, claims and locks of
 //! `crate::sequence`, and the [`BatchWriter`].
 
+mod attachments;
 mod changes;
 mod error;
 mod implicit;
@@ -20,6 +21,7 @@ use crate::model::{Application, Chat, ChatKind, Member, Message, MessageRange, P
 use crate::sequence::{Claims, Locks, Numbering};
 use crate::store::{BatchWriter, DynStore};
 
+pub use attachments::{MAX_ATTACHMENT_NAME, NewUpload};
 pub use error::{ChatError, ErrorKind, Missing, Refusal, Service};
 use known::{DirectChats, KnownChats};
 pub use search::{Filters, Found, Search};
@@ -68,6 +70,8 @@ pub struct NewMessage {
     pub idempotency_key: Option<String>,
     /// The message it answers.
     pub reply_to: Option<MessageNumber>,
+    /// Uploaded attachments to attach.
+    pub attachments: Vec<crate::ids::AttachmentId>,
 }
 
 /// Who a verified user token names.
@@ -97,6 +101,7 @@ pub struct ChatService {
     jwks: JwksVerifier,
     fabric: std::sync::Arc<dyn Fabric>,
     search: Search,
+    attachments: crate::attachments::Attachments,
     /// `sequence.claim_abandon_ms`.
     claim_abandon_ms: i64,
 }
@@ -134,13 +139,25 @@ pub struct ChatParts {
     pub claim_abandon_ms: u64,
     /// The search index.
     pub search: Search,
+    /// Attachment files.
+    pub attachments: crate::attachments::Attachments,
 }
 
 impl ChatService {
     /// A service over these parts.
     pub fn new(parts: ChatParts) -> Self {
-        let ChatParts { store, numbers, claims, locks, writer, caches, fabric, claim_abandon_ms, search } =
-            parts;
+        let ChatParts {
+            store,
+            numbers,
+            claims,
+            locks,
+            writer,
+            caches,
+            fabric,
+            claim_abandon_ms,
+            search,
+            attachments,
+        } = parts;
         let Caches { members, recent, apps, jwks } = caches;
         Self {
             claim_abandon_ms: i64::try_from(claim_abandon_ms).unwrap_or(i64::MAX),
@@ -157,6 +174,7 @@ impl ChatService {
             jwks,
             fabric,
             search,
+            attachments,
         }
     }
 
@@ -352,12 +370,13 @@ impl ChatService {
         new: NewMessage,
     ) -> Result<Message, ChatError> {
         let app = self.application(token).await?;
-        let NewMessage { body, sender, idempotency_key, reply_to } = new;
+        let NewMessage { body, sender, idempotency_key, reply_to, attachments } = new;
         let request = SendRequest {
             target: Target::Chat(chat),
             body: body.clone(),
             client_msg_id: idempotency_key,
             reply_to,
+            attachments,
         };
         let sent = self.send(&app, &Author::Backend(sender), request, None).await?;
         let message = match sent.message {
@@ -368,7 +387,7 @@ impl ChatService {
         if sent.duplicate && (message.chat != chat || message.body != body || message.reply_to != reply_to) {
             return Err(ChatError::KeyReused);
         }
-        Ok(message)
+        Ok(self.with_url(message).await)
     }
 
     /// Lists a chat's messages, newest first.
@@ -384,11 +403,14 @@ impl ChatService {
         if range.before.is_none()
             && range.after.is_none()
             && range.page.skip == 0
-            && let Some(items) = self.recent.newest(&app.id, chat, range.page.limit).await
+            && let Some(mut items) = self.recent.newest(&app.id, chat, range.page.limit).await
         {
+            self.with_urls(&mut items).await;
             return Ok(items);
         }
-        Ok(self.store.messages(&app.id, chat, range).await?)
+        let mut items = self.store.messages(&app.id, chat, range).await?;
+        self.with_urls(&mut items).await;
+        Ok(items)
     }
 
     /// One message of a chat.
@@ -400,7 +422,8 @@ impl ChatService {
     ) -> Result<Message, ChatError> {
         let app = self.application(token).await?;
         self.ensure_chat(&app.id, chat).await?;
-        self.store.message(&app.id, chat, number).await?.ok_or(ChatError::MessageNotFound)
+        let message = self.store.message(&app.id, chat, number).await?.ok_or(ChatError::MessageNotFound)?;
+        Ok(self.with_url(message).await)
     }
 
     /// Adds a member to a chat (idempotent).

@@ -200,6 +200,7 @@ mod tests {
             deleted_at: None,
             reply_count: 0,
             last_reply_at: None,
+            attachments: Vec::new(),
         };
         let events = [
             Event::Message(message.clone()),

@@ -4,6 +4,8 @@
 //! one transaction each; the batch writer makes a transaction carry many
 //! messages, which is what keeps the fsync per commit affordable.
 
+mod attachments;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,9 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
 use crate::auth::SigningSecret;
-use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{
-    Application, Change, Chat, ChatKind, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
+    Application, AttachedFile, Attachment, Change, Chat, ChatKind, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
     ReadState, ReceiptKind, UserGroups,
 };
 
@@ -80,6 +82,8 @@ struct StoredMessage {
     reply_count: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_reply_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<AttachedFile>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -102,6 +106,7 @@ impl StoredMessage {
             versions: Vec::new(),
             reply_count: m.reply_count,
             last_reply_at: m.last_reply_at.map(Timestamp::millis),
+            attachments: m.attachments.iter().map(|f| AttachedFile { url: None, ..f.clone() }).collect(),
         }
     }
 
@@ -119,6 +124,7 @@ impl StoredMessage {
             deleted_at: self.deleted_at.map(Timestamp),
             reply_count: self.reply_count,
             last_reply_at: self.last_reply_at.map(Timestamp),
+            attachments: self.attachments,
         }
     }
 }
@@ -184,6 +190,7 @@ impl EmbeddedStore {
             txn.open_table(DIRECT_CHATS).map_err(embedded)?;
             txn.open_table(READ_STATE).map_err(embedded)?;
             txn.open_table(REPLIES).map_err(embedded)?;
+            txn.open_table(attachments::ATTACHMENTS).map_err(embedded)?;
         }
         txn.commit().map_err(embedded)?;
         Ok(Self { db: Arc::new(db) })
@@ -517,6 +524,7 @@ impl Store for EmbeddedStore {
             change_message(txn, &app, chat, number, |m| {
                 m.body.clear();
                 m.versions.clear();
+                m.attachments.clear();
                 m.deleted_at = Some(at.millis());
             })
         })
@@ -769,5 +777,36 @@ impl Store for EmbeddedStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn insert_attachment(&self, attachment: &Attachment) -> Result<(), StoreError> {
+        let attachment = attachment.clone();
+        self.write(move |txn| attachments::insert(txn, &attachment)).await
+    }
+
+    async fn attachment(&self, app: &AppId, id: &AttachmentId) -> Result<Option<Attachment>, StoreError> {
+        let (app, id) = (app.clone(), id.clone());
+        self.read(move |txn| attachments::get(txn, &app, &id)).await
+    }
+
+    async fn attach(
+        &self,
+        app: &AppId,
+        id: &AttachmentId,
+        chat: ChatNumber,
+        number: MessageNumber,
+    ) -> Result<bool, StoreError> {
+        let (app, id) = (app.clone(), id.clone());
+        self.write(move |txn| attachments::set_message(txn, &app, &id, Some(chat), None, Some(number))).await
+    }
+
+    async fn detach(&self, app: &AppId, id: &AttachmentId, number: MessageNumber) -> Result<(), StoreError> {
+        let (app, id) = (app.clone(), id.clone());
+        self.write(move |txn| attachments::set_message(txn, &app, &id, None, Some(number), None).map(drop)).await
+    }
+
+    async fn delete_attachment(&self, app: &AppId, id: &AttachmentId) -> Result<(), StoreError> {
+        let (app, id) = (app.clone(), id.clone());
+        self.write(move |txn| attachments::delete(txn, &app, &id)).await
     }
 }

@@ -15,6 +15,7 @@
 //! Writes never use lightweight transactions (Paxos), and optional columns are
 //! sent *unset* rather than null so that no tombstones are written.
 
+mod attachments;
 mod batches;
 mod rows;
 mod schema;

@@ -14,10 +14,11 @@ pub(super) const MIGRATIONS: &[(u32, &str, &str)] = &[
     (3, "user_groups", include_str!("../../../cql/003_user_groups.cql")),
     (4, "edits", include_str!("../../../cql/004_edits.cql")),
     (5, "threads", include_str!("../../../cql/005_threads.cql")),
+    (8, "attachments", include_str!("../../../cql/008_attachments.cql")),
 ];
 
 /// The schema version this build needs (the newest embedded migration).
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// The highest migration recorded in `keyspace` (0 when the keyspace or its
 /// `schema_migrations` table does not exist yet).
