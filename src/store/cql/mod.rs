@@ -33,7 +33,7 @@ use scylla::statement::Consistency;
 
 use super::StoreError;
 use batches::KnownBuckets;
-use schema::{MIGRATIONS, apply_migration, schema_version};
+use schema::{MIGRATIONS, apply_migration, recorded_migrations, schema_version};
 use statements::Statements;
 
 pub use schema::SCHEMA_VERSION;
@@ -150,7 +150,8 @@ impl CqlStore {
     pub const SCHEMA_VERSION: u32 = SCHEMA_VERSION;
 
     /// Creates the keyspace when missing and applies every embedded migration
-    /// newer than the one recorded in `schema_migrations`; returns the schema
+    /// not recorded in `schema_migrations` (in number order, also one below the
+    /// highest recorded: branches merge); returns the schema
     /// version now in the store. Safe to run again (and after a failure), but
     /// run it from one place at a time: the same `CREATE TABLE` sent to two
     /// Cassandra nodes at once can leave conflicting table ids behind.
@@ -172,12 +173,13 @@ impl CqlStore {
         session.query_unpaged(create, ()).await.map_err(StoreError::unavailable)?;
         session.use_keyspace(&keyspace, false).await.map_err(StoreError::unavailable)?;
 
-        let mut version = schema_version(&session, &keyspace).await?;
-        let pending = MIGRATIONS.iter().filter(|m| m.0 > version);
+        let recorded = recorded_migrations(&session, &keyspace).await?;
+        let mut version = recorded.last().copied().unwrap_or(0);
+        let pending = MIGRATIONS.iter().filter(|m| !recorded.contains(&m.0));
         for &(number, name, text) in pending.collect::<Vec<_>>() {
             tracing::info!(keyspace, version = number, name, "applying CQL migration");
             apply_migration(&session, number, name, text).await?;
-            version = number;
+            version = version.max(number);
         }
         session.await_schema_agreement().await.map_err(StoreError::unavailable)?;
         Ok(version)
@@ -191,8 +193,8 @@ impl CqlStore {
     pub async fn connect(cfg: &CqlConfig) -> Result<CqlStore, StoreError> {
         let keyspace = cfg.keyspace_name()?;
         let session = cfg.session_builder(&keyspace).build().await.map_err(StoreError::unavailable)?;
-        let found = schema_version(&session, &keyspace).await?;
-        if found < SCHEMA_VERSION {
+        let (found, complete) = schema_version(&session, &keyspace).await?;
+        if found < SCHEMA_VERSION || !complete {
             return Err(StoreError::SchemaOutdated { found, needed: SCHEMA_VERSION });
         }
         session.use_keyspace(&keyspace, false).await.map_err(StoreError::unavailable)?;
