@@ -25,8 +25,23 @@ use crate::store::{BatchConfig, CqlConfig};
 
 /// The sections of the file, which are also the env variable prefixes.
 const SECTIONS: &[&str] = &[
-    "server", "gateway", "cache", "jwks", "store", "cql", "redis", "batch", "sequence", "cluster", "gossip",
-    "quic", "tls", "log", "metrics", "search", "attachments",
+    "server",
+    "gateway",
+    "cache",
+    "jwks",
+    "store",
+    "cql",
+    "redis",
+    "batch",
+    "sequence",
+    "cluster",
+    "gossip",
+    "quic",
+    "tls",
+    "log",
+    "metrics",
+    "search",
+    "attachments",
 ];
 
 /// Everything a node is configured with.
@@ -290,7 +305,9 @@ impl Config {
         if let Err((key, reason)) = self.attachments.check() {
             return invalid(key, reason);
         }
-        if self.cluster.enabled && self.attachments.backend == crate::attachments::AttachmentBackend::Filesystem {
+        if self.cluster.enabled
+            && self.attachments.backend == crate::attachments::AttachmentBackend::Filesystem
+        {
             return invalid(
                 "attachments.backend",
                 "filesystem keeps files on one node: a cluster needs s3 (or auto with s3_bucket)",

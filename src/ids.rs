@@ -176,7 +176,8 @@ impl AttachmentId {
 
     /// Validates an id a client sent (the shape [`generate`](Self::generate) makes).
     pub fn parse(raw: &str) -> Result<Self, InvalidAttachmentId> {
-        let ok = raw.len() == 22 && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+        let ok =
+            raw.len() == 22 && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
         if ok { Ok(Self(raw.to_owned())) } else { Err(InvalidAttachmentId) }
     }
 

@@ -281,7 +281,9 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
         ClientFrame::Edit { body, .. } if body.trim().is_empty() => {
             return Err("`body` must not be empty".into());
         }
-        ClientFrame::Upload { name, content_type, .. } if name.trim().is_empty() || content_type.trim().is_empty() => {
+        ClientFrame::Upload { name, content_type, .. }
+            if name.trim().is_empty() || content_type.trim().is_empty() =>
+        {
             return Err("`name` and `content_type` must not be empty".into());
         }
         ClientFrame::Search { page, per_page, .. } => {

@@ -36,7 +36,8 @@ async fn grant(s: &TestServer, token: &str, chat: u64, body: Value) -> (u16, Val
 }
 
 async fn put(s: &TestServer, url: &str, content_type: &str, bytes: Vec<u8>) -> u16 {
-    let resp = s.http.put(absolute(s, url)).header("content-type", content_type).body(bytes).send().await.unwrap();
+    let resp =
+        s.http.put(absolute(s, url)).header("content-type", content_type).body(bytes).send().await.unwrap();
     resp.status().as_u16()
 }
 
@@ -70,7 +71,10 @@ async fn attachments_are_uploaded_sent_seen_downloaded_and_deleted(mode: Mode) {
     assert_eq!(ready["type"], "upload_ready", "{ready}");
     let by_ws = ready["attachment"]["id"].as_str().unwrap().to_owned();
     assert!(ready["attachment"]["expires_at"].is_string(), "{ready}");
-    assert_eq!(put(&s, ready["attachment"]["upload_url"].as_str().unwrap(), "image/png", photo.clone()).await, 200);
+    assert_eq!(
+        put(&s, ready["attachment"]["upload_url"].as_str().unwrap(), "image/png", photo.clone()).await,
+        200
+    );
 
     let ack = alice
         .request(json!({"type":"send","id":1,"chat":chat,"body":"look","client_msg_id":"c1","attachments":[by_rest, by_ws]}))
@@ -81,8 +85,14 @@ async fn attachments_are_uploaded_sent_seen_downloaded_and_deleted(mode: Mode) {
     assert_eq!((live["type"].as_str(), live["seq"].as_u64()), (Some("message"), Some(seq)), "{live}");
     let files = live["attachments"].as_array().unwrap().clone();
     assert_eq!(files.len(), 2, "{live}");
-    assert_eq!((files[0]["id"].as_str(), files[0]["name"].as_str()), (Some(by_rest.as_str()), Some("report.txt")));
-    assert_eq!((files[1]["content_type"].as_str(), files[1]["size"].as_u64()), (Some("image/png"), Some(700)));
+    assert_eq!(
+        (files[0]["id"].as_str(), files[0]["name"].as_str()),
+        (Some(by_rest.as_str()), Some("report.txt"))
+    );
+    assert_eq!(
+        (files[1]["content_type"].as_str(), files[1]["size"].as_u64()),
+        (Some("image/png"), Some(700))
+    );
     for (file, bytes) in files.iter().zip([&from_backend, &photo]) {
         let (status, got) = download(&s, file["url"].as_str().unwrap()).await;
         assert_eq!((status, &got), (200, bytes), "{file}");
@@ -138,7 +148,8 @@ async fn foreign_missing_and_bad_attachments_are_refused_and_nothing_is_half_app
         let (status, answer) = grant(&s, &token, chat, body.clone()).await;
         assert_eq!((status, code(&answer)), (422, want), "{body} → {answer}");
     }
-    let (status, answer) = grant(&s, &token, 999, json!({"name":"a","content_type":"text/plain","size":1})).await;
+    let (status, answer) =
+        grant(&s, &token, 999, json!({"name":"a","content_type":"text/plain","size":1})).await;
     assert_eq!((status, code(&answer)), (404, "chat_not_found"), "{answer}");
     let mut alice = connect(&s, &token, "alice").await;
     let bad = alice
@@ -153,7 +164,8 @@ async fn foreign_missing_and_bad_attachments_are_refused_and_nothing_is_half_app
     assert_error(&bad, &json!("d"), "invalid_frame");
 
     // A PUT larger than declared, or with another type, or through a tampered URL, stores nothing.
-    let (_, upload) = grant(&s, &token, chat, json!({"name":"n.txt","content_type":"text/plain","size":5})).await;
+    let (_, upload) =
+        grant(&s, &token, chat, json!({"name":"n.txt","content_type":"text/plain","size":5})).await;
     let url = upload["upload_url"].as_str().unwrap().to_owned();
     let too_big = put(&s, &url, "text/plain", b"123456".to_vec()).await;
     assert!(too_big == 413 || too_big == 403, "{too_big}");
@@ -187,7 +199,11 @@ async fn foreign_missing_and_bad_attachments_are_refused_and_nothing_is_half_app
     let url = sent["attachments"][0]["url"].as_str().unwrap().to_owned();
     assert_eq!(download(&s, &url).await, (200, b"hello".to_vec()));
     // A tampered download URL is refused.
-    let tampered = if url.contains("sig=") { url.replacen("sig=", "sig=A", 1) } else { url.replacen("Signature=", "Signature=0", 1) };
+    let tampered = if url.contains("sig=") {
+        url.replacen("sig=", "sig=A", 1)
+    } else {
+        url.replacen("Signature=", "Signature=0", 1)
+    };
     assert_eq!(download(&s, &tampered).await.0, 403);
     alice.close().await;
     s.stop().await;

@@ -80,11 +80,8 @@ async fn migrate_is_idempotent_and_connect_checks_the_schema() {
 async fn migrate_applies_a_migration_below_the_highest_recorded() {
     let cfg = fresh_config();
     CqlStore::migrate(&cfg).await.unwrap_or_else(|e| panic!("{}", unreachable(&cfg, &e)));
-    let session = scylla::client::session_builder::SessionBuilder::new()
-        .known_nodes(&cfg.nodes)
-        .build()
-        .await
-        .unwrap();
+    let session =
+        scylla::client::session_builder::SessionBuilder::new().known_nodes(&cfg.nodes).build().await.unwrap();
     // As if 5 had come with a merge after 8 was applied.
     session
         .query_unpaged(format!("DELETE FROM {}.schema_migrations WHERE version = 5", cfg.keyspace), ())

@@ -83,13 +83,17 @@ pub async fn put_file(
         return Err(ApiError::ContentTypeMismatch);
     }
     let limit = usize::try_from(q.size).unwrap_or(usize::MAX);
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > q.size) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
     let bytes = to_bytes(body, limit).await.map_err(|_| ApiError::PayloadTooLarge(limit))?;
     if bytes.len() != limit {
-        return Err(ApiError::InvalidField(format!("the upload must be exactly {} bytes (its declared size)", q.size)));
+        return Err(ApiError::InvalidField(format!(
+            "the upload must be exactly {} bytes (its declared size)",
+            q.size
+        )));
     }
     state.chat.attachments().put_local(&path, bytes).await.map_err(crate::chat::ChatError::from)?;
     Ok(StatusCode::OK)

@@ -161,7 +161,8 @@ impl Fields {
 
     /// A required integer field in `min..=max`.
     pub fn required_u64(&self, name: &str, min: u64, max: u64) -> Result<u64, ApiError> {
-        self.optional_u64(name, min, max)?.ok_or_else(|| ApiError::InvalidField(format!("`{name}` is required")))
+        self.optional_u64(name, min, max)?
+            .ok_or_else(|| ApiError::InvalidField(format!("`{name}` is required")))
     }
 
     /// An optional list of attachment ids: a JSON array of strings, or (form
@@ -171,10 +172,14 @@ impl Fields {
             None | Some(Value::Null) => return Ok(Vec::new()),
             Some(Value::Array(items)) => {
                 let strings: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
-                strings.ok_or_else(|| ApiError::InvalidField(format!("`{name}` must be a list of attachment ids")))?
+                strings.ok_or_else(|| {
+                    ApiError::InvalidField(format!("`{name}` must be a list of attachment ids"))
+                })?
             }
             Some(Value::String(s)) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).collect(),
-            Some(_) => return Err(ApiError::InvalidField(format!("`{name}` must be a list of attachment ids"))),
+            Some(_) => {
+                return Err(ApiError::InvalidField(format!("`{name}` must be a list of attachment ids")));
+            }
         };
         if raw.len() > max {
             return Err(ApiError::InvalidField(format!("`{name}` names at most {max} ids")));

@@ -161,7 +161,11 @@ impl AttachmentsConfig {
 fn valid_pattern(p: &str) -> bool {
     p == "*/*"
         || p.split_once('/').is_some_and(|(kind, sub)| {
-            !kind.is_empty() && kind != "*" && !sub.is_empty() && is_media_token(kind) && (sub == "*" || is_media_token(sub))
+            !kind.is_empty()
+                && kind != "*"
+                && !sub.is_empty()
+                && is_media_token(kind)
+                && (sub == "*" || is_media_token(sub))
         })
 }
 
@@ -169,7 +173,10 @@ fn valid_pattern(p: &str) -> bool {
 pub fn is_media_token(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 127
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'!' | b'#' | b'$' | b'&' | b'-' | b'^' | b'_' | b'.' | b'+'))
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'!' | b'#' | b'$' | b'&' | b'-' | b'^' | b'_' | b'.' | b'+')
+        })
 }
 
 #[cfg(test)]
@@ -188,7 +195,8 @@ mod tests {
         assert!(!config.allows("application/zip"));
         assert!(!config.allows("imagex/png"));
         assert!(AttachmentsConfig::default().allows("anything/at-all"));
-        let bad = AttachmentsConfig { allowed_content_types: vec!["image".into()], ..AttachmentsConfig::default() };
+        let bad =
+            AttachmentsConfig { allowed_content_types: vec!["image".into()], ..AttachmentsConfig::default() };
         assert_eq!(bad.check().unwrap_err().0, "attachments.allowed_content_types");
     }
 }

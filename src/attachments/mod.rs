@@ -18,12 +18,11 @@ use std::time::Duration;
 use axum::http::{HeaderName, HeaderValue, Method};
 use bytes::Bytes;
 use object_store::path::Path as ObjectPath;
-use object_store::signer::{Signer as _, SignedUrlOptions};
+use object_store::signer::{SignedUrlOptions, Signer as _};
 use object_store::{ObjectStore, ObjectStoreExt as _};
 
 pub use config::{AttachmentBackend, AttachmentsConfig, is_media_token};
 pub use sign::{SignatureError, Signed, UrlSigner};
-
 
 use crate::ids::{AppId, AttachmentId, ChatNumber, Timestamp};
 use crate::model::AttachedFile;
@@ -87,20 +86,27 @@ impl Attachments {
 
     /// The backend `config` names (`cql_store`: the messages are in CQL, so
     /// `auto` means S3 when a bucket is set, else none).
-    pub fn open(config: &AttachmentsConfig, cql_store: bool, data_dir: &Path) -> Result<Self, AttachmentsError> {
+    pub fn open(
+        config: &AttachmentsConfig,
+        cql_store: bool,
+        data_dir: &Path,
+    ) -> Result<Self, AttachmentsError> {
         let backend = match (config.backend, cql_store) {
             (AttachmentBackend::None, _) => return Ok(Self::disabled()),
             (AttachmentBackend::Auto, true) if config.s3_bucket.is_empty() => {
                 tracing::info!("attachments are off (a cql store and no [attachments] s3_bucket)");
                 return Ok(Self::disabled());
             }
-            (AttachmentBackend::Auto, true) | (AttachmentBackend::S3, _) => Backend::S3 { store: s3(config)? },
+            (AttachmentBackend::Auto, true) | (AttachmentBackend::S3, _) => {
+                Backend::S3 { store: s3(config)? }
+            }
             (AttachmentBackend::Auto, false) | (AttachmentBackend::Filesystem, _) => {
                 let dir = data_dir.join("attachments");
                 std::fs::create_dir_all(&dir).map_err(AttachmentsError::Key)?;
                 let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)?;
-                let signer = UrlSigner::load_or_create(&config.signing_key, &data_dir.join("attachments.key"))
-                    .map_err(AttachmentsError::Key)?;
+                let signer =
+                    UrlSigner::load_or_create(&config.signing_key, &data_dir.join("attachments.key"))
+                        .map_err(AttachmentsError::Key)?;
                 Backend::Local { store, signer, base: config.public_url.trim_end_matches('/').to_owned() }
             }
         };
@@ -156,7 +162,8 @@ impl Attachments {
     ) -> Result<String, AttachmentsError> {
         match &inner.backend {
             Backend::Local { signer, base, .. } => {
-                let expires = (Timestamp::now().millis() / 1000).saturating_add(i64::try_from(ttl_secs).unwrap_or(0));
+                let expires =
+                    (Timestamp::now().millis() / 1000).saturating_add(i64::try_from(ttl_secs).unwrap_or(0));
                 let what = Signed {
                     method: method.as_str(),
                     key: key.as_ref(),
@@ -180,11 +187,12 @@ impl Attachments {
                     if let Ok(ct) = HeaderValue::from_str(&file.content_type) {
                         options = options.with_signed_header(HeaderName::from_static("content-type"), ct);
                     }
-                    options = options
-                        .with_signed_header(HeaderName::from_static("content-length"), HeaderValue::from(file.size));
+                    options = options.with_signed_header(
+                        HeaderName::from_static("content-length"),
+                        HeaderValue::from(file.size),
+                    );
                 }
-                let url =
-                    store.signed_url_opts(method, key, Duration::from_secs(ttl_secs), &options).await?;
+                let url = store.signed_url_opts(method, key, Duration::from_secs(ttl_secs), &options).await?;
                 Ok(url.to_string())
             }
         }
@@ -266,9 +274,8 @@ fn s3(config: &AttachmentsConfig) -> Result<object_store::aws::AmazonS3, Attachm
         builder = builder.with_endpoint(&config.s3_endpoint);
     }
     if !config.s3_access_key.is_empty() {
-        builder = builder
-            .with_access_key_id(&config.s3_access_key)
-            .with_secret_access_key(&config.s3_secret_key);
+        builder =
+            builder.with_access_key_id(&config.s3_access_key).with_secret_access_key(&config.s3_secret_key);
     }
     Ok(builder.build()?)
 }

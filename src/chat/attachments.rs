@@ -52,7 +52,8 @@ impl ChatService {
     ) -> Result<Upload, ChatError> {
         let config = self.attachments.config()?;
         let name = new.name.trim();
-        if name.is_empty() || name.chars().count() > MAX_ATTACHMENT_NAME || name.chars().any(char::is_control) {
+        if name.is_empty() || name.chars().count() > MAX_ATTACHMENT_NAME || name.chars().any(char::is_control)
+        {
             return Err(refuse(None, "`name` must be 1 to 255 characters, without control characters"));
         }
         let content_type = new.content_type.trim().to_ascii_lowercase();
@@ -63,13 +64,19 @@ impl ChatService {
             return Err(refuse(None, "`content_type` must be a media type such as image/png"));
         }
         if !config.allows(&content_type) {
-            return Err(refuse(None, "this content type is not accepted (attachments.allowed_content_types)"));
+            return Err(refuse(
+                None,
+                "this content type is not accepted (attachments.allowed_content_types)",
+            ));
         }
         if new.size == 0 {
             return Err(refuse(None, "`size` must be at least 1"));
         }
         if new.size > config.max_size {
-            return Err(refuse(None, "`size` is larger than the largest attachment accepted (attachments.max_size)"));
+            return Err(refuse(
+                None,
+                "`size` is larger than the largest attachment accepted (attachments.max_size)",
+            ));
         }
         match author {
             Author::User(user) => self.ensure_member(app, chat, user).await?,

@@ -17,8 +17,8 @@ use super::{Store, StoreError};
 use crate::auth::SigningSecret;
 use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{
-    Application, AttachedFile, Attachment, Change, Chat, ChatKind, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
-    ReadState, ReceiptKind, UserGroups,
+    Application, AttachedFile, Attachment, Change, Chat, ChatKind, DirectPair, Member, Message, MessageRange,
+    MessageVersion, Page, ReadState, ReceiptKind, UserGroups,
 };
 
 /// token → application.
@@ -802,7 +802,8 @@ impl Store for EmbeddedStore {
 
     async fn detach(&self, app: &AppId, id: &AttachmentId, number: MessageNumber) -> Result<(), StoreError> {
         let (app, id) = (app.clone(), id.clone());
-        self.write(move |txn| attachments::set_message(txn, &app, &id, None, Some(number), None).map(drop)).await
+        self.write(move |txn| attachments::set_message(txn, &app, &id, None, Some(number), None).map(drop))
+            .await
     }
 
     async fn delete_attachment(&self, app: &AppId, id: &AttachmentId) -> Result<(), StoreError> {

@@ -7,8 +7,8 @@ use super::{DynStore, Store, StoreError};
 use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::metrics::{metrics, timed};
 use crate::model::{
-    Application, Attachment, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page, ReadState,
-    ReceiptKind,
+    Application, Attachment, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
+    ReadState, ReceiptKind,
 };
 
 /// Wraps a store with metrics.

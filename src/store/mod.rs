@@ -17,8 +17,8 @@ use async_trait::async_trait;
 
 use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{
-    Application, Attachment, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page, ReadState,
-    ReceiptKind,
+    Application, Attachment, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
+    ReadState, ReceiptKind,
 };
 
 pub use batch::{BatchConfig, BatchStats, BatchWriter, OnCommit, WriteError};

@@ -7,8 +7,8 @@
 use weft::auth::SigningSecret;
 use weft::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
 use weft::model::{
-    Application, AttachedFile, Attachment, Change, Chat, ChatKind, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
-    ReadState, ReceiptKind, UserGroups,
+    Application, AttachedFile, Attachment, Change, Chat, ChatKind, DirectPair, Member, Message, MessageRange,
+    MessageVersion, Page, ReadState, ReceiptKind, UserGroups,
 };
 use weft::store::{MESSAGE_BUCKET, Store};
 
@@ -111,7 +111,8 @@ pub async fn attachments(store: &dyn Store) {
     assert!(read.attachments.iter().all(|f: &AttachedFile| f.url.is_none()));
     let listed = store.messages(&app, one, range(None, None, 0, 10)).await.unwrap();
     assert_eq!(listed[0].attachments.len(), 2);
-    let Change::Done(tombstone) = store.delete_message(&app, one, seven, Timestamp(1_700_000_000_900)).await.unwrap()
+    let Change::Done(tombstone) =
+        store.delete_message(&app, one, seven, Timestamp(1_700_000_000_900)).await.unwrap()
     else {
         panic!("not deleted")
     };

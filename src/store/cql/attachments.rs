@@ -73,7 +73,11 @@ impl CqlStore {
         Ok(())
     }
 
-    pub(super) async fn delete_attachment_row(&self, app: &AppId, id: &AttachmentId) -> Result<(), StoreError> {
+    pub(super) async fn delete_attachment_row(
+        &self,
+        app: &AppId,
+        id: &AttachmentId,
+    ) -> Result<(), StoreError> {
         self.session()
             .execute_unpaged(&self.stmts().delete_attachment, (app.as_str(), id.as_str()))
             .await

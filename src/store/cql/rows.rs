@@ -83,10 +83,13 @@ pub(super) type MessageRow = (
 );
 
 /// chat, name, content_type, size, created_by, created_at, message.
-pub(super) type AttachmentRow =
-    (i64, String, String, i64, Option<String>, CqlTimestamp, Option<i64>);
+pub(super) type AttachmentRow = (i64, String, String, i64, Option<String>, CqlTimestamp, Option<i64>);
 
-pub(super) fn attachment_from_row(app: &AppId, id: &AttachmentId, row: AttachmentRow) -> Result<Attachment, StoreError> {
+pub(super) fn attachment_from_row(
+    app: &AppId,
+    id: &AttachmentId,
+    row: AttachmentRow,
+) -> Result<Attachment, StoreError> {
     let (chat, name, content_type, size, created_by, created_at, message) = row;
     Ok(Attachment {
         app: app.clone(),

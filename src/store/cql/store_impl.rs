@@ -14,8 +14,8 @@ use super::rows::{
 };
 use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{
-    Application, Attachment, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page, ReadState,
-    ReceiptKind, UserGroups,
+    Application, Attachment, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
+    ReadState, ReceiptKind, UserGroups,
 };
 use crate::store::{Store, StoreError, bucket_of};
 

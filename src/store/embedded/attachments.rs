@@ -56,7 +56,9 @@ impl StoredAttachment {
 
 pub(super) fn insert(txn: &redb::WriteTransaction, a: &Attachment) -> Result<(), StoreError> {
     let mut table = txn.open_table(ATTACHMENTS).map_err(embedded)?;
-    table.insert((a.app.as_str(), a.id.as_str()), encode(&StoredAttachment::of(a))?.as_slice()).map_err(embedded)?;
+    table
+        .insert((a.app.as_str(), a.id.as_str()), encode(&StoredAttachment::of(a))?.as_slice())
+        .map_err(embedded)?;
     Ok(())
 }
 
