@@ -127,9 +127,8 @@ impl AttachmentsConfig {
         if !self.signing_key.is_empty() && self.signing_key.len() < 32 {
             return Err(("attachments.signing_key", "must be at least 32 bytes (or empty: generated)"));
         }
-        if !self.public_url.is_empty()
-            && !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://"))
-        {
+        let url = &self.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return Err(("attachments.public_url", "must start with http:// or https://"));
         }
         if self.backend == AttachmentBackend::S3 {

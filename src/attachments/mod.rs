@@ -54,7 +54,7 @@ pub struct Grant {
 }
 
 enum Backend {
-    Local { store: object_store::local::LocalFileSystem, signer: UrlSigner, base: String },
+    Local { store: Box<object_store::local::LocalFileSystem>, signer: Box<UrlSigner>, base: String },
     S3 { store: object_store::aws::AmazonS3 },
 }
 
@@ -107,7 +107,11 @@ impl Attachments {
                 let signer =
                     UrlSigner::load_or_create(&config.signing_key, &data_dir.join("attachments.key"))
                         .map_err(AttachmentsError::Key)?;
-                Backend::Local { store, signer, base: config.public_url.trim_end_matches('/').to_owned() }
+                Backend::Local {
+                    store: Box::new(store),
+                    signer: Box::new(signer),
+                    base: config.public_url.trim_end_matches('/').to_owned(),
+                }
             }
         };
         Ok(Self(Some(Arc::new(Inner { config: config.clone(), backend }))))
@@ -217,7 +221,7 @@ impl Attachments {
 
     fn store(&self) -> Result<&dyn ObjectStore, AttachmentsError> {
         Ok(match &self.inner()?.backend {
-            Backend::Local { store, .. } => store,
+            Backend::Local { store, .. } => store.as_ref(),
             Backend::S3 { store } => store,
         })
     }

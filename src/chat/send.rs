@@ -86,7 +86,7 @@ enum Claimed {
         abandoned_chat: Option<ChatNumber>,
     },
     /// The first send with this key is persisted: its ack.
-    Done(Sent),
+    Done(Box<Sent>),
 }
 
 /// What a retry makes of an earlier claim.
@@ -208,7 +208,7 @@ impl ChatService {
         // racing the first send waits for it instead of creating a second chat.
         let placeholder = Claim::pending(named.unwrap_or(ChatNumber(0)), MessageNumber(0));
         let known = match self.claim_key(&key, placeholder, from).await? {
-            Claimed::Done(sent) => return Ok(sent),
+            Claimed::Done(sent) => return Ok(*sent),
             Claimed::Won { abandoned_chat } => abandoned_chat,
         };
         let outcome =
@@ -233,7 +233,7 @@ impl ChatService {
                 return Ok(Claimed::Won { abandoned_chat: None });
             };
             match self.settle(key, earlier).await? {
-                Settled::Sent(sent) => return Ok(Claimed::Done(sent)),
+                Settled::Sent(sent) => return Ok(Claimed::Done(Box::new(sent))),
                 Settled::Recovered(message) => {
                     let message = self.with_url(message).await;
                     tracing::info!(chat = %message.chat, seq = %message.number, "delivering a message whose sender's node stopped before its fan-out");
@@ -244,7 +244,7 @@ impl ChatService {
                         duplicate: true,
                         message: Some(message),
                     };
-                    return Ok(Claimed::Done(sent));
+                    return Ok(Claimed::Done(Box::new(sent)));
                 }
                 // The first send failed: claim again.
                 Settled::Vanished => continue,
