@@ -186,15 +186,13 @@ impl Attachments {
             }
             Backend::S3 { store } => {
                 let mut options = SignedUrlOptions::new();
-                if method == Method::PUT {
-                    // Bound into the signature: S3 refuses a PUT of any other size or type.
-                    if let Ok(ct) = HeaderValue::from_str(&file.content_type) {
-                        options = options.with_signed_header(HeaderName::from_static("content-type"), ct);
-                    }
-                    options = options.with_signed_header(
-                        HeaderName::from_static("content-length"),
-                        HeaderValue::from(file.size),
-                    );
+                if method == Method::PUT
+                    && let Ok(ct) = HeaderValue::from_str(&file.content_type)
+                {
+                    // Bound into the signature: S3 refuses a PUT of another type. (A
+                    // presigned URL cannot bind the length: the size is checked by
+                    // HEAD when the attachment is sent.)
+                    options = options.with_signed_header(HeaderName::from_static("content-type"), ct);
                 }
                 let url = store.signed_url_opts(method, key, Duration::from_secs(ttl_secs), &options).await?;
                 Ok(url.to_string())
