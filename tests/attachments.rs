@@ -203,8 +203,27 @@ async fn foreign_missing_and_bad_attachments_are_refused_and_nothing_is_half_app
     // Nothing was half-applied: no message stored, and the good file is still free to attach.
     let (_, page) = s.get(&messages).await;
     assert_eq!(page.as_array().unwrap().len(), 0, "{page}");
-    let (status, sent) = s.post(&messages, json!({"body":"ok","attachments":[good]})).await;
+    let post = |ids: Value| {
+        s.http
+            .post(s.url(&messages))
+            .header("idempotency-key", "k1")
+            .json(&json!({"body":"ok","attachments":ids}))
+    };
+    let (status, sent) = s.send(post(json!([good]))).await;
     assert_eq!(status, 201, "{sent}");
+    // The same key again answers the same message; with other files it is another request.
+    assert_eq!(s.send(post(json!([good]))).await.1["number"], sent["number"]);
+    let (status, reused) = s.send(post(json!([]))).await;
+    assert_eq!((status, code(&reused)), (422, "idempotency_key_reused"), "{reused}");
+    // Only members may upload.
+    let mut carol = connect(&s, &token, "carol").await;
+    let refused = carol
+        .request(
+            json!({"type":"upload","id":"e","chat":chat,"name":"x.txt","content_type":"text/plain","size":1}),
+        )
+        .await;
+    assert_error(&refused, &json!("e"), "not_a_member");
+    carol.close().await;
     let url = sent["attachments"][0]["url"].as_str().unwrap().to_owned();
     assert_eq!(download(&s, &url).await, (200, b"hello".to_vec()));
     // A tampered download URL is refused.

@@ -376,7 +376,7 @@ impl ChatService {
             body: body.clone(),
             client_msg_id: idempotency_key,
             reply_to,
-            attachments,
+            attachments: attachments.clone(),
         };
         let sent = self.send(&app, &Author::Backend(sender), request, None).await?;
         let message = match sent.message {
@@ -384,7 +384,10 @@ impl ChatService {
             // A committed claim: its message is stored (committed after the write).
             None => self.store.message(&app.id, sent.chat, sent.seq).await?.ok_or(ChatError::InFlight)?,
         };
-        if sent.duplicate && (message.chat != chat || message.body != body || message.reply_to != reply_to) {
+        let same_files = message.attachments.iter().map(|f| &f.id).eq(attachments.iter());
+        if sent.duplicate
+            && (message.chat != chat || message.body != body || message.reply_to != reply_to || !same_files)
+        {
             return Err(ChatError::KeyReused);
         }
         Ok(self.with_url(message).await)
