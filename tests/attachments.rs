@@ -10,6 +10,8 @@
 #[macro_use]
 mod common;
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use common::server::{Mode, TestServer, code, with_attachments};
 use common::ws::{assert_error, chat_with, connect};
 use serde_json::{Value, json};
@@ -17,6 +19,7 @@ use serde_json::{Value, json};
 on_all_modes_configured!(
     attachments_are_uploaded_sent_seen_downloaded_and_deleted,
     foreign_missing_and_bad_attachments_are_refused_and_nothing_is_half_applied,
+    expired_urls_are_refused,
 );
 
 fn limits(config: &mut weft::Config) {
@@ -234,5 +237,47 @@ async fn foreign_missing_and_bad_attachments_are_refused_and_nothing_is_half_app
     };
     assert_eq!(download(&s, &tampered).await.0, 403);
     alice.close().await;
+    s.stop().await;
+}
+
+/// When a URL made now with a lifetime of `ttl` seconds has surely expired
+/// (either store's rounding), in unix seconds.
+fn expired_after(ttl: u64) -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + ttl + 2
+}
+
+async fn expired_urls_are_refused(mode: Mode) {
+    let s = TestServer::start_with(mode, |config| {
+        with_attachments(config);
+        config.attachments.upload_url_ttl_secs = 1;
+        config.attachments.download_url_ttl_secs = 1;
+    })
+    .await;
+    let token = s.new_app().await;
+    let chat = chat_with(&s, &token, &["alice"]).await;
+    let messages = format!("/api/v1/applications/{token}/chats/{chat}/messages");
+    let id = uploaded(&s, &token, chat, "a.txt", b"abc").await;
+    let (status, sent) = s.post(&messages, json!({"body":"x","attachments":[id]})).await;
+    assert_eq!(status, 201, "{sent}");
+    let url = sent["attachments"][0]["url"].as_str().unwrap().to_owned();
+    let (_, upload) =
+        grant(&s, &token, chat, json!({"name":"b.txt","content_type":"text/plain","size":3})).await;
+    let upload_url = upload["upload_url"].as_str().unwrap().to_owned();
+    // Past the URLs' time (the clock's, not this machine's speed): both are refused.
+    let after = expired_after(1);
+    while SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() <= after {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(download(&s, &url).await.0, 403);
+    assert_eq!(put(&s, &upload_url, "text/plain", b"abc".to_vec()).await, 403);
+    if url.starts_with('/') {
+        let resp = s.http.get(s.url(&url)).send().await.unwrap();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(code(&body), "url_expired", "{body}");
+    }
+    // A fresh read signs a fresh URL.
+    let (_, again) = s.get(&messages).await;
+    let fresh = again[0]["attachments"][0]["url"].as_str().unwrap();
+    assert_eq!(download(&s, fresh).await, (200, b"abc".to_vec()));
     s.stop().await;
 }
