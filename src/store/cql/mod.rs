@@ -10,10 +10,13 @@
 //!   `bucket = number / MESSAGE_BUCKET`, newest first inside a partition;
 //! - `chat_buckets` lists the buckets of a chat that hold messages, newest
 //!   first, so readers find the newest bucket and skip empty ones;
-//! - members and a user's chats are two mirror tables written together.
+//! - members and a user's chats are two mirror tables written together;
+//! - `attachments` holds one row per granted upload, keyed by (app, id).
 //!
-//! Writes never use lightweight transactions (Paxos), and optional columns are
-//! sent *unset* rather than null so that no tombstones are written.
+//! The message path never uses lightweight transactions (Paxos); the rare
+//! changes that must not race do (claiming a direct chat, edits and deletes,
+//! attaching a file to one message). Optional columns are sent *unset*
+//! rather than null so that no tombstones are written.
 
 mod attachments;
 mod batches;
