@@ -52,6 +52,7 @@ fn messages(app: &AppId, chats: u64, count: u64) -> Result<Vec<Message>, BoxErro
             reply_count: 0,
             last_reply_at: None,
             attachments: Vec::new(),
+            reactions: Default::default(),
         })
         .collect())
 }

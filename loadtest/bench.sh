@@ -27,6 +27,8 @@
 #   WEFT_BENCH_FANOUT_RATE (100)     fixed rate of the 1,000-member fan-out latency row, msg/s
 #   WEFT_BENCH_DM_RATE (5000)        fixed rate of the direct-chat latency row, messages/s
 #   WEFT_BENCH_OUT                   keep each run's JSON and the node logs in this directory
+#   WEFT_BIN, WEFT_LOAD_BIN          run these binaries (both given: nothing is built), e.g.
+#                                    an older weft beside today's with today's weft-load
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -132,11 +134,17 @@ cpu_secs() {
     awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo "?"
 }
 
-log "building weft and weft-load (release)"
-timeout 1800 cargo build --release --workspace --bin weft --bin weft-load >&2
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-WEFT=$TARGET/release/weft
-LOAD=$TARGET/release/weft-load
+if [ -n "${WEFT_BIN:-}" ] && [ -n "${WEFT_LOAD_BIN:-}" ]; then
+    # Given binaries (another build of weft, side by side with the same client): no build.
+    WEFT=$WEFT_BIN
+    LOAD=$WEFT_LOAD_BIN
+else
+    log "building weft and weft-load (release)"
+    timeout 1800 cargo build --release --workspace --bin weft --bin weft-load >&2
+    WEFT=${WEFT_BIN:-$TARGET/release/weft}
+    LOAD=${WEFT_LOAD_BIN:-$TARGET/release/weft-load}
+fi
 
 # start_node MODE: a node on 127.0.0.1:$PORT, ready, in the background ($NODE_PID).
 start_node() {

@@ -47,6 +47,8 @@ const FRAMES_IN: &[&str] = &[
     "search",
     "edit",
     "delete",
+    "react",
+    "unreact",
     "invalid",
     "binary",
 ];
@@ -62,6 +64,7 @@ const FRAMES_OUT: &[&str] = &[
     "message_edited",
     "message_deleted",
     "thread_updated",
+    "reaction",
     "error",
 ];
 const SEARCH_OPS: &[&str] = &["index", "search"];

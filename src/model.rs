@@ -3,6 +3,8 @@
 //! These are plain data shared by the domain (`chat`), the stores and the API
 //! mappers; none of them knows how it is stored or shown.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use crate::auth::SigningSecret;
 use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
 
@@ -129,6 +131,8 @@ pub struct Message {
     pub last_reply_at: Option<Timestamp>,
     /// The files attached to it, in the order the sender named them.
     pub attachments: Vec<AttachedFile>,
+    /// Who reacted with what (none on a tombstone).
+    pub reactions: Reactions,
 }
 
 impl Message {
@@ -190,6 +194,102 @@ impl Attachment {
             size: self.size,
             url: None,
         }
+    }
+}
+
+/// Most different emoji one message takes.
+pub const MAX_REACTION_KINDS: usize = 50;
+
+/// Why `emoji` is not a reaction: 1 to 16 characters (at most 64 bytes), no
+/// white space or control characters. An emoji, or a short code such as `:party:`.
+pub fn check_emoji(emoji: &str) -> Result<(), &'static str> {
+    if emoji.is_empty() || emoji.len() > 64 || emoji.chars().count() > 16 {
+        return Err("must be 1 to 16 characters");
+    }
+    if emoji.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not hold white space or control characters");
+    }
+    Ok(())
+}
+
+/// The reactions on a message: each emoji and the users who reacted with it.
+///
+/// Kept whole with the message (one set in its row), so a page of messages
+/// reads its reactions with it and any reader can tell its own (`me`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reactions(BTreeMap<String, BTreeSet<UserId>>);
+
+/// One emoji's reactions as a reader sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReactionCount {
+    /// How many users reacted with it.
+    pub count: u64,
+    /// Whether the reader is one of them.
+    pub me: bool,
+}
+
+impl Reactions {
+    /// From (emoji, user) pairs, as stored.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, UserId)>) -> Self {
+        let mut reactions = Self::default();
+        for (emoji, user) in pairs {
+            reactions.0.entry(emoji).or_default().insert(user);
+        }
+        reactions
+    }
+
+    /// The (emoji, user) pairs, by emoji then user.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &UserId)> {
+        self.0.iter().flat_map(|(emoji, users)| users.iter().map(move |u| (emoji.as_str(), u)))
+    }
+
+    /// Whether nobody reacted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `user` reacted with `emoji`.
+    pub fn has(&self, emoji: &str, user: &UserId) -> bool {
+        self.0.get(emoji).is_some_and(|users| users.contains(user))
+    }
+
+    /// How many users reacted with `emoji`.
+    pub fn count(&self, emoji: &str) -> u64 {
+        self.0.get(emoji).map_or(0, |users| users.len() as u64)
+    }
+
+    /// How many different emoji there are.
+    pub fn kinds(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Adds (`on`) or takes back `user`'s `emoji`; returns whether that changed anything.
+    pub fn set(&mut self, emoji: &str, user: &UserId, on: bool) -> bool {
+        if on {
+            return self.0.entry(emoji.to_owned()).or_default().insert(user.clone());
+        }
+        let Some(users) = self.0.get_mut(emoji) else { return false };
+        let removed = users.remove(user);
+        if users.is_empty() {
+            self.0.remove(emoji);
+        }
+        removed
+    }
+
+    /// Each emoji with its users.
+    pub fn users(&self) -> impl Iterator<Item = (&str, &BTreeSet<UserId>)> {
+        self.0.iter().map(|(emoji, users)| (emoji.as_str(), users))
+    }
+
+    /// Each emoji's count, and whether `reader` (if any) is among its users.
+    pub fn seen_by(&self, reader: Option<&UserId>) -> BTreeMap<String, ReactionCount> {
+        self.0
+            .iter()
+            .map(|(emoji, users)| {
+                let me = reader.is_some_and(|r| users.contains(r));
+                (emoji.clone(), ReactionCount { count: users.len() as u64, me })
+            })
+            .collect()
     }
 }
 

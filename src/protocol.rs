@@ -4,6 +4,8 @@
 //! `id` when one could be read, so the answer can echo it. `docs/protocol.md`
 //! documents every frame with an example.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -141,6 +143,29 @@ pub enum ClientFrame {
         /// The message.
         seq: MessageNumber,
     },
+    /// React to a message of one of the user's chats (answered with `ack`;
+    /// reacting again with the same emoji changes nothing).
+    React {
+        /// Echoed in the `ack`.
+        id: Option<RequestId>,
+        /// The chat.
+        chat: ChatNumber,
+        /// The message.
+        seq: MessageNumber,
+        /// The reaction: an emoji or a short code, 1 to 16 characters, no spaces.
+        emoji: String,
+    },
+    /// Take one's reaction back (answered with `ack`; idempotent too).
+    Unreact {
+        /// Echoed in the `ack`.
+        id: Option<RequestId>,
+        /// The chat.
+        chat: ChatNumber,
+        /// The message.
+        seq: MessageNumber,
+        /// The reaction.
+        emoji: String,
+    },
     /// Search the user's chats (answered with `search_results`).
     Search {
         /// Echoed in the answer.
@@ -157,8 +182,20 @@ pub enum ClientFrame {
 }
 
 /// The frame types a client may send.
-pub const CLIENT_TYPES: &[&str] =
-    &["send", "sync", "hello", "typing", "delivered", "read", "search", "edit", "delete", "upload"];
+pub const CLIENT_TYPES: &[&str] = &[
+    "send",
+    "sync",
+    "hello",
+    "typing",
+    "delivered",
+    "read",
+    "search",
+    "edit",
+    "delete",
+    "react",
+    "unreact",
+    "upload",
+];
 
 /// The most attachment ids one `send` may name (the configured limit is checked too).
 pub const MAX_ATTACHMENTS: usize = 100;
@@ -239,7 +276,9 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
         | ClientFrame::Search { id, .. }
         | ClientFrame::Edit { id, .. }
         | ClientFrame::Delete { id, .. }
-        | ClientFrame::Upload { id, .. } => id.as_ref(),
+        | ClientFrame::Upload { id, .. }
+        | ClientFrame::React { id, .. }
+        | ClientFrame::Unreact { id, .. } => id.as_ref(),
     };
     if let Some(RequestId::Text(s)) = id
         && (s.is_empty() || s.len() > MAX_REQUEST_ID)
@@ -285,6 +324,9 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
             if name.trim().is_empty() || content_type.trim().is_empty() =>
         {
             return Err("`name` and `content_type` must not be empty".into());
+        }
+        ClientFrame::React { emoji, .. } | ClientFrame::Unreact { emoji, .. } => {
+            crate::model::check_emoji(emoji).map_err(|e| format!("`emoji` {e}"))?;
         }
         ClientFrame::Search { page, per_page, .. } => {
             if page.is_some_and(|p| p == 0 || p > MAX_SEARCH_PAGE) {
@@ -345,6 +387,36 @@ pub struct MessageOut {
     /// The attached files, each with a time-limited `url`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<AttachedFile>,
+    /// Each emoji's count and whether the reader is among them (only on
+    /// messages read back: live `message` frames are new and have none).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub reactions: BTreeMap<String, ReactionOut>,
+}
+
+/// One emoji's reactions, as the reader sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ReactionOut {
+    /// How many users reacted with it.
+    pub count: u64,
+    /// Whether the reader is one of them.
+    pub me: bool,
+}
+
+impl ReactionOut {
+    /// A message's reactions as `reader` sees them.
+    pub fn of(reactions: &crate::model::Reactions, reader: Option<&UserId>) -> BTreeMap<String, Self> {
+        reactions.seen_by(reader).into_iter().map(|(e, c)| (e, Self { count: c.count, me: c.me })).collect()
+    }
+}
+
+/// Whether a `reaction` event adds or removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReactionOp {
+    /// Reacted.
+    Add,
+    /// Took it back.
+    Remove,
 }
 
 /// A search hit as clients see it.
@@ -362,6 +434,9 @@ pub struct SearchItem {
     pub created_at: Timestamp,
     /// The body with the matched words in `<mark>…</mark>`, the rest HTML-escaped.
     pub highlight: String,
+    /// Each emoji's count and whether the reader is among them.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub reactions: BTreeMap<String, ReactionOut>,
 }
 
 /// Which receipt.
@@ -475,6 +550,21 @@ pub enum ServerFrame {
         /// When the newest was sent.
         last_reply_at: Option<Timestamp>,
     },
+    /// Someone reacted to a message of one of the user's chats, or took a reaction back.
+    Reaction {
+        /// The chat.
+        chat: ChatNumber,
+        /// The message.
+        seq: MessageNumber,
+        /// Who.
+        user: UserId,
+        /// With what.
+        emoji: String,
+        /// Added or removed.
+        op: ReactionOp,
+        /// How many users react with `emoji` now.
+        count: u64,
+    },
     /// The answer to `search`: best match first, ties newest first.
     SearchResults {
         /// The request's id.
@@ -514,6 +604,8 @@ impl ClientFrame {
             ClientFrame::Edit { .. } => "edit",
             ClientFrame::Delete { .. } => "delete",
             ClientFrame::Upload { .. } => "upload",
+            ClientFrame::React { .. } => "react",
+            ClientFrame::Unreact { .. } => "unreact",
         }
     }
 }
@@ -534,6 +626,7 @@ impl ServerFrame {
             ServerFrame::UploadReady { .. } => "upload_ready",
             ServerFrame::MessageDeleted { .. } => "message_deleted",
             ServerFrame::ThreadUpdated { .. } => "thread_updated",
+            ServerFrame::Reaction { .. } => "reaction",
             ServerFrame::Error { .. } => "error",
         }
     }
@@ -667,6 +760,7 @@ mod tests {
             reply_count: 0,
             last_reply_at: None,
             attachments: Vec::new(),
+            reactions: BTreeMap::new(),
         });
         assert_eq!(
             message.to_text(),
@@ -686,10 +780,43 @@ mod tests {
             reply_count: 2,
             last_reply_at: Some(Timestamp(1_500)),
             attachments: Vec::new(),
+            reactions: BTreeMap::new(),
         });
         assert_eq!(
             tombstone.to_text(),
             r#"{"type":"message","chat":3,"seq":42,"sender":null,"body":null,"sent_at":"1970-01-01T00:00:00Z","client_msg_id":null,"reply_to":null,"edited_at":"1970-01-01T00:00:01Z","deleted":true,"deleted_at":"1970-01-01T00:00:02Z","reply_count":2,"last_reply_at":"1970-01-01T00:00:01.5Z"}"#
+        );
+        let reacted = ServerFrame::Message(MessageOut {
+            chat: ChatNumber(3),
+            seq: MessageNumber(42),
+            sender: None,
+            body: Some("hi".into()),
+            sent_at: Timestamp(0),
+            client_msg_id: None,
+            reply_to: None,
+            edited_at: None,
+            deleted: false,
+            deleted_at: None,
+            reply_count: 0,
+            last_reply_at: None,
+            attachments: Vec::new(),
+            reactions: BTreeMap::from([("👍".to_owned(), ReactionOut { count: 3, me: true })]),
+        });
+        assert_eq!(
+            reacted.to_text(),
+            r#"{"type":"message","chat":3,"seq":42,"sender":null,"body":"hi","sent_at":"1970-01-01T00:00:00Z","client_msg_id":null,"reply_to":null,"reactions":{"👍":{"count":3,"me":true}}}"#
+        );
+        let event = ServerFrame::Reaction {
+            chat: ChatNumber(3),
+            seq: MessageNumber(42),
+            user: UserId::parse("bob").unwrap(),
+            emoji: "🎉".into(),
+            op: ReactionOp::Remove,
+            count: 0,
+        };
+        assert_eq!(
+            event.to_text(),
+            r#"{"type":"reaction","chat":3,"seq":42,"user":"bob","emoji":"🎉","op":"remove","count":0}"#
         );
         let error = ServerFrame::from_frame_error(&FrameError::UnknownType("x".into()), None);
         assert_eq!(

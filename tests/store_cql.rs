@@ -153,6 +153,13 @@ async fn contract_edits_and_deletes() {
 }
 
 #[tokio::test]
+async fn contract_reactions() {
+    let (store, cfg) = migrated_store().await;
+    contract::reactions(&store).await;
+    drop_keyspace(&cfg).await;
+}
+
+#[tokio::test]
 async fn contract_threads() {
     let (store, cfg) = migrated_store().await;
     contract::threads(&store).await;

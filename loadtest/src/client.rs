@@ -31,6 +31,20 @@ pub enum Target {
     Direct(String),
 }
 
+/// The protocol the sockets speak.
+#[derive(Clone, Debug, Default)]
+pub enum Dialect {
+    /// weft's own: `send` frames, `ack`s with the chat's `seq`, `message` frames.
+    #[default]
+    Weft,
+    /// Centrifugo's JSON protocol (see [`crate::centrifugo`]): `publish` to this
+    /// channel, replies by request id, pushes; a sender's `Target::Chat` is its stream.
+    Centrifugo {
+        /// The channel every sender publishes to.
+        channel: String,
+    },
+}
+
 /// What one socket does.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -96,6 +110,8 @@ pub struct Shared {
     pub measure_ns: u64,
     /// Padding that brings each body to the requested size.
     pub pad: String,
+    /// The protocol of the server under test.
+    pub dialect: Dialect,
     /// Running totals.
     pub counters: Counters,
 }
@@ -139,6 +155,49 @@ pub struct Outcome {
     pub delivered_in_window: u64,
 }
 
+/// The fields of a Centrifugo reply or push the generator reads; the others are skipped.
+/// A ping is an empty object.
+#[derive(Deserialize)]
+struct Reply<'a> {
+    id: Option<u64>,
+    #[serde(borrow)]
+    error: Option<ReplyError<'a>>,
+    #[serde(borrow)]
+    push: Option<Push<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ReplyError<'a> {
+    code: u32,
+    #[serde(borrow)]
+    message: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct Push<'a> {
+    #[serde(rename = "pub", borrow)]
+    publication: Option<Publication<'a>>,
+    disconnect: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Publication<'a> {
+    #[serde(borrow)]
+    data: Data<'a>,
+}
+
+/// A publication's data as the generator's senders write it.
+#[derive(Deserialize)]
+struct Data<'a> {
+    /// The body: `<send timestamp>:<pad>`.
+    #[serde(borrow)]
+    b: Cow<'a, str>,
+    /// The sender's stream.
+    s: u64,
+    /// Its number in the stream.
+    n: u64,
+}
+
 /// The fields of a server frame the generator reads; the others are skipped.
 #[derive(Deserialize)]
 struct Frame<'a> {
@@ -163,6 +222,8 @@ struct Client {
     paced: u64,
     /// Request id → send timestamp.
     in_flight: HashMap<u64, u64>,
+    /// Pings (Centrifugo) waiting for their pong.
+    pongs: u32,
 }
 
 /// Runs one socket until the run closes it (or the node does).
@@ -185,7 +246,13 @@ pub async fn run(
                 current = if changed.is_ok() { *phase.borrow() } else { Phase::Close };
             }
             frame = socket.next() => match frame {
-                Some(Ok(Message::Text(text))) => client.on_text(&text),
+                Some(Ok(Message::Text(text))) => {
+                    client.on_text(&text);
+                    if let Err(e) = client.pong(&mut socket).await {
+                        client.lose(format!("write failed: {e}"));
+                        break;
+                    }
+                }
                 Some(Ok(Message::Close(frame))) => {
                     client.lose(format!("closed by the node: {}", describe(frame.as_ref())));
                     break;
@@ -224,7 +291,16 @@ impl Client {
             Target::Listen | Target::Direct(_) => None,
         };
         let outcome = Outcome { chat, ..Outcome::default() };
-        Self { plan, shared, outcome, issued: 0, paced: 0, in_flight: HashMap::new() }
+        Self { plan, shared, outcome, issued: 0, paced: 0, in_flight: HashMap::new(), pongs: 0 }
+    }
+
+    /// Answers the pings read so far (Centrifugo: `{}` for `{}`).
+    async fn pong(&mut self, socket: &mut Socket) -> Result<(), tungstenite::Error> {
+        if self.pongs == 0 {
+            return Ok(());
+        }
+        self.pongs = 0;
+        socket.send(Message::text("{}")).await
     }
 
     fn sends(&self) -> bool {
@@ -303,9 +379,15 @@ impl Client {
         socket.feed(Message::text(text)).await
     }
 
-    /// A `send` frame; its body starts with the send timestamp.
+    /// A `send` frame (Centrifugo: a `publish`); its body starts with the send timestamp.
     fn send_frame(&self, id: u64, stamp: u64) -> String {
         let (tag, pad) = (&self.plan.tag, &self.shared.pad);
+        if let Dialect::Centrifugo { channel } = &self.shared.dialect {
+            let stream = self.outcome.chat.unwrap_or_default();
+            return format!(
+                r#"{{"id":{id},"publish":{{"channel":"{channel}","data":{{"b":"{stamp}:{pad}","s":{stream},"n":{id}}}}}}}"#
+            );
+        }
         let to = match (self.outcome.chat, &self.plan.target) {
             (Some(chat), _) => format!(r#""chat":{chat}"#),
             (None, Target::Direct(peer)) => format!(r#""recipients":["{peer}"]"#),
@@ -315,13 +397,22 @@ impl Client {
     }
 
     fn on_text(&mut self, text: &str) {
+        if matches!(self.shared.dialect, Dialect::Centrifugo { .. }) {
+            // Several replies and pushes may share a frame, one a line.
+            for line in text.split('\n').filter(|l| !l.trim().is_empty()) {
+                self.on_centrifugo_line(line);
+            }
+            return;
+        }
         let Ok(frame) = serde_json::from_str::<Frame<'_>>(text) else {
             self.error("unreadable frame");
             return;
         };
         match frame.kind.as_ref() {
-            "ack" => self.on_ack(&frame),
-            "message" if self.plan.record => self.on_message(&frame),
+            "ack" => self.on_ack(frame.id, frame.chat.zip(frame.seq)),
+            "message" if self.plan.record => {
+                self.on_message(frame.chat.zip(frame.seq), frame.body.as_deref())
+            }
             "error" => {
                 self.error(frame.code.as_deref().unwrap_or("error without code"));
                 if let Some(id) = frame.id
@@ -335,8 +426,35 @@ impl Client {
         }
     }
 
-    fn on_ack(&mut self, frame: &Frame<'_>) {
-        let Some(sent) = frame.id.and_then(|id| self.in_flight.remove(&id)) else {
+    fn on_centrifugo_line(&mut self, line: &str) {
+        let Ok(reply) = serde_json::from_str::<Reply<'_>>(line) else {
+            self.error("unreadable frame");
+            return;
+        };
+        match reply {
+            Reply { id: Some(id), error: Some(error), .. } => {
+                eprintln!("weft-load: Centrifugo error {}: {}", error.code, error.message);
+                self.error(&format!("centrifugo error {}", error.code));
+                if self.in_flight.remove(&id).is_some() {
+                    self.shared.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            // A publish's reply: the stream is the sender's, the number its request id.
+            Reply { id: Some(id), .. } => self.on_ack(Some(id), self.outcome.chat.map(|stream| (stream, id))),
+            Reply { push: Some(Push { publication: Some(publication), .. }), .. } => {
+                if self.plan.record {
+                    let data = publication.data;
+                    self.on_message(Some((data.s, data.n)), Some(&data.b));
+                }
+            }
+            Reply { push: Some(Push { disconnect: Some(_), .. }), .. } => self.error("disconnect push"),
+            Reply { push: Some(_), .. } => {}
+            Reply { id: None, error: _, push: None } => self.pongs += 1,
+        }
+    }
+
+    fn on_ack(&mut self, id: Option<u64>, numbered: Option<(u64, u64)>) {
+        let Some(sent) = id.and_then(|id| self.in_flight.remove(&id)) else {
             self.error("ack of no pending send");
             return;
         };
@@ -347,7 +465,7 @@ impl Client {
         if self.shared.in_window(sent) {
             self.outcome.sent_in_window += 1;
         }
-        let (Some(chat), Some(seq)) = (frame.chat, frame.seq) else {
+        let Some((chat, seq)) = numbered else {
             self.error("ack without chat or seq");
             return;
         };
@@ -362,8 +480,8 @@ impl Client {
         }
     }
 
-    fn on_message(&mut self, frame: &Frame<'_>) {
-        let (Some(chat), Some(seq)) = (frame.chat, frame.seq) else {
+    fn on_message(&mut self, numbered: Option<(u64, u64)>, body: Option<&str>) {
+        let Some((chat, seq)) = numbered else {
             self.error("message without chat or seq");
             return;
         };
@@ -376,7 +494,7 @@ impl Client {
                 if self.shared.in_window(now) {
                     self.outcome.delivered_in_window += 1;
                 }
-                let stamp = frame.body.as_deref().and_then(|b| b.split(':').next()?.parse::<u64>().ok());
+                let stamp = body.and_then(|b| b.split(':').next()?.parse::<u64>().ok());
                 if let Some(sent) = stamp
                     && self.shared.in_window(sent)
                 {
@@ -407,12 +525,17 @@ mod tests {
     use super::*;
 
     fn client(target: Target, rate: f64) -> Client {
+        client_of(Dialect::Weft, target, rate)
+    }
+
+    fn client_of(dialect: Dialect, target: Target, rate: f64) -> Client {
         let shared = Shared {
             epoch: Instant::now(),
             start: AtomicU64::new(0),
             warmup_ns: 0,
             measure_ns: u64::MAX,
             pad: "xx".into(),
+            dialect,
             counters: Counters::default(),
         };
         let plan = Plan {
@@ -461,5 +584,33 @@ mod tests {
         assert_eq!(c.outcome.latencies_us.len(), 1);
         assert!(c.outcome.received[&9].contains(4));
         assert_eq!(c.outcome.errors["rate_limited"], 1);
+    }
+
+    #[test]
+    fn centrifugo_publishes_carry_the_stream_and_replies_share_frames() {
+        let dialect = Dialect::Centrifugo { channel: "room".into() };
+        let mut sender = client_of(dialect.clone(), Target::Chat(3), 1.0);
+        let publish: serde_json::Value = serde_json::from_str(&sender.send_frame(5, 42)).unwrap();
+        assert_eq!(publish["id"], 5);
+        assert_eq!(publish["publish"]["channel"], "room");
+        assert_eq!(publish["publish"]["data"]["b"], "42:xx");
+        assert_eq!(publish["publish"]["data"]["s"], 3);
+        assert_eq!(publish["publish"]["data"]["n"], 5);
+        sender.in_flight.insert(5, 42);
+        sender.in_flight.insert(6, 43);
+        sender.on_text("{\"id\":5,\"publish\":{}}\n{}\n{\"id\":6,\"error\":{\"code\":103,\"message\":\"permission denied\"}}");
+        assert_eq!(sender.outcome.acked, [(3, 5)]);
+        assert!(sender.in_flight.is_empty());
+        assert_eq!(sender.pongs, 1);
+        assert_eq!(sender.outcome.errors["centrifugo error 103"], 1);
+
+        let mut receiver = client_of(dialect, Target::Listen, 0.0);
+        let push =
+            r#"{"push":{"channel":"room","pub":{"data":{"b":"1:xx","s":3,"n":5},"info":{"user":"m3"}}}}"#;
+        receiver.on_text(&format!("{push}\n{push}"));
+        assert_eq!(receiver.outcome.duplicates, 1);
+        assert_eq!(receiver.outcome.latencies_us.len(), 1);
+        assert!(receiver.outcome.received[&3].contains(5));
+        assert!(receiver.outcome.errors.is_empty());
     }
 }

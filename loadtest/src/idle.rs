@@ -22,7 +22,9 @@ use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::centrifugo::{self, Centrifugo};
 use crate::node::Node;
+use crate::socket::await_reply;
 
 /// Users the connections are spread over (each holds several sessions).
 const USERS: usize = 1000;
@@ -42,11 +44,17 @@ pub struct Idle {
     pub concurrency: usize,
     /// Bearer token for the node's `/metrics` (its metrics token or admin key).
     pub metrics_token: Option<String>,
+    /// The node is Centrifugo: each connection sends a `connect` with a token of its
+    /// own (no subscription) and answers pings.
+    pub centrifugo: Option<Centrifugo>,
 }
 
 /// The figures of an idle run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct IdleReport {
+    /// The server under test: `weft` or `centrifugo`.
+    #[serde(default = "weft")]
+    pub server: String,
     /// Sessions held open.
     pub connections: usize,
     /// Sessions the node counted (`weft_connections`).
@@ -63,6 +71,10 @@ pub struct IdleReport {
     pub open_secs: f64,
     /// Connections that failed to open.
     pub failed: usize,
+}
+
+fn weft() -> String {
+    "weft".to_owned()
 }
 
 impl IdleReport {
@@ -98,24 +110,35 @@ impl Idle {
         ensure!(self.processes >= 1, "--processes must be at least 1");
         ensure!(self.sources >= 1, "--sources must be at least 1");
         let token = self.metrics_token.as_deref();
+        let connections_metric =
+            if self.centrifugo.is_some() { "centrifugo_node_num_clients" } else { "weft_connections" };
         let rss_before = metric(node, token, "process_resident_memory_bytes").await?;
-        let base_connections = metric(node, token, "weft_connections").await?;
+        let base_connections = metric(node, token, connections_metric).await?;
 
-        let app = node.create_app("weft-load idle").await?;
         let users = USERS.min(self.connections);
         eprintln!("weft-load: idle setup: {users} user tokens for {} connections", self.connections);
-        let jwts: Vec<String> = futures::stream::iter(0..users)
-            .map(|i| {
-                let app = &app;
-                async move { node.user_token(app, &format!("idle{i}")).await }
-            })
-            .buffered(32)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<anyhow::Result<_>>()?;
-        let urls: Vec<String> =
-            (0..self.connections).map(|i| node.ws_url(&jwts[i % users])).collect::<anyhow::Result<_>>()?;
+        // One line per connection: its URL, and for Centrifugo its token after a space.
+        let urls: Vec<String> = if let Some(centrifugo) = &self.centrifugo {
+            let tokens = (0..users)
+                .map(|i| centrifugo.token(&format!("idle{i}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            (0..self.connections)
+                .map(|i| Ok(format!("{} {}", node.centrifugo_url()?, tokens[i % users])))
+                .collect::<anyhow::Result<_>>()?
+        } else {
+            let app = node.create_app("weft-load idle").await?;
+            let jwts: Vec<String> = futures::stream::iter(0..users)
+                .map(|i| {
+                    let app = &app;
+                    async move { node.user_token(app, &format!("idle{i}")).await }
+                })
+                .buffered(32)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<anyhow::Result<_>>()?;
+            (0..self.connections).map(|i| node.ws_url(&jwts[i % users])).collect::<anyhow::Result<_>>()?
+        };
 
         let started = Instant::now();
         // Shares: process p takes every processes-th URL from p.
@@ -143,13 +166,14 @@ impl Idle {
         let cpu_after = metric(node, token, "process_cpu_seconds_total").await?;
         let cpu_cores = (cpu_after - cpu_before) / window.elapsed().as_secs_f64();
         let rss_after = metric(node, token, "process_resident_memory_bytes").await?;
-        let node_connections = metric(node, token, "weft_connections").await? - base_connections;
+        let node_connections = metric(node, token, connections_metric).await? - base_connections;
         drop(mine);
         for child in children {
             child.stop();
         }
         let held = self.connections - failed;
         Ok(IdleReport {
+            server: if self.centrifugo.is_some() { "centrifugo" } else { "weft" }.to_owned(),
             connections: held,
             node_connections,
             rss_before,
@@ -205,8 +229,13 @@ pub async fn hold_open(urls: &[String], sources: u8, p: usize, concurrency: usiz
     held
 }
 
-/// One idle session from `source`, its reader task answering pings.
-async fn open_from(url: &str, source: Ipv4Addr) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+/// One idle session from `source`, its reader task answering pings. `line` is
+/// the URL, or (Centrifugo) the URL and the connection token after a space.
+async fn open_from(line: &str, source: Ipv4Addr) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let (url, token) = match line.split_once(' ') {
+        Some((url, token)) => (url, Some(token)),
+        None => (line, None),
+    };
     let parsed = reqwest::Url::parse(url)?;
     let port = parsed.port_or_known_default().context("no port")?;
     let host: Ipv4Addr = parsed.host_str().unwrap_or_default().parse().context("an IPv4 loopback host")?;
@@ -219,20 +248,34 @@ async fn open_from(url: &str, source: Ipv4Addr) -> anyhow::Result<tokio::task::J
     let opening = tokio_tungstenite::client_async_with_config(url, stream, Some(config));
     let (mut ws, _) =
         tokio::time::timeout(Duration::from_secs(30), opening).await.context("handshake timeout")??;
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await.context("no welcome")? {
-            Some(Ok(Message::Text(text))) if text.contains("\"welcome\"") => break,
-            Some(Ok(Message::Close(frame))) => bail!("closed before welcome: {frame:?}"),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(e.into()),
-            None => bail!("closed before welcome"),
+    if let Some(token) = token {
+        ws.send(Message::text(centrifugo::connect_command(token))).await?;
+        tokio::time::timeout(Duration::from_secs(30), await_reply(&mut ws, 1))
+            .await
+            .context("no connect reply")??;
+    } else {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), ws.next()).await.context("no welcome")? {
+                Some(Ok(Message::Text(text))) if text.contains("\"welcome\"") => break,
+                Some(Ok(Message::Close(frame))) => bail!("closed before welcome: {frame:?}"),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => bail!("closed before welcome"),
+            }
         }
     }
     Ok(tokio::spawn(async move {
         // Reading answers the node's pings (tungstenite queues the pong).
         while let Some(Ok(message)) = ws.next().await {
-            if let Message::Ping(_) = message {
-                let _ = ws.flush().await;
+            match message {
+                Message::Ping(_) => {
+                    let _ = ws.flush().await;
+                }
+                // Centrifugo's ping: an empty object, answered with one.
+                Message::Text(text) if centrifugo::has_ping(&text) => {
+                    let _ = ws.send(Message::text("{}")).await;
+                }
+                _ => {}
             }
         }
     }))

@@ -13,14 +13,21 @@
 //! - [`idle`]: many held connections and what they cost the node;
 //! - [`storm`]: a node killed under its clients, who reconnect and resume;
 //! - [`history`]: REST reads of a chat's history, old pages (the store) and the newest one;
-//! - [`report`]: results as JSON and a markdown row, and the median of several runs.
+//! - [`report`]: results as JSON and a markdown row, and the median of several runs;
+//! - [`centrifugo`]: the same `fanout`, `cluster` and `idle` scenarios against Centrifugo
+//!   (`--target centrifugo`), for the side-by-side benchmark;
+//! - [`proc`]: the CPU the server's processes used in the measured window;
+//! - [`versus`]: the side-by-side table: weft's row, Centrifugo's and their ratios.
 
+pub mod centrifugo;
 pub mod history;
 pub mod idle;
 pub mod node;
+pub mod proc;
 pub mod report;
 pub mod scenario;
 pub mod storm;
+pub mod versus;
 
 mod client;
 mod run;

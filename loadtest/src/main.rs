@@ -8,9 +8,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
+use weft_loadtest::centrifugo::Centrifugo;
 use weft_loadtest::history::{self, History, HistoryReport};
 use weft_loadtest::idle::{Idle, IdleReport};
+use weft_loadtest::proc::Watched;
 use weft_loadtest::storm::{Storm, StormReport};
+use weft_loadtest::versus;
 use weft_loadtest::{Dm, Fanout, Load, Node, Report, Timing, report};
 
 /// Load generator for weft's real-time delivery (loopback nodes only).
@@ -75,6 +78,8 @@ enum Command {
         /// Write the results as JSON to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        against: Against,
     },
     /// Clients spread over a cluster, one node killed: time to recover, loss, duplicates.
     Storm {
@@ -130,6 +135,29 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// The side-by-side rows of one load: weft's and Centrifugo's medians and their
+    /// ratios (fanout/cluster runs, or idle runs).
+    Versus {
+        /// The load, as the first cell of the rows.
+        #[arg(long)]
+        load: String,
+        /// weft's runs (`--out` files).
+        #[arg(long, num_args = 1.., required = true)]
+        weft: Vec<PathBuf>,
+        /// Centrifugo's runs of the same load.
+        #[arg(long, num_args = 1.., required = true)]
+        centrifugo: Vec<PathBuf>,
+    },
+    /// Exit 0 if the runs of one offered rate sustained it: nothing missing, duplicated or
+    /// failed, the median sent rate ≥ 95 % of the offered one and the median p99 ≤ the bound.
+    Sustained {
+        /// The bound on the median p99, in ms.
+        #[arg(long, default_value_t = 250.0)]
+        max_p99_ms: f64,
+        /// The runs (`--out` files).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// The header of the markdown table the rows belong to.
     Header {
         /// The scenario of the rows: fanout, cluster and dm share one table.
@@ -145,6 +173,41 @@ enum Table {
     Cluster,
     Dm,
     History,
+    /// `versus` rows of fanout and cluster runs.
+    Versus,
+    /// `versus` rows of idle runs.
+    VersusIdle,
+}
+
+/// The kinds of server `weft-load` drives.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ServerKind {
+    Weft,
+    Centrifugo,
+}
+
+/// Which server is under test.
+#[derive(Args)]
+struct Against {
+    /// The server under test: weft, or Centrifugo (its JSON protocol over
+    /// /connection/websocket; fanout, cluster and idle only).
+    #[arg(long, value_enum, default_value_t = ServerKind::Weft)]
+    target: ServerKind,
+    /// Centrifugo's client.token.hmac_secret_key, to sign the HS256 connection tokens.
+    #[arg(long, required_if_eq("target", "centrifugo"))]
+    hmac_secret: Option<String>,
+    /// The Centrifugo channel of the chat.
+    #[arg(long, default_value = "weft-load")]
+    channel: String,
+}
+
+impl Against {
+    fn centrifugo(&self) -> Option<Centrifugo> {
+        (self.target == ServerKind::Centrifugo).then(|| Centrifugo {
+            secret: self.hmac_secret.clone().unwrap_or_default(),
+            channel: self.channel.clone(),
+        })
+    }
 }
 
 #[derive(Args)]
@@ -264,6 +327,14 @@ struct Common {
     /// Fail (exit 1) if any message was missing or duplicated, or any request failed.
     #[arg(long)]
     check: bool,
+    /// The server's node processes: the CPU they use in the measured window is reported.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
+    /// Services the nodes use (Redis, Cassandra): their CPU is reported apart.
+    #[arg(long, value_delimiter = ',')]
+    service_pid: Vec<u32>,
+    #[command(flatten)]
+    against: Against,
 }
 
 impl Common {
@@ -282,6 +353,8 @@ impl Common {
                 measure: Duration::from_secs(self.duration_secs),
                 drain: Duration::from_secs(self.drain_secs),
             },
+            centrifugo: self.against.centrifugo(),
+            watched: Watched { nodes: self.server_pid.clone(), services: self.service_pid.clone() },
         })
     }
 }
@@ -302,6 +375,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             match scenario {
                 Table::Fanout | Table::Cluster | Table::Dm => print!("{}", report::HEADER),
                 Table::History => print!("{}", HistoryReport::HEADER),
+                Table::Versus => print!("{}", versus::HEADER),
+                Table::VersusIdle => print!("{}", versus::IDLE_HEADER),
+            }
+            return Ok(());
+        }
+        Command::Versus { load, weft, centrifugo } => {
+            println!("{}", side_by_side(&load, &weft, &centrifugo)?);
+            return Ok(());
+        }
+        Command::Sustained { max_p99_ms, files } => {
+            let runs = files.iter().map(read_delivery).collect::<anyhow::Result<Vec<_>>>()?;
+            if let Err(why) = versus::sustained(&runs, max_p99_ms)? {
+                anyhow::bail!("not sustained: {why}");
             }
             return Ok(());
         }
@@ -321,6 +407,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             processes,
             concurrency,
             out,
+            against,
         } => {
             let node = Node::new(&url, admin_key)?;
             let idle = Idle {
@@ -330,6 +417,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 processes,
                 concurrency,
                 metrics_token,
+                centrifugo: against.centrifugo(),
             };
             let report = runtime()?.block_on(idle.run(&node))?;
             write_out(out.as_ref(), &report)?;
@@ -423,6 +511,34 @@ fn write_out(out: Option<&PathBuf>, report: &impl Serialize) -> anyhow::Result<(
         std::fs::write(out, json + "\n").with_context(|| format!("cannot write {}", out.display()))?;
     }
     Ok(())
+}
+
+/// A `--out` file of a delivery run (fanout, cluster, dm).
+fn read_delivery(file: &PathBuf) -> anyhow::Result<Report> {
+    match read(file)? {
+        Results::Delivery(report) => Ok(report),
+        Results::History(_) => anyhow::bail!("{} is not a delivery run", file.display()),
+    }
+}
+
+/// The `versus` rows of weft's and Centrifugo's runs of one load (delivery or idle).
+fn side_by_side(load: &str, weft: &[PathBuf], centrifugo: &[PathBuf]) -> anyhow::Result<String> {
+    let is_idle = |file: &PathBuf| -> anyhow::Result<bool> {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a weft-load result", file.display()))?;
+        Ok(value.get("rss_bytes_per_connection").is_some())
+    };
+    if weft.iter().chain(centrifugo).map(is_idle).collect::<anyhow::Result<Vec<_>>>()?.into_iter().all(|i| i)
+    {
+        let idle = |files: &[PathBuf]| -> anyhow::Result<Vec<IdleReport>> {
+            files.iter().map(|f| Ok(serde_json::from_str(&std::fs::read_to_string(f)?)?)).collect()
+        };
+        return versus::idle_rows(load, &idle(weft)?, &idle(centrifugo)?);
+    }
+    let delivery = |files: &[PathBuf]| files.iter().map(read_delivery).collect::<anyhow::Result<Vec<_>>>();
+    versus::rows(load, &delivery(weft)?, &delivery(centrifugo)?)
 }
 
 /// A `--out` file: a delivery run (fanout, cluster, dm) or a history run.

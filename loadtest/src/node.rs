@@ -172,6 +172,15 @@ impl Node {
         Ok(expect(request.send().await, StatusCode::OK, "read /metrics").await?.text().await?)
     }
 
+    /// The WebSocket URL of a Centrifugo session (`/connection/websocket`), on the next
+    /// node of the spread.
+    pub fn centrifugo_url(&self) -> anyhow::Result<String> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.spread.len().max(1);
+        let mut url = self.spread.get(n).unwrap_or(&self.base).join("/connection/websocket")?;
+        url.set_scheme("ws").map_err(|()| anyhow::anyhow!("cannot make a ws:// URL of {}", self.base))?;
+        Ok(url.into())
+    }
+
     /// The WebSocket URL of a session of the token's user.
     pub fn ws_url(&self, jwt: &str) -> anyhow::Result<String> {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.spread.len().max(1);

@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::client::Outcome;
+use crate::proc::Sample;
 
 /// The header of the markdown table that [`Report::row`] and [`median_row`] fill.
 pub const HEADER: &str = "\
@@ -57,6 +58,9 @@ impl Latency {
 pub struct Report {
     /// `fanout` or `dm`.
     pub scenario: String,
+    /// The server under test: `weft` or `centrifugo`.
+    #[serde(default = "weft")]
+    pub server: String,
     /// Its parameters, e.g. `members=100 senders=1`.
     pub setup: String,
     /// Target sends per second over all senders; 0 = as fast as acks allow.
@@ -95,6 +99,16 @@ pub struct Report {
     pub lost_sockets: u64,
     /// `dm`: pairs whose two sides' sends went to different chats.
     pub direct_chat_mismatches: u64,
+    /// CPU seconds the server's nodes used in the measured window (`--server-pid`).
+    #[serde(default)]
+    pub node_cpu_secs: Option<f64>,
+    /// … and the services they use (`--service-pid`: Redis, Cassandra).
+    #[serde(default)]
+    pub service_cpu_secs: Option<f64>,
+}
+
+fn weft() -> String {
+    "weft".to_owned()
 }
 
 /// The count check of a scenario: what its acknowledged sends should have reached.
@@ -113,6 +127,8 @@ pub(crate) struct Check {
 pub(crate) struct Run<'a> {
     /// `fanout` or `dm`.
     pub scenario: &'a str,
+    /// `weft` or `centrifugo`.
+    pub server: &'a str,
     /// Its parameters.
     pub setup: String,
     /// Target sends per second over all senders.
@@ -127,7 +143,7 @@ pub(crate) struct Run<'a> {
 
 impl Report {
     /// Sums the sockets' outcomes.
-    pub(crate) fn new(run: Run<'_>, outcomes: &[Outcome], check: Check) -> Report {
+    pub(crate) fn new(run: Run<'_>, outcomes: &[Outcome], cpu: Sample, check: Check) -> Report {
         let mut errors = BTreeMap::new();
         let (mut sent, mut deliveries, mut acked, mut duplicates, mut lost) = (0, 0, 0, 0, 0);
         for o in outcomes {
@@ -145,6 +161,7 @@ impl Report {
         let per_sec = |n: u64| if run.measured_secs > 0.0 { n as f64 / run.measured_secs } else { 0.0 };
         Report {
             scenario: run.scenario.to_owned(),
+            server: run.server.to_owned(),
             setup: run.setup,
             target_rate: run.target_rate,
             window: run.window,
@@ -164,6 +181,8 @@ impl Report {
             errors,
             lost_sockets: lost,
             direct_chat_mismatches: check.direct_chat_mismatches,
+            node_cpu_secs: cpu.nodes,
+            service_cpu_secs: cpu.services,
         }
     }
 

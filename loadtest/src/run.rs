@@ -9,7 +9,8 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-use crate::client::{self, Counters, Outcome, Phase, Plan, Shared};
+use crate::client::{self, Counters, Dialect, Outcome, Phase, Plan, Shared};
+use crate::proc::{Sample, Watched};
 use crate::socket::Socket;
 
 /// How long each phase lasts.
@@ -26,15 +27,29 @@ pub struct Timing {
 /// How long direct sockets may take to find their chats.
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What a run hands back.
+pub struct Ran {
+    /// The sockets' outcomes, in the order of the jobs.
+    pub outcomes: Vec<Outcome>,
+    /// The CPU the watched processes used in the measured window.
+    pub cpu: Sample,
+}
+
+/// The sockets, the protocol they speak and the processes whose CPU is measured.
+pub struct Jobs {
+    /// Each socket with its plan.
+    pub jobs: Vec<(Socket, Plan)>,
+    /// The protocol of the server under test.
+    pub dialect: Dialect,
+    /// The server's processes.
+    pub watched: Watched,
+}
+
 /// Runs every socket with its plan through the phases; the outcomes come back
 /// in the order of `jobs`. `prepare` sockets first find their direct chat
 /// (a `recipients` send each) before the clock of the run starts.
-pub async fn run(
-    jobs: Vec<(Socket, Plan)>,
-    prepare: u64,
-    timing: Timing,
-    body_bytes: usize,
-) -> anyhow::Result<Vec<Outcome>> {
+pub async fn run(jobs: Jobs, prepare: u64, timing: Timing, body_bytes: usize) -> anyhow::Result<Ran> {
+    let Jobs { jobs, dialect, watched } = jobs;
     let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
     let epoch = Instant::now();
     let shared = Arc::new(Shared {
@@ -44,6 +59,7 @@ pub async fn run(
         measure_ns: nanos(timing.measure),
         // The body is "<timestamp>:<pad>"; a timestamp takes up to 20 digits.
         pad: "x".repeat(body_bytes.saturating_sub(21).max(1)),
+        dialect,
         counters: Counters::default(),
     });
     let (phase, watching) = watch::channel(Phase::Prepare);
@@ -74,8 +90,13 @@ pub async fn run(
     let _ = phase.send(Phase::Run);
     progress.restart(started);
     let stop_sending = tokio::time::Instant::from_std(started + timing.warmup + timing.measure);
+    let measure_from = tokio::time::Instant::from_std(started + timing.warmup);
+    let mut cpu_before = None;
     loop {
         tokio::select! {
+            () = tokio::time::sleep_until(measure_from), if cpu_before.is_none() => {
+                cpu_before = Some(watched.sample());
+            }
             _ = tick.tick() => {
                 let label = if started.elapsed() < timing.warmup { "warm-up" } else { "measure" };
                 progress.print(label);
@@ -83,6 +104,7 @@ pub async fn run(
             () = tokio::time::sleep_until(stop_sending) => break,
         }
     }
+    let cpu = cpu_before.unwrap_or_default().until(watched.sample());
     let _ = phase.send(Phase::Drain);
     if !wait_until(&mut tick, &mut progress, "drain", timing.drain, || drained(counters)).await {
         eprintln!("weft-load: drain timed out after {:?}: answers or deliveries are missing", timing.drain);
@@ -93,7 +115,7 @@ pub async fn run(
     for task in tasks {
         outcomes.push(task.await.context("a socket task failed")?);
     }
-    Ok(outcomes)
+    Ok(Ran { outcomes, cpu })
 }
 
 /// Polls `done` every 20 ms for at most `limit`, printing progress each tick.

@@ -6,10 +6,12 @@ use std::time::Duration;
 use anyhow::ensure;
 use futures::{StreamExt as _, TryStreamExt as _};
 
-use crate::client::{Outcome, Plan, Target};
+use crate::centrifugo::Centrifugo;
+use crate::client::{Dialect, Outcome, Plan, Target};
 use crate::node::{AppToken, Node};
+use crate::proc::Watched;
 use crate::report::{Check, Report, Run};
-use crate::run::{self, Timing};
+use crate::run::{self, Jobs, Timing};
 use crate::seqset::SeqSet;
 use crate::socket;
 
@@ -31,6 +33,10 @@ pub struct Load {
     pub connect_concurrency: usize,
     /// Warm-up, measured window, drain.
     pub timing: Timing,
+    /// The node is Centrifugo, not weft (`fanout` and `cluster` only).
+    pub centrifugo: Option<Centrifugo>,
+    /// The server's processes, whose CPU the measured window used.
+    pub watched: Watched,
 }
 
 impl Load {
@@ -46,6 +52,7 @@ impl Load {
     fn run_info(&self, scenario: &'static str, setup: String) -> Run<'static> {
         Run {
             scenario,
+            server: if self.centrifugo.is_some() { "centrifugo" } else { "weft" },
             setup,
             target_rate: self.rate,
             window: self.window,
@@ -78,6 +85,37 @@ impl Load {
         self.open_on(&self.node, tokens).await
     }
 
+    /// The jobs of a run against this load's server.
+    fn jobs(&self, jobs: Vec<(socket::Socket, Plan)>) -> Jobs {
+        let dialect = match &self.centrifugo {
+            Some(c) => Dialect::Centrifugo { channel: c.channel.clone() },
+            None => Dialect::Weft,
+        };
+        Jobs { jobs, dialect, watched: self.watched.clone() }
+    }
+
+    /// Centrifugo sessions of `users` on `node`'s spread, subscribed to the channel if `subscribe`.
+    async fn open_centrifugo(
+        &self,
+        centrifugo: &Centrifugo,
+        node: &Node,
+        users: &[String],
+        subscribe: bool,
+    ) -> anyhow::Result<Vec<socket::Socket>> {
+        let sessions = users
+            .iter()
+            .map(|user| {
+                Ok(socket::CentrifugoSession {
+                    url: node.centrifugo_url()?,
+                    token: centrifugo.token(user)?,
+                    channel: subscribe.then(|| centrifugo.channel.clone()),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        eprintln!("weft-load: opening {} Centrifugo sessions", sessions.len());
+        socket::open_all_centrifugo(sessions, self.connect_concurrency).await
+    }
+
     async fn open_on(&self, node: &Node, tokens: &[String]) -> anyhow::Result<Vec<socket::Socket>> {
         let urls = tokens.iter().map(|jwt| node.ws_url(jwt)).collect::<anyhow::Result<Vec<_>>>()?;
         eprintln!("weft-load: opening {} WebSockets", urls.len());
@@ -106,14 +144,25 @@ impl Fanout {
         ensure!(members >= 1, "--members must be at least 1");
         ensure!((1..=members).contains(&senders), "--senders must be 1 to --members");
         eprintln!("weft-load: fanout setup: 1 chat, {members} members, {senders} senders");
-        let app = load.node.create_app("weft-load fanout").await?;
-        let chat = load.node.create_chat(&app).await?;
         let users: Vec<String> = (0..members).map(|i| format!("m{i}")).collect();
-        let tokens = load.tokens(&app, &users, Some(chat)).await?;
         let (receiving, sending) =
             if apart { load.node.split_spread()? } else { (load.node.clone(), load.node.clone()) };
-        let mut sockets = load.open_on(&receiving, &tokens).await?;
-        sockets.extend(load.open_on(&sending, &tokens[..senders]).await?);
+        // Where sender j's sends go: weft's chat, or (Centrifugo) stream j + 1 of the channel.
+        let (sockets, target): (_, Box<dyn Fn(usize) -> Target>) = match &load.centrifugo {
+            None => {
+                let app = load.node.create_app("weft-load fanout").await?;
+                let chat = load.node.create_chat(&app).await?;
+                let tokens = load.tokens(&app, &users, Some(chat)).await?;
+                let mut sockets = load.open_on(&receiving, &tokens).await?;
+                sockets.extend(load.open_on(&sending, &tokens[..senders]).await?);
+                (sockets, Box::new(move |_| Target::Chat(chat)))
+            }
+            Some(centrifugo) => {
+                let mut sockets = load.open_centrifugo(centrifugo, &receiving, &users, true).await?;
+                sockets.extend(load.open_centrifugo(centrifugo, &sending, &users[..senders], false).await?);
+                (sockets, Box::new(|j| Target::Chat(j as u64 + 1)))
+            }
+        };
 
         let audience = members as u64;
         let plans = (0..members)
@@ -126,11 +175,9 @@ impl Fanout {
                 offset: Duration::ZERO,
                 tag: users[i].clone(),
             })
-            .chain(
-                (0..senders).map(|j| load.sender(Target::Chat(chat), j, senders, audience, users[j].clone())),
-            );
-        let jobs = sockets.into_iter().zip(plans).collect();
-        let outcomes = run::run(jobs, 0, load.timing, load.body_bytes).await?;
+            .chain((0..senders).map(|j| load.sender(target(j), j, senders, audience, users[j].clone())));
+        let jobs = load.jobs(sockets.into_iter().zip(plans).collect());
+        let run::Ran { outcomes, cpu } = run::run(jobs, 0, load.timing, load.body_bytes).await?;
 
         let (receivers, sending) = outcomes.split_at(members);
         let sent = acked(sending);
@@ -140,7 +187,7 @@ impl Fanout {
         }
         let setup = format!("members={members} senders={senders}");
         let scenario = if apart { "cluster" } else { "fanout" };
-        Ok(Report::new(load.run_info(scenario, setup), &outcomes, check))
+        Ok(Report::new(load.run_info(scenario, setup), &outcomes, cpu, check))
     }
 }
 
@@ -158,6 +205,7 @@ impl Dm {
     pub async fn run(&self, load: &Load) -> anyhow::Result<Report> {
         let pairs = self.pairs;
         ensure!(pairs >= 1, "--pairs must be at least 1");
+        ensure!(load.centrifugo.is_none(), "dm runs against weft only (--target weft)");
         eprintln!("weft-load: dm setup: {pairs} pairs, {} users", 2 * pairs);
         let app = load.node.create_app("weft-load dm").await?;
         // Sides of pair i: a{i} at 2i, b{i} at 2i + 1.
@@ -169,8 +217,9 @@ impl Dm {
             let peer = users[k ^ 1].clone();
             Plan { record: true, ..load.sender(Target::Direct(peer), k, users.len(), 1, user.clone()) }
         });
-        let jobs = sockets.into_iter().zip(plans).collect();
-        let outcomes = run::run(jobs, users.len() as u64, load.timing, load.body_bytes).await?;
+        let jobs = load.jobs(sockets.into_iter().zip(plans).collect());
+        let run::Ran { outcomes, cpu } =
+            run::run(jobs, users.len() as u64, load.timing, load.body_bytes).await?;
 
         let mut check = Check::default();
         for (pair, names) in outcomes.chunks_exact(2).zip(users.chunks_exact(2)) {
@@ -185,7 +234,7 @@ impl Dm {
             compare(&mut check, &acked([a]), b, &names[1]);
             compare(&mut check, &acked([b]), a, &names[0]);
         }
-        Ok(Report::new(load.run_info("dm", format!("pairs={pairs}")), &outcomes, check))
+        Ok(Report::new(load.run_info("dm", format!("pairs={pairs}")), &outcomes, cpu, check))
     }
 }
 

@@ -7,10 +7,11 @@ use axum::http::{HeaderMap, StatusCode};
 use super::ApiState;
 use super::error::ApiError;
 use super::input::{Input, Resource};
-use super::params::{ListQuery, PathParams, chat_number, message_number, token};
-use super::views::{MessageOut, VersionOut};
+use super::params::{ListQuery, PathParams, chat_number, message_number, token, user_id};
+use super::views::{MessageOut, ReactionsOut, VersionOut, reactions_out};
 use crate::chat::{Author, NewMessage};
 use crate::ids::MessageNumber;
+use crate::model::check_emoji;
 use crate::protocol::MAX_CLIENT_MSG_ID;
 
 /// The body of message requests.
@@ -64,9 +65,9 @@ pub async fn list(
     PathParams((raw, number)): PathParams<(String, String)>,
     query: ListQuery,
 ) -> Result<Json<Vec<MessageOut>>, ApiError> {
-    let (number, range) = (chat_number(&number)?, query.message_range()?);
+    let (number, range, reader) = (chat_number(&number)?, query.message_range()?, query.reader()?);
     let messages = state.chat.messages(&token(raw), number, range).await?;
-    Ok(Json(messages.into_iter().map(Into::into).collect()))
+    Ok(Json(messages.into_iter().map(|m| MessageOut::seen_by(m, reader.as_ref())).collect()))
 }
 
 /// `PATCH …/messages/:number {"body"}`: the backend edits any message.
@@ -101,13 +102,13 @@ pub async fn replies(
     query: ListQuery,
 ) -> Result<Json<Vec<MessageOut>>, ApiError> {
     let (chat, number) = (chat_number(&chat)?, message_number(&number)?);
-    let range = query.message_range()?;
+    let (range, reader) = (query.message_range()?, query.reader()?);
     if range.before.is_some() || range.page.skip > 0 {
         return Err(ApiError::InvalidParameter("a thread pages with `after` and `per_page`".into()));
     }
     let after = range.after.unwrap_or(MessageNumber(0));
     let replies = state.chat.replies(&token(raw), chat, number, after, range.page.limit).await?;
-    Ok(Json(replies.into_iter().map(Into::into).collect()))
+    Ok(Json(replies.into_iter().map(|m| MessageOut::seen_by(m, reader.as_ref())).collect()))
 }
 
 /// `GET …/messages/:number/versions`: earlier bodies, oldest first.
@@ -120,11 +121,51 @@ pub async fn versions(
     Ok(Json(versions.into_iter().map(Into::into).collect()))
 }
 
-/// `GET …/messages/:number`.
+/// `GET …/messages/:number?user`.
 pub async fn show(
     State(state): State<ApiState>,
     PathParams((raw, chat, number)): PathParams<(String, String, String)>,
+    query: ListQuery,
 ) -> Result<Json<MessageOut>, ApiError> {
+    let (chat, number, reader) = (chat_number(&chat)?, message_number(&number)?, query.reader()?);
+    let message = state.chat.message(&token(raw), chat, number).await?;
+    Ok(Json(MessageOut::seen_by(message, reader.as_ref())))
+}
+
+/// `GET …/messages/:number/reactions`: every emoji with the users who reacted with it.
+pub async fn reactions(
+    State(state): State<ApiState>,
+    PathParams((raw, chat, number)): PathParams<(String, String, String)>,
+) -> Result<Json<ReactionsOut>, ApiError> {
     let (chat, number) = (chat_number(&chat)?, message_number(&number)?);
-    Ok(Json(state.chat.message(&token(raw), chat, number).await?.into()))
+    let message = state.chat.message(&token(raw), chat, number).await?;
+    Ok(Json(reactions_out(&message)))
+}
+
+/// `PUT …/messages/:number/reactions/:emoji/:user`: the backend reacts on
+/// behalf of a member (idempotent); the message as that user sees it.
+pub async fn react(
+    State(state): State<ApiState>,
+    PathParams((raw, chat, number, emoji, user)): PathParams<(String, String, String, String, String)>,
+) -> Result<Json<MessageOut>, ApiError> {
+    set_reaction(state, (raw, chat, number, emoji, user), true).await
+}
+
+/// `DELETE …/messages/:number/reactions/:emoji/:user`: takes it back (idempotent).
+pub async fn unreact(
+    State(state): State<ApiState>,
+    PathParams((raw, chat, number, emoji, user)): PathParams<(String, String, String, String, String)>,
+) -> Result<Json<MessageOut>, ApiError> {
+    set_reaction(state, (raw, chat, number, emoji, user), false).await
+}
+
+async fn set_reaction(
+    state: ApiState,
+    (raw, chat, number, emoji, user): (String, String, String, String, String),
+    on: bool,
+) -> Result<Json<MessageOut>, ApiError> {
+    let (chat, number, user) = (chat_number(&chat)?, message_number(&number)?, user_id(&user)?);
+    check_emoji(&emoji).map_err(|e| ApiError::InvalidParameter(format!("`emoji` {e}")))?;
+    let message = state.chat.react_for(&token(raw), &user, (chat, number), &emoji, on).await?;
+    Ok(Json(MessageOut::seen_by(message, Some(&user))))
 }

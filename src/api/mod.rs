@@ -109,6 +109,11 @@ pub fn router(state: ApiState, sessions: Router) -> Router {
             &format!("{}/{{*key}}", crate::attachments::FILES_ROUTE),
             get(attachments::get_file).put(attachments::put_file),
         )
+        .route(&format!("{chat}/messages/{{message}}/reactions"), get(messages::reactions))
+        .route(
+            &format!("{chat}/messages/{{message}}/reactions/{{emoji}}/{{user}}"),
+            put(messages::react).delete(messages::unreact),
+        )
         .route(&format!("{chat}/members"), get(chats::members))
         .route(&format!("{chat}/members/{{user}}"), put(chats::add_member).delete(chats::remove_member))
         .route(&format!("{app}/users/{{user}}/chats"), get(chats::user_chats))

@@ -116,6 +116,13 @@ impl ListQuery {
         self.number(name, 1, u64::MAX)
     }
 
+    /// `user`: whose `me` a message's reactions show, if anyone's.
+    pub fn reader(&self) -> Result<Option<UserId>, ApiError> {
+        self.text("user")
+            .map(|raw| UserId::parse(raw).map_err(|e| ApiError::InvalidParameter(format!("`user`: {e}"))))
+            .transpose()
+    }
+
     /// The message range asked for.
     pub fn message_range(&self) -> Result<MessageRange, ApiError> {
         Ok(MessageRange {

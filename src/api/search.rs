@@ -22,9 +22,11 @@ pub struct HitOut {
     highlight: String,
 }
 
-impl From<Found> for HitOut {
-    fn from(found: Found) -> Self {
-        Self { chat: found.message.chat, message: found.message.into(), highlight: found.highlight }
+impl HitOut {
+    /// A hit as `reader` sees it.
+    fn seen_by(found: Found, reader: Option<&UserId>) -> Self {
+        let chat = found.message.chat;
+        Self { chat, message: MessageOut::seen_by(found.message, reader), highlight: found.highlight }
     }
 }
 
@@ -43,8 +45,9 @@ pub async fn in_chat(
 ) -> Result<Json<Vec<HitOut>>, ApiError> {
     let number = chat_number(&number)?;
     let (parsed, page) = (parsed_query(&query)?, query.page()?);
+    let reader = query.reader()?;
     let results = state.chat.search_chat(&token(raw), number, parsed, page).await?;
-    Ok(Json(results.items.into_iter().map(Into::into).collect()))
+    Ok(Json(results.items.into_iter().map(|f| HitOut::seen_by(f, reader.as_ref())).collect()))
 }
 
 /// `GET …/users/:user/messages/search?query=Q&chat&sender&after&before&page&per_page`:
@@ -58,7 +61,7 @@ pub async fn of_user(
     let (parsed, page) = (parsed_query(&query)?, query.page()?);
     let filters = filters(&query)?;
     let results = state.chat.search_user_of(&token(raw), &user, parsed, filters, page).await?;
-    Ok(Json(results.items.into_iter().map(Into::into).collect()))
+    Ok(Json(results.items.into_iter().map(|f| HitOut::seen_by(f, Some(&user))).collect()))
 }
 
 fn filters(query: &ListQuery) -> Result<Filters, ApiError> {

@@ -1,10 +1,13 @@
 //! What the REST API shows: bare objects, no internal ids.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::chat::{ApplicationView, ChatView};
 use crate::ids::{ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{AttachedFile, Member, Message, MessageVersion, ReadState};
+use crate::protocol::ReactionOut;
 
 /// An application as shown to its owner.
 #[derive(Serialize)]
@@ -95,11 +98,22 @@ pub struct MessageOut {
     /// Each with a time-limited `url`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     attachments: Vec<AttachedFile>,
+    /// Each emoji's count, and `me`: whether the reader (`?user=`) reacted with it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    reactions: BTreeMap<String, ReactionOut>,
 }
 
 impl From<Message> for MessageOut {
     fn from(m: Message) -> Self {
+        Self::seen_by(m, None)
+    }
+}
+
+impl MessageOut {
+    /// `m` as `reader` sees it: `me` in its reactions is the reader's.
+    pub fn seen_by(m: Message, reader: Option<&UserId>) -> Self {
         let deleted = m.is_deleted();
+        let reactions = ReactionOut::of(&m.reactions, reader);
         Self {
             number: m.number,
             body: (!deleted).then_some(m.body),
@@ -113,8 +127,17 @@ impl From<Message> for MessageOut {
             reply_count: m.reply_count,
             last_reply_at: m.last_reply_at,
             attachments: if deleted { Vec::new() } else { m.attachments },
+            reactions,
         }
     }
+}
+
+/// Who reacted to a message with what: emoji → user ids.
+pub type ReactionsOut = BTreeMap<String, Vec<UserId>>;
+
+/// The reactions of a message, every user named (the backend's view).
+pub fn reactions_out(m: &Message) -> ReactionsOut {
+    m.reactions.users().map(|(emoji, users)| (emoji.to_owned(), users.iter().cloned().collect())).collect()
 }
 
 /// An earlier body of an edited message.

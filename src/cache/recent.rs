@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::CacheConfig;
 use crate::ids::{AppId, ChatNumber, MessageNumber, Timestamp, UserId};
-use crate::model::Message;
+use crate::model::{Message, Reactions};
 
 /// Chats kept in process at most; past it the in-process cache starts over.
 const MAX_LOCAL_CHATS: usize = 50_000;
@@ -75,6 +75,9 @@ pub struct Compact {
     /// Attachments (with the URLs signed for a live event, none in the cache).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     a: Vec<crate::model::AttachedFile>,
+    /// Reactions: (emoji, user) pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    x: Vec<(String, String)>,
 }
 
 impl Compact {
@@ -92,6 +95,7 @@ impl Compact {
             rc: m.reply_count,
             lr: m.last_reply_at.map(Timestamp::millis),
             a: m.attachments.clone(),
+            x: m.reactions.pairs().map(|(e, u)| (e.to_owned(), u.as_str().to_owned())).collect(),
         }
     }
 
@@ -101,6 +105,10 @@ impl Compact {
             Some(s) => Some(UserId::parse(&s).ok()?),
             None => None,
         };
+        let mut reactions = Vec::with_capacity(self.x.len());
+        for (emoji, user) in self.x {
+            reactions.push((emoji, UserId::parse(&user).ok()?));
+        }
         Some(Message {
             app: app.clone(),
             chat,
@@ -115,6 +123,7 @@ impl Compact {
             reply_count: self.rc,
             last_reply_at: self.lr.map(Timestamp),
             attachments: self.a,
+            reactions: Reactions::from_pairs(reactions),
         })
     }
 }
@@ -332,6 +341,7 @@ mod tests {
             reply_count: 0,
             last_reply_at: None,
             attachments: Vec::new(),
+            reactions: Default::default(),
         }
     }
 

@@ -9,6 +9,7 @@ mod changes;
 mod error;
 mod implicit;
 mod known;
+mod reactions;
 mod receipts;
 mod search;
 mod send;

@@ -313,6 +313,7 @@ impl ChatService {
             reply_count: 0,
             last_reply_at: None,
             attachments: files,
+            reactions: Default::default(),
         };
         if let Err(e) = self.writer.write(message.clone()).await {
             self.release(&app.id, seq, &message.attachments).await;

@@ -68,6 +68,21 @@ pub enum WireEvent {
         /// The parent.
         m: Compact,
     },
+    /// A reaction was added or taken back.
+    Reaction {
+        /// Chat.
+        chat: u64,
+        /// Message.
+        seq: u64,
+        /// Who.
+        user: String,
+        /// With what.
+        emoji: String,
+        /// Added (or removed).
+        on: bool,
+        /// Users reacting with it now.
+        count: u64,
+    },
     /// Someone types.
     Typing {
         /// Chat.
@@ -121,6 +136,14 @@ impl Wire {
             Event::Message(m) => WireEvent::Message { chat: m.chat.get(), m: Compact::of(m) },
             Event::MessageChanged(m) => WireEvent::Changed { chat: m.chat.get(), m: Compact::of(m) },
             Event::ThreadUpdated(m) => WireEvent::Thread { chat: m.chat.get(), m: Compact::of(m) },
+            Event::Reaction { chat, seq, user, emoji, on, count } => WireEvent::Reaction {
+                chat: chat.get(),
+                seq: seq.get(),
+                user: user.as_str().to_owned(),
+                emoji: emoji.clone(),
+                on: *on,
+                count: *count,
+            },
             Event::Typing { chat, user } => {
                 WireEvent::Typing { chat: chat.get(), user: user.as_str().to_owned() }
             }
@@ -165,6 +188,14 @@ impl WireEvent {
             WireEvent::Message { chat, m } => Event::Message(m.into_message(app, ChatNumber(chat))?),
             WireEvent::Changed { chat, m } => Event::MessageChanged(m.into_message(app, ChatNumber(chat))?),
             WireEvent::Thread { chat, m } => Event::ThreadUpdated(m.into_message(app, ChatNumber(chat))?),
+            WireEvent::Reaction { chat, seq, user: u, emoji, on, count } => Event::Reaction {
+                chat: ChatNumber(chat),
+                seq: MessageNumber(seq),
+                user: user(u)?,
+                emoji,
+                on,
+                count,
+            },
             WireEvent::Typing { chat, user: u } => Event::Typing { chat: ChatNumber(chat), user: user(u)? },
             WireEvent::Receipt { chat, user: u, read, seq } => Event::Receipt {
                 chat: ChatNumber(chat),
@@ -201,6 +232,7 @@ mod tests {
             reply_count: 0,
             last_reply_at: None,
             attachments: Vec::new(),
+            reactions: Default::default(),
         };
         let events = [
             Event::Message(message.clone()),
@@ -215,6 +247,14 @@ mod tests {
                 deleted_at: Some(Timestamp(1_700_000_000_900)),
                 ..message
             }),
+            Event::Reaction {
+                chat: ChatNumber(3),
+                seq: MessageNumber(9),
+                user: alice.clone(),
+                emoji: "👍".into(),
+                on: false,
+                count: 2,
+            },
             Event::Typing { chat: ChatNumber(3), user: alice.clone() },
             Event::Receipt {
                 chat: ChatNumber(3),

@@ -14,6 +14,21 @@ pub enum Event {
     MessageChanged(Message),
     /// A message got a reply: it, with its new `reply_count` and `last_reply_at`.
     ThreadUpdated(Message),
+    /// `user` reacted to message `seq` of `chat` with `emoji` (`on`), or took it back.
+    Reaction {
+        /// The chat.
+        chat: ChatNumber,
+        /// The message.
+        seq: MessageNumber,
+        /// Who.
+        user: UserId,
+        /// With what.
+        emoji: String,
+        /// Added (or removed).
+        on: bool,
+        /// How many users react with `emoji` now.
+        count: u64,
+    },
     /// `user` is typing in `chat`.
     Typing {
         /// The chat.

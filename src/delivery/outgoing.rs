@@ -6,9 +6,10 @@ use std::sync::Arc;
 use axum::extract::ws::Utf8Bytes;
 
 use super::fabric::Event;
+use crate::ids::UserId;
 use crate::ids::{ChatNumber, MessageNumber};
 use crate::model::{self, Message};
-use crate::protocol::{MessageOut, ReceiptKind, ServerFrame};
+use crate::protocol::{MessageOut, ReactionOp, ReactionOut, ReceiptKind, ServerFrame};
 
 /// What waits in a session's outbox.
 #[derive(Clone, Debug)]
@@ -68,6 +69,14 @@ pub fn outgoing(event: &Event) -> Arc<Outgoing> {
             reply_count: m.reply_count,
             last_reply_at: m.last_reply_at,
         }),
+        Event::Reaction { chat, seq, user, emoji, on, count } => frame(&ServerFrame::Reaction {
+            chat: *chat,
+            seq: *seq,
+            user: user.clone(),
+            emoji: emoji.clone(),
+            op: if *on { ReactionOp::Add } else { ReactionOp::Remove },
+            count: *count,
+        }),
         Event::Typing { chat, user } => frame(&ServerFrame::Typing { chat: *chat, user: user.clone() }),
         Event::Receipt { chat, user, kind, seq } => {
             let kind = match kind {
@@ -86,7 +95,12 @@ fn frame(frame: &ServerFrame) -> Outgoing {
     Outgoing::Frame { kind: frame.kind(), frame: frame.to_text().into() }
 }
 
-/// A stored message as clients see it.
+/// A stored message as `reader` sees it: with the reactions, and which are the reader's.
+pub fn message_out_for(m: &Message, reader: &UserId) -> MessageOut {
+    MessageOut { reactions: ReactionOut::of(&m.reactions, Some(reader)), ..message_out(m) }
+}
+
+/// A stored message as clients see it (no reactions: live frames are the same for every reader).
 pub fn message_out(m: &Message) -> MessageOut {
     MessageOut {
         chat: m.chat,
@@ -102,5 +116,6 @@ pub fn message_out(m: &Message) -> MessageOut {
         reply_count: m.reply_count,
         last_reply_at: m.last_reply_at,
         attachments: if m.is_deleted() { Vec::new() } else { m.attachments.clone() },
+        reactions: std::collections::BTreeMap::new(),
     }
 }

@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use super::handlers::Answers;
 use super::session::{Closing, LoopState, Session, Sink};
-use crate::delivery::{Outbox, message_out};
+use crate::delivery::{Outbox, message_out_for};
 use crate::ids::{ChatNumber, MessageNumber};
 use crate::protocol::{MessageOut, RequestId, Resume, ServerFrame};
 
@@ -119,7 +119,7 @@ impl Session {
                 }
                 frame.bytes += size;
                 sent.push(m.number);
-                frame.items.push(message_out(&m));
+                frame.items.push(message_out_for(&m, &self.user));
             }
             let full = frame.items.len() >= PAGE || frame.bytes >= FRAME_BYTES;
             if (full && !frame.items.is_empty()) || last {

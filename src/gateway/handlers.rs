@@ -3,8 +3,8 @@
 use super::limits::Refused;
 use super::session::Session;
 use crate::chat::{Author, ChatError, NewUpload, SendRequest, Target};
-use crate::delivery::message_out;
-use crate::ids::{MessageNumber, UserId};
+use crate::delivery::message_out_for;
+use crate::ids::{ChatNumber, MessageNumber, UserId};
 use crate::model::ReceiptKind;
 use crate::protocol::{self, ClientFrame, FrameError, RequestId, Resume, ServerFrame, UploadOut};
 
@@ -106,7 +106,7 @@ impl Session {
                     Ok(page) => Answers::one(ServerFrame::Messages {
                         id,
                         chat,
-                        items: page.items.iter().map(message_out).collect(),
+                        items: page.items.iter().map(|m| message_out_for(m, &self.user)).collect(),
                         has_more: page.has_more,
                     }),
                     Err(e) => Answers::failed(id, &e),
@@ -157,6 +157,8 @@ impl Session {
                     Err(e) => Answers::failed(id, &e),
                 }
             }
+            ClientFrame::React { id, chat, seq, emoji } => self.react(id, (chat, seq), &emoji, true).await,
+            ClientFrame::Unreact { id, chat, seq, emoji } => self.react(id, (chat, seq), &emoji, false).await,
             ClientFrame::Search { id, query, chat, page, per_page } => {
                 self.search(id, &query, chat, (page.unwrap_or(1), per_page.unwrap_or(20))).await
             }
@@ -191,10 +193,25 @@ impl Session {
                         body: found.message.body,
                         created_at: found.message.created_at,
                         highlight: found.highlight,
+                        reactions: protocol::ReactionOut::of(&found.message.reactions, Some(&self.user)),
                     })
                     .collect(),
                 has_more: results.has_more,
             }),
+            Err(e) => Answers::failed(id, &e),
+        }
+    }
+
+    async fn react(
+        &self,
+        id: Option<RequestId>,
+        (chat, seq): (ChatNumber, MessageNumber),
+        emoji: &str,
+        on: bool,
+    ) -> Answers {
+        let at = (chat, seq);
+        match self.state.chat.react(&self.app.id, &self.user, at, emoji, on, Some(self.id)).await {
+            Ok(_) => Answers::one(ServerFrame::Ack { id, chat, seq }),
             Err(e) => Answers::failed(id, &e),
         }
     }

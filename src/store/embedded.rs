@@ -18,7 +18,7 @@ use crate::auth::SigningSecret;
 use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{
     Application, AttachedFile, Attachment, Change, Chat, ChatKind, DirectPair, Member, Message, MessageRange,
-    MessageVersion, Page, ReadState, ReceiptKind, UserGroups,
+    MessageVersion, Page, Reactions, ReadState, ReceiptKind, UserGroups,
 };
 
 /// token → application.
@@ -84,6 +84,9 @@ struct StoredMessage {
     last_reply_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     attachments: Vec<AttachedFile>,
+    /// (emoji, user) pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    reactions: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -107,6 +110,7 @@ impl StoredMessage {
             reply_count: m.reply_count,
             last_reply_at: m.last_reply_at.map(Timestamp::millis),
             attachments: m.attachments.iter().map(|f| AttachedFile { url: None, ..f.clone() }).collect(),
+            reactions: m.reactions.pairs().map(|(e, u)| (e.to_owned(), u.as_str().to_owned())).collect(),
         }
     }
 
@@ -125,6 +129,9 @@ impl StoredMessage {
             reply_count: self.reply_count,
             last_reply_at: self.last_reply_at.map(Timestamp),
             attachments: self.attachments,
+            reactions: Reactions::from_pairs(
+                self.reactions.into_iter().map(|(e, u)| (e, UserId::from_store(u))),
+            ),
         }
     }
 }
@@ -525,7 +532,33 @@ impl Store for EmbeddedStore {
                 m.body.clear();
                 m.versions.clear();
                 m.attachments.clear();
+                m.reactions.clear();
                 m.deleted_at = Some(at.millis());
+            })
+        })
+        .await
+    }
+
+    async fn set_reaction(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+        emoji: &str,
+        user: &UserId,
+        on: bool,
+    ) -> Result<Change, StoreError> {
+        let (app, pair) = (app.clone(), (emoji.to_owned(), user.as_str().to_owned()));
+        self.write(move |txn| {
+            change_message(txn, &app, chat, number, |m| {
+                let at = m.reactions.binary_search(&pair);
+                match (on, at) {
+                    (true, Err(i)) => m.reactions.insert(i, pair),
+                    (false, Ok(i)) => {
+                        m.reactions.remove(i);
+                    }
+                    _ => {}
+                }
             })
         })
         .await

@@ -108,6 +108,18 @@ impl Store for Metered {
         time("delete_message", self.0.delete_message(app, chat, number, at)).await
     }
 
+    async fn set_reaction(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+        emoji: &str,
+        user: &UserId,
+        on: bool,
+    ) -> Result<Change, StoreError> {
+        time("set_reaction", self.0.set_reaction(app, chat, number, emoji, user, on)).await
+    }
+
     async fn replies(
         &self,
         app: &AppId,

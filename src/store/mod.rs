@@ -146,6 +146,18 @@ pub trait Store: Send + Sync + 'static {
         number: MessageNumber,
         at: Timestamp,
     ) -> Result<Change, StoreError>;
+    /// Adds (`on`) or takes back `user`'s reaction `emoji` on a message,
+    /// atomically with the row (idempotent: adding twice or taking back
+    /// what is not there changes nothing). A tombstone takes none.
+    async fn set_reaction(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+        emoji: &str,
+        user: &UserId,
+        on: bool,
+    ) -> Result<Change, StoreError>;
     /// The replies to `parent` (messages whose `reply_to` names it) after
     /// `after`, oldest first, at most `limit`. `insert_messages` lists each
     /// reply under its parent and moves the parent's `reply_count` and

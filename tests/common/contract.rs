@@ -23,6 +23,7 @@ pub async fn all(store: &dyn Store) {
     edits_and_deletes(store).await;
     threads(store).await;
     attachments(store).await;
+    reactions(store).await;
     members(store).await;
     direct_chats(store).await;
     read_state(store).await;
@@ -61,6 +62,7 @@ pub fn message(app: &AppId, chat: u64, number: u64, body: String) -> Message {
         reply_count: 0,
         last_reply_at: None,
         attachments: Vec::new(),
+        reactions: Default::default(),
     }
 }
 
@@ -223,6 +225,68 @@ pub async fn edits_and_deletes(store: &dyn Store) {
         assert_eq!(store.delete_message(&app, chat, missing, t(6)).await.unwrap(), Change::Missing);
         assert!(store.message_versions(&app, chat, missing).await.unwrap().is_empty());
     }
+    assert_eq!(store.message(&app, chat, MessageNumber(9)).await.unwrap(), None, "no row was made up");
+}
+
+/// A reaction is one per user, message and emoji, read back with the
+/// message wherever it is read; adding twice or taking back what is not there
+/// changes nothing; a tombstone takes none and drops those it had.
+pub async fn reactions(store: &dyn Store) {
+    let app = AppId::generate();
+    let batch: Vec<Message> = (1..=3).map(|n| message(&app, 1, n, format!("body {n}"))).collect();
+    store.insert_messages(&batch).await.unwrap();
+    let (chat, two) = (ChatNumber(1), MessageNumber(2));
+    let (alice, bob) = (user("alice"), user("bob"));
+    let app_ref = &app;
+    let react = |emoji: &'static str, who: &UserId, on: bool| {
+        let who = who.clone();
+        async move {
+            match store.set_reaction(app_ref, chat, two, emoji, &who, on).await.unwrap() {
+                Change::Done(m) => m,
+                other => panic!("the reaction did not apply: {other:?}"),
+            }
+        }
+    };
+    let m = react("👍", &alice, true).await;
+    assert_eq!((m.reactions.count("👍"), m.body.as_str()), (1, "body 2"));
+    react("👍", &bob, true).await;
+    react(":party:", &bob, true).await;
+    let again = react("👍", &bob, true).await;
+    assert_eq!(again.reactions.count("👍"), 2, "a second add by the same user counts once");
+    assert!(again.reactions.has("👍", &alice) && again.reactions.has(":party:", &bob));
+    assert!(!again.reactions.has(":party:", &alice));
+
+    let stored = store.message(&app, chat, two).await.unwrap().unwrap();
+    assert_eq!(stored, again, "read back as written");
+    let listed = store.messages(&app, chat, range(None, None, 0, 10)).await.unwrap();
+    assert_eq!(listed[1].reactions, again.reactions, "history carries the reactions");
+    assert!(
+        listed[0].reactions.is_empty() && listed[2].reactions.is_empty(),
+        "only on the message reacted to"
+    );
+
+    let m = react("👍", &alice, false).await;
+    assert_eq!((m.reactions.count("👍"), m.reactions.has("👍", &alice)), (1, false));
+    let m = react("👍", &alice, false).await;
+    assert_eq!(m.reactions.count("👍"), 1, "taking back what is not there changes nothing");
+    let m = react(":party:", &bob, false).await;
+    assert_eq!((m.reactions.count(":party:"), m.reactions.kinds()), (0, 1), "an emoji nobody uses is gone");
+
+    let t = Timestamp(1_700_000_100_000);
+    let Change::Done(tombstone) = store.delete_message(&app, chat, two, t).await.unwrap() else {
+        panic!("the delete did not apply")
+    };
+    assert!(tombstone.reactions.is_empty(), "a tombstone drops its reactions");
+    assert!(store.message(&app, chat, two).await.unwrap().unwrap().reactions.is_empty());
+    assert!(matches!(
+        store.set_reaction(&app, chat, two, "👍", &alice, true).await.unwrap(),
+        Change::Deleted(_)
+    ));
+    assert!(store.message(&app, chat, two).await.unwrap().unwrap().reactions.is_empty());
+    assert_eq!(
+        store.set_reaction(&app, chat, MessageNumber(9), "👍", &alice, true).await.unwrap(),
+        Change::Missing
+    );
     assert_eq!(store.message(&app, chat, MessageNumber(9)).await.unwrap(), None, "no row was made up");
 }
 

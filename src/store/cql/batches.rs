@@ -107,6 +107,7 @@ mod tests {
             reply_count: 0,
             last_reply_at: None,
             attachments: Vec::new(),
+            reactions: Default::default(),
         }
     }
 

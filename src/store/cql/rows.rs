@@ -6,7 +6,9 @@ use scylla::value::{CqlTimestamp, MaybeUnset};
 
 use crate::auth::SigningSecret;
 use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
-use crate::model::{Application, AttachedFile, Attachment, Chat, ChatKind, Message, Page, UserGroups};
+use crate::model::{
+    Application, AttachedFile, Attachment, Chat, ChatKind, Message, Page, Reactions, UserGroups,
+};
 use crate::store::{StoreError, bucket_of};
 
 /// Decodes every row of a result; a row of the wrong shape is `Corrupt`.
@@ -80,6 +82,7 @@ pub(super) type MessageRow = (
     Option<i64>,
     Option<CqlTimestamp>,
     Option<String>,
+    Option<Vec<(String, String)>>,
 );
 
 /// chat, name, content_type, size, created_by, created_at, message.
@@ -166,6 +169,7 @@ pub(super) fn message_from_row(
         reply_count,
         last_reply_at,
         attachments,
+        reactions,
     ) = row;
     Ok(Message {
         app: app.clone(),
@@ -181,6 +185,9 @@ pub(super) fn message_from_row(
         reply_count: reply_count.map_or(Ok(0), |n| unsigned(n, "reply_count"))?,
         last_reply_at: last_reply_at.map(from_ts),
         attachments: attachments_from_text(attachments)?,
+        reactions: Reactions::from_pairs(
+            reactions.unwrap_or_default().into_iter().map(|(e, u)| (e, UserId::from_store(u))),
+        ),
     })
 }
 

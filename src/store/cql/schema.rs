@@ -14,6 +14,7 @@ pub(super) const MIGRATIONS: &[(u32, &str, &str)] = &[
     (3, "user_groups", include_str!("../../../cql/003_user_groups.cql")),
     (4, "edits", include_str!("../../../cql/004_edits.cql")),
     (5, "threads", include_str!("../../../cql/005_threads.cql")),
+    (6, "reactions", include_str!("../../../cql/006_reactions.cql")),
     (8, "attachments", include_str!("../../../cql/008_attachments.cql")),
 ];
 

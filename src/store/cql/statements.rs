@@ -29,6 +29,8 @@ pub(super) struct Statements {
     pub(super) edit_message: PreparedStatement,
     /// Conditional: the tombstone, unless deleted already.
     pub(super) delete_message: PreparedStatement,
+    pub(super) add_reaction: PreparedStatement,
+    pub(super) remove_reaction: PreparedStatement,
     pub(super) message_versions: PreparedStatement,
     pub(super) insert_thread_reply: PreparedStatement,
     pub(super) count_thread_replies: PreparedStatement,
@@ -67,7 +69,7 @@ pub(super) struct Statements {
 
 const DIRECT_CHAT: &str = "SELECT chat FROM direct_chats WHERE app = ? AND user_low = ? AND user_high = ?";
 const READ_STATE: &str = "SELECT user_id, delivered, read FROM read_state WHERE app = ? AND chat = ?";
-const MESSAGE_COLUMNS: &str = "number, body, sender, client_msg_id, reply_to, created_at, edited_at, deleted_at, reply_count, last_reply_at, attachments";
+const MESSAGE_COLUMNS: &str = "number, body, sender, client_msg_id, reply_to, created_at, edited_at, deleted_at, reply_count, last_reply_at, attachments, reactions";
 const MESSAGE_KEY: &str = "app = ? AND chat = ? AND bucket = ? AND number = ?";
 
 impl Statements {
@@ -122,8 +124,17 @@ impl Statements {
             ))
             .await?,
             delete_message: p(format!(
-                "UPDATE messages SET body = '', deleted_at = ?, versions = null, attachments = null WHERE {MESSAGE_KEY} \
+                "UPDATE messages SET body = '', deleted_at = ?, versions = null, attachments = null, reactions = null \
+                 WHERE {MESSAGE_KEY} \
                  IF deleted_at = null"
+            ))
+            .await?,
+            add_reaction: p(format!(
+                "UPDATE messages SET reactions = reactions + ? WHERE {MESSAGE_KEY} IF deleted_at = null"
+            ))
+            .await?,
+            remove_reaction: p(format!(
+                "UPDATE messages SET reactions = reactions - ? WHERE {MESSAGE_KEY} IF deleted_at = null"
             ))
             .await?,
             message_versions: p(format!("SELECT versions FROM messages WHERE {MESSAGE_KEY}")).await?,

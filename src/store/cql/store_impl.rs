@@ -15,7 +15,7 @@ use super::rows::{
 use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{
     Application, Attachment, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
-    ReadState, ReceiptKind, UserGroups,
+    Reactions, ReadState, ReceiptKind, UserGroups,
 };
 use crate::store::{Store, StoreError, bucket_of};
 
@@ -446,12 +446,53 @@ impl Store for CqlStore {
                 .await
                 .map_err(StoreError::unavailable)?;
             if applied(result, "messages delete")? {
-                let tombstone =
-                    Message { body: String::new(), deleted_at: Some(at), attachments: Vec::new(), ..current };
+                let tombstone = Message {
+                    body: String::new(),
+                    deleted_at: Some(at),
+                    attachments: Vec::new(),
+                    reactions: Reactions::default(),
+                    ..current
+                };
                 return Ok(Change::Done(tombstone));
             }
         }
         Err(StoreError::Unavailable(Box::new(Contended("a delete kept losing to concurrent changes"))))
+    }
+
+    async fn set_reaction(
+        &self,
+        app: &AppId,
+        chat: ChatNumber,
+        number: MessageNumber,
+        emoji: &str,
+        user: &UserId,
+        on: bool,
+    ) -> Result<Change, StoreError> {
+        let Ok(n) = bigint(number.get()) else { return Ok(Change::Missing) };
+        let (c, b) = (bigint(chat.get())?, bigint(bucket_of(number))?);
+        // Read first: a conditional update of a row that is not there would create one.
+        let Some(current) = self.message(app, chat, number).await? else { return Ok(Change::Missing) };
+        if current.is_deleted() {
+            return Ok(Change::Deleted(current));
+        }
+        if current.reactions.has(emoji, user) == on {
+            return Ok(Change::Done(current));
+        }
+        let stmt = if on { &self.stmts().add_reaction } else { &self.stmts().remove_reaction };
+        let pair = vec![(emoji, user.as_str())];
+        let result = self
+            .session()
+            .execute_unpaged(stmt, (pair, app.as_str(), c, b, n))
+            .await
+            .map_err(StoreError::unavailable)?;
+        // Not applied: deleted meanwhile. Either way the row as it is now
+        // (with whatever else changed concurrently) is the answer.
+        let applied = applied(result, "messages reaction")?;
+        match self.message(app, chat, number).await? {
+            None => Ok(Change::Missing),
+            Some(m) if m.is_deleted() || !applied => Ok(Change::Deleted(m)),
+            Some(m) => Ok(Change::Done(m)),
+        }
     }
 
     async fn replies(
