@@ -397,5 +397,24 @@ mod tests {
         assert_eq!(section_of("TEST_REDIS_URL"), None);
         assert_eq!(section_of("CONFIG"), None);
         assert_eq!(section_of("SERVER"), None);
+        assert_eq!(section_of("ATTACHMENTS_S3_SECRET_KEY"), Some("attachments"));
+    }
+
+    #[test]
+    fn attachment_settings_are_checked() {
+        let bad = |toml: &str| match Config::from_toml(toml) {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("{toml}: {other:?}"),
+        };
+        assert_eq!(bad("[attachments]\nmax_per_message = 0"), "attachments.max_per_message");
+        assert_eq!(bad("[attachments]\nbackend = \"s3\""), "attachments.s3_bucket");
+        assert_eq!(bad("[attachments]\nsigning_key = \"short\""), "attachments.signing_key");
+        assert_eq!(
+            bad("[attachments]\nallowed_content_types = [\"image\"]"),
+            "attachments.allowed_content_types"
+        );
+        let s3 = "[attachments]\nbackend = \"s3\"\ns3_bucket = \"b\"\ns3_endpoint = \"http://s3:8333\"";
+        assert_eq!(bad(s3), "attachments.s3_endpoint");
+        assert!(Config::from_toml(&format!("{s3}\ns3_allow_http = true")).is_ok());
     }
 }
