@@ -51,6 +51,7 @@ fn messages(app: &AppId, chats: u64, count: u64) -> Result<Vec<Message>, BoxErro
             deleted_at: None,
             reply_count: 0,
             last_reply_at: None,
+            attachments: Vec::new(),
             reactions: Default::default(),
         })
         .collect())

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Real services for weft's test suite, on loopback only: Redis, a three-master Redis Cluster,
-# Apache Cassandra 5.0.8 and a single OpenSearch 2.19.6 node.
+# Apache Cassandra 5.0.8, a single OpenSearch 2.19.6 node and SeaweedFS as the S3 server.
 #
 #   bash scripts/services.sh up       install what is missing, start (or reuse) them all, wait until they answer
 #   bash scripts/services.sh down     stop what `up` started (by pid file), wait until it is gone
 #   bash scripts/services.sh env      print `export WEFT_TEST_...` lines: eval "$(bash scripts/services.sh env)"
 #   bash scripts/services.sh status   say what answers (exit 1 if something does not)
 #
-# `down` takes optional names (redis, redis-cluster, cassandra, opensearch) to stop only those.
+# `down` takes optional names (redis, redis-cluster, cassandra, opensearch, seaweedfs) to stop only those.
 #
 # Environment (all optional):
 #   WEFT_SVC_REDIS_PORT (6379), WEFT_SVC_REDIS_CLUSTER_PORT (6380: the cluster uses it and the
@@ -16,6 +16,8 @@
 #   WEFT_CASSANDRA_KEEP_DATA (0: a freshly started node gets empty data dirs),
 #   WEFT_SVC_OPENSEARCH_PORT (9200), WEFT_OPENSEARCH_TRANSPORT_PORT (9300), WEFT_OPENSEARCH_HEAP (512m),
 #   WEFT_OPENSEARCH_START_TIMEOUT (180 s),
+#   WEFT_SVC_S3_PORT (8333: SeaweedFS's S3 API), WEFT_SEAWEEDFS_PORT_BASE (18330: its master, volume,
+#   filer and admin ports are this and the next nine),
 #   WEFT_SERVICES_DIR (~/.cache/weft-services: download cache), WEFT_STATE_DIR (<services dir>/state),
 #   WEFT_SERVICES_STARTED_FILE (if set, `up` appends the name of each service it started itself).
 #
@@ -28,6 +30,12 @@
 # a module, run by its own bin/opensearch on the same JDK 17 with the config in scripts/opensearch/.
 # It refuses to run as root, so as root it runs in a user namespace (`unshare --user`, where it is
 # uid 65534) or, failing that, as nobody (`setpriv`). Every start gets empty data.
+#
+# SeaweedFS (Apache-2.0) is built from its Go module source: `go install` of it fails (its go.mod
+# has a replace directive), so the module is downloaded, copied and built with `go build`; the
+# source, the Go module cache and the Go build cache live under the services dir, so a second run
+# reuses the binary. It runs as `weed mini` with every port on loopback, one identity from
+# scripts/seaweedfs/s3.json and the bucket `weft-test`. Every start gets empty data.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -71,6 +79,23 @@ OS_PIDFILE=$OS_DIR/opensearch.pid
 OS_LOG=$OS_DIR/logs/stdout.log
 OS_URL=http://127.0.0.1:$OS_PORT
 OS_MAIN=org.opensearch.bootstrap.OpenSearch
+
+SW_MODULE=github.com/seaweedfs/seaweedfs
+SW_VERSION=v0.0.0-20261109003541-7506e5f91cd6
+SW_SRC_CONF=$SCRIPT_DIR/seaweedfs
+SW_CACHE=$SERVICES_DIR/seaweedfs-$SW_VERSION
+SW_BIN=$SW_CACHE/weed
+SW_DIR=$STATE_DIR/seaweedfs
+SW_PIDFILE=$SW_DIR/weed.pid
+SW_LOG=$SW_DIR/weed.log
+S3_PORT=${WEFT_SVC_S3_PORT:-8333}
+SW_BASE=${WEFT_SEAWEEDFS_PORT_BASE:-18330}
+S3_URL=http://127.0.0.1:$S3_PORT
+S3_BUCKET=weft-test
+S3_REGION=us-east-1
+# Test-only credentials of a loopback server (they match scripts/seaweedfs/s3.json).
+S3_ACCESS_KEY=weft-test
+S3_SECRET_KEY=weft-test-secret
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -606,6 +631,101 @@ opensearch_wait() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# SeaweedFS (S3)
+
+# s3_curl ARGS...: curl signed with the test identity (SigV4, path style). curl 7.x signs
+# no payload hash by itself; the header makes it sign an unsigned payload, as S3 expects.
+s3_curl() {
+    curl -sf -m 10 --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
+        -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"
+}
+
+# s3_answers: the S3 API lists our buckets with our credentials.
+s3_answers() {
+    s3_curl "$S3_URL/" >/dev/null 2>&1
+}
+
+ensure_seaweedfs_bin() {
+    if [ -x "$SW_BIN" ] && "$SW_BIN" version >/dev/null 2>&1; then
+        log "seaweedfs: $SW_VERSION built in $SW_BIN"
+        return 0
+    fi
+    command -v go >/dev/null 2>&1 || die "seaweedfs: no 'go' on PATH (Go >= 1.24 builds SeaweedFS; install it from go.dev)"
+    local t0 dir
+    t0=$(now_ms)
+    mkdir -p "$SW_CACHE/gomod" "$SW_CACHE/gocache"
+    export GOMODCACHE=$SW_CACHE/gomod GOCACHE=$SW_CACHE/gocache GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
+    log "seaweedfs: building $SW_MODULE@$SW_VERSION with $(go version | cut -d' ' -f3) (a few minutes the first time)..."
+    if [ ! -f "$SW_CACHE/src.complete" ]; then
+        dir=$(go mod download -json "$SW_MODULE@$SW_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+        [ -n "$dir" ] && [ -d "$dir" ] || die "seaweedfs: go mod download $SW_MODULE@$SW_VERSION gave no source dir"
+        rm -rf "$SW_CACHE/src"
+        cp -r "$dir" "$SW_CACHE/src"
+        chmod -R u+w "$SW_CACHE/src"
+        touch "$SW_CACHE/src.complete"
+    fi
+    (cd "$SW_CACHE/src" && go mod download && go build -ldflags="-s -w" -o "$SW_BIN.tmp" ./weed) \
+        >"$SW_CACHE/build.log" 2>&1 || die_log "$SW_CACHE/build.log" "seaweedfs: go build failed"
+    mv "$SW_BIN.tmp" "$SW_BIN"
+    log "seaweedfs: built in $(secs_since "$t0") s"
+}
+
+start_seaweedfs() {
+    local t0 pid i p
+    if s3_answers; then
+        if pid_is "$SW_PIDFILE" "weed mini"; then
+            log "seaweedfs: already running (pid $(cat "$SW_PIDFILE")) on $S3_URL"
+        else
+            log "seaweedfs: something already answers S3 with our keys on $S3_URL; reusing it (not ours, 'down' leaves it)"
+        fi
+        s3_curl -X PUT "$S3_URL/$S3_BUCKET" >/dev/null 2>&1 || true
+        return 0
+    fi
+    ensure_seaweedfs_bin
+    port_open "$S3_PORT" && die "port 127.0.0.1:$S3_PORT is taken by something that is not our S3 (set WEFT_SVC_S3_PORT)"
+    for p in $(seq "$SW_BASE" $((SW_BASE + 9))); do
+        port_open "$p" && die "port 127.0.0.1:$p (SeaweedFS internal) is taken (set WEFT_SEAWEEDFS_PORT_BASE)"
+    done
+    local d=$SW_DIR
+    rm -rf "$d"
+    mkdir -p "$d/data"
+    cp "$SW_SRC_CONF/s3.json" "$d/s3.json"
+    t0=$(now_ms)
+    log "seaweedfs: starting weed mini, S3 on $S3_URL, log $SW_LOG"
+    (cd "$d" && exec setsid "$SW_BIN" mini -dir="$d/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+        -master.port=$SW_BASE -master.port.grpc=$((SW_BASE + 1)) -master.telemetry=false \
+        -master.volumeSizeLimitMB=64 -volume.max=32 \
+        -volume.port=$((SW_BASE + 2)) -volume.port.grpc=$((SW_BASE + 3)) \
+        -filer.port=$((SW_BASE + 4)) -filer.port.grpc=$((SW_BASE + 5)) -filer.localSocket="$d/filer.sock" \
+        -s3.port="$S3_PORT" -s3.port.grpc=$((SW_BASE + 6)) -s3.localSocket="$d/s3.sock" \
+        -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$d/s3.json" -webdav=false -admin.ui=false \
+        -admin.port=$((SW_BASE + 7)) -admin.port.grpc=$((SW_BASE + 8)) -admin.port.legacy=0 \
+        </dev/null >>"$SW_LOG" 2>&1 9>&-) &
+    pid=$!
+    echo "$pid" >"$SW_PIDFILE"
+    note_started seaweedfs
+    for i in $(seq 1 600); do
+        kill -0 "$pid" 2>/dev/null || { rm -f "$SW_PIDFILE"; die_log "$SW_LOG" "weed mini (pid $pid) exited during startup"; }
+        s3_answers && break
+        [ "$i" = 600 ] && die_log "$SW_LOG" "SeaweedFS S3 on $S3_URL did not answer within 60 s"
+        sleep 0.1
+    done
+    # The first write waits for a volume: do it here, not in a test. (Small volumes, a
+    # fixed count: the automatic sizing finds no writable volume on a nearly full disk.)
+    for i in $(seq 1 300); do
+        if s3_curl -X PUT "$S3_URL/$S3_BUCKET" >/dev/null 2>&1 || s3_curl "$S3_URL/$S3_BUCKET?list-type=2" >/dev/null 2>&1; then
+            if s3_curl -X PUT --data-binary warm "$S3_URL/$S3_BUCKET/warm-up" >/dev/null 2>&1 &&
+                [ "$(s3_curl "$S3_URL/$S3_BUCKET/warm-up" 2>/dev/null)" = warm ]; then
+                break
+            fi
+        fi
+        [ "$i" = 300 ] && die_log "$SW_LOG" "SeaweedFS on $S3_URL did not take a warm-up PUT within 60 s"
+        sleep 0.2
+    done
+    log "seaweedfs: ready on $S3_URL (pid $pid, bucket $S3_BUCKET) after $(secs_since "$t0") s, RSS $(rss_mib "$pid")"
+}
+
+# ---------------------------------------------------------------------------------------------
 # stop
 
 # stop_pid NAME PIDFILE PATTERN TIMEOUT_S
@@ -657,12 +777,13 @@ cmd_up() {
     opensearch_launch
     start_cassandra
     opensearch_wait
-    log "up: redis 127.0.0.1:$REDIS_PORT, redis cluster 127.0.0.1:${RC_PORTS[0]}-${RC_PORTS[2]}, cassandra CQL 127.0.0.1:$CQL_PORT, opensearch $OS_URL ready in $(secs_since "$t0") s total"
+    start_seaweedfs
+    log "up: redis 127.0.0.1:$REDIS_PORT, redis cluster 127.0.0.1:${RC_PORTS[0]}-${RC_PORTS[2]}, cassandra CQL 127.0.0.1:$CQL_PORT, opensearch $OS_URL, s3 $S3_URL ready in $(secs_since "$t0") s total"
 }
 
 cmd_down() {
     local names=("$@") n
-    [ ${#names[@]} -gt 0 ] || names=(redis redis-cluster cassandra opensearch)
+    [ ${#names[@]} -gt 0 ] || names=(redis redis-cluster cassandra opensearch seaweedfs)
     lock_state
     for n in "${names[@]}"; do
         case $n in
@@ -670,7 +791,8 @@ cmd_down() {
         redis-cluster) stop_redis_cluster ;;
         cassandra) stop_pid cassandra "$CASS_PIDFILE" CassandraDaemon 90 ;;
         opensearch) stop_pid opensearch "$OS_PIDFILE" "$OS_MAIN" 60 ;;
-        *) die "down: unknown service '$n' (redis, redis-cluster, cassandra, opensearch)" ;;
+        seaweedfs) stop_pid seaweedfs "$SW_PIDFILE" "weed mini" 30 ;;
+        *) die "down: unknown service '$n' (redis, redis-cluster, cassandra, opensearch, seaweedfs)" ;;
         esac
     done
 }
@@ -680,6 +802,11 @@ cmd_env() {
     echo "export WEFT_TEST_REDIS_CLUSTER_NODES=redis://127.0.0.1:${RC_PORTS[0]},redis://127.0.0.1:${RC_PORTS[1]},redis://127.0.0.1:${RC_PORTS[2]}"
     echo "export WEFT_TEST_CQL_NODES=127.0.0.1:$CQL_PORT"
     echo "export WEFT_TEST_OPENSEARCH_URL=$OS_URL"
+    echo "export WEFT_TEST_S3_URL=$S3_URL"
+    echo "export WEFT_TEST_S3_BUCKET=$S3_BUCKET"
+    echo "export WEFT_TEST_S3_REGION=$S3_REGION"
+    echo "export WEFT_TEST_S3_ACCESS_KEY=$S3_ACCESS_KEY"
+    echo "export WEFT_TEST_S3_SECRET_KEY=$S3_SECRET_KEY"
 }
 
 cmd_status() {
@@ -717,6 +844,14 @@ cmd_status() {
         echo "opensearch: $OS_URL does not answer"
         ok=1
     fi
+    if s3_answers; then
+        owner="not started by services.sh"
+        pid_is "$SW_PIDFILE" "weed mini" && owner="pid $(cat "$SW_PIDFILE"), RSS $(rss_mib "$(cat "$SW_PIDFILE")")"
+        echo "seaweedfs: $S3_URL answers S3 ($owner)"
+    else
+        echo "seaweedfs: $S3_URL does not answer S3"
+        ok=1
+    fi
     return $ok
 }
 
@@ -729,7 +864,7 @@ down)
 env) cmd_env ;;
 status) cmd_status ;;
 *)
-    echo "usage: $0 up | down [redis|redis-cluster|cassandra|opensearch]... | env | status" >&2
+    echo "usage: $0 up | down [redis|redis-cluster|cassandra|opensearch|seaweedfs]... | env | status" >&2
     exit 2
     ;;
 esac

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command: bash scripts/test.sh [extra args for cargo test]
 #
-# Starts (or reuses) the real Redis, Cassandra and OpenSearch the tests need (scripts/services.sh
-# up), exports WEFT_TEST_REDIS_URL / WEFT_TEST_REDIS_CLUSTER_NODES / WEFT_TEST_CQL_NODES /
-# WEFT_TEST_OPENSEARCH_URL, then runs
+# Starts (or reuses) the real Redis, Cassandra, OpenSearch and SeaweedFS (S3) the tests need
+# (scripts/services.sh up), exports WEFT_TEST_REDIS_URL / WEFT_TEST_REDIS_CLUSTER_NODES /
+# WEFT_TEST_CQL_NODES / WEFT_TEST_OPENSEARCH_URL / WEFT_TEST_S3_*, then runs
 # fmt, clippy, the Helm chart checks (scripts/helm-check.sh), the tests, and a smoke run of
 # every load scenario (loadtest/smoke.sh).
 # With CI=true the services this run started itself are stopped on exit; otherwise they are

@@ -25,8 +25,23 @@ use crate::store::{BatchConfig, CqlConfig};
 
 /// The sections of the file, which are also the env variable prefixes.
 const SECTIONS: &[&str] = &[
-    "server", "gateway", "cache", "jwks", "store", "cql", "redis", "batch", "sequence", "cluster", "gossip",
-    "quic", "tls", "log", "metrics", "search",
+    "server",
+    "gateway",
+    "cache",
+    "jwks",
+    "store",
+    "cql",
+    "redis",
+    "batch",
+    "sequence",
+    "cluster",
+    "gossip",
+    "quic",
+    "tls",
+    "log",
+    "metrics",
+    "search",
+    "attachments",
 ];
 
 /// Everything a node is configured with.
@@ -65,6 +80,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Message search.
     pub search: crate::search::SearchConfig,
+    /// Attachment files.
+    pub attachments: crate::attachments::AttachmentsConfig,
 }
 
 /// `[server]`.
@@ -285,6 +302,17 @@ impl Config {
                 return invalid("redis.cluster_nodes", "every entry must be a redis:// URL");
             }
         }
+        if let Err((key, reason)) = self.attachments.check() {
+            return invalid(key, reason);
+        }
+        if self.cluster.enabled
+            && self.attachments.backend == crate::attachments::AttachmentBackend::Filesystem
+        {
+            return invalid(
+                "attachments.backend",
+                "filesystem keeps files on one node: a cluster needs s3 (or auto with s3_bucket)",
+            );
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid("log.level", "is not a valid tracing filter");
         }
@@ -369,5 +397,24 @@ mod tests {
         assert_eq!(section_of("TEST_REDIS_URL"), None);
         assert_eq!(section_of("CONFIG"), None);
         assert_eq!(section_of("SERVER"), None);
+        assert_eq!(section_of("ATTACHMENTS_S3_SECRET_KEY"), Some("attachments"));
+    }
+
+    #[test]
+    fn attachment_settings_are_checked() {
+        let bad = |toml: &str| match Config::from_toml(toml) {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("{toml}: {other:?}"),
+        };
+        assert_eq!(bad("[attachments]\nmax_per_message = 0"), "attachments.max_per_message");
+        assert_eq!(bad("[attachments]\nbackend = \"s3\""), "attachments.s3_bucket");
+        assert_eq!(bad("[attachments]\nsigning_key = \"short\""), "attachments.signing_key");
+        assert_eq!(
+            bad("[attachments]\nallowed_content_types = [\"image\"]"),
+            "attachments.allowed_content_types"
+        );
+        let s3 = "[attachments]\nbackend = \"s3\"\ns3_bucket = \"b\"\ns3_endpoint = \"http://s3:8333\"";
+        assert_eq!(bad(s3), "attachments.s3_endpoint");
+        assert!(Config::from_toml(&format!("{s3}\ns3_allow_http = true")).is_ok());
     }
 }

@@ -24,6 +24,7 @@ pub fn describe(kind: ErrorKind) -> (StatusCode, &'static str) {
         ErrorKind::Forbidden(Refusal::Permission) => (StatusCode::FORBIDDEN, "forbidden"),
         ErrorKind::Gone => (StatusCode::GONE, "message_deleted"),
         ErrorKind::Invalid => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
+        ErrorKind::InvalidAttachment => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_attachment"),
         ErrorKind::KeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
         ErrorKind::Unavailable(Service::Store) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
         ErrorKind::Unavailable(Service::Redis) => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),
@@ -32,6 +33,9 @@ pub fn describe(kind: ErrorKind) -> (StatusCode, &'static str) {
         }
         ErrorKind::Unavailable(Service::Node) => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
         ErrorKind::Unavailable(Service::Search) => (StatusCode::SERVICE_UNAVAILABLE, "search_unavailable"),
+        ErrorKind::Unavailable(Service::Attachments) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "attachments_unavailable")
+        }
         ErrorKind::InFlight => (StatusCode::CONFLICT, "in_flight"),
         ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
@@ -50,12 +54,14 @@ pub const KINDS: &[ErrorKind] = &[
     ErrorKind::Forbidden(Refusal::Permission),
     ErrorKind::Gone,
     ErrorKind::Invalid,
+    ErrorKind::InvalidAttachment,
     ErrorKind::KeyReused,
     ErrorKind::Unavailable(Service::Store),
     ErrorKind::Unavailable(Service::Redis),
     ErrorKind::Unavailable(Service::IdentityProvider),
     ErrorKind::Unavailable(Service::Node),
     ErrorKind::Unavailable(Service::Search),
+    ErrorKind::Unavailable(Service::Attachments),
     ErrorKind::InFlight,
     ErrorKind::Internal,
 ];
@@ -68,6 +74,7 @@ pub fn is_client_fault(kind: ErrorKind) -> bool {
         ErrorKind::NotFound(_)
             | ErrorKind::Forbidden(_)
             | ErrorKind::Invalid
+            | ErrorKind::InvalidAttachment
             | ErrorKind::KeyReused
             | ErrorKind::Gone
     )
@@ -98,8 +105,9 @@ pub fn explain(e: &ChatError) -> (StatusCode, &'static str, String) {
                 Service::IdentityProvider => "the application's identity provider",
                 Service::Node => "the node",
                 Service::Search => "search",
+                Service::Attachments => "the attachment store",
             };
-            if service == Service::Search {
+            if matches!(service, Service::Search | Service::Attachments) {
                 format!("{what} is unavailable; retry later")
             } else {
                 format!("{what} is unavailable; retry later (a send with the same idempotency key is safe)")

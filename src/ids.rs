@@ -157,6 +157,54 @@ impl fmt::Display for UserId {
     }
 }
 
+/// The id of an attachment: 128 random bits, URL-safe, so it can be part of
+/// an object key and a URL as it is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct AttachmentId(String);
+
+/// Why a string is not a valid [`AttachmentId`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("an attachment id is 22 characters of letters, digits, _ and -")]
+pub struct InvalidAttachmentId;
+
+impl AttachmentId {
+    /// A fresh random id.
+    pub fn generate() -> Self {
+        Self(random_url_safe(16))
+    }
+
+    /// Validates an id a client sent (the shape [`generate`](Self::generate) makes).
+    pub fn parse(raw: &str) -> Result<Self, InvalidAttachmentId> {
+        let ok =
+            raw.len() == 22 && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+        if ok { Ok(Self(raw.to_owned())) } else { Err(InvalidAttachmentId) }
+    }
+
+    /// Wraps an id read from the store, which only holds valid ids.
+    pub fn from_store(raw: String) -> Self {
+        Self(raw)
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AttachmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for AttachmentId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Whether a count is zero: serde's `skip_serializing_if` for counts left
 /// out of JSON while they are 0.
 pub fn is_zero(n: &u64) -> bool {

@@ -9,6 +9,7 @@
 //! - [`redis_conn`], [`store`], `sequence`, [`cache`]: Redis, the [`Store`] trait with its
 //!   embedded (redb) and CQL backends and the batch writer, numbering and idempotency
 //!   claims, the caches;
+//! - [`attachments`]: attachment files in the filesystem or S3, and the URLs to put and get them;
 //! - [`search`]: the full-text index seam (`SearchIndex`), its tantivy and OpenSearch
 //!   backends, the query language, and the indexer that follows the batch writer;
 //! - [`protocol`]: the WebSocket frames, a pure codec;
@@ -20,6 +21,7 @@
 //! - [`config`]: the one typed configuration, from file + `WEFT_*` env;
 //! - `server`: wiring it together and serving until told to stop.
 
+pub mod attachments;
 pub mod auth;
 pub mod cache;
 pub mod cluster;

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::auth::SigningSecret;
-use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
 
 /// Most recipients one `send` may name.
 pub const MAX_RECIPIENTS: usize = 100;
@@ -208,6 +208,8 @@ pub struct Message {
     pub reply_count: u64,
     /// When its newest reply was sent, if any.
     pub last_reply_at: Option<Timestamp>,
+    /// The files attached to it, in the order the sender named them.
+    pub attachments: Vec<AttachedFile>,
     /// Who reacted with what (none on a tombstone).
     pub reactions: Reactions,
 }
@@ -216,6 +218,61 @@ impl Message {
     /// Whether this is the tombstone of a deleted message.
     pub fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
+    }
+}
+
+/// A file attached to a message, as the message keeps it: enough to show it
+/// without reading the attachment's record.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AttachedFile {
+    /// The attachment.
+    pub id: AttachmentId,
+    /// The file name the uploader gave.
+    pub name: String,
+    /// Its media type.
+    pub content_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// A time-limited download URL: filled in on the way out to a client,
+    /// never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// An attachment's record: made when an upload is granted, attached to one
+/// message by a send that names it, gone with that message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    /// The application it belongs to.
+    pub app: AppId,
+    /// Its id.
+    pub id: AttachmentId,
+    /// The chat it may be sent to.
+    pub chat: ChatNumber,
+    /// The file name the uploader gave.
+    pub name: String,
+    /// Its declared media type.
+    pub content_type: String,
+    /// Its declared size in bytes: the object must have exactly this size.
+    pub size: u64,
+    /// The user who asked for the upload (`None`: the backend).
+    pub created_by: Option<UserId>,
+    /// When the upload was granted.
+    pub created_at: Timestamp,
+    /// The message it is attached to, once a send named it.
+    pub message: Option<MessageNumber>,
+}
+
+impl Attachment {
+    /// What a message keeps of it.
+    pub fn file(&self) -> AttachedFile {
+        AttachedFile {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            content_type: self.content_type.clone(),
+            size: self.size,
+            url: None,
+        }
     }
 }
 

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ids::{ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::ids::{AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::model::AttachedFile;
 
 /// The id a client gives a request; echoed in the answer. A string (at most 64
 /// bytes) or a non-negative integer.
@@ -63,6 +64,21 @@ pub enum ClientFrame {
         recipients: Option<Vec<String>>,
         /// The message this one answers.
         reply_to: Option<MessageNumber>,
+        /// Uploaded attachments (ids from `upload_ready`) to attach.
+        attachments: Option<Vec<AttachmentId>>,
+    },
+    /// Ask for an upload URL for a file to attach in `chat` (answered with `upload_ready`).
+    Upload {
+        /// Echoed in the answer.
+        id: Option<RequestId>,
+        /// The chat the file will be sent to.
+        chat: ChatNumber,
+        /// The file name to show.
+        name: String,
+        /// Its media type.
+        content_type: String,
+        /// Its size in bytes.
+        size: u64,
     },
     /// Page through a chat's history after a position.
     Sync {
@@ -232,12 +248,16 @@ pub const CLIENT_TYPES: &[&str] = &[
     "delete",
     "react",
     "unreact",
+    "upload",
     "add_members",
     "remove_member",
     "set_role",
     "update_chat",
     "leave",
 ];
+
+/// The most attachment ids one `send` may name (the configured limit is checked too).
+pub const MAX_ATTACHMENTS: usize = 100;
 
 /// A field given, even as null: `Some(None)`; absent: `None` (with `#[serde(default)]`).
 fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
@@ -324,6 +344,7 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
         | ClientFrame::Search { id, .. }
         | ClientFrame::Edit { id, .. }
         | ClientFrame::Delete { id, .. }
+        | ClientFrame::Upload { id, .. }
         | ClientFrame::React { id, .. }
         | ClientFrame::Unreact { id, .. }
         | ClientFrame::AddMembers { id, .. }
@@ -338,9 +359,12 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
         return Err(format!("`id` must be 1 to {MAX_REQUEST_ID} bytes"));
     }
     match frame {
-        ClientFrame::Send { chat, body, client_msg_id, recipients, .. } => {
+        ClientFrame::Send { chat, body, client_msg_id, recipients, attachments, .. } => {
             if body.trim().is_empty() {
                 return Err("`body` must not be empty".into());
+            }
+            if attachments.as_ref().is_some_and(|a| a.len() > MAX_ATTACHMENTS) {
+                return Err(format!("`attachments` names at most {MAX_ATTACHMENTS} ids"));
             }
             if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID {
                 return Err(format!("`client_msg_id` must be 1 to {MAX_CLIENT_MSG_ID} bytes"));
@@ -368,6 +392,11 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
         }
         ClientFrame::Edit { body, .. } if body.trim().is_empty() => {
             return Err("`body` must not be empty".into());
+        }
+        ClientFrame::Upload { name, content_type, .. }
+            if name.trim().is_empty() || content_type.trim().is_empty() =>
+        {
+            return Err("`name` and `content_type` must not be empty".into());
         }
         ClientFrame::React { emoji, .. } | ClientFrame::Unreact { emoji, .. } => {
             crate::model::check_emoji(emoji).map_err(|e| format!("`emoji` {e}"))?;
@@ -416,6 +445,17 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
     Ok(())
 }
 
+/// A granted upload, as clients see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UploadOut {
+    /// The attachment's id, for `send`'s `attachments`.
+    pub id: AttachmentId,
+    /// Where to PUT the bytes (with the declared `Content-Type`).
+    pub upload_url: String,
+    /// When the URL stops working.
+    pub expires_at: Timestamp,
+}
+
 /// A message as clients see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MessageOut {
@@ -448,6 +488,9 @@ pub struct MessageOut {
     /// When its newest reply was sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_reply_at: Option<Timestamp>,
+    /// The attached files, each with a time-limited `url`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachedFile>,
     /// Each emoji's count and whether the reader is among them (only on
     /// messages read back: live `message` frames are new and have none).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -591,6 +634,14 @@ pub enum ServerFrame {
         /// Up to this message.
         seq: MessageNumber,
     },
+    /// The answer to `upload`: where to PUT the file.
+    UploadReady {
+        /// The request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        /// The granted upload.
+        attachment: UploadOut,
+    },
     /// A message of one of the user's chats was edited.
     MessageEdited {
         /// The chat.
@@ -713,6 +764,7 @@ impl ClientFrame {
             ClientFrame::Search { .. } => "search",
             ClientFrame::Edit { .. } => "edit",
             ClientFrame::Delete { .. } => "delete",
+            ClientFrame::Upload { .. } => "upload",
             ClientFrame::React { .. } => "react",
             ClientFrame::Unreact { .. } => "unreact",
             ClientFrame::AddMembers { .. } => "add_members",
@@ -737,6 +789,7 @@ impl ServerFrame {
             ServerFrame::Receipt { .. } => "receipt",
             ServerFrame::SearchResults { .. } => "search_results",
             ServerFrame::MessageEdited { .. } => "message_edited",
+            ServerFrame::UploadReady { .. } => "upload_ready",
             ServerFrame::MessageDeleted { .. } => "message_deleted",
             ServerFrame::ThreadUpdated { .. } => "thread_updated",
             ServerFrame::Reaction { .. } => "reaction",
@@ -936,6 +989,7 @@ mod tests {
             deleted_at: None,
             reply_count: 0,
             last_reply_at: None,
+            attachments: Vec::new(),
             reactions: BTreeMap::new(),
         });
         assert_eq!(
@@ -955,6 +1009,7 @@ mod tests {
             deleted_at: Some(Timestamp(2_000)),
             reply_count: 2,
             last_reply_at: Some(Timestamp(1_500)),
+            attachments: Vec::new(),
             reactions: BTreeMap::new(),
         });
         assert_eq!(
@@ -974,6 +1029,7 @@ mod tests {
             deleted_at: None,
             reply_count: 0,
             last_reply_at: None,
+            attachments: Vec::new(),
             reactions: BTreeMap::from([("👍".to_owned(), ReactionOut { count: 3, me: true })]),
         });
         assert_eq!(

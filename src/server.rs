@@ -38,6 +38,9 @@ pub enum StartError {
     /// The search index could not be opened.
     #[error("cannot open the search index")]
     Search(#[source] SearchError),
+    /// The attachment store could not be opened.
+    #[error("cannot open the attachment store")]
+    Attachments(#[source] crate::attachments::AttachmentsError),
 }
 
 /// A node's running parts, before it serves.
@@ -102,6 +105,12 @@ impl Node {
             }
             _ => (Arc::new(hub.clone()), None),
         };
+        let attachments = crate::attachments::Attachments::open(
+            &config.attachments,
+            config.store.backend == Backend::Cql,
+            &config.store.data_dir,
+        )
+        .map_err(StartError::Attachments)?;
         let chat = ChatService::new(ChatParts {
             store,
             numbers,
@@ -115,6 +124,7 @@ impl Node {
                 (Some(index), Some(feed)) => Search::new(index, feed),
                 _ => Search::disabled(),
             },
+            attachments,
         });
         Ok(Node { chat, hub, redis, config: config.clone(), tracker, writer, cluster })
     }

@@ -278,6 +278,7 @@ async fn edit_and_delete_hooks_update_the_index(mode: Mode) {
         body: "the original wording".into(),
         client_msg_id: None,
         reply_to: None,
+        attachments: Vec::new(),
     };
     let sent = chat.send(&app, &Author::Backend(None), request, None).await.unwrap();
     let search = async |text: &str| {

@@ -73,6 +73,30 @@ async fn migrate_is_idempotent_and_connect_checks_the_schema() {
     drop_keyspace(&cfg).await;
 }
 
+/// A migration numbered below the highest recorded one (merged from a
+/// parallel branch) is still applied: `connect` refuses the keyspace until
+/// `migrate` has run it.
+#[tokio::test]
+async fn migrate_applies_a_migration_below_the_highest_recorded() {
+    let cfg = fresh_config();
+    CqlStore::migrate(&cfg).await.unwrap_or_else(|e| panic!("{}", unreachable(&cfg, &e)));
+    let session =
+        scylla::client::session_builder::SessionBuilder::new().known_nodes(&cfg.nodes).build().await.unwrap();
+    // As if 5 had come with a merge after 8 was applied.
+    session
+        .query_unpaged(format!("DELETE FROM {}.schema_migrations WHERE version = 5", cfg.keyspace), ())
+        .await
+        .unwrap();
+    match CqlStore::connect(&cfg).await {
+        Err(StoreError::SchemaOutdated { found, needed }) => assert_eq!(found, needed),
+        Err(e) => panic!("expected SchemaOutdated, got {e:?}"),
+        Ok(_) => panic!("connect accepted a keyspace missing migration 5"),
+    }
+    assert_eq!(CqlStore::migrate(&cfg).await.unwrap(), CqlStore::SCHEMA_VERSION);
+    CqlStore::connect(&cfg).await.unwrap();
+    drop_keyspace(&cfg).await;
+}
+
 #[tokio::test]
 async fn connect_refuses_a_keyspace_without_migrations() {
     let cfg = fresh_config();
@@ -139,6 +163,13 @@ async fn contract_reactions() {
 async fn contract_threads() {
     let (store, cfg) = migrated_store().await;
     contract::threads(&store).await;
+    drop_keyspace(&cfg).await;
+}
+
+#[tokio::test]
+async fn contract_attachments() {
+    let (store, cfg) = migrated_store().await;
+    contract::attachments(&store).await;
     drop_keyspace(&cfg).await;
 }
 

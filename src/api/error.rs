@@ -40,6 +40,12 @@ pub enum ApiError {
     /// The body is larger than the configured limit.
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// A signed attachment URL that is expired or altered.
+    #[error("{0}")]
+    SignedUrl(crate::attachments::SignatureError),
+    /// An upload whose `Content-Type` is not the one its URL was signed for.
+    #[error("the upload's Content-Type must be the declared content_type")]
+    ContentTypeMismatch,
     /// The domain refused or failed the request: mapped by `crate::edge`'s one table.
     #[error(transparent)]
     Chat(#[from] ChatError),
@@ -60,6 +66,13 @@ impl ApiError {
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, what),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::SignedUrl(crate::attachments::SignatureError::Expired) => {
+                (StatusCode::FORBIDDEN, "url_expired")
+            }
+            ApiError::SignedUrl(crate::attachments::SignatureError::Invalid) => {
+                (StatusCode::FORBIDDEN, "invalid_signature")
+            }
+            ApiError::ContentTypeMismatch => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "content_type_mismatch"),
             ApiError::Chat(e) => crate::edge::describe(e.kind()),
         }
     }

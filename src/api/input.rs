@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::ApiState;
 use super::error::ApiError;
-use crate::ids::UserId;
+use crate::ids::{AttachmentId, UserId};
 
 /// The fields of a request body, with the resource's nesting removed.
 #[derive(Debug, Default)]
@@ -173,6 +173,36 @@ impl Fields {
             },
             Some(_) => Err(wrong()),
         }
+    }
+
+    /// A required integer field in `min..=max`.
+    pub fn required_u64(&self, name: &str, min: u64, max: u64) -> Result<u64, ApiError> {
+        self.optional_u64(name, min, max)?
+            .ok_or_else(|| ApiError::InvalidField(format!("`{name}` is required")))
+    }
+
+    /// An optional list of attachment ids: a JSON array of strings, or (form
+    /// data) one string of ids separated by commas; at most `max`.
+    pub fn optional_attachments(&self, name: &str, max: usize) -> Result<Vec<AttachmentId>, ApiError> {
+        let raw: Vec<&str> = match self.0.get(name) {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::Array(items)) => {
+                let strings: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+                strings.ok_or_else(|| {
+                    ApiError::InvalidField(format!("`{name}` must be a list of attachment ids"))
+                })?
+            }
+            Some(Value::String(s)) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).collect(),
+            Some(_) => {
+                return Err(ApiError::InvalidField(format!("`{name}` must be a list of attachment ids")));
+            }
+        };
+        if raw.len() > max {
+            return Err(ApiError::InvalidField(format!("`{name}` names at most {max} ids")));
+        }
+        raw.into_iter()
+            .map(|id| AttachmentId::parse(id).map_err(|e| ApiError::InvalidField(format!("`{name}`: {e}"))))
+            .collect()
     }
 
     /// An optional user id field.

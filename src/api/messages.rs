@@ -21,7 +21,7 @@ impl Resource for MessageBody {
     const ROOT: &'static str = "message";
 }
 
-/// `POST …/messages {"body","sender"?,"reply_to"?}` with an optional
+/// `POST …/messages {"body","sender"?,"reply_to"?,"attachments"?}` with an optional
 /// `Idempotency-Key` header.
 pub async fn create(
     State(state): State<ApiState>,
@@ -34,7 +34,8 @@ pub async fn create(
     let body = fields.required_string("body", usize::MAX)?;
     let sender = fields.optional_user("sender")?;
     let reply_to = fields.optional_u64("reply_to", 1, u64::MAX)?.map(MessageNumber);
-    let new = NewMessage { body, sender, idempotency_key, reply_to };
+    let attachments = fields.optional_attachments("attachments", crate::protocol::MAX_ATTACHMENTS)?;
+    let new = NewMessage { body, sender, idempotency_key, reply_to, attachments };
     let message = state.chat.post_message(&token(raw), number, new).await?;
     Ok((StatusCode::CREATED, Json(message.into())))
 }

@@ -4,6 +4,7 @@
 //! through [`ApiError`]; they never touch Redis or the store directly.
 
 mod applications;
+mod attachments;
 mod chats;
 mod error;
 mod health;
@@ -103,6 +104,11 @@ pub fn router(state: ApiState, sessions: Router) -> Router {
         )
         .route(&format!("{chat}/messages/{{message}}/versions"), get(messages::versions))
         .route(&format!("{chat}/messages/{{message}}/replies"), get(messages::replies))
+        .route(&format!("{chat}/attachments"), post(attachments::create))
+        .route(
+            &format!("{}/{{*key}}", crate::attachments::FILES_ROUTE),
+            get(attachments::get_file).put(attachments::put_file),
+        )
         .route(&format!("{chat}/messages/{{message}}/reactions"), get(messages::reactions))
         .route(
             &format!("{chat}/messages/{{message}}/reactions/{{emoji}}/{{user}}"),

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::chat::{ApplicationView, ChatView};
 use crate::ids::{ChatNumber, MessageNumber, Timestamp, UserId};
-use crate::model::{Member, Message, MessageVersion, Metadata, ReadState};
+use crate::model::{AttachedFile, Member, Message, MessageVersion, Metadata, ReadState};
 use crate::protocol::ReactionOut;
 
 /// An application as shown to its owner.
@@ -109,6 +109,9 @@ pub struct MessageOut {
     reply_count: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_reply_at: Option<Timestamp>,
+    /// Each with a time-limited `url`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<AttachedFile>,
     /// Each emoji's count, and `me`: whether the reader (`?user=`) reacted with it.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     reactions: BTreeMap<String, ReactionOut>,
@@ -137,6 +140,7 @@ impl MessageOut {
             deleted_at: m.deleted_at,
             reply_count: m.reply_count,
             last_reply_at: m.last_reply_at,
+            attachments: if deleted { Vec::new() } else { m.attachments },
             reactions,
         }
     }

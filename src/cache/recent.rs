@@ -72,6 +72,9 @@ pub struct Compact {
     /// Last reply at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lr: Option<i64>,
+    /// Attachments (with the URLs signed for a live event, none in the cache).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    a: Vec<crate::model::AttachedFile>,
     /// Reactions: (emoji, user) pairs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     x: Vec<(String, String)>,
@@ -91,6 +94,7 @@ impl Compact {
             d: m.deleted_at.map(Timestamp::millis),
             rc: m.reply_count,
             lr: m.last_reply_at.map(Timestamp::millis),
+            a: m.attachments.clone(),
             x: m.reactions.pairs().map(|(e, u)| (e.to_owned(), u.as_str().to_owned())).collect(),
         }
     }
@@ -118,6 +122,7 @@ impl Compact {
             deleted_at: self.d.map(Timestamp),
             reply_count: self.rc,
             last_reply_at: self.lr.map(Timestamp),
+            attachments: self.a,
             reactions: Reactions::from_pairs(reactions),
         })
     }
@@ -335,6 +340,7 @@ mod tests {
             deleted_at: None,
             reply_count: 0,
             last_reply_at: None,
+            attachments: Vec::new(),
             reactions: Default::default(),
         }
     }

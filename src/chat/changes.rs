@@ -36,7 +36,7 @@ impl ChatService {
             Change::Deleted(_) => return Err(ChatError::MessageDeleted),
         };
         self.changed(&edited, from).await;
-        Ok(edited)
+        Ok(self.with_url(edited).await)
     }
 
     /// Deletes a message (a tombstone keeps its number): a user their own
@@ -49,12 +49,16 @@ impl ChatService {
         (chat, seq): (ChatNumber, MessageNumber),
         from: Option<SessionId>,
     ) -> Result<Message, ChatError> {
-        self.may_change(app, author, chat, seq, Others::Managers(super::groups::DELETE_OTHERS_NEEDS)).await?;
+        let before = self
+            .may_change(app, author, chat, seq, Others::Managers(super::groups::DELETE_OTHERS_NEEDS))
+            .await?;
         let tombstone = match self.store.delete_message(app, chat, seq, Timestamp::now()).await? {
             Change::Done(m) => m,
             Change::Missing => return Err(ChatError::MessageNotFound),
             Change::Deleted(_) => return Err(ChatError::MessageDeleted),
         };
+        // After the tombstone: a failure here leaves files no message names.
+        self.delete_files(app, chat, &before.attachments).await;
         self.changed(&tombstone, from).await;
         Ok(tombstone)
     }
@@ -101,7 +105,9 @@ impl ChatService {
         if self.store.message(&app.id, chat, parent).await?.is_none() {
             return Err(ChatError::MessageNotFound);
         }
-        Ok(self.store.replies(&app.id, chat, parent, after, limit).await?)
+        let mut items = self.store.replies(&app.id, chat, parent, after, limit).await?;
+        self.with_urls(&mut items).await;
+        Ok(items)
     }
 
     /// The earlier bodies of a message, oldest first (the backend's audit).
@@ -119,9 +125,9 @@ impl ChatService {
         Ok(self.store.message_versions(&app.id, chat, seq).await?)
     }
 
-    /// Whether `author` may change message `seq` of `chat`: a user must be a
-    /// member and its sender (or, where `others` allows, a chat admin or
-    /// owner); the backend may change any message.
+    /// Whether `author` may change message `seq` of `chat` (the message, if
+    /// so): a user must be a member and its sender (or, where `others`
+    /// allows, a chat admin or owner); the backend may change any message.
     async fn may_change(
         &self,
         app: &AppId,
@@ -129,7 +135,7 @@ impl ChatService {
         chat: ChatNumber,
         seq: MessageNumber,
         others: Others,
-    ) -> Result<(), ChatError> {
+    ) -> Result<Message, ChatError> {
         match author {
             Author::User(user) => self.ensure_member(app, chat, user).await?,
             Author::Backend(_) => self.ensure_chat(app, chat).await?,
@@ -142,11 +148,11 @@ impl ChatService {
             && message.sender.as_ref() != Some(user)
         {
             return match others {
-                Others::Managers(_) if self.manages(app, chat, user).await? => Ok(()),
+                Others::Managers(_) if self.manages(app, chat, user).await? => Ok(message),
                 Others::Never(refusal) | Others::Managers(refusal) => Err(ChatError::Forbidden(refusal)),
             };
         }
-        Ok(())
+        Ok(message)
     }
 
     /// After a change is stored: the cache, the index, the members.

@@ -4,6 +4,7 @@
 //! they map its [`ErrorKind`] through the one table in `crate::edge`, so a
 //! cause has one code wherever a client meets it.
 
+use crate::attachments::AttachmentsError;
 use crate::auth::TokenError;
 use crate::search::SearchError;
 use crate::sequence::SequenceError;
@@ -60,6 +61,24 @@ pub enum ChatError {
     /// The search index failed or is not configured.
     #[error(transparent)]
     Search(SearchError),
+    /// An attachment cannot be granted or attached: the reason says which and why.
+    #[error("{}", describe_attachment(.id.as_deref(), .reason))]
+    InvalidAttachment {
+        /// The attachment id the request named, when the refusal is about one.
+        id: Option<String>,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The attachment store failed or attachments are off.
+    #[error(transparent)]
+    Attachments(#[from] AttachmentsError),
+}
+
+fn describe_attachment(id: Option<&str>, reason: &str) -> String {
+    match id {
+        Some(id) => format!("attachment {id}: {reason}"),
+        None => reason.to_owned(),
+    }
 }
 
 /// What kind of failure a [`ChatError`] is: what the client should do about it.
@@ -71,6 +90,8 @@ pub enum ErrorKind {
     Forbidden(Refusal),
     /// The request broke a rule: fix it, do not retry as is.
     Invalid,
+    /// An attachment was refused (unknown, foreign, not uploaded, too big…).
+    InvalidAttachment,
     /// What the request names is gone for good (a deleted message).
     Gone,
     /// An idempotency key came again with a different request.
@@ -122,6 +143,8 @@ pub enum Service {
     Node,
     /// The search index (OpenSearch, the embedded index, or none configured).
     Search,
+    /// The attachment store (S3, the node's files, or none configured).
+    Attachments,
 }
 
 impl ChatError {
@@ -150,6 +173,8 @@ impl ChatError {
             ChatError::Write(WriteError::Closed) => ErrorKind::Unavailable(Service::Node),
             ChatError::Search(SearchError::Unavailable(_)) => ErrorKind::Unavailable(Service::Search),
             ChatError::Search(SearchError::Internal(_)) => ErrorKind::Internal,
+            ChatError::InvalidAttachment { .. } => ErrorKind::InvalidAttachment,
+            ChatError::Attachments(_) => ErrorKind::Unavailable(Service::Attachments),
         }
     }
 
@@ -186,6 +211,8 @@ impl ChatError {
             ChatError::Write(WriteError::Closed),
             ChatError::Search(SearchError::Unavailable(io())),
             ChatError::Search(SearchError::Internal(io())),
+            ChatError::InvalidAttachment { id: Some("x".into()), reason: "was never uploaded" },
+            ChatError::Attachments(AttachmentsError::Disabled),
         ];
         // A new variant fails to compile here until it is listed above.
         for e in &all {
@@ -205,7 +232,9 @@ impl ChatError {
                 | ChatError::Store(_)
                 | ChatError::Sequence(_)
                 | ChatError::Write(_)
-                | ChatError::Search(_) => {}
+                | ChatError::Search(_)
+                | ChatError::InvalidAttachment { .. }
+                | ChatError::Attachments(_) => {}
             }
         }
         all

@@ -4,6 +4,7 @@
 //! records to a [`Store`](crate::store::Store), the numbering, claims and locks of
 //! `crate::sequence`, and the [`BatchWriter`].
 
+mod attachments;
 mod changes;
 mod error;
 mod groups;
@@ -22,6 +23,7 @@ use crate::model::{Application, Chat, Member, Message, MessageRange, Metadata, P
 use crate::sequence::{Claims, Locks, Numbering};
 use crate::store::{BatchWriter, DynStore};
 
+pub use attachments::{MAX_ATTACHMENT_NAME, NewUpload};
 pub use error::{ChatError, ErrorKind, Missing, Refusal, Service};
 pub use groups::{ChatChanges, MetadataChange, NewChat, check_description, check_metadata};
 use known::{DirectChats, KnownChats};
@@ -75,6 +77,8 @@ pub struct NewMessage {
     pub idempotency_key: Option<String>,
     /// The message it answers.
     pub reply_to: Option<MessageNumber>,
+    /// Uploaded attachments to attach.
+    pub attachments: Vec<crate::ids::AttachmentId>,
 }
 
 /// Who a verified user token names.
@@ -104,6 +108,7 @@ pub struct ChatService {
     jwks: JwksVerifier,
     fabric: std::sync::Arc<dyn Fabric>,
     search: Search,
+    attachments: crate::attachments::Attachments,
     /// `sequence.claim_abandon_ms`.
     claim_abandon_ms: i64,
     /// One change of a group's members or info at a time on this node (see `groups.rs`).
@@ -143,13 +148,25 @@ pub struct ChatParts {
     pub claim_abandon_ms: u64,
     /// The search index.
     pub search: Search,
+    /// Attachment files.
+    pub attachments: crate::attachments::Attachments,
 }
 
 impl ChatService {
     /// A service over these parts.
     pub fn new(parts: ChatParts) -> Self {
-        let ChatParts { store, numbers, claims, locks, writer, caches, fabric, claim_abandon_ms, search } =
-            parts;
+        let ChatParts {
+            store,
+            numbers,
+            claims,
+            locks,
+            writer,
+            caches,
+            fabric,
+            claim_abandon_ms,
+            search,
+            attachments,
+        } = parts;
         let Caches { members, recent, apps, jwks } = caches;
         Self {
             claim_abandon_ms: i64::try_from(claim_abandon_ms).unwrap_or(i64::MAX),
@@ -167,6 +184,7 @@ impl ChatService {
             fabric,
             search,
             groups: std::sync::Arc::default(),
+            attachments,
         }
     }
 
@@ -372,12 +390,13 @@ impl ChatService {
         new: NewMessage,
     ) -> Result<Message, ChatError> {
         let app = self.application(token).await?;
-        let NewMessage { body, sender, idempotency_key, reply_to } = new;
+        let NewMessage { body, sender, idempotency_key, reply_to, attachments } = new;
         let request = SendRequest {
             target: Target::Chat(chat),
             body: body.clone(),
             client_msg_id: idempotency_key,
             reply_to,
+            attachments: attachments.clone(),
         };
         let sent = self.send(&app, &Author::Backend(sender), request, None).await?;
         let message = match sent.message {
@@ -385,10 +404,13 @@ impl ChatService {
             // A committed claim: its message is stored (committed after the write).
             None => self.store.message(&app.id, sent.chat, sent.seq).await?.ok_or(ChatError::InFlight)?,
         };
-        if sent.duplicate && (message.chat != chat || message.body != body || message.reply_to != reply_to) {
+        let same_files = message.attachments.iter().map(|f| &f.id).eq(attachments.iter());
+        if sent.duplicate
+            && (message.chat != chat || message.body != body || message.reply_to != reply_to || !same_files)
+        {
             return Err(ChatError::KeyReused);
         }
-        Ok(message)
+        Ok(self.with_url(message).await)
     }
 
     /// Lists a chat's messages, newest first.
@@ -404,11 +426,14 @@ impl ChatService {
         if range.before.is_none()
             && range.after.is_none()
             && range.page.skip == 0
-            && let Some(items) = self.recent.newest(&app.id, chat, range.page.limit).await
+            && let Some(mut items) = self.recent.newest(&app.id, chat, range.page.limit).await
         {
+            self.with_urls(&mut items).await;
             return Ok(items);
         }
-        Ok(self.store.messages(&app.id, chat, range).await?)
+        let mut items = self.store.messages(&app.id, chat, range).await?;
+        self.with_urls(&mut items).await;
+        Ok(items)
     }
 
     /// One message of a chat.
@@ -420,7 +445,8 @@ impl ChatService {
     ) -> Result<Message, ChatError> {
         let app = self.application(token).await?;
         self.ensure_chat(&app.id, chat).await?;
-        self.store.message(&app.id, chat, number).await?.ok_or(ChatError::MessageNotFound)
+        let message = self.store.message(&app.id, chat, number).await?.ok_or(ChatError::MessageNotFound)?;
+        Ok(self.with_url(message).await)
     }
 
     /// Makes `user` a member of a group as the backend (idempotent): as

@@ -187,6 +187,9 @@ impl ChatService {
             items.extend(f?.filter(|f| !f.message.is_deleted()));
         }
         m.search_seconds.observe(started.elapsed().as_secs_f64());
+        for found in &mut items {
+            self.with_urls(std::slice::from_mut(&mut found.message)).await;
+        }
         Ok(Results { items, has_more })
     }
 

@@ -52,6 +52,8 @@ pub struct SendRequest {
     pub client_msg_id: Option<String>,
     /// The message it answers: it must be stored in the same chat.
     pub reply_to: Option<MessageNumber>,
+    /// Uploaded attachments of the same chat to attach (none attached elsewhere).
+    pub attachments: Vec<crate::ids::AttachmentId>,
 }
 
 /// The outcome of a send.
@@ -166,7 +168,9 @@ impl ChatService {
         match self.member_list(&message.app, message.chat).await {
             Ok(members) => {
                 let audience = Audience::Chat { chat: message.chat, members, except_user: None };
-                self.fabric.deliver(&message.app, &Event::Message(message.clone()), &audience, except).await;
+                // Signed here, once: the event carries the URLs to every node.
+                let event = Event::Message(self.with_url(message.clone()).await);
+                self.fabric.deliver(&message.app, &event, &audience, except).await;
             }
             // The message is persisted: members catch up with `hello`/`sync`.
             Err(e) => tracing::warn!(error = %e, "cannot read members for fan-out"),
@@ -232,6 +236,7 @@ impl ChatService {
             match self.settle(key, earlier).await? {
                 Settled::Sent(sent) => return Ok(Claimed::Done(Box::new(sent))),
                 Settled::Recovered(message) => {
+                    let message = self.with_url(message).await;
                     tracing::info!(chat = %message.chat, seq = %message.number, "delivering a message whose sender's node stopped before its fan-out");
                     self.fan_out(&message, from).await;
                     let sent = Sent {
@@ -285,6 +290,8 @@ impl ChatService {
         {
             return Err(ChatError::Invalid("`reply_to` names no message of this chat"));
         }
+        // Checked before a number is drawn too; claimed for the number after.
+        let files = self.check_attachments(&app.id, chat, &request.attachments).await?;
         let seq = self.numbers.next_message(&app.id, chat).await?;
         let claim = Claim::pending(chat, seq);
         if let Some((key, placeholder)) = claimed
@@ -292,6 +299,7 @@ impl ChatService {
         {
             return Err(ChatError::InFlight);
         }
+        self.attach_all(&app.id, chat, seq, &files).await?;
         let message = Message {
             app: app.id.clone(),
             chat,
@@ -305,9 +313,13 @@ impl ChatService {
             deleted_at: None,
             reply_count: 0,
             last_reply_at: None,
+            attachments: files,
             reactions: Default::default(),
         };
-        self.writer.write(message.clone()).await?;
+        if let Err(e) = self.writer.write(message.clone()).await {
+            self.release(&app.id, seq, &message.attachments).await;
+            return Err(e.into());
+        }
         // Persisted: from now on a retry gets this ack. If marking fails, a
         // retry finds the message in the store instead (see `settle`).
         if let Some((key, _)) = claimed
@@ -319,6 +331,7 @@ impl ChatService {
         if let Some(parent) = message.reply_to {
             self.thread_updated(&app.id, chat, parent, from).await;
         }
+        let message = self.with_url(message).await;
         Ok(Sent { chat, seq, duplicate: false, message: Some(message) })
     }
 
@@ -391,6 +404,7 @@ impl ChatService {
             let has_more = items.len() > limit;
             items.truncate(limit);
             let next = items.last().map_or(after, |m| m.number);
+            self.with_urls(&mut items).await;
             return Ok(CatchUp { items, has_more, next });
         }
         self.read_after(app, chat, after, limit).await
@@ -412,6 +426,7 @@ impl ChatService {
         };
         let mut items = self.store.messages(app, chat, range).await?;
         items.reverse();
+        self.with_urls(&mut items).await;
         let has_more = upper < newest;
         // Past an empty stretch (a numbering gap) the next page starts at its end.
         let next = if has_more { MessageNumber(upper) } else { items.last().map_or(after, |m| m.number) };

@@ -20,8 +20,8 @@ pub enum Wire {
     Event {
         /// The application.
         app: String,
-        /// What happened.
-        event: WireEvent,
+        /// What happened (boxed: a message with its files is the largest frame by far).
+        event: Box<WireEvent>,
         /// Who should see it.
         audience: WireAudience,
     },
@@ -246,7 +246,7 @@ impl Wire {
                 WireAudience::Users { users: users.iter().map(|u| u.as_str().to_owned()).collect() }
             }
         };
-        Wire::Event { app: app.as_str().to_owned(), event, audience }
+        Wire::Event { app: app.as_str().to_owned(), event: Box::new(event), audience }
     }
 
     /// The bytes of this frame. Serialising these types cannot fail.
@@ -340,6 +340,7 @@ mod tests {
             deleted_at: None,
             reply_count: 0,
             last_reply_at: None,
+            attachments: Vec::new(),
             reactions: Default::default(),
         };
         let events = [

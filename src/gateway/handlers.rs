@@ -2,11 +2,11 @@
 
 use super::limits::Refused;
 use super::session::Session;
-use crate::chat::{Author, ChatChanges, ChatError, MetadataChange, SendRequest, Target};
+use crate::chat::{Author, ChatChanges, ChatError, MetadataChange, NewUpload, SendRequest, Target};
 use crate::delivery::message_out_for;
 use crate::ids::{ChatNumber, MessageNumber, UserId};
 use crate::model::{ReceiptKind, Role};
-use crate::protocol::{self, ClientFrame, FrameError, RequestId, Resume, ServerFrame};
+use crate::protocol::{self, ClientFrame, FrameError, RequestId, Resume, ServerFrame, UploadOut};
 
 /// The answers to one client frame, and how many of them count toward flooding.
 #[derive(Default)]
@@ -69,7 +69,7 @@ impl Session {
     pub(super) async fn on_request(&self, frame: ClientFrame) -> Answers {
         let (app, user) = (&self.app, &self.user);
         match frame {
-            ClientFrame::Send { id, chat, body, client_msg_id, recipients, reply_to } => {
+            ClientFrame::Send { id, chat, body, client_msg_id, recipients, reply_to, attachments } => {
                 if let Err(refused) = self.state.limits.send(&app.id, user) {
                     crate::metrics::metrics().rate_limited.with_label_values(&["send"]).inc();
                     let frame = ServerFrame::Error {
@@ -88,7 +88,13 @@ impl Session {
                     }
                     (None, None) => return Answers::bad(&invalid("send", "give `chat` or `recipients`"), id),
                 };
-                let request = SendRequest { target, body, client_msg_id: Some(client_msg_id), reply_to };
+                let request = SendRequest {
+                    target,
+                    body,
+                    client_msg_id: Some(client_msg_id),
+                    reply_to,
+                    attachments: attachments.unwrap_or_default(),
+                };
                 match self.state.chat.send(app, &Author::User(user.clone()), request, Some(self.id)).await {
                     Ok(sent) => Answers::one(ServerFrame::Ack { id, chat: sent.chat, seq: sent.seq }),
                     Err(e) => Answers::failed(id, &e),
@@ -133,6 +139,21 @@ impl Session {
                 let author = Author::User(user.clone());
                 match self.state.chat.delete_message(&app.id, &author, (chat, seq), Some(self.id)).await {
                     Ok(_) => Answers::one(ServerFrame::Ack { id, chat, seq }),
+                    Err(e) => Answers::failed(id, &e),
+                }
+            }
+            ClientFrame::Upload { id, chat, name, content_type, size } => {
+                let author = Author::User(user.clone());
+                let new = NewUpload { name, content_type, size };
+                match self.state.chat.create_upload(&app.id, &author, chat, new).await {
+                    Ok(upload) => Answers::one(ServerFrame::UploadReady {
+                        id,
+                        attachment: UploadOut {
+                            id: upload.id,
+                            upload_url: upload.upload_url,
+                            expires_at: upload.expires_at,
+                        },
+                    }),
                     Err(e) => Answers::failed(id, &e),
                 }
             }

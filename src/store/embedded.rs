@@ -4,6 +4,8 @@
 //! one transaction each; the batch writer makes a transaction carry many
 //! messages, which is what keeps the fsync per commit affordable.
 
+mod attachments;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,10 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
 use crate::auth::SigningSecret;
-use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{
-    Application, Change, Chat, ChatKind, DirectPair, Member, Message, MessageRange, MessageVersion, Metadata,
-    Page, Reactions, ReadState, ReceiptKind, Role, UserGroups,
+    Application, AttachedFile, Attachment, Change, Chat, ChatKind, DirectPair, Member, Message, MessageRange,
+    MessageVersion, Metadata, Page, Reactions, ReadState, ReceiptKind, Role, UserGroups,
 };
 
 /// token → application.
@@ -147,6 +149,8 @@ struct StoredMessage {
     reply_count: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_reply_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<AttachedFile>,
     /// (emoji, user) pairs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     reactions: Vec<(String, String)>,
@@ -172,6 +176,7 @@ impl StoredMessage {
             versions: Vec::new(),
             reply_count: m.reply_count,
             last_reply_at: m.last_reply_at.map(Timestamp::millis),
+            attachments: m.attachments.iter().map(|f| AttachedFile { url: None, ..f.clone() }).collect(),
             reactions: m.reactions.pairs().map(|(e, u)| (e.to_owned(), u.as_str().to_owned())).collect(),
         }
     }
@@ -190,6 +195,7 @@ impl StoredMessage {
             deleted_at: self.deleted_at.map(Timestamp),
             reply_count: self.reply_count,
             last_reply_at: self.last_reply_at.map(Timestamp),
+            attachments: self.attachments,
             reactions: Reactions::from_pairs(
                 self.reactions.into_iter().map(|(e, u)| (e, UserId::from_store(u))),
             ),
@@ -259,6 +265,7 @@ impl EmbeddedStore {
             txn.open_table(READ_STATE).map_err(embedded)?;
             txn.open_table(REPLIES).map_err(embedded)?;
             txn.open_table(MEMBER_ROLES).map_err(embedded)?;
+            txn.open_table(attachments::ATTACHMENTS).map_err(embedded)?;
         }
         txn.commit().map_err(embedded)?;
         Ok(Self { db: Arc::new(db) })
@@ -602,6 +609,7 @@ impl Store for EmbeddedStore {
             change_message(txn, &app, chat, number, |m| {
                 m.body.clear();
                 m.versions.clear();
+                m.attachments.clear();
                 m.reactions.clear();
                 m.deleted_at = Some(at.millis());
             })
@@ -927,6 +935,38 @@ impl Store for EmbeddedStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn insert_attachment(&self, attachment: &Attachment) -> Result<(), StoreError> {
+        let attachment = attachment.clone();
+        self.write(move |txn| attachments::insert(txn, &attachment)).await
+    }
+
+    async fn attachment(&self, app: &AppId, id: &AttachmentId) -> Result<Option<Attachment>, StoreError> {
+        let (app, id) = (app.clone(), id.clone());
+        self.read(move |txn| attachments::get(txn, &app, &id)).await
+    }
+
+    async fn attach(
+        &self,
+        app: &AppId,
+        id: &AttachmentId,
+        chat: ChatNumber,
+        number: MessageNumber,
+    ) -> Result<bool, StoreError> {
+        let (app, id) = (app.clone(), id.clone());
+        self.write(move |txn| attachments::set_message(txn, &app, &id, Some(chat), None, Some(number))).await
+    }
+
+    async fn detach(&self, app: &AppId, id: &AttachmentId, number: MessageNumber) -> Result<(), StoreError> {
+        let (app, id) = (app.clone(), id.clone());
+        self.write(move |txn| attachments::set_message(txn, &app, &id, None, Some(number), None).map(drop))
+            .await
+    }
+
+    async fn delete_attachment(&self, app: &AppId, id: &AttachmentId) -> Result<(), StoreError> {
+        let (app, id) = (app.clone(), id.clone());
+        self.write(move |txn| attachments::delete(txn, &app, &id)).await
     }
 }
 

@@ -4,11 +4,11 @@
 use async_trait::async_trait;
 
 use super::{DynStore, Store, StoreError};
-use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::metrics::{metrics, timed};
 use crate::model::{
-    Application, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page, ReadState,
-    ReceiptKind, Role,
+    Application, Attachment, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
+    ReadState, ReceiptKind, Role,
 };
 
 /// Wraps a store with metrics.
@@ -235,5 +235,31 @@ impl Store for Metered {
         page: Page,
     ) -> Result<Vec<ReadState>, StoreError> {
         time("read_states", self.0.read_states(app, chat, page)).await
+    }
+
+    async fn insert_attachment(&self, attachment: &Attachment) -> Result<(), StoreError> {
+        time("insert_attachment", self.0.insert_attachment(attachment)).await
+    }
+
+    async fn attachment(&self, app: &AppId, id: &AttachmentId) -> Result<Option<Attachment>, StoreError> {
+        time("attachment", self.0.attachment(app, id)).await
+    }
+
+    async fn attach(
+        &self,
+        app: &AppId,
+        id: &AttachmentId,
+        chat: ChatNumber,
+        number: MessageNumber,
+    ) -> Result<bool, StoreError> {
+        time("attach", self.0.attach(app, id, chat, number)).await
+    }
+
+    async fn detach(&self, app: &AppId, id: &AttachmentId, number: MessageNumber) -> Result<(), StoreError> {
+        time("detach", self.0.detach(app, id, number)).await
+    }
+
+    async fn delete_attachment(&self, app: &AppId, id: &AttachmentId) -> Result<(), StoreError> {
+        time("delete_attachment", self.0.delete_attachment(app, id)).await
     }
 }

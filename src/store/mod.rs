@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{
-    Application, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page, ReadState,
-    ReceiptKind, Role,
+    Application, Attachment, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
+    ReadState, ReceiptKind, Role,
 };
 
 pub use batch::{BatchConfig, BatchStats, BatchWriter, OnCommit, WriteError};
@@ -251,4 +251,24 @@ pub trait Store: Send + Sync + 'static {
         chat: ChatNumber,
         page: Page,
     ) -> Result<Vec<ReadState>, StoreError>;
+
+    /// Saves the record of a granted upload.
+    async fn insert_attachment(&self, attachment: &Attachment) -> Result<(), StoreError>;
+    /// Finds an attachment of an application.
+    async fn attachment(&self, app: &AppId, id: &AttachmentId) -> Result<Option<Attachment>, StoreError>;
+    /// Attaches `id` to message `number`, only if the record exists, was granted
+    /// for `chat` and is attached to no message yet (atomically: of two sends
+    /// naming it, one wins); returns whether it did.
+    async fn attach(
+        &self,
+        app: &AppId,
+        id: &AttachmentId,
+        chat: ChatNumber,
+        number: MessageNumber,
+    ) -> Result<bool, StoreError>;
+    /// Undoes an `attach` to `number` (a send refused after attaching some of
+    /// its ids); an attachment held by another message is left alone.
+    async fn detach(&self, app: &AppId, id: &AttachmentId, number: MessageNumber) -> Result<(), StoreError>;
+    /// Forgets an attachment's record (its message was deleted).
+    async fn delete_attachment(&self, app: &AppId, id: &AttachmentId) -> Result<(), StoreError>;
 }

@@ -5,10 +5,10 @@
 //! calls them, e.g. `contract::applications(&store).await`.
 
 use weft::auth::SigningSecret;
-use weft::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
+use weft::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
 use weft::model::{
-    Application, Change, Chat, ChatKind, DirectPair, Member, Message, MessageRange, MessageVersion, Metadata,
-    Page, ReadState, ReceiptKind, Role, UserGroups,
+    Application, AttachedFile, Attachment, Change, Chat, ChatKind, DirectPair, Member, Message, MessageRange,
+    MessageVersion, Metadata, Page, ReadState, ReceiptKind, Role, UserGroups,
 };
 use weft::store::{MESSAGE_BUCKET, Store};
 
@@ -22,6 +22,7 @@ pub async fn all(store: &dyn Store) {
     large_message_batches(store).await;
     edits_and_deletes(store).await;
     threads(store).await;
+    attachments(store).await;
     reactions(store).await;
     members(store).await;
     groups(store).await;
@@ -62,8 +63,70 @@ pub fn message(app: &AppId, chat: u64, number: u64, body: String) -> Message {
         deleted_at: None,
         reply_count: 0,
         last_reply_at: None,
+        attachments: Vec::new(),
         reactions: Default::default(),
     }
+}
+
+/// Attachment records: kept per application, attached to one message only
+/// (a second claim and a claim from another chat lose), released by the
+/// message that holds them only, deleted; a message keeps its files and a
+/// tombstone none.
+pub async fn attachments(store: &dyn Store) {
+    let app = AppId::generate();
+    let record = |chat: u64, by: Option<&str>| Attachment {
+        app: app.clone(),
+        id: AttachmentId::generate(),
+        chat: ChatNumber(chat),
+        name: "photo ✓.png".into(),
+        content_type: "image/png".into(),
+        size: 1234,
+        created_by: by.map(user),
+        created_at: Timestamp(1_700_000_000_000),
+        message: None,
+    };
+    let a = record(1, Some("alice"));
+    let b = record(1, None);
+    store.insert_attachment(&a).await.unwrap();
+    store.insert_attachment(&b).await.unwrap();
+    assert_eq!(store.attachment(&app, &a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.attachment(&app, &b.id).await.unwrap(), Some(b.clone()));
+    assert_eq!(store.attachment(&AppId::generate(), &a.id).await.unwrap(), None, "another application's");
+    assert_eq!(store.attachment(&app, &AttachmentId::generate()).await.unwrap(), None);
+
+    let (one, seven) = (ChatNumber(1), MessageNumber(7));
+    assert!(!store.attach(&app, &a.id, ChatNumber(2), seven).await.unwrap(), "another chat");
+    assert!(!store.attach(&app, &AttachmentId::generate(), one, seven).await.unwrap(), "a missing id");
+    assert!(!store.attach(&AppId::generate(), &a.id, one, seven).await.unwrap(), "another application");
+    assert!(store.attach(&app, &a.id, one, seven).await.unwrap());
+    assert!(!store.attach(&app, &a.id, one, MessageNumber(8)).await.unwrap(), "attached already");
+    assert_eq!(store.attachment(&app, &a.id).await.unwrap().unwrap().message, Some(seven));
+    store.detach(&app, &a.id, MessageNumber(8)).await.unwrap();
+    assert_eq!(store.attachment(&app, &a.id).await.unwrap().unwrap().message, Some(seven), "not its holder");
+    store.detach(&app, &a.id, seven).await.unwrap();
+    assert_eq!(store.attachment(&app, &a.id).await.unwrap().unwrap().message, None);
+    assert!(store.attach(&app, &a.id, one, seven).await.unwrap());
+
+    let mut m = message(&app, 1, 7, "with files".into());
+    m.attachments = vec![a.file(), b.file()];
+    store.insert_messages(std::slice::from_ref(&m)).await.unwrap();
+    let read = store.message(&app, one, seven).await.unwrap().unwrap();
+    assert_eq!(read.attachments, vec![a.file(), b.file()]);
+    assert!(read.attachments.iter().all(|f: &AttachedFile| f.url.is_none()));
+    let listed = store.messages(&app, one, range(None, None, 0, 10)).await.unwrap();
+    assert_eq!(listed[0].attachments.len(), 2);
+    let Change::Done(tombstone) =
+        store.delete_message(&app, one, seven, Timestamp(1_700_000_000_900)).await.unwrap()
+    else {
+        panic!("not deleted")
+    };
+    assert!(tombstone.attachments.is_empty());
+    assert!(store.message(&app, one, seven).await.unwrap().unwrap().attachments.is_empty());
+
+    store.delete_attachment(&app, &a.id).await.unwrap();
+    assert_eq!(store.attachment(&app, &a.id).await.unwrap(), None);
+    store.delete_attachment(&app, &a.id).await.unwrap();
+    assert!(store.attachment(&app, &b.id).await.unwrap().is_some());
 }
 
 fn numbers(messages: &[Message]) -> Vec<u64> {

@@ -48,6 +48,43 @@ pub fn with_search(config: &mut Config) {
     config.search.batch_delay_ms = 20;
 }
 
+/// `(endpoint, bucket, region, access key, secret key)` of the test S3 server
+/// (SeaweedFS, from `scripts/services.sh env`); a test that needs it fails without it.
+pub fn s3() -> (String, String, String, String, String) {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "{name} is not set: start SeaweedFS with `bash scripts/services.sh up` \
+                 and run `eval \"$(bash scripts/services.sh env)\"` (scripts/test.sh does both)"
+            )
+        })
+    };
+    (
+        var("WEFT_TEST_S3_URL"),
+        var("WEFT_TEST_S3_BUCKET"),
+        var("WEFT_TEST_S3_REGION"),
+        var("WEFT_TEST_S3_ACCESS_KEY"),
+        var("WEFT_TEST_S3_SECRET_KEY"),
+    )
+}
+
+/// Turns attachments on: the node's filesystem on the embedded store (the
+/// default), the test S3 server on CQL.
+pub fn with_attachments(config: &mut Config) {
+    if config.store.backend == Backend::Cql {
+        let (endpoint, bucket, region, access, secret) = s3();
+        let a = &mut config.attachments;
+        a.backend = weft::attachments::AttachmentBackend::S3;
+        a.s3_allow_http = endpoint.starts_with("http://");
+        a.s3_endpoint = endpoint;
+        a.s3_bucket = bucket;
+        a.s3_region = region;
+        a.s3_access_key = access;
+        a.s3_secret_key = secret;
+        a.s3_path_style = true;
+    }
+}
+
 /// Where the test CQL server is (`WEFT_TEST_CQL_NODES`, default `127.0.0.1:9042`).
 pub fn cql_nodes() -> Vec<String> {
     let raw = std::env::var("WEFT_TEST_CQL_NODES").unwrap_or_else(|_| "127.0.0.1:9042".to_owned());

@@ -51,6 +51,19 @@ Names.
 {{- end }}
 {{- end }}
 
+{{- define "weft.attachmentsSecretName" -}}
+{{- if .Values.attachments.s3.existingSecret }}
+{{- .Values.attachments.s3.existingSecret }}
+{{- else }}
+{{- printf "%s-attachments" (include "weft.fullname" . | trunc 51 | trimSuffix "-") }}
+{{- end }}
+{{- end }}
+
+{{/* Do the pods get S3 keys for attachments (from a Secret)? "true" or "". */}}
+{{- define "weft.attachmentsCredentials" -}}
+{{- if or .Values.attachments.s3.existingSecret .Values.attachments.s3.accessKey .Values.attachments.s3.secretKey }}true{{ end }}
+{{- end }}
+
 {{/* Do the pods get OpenSearch credentials (from a Secret)? "true" or "". */}}
 {{- define "weft.searchCredentials" -}}
 {{- if or .Values.search.existingSecret .Values.search.username .Values.search.password }}true{{ end }}
@@ -105,6 +118,9 @@ chart manages filled in, after checking what weft would refuse at start.
 {{- end }}
 {{- if hasKey $cfg "tls" }}
 {{- fail "config.tls is managed by the chart: set tls.* (or tls.existingSecret) instead" }}
+{{- end }}
+{{- if hasKey $cfg "attachments" }}
+{{- fail "config.attachments is managed by the chart: set attachments.* (backend, limits, s3.*) instead" }}
 {{- end }}
 {{- if hasKey $cfg "search" }}
 {{- fail "config.search is managed by the chart: set search.* (backend, url, indexPrefix, timeoutMs, credentials) instead" }}
@@ -171,6 +187,22 @@ chart manages filled in, after checking what weft would refuse at start.
 {{- fail "search.username and search.password go together (both empty: no authentication)" }}
 {{- end }}
 {{- $_ := set $cfg "search" $search }}
+{{- /* [attachments] from the values' attachments block; the S3 keys go to the pods' env. */}}
+{{- $a := .Values.attachments }}
+{{- $attachments := dict "backend" $a.backend "max_size" $a.maxSize "max_per_message" $a.maxPerMessage "allowed_content_types" $a.allowedContentTypes "upload_url_ttl_secs" $a.uploadUrlTtlSecs "download_url_ttl_secs" $a.downloadUrlTtlSecs "s3_endpoint" $a.s3.endpoint "s3_bucket" $a.s3.bucket "s3_region" $a.s3.region "s3_path_style" $a.s3.pathStyle "s3_allow_http" $a.s3.allowHttp }}
+{{- if and (eq $a.backend "s3") (not $a.s3.bucket) }}
+{{- fail "attachments.s3.bucket is required when attachments.backend is \"s3\"" }}
+{{- end }}
+{{- if and (eq $a.backend "filesystem") (ne $backend "embedded") }}
+{{- fail "attachments.backend \"filesystem\" keeps files on one pod: it needs config.store.backend \"embedded\" (use \"s3\" with \"cql\")" }}
+{{- end }}
+{{- if and $a.s3.existingSecret (or $a.s3.accessKey $a.s3.secretKey) }}
+{{- fail "attachments.s3: set either existingSecret or accessKey/secretKey, not both" }}
+{{- end }}
+{{- if and (or $a.s3.accessKey $a.s3.secretKey) (not (and $a.s3.accessKey $a.s3.secretKey)) }}
+{{- fail "attachments.s3.accessKey and attachments.s3.secretKey go together" }}
+{{- end }}
+{{- $_ := set $cfg "attachments" $attachments }}
 {{- toJson $cfg }}
 {{- end }}
 

@@ -106,6 +106,7 @@ mod tests {
             deleted_at: None,
             reply_count: 0,
             last_reply_at: None,
+            attachments: Vec::new(),
             reactions: Default::default(),
         }
     }

@@ -10,11 +10,15 @@
 //!   `bucket = number / MESSAGE_BUCKET`, newest first inside a partition;
 //! - `chat_buckets` lists the buckets of a chat that hold messages, newest
 //!   first, so readers find the newest bucket and skip empty ones;
-//! - members and a user's chats are two mirror tables written together.
+//! - members and a user's chats are two mirror tables written together;
+//! - `attachments` holds one row per granted upload, keyed by (app, id).
 //!
-//! Writes never use lightweight transactions (Paxos), and optional columns are
-//! sent *unset* rather than null so that no tombstones are written.
+//! The message path never uses lightweight transactions (Paxos); the rare
+//! changes that must not race do (claiming a direct chat, edits and deletes,
+//! attaching a file to one message). Optional columns are sent *unset*
+//! rather than null so that no tombstones are written.
 
+mod attachments;
 mod batches;
 mod rows;
 mod schema;
@@ -32,7 +36,7 @@ use scylla::statement::Consistency;
 
 use super::StoreError;
 use batches::KnownBuckets;
-use schema::{MIGRATIONS, apply_migration, schema_version};
+use schema::{MIGRATIONS, apply_migration, recorded_migrations, schema_version};
 use statements::Statements;
 
 pub use schema::SCHEMA_VERSION;
@@ -149,7 +153,8 @@ impl CqlStore {
     pub const SCHEMA_VERSION: u32 = SCHEMA_VERSION;
 
     /// Creates the keyspace when missing and applies every embedded migration
-    /// newer than the one recorded in `schema_migrations`; returns the schema
+    /// not recorded in `schema_migrations` (in number order, also one below the
+    /// highest recorded: branches merge); returns the schema
     /// version now in the store. Safe to run again (and after a failure), but
     /// run it from one place at a time: the same `CREATE TABLE` sent to two
     /// Cassandra nodes at once can leave conflicting table ids behind.
@@ -171,12 +176,13 @@ impl CqlStore {
         session.query_unpaged(create, ()).await.map_err(StoreError::unavailable)?;
         session.use_keyspace(&keyspace, false).await.map_err(StoreError::unavailable)?;
 
-        let mut version = schema_version(&session, &keyspace).await?;
-        let pending = MIGRATIONS.iter().filter(|m| m.0 > version);
+        let recorded = recorded_migrations(&session, &keyspace).await?;
+        let mut version = recorded.last().copied().unwrap_or(0);
+        let pending = MIGRATIONS.iter().filter(|m| !recorded.contains(&m.0));
         for &(number, name, text) in pending.collect::<Vec<_>>() {
             tracing::info!(keyspace, version = number, name, "applying CQL migration");
             apply_migration(&session, number, name, text).await?;
-            version = number;
+            version = version.max(number);
         }
         session.await_schema_agreement().await.map_err(StoreError::unavailable)?;
         Ok(version)
@@ -190,8 +196,8 @@ impl CqlStore {
     pub async fn connect(cfg: &CqlConfig) -> Result<CqlStore, StoreError> {
         let keyspace = cfg.keyspace_name()?;
         let session = cfg.session_builder(&keyspace).build().await.map_err(StoreError::unavailable)?;
-        let found = schema_version(&session, &keyspace).await?;
-        if found < SCHEMA_VERSION {
+        let (found, complete) = schema_version(&session, &keyspace).await?;
+        if found < SCHEMA_VERSION || !complete {
             return Err(StoreError::SchemaOutdated { found, needed: SCHEMA_VERSION });
         }
         session.use_keyspace(&keyspace, false).await.map_err(StoreError::unavailable)?;

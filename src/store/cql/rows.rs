@@ -5,8 +5,10 @@ use scylla::response::query_result::QueryResult;
 use scylla::value::{CqlTimestamp, MaybeUnset};
 
 use crate::auth::SigningSecret;
-use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
-use crate::model::{Application, Chat, ChatKind, Message, Metadata, Page, Reactions, UserGroups};
+use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::model::{
+    Application, AttachedFile, Attachment, Chat, ChatKind, Message, Metadata, Page, Reactions, UserGroups,
+};
 use crate::store::{StoreError, bucket_of};
 
 /// Decodes every row of a result; a row of the wrong shape is `Corrupt`.
@@ -119,8 +121,46 @@ pub(super) type MessageRow = (
     Option<CqlTimestamp>,
     Option<i64>,
     Option<CqlTimestamp>,
+    Option<String>,
     Option<Vec<(String, String)>>,
 );
+
+/// chat, name, content_type, size, created_by, created_at, message.
+pub(super) type AttachmentRow = (i64, String, String, i64, Option<String>, CqlTimestamp, Option<i64>);
+
+pub(super) fn attachment_from_row(
+    app: &AppId,
+    id: &AttachmentId,
+    row: AttachmentRow,
+) -> Result<Attachment, StoreError> {
+    let (chat, name, content_type, size, created_by, created_at, message) = row;
+    Ok(Attachment {
+        app: app.clone(),
+        id: id.clone(),
+        chat: ChatNumber(unsigned(chat, "attachment chat")?),
+        name,
+        content_type,
+        size: unsigned(size, "attachment size")?,
+        created_by: created_by.map(UserId::from_store),
+        created_at: from_ts(created_at),
+        message: message.map(|n| unsigned(n, "attachment message").map(MessageNumber)).transpose()?,
+    })
+}
+
+/// A message's attachments as stored (a JSON list; null when none).
+pub(super) fn attachments_text(files: &[AttachedFile]) -> Result<Option<String>, StoreError> {
+    if files.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(files).map(Some).map_err(|_| StoreError::Corrupt { what: "message attachments" })
+}
+
+fn attachments_from_text(text: Option<String>) -> Result<Vec<AttachedFile>, StoreError> {
+    match text {
+        None => Ok(Vec::new()),
+        Some(t) => serde_json::from_str(&t).map_err(|_| StoreError::Corrupt { what: "message attachments" }),
+    }
+}
 
 pub(super) fn application_from_row(row: ApplicationRow) -> Result<Application, StoreError> {
     let (token, id, name, secret, jwks_url, user_groups, created_at, updated_at, description, metadata) = row;
@@ -175,6 +215,7 @@ pub(super) fn message_from_row(
         deleted_at,
         reply_count,
         last_reply_at,
+        attachments,
         reactions,
     ) = row;
     Ok(Message {
@@ -190,6 +231,7 @@ pub(super) fn message_from_row(
         deleted_at: deleted_at.map(from_ts),
         reply_count: reply_count.map_or(Ok(0), |n| unsigned(n, "reply_count"))?,
         last_reply_at: last_reply_at.map(from_ts),
+        attachments: attachments_from_text(attachments)?,
         reactions: Reactions::from_pairs(
             reactions.unwrap_or_default().into_iter().map(|(e, u)| (e, UserId::from_store(u))),
         ),
@@ -208,6 +250,7 @@ type MessageValues<'a> = (
     MaybeUnset<&'a str>,
     MaybeUnset<i64>,
     CqlTimestamp,
+    MaybeUnset<String>,
 );
 
 pub(super) fn unset_if_none<T>(value: Option<T>) -> MaybeUnset<T> {
@@ -225,5 +268,6 @@ pub(super) fn message_values(message: &Message) -> Result<MessageValues<'_>, Sto
         unset_if_none(message.client_msg_id.as_deref()),
         unset_if_none(message.reply_to.map(|n| bigint(n.get())).transpose()?),
         ts(message.created_at),
+        unset_if_none(attachments_text(&message.attachments)?),
     ))
 }

@@ -58,6 +58,13 @@ pub(super) struct Statements {
     pub(super) advance_read: PreparedStatement,
     pub(super) read_state: PreparedStatement,
     pub(super) read_states: PreparedStatement,
+    pub(super) insert_attachment: PreparedStatement,
+    pub(super) attachment: PreparedStatement,
+    /// Conditional: sets `message` unless set (the `chat` condition fails on a missing row).
+    pub(super) attach: PreparedStatement,
+    /// Conditional: clears `message` if it is still the given one.
+    pub(super) detach: PreparedStatement,
+    pub(super) delete_attachment: PreparedStatement,
     /// LOGGED batch: the `members` row and its `user_chats` mirror.
     pub(super) add_member: Batch,
     /// LOGGED batch: deletes the `members` row and its `user_chats` mirror.
@@ -66,7 +73,7 @@ pub(super) struct Statements {
 
 const DIRECT_CHAT: &str = "SELECT chat FROM direct_chats WHERE app = ? AND user_low = ? AND user_high = ?";
 const READ_STATE: &str = "SELECT user_id, delivered, read FROM read_state WHERE app = ? AND chat = ?";
-const MESSAGE_COLUMNS: &str = "number, body, sender, client_msg_id, reply_to, created_at, edited_at, deleted_at, reply_count, last_reply_at, reactions";
+const MESSAGE_COLUMNS: &str = "number, body, sender, client_msg_id, reply_to, created_at, edited_at, deleted_at, reply_count, last_reply_at, attachments, reactions";
 const MESSAGE_KEY: &str = "app = ? AND chat = ? AND bucket = ? AND number = ?";
 
 impl Statements {
@@ -115,7 +122,7 @@ impl Statements {
             .await?,
             max_chat: p("SELECT number FROM chats WHERE app = ? LIMIT 1".into()).await?,
             insert_message: p("INSERT INTO messages (app, chat, bucket, number, body, sender, client_msg_id, \
-                 reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                 reply_to, created_at, attachments) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 .into())
             .await?,
             edit_message: p(format!(
@@ -124,7 +131,8 @@ impl Statements {
             ))
             .await?,
             delete_message: p(format!(
-                "UPDATE messages SET body = '', deleted_at = ?, versions = null, reactions = null WHERE {MESSAGE_KEY} \
+                "UPDATE messages SET body = '', deleted_at = ?, versions = null, attachments = null, reactions = null \
+                 WHERE {MESSAGE_KEY} \
                  IF deleted_at = null"
             ))
             .await?,
@@ -197,6 +205,18 @@ impl Statements {
             .await?,
             read_state: p(format!("{READ_STATE} AND user_id = ?")).await?,
             read_states: p(format!("{READ_STATE} LIMIT ?")).await?,
+            insert_attachment: p("INSERT INTO attachments (app, id, chat, name, content_type, size, created_by, \
+                 created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                .into())
+            .await?,
+            attachment: p("SELECT chat, name, content_type, size, created_by, created_at, message \
+                 FROM attachments WHERE app = ? AND id = ?"
+                .into())
+            .await?,
+            attach: p("UPDATE attachments SET message = ? WHERE app = ? AND id = ? IF message = null AND chat = ?".into())
+                .await?,
+            detach: p("UPDATE attachments SET message = null WHERE app = ? AND id = ? IF message = ?".into()).await?,
+            delete_attachment: p("DELETE FROM attachments WHERE app = ? AND id = ?".into()).await?,
             add_member: logged_batch(vec![insert_member.await?, insert_user_chat.await?]),
             remove_member: logged_batch(vec![delete_member.await?, delete_user_chat.await?]),
         })

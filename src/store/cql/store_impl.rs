@@ -12,10 +12,10 @@ use super::rows::{
     cql_limit, decode_first, decode_rows, from_ts, message_from_row, message_values, metadata_text,
     skip_page, ts, unset_if_none, unsigned,
 };
-use crate::ids::{AppId, AppToken, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{
-    Application, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page, Reactions,
-    ReadState, ReceiptKind, Role, UserGroups,
+    Application, Attachment, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
+    Reactions, ReadState, ReceiptKind, Role, UserGroups,
 };
 use crate::store::{Store, StoreError, bucket_of};
 
@@ -28,7 +28,7 @@ const CONDITIONAL_TRIES: usize = 5;
 struct Contended(&'static str);
 
 /// Whether a conditional statement applied (the first column of its answer).
-fn applied(
+pub(super) fn applied(
     result: scylla::response::query_result::QueryResult,
     what: &'static str,
 ) -> Result<bool, StoreError> {
@@ -474,6 +474,7 @@ impl Store for CqlStore {
                 let tombstone = Message {
                     body: String::new(),
                     deleted_at: Some(at),
+                    attachments: Vec::new(),
                     reactions: Reactions::default(),
                     ..current
                 };
@@ -831,6 +832,32 @@ impl Store for CqlStore {
             .into_iter()
             .map(read_state_from_row)
             .collect()
+    }
+
+    async fn insert_attachment(&self, attachment: &Attachment) -> Result<(), StoreError> {
+        self.insert_attachment_row(attachment).await
+    }
+
+    async fn attachment(&self, app: &AppId, id: &AttachmentId) -> Result<Option<Attachment>, StoreError> {
+        self.attachment_row(app, id).await
+    }
+
+    async fn attach(
+        &self,
+        app: &AppId,
+        id: &AttachmentId,
+        chat: ChatNumber,
+        number: MessageNumber,
+    ) -> Result<bool, StoreError> {
+        self.attach_row(app, id, chat, number).await
+    }
+
+    async fn detach(&self, app: &AppId, id: &AttachmentId, number: MessageNumber) -> Result<(), StoreError> {
+        self.detach_row(app, id, number).await
+    }
+
+    async fn delete_attachment(&self, app: &AppId, id: &AttachmentId) -> Result<(), StoreError> {
+        self.delete_attachment_row(app, id).await
     }
 }
 
