@@ -11,7 +11,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::server::{Mode, TestServer, code, with_search};
-use common::ws::{Client, assert_error, chat_with, connect, user_token};
+use common::ws::{Client, assert_error, chat_with, connect, every_read, message_path, user_token};
 use serde_json::{Value, json};
 
 on_all_modes_configured!(
@@ -20,29 +20,6 @@ on_all_modes_configured!(
     only_the_author_changes_a_message_and_bad_changes_change_nothing,
     replies_make_a_thread_seen_live_and_paged,
 );
-
-fn message_path(token: &str, chat: u64, seq: u64) -> String {
-    format!("/api/v1/applications/{token}/chats/{chat}/messages/{seq}")
-}
-
-/// Every copy of the message a client can read: REST (one message, and the
-/// history page), `sync` and `hello` (both from the recent cache here), the
-/// latter two on a fresh session of `user` (a catch-up leaves out what a
-/// session already got live).
-async fn every_read(s: &TestServer, token: &str, chat: u64, seq: u64, user: &str) -> Vec<Value> {
-    let mut client = connect(s, token, user).await;
-    let (status, one) = s.get(&message_path(token, chat, seq)).await;
-    assert_eq!(status, 200, "{one}");
-    let (_, page) = s.get(&format!("/api/v1/applications/{token}/chats/{chat}/messages")).await;
-    let listed = page.as_array().unwrap().iter().find(|m| m["number"] == json!(seq)).unwrap().clone();
-    let synced = client.request(json!({"type":"sync","id":"s","chat":chat,"after":0})).await;
-    let synced = synced["items"].as_array().unwrap().iter().find(|m| m["seq"] == json!(seq)).unwrap().clone();
-    let resumed = client.request(json!({"type":"hello","id":"h","resume":[{"chat":chat,"after":0}]})).await;
-    let resumed =
-        resumed["items"].as_array().unwrap().iter().find(|m| m["seq"] == json!(seq)).unwrap().clone();
-    client.close().await;
-    vec![one, listed, synced, resumed]
-}
 
 async fn an_edit_reaches_every_member_and_every_read(mode: Mode) {
     let s = TestServer::start_with(mode, with_search).await;

@@ -10,7 +10,7 @@
 mod common;
 
 use common::server::{Mode, TestServer, code};
-use common::ws::{Client, assert_error, barrier, chat_with, connect, user_token};
+use common::ws::{Client, assert_error, barrier, chat_with, connect, every_read, message_path, user_token};
 use serde_json::{Value, json};
 
 on_all_modes_configured!(
@@ -18,10 +18,6 @@ on_all_modes_configured!(
     one_reaction_per_user_message_and_emoji,
     bad_reactions_are_refused_and_change_nothing,
 );
-
-fn message_path(token: &str, chat: u64, seq: u64) -> String {
-    format!("/api/v1/applications/{token}/chats/{chat}/messages/{seq}")
-}
 
 fn reaction_path(token: &str, chat: u64, seq: u64, emoji: &str, user: &str) -> String {
     let emoji: String = url_escape(emoji);
@@ -34,21 +30,9 @@ fn url_escape(raw: &str) -> String {
         .collect()
 }
 
-/// The message's `reactions` in every read a client has: REST (one message
-/// and the history page, as `user`), `sync` and `hello` on a fresh session of `user`.
-async fn every_read(s: &TestServer, token: &str, chat: u64, seq: u64, user: &str) -> Vec<Value> {
-    let mut client = connect(s, token, user).await;
-    let (status, one) = s.get(&format!("{}?user={user}", message_path(token, chat, seq))).await;
-    assert_eq!(status, 200, "{one}");
-    let (_, page) = s.get(&format!("/api/v1/applications/{token}/chats/{chat}/messages?user={user}")).await;
-    let listed = page.as_array().unwrap().iter().find(|m| m["number"] == json!(seq)).unwrap().clone();
-    let synced = client.request(json!({"type":"sync","id":"s","chat":chat,"after":0})).await;
-    let synced = synced["items"].as_array().unwrap().iter().find(|m| m["seq"] == json!(seq)).unwrap().clone();
-    let resumed = client.request(json!({"type":"hello","id":"h","resume":[{"chat":chat,"after":0}]})).await;
-    let resumed =
-        resumed["items"].as_array().unwrap().iter().find(|m| m["seq"] == json!(seq)).unwrap().clone();
-    client.close().await;
-    [one, listed, synced, resumed].into_iter().map(|m| m["reactions"].clone()).collect()
+/// The message's `reactions` in every read `user` has (`me` is theirs).
+async fn reactions_read(s: &TestServer, token: &str, chat: u64, seq: u64, user: &str) -> Vec<Value> {
+    every_read(s, token, chat, seq, user).await.into_iter().map(|m| m["reactions"].clone()).collect()
 }
 
 #[track_caller]
@@ -96,10 +80,10 @@ async fn a_reaction_reaches_every_member_and_every_read(mode: Mode) {
     }
 
     // Every read shows the counts, and `me` for whoever reads.
-    for read in every_read(&s, &token, chat, seq, "bob").await {
+    for read in reactions_read(&s, &token, chat, seq, "bob").await {
         assert_eq!(read, json!({"👍":{"count":2,"me":true},"🎉":{"count":1,"me":false}}));
     }
-    for read in every_read(&s, &token, chat, seq, "alice").await {
+    for read in reactions_read(&s, &token, chat, seq, "alice").await {
         assert_eq!(read, json!({"👍":{"count":2,"me":false},"🎉":{"count":1,"me":true}}));
     }
     let (_, listed) = s.get(&format!("{}/reactions", message_path(&token, chat, seq))).await;
@@ -120,7 +104,7 @@ async fn a_reaction_reaches_every_member_and_every_read(mode: Mode) {
     for client in [&mut alice, &mut phone, &mut laptop, &mut carol] {
         assert_reaction(&client.next().await, (chat, seq), "alice", "🎉", "remove", 0);
     }
-    for read in every_read(&s, &token, chat, seq, "bob").await {
+    for read in reactions_read(&s, &token, chat, seq, "bob").await {
         assert_eq!(read, json!({"👍":{"count":1,"me":false}}));
     }
     s.stop().await;
@@ -151,7 +135,7 @@ async fn one_reaction_per_user_message_and_emoji(mode: Mode) {
     let ack = alice.request(json!({"type":"unreact","id":9,"chat":chat,"seq":seq,"emoji":":yes:"})).await;
     assert_eq!(ack["type"], "ack", "{ack}");
     barrier(&s, &token, chat, &mut [&mut alice, &mut bob]).await;
-    for read in every_read(&s, &token, chat, seq, "bob").await {
+    for read in reactions_read(&s, &token, chat, seq, "bob").await {
         assert_eq!(read, json!({":yes:":{"count":1,"me":true}}));
     }
     s.stop().await;

@@ -331,6 +331,31 @@ pub async fn barrier(s: &TestServer, token: &str, chat: u64, clients: &mut [&mut
     }
 }
 
+/// The REST path of one message.
+pub fn message_path(token: &str, chat: u64, seq: u64) -> String {
+    format!("/api/v1/applications/{token}/chats/{chat}/messages/{seq}")
+}
+
+/// Every copy of a message `user` can read: REST (one message, and the
+/// history page, both read as `user`, whose `me` the reactions show), `sync`
+/// and `hello` (both from the recent cache when it holds them), the latter
+/// two on a fresh session of `user` (a catch-up leaves out what a session
+/// already got live).
+pub async fn every_read(s: &TestServer, token: &str, chat: u64, seq: u64, user: &str) -> Vec<Value> {
+    let mut client = connect(s, token, user).await;
+    let (status, one) = s.get(&format!("{}?user={user}", message_path(token, chat, seq))).await;
+    assert_eq!(status, 200, "{one}");
+    let (_, page) = s.get(&format!("/api/v1/applications/{token}/chats/{chat}/messages?user={user}")).await;
+    let listed = page.as_array().unwrap().iter().find(|m| m["number"] == json!(seq)).unwrap().clone();
+    let synced = client.request(json!({"type":"sync","id":"s","chat":chat,"after":0})).await;
+    let synced = synced["items"].as_array().unwrap().iter().find(|m| m["seq"] == json!(seq)).unwrap().clone();
+    let resumed = client.request(json!({"type":"hello","id":"h","resume":[{"chat":chat,"after":0}]})).await;
+    let resumed =
+        resumed["items"].as_array().unwrap().iter().find(|m| m["seq"] == json!(seq)).unwrap().clone();
+    client.close().await;
+    vec![one, listed, synced, resumed]
+}
+
 /// The chat numbers of an application, through REST.
 pub async fn chat_numbers(s: &TestServer, token: &str) -> Vec<u64> {
     let (status, chats) = s.get(&format!("/api/v1/applications/{token}/chats?per_page=500")).await;
