@@ -218,7 +218,8 @@ async fn logs_carry_no_token_secret_or_message_body() {
     let mut alice = Client::connect(&s, &alice_jwt).await;
     let mut bob = connect(&s, &token, "bob").await;
     let bodies = ["BODY-over-the-socket-Q7", "BODY-over-rest-K9"];
-    assert_eq!(alice.request(send(1, chat, bodies[0], "c1")).await["type"], "ack");
+    let ack = alice.request(send(1, chat, bodies[0], "c1")).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
     bob.until_message(chat, 1).await;
     let path = format!("/api/v1/applications/{token}/chats/{chat}/messages");
     assert_eq!(s.post(&path, json!({"body": bodies[1], "sender": "bob"})).await.0, 201);
