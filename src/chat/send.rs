@@ -160,21 +160,25 @@ impl ChatService {
         if self.store.is_member(app, chat, user).await? { Ok(()) } else { Err(ChatError::NotAMember) }
     }
 
-    /// Caches and delivers a persisted message to the chat's members.
-    pub(super) async fn fan_out(&self, message: &Message, except: Option<SessionId>) {
-        // Cached before delivered: a catch-up that starts after a recipient
-        // missed the live frame finds the message (see `catch_up`).
-        self.recent.push(std::slice::from_ref(message)).await;
+    /// Caches and delivers a persisted message to the chat's members;
+    /// returns it with its download URLs signed (once: the event carries
+    /// them to every node, and the sender's answer shows the same).
+    pub(super) async fn fan_out(&self, message: Message, except: Option<SessionId>) -> Message {
+        // Cached before delivered (and unsigned: URLs are never stored): a
+        // catch-up that starts after a recipient missed the live frame finds
+        // the message (see `catch_up`).
+        self.recent.push(std::slice::from_ref(&message)).await;
+        let message = self.with_url(message).await;
         match self.member_list(&message.app, message.chat).await {
             Ok(members) => {
                 let audience = Audience::Chat { chat: message.chat, members, except_user: None };
-                // Signed here, once: the event carries the URLs to every node.
-                let event = Event::Message(self.with_url(message.clone()).await);
+                let event = Event::Message(message.clone());
                 self.fabric.deliver(&message.app, &event, &audience, except).await;
             }
             // The message is persisted: members catch up with `hello`/`sync`.
             Err(e) => tracing::warn!(error = %e, "cannot read members for fan-out"),
         }
+        message
     }
 
     /// Sends a message by `author` (from its session `from`, if any);
@@ -236,9 +240,8 @@ impl ChatService {
             match self.settle(key, earlier).await? {
                 Settled::Sent(sent) => return Ok(Claimed::Done(Box::new(sent))),
                 Settled::Recovered(message) => {
-                    let message = self.with_url(message).await;
                     tracing::info!(chat = %message.chat, seq = %message.number, "delivering a message whose sender's node stopped before its fan-out");
-                    self.fan_out(&message, from).await;
+                    let message = self.fan_out(message, from).await;
                     let sent = Sent {
                         chat: message.chat,
                         seq: message.number,
@@ -327,11 +330,10 @@ impl ChatService {
         {
             tracing::warn!(error = %e, "cannot mark an idempotency claim committed");
         }
-        self.fan_out(&message, from).await;
+        let message = self.fan_out(message, from).await;
         if let Some(parent) = message.reply_to {
             self.thread_updated(&app.id, chat, parent, from).await;
         }
-        let message = self.with_url(message).await;
         Ok(Sent { chat, seq, duplicate: false, message: Some(message) })
     }
 
