@@ -35,6 +35,8 @@ if [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; then
     trap stop_started_services EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
+    # A CI run builds once: incremental state would only take disk (gigabytes of it).
+    export CARGO_INCREMENTAL=0
 fi
 
 bash scripts/services.sh up
