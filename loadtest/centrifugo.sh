@@ -14,7 +14,10 @@
 #          its memory engine. Loads: idle connections (memory per connection); 1,000
 #          members in one chat/channel with 10 senders at WEFT_BENCH_RATE msg/s; one sender
 #          socket at each of WEFT_BENCH_ONE_SENDER_RATES; and a step-up of offered rates
-#          (WEFT_BENCH_STEPS, 10 senders) for the highest with p99 ≤ WEFT_BENCH_MAX_P99_MS.
+#          (WEFT_BENCH_STEPS, 10 senders) for the highest with p99 ≤ WEFT_BENCH_MAX_P99_MS;
+#          and one sender socket pipelining its sends (a window of WEFT_BENCH_SENDER_WINDOW)
+#          into a chat of WEFT_BENCH_SENDER_MEMBERS at each of WEFT_BENCH_SENDER_RATES
+#          (0: as fast as acks come), for the sends acked per second and the ack latency.
 #   three  three nodes each, the sockets spread over them: weft's scripts/cluster.sh
 #          (Redis + Cassandra, ports 8081-8083; a cluster already there is stopped first),
 #          Centrifugo with its Redis engine on the Redis of scripts/services.sh. 10 senders
@@ -44,6 +47,7 @@
 #   WEFT_BENCH_ONE_SENDER_RATES (200 400)
 #   WEFT_BENCH_STEPS (200 300 400 600 800 1200)   offered msg/s of the max-rate search
 #   WEFT_BENCH_MAX_P99_MS (250)
+#   WEFT_BENCH_SENDER_RATES (1000 2000 0), WEFT_BENCH_SENDER_MEMBERS (2), WEFT_BENCH_SENDER_WINDOW (128)
 #   WEFT_BENCH_CLUSTER_RATES (100 200)
 #   WEFT_BENCH_IDLE_CONNECTIONS (10000), WEFT_BENCH_IDLE_HOLD (10 s)
 #   WEFT_BENCH_PORT (18080)              weft's port (one node)
@@ -66,6 +70,9 @@ ONE_SENDER_RATES=${WEFT_BENCH_ONE_SENDER_RATES:-200 400}
 STEPS=${WEFT_BENCH_STEPS:-200 300 400 600 800 1200}
 MAX_P99=${WEFT_BENCH_MAX_P99_MS:-250}
 CLUSTER_RATES=${WEFT_BENCH_CLUSTER_RATES:-100 200}
+SENDER_RATES=${WEFT_BENCH_SENDER_RATES:-1000 2000 0}
+SENDER_MEMBERS=${WEFT_BENCH_SENDER_MEMBERS:-2}
+SENDER_WINDOW=${WEFT_BENCH_SENDER_WINDOW:-128}
 IDLE=${WEFT_BENCH_IDLE_CONNECTIONS:-10000}
 IDLE_HOLD=${WEFT_BENCH_IDLE_HOLD:-10}
 PORT=${WEFT_BENCH_PORT:-18080}
@@ -300,7 +307,7 @@ fanout() {
     local watch=(--server-pid "$NODES")
     [ -n "$SERVICES" ] && watch+=(--service-pid "$SERVICES")
     timeout $((2 * (WARMUP + DURATION) + 240)) "$LOAD" fanout "$@" "${EXTRA[@]}" "${watch[@]}" \
-        --members "$MEMBERS" --body-bytes "$BODY" --duration-secs "$DURATION" --warmup-secs "$WARMUP" \
+        --members "${RUN_MEMBERS:-$MEMBERS}" --body-bytes "$BODY" --duration-secs "$DURATION" --warmup-secs "$WARMUP" \
         --channel "bench-$RANDOM" --out "$file" >&2
 }
 
@@ -365,6 +372,9 @@ one_node() {
         for r in $ONE_SENDER_RATES; do
             repeat "single$r" --senders 1 --rate "$r"
         done
+        for r in $SENDER_RATES; do
+            RUN_MEMBERS=$SENDER_MEMBERS repeat "sender$r" --senders 1 --rate "$r" --window "$SENDER_WINDOW"
+        done
         search
         stop_servers
     done
@@ -379,6 +389,11 @@ one_node() {
         versus "rate$RATE" "$MEMBERS members, $SENDERS senders, $RATE msg/s"
         for r in $ONE_SENDER_RATES; do
             versus "single$r" "$MEMBERS members, 1 sender socket, $r msg/s"
+        done
+        for r in $SENDER_RATES; do
+            local offered="$r msg/s"
+            [ "$r" = 0 ] && offered="as fast as acks come"
+            versus "sender$r" "$SENDER_MEMBERS members, 1 sender socket (window $SENDER_WINDOW), $offered"
         done
         # The max-rate rows: each server at the highest step it sustained.
         local bw=${BEST_weft:-} bc=${BEST_centrifugo:-}

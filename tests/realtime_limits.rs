@@ -37,10 +37,12 @@ on_both_modes_configured!(
 
 /// A session keeps delivering live traffic while its own sends commit: a
 /// client that pipelines sends into a busy chat and reads at once is never
-/// mistaken for a slow consumer, however small its outbox.
+/// mistaken for a slow consumer, even with an outbox that holds only twice
+/// what one session may have in flight.
 async fn a_sender_that_reads_is_not_cut_off_while_its_sends_commit(mode: Mode) {
     let s = TestServer::start_with(mode, |c| {
         c.gateway.outbox_frames = 8;
+        c.gateway.max_inflight_sends = 4;
         c.gateway.send_rate_per_sec = 10_000;
         c.gateway.send_burst = 10_000;
     })

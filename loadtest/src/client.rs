@@ -143,6 +143,8 @@ pub struct Outcome {
     pub duplicates: u64,
     /// Send→receive latencies of messages sent in the measured window, in µs.
     pub latencies_us: Vec<u32>,
+    /// Send→ack latencies of sends made in the measured window, in µs.
+    pub ack_latencies_us: Vec<u32>,
     /// Errors by kind: error frame codes, or why the socket was lost.
     pub errors: BTreeMap<String, u64>,
     /// The socket was lost before the run closed it.
@@ -464,6 +466,8 @@ impl Client {
         counters.expected.fetch_add(self.plan.audience, Ordering::Relaxed);
         if self.shared.in_window(sent) {
             self.outcome.sent_in_window += 1;
+            let waited = self.shared.now_ns().saturating_sub(sent) / 1_000;
+            self.outcome.ack_latencies_us.push(u32::try_from(waited).unwrap_or(u32::MAX));
         }
         let Some((chat, seq)) = numbered else {
             self.error("ack without chat or seq");

@@ -83,6 +83,9 @@ pub struct Report {
     pub deliveries_per_sec: f64,
     /// Latency percentiles.
     pub latency_ms: Latency,
+    /// Send→ack latency percentiles (a weft ack comes once the send is persisted).
+    #[serde(default)]
+    pub ack_latency_ms: Latency,
     /// Acknowledged sends over the whole run (warm-up and drain too).
     pub acked_total: u64,
     /// Deliveries the acknowledged sends called for but that never came.
@@ -158,6 +161,8 @@ impl Report {
         }
         // One histogram for the whole run.
         let latency_ms = Latency::of_micros(outcomes.iter().flat_map(|o| o.latencies_us.iter().copied()));
+        let ack_latency_ms =
+            Latency::of_micros(outcomes.iter().flat_map(|o| o.ack_latencies_us.iter().copied()));
         let per_sec = |n: u64| if run.measured_secs > 0.0 { n as f64 / run.measured_secs } else { 0.0 };
         Report {
             scenario: run.scenario.to_owned(),
@@ -173,6 +178,7 @@ impl Report {
             deliveries,
             deliveries_per_sec: per_sec(deliveries),
             latency_ms,
+            ack_latency_ms,
             acked_total: acked,
             missing: check.missing,
             duplicates,

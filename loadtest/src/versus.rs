@@ -9,8 +9,8 @@ use crate::report::{Report, median};
 
 /// The header of the delivery table.
 pub const HEADER: &str = "\
-| load | server | offered msg/s | sent msg/s | deliveries/s | p50 ms | p99 ms | node CPU-s | services CPU-s | node CPU µs per delivery | missing | duplicates | errors |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| load | server | offered msg/s | sent msg/s | deliveries/s | p50 ms | p99 ms | ack p99 ms | node CPU-s | services CPU-s | node CPU µs per delivery | missing | duplicates | errors |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 ";
 
 /// The header of the idle table.
@@ -27,6 +27,7 @@ struct Figures {
     deliveries: f64,
     p50: f64,
     p99: f64,
+    ack_p99: f64,
     node_cpu: Option<f64>,
     service_cpu: Option<f64>,
     cpu_us_per_delivery: Option<f64>,
@@ -50,6 +51,7 @@ impl Figures {
             deliveries: med(|r| r.deliveries_per_sec),
             p50: med(|r| r.latency_ms.p50),
             p99: med(|r| r.latency_ms.p99),
+            ack_p99: med(|r| r.ack_latency_ms.p99),
             node_cpu: median_of(runs.iter().map(|r| r.node_cpu_secs)),
             service_cpu: median_of(runs.iter().map(|r| r.service_cpu_secs)),
             cpu_us_per_delivery: median_of(runs.iter().map(|r| {
@@ -65,11 +67,12 @@ impl Figures {
     fn row(&self, load: &str, server: &str) -> String {
         let offered = if self.offered > 0.0 { format!("{:.0}", self.offered) } else { "max".to_owned() };
         format!(
-            "| {load} | {server} | {offered} | {:.0} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |",
+            "| {load} | {server} | {offered} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |",
             self.sent,
             self.deliveries,
             self.p50,
             self.p99,
+            self.ack_p99,
             opt(self.node_cpu, 2),
             opt(self.service_cpu, 2),
             opt(self.cpu_us_per_delivery, 2),
@@ -97,7 +100,7 @@ pub fn rows(load: &str, weft: &[Report], centrifugo: &[Report]) -> anyhow::Resul
     let (w, c) = (Figures::of(weft)?, Figures::of(centrifugo)?);
     let r = |a: f64, b: f64| ratio(Some(a), Some(b));
     Ok(format!(
-        "{}\n{}\n| {load} | weft / Centrifugo | {} | {} | {} | {} | {} | {} | {} | {} | | | |",
+        "{}\n{}\n| {load} | weft / Centrifugo | {} | {} | {} | {} | {} | {} | {} | {} | {} | | | |",
         w.row(load, "weft"),
         c.row(load, "Centrifugo"),
         r(w.offered, c.offered),
@@ -105,6 +108,7 @@ pub fn rows(load: &str, weft: &[Report], centrifugo: &[Report]) -> anyhow::Resul
         r(w.deliveries, c.deliveries),
         r(w.p50, c.p50),
         r(w.p99, c.p99),
+        r(w.ack_p99, c.ack_p99),
         ratio(w.node_cpu, c.node_cpu),
         ratio(w.service_cpu, c.service_cpu),
         ratio(w.cpu_us_per_delivery, c.cpu_us_per_delivery),
@@ -161,6 +165,7 @@ mod tests {
             "sockets": 11, "warmup_secs": 1.0, "measured_secs": 10.0, "sent": (sent * 10.0) as u64,
             "sent_per_sec": sent, "deliveries": (sent * 100.0) as u64, "deliveries_per_sec": sent * 10.0,
             "latency_ms": {"p50": p99 / 2.0, "p99": p99, "p999": p99, "max": p99, "samples": 1},
+            "ack_latency_ms": {"p50": 1.0, "p99": p99 / 10.0, "p999": p99, "max": p99, "samples": 1},
             "acked_total": 1, "missing": missing, "duplicates": 0, "unexpected_deliveries": 0,
             "errors": {}, "rate_limited": 0, "lost_sockets": 0, "direct_chat_mismatches": 0,
             "node_cpu_secs": cpu
@@ -180,11 +185,12 @@ mod tests {
         let lines: Vec<&str> = rows.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(
-            lines[0].starts_with("| load | weft | 100 | 100 | 1000 | 15.00 | 30.00 | 2.00 | – | 200.00 |"),
+            lines[0]
+                .starts_with("| load | weft | 100 | 100 | 1000 | 15.00 | 30.00 | 3.00 | 2.00 | – | 200.00 |"),
             "{}",
             lines[0]
         );
-        assert!(lines[2].contains("| 3.00× | 2.00× | – | 2.00× |"), "{}", lines[2]);
+        assert!(lines[2].contains("| 3.00× | 3.00× | 2.00× | – | 2.00× |"), "{}", lines[2]);
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub use error::{ChatError, ErrorKind, Missing, Refusal, Service};
 pub use groups::{ChatChanges, MetadataChange, NewChat, check_description, check_metadata};
 use known::{DirectChats, KnownChats};
 pub use search::{Filters, Found, Search};
-pub use send::{Author, CatchUp, SendRequest, Sent, Target};
+pub use send::{Author, CatchUp, Numbered, Persisted, SendRequest, Sent, Staged, Target};
 
 /// Every member of a chat, for fan-out.
 const ALL: Page = Page { skip: 0, limit: usize::MAX };

@@ -70,6 +70,37 @@ pub struct Sent {
     pub message: Option<Message>,
 }
 
+/// Where a send stands after its first step.
+#[derive(Debug)]
+pub enum Staged {
+    /// Its key was sent before: the answer, with nothing new to persist.
+    Answered(Box<Sent>),
+    /// Numbered: [`persist`](ChatService::persist) it next.
+    Numbered(Box<Numbered>),
+}
+
+/// A send numbered (its key claimed, its attachments attached), not yet persisted.
+#[derive(Debug)]
+pub struct Numbered {
+    message: Message,
+    claimed: Option<(IdempotencyKey, Claim)>,
+    from: Option<SessionId>,
+}
+
+impl Numbered {
+    /// Its chat.
+    pub fn chat(&self) -> ChatNumber {
+        self.message.chat
+    }
+}
+
+/// A send persisted, its fan-out still to do: [`publish`](ChatService::publish) it.
+#[derive(Debug)]
+pub struct Persisted {
+    message: Message,
+    from: Option<SessionId>,
+}
+
 /// Why the backend cannot send to recipients.
 const BACKEND_RECIPIENTS: &str = "the application's backend posts into a chat, not to recipients";
 
@@ -183,7 +214,11 @@ impl ChatService {
 
     /// Sends a message by `author` (from its session `from`, if any);
     /// returns once persisted. Every message goes this way: claim its key,
-    /// number it, persist it, confirm the claim, fan it out.
+    /// number it, persist it, confirm the claim, fan it out. The three steps
+    /// ([`number_send`](Self::number_send), [`persist`](Self::persist),
+    /// [`publish`](Self::publish)) are public so that a session can pipeline
+    /// its sends: numbered one at a time in the order they came, persisted
+    /// together, published in order.
     pub async fn send(
         &self,
         app: &Application,
@@ -191,6 +226,21 @@ impl ChatService {
         request: SendRequest,
         from: Option<SessionId>,
     ) -> Result<Sent, ChatError> {
+        match self.number_send(app, author, request, from).await? {
+            Staged::Answered(sent) => Ok(*sent),
+            Staged::Numbered(numbered) => Ok(self.publish(self.persist(*numbered).await?).await),
+        }
+    }
+
+    /// A send's first step: authorize, claim its key, find or make its chat,
+    /// draw its number. A key sent before is answered here.
+    pub async fn number_send(
+        &self,
+        app: &Application,
+        author: &Author,
+        request: SendRequest,
+        from: Option<SessionId>,
+    ) -> Result<Staged, ChatError> {
         let named = match (author, &request.target) {
             (Author::User(user), Target::Chat(chat)) => {
                 self.ensure_member(&app.id, *chat, user).await?;
@@ -206,18 +256,18 @@ impl ChatService {
             }
         };
         let Some(id) = request.client_msg_id.clone() else {
-            return self.send_claimed(app, author, request, from, None, named).await;
+            return self.number_claimed(app, author, request, from, None, named).await;
         };
         let key = (app.id.clone(), author.sender().cloned(), id);
         // The key is claimed before anything else happens, so that a retry
         // racing the first send waits for it instead of creating a second chat.
         let placeholder = Claim::pending(named.unwrap_or(ChatNumber(0)), MessageNumber(0));
         let known = match self.claim_key(&key, placeholder, from).await? {
-            Claimed::Done(sent) => return Ok(*sent),
+            Claimed::Done(sent) => return Ok(Staged::Answered(sent)),
             Claimed::Won { abandoned_chat } => abandoned_chat,
         };
         let outcome =
-            self.send_claimed(app, author, request, from, Some((&key, placeholder)), named.or(known)).await;
+            self.number_claimed(app, author, request, from, Some((&key, placeholder)), named.or(known)).await;
         if outcome.is_err() {
             // Nothing persisted: a retry with the same key must try again.
             let _ = self.claims.forget(&key).await;
@@ -264,9 +314,9 @@ impl ChatService {
         Err(ChatError::InFlight)
     }
 
-    /// The rest of a send once its key is claimed (or it has none): chat,
-    /// number, persist, confirm, fan out.
-    async fn send_claimed(
+    /// The rest of a send's first step once its key is claimed (or it has
+    /// none): its chat, its number, its attachments.
+    async fn number_claimed(
         &self,
         app: &Application,
         author: &Author,
@@ -274,7 +324,7 @@ impl ChatService {
         from: Option<SessionId>,
         claimed: Option<(&IdempotencyKey, Claim)>,
         chat: Option<ChatNumber>,
-    ) -> Result<Sent, ChatError> {
+    ) -> Result<Staged, ChatError> {
         let chat = match (chat, &request.target, author) {
             (Some(chat), _, _) => chat,
             (None, Target::Recipients(users), Author::User(sender)) => {
@@ -319,22 +369,42 @@ impl ChatService {
             attachments: files,
             reactions: Default::default(),
         };
+        let claimed = claimed.map(|(key, _)| (key.clone(), claim));
+        Ok(Staged::Numbered(Box::new(Numbered { message, claimed, from })))
+    }
+
+    /// A send's second step: persists the numbered message. On failure its
+    /// number stays a gap, its attachments are free again and a retry with
+    /// its key starts over.
+    pub async fn persist(&self, numbered: Numbered) -> Result<Persisted, ChatError> {
+        let Numbered { message, claimed, from } = numbered;
         if let Err(e) = self.writer.write(message.clone()).await {
-            self.release(&app.id, seq, &message.attachments).await;
+            self.release(&message.app, message.number, &message.attachments).await;
+            if let Some((key, _)) = &claimed {
+                let _ = self.claims.forget(key).await;
+            }
             return Err(e.into());
         }
         // Persisted: from now on a retry gets this ack. If marking fails, a
         // retry finds the message in the store instead (see `settle`).
-        if let Some((key, _)) = claimed
-            && let Err(e) = self.claims.confirm(key, claim).await
+        if let Some((key, claim)) = &claimed
+            && let Err(e) = self.claims.confirm(key, *claim).await
         {
             tracing::warn!(error = %e, "cannot mark an idempotency claim committed");
         }
+        Ok(Persisted { message, from })
+    }
+
+    /// A send's last step: caches and fans out the persisted message, and
+    /// updates the thread it answers.
+    pub async fn publish(&self, persisted: Persisted) -> Sent {
+        let Persisted { message, from } = persisted;
+        let (app, chat, seq) = (message.app.clone(), message.chat, message.number);
         let message = self.fan_out(message, from).await;
         if let Some(parent) = message.reply_to {
-            self.thread_updated(&app.id, chat, parent, from).await;
+            self.thread_updated(&app, chat, parent, from).await;
         }
-        Ok(Sent { chat, seq, duplicate: false, message: Some(message) })
+        Sent { chat, seq, duplicate: false, message: Some(message) }
     }
 
     /// What an earlier claim on a key means for a retry: its ack (once its

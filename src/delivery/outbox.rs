@@ -67,19 +67,22 @@ impl Outbox {
     /// Queues `item`; a full outbox (in frames or bytes) cuts its session off as slow instead.
     pub fn push(&self, item: Arc<Outgoing>) {
         let len = u32::try_from(item.byte_len()).unwrap_or(u32::MAX);
-        let full = {
+        let (full, was_empty) = {
             let mut queue = self.0.queue.lock().unwrap_or_else(PoisonError::into_inner);
             let bytes = self.0.bytes.load(Ordering::Relaxed).saturating_add(len);
-            let full = queue.len() >= self.0.capacity as usize || bytes > self.0.max_bytes;
+            let (full, was_empty) =
+                (queue.len() >= self.0.capacity as usize || bytes > self.0.max_bytes, queue.is_empty());
             if !full {
                 queue.push_back(item);
                 self.0.bytes.store(bytes, Ordering::Relaxed);
             }
-            full
+            (full, was_empty)
         };
         if full {
             self.cut(Cut::Slow);
-        } else {
+        } else if was_empty {
+            // Only the first frame wakes the session: it sleeps only after
+            // seeing the queue empty (under the lock), and takes all it finds.
             self.0.ready.notify_one();
         }
     }

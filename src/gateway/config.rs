@@ -42,6 +42,9 @@ pub struct GatewayConfig {
     pub resume_max_messages: usize,
     /// How long one socket write may block before the client counts as slow, in ms.
     pub write_timeout_ms: u64,
+    /// Sends one session may have numbered but not yet acked; past it the
+    /// session reads no more frames until one is acked (backpressure on the socket).
+    pub max_inflight_sends: usize,
 }
 
 impl Default for GatewayConfig {
@@ -64,6 +67,7 @@ impl Default for GatewayConfig {
             max_bad_frames: 20,
             resume_max_messages: 5_000,
             write_timeout_ms: 10_000,
+            max_inflight_sends: 64,
         }
     }
 }
@@ -71,7 +75,7 @@ impl Default for GatewayConfig {
 impl GatewayConfig {
     /// What types alone cannot check: (key, reason) of the first bad value.
     pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
-        let rules: [(bool, &str, &str); 12] = [
+        let rules: [(bool, &str, &str); 13] = [
             (self.outbox_frames == 0, "gateway.outbox_frames", "must be at least 1"),
             (
                 self.outbox_bytes < self.max_frame_bytes,
@@ -92,6 +96,7 @@ impl GatewayConfig {
             (self.frame_rate_per_sec == 0, "gateway.frame_rate_per_sec", "must be at least 1"),
             (self.frame_burst == 0, "gateway.frame_burst", "must be at least 1"),
             (self.resume_max_messages == 0, "gateway.resume_max_messages", "must be at least 1"),
+            (self.max_inflight_sends == 0, "gateway.max_inflight_sends", "must be at least 1"),
         ];
         match rules.into_iter().find(|(bad, _, _)| *bad) {
             Some((_, key, reason)) => Err((key, reason)),

@@ -2,7 +2,9 @@
 
 use super::limits::Refused;
 use super::session::Session;
-use crate::chat::{Author, ChatChanges, ChatError, MetadataChange, NewUpload, SendRequest, Target};
+use crate::chat::{
+    Author, ChatChanges, ChatError, MetadataChange, NewUpload, Numbered, SendRequest, Staged, Target,
+};
 use crate::delivery::message_out_for;
 use crate::ids::{ChatNumber, MessageNumber, UserId};
 use crate::model::{ReceiptKind, Role};
@@ -19,7 +21,7 @@ pub(super) struct Answers {
 }
 
 impl Answers {
-    fn one(frame: ServerFrame) -> Self {
+    pub(super) fn one(frame: ServerFrame) -> Self {
         Self { frames: vec![frame], ..Self::default() }
     }
 
@@ -29,7 +31,7 @@ impl Answers {
     }
 
     /// The answer to a failed request; the client's mistakes count toward flooding.
-    fn failed(id: Option<RequestId>, e: &ChatError) -> Self {
+    pub(super) fn failed(id: Option<RequestId>, e: &ChatError) -> Self {
         let frame = error_frame(id, e);
         let strikes = u32::from(crate::edge::is_client_fault(e.kind()));
         Self { frames: vec![frame], strikes, ..Self::default() }
@@ -39,6 +41,24 @@ impl Answers {
         let failed = Self::failed(id, e);
         self.frames.extend(failed.frames);
         self.strikes += failed.strikes;
+    }
+}
+
+/// What a request's first step leaves to do.
+pub(super) enum Handled {
+    /// Nothing: its answers.
+    Done(Answers),
+    /// A send answered without being numbered (refused, or a repeated key):
+    /// the answer goes after those of the session's sends still in flight.
+    SendAnswered(Answers),
+    /// A numbered send (request `id`): persisted alongside the session's
+    /// other sends, then published and acked in the order they came.
+    Persist(Option<RequestId>, Box<Numbered>),
+}
+
+impl From<Answers> for Handled {
+    fn from(answers: Answers) -> Self {
+        Self::Done(answers)
     }
 }
 
@@ -65,41 +85,67 @@ pub(super) fn step(text: &str) -> Step {
 }
 
 impl Session {
-    /// Handles a request (any frame but `hello`).
-    pub(super) async fn on_request(&self, frame: ClientFrame) -> Answers {
-        let (app, user) = (&self.app, &self.user);
+    /// Handles a request (any frame but `hello`); a send only up to its number.
+    pub(super) async fn on_request(&self, frame: ClientFrame) -> Handled {
         match frame {
             ClientFrame::Send { id, chat, body, client_msg_id, recipients, reply_to, attachments } => {
-                if let Err(refused) = self.state.limits.send(&app.id, user) {
-                    crate::metrics::metrics().rate_limited.with_label_values(&["send"]).inc();
-                    let frame = ServerFrame::Error {
-                        id,
-                        code: "rate_limited",
-                        message: "too many sends".into(),
-                        retry_after_ms: Some(refused.retry_after_ms),
-                    };
-                    return Answers { frames: vec![frame], strikes: 0, refused_send: Some(refused) };
-                }
-                let target = match (chat, recipients) {
-                    (Some(chat), _) => Target::Chat(chat),
-                    // `decode` checked that every recipient parses.
-                    (None, Some(users)) => {
-                        Target::Recipients(users.iter().filter_map(|u| UserId::parse(u).ok()).collect())
-                    }
-                    (None, None) => return Answers::bad(&invalid("send", "give `chat` or `recipients`"), id),
-                };
                 let request = SendRequest {
-                    target,
+                    target: match (chat, recipients) {
+                        (Some(chat), _) => Target::Chat(chat),
+                        // `decode` checked that every recipient parses.
+                        (None, Some(users)) => {
+                            Target::Recipients(users.iter().filter_map(|u| UserId::parse(u).ok()).collect())
+                        }
+                        (None, None) => {
+                            let bad = Answers::bad(&invalid("send", "give `chat` or `recipients`"), id);
+                            return Handled::SendAnswered(bad);
+                        }
+                    },
                     body,
                     client_msg_id: Some(client_msg_id),
                     reply_to,
                     attachments: attachments.unwrap_or_default(),
                 };
-                match self.state.chat.send(app, &Author::User(user.clone()), request, Some(self.id)).await {
-                    Ok(sent) => Answers::one(ServerFrame::Ack { id, chat: sent.chat, seq: sent.seq }),
-                    Err(e) => Answers::failed(id, &e),
-                }
+                self.number_send(id, request).await
             }
+            other => self.answer_request(other).await.into(),
+        }
+    }
+
+    /// A send's first step: the user's send bucket, then its number.
+    async fn number_send(&self, id: Option<RequestId>, request: SendRequest) -> Handled {
+        if let Err(refused) = self.state.limits.send(&self.app.id, &self.user) {
+            crate::metrics::metrics().rate_limited.with_label_values(&["send"]).inc();
+            let frame = ServerFrame::Error {
+                id,
+                code: "rate_limited",
+                message: "too many sends".into(),
+                retry_after_ms: Some(refused.retry_after_ms),
+            };
+            return Handled::SendAnswered(Answers {
+                frames: vec![frame],
+                strikes: 0,
+                refused_send: Some(refused),
+            });
+        }
+        let author = Author::User(self.user.clone());
+        Handled::SendAnswered(
+            match self.state.chat.number_send(&self.app, &author, request, Some(self.id)).await {
+                Ok(Staged::Answered(sent)) => {
+                    Answers::one(ServerFrame::Ack { id, chat: sent.chat, seq: sent.seq })
+                }
+                Ok(Staged::Numbered(numbered)) => return Handled::Persist(id, numbered),
+                Err(e) => Answers::failed(id, &e),
+            },
+        )
+    }
+
+    /// Answers a request that is not a send.
+    async fn answer_request(&self, frame: ClientFrame) -> Answers {
+        let (app, user) = (&self.app, &self.user);
+        match frame {
+            // `on_request` takes sends.
+            ClientFrame::Send { id, .. } => Answers::bad(&invalid("send", "unexpected"), id),
             ClientFrame::Sync { id, chat, after, limit } => {
                 let limit = limit.unwrap_or(100) as usize;
                 match self.state.chat.sync(&app.id, user, chat, after, limit).await {

@@ -3,6 +3,7 @@
 //! - `session`: the upgrade and the session's loop (socket, outbox, heartbeat, limits);
 //! - `handlers`: what each client frame does;
 //! - `catch_up`: `hello`, streamed a frame at a time;
+//! - `pipeline`: a session's sends between their number and their ack;
 //! - `caps`: the per-user and per-application session caps;
 //! - `state`: what every session shares ([`GatewayState`]);
 //! - `limits`: per-user rate limits shared by a user's sessions;
@@ -18,6 +19,7 @@ mod catch_up;
 mod config;
 mod handlers;
 mod limits;
+mod pipeline;
 mod session;
 mod state;
 

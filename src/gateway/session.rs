@@ -18,7 +18,8 @@ use futures::{SinkExt as _, StreamExt as _};
 use super::GatewayState;
 use super::budget::Budget;
 use super::caps::{caps, refuse_over};
-use super::handlers::{Answers, Step, step};
+use super::handlers::{Answers, Handled, Step, step};
+use super::pipeline::Sends;
 use crate::auth::bearer;
 use crate::chat::{Authenticated, ErrorKind, Refusal, Service};
 use crate::delivery::{Cut, Outbox, Outgoing, SessionHandle, SessionId, Slot};
@@ -32,6 +33,10 @@ const WRITE_BATCH: usize = 64;
 /// A session's read buffer: every idle session holds one, and a client frame
 /// (a `send` of a few hundred bytes) fits; a larger frame grows it.
 const READ_BUFFER: usize = 512;
+/// Frames written to a session are gathered up to this many bytes and then
+/// written in one syscall (or at the flush after each batch), rather than
+/// one syscall each. A session that never writes much keeps a smaller buffer.
+const WRITE_BUFFER: usize = 16 * 1024;
 /// How far over `max_frame_bytes` a frame is still read whole (to be refused cleanly).
 const OVERSIZE_SLACK: usize = 16 * 1024;
 /// How long a closing session waits to write its close, then for the client's.
@@ -73,7 +78,7 @@ pub async fn ws_handler(
         .max_frame_size(max)
         .max_message_size(max)
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER)
         // Plain closures and `Either` rather than async blocks: each async
         // layer would keep its own copy of what it hands down (rust#62958),
         // and every idle session holds this future.
@@ -172,7 +177,10 @@ pub(super) struct LoopState {
 pub(super) type Sink = SplitSink<WebSocket, WsMessage>;
 
 /// A request being handled.
-type Pending<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Answers> + Send + 'a>>;
+type Pending<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Handled> + Send + 'a>>;
+
+/// How long a closing session goes on persisting and publishing the sends it numbered.
+const FINISH_WAIT: Duration = Duration::from_secs(5);
 
 /// What a client message calls for.
 enum Incoming {
@@ -236,11 +244,15 @@ impl Session {
             Box::pin(self.write(&mut sink, &outbox, vec![WsMessage::Text(welcome.to_text().into())])).await;
         // The request being handled: one at a time, in order, while live
         // traffic keeps flowing to the client (its own sends must not make
-        // it look like a slow consumer).
+        // it look like a slow consumer). A send leaves this step once
+        // numbered, for `sends`: made on the first send, as idle sessions never need it.
         let mut request: Option<Pending<'_>> = None;
+        let mut sends: Option<Box<Sends<'_>>> = None;
+        let max_sends = self.state.config.max_inflight_sends;
         while closing.is_none() {
+            let in_flight = sends.as_ref().map_or(0, |s| s.len());
             closing = tokio::select! {
-                incoming = stream.next(), if request.is_none() => match incoming {
+                incoming = stream.next(), if request.is_none() && in_flight < max_sends => match incoming {
                     Some(Ok(message)) => {
                         live.last_heard = Instant::now();
                         match self.on_client(message, &mut live) {
@@ -259,15 +271,33 @@ impl Session {
                     Some(Err(e)) => Box::pin(self.on_read_error(&e, &mut sink, &outbox)).await,
                     None => Some((close::NORMAL, "")),
                 },
-                answers = async {
+                handled = async {
                     match request.as_mut() {
                         Some(pending) => pending.await,
                         None => std::future::pending().await,
                     }
                 }, if request.is_some() => {
                     request = None;
-                    Box::pin(self.answer(answers, &mut live, &mut sink, &outbox)).await
+                    match handled {
+                        Handled::SendAnswered(answers) if in_flight > 0 => {
+                            if let Some(sends) = sends.as_mut() {
+                                sends.push_answered(answers);
+                            }
+                            None
+                        }
+                        Handled::Done(answers) | Handled::SendAnswered(answers) => {
+                            Box::pin(self.answer(answers, &mut live, &mut sink, &outbox)).await
+                        }
+                        Handled::Persist(id, numbered) => {
+                            sends.get_or_insert_with(|| Box::new(Sends::new(&self.state.chat))).push(id, numbered);
+                            None
+                        }
+                    }
                 },
+                answers = std::future::poll_fn(|cx| match sends.as_mut() {
+                    Some(sends) => sends.poll_answer(cx),
+                    None => std::task::Poll::Pending,
+                }), if in_flight > 0 => Box::pin(self.answer(answers, &mut live, &mut sink, &outbox)).await,
                 () = outbox.ready() => match outbox.is_cut() {
                     Some(why) => closing_for(why),
                     None => {
@@ -285,6 +315,24 @@ impl Session {
                     Err(_) => Some((close::SERVICE_RESTART, "service restart")),
                 },
             };
+        }
+        // The request under way and the sends already numbered are carried
+        // through though their client will not see the answers: a send
+        // dropped halfway would hold its `client_msg_id` until the claim is
+        // abandoned, and one numbered would be stored but never delivered
+        // live. A retry with the same `client_msg_id` gets its ack.
+        let finishing = async {
+            if let Some(pending) = request.take()
+                && let Handled::Persist(id, numbered) = pending.await
+            {
+                sends.get_or_insert_with(|| Box::new(Sends::new(&self.state.chat))).push(id, numbered);
+            }
+            if let Some(sends) = sends.take() {
+                sends.finish().await;
+            }
+        };
+        if tokio::time::timeout(FINISH_WAIT, finishing).await.is_err() {
+            tracing::warn!("a closing session's sends were not all published in time");
         }
         self.state.hub.unregister(&self.app.id, &self.user, self.id);
         count_close(closing.map(|c| c.0));
@@ -321,7 +369,10 @@ impl Session {
             }
             sink.flush().await
         };
+        // Biased, the write first: a write the socket takes at once (the
+        // common case) never polls the timer, so it registers none.
         tokio::select! {
+            biased;
             written = writing => match written {
                 Ok(()) => None,
                 Err(_) => Some((close::NORMAL, "")),
