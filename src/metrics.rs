@@ -8,8 +8,12 @@
 //! `helm/weft/dashboards/weft.json` queries these names; `tests/observability.rs`
 //! checks that each one it uses exists on a live node.
 
+mod striped;
+
 use std::sync::LazyLock;
 use std::time::Instant;
+
+pub use striped::StripedHistogram;
 
 use prometheus::{
     Encoder as _, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
@@ -168,7 +172,7 @@ pub struct Metrics {
     /// Time of one store commit.
     pub batch_commit_seconds: Histogram,
     /// From a message's creation (send accepted) to its frame handed to a recipient's socket.
-    pub delivery_seconds: Histogram,
+    pub delivery_seconds: StripedHistogram,
     /// Frames sent to a peer node.
     pub quic_frames_sent: IntCounterVec,
     /// Frames received from a peer node.
@@ -286,11 +290,14 @@ impl Metrics {
                 "Time of one batch commit to the store.",
                 LATENCY,
             ),
-            delivery_seconds: histogram(
+            delivery_seconds: register(
                 &r,
-                "weft_delivery_seconds",
-                "From a message's creation to its frame handed to a recipient's socket.",
-                LATENCY,
+                StripedHistogram::new(
+                    "weft_delivery_seconds",
+                    "From a message's creation to its frame handed to a recipient's socket.",
+                    LATENCY,
+                )
+                .unwrap_or_else(|e| unreachable!("metric weft_delivery_seconds: {e}")),
             ),
             quic_frames_sent: counters(
                 &r,

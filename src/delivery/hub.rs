@@ -21,23 +21,31 @@ use crate::ids::{AppId, ChatNumber, UserId};
 pub struct SessionHandle {
     /// This session's id.
     pub id: SessionId,
-    /// Its bounded outbox. Items are shared by every recipient of an event,
-    /// so a queue slot is one pointer; it also carries the session's cut-off.
+    /// Its bounded outbox. Its items share the frame encoded once per event
+    /// (a reference count each); it also carries the session's cut-off.
     pub outbox: Outbox,
 }
 
-type Key = (AppId, UserId);
+type Fast = foldhash::fast::RandomState;
 
-/// Sessions by application and user. Looked up once per recipient of every
-/// event, so hashed with foldhash (randomly seeded per process) rather than SipHash.
-type Sessions = HashMap<Key, Vec<SessionHandle>, foldhash::fast::RandomState>;
+/// One application's sessions on this node, by user. Delivery looks the
+/// application up once per event and then each recipient by user id alone
+/// (no key to build, no application id to hash or compare per recipient);
+/// hashed with foldhash (randomly seeded per process) rather than SipHash.
+#[derive(Default)]
+struct AppSessions {
+    users: HashMap<UserId, Vec<SessionHandle>, Fast>,
+    /// Sessions in `users`.
+    count: usize,
+}
+
+/// Sessions by application, then user.
+type Sessions = HashMap<AppId, AppSessions, Fast>;
 
 /// The local session registry; cheap to clone.
 #[derive(Clone, Default)]
 pub struct Hub {
     sessions: Arc<Mutex<Sessions>>,
-    /// Sessions per application; locked after `sessions`, never before.
-    apps: Arc<Mutex<HashMap<AppId, usize, foldhash::fast::RandomState>>>,
     next_id: Arc<AtomicU64>,
     open: Arc<AtomicUsize>,
     presence: Presence,
@@ -103,46 +111,41 @@ impl Hub {
         caps: Caps,
     ) -> Result<(), Over> {
         let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = (app.clone(), user.clone());
-        let of_user = sessions.get(&key).map_or(0, Vec::len);
+        let of_app = sessions.entry(app.clone()).or_default();
+        let of_user = of_app.users.get(user).map_or(0, Vec::len);
         if caps.per_user > 0 && of_user >= caps.per_user {
             return Err(Over::User);
         }
-        let of_app = apps.entry(app.clone()).or_default();
-        if caps.per_app > 0 && *of_app >= caps.per_app {
+        if caps.per_app > 0 && of_app.count >= caps.per_app {
             return Err(Over::App);
         }
-        *of_app += 1;
+        of_app.count += 1;
         // Most users have one session here: room for one, not the four a first push makes.
-        sessions.entry(key).or_insert_with(|| Vec::with_capacity(1)).push(handle);
+        of_app.users.entry(user.clone()).or_insert_with(|| Vec::with_capacity(1)).push(handle);
         Ok(())
     }
 
     /// Removes a session.
     pub fn unregister(&self, app: &AppId, user: &UserId, id: SessionId) {
         let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = (app.clone(), user.clone());
-        let Some(list) = sessions.get_mut(&key) else { return };
-        let before = list.len();
-        list.retain(|s| s.id != id);
-        let removed = before - list.len();
-        if list.is_empty() {
-            sessions.remove(&key);
-        }
-        let mut apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = apps.get_mut(app) {
-            *count = count.saturating_sub(removed);
-            if *count == 0 {
-                apps.remove(app);
+        let Some(of_app) = sessions.get_mut(app) else { return };
+        if let Some(list) = of_app.users.get_mut(user) {
+            let before = list.len();
+            list.retain(|s| s.id != id);
+            of_app.count = of_app.count.saturating_sub(before - list.len());
+            if list.is_empty() {
+                of_app.users.remove(user);
             }
+        }
+        if of_app.users.is_empty() {
+            sessions.remove(app);
         }
     }
 
     /// Closes every session of `app` on this node (its secret was rotated).
     pub fn revoke(&self, app: &AppId) {
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        for handle in sessions.iter().filter(|((a, _), _)| a == app).flat_map(|(_, list)| list) {
+        for handle in sessions.get(app).into_iter().flat_map(|a| a.users.values()).flatten() {
             handle.outbox.cut(Cut::Revoked);
         }
     }
@@ -153,7 +156,7 @@ impl Hub {
     pub async fn drain(&self, window: std::time::Duration) {
         let mut outboxes: Vec<Outbox> = {
             let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-            sessions.values().flatten().map(|s| s.outbox.clone()).collect()
+            every(&sessions).map(|s| s.outbox.clone()).collect()
         };
         rand::seq::SliceRandom::shuffle(outboxes.as_mut_slice(), &mut rand::rng());
         let (start, n) = (tokio::time::Instant::now(), outboxes.len().max(1) as f64);
@@ -166,7 +169,7 @@ impl Hub {
             outbox.cut(Cut::Drain);
         }
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        for session in sessions.values().flatten() {
+        for session in every(&sessions) {
             session.outbox.cut(Cut::Drain);
         }
     }
@@ -174,13 +177,13 @@ impl Hub {
     /// Sessions of `user` open on this node.
     pub fn user_sessions(&self, app: &AppId, user: &UserId) -> usize {
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        sessions.get(&(app.clone(), user.clone())).map_or(0, Vec::len)
+        sessions.get(app).and_then(|a| a.users.get(user)).map_or(0, Vec::len)
     }
 
     /// Sessions open on this node.
     pub fn session_count(&self) -> usize {
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        sessions.values().map(Vec::len).sum()
+        sessions.values().map(|a| a.count).sum()
     }
 
     /// Queues `item` on every session of `users` but `except`.
@@ -188,22 +191,26 @@ impl Hub {
         &self,
         app: &AppId,
         users: impl Iterator<Item = &'a UserId>,
-        item: &Arc<Outgoing>,
+        item: &Outgoing,
         except: Option<SessionId>,
     ) {
         // Queued under the lock: a push never waits, and cloning each handle
         // out of the map cost more than the pushes.
         let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut key = (app.clone(), UserId::from_store(String::new()));
+        let Some(of_app) = sessions.get(app) else { return };
         for user in users {
-            user.clone_into(&mut key.1);
-            let Some(list) = sessions.get(&key) else { continue };
+            let Some(list) = of_app.users.get(user) else { continue };
             for session in list.iter().filter(|s| Some(s.id) != except) {
                 // A full outbox cuts its session off as slow.
-                session.outbox.push(Arc::clone(item));
+                session.outbox.push(item.clone());
             }
         }
     }
+}
+
+/// Every session in `sessions`.
+fn every(sessions: &Sessions) -> impl Iterator<Item = &SessionHandle> {
+    sessions.values().flat_map(|a| a.users.values()).flatten()
 }
 
 /// One node alone: the hub is the whole fabric.

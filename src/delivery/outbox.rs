@@ -37,7 +37,7 @@ pub enum Cut {
 pub struct Outbox(Arc<Inner>);
 
 struct Inner {
-    queue: Mutex<VecDeque<Arc<Outgoing>>>,
+    queue: Mutex<VecDeque<Outgoing>>,
     /// Frames held at most.
     capacity: u32,
     /// Bytes held at most (the sum of the queued frames' lengths).
@@ -65,7 +65,7 @@ impl Outbox {
     }
 
     /// Queues `item`; a full outbox (in frames or bytes) cuts its session off as slow instead.
-    pub fn push(&self, item: Arc<Outgoing>) {
+    pub fn push(&self, item: Outgoing) {
         let len = u32::try_from(item.byte_len()).unwrap_or(u32::MAX);
         let (full, was_empty) = {
             let mut queue = self.0.queue.lock().unwrap_or_else(PoisonError::into_inner);
@@ -131,18 +131,28 @@ impl Outbox {
     }
 
     /// Takes up to `max` waiting frames, oldest first.
-    pub fn take(&self, max: usize) -> Vec<Arc<Outgoing>> {
+    #[cfg(test)]
+    pub fn take(&self, max: usize) -> Vec<Outgoing> {
+        let mut items = Vec::new();
+        self.take_each(max, |item| items.push(item));
+        items
+    }
+
+    /// Hands up to `max` waiting frames to `each`, oldest first, under the
+    /// queue's lock (`each` must not wait): no list of them is made.
+    pub fn take_each(&self, max: usize, mut each: impl FnMut(Outgoing)) {
         let mut queue = self.0.queue.lock().unwrap_or_else(PoisonError::into_inner);
         let n = queue.len().min(max);
-        let items: Vec<_> = queue.drain(..n).collect();
-        let taken = items.iter().map(|item| u32::try_from(item.byte_len()).unwrap_or(u32::MAX));
-        let left = taken.fold(self.0.bytes.load(Ordering::Relaxed), u32::saturating_sub);
+        let mut left = self.0.bytes.load(Ordering::Relaxed);
+        for item in queue.drain(..n) {
+            left = left.saturating_sub(u32::try_from(item.byte_len()).unwrap_or(u32::MAX));
+            each(item);
+        }
         self.0.bytes.store(left, Ordering::Relaxed);
         if queue.is_empty() && queue.capacity() > 64 {
             // A burst is over: an idle session does not keep its peak.
             queue.shrink_to_fit();
         }
-        items
     }
 }
 
@@ -151,8 +161,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn item(n: u64) -> Arc<Outgoing> {
-        Arc::new(Outgoing::Frame { kind: "typing", frame: format!("{n}").into() })
+    fn item(n: u64) -> Outgoing {
+        Outgoing::Frame { kind: "typing", frame: format!("{n}").into() }
     }
 
     #[tokio::test]
@@ -177,7 +187,7 @@ mod tests {
 
     #[test]
     fn bytes_past_the_bound_cut_as_slow_and_taking_frees_them() {
-        let big = |n: usize| Arc::new(Outgoing::Frame { kind: "message", frame: "x".repeat(n).into() });
+        let big = |n: usize| Outgoing::Frame { kind: "message", frame: "x".repeat(n).into() };
         let outbox = Outbox::new(100, 1_000);
         outbox.push(big(400));
         outbox.push(big(600));

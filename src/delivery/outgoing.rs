@@ -1,8 +1,6 @@
 //! The outgoing frame: what waits in a session's outbox, encoded once per
 //! event and shared by every recipient (`Utf8Bytes` clones are reference counts).
 
-use std::sync::Arc;
-
 use axum::extract::ws::Utf8Bytes;
 
 use super::fabric::Event;
@@ -43,9 +41,10 @@ impl Outgoing {
     }
 }
 
-/// The outbox item of an event, encoded once for all its recipients.
-pub fn outgoing(event: &Event) -> Arc<Outgoing> {
-    Arc::new(match event {
+/// The outbox item of an event, encoded once for all its recipients: each
+/// recipient's copy shares the encoded bytes (one reference count).
+pub fn outgoing(event: &Event) -> Outgoing {
+    match event {
         Event::Message(m) => Outgoing::Message {
             chat: m.chat,
             seq: m.number,
@@ -98,7 +97,7 @@ pub fn outgoing(event: &Event) -> Arc<Outgoing> {
         Event::Presence { user, online } => {
             frame(&ServerFrame::Presence { user: user.clone(), online: *online })
         }
-    })
+    }
 }
 
 fn frame(frame: &ServerFrame) -> Outgoing {

@@ -12,7 +12,6 @@
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes};
-use futures::SinkExt as _;
 
 use super::GatewayConfig;
 use super::session::Sink;

@@ -81,10 +81,6 @@ impl<'a> Sends<'a> {
                         let chat = self.chat;
                         self.publishing = Some(Box::pin(async move {
                             let sent = chat.publish(persisted).await;
-                            // The recipients' sessions this woke wait on this
-                            // worker: they write before the next publish, so a
-                            // burst of sends does not pile up in their outboxes.
-                            tokio::task::yield_now().await;
                             Answers::one(ServerFrame::Ack { id, chat: sent.chat, seq: sent.seq })
                         }));
                     }

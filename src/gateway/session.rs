@@ -12,7 +12,6 @@ use axum::http::header::CONNECTION;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use futures::future::Either;
-use futures::stream::SplitSink;
 use futures::{SinkExt as _, StreamExt as _};
 
 use super::GatewayState;
@@ -174,7 +173,8 @@ pub(super) struct LoopState {
     pub(super) live: LiveLog,
 }
 
-pub(super) type Sink = SplitSink<WebSocket, WsMessage>;
+/// The session's socket: read in the loop's wait, written between.
+pub(super) type Sink = WebSocket;
 
 /// A request being handled.
 type Pending<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Handled> + Send + 'a>>;
@@ -205,15 +205,15 @@ impl Session {
     fn run(self, socket: WebSocket, slot: Slot) -> impl Future<Output = ()> + Send {
         // One span per session, carried by its task across every await.
         let span = tracing::info_span!("session", app = %self.app.id, user = %self.user, session = %self.id);
-        // Split here, not in `serve`: its future would keep the socket's slot too.
-        let (sink, stream) = socket.split();
-        tracing::Instrument::instrument(self.serve(sink, stream, slot), span)
+        tracing::Instrument::instrument(self.serve(socket, slot), span)
     }
 
     /// The session's loop. Every idle session is one such future, so the
     /// rarer steps (catch-ups, answers, writes, ticks) are boxed: the future
-    /// keeps only the loop's own state, not the largest step's.
-    async fn serve(self, mut sink: Sink, mut stream: futures::stream::SplitStream<WebSocket>, _slot: Slot) {
+    /// keeps only the loop's own state, not the largest step's. The socket is
+    /// not split: the loop reads it only while waiting and writes it only in
+    /// between, so a split's lock (taken on every read and write) buys nothing.
+    async fn serve(self, mut sink: Sink, _slot: Slot) {
         let outbox = Outbox::new(self.state.config.outbox_frames, self.state.config.outbox_bytes);
         let handle = SessionHandle { id: self.id, outbox: outbox.clone() };
         if let Err(over) = self.state.hub.register(&self.app.id, &self.user, handle, caps(&self.state.config))
@@ -252,7 +252,7 @@ impl Session {
         while closing.is_none() {
             let in_flight = sends.as_ref().map_or(0, |s| s.len());
             closing = tokio::select! {
-                incoming = stream.next(), if request.is_none() && in_flight < max_sends => match incoming {
+                incoming = sink.next(), if request.is_none() && in_flight < max_sends => match incoming {
                     Some(Ok(message)) => {
                         live.last_heard = Instant::now();
                         match self.on_client(message, &mut live) {
@@ -302,11 +302,13 @@ impl Session {
                     Some(why) => closing_for(why),
                     None => {
                         let now = Timestamp::now().millis();
-                        let items = outbox.take(WRITE_BATCH);
-                        let mut frames = Vec::with_capacity(items.len());
-                        for item in items {
-                            push_outgoing(&mut frames, item, &mut live, now);
-                        }
+                        let mut frames = Vec::new();
+                        let mut written = 0;
+                        outbox.take_each(WRITE_BATCH, |item| {
+                            push_outgoing(&mut frames, item, &mut live, now, &mut written);
+                        });
+                        // One atomic add per batch: every session shares this counter.
+                        crate::metrics::metrics().messages_out.inc_by(written);
                         Box::pin(self.write(&mut sink, &outbox, frames)).await
                     }
                 },
@@ -347,10 +349,9 @@ impl Session {
                 // still sends: a socket closed with unread bytes is reset,
                 // and the reset can destroy the close frame before the
                 // client reads it (a flooding client, say).
-                let _ = tokio::time::timeout(CLOSE_WAIT, async {
-                    while let Some(Ok(_)) = stream.next().await {}
-                })
-                .await;
+                let _ =
+                    tokio::time::timeout(CLOSE_WAIT, async { while let Some(Ok(_)) = sink.next().await {} })
+                        .await;
             }
         }
         tracing::debug!(code = closing.map(|c| c.0), "session closed");
@@ -554,22 +555,29 @@ fn count_close(code: Option<u16>) {
     m.sessions_closed.with_label_values(&[reason]).inc();
 }
 
-/// Adds an outbox item to the frames to write, unless a catch-up carried it.
-fn push_outgoing(frames: &mut Vec<WsMessage>, item: Arc<Outgoing>, live: &mut LoopState, now: i64) {
+/// Adds an outbox item to the frames to write, unless a catch-up carried it;
+/// counts the messages in `written` (added to the metric once per batch).
+fn push_outgoing(
+    frames: &mut Vec<WsMessage>,
+    item: Outgoing,
+    live: &mut LoopState,
+    now: i64,
+    written: &mut u64,
+) {
     let m = crate::metrics::metrics();
-    match &*item {
+    match item {
         Outgoing::Frame { kind, frame } => {
             m.frames_out.with_label_values(&[kind]).inc();
-            frames.push(WsMessage::Text(frame.clone()));
+            frames.push(WsMessage::Text(frame));
         }
-        &Outgoing::Message { chat, seq, ref frame, at } => {
+        Outgoing::Message { chat, seq, frame, at } => {
             let carried = live.resumed.get(&chat).is_some_and(|r| r.sent.contains(&seq));
             if !carried {
                 live.live.record(chat, seq);
-                m.messages_out.inc();
+                *written += 1;
                 let waited = now.saturating_sub(at).max(0);
                 m.delivery_seconds.observe(waited as f64 / 1000.0);
-                frames.push(WsMessage::Text(frame.clone()));
+                frames.push(WsMessage::Text(frame));
             }
         }
     }
