@@ -194,6 +194,7 @@ start_weft_one() {
         log "127.0.0.1:$PORT is taken; set WEFT_BENCH_PORT"
         exit 1
     }
+    rm -rf "$WORK/data"
     mkdir -p "$WORK/data"
     env WEFT_SERVER_LISTEN="127.0.0.1:$PORT" WEFT_STORE_DATA_DIR="$WORK/data" \
         WEFT_SERVER_SHUTDOWN_GRACE_MS=5000 \
@@ -323,15 +324,24 @@ repeat() {
 
 files() { ls "$OUT/$1-$2-"*.json 2>/dev/null; }
 
-# idle_runs: RUNS idle runs (memory per held connection).
+# start_one: one node of the current server (weft embedded, or Centrifugo's memory engine).
+start_one() {
+    if [ "$SERVER" = weft ]; then start_weft_one; else start_centrifugo 1 memory; fi
+}
+
+# idle_runs: RUNS idle runs (memory per held connection), each on a freshly started
+# server: a second run on the same process reuses what the first one's connections freed
+# (the allocator keeps it), and would measure close to nothing.
 idle_runs() {
     local run target=()
     [ "$SERVER" = centrifugo ] && target=(--target centrifugo --hmac-secret "$SECRET")
     for run in $(seq 1 "$RUNS"); do
+        start_one
         log "$SERVER: idle, $IDLE connections (run $run of $RUNS)"
         timeout $((IDLE_HOLD + 300)) "$LOAD" idle --url "$URL" --connections "$IDLE" \
             --hold-secs "$IDLE_HOLD" "${target[@]}" --out "$OUT/$SERVER-idle-$run.json" >&2 ||
             log "$SERVER: idle run $run failed"
+        stop_servers
     done
 }
 
@@ -366,8 +376,8 @@ one_node() {
     local server
     for server in weft centrifugo; do
         SERVER=$server
-        if [ "$server" = weft ]; then start_weft_one; else start_centrifugo 1 memory; fi
         idle_runs
+        start_one
         repeat "rate$RATE" --senders "$SENDERS" --rate "$RATE"
         for r in $ONE_SENDER_RATES; do
             repeat "single$r" --senders 1 --rate "$r"

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use common::server::{Mode, TestServer};
 use common::ws::{Client, chat_with, connect, history, send};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 on_all_modes_configured!(
     pipelined_sends_are_numbered_delivered_and_answered_in_order,
@@ -35,6 +35,18 @@ fn pipelining(c: &mut weft::config::Config) {
     c.gateway.max_bad_frames = 10_000;
 }
 
+/// A chat of alice and bob, both connected, and alice's [`SENDS`] sends
+/// `m1`, `m2`, … (`client_msg_id` `c1`, `c2`, …) written without waiting.
+async fn alice_pipelines_to_bob(s: &TestServer, token: &str) -> (u64, Client, Client) {
+    let chat = chat_with(s, token, &["alice", "bob"]).await;
+    let mut alice = connect(s, token, "alice").await;
+    let bob = connect(s, token, "bob").await;
+    for n in 1..=SENDS {
+        alice.send(send(n, chat, &format!("m{n}"), &format!("c{n}"))).await;
+    }
+    (chat, alice, bob)
+}
+
 /// Reads `client` until it has `answers` answers (acks or errors); returns
 /// them in the order they came, and the messages of `chat` it got meanwhile.
 async fn collect(client: &mut Client, chat: u64, answers: usize) -> (Vec<Value>, Vec<Value>) {
@@ -50,7 +62,7 @@ async fn collect(client: &mut Client, chat: u64, answers: usize) -> (Vec<Value>,
     (got, messages)
 }
 
-/// Reads `client` until it has the messages of `chat` numbered `seqs`.
+/// Reads `client` until it has `count` messages of `chat`, and nothing else.
 async fn messages_of(client: &mut Client, chat: u64, count: usize) -> Vec<Value> {
     let mut messages = Vec::new();
     while messages.len() < count {
@@ -112,12 +124,7 @@ async fn a_small_window_still_takes_every_send_in_order(mode: Mode) {
     })
     .await;
     let token = s.new_app().await;
-    let chat = chat_with(&s, &token, &["alice", "bob"]).await;
-    let mut alice = connect(&s, &token, "alice").await;
-    let mut bob = connect(&s, &token, "bob").await;
-    for n in 1..=SENDS {
-        alice.send(send(n, chat, &format!("m{n}"), &format!("c{n}"))).await;
-    }
+    let (chat, mut alice, mut bob) = alice_pipelines_to_bob(&s, &token).await;
     let (answers, _) = collect(&mut alice, chat, SENDS as usize).await;
     let seqs: Vec<u64> = answers.iter().map(|a| a["seq"].as_u64().expect("an ack")).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
@@ -135,16 +142,11 @@ async fn a_small_window_still_takes_every_send_in_order(mode: Mode) {
 async fn sends_in_flight_when_the_client_leaves_are_delivered_once(mode: Mode) {
     let s = TestServer::start_with(mode, pipelining).await;
     let token = s.new_app().await;
-    let chat = chat_with(&s, &token, &["alice", "bob"]).await;
-    let mut alice = connect(&s, &token, "alice").await;
-    let mut bob = connect(&s, &token, "bob").await;
-    for n in 1..=SENDS {
-        alice.send(send(n, chat, &format!("m{n}"), &format!("c{n}"))).await;
-    }
+    let (chat, alice, mut bob) = alice_pipelines_to_bob(&s, &token).await;
     drop(alice);
     let mut alice = connect(&s, &token, "alice").await;
     for n in 1..=SENDS {
-        alice.send(json!({"type": "send", "id": n, "chat": chat, "body": format!("m{n}"), "client_msg_id": format!("c{n}")})).await;
+        alice.send(send(n, chat, &format!("m{n}"), &format!("c{n}"))).await;
     }
     let (answers, _) = collect(&mut alice, chat, SENDS as usize).await;
     let mut acked = BTreeMap::new();

@@ -39,9 +39,6 @@ const CACHE_MARGIN: u64 = 200;
 /// The largest page the node serves.
 const MAX_PER_PAGE: u64 = 500;
 
-/// Posts in flight at once while seeding the chat.
-const SEED_CONCURRENCY: usize = 32;
-
 /// Every request, seeding included, gives up after this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -61,6 +58,8 @@ pub struct History {
     pub per_page: u64,
     /// Readers, each with one read in flight at a time.
     pub concurrency: usize,
+    /// REST posts in flight at once while seeding the chat.
+    pub seed_concurrency: usize,
     /// Size of each message body, in bytes.
     pub body_bytes: usize,
     /// Reads before each phase's measured window.
@@ -82,6 +81,12 @@ pub struct HistoryReport {
     pub per_page: u64,
     /// Closed-loop readers.
     pub concurrency: usize,
+    /// REST posts in flight at once while seeding.
+    #[serde(default)]
+    pub seed_concurrency: usize,
+    /// Posts per second while seeding (each answered 201 once persisted).
+    #[serde(default)]
+    pub seed_posts_per_sec: f64,
     /// Seconds of warm-up of each phase.
     pub warmup_secs: f64,
     /// Seconds measured of each phase.
@@ -232,10 +237,11 @@ impl History {
     pub async fn run(&self, node: &Node) -> anyhow::Result<HistoryReport> {
         let old = store_range(self.messages, self.per_page)?;
         ensure!(self.concurrency >= 1, "--concurrency must be at least 1");
+        ensure!(self.seed_concurrency >= 1, "--seed-concurrency must be at least 1");
         ensure!(!self.measure.is_zero(), "--duration-secs must be at least 1");
         let app = within("create an application", node.create_app("weft-load history")).await?;
         let chat = within("create a chat", node.create_chat(&app)).await?;
-        self.seed(node, &app, chat).await?;
+        let seed_posts_per_sec = self.seed(node, &app, chat).await?;
         let reads = Arc::new(Reads {
             node: node.clone(),
             app,
@@ -255,6 +261,8 @@ impl History {
             messages: self.messages,
             per_page: self.per_page,
             concurrency: self.concurrency,
+            seed_concurrency: self.seed_concurrency,
+            seed_posts_per_sec,
             warmup_secs: self.warmup.as_secs_f64(),
             measured_secs: self.measure.as_secs_f64(),
             store,
@@ -262,15 +270,16 @@ impl History {
         })
     }
 
-    /// Posts messages 1 to `messages` into the chat, `SEED_CONCURRENCY` at a time.
-    async fn seed(&self, node: &Node, app: &AppToken, chat: u64) -> anyhow::Result<()> {
+    /// Posts messages 1 to `messages` into the chat, `seed_concurrency` at a
+    /// time; returns the posts per second.
+    async fn seed(&self, node: &Node, app: &AppToken, chat: u64) -> anyhow::Result<f64> {
         let started = Instant::now();
         let mut posts = futures::stream::iter(1..=self.messages)
             .map(|i| {
                 let body = body(i, self.body_bytes);
                 async move { within("post a message", node.post_message(app, chat, &body)).await }
             })
-            .buffer_unordered(SEED_CONCURRENCY);
+            .buffer_unordered(self.seed_concurrency);
         let mut numbers = Vec::new();
         let mut tick = every_second();
         loop {
@@ -294,12 +303,14 @@ impl History {
             numbers.len(),
             self.messages
         );
+        let secs = started.elapsed().as_secs_f64();
+        let per_sec = if secs > 0.0 { self.messages as f64 / secs } else { 0.0 };
         eprintln!(
-            "weft-load: history setup: {} messages posted into chat #{chat} in {:.1} s",
-            self.messages,
-            started.elapsed().as_secs_f64()
+            "weft-load: history setup: {} messages posted into chat #{chat} in {secs:.1} s \
+             ({per_sec:.0} posts/s, {} in flight)",
+            self.messages, self.seed_concurrency
         );
-        Ok(())
+        Ok(per_sec)
     }
 
     /// One phase: a warm-up, then the measured window, with live progress.
@@ -563,6 +574,8 @@ mod tests {
             messages: 2000,
             per_page: 50,
             concurrency: 8,
+            seed_concurrency: 32,
+            seed_posts_per_sec: 1000.0,
             warmup_secs: 2.0,
             measured_secs: 10.0,
             store: phase(store_p50),

@@ -227,6 +227,9 @@ struct HistoryArgs {
     /// Readers, each with one read in flight at a time.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// REST posts in flight at once while seeding the chat (the seed's posts/s is reported).
+    #[arg(long, default_value_t = 32)]
+    seed_concurrency: usize,
     /// Size of each message body, in bytes.
     #[arg(long, default_value_t = 64)]
     body_bytes: usize,
@@ -251,6 +254,7 @@ impl HistoryArgs {
             messages: self.messages,
             per_page: self.per_page,
             concurrency: self.concurrency,
+            seed_concurrency: self.seed_concurrency,
             body_bytes: self.body_bytes,
             warmup: Duration::from_secs(self.warmup_secs),
             measure: Duration::from_secs(self.duration_secs),
