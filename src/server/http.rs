@@ -100,6 +100,12 @@ pub(super) async fn serve(
             refuse(&stream, &overloaded);
             continue;
         };
+        // No Nagle: a small frame (an ack, a message) written while an earlier
+        // one is unacknowledged would wait for the client's delayed ACK, up to
+        // 40 ms on Linux. Writes are already gathered per wake-up.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
         let conn = Conn { builder: Arc::clone(&builder), router: router.clone(), limits, stop: stop.clone() };
         connections.spawn(conn.run(stream, permit));
     }
