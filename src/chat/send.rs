@@ -87,13 +87,6 @@ pub struct Numbered {
     from: Option<SessionId>,
 }
 
-impl Numbered {
-    /// Its chat.
-    pub fn chat(&self) -> ChatNumber {
-        self.message.chat
-    }
-}
-
 /// A send persisted, its fan-out still to do: [`publish`](ChatService::publish) it.
 #[derive(Debug)]
 pub struct Persisted {
@@ -399,12 +392,11 @@ impl ChatService {
     /// updates the thread it answers.
     pub async fn publish(&self, persisted: Persisted) -> Sent {
         let Persisted { message, from } = persisted;
-        let (app, chat, seq) = (message.app.clone(), message.chat, message.number);
         let message = self.fan_out(message, from).await;
         if let Some(parent) = message.reply_to {
-            self.thread_updated(&app, chat, parent, from).await;
+            self.thread_updated(&message.app, message.chat, parent, from).await;
         }
-        Sent { chat, seq, duplicate: false, message: Some(message) }
+        Sent { chat: message.chat, seq: message.number, duplicate: false, message: Some(message) }
     }
 
     /// What an earlier claim on a key means for a retry: its ack (once its

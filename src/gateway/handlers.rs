@@ -129,15 +129,13 @@ impl Session {
             });
         }
         let author = Author::User(self.user.clone());
-        Handled::SendAnswered(
-            match self.state.chat.number_send(&self.app, &author, request, Some(self.id)).await {
-                Ok(Staged::Answered(sent)) => {
-                    Answers::one(ServerFrame::Ack { id, chat: sent.chat, seq: sent.seq })
-                }
-                Ok(Staged::Numbered(numbered)) => return Handled::Persist(id, numbered),
-                Err(e) => Answers::failed(id, &e),
-            },
-        )
+        match self.state.chat.number_send(&self.app, &author, request, Some(self.id)).await {
+            Ok(Staged::Numbered(numbered)) => Handled::Persist(id, numbered),
+            Ok(Staged::Answered(sent)) => {
+                Handled::SendAnswered(Answers::one(ServerFrame::Ack { id, chat: sent.chat, seq: sent.seq }))
+            }
+            Err(e) => Handled::SendAnswered(Answers::failed(id, &e)),
+        }
     }
 
     /// Answers a request that is not a send.
