@@ -204,7 +204,7 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
     let limits = Limits::new(&config.gateway);
     // Stops the listener (and the heartbeat) once the sessions have drained.
     let stop_http = CancellationToken::new();
-    let ticks = spawn_heartbeat(&config, limits.clone(), stop_http.clone());
+    spawn_heartbeat(&config, limits.clone(), hub.clone(), stop_http.clone());
     let sessions = GatewayState::new(GatewayParts {
         chat: chat.clone(),
         hub: hub.clone(),
@@ -212,7 +212,6 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
         limits,
         node_id: node_id.clone(),
         shutdown: shutdown.clone(),
-        ticks,
     });
     let state = ApiState::new(ApiParts {
         chat,
@@ -293,12 +292,7 @@ async fn drain_sessions(
 /// The heartbeat wheel: one timer for the node, ticking a few times per
 /// heartbeat; each session checks its own silence on a tick. Also prunes the
 /// per-user limiters.
-fn spawn_heartbeat(
-    config: &Config,
-    limits: Limits,
-    shutdown: CancellationToken,
-) -> tokio::sync::watch::Receiver<()> {
-    let (tx, rx) = tokio::sync::watch::channel(());
+fn spawn_heartbeat(config: &Config, limits: Limits, hub: Hub, shutdown: CancellationToken) {
     let period = Duration::from_millis((config.gateway.heartbeat_ms / 4).clamp(20, 5_000));
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(period);
@@ -307,13 +301,14 @@ fn spawn_heartbeat(
             tokio::select! {
                 _ = interval.tick() => {
                     limits.prune();
-                    tx.send_replace(());
+                    hub.tick();
                 }
                 () = shutdown.cancelled() => break,
             }
         }
+        // Sessions still open once the listener stops close with 1012.
+        hub.drain(Duration::ZERO).await;
     });
-    rx
 }
 
 #[cfg(test)]

@@ -49,6 +49,8 @@ pub struct Hub {
     next_id: Arc<AtomicU64>,
     open: Arc<AtomicUsize>,
     presence: Presence,
+    /// The heartbeat's count: sessions compare it with the last they saw.
+    ticks: Arc<AtomicU64>,
 }
 
 /// How many sessions one user, and one application, may hold on this node (0: no cap).
@@ -172,6 +174,27 @@ impl Hub {
         for session in every(&sessions) {
             session.outbox.cut(Cut::Drain);
         }
+    }
+
+    /// The heartbeat: counts a tick, then wakes every session through its
+    /// outbox to look (its silence, its token's expiry). A session learns of
+    /// ticks in the same wait as of its frames, so the wake-up each delivery
+    /// costs registers one waker, not a second on a channel every session shares.
+    pub fn tick(&self) {
+        self.ticks.fetch_add(1, Ordering::Release);
+        // Taken out first: the pokes do not hold up deliveries.
+        let outboxes: Vec<Outbox> = {
+            let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+            every(&sessions).map(|s| s.outbox.clone()).collect()
+        };
+        for outbox in outboxes {
+            outbox.poke();
+        }
+    }
+
+    /// The heartbeat's count so far (see [`tick`](Self::tick)).
+    pub fn ticks(&self) -> &AtomicU64 {
+        &self.ticks
     }
 
     /// Sessions of `user` open on this node.

@@ -18,7 +18,7 @@ pub mod presence;
 
 pub use fabric::{Audience, Event, Fabric};
 pub use hub::{Caps, Hub, Over, SessionHandle, Slot};
-pub use outbox::{Cut, Outbox};
+pub use outbox::{Cut, Outbox, Wake};
 pub use outgoing::{Outgoing, message_out, message_out_for, outgoing};
 
 /// One session on this node (unique per process, never reused).

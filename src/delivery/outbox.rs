@@ -14,7 +14,7 @@
 //! of the one `usize` capacity they replaced: an idle outbox is no larger.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
@@ -30,6 +30,17 @@ pub enum Cut {
     Revoked,
     /// The node is draining.
     Drain,
+}
+
+/// What woke a session waiting on its outbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// It was cut off.
+    Cut(Cut),
+    /// Frames wait.
+    Frames,
+    /// The heartbeat ticked: this is its new count.
+    Tick(u64),
 }
 
 /// A session's outbox; cheap to clone (the hub holds one, the session another).
@@ -109,15 +120,29 @@ impl Outbox {
         }
     }
 
-    /// Waits until frames wait or the session is cut.
-    pub async fn ready(&self) {
+    /// Waits until the session is cut, frames wait, or `ticks` (the node's
+    /// heartbeat count, see [`Hub::tick`](super::Hub::tick)) moved past
+    /// `seen`, in that order of precedence. One wait covers all three, so a
+    /// session woken for a frame registers one waker, not one per cause.
+    pub async fn ready(&self, ticks: &AtomicU64, seen: u64) -> Wake {
         loop {
-            let waiting = !self.0.queue.lock().unwrap_or_else(PoisonError::into_inner).is_empty();
-            if waiting || self.is_cut().is_some() {
-                return;
+            if let Some(why) = self.is_cut() {
+                return Wake::Cut(why);
+            }
+            if !self.0.queue.lock().unwrap_or_else(PoisonError::into_inner).is_empty() {
+                return Wake::Frames;
+            }
+            let now = ticks.load(Ordering::Acquire);
+            if now != seen {
+                return Wake::Tick(now);
             }
             self.0.ready.notified().await;
         }
+    }
+
+    /// Wakes the session (or its next wait) to look at the heartbeat count.
+    pub fn poke(&self) {
+        self.0.ready.notify_one();
     }
 
     /// Waits until the session is cut.
@@ -172,7 +197,11 @@ mod tests {
             outbox.push(item(n));
         }
         assert_eq!(outbox.is_cut(), None);
-        tokio::time::timeout(Duration::from_secs(1), outbox.ready()).await.unwrap();
+        let ticks = AtomicU64::new(0);
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(1), outbox.ready(&ticks, 0)).await.unwrap(),
+            Wake::Frames
+        );
         assert_eq!(outbox.take(2).len(), 2);
         outbox.push(item(3));
         outbox.push(item(4));
@@ -206,16 +235,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_tick_wakes_a_waiting_session_and_is_not_lost_before_it_waits() {
+        let outbox = Outbox::new(8, 1 << 20);
+        let ticks = Arc::new(AtomicU64::new(0));
+        let waiter = tokio::spawn({
+            let (outbox, ticks) = (outbox.clone(), Arc::clone(&ticks));
+            async move { outbox.ready(&ticks, 0).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "nothing happened yet");
+        ticks.fetch_add(1, Ordering::Release);
+        outbox.poke();
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(1), waiter).await.unwrap().unwrap(),
+            Wake::Tick(1)
+        );
+        // A tick seen already does not wake; one that came while the session
+        // was busy (poked before it waited) does.
+        let seen = tokio::time::timeout(Duration::from_millis(50), outbox.ready(&ticks, 1)).await;
+        assert!(seen.is_err(), "tick 1 was seen");
+        ticks.fetch_add(1, Ordering::Release);
+        outbox.poke();
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(1), outbox.ready(&ticks, 1)).await.unwrap(),
+            Wake::Tick(2)
+        );
+        // Frames come before a tick, and a cut before both.
+        outbox.push(item(1));
+        assert_eq!(outbox.ready(&ticks, 0).await, Wake::Frames);
+        outbox.cut(Cut::Drain);
+        assert_eq!(outbox.ready(&ticks, 0).await, Wake::Cut(Cut::Drain));
+    }
+
+    #[tokio::test]
     async fn a_waiting_session_wakes_on_a_push_or_a_cut() {
         let outbox = Outbox::new(8, 1 << 20);
         let waiter = tokio::spawn({
             let outbox = outbox.clone();
-            async move { outbox.ready().await }
+            async move { outbox.ready(&AtomicU64::new(0), 0).await }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiter.is_finished());
         outbox.push(item(1));
-        tokio::time::timeout(Duration::from_secs(1), waiter).await.unwrap().unwrap();
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(1), waiter).await.unwrap().unwrap(),
+            Wake::Frames
+        );
 
         let cut = tokio::spawn({
             let outbox = outbox.clone();

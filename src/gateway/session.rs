@@ -21,7 +21,7 @@ use super::handlers::{Answers, Handled, Step, step};
 use super::pipeline::Sends;
 use crate::auth::bearer;
 use crate::chat::{Authenticated, ErrorKind, Refusal, Service};
-use crate::delivery::{Cut, Outbox, Outgoing, SessionHandle, SessionId, Slot};
+use crate::delivery::{Cut, Outbox, Outgoing, SessionHandle, SessionId, Slot, Wake};
 use crate::ids::{ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::Application;
 use crate::protocol::{RequestId, Resume};
@@ -171,6 +171,8 @@ pub(super) struct LoopState {
     pub(super) resumed: HashMap<ChatNumber, Resumed>,
     /// Live messages written, so a catch-up skips them.
     pub(super) live: LiveLog,
+    /// The last heartbeat tick handled (see `Hub::tick`).
+    tick: u64,
 }
 
 /// The session's socket: read in the loop's wait, written between.
@@ -228,9 +230,10 @@ impl Session {
             session: self.id.to_string(),
             node: self.state.node_id.clone(),
         };
-        // At shutdown the hub cuts the sessions off one by one over the drain
-        // window (`Cut::Drain`): no timer per session.
-        let mut tick = self.state.ticks.clone();
+        // The heartbeat reaches the session through its outbox (`Wake::Tick`),
+        // and at shutdown the hub cuts the sessions off one by one over the
+        // drain window (`Cut::Drain`): no timer per session.
+        let ticks = self.state.hub.ticks();
         let now = Instant::now();
         let mut live = LoopState {
             last_heard: now,
@@ -239,6 +242,7 @@ impl Session {
             budget: Budget::new(now),
             resumed: HashMap::new(),
             live: LiveLog::default(),
+            tick: ticks.load(std::sync::atomic::Ordering::Acquire),
         };
         let mut closing =
             Box::pin(self.write(&mut sink, &outbox, vec![WsMessage::Text(welcome.to_text().into())])).await;
@@ -298,9 +302,9 @@ impl Session {
                     Some(sends) => sends.poll_answer(cx),
                     None => std::task::Poll::Pending,
                 }), if in_flight > 0 => Box::pin(self.answer(answers, &mut live, &mut sink, &outbox)).await,
-                () = outbox.ready() => match outbox.is_cut() {
-                    Some(why) => closing_for(why),
-                    None => {
+                wake = outbox.ready(ticks, live.tick) => match wake {
+                    Wake::Cut(why) => closing_for(why),
+                    Wake::Frames => {
                         let now = Timestamp::now().millis();
                         let mut frames = Vec::new();
                         let mut written = 0;
@@ -311,10 +315,10 @@ impl Session {
                         crate::metrics::metrics().messages_out.inc_by(written);
                         Box::pin(self.write(&mut sink, &outbox, frames)).await
                     }
-                },
-                changed = tick.changed() => match changed {
-                    Ok(()) => Box::pin(self.on_tick(&live, &mut sink, &outbox)).await,
-                    Err(_) => Some((close::SERVICE_RESTART, "service restart")),
+                    Wake::Tick(tick) => {
+                        live.tick = tick;
+                        Box::pin(self.on_tick(&live, &mut sink, &outbox)).await
+                    }
                 },
             };
         }

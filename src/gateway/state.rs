@@ -40,6 +40,4 @@ pub struct GatewayParts {
     pub node_id: String,
     /// Fires when the node starts draining: new sockets are refused (503 `draining`).
     pub shutdown: CancellationToken,
-    /// The heartbeat wheel: one tick for every session, instead of a timer each.
-    pub ticks: tokio::sync::watch::Receiver<()>,
 }
