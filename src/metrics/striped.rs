@@ -17,11 +17,17 @@ use prometheus::proto::{Bucket, Histogram, Metric, MetricFamily, MetricType};
 /// Stripes: more than a node has worker threads, so that few threads share one.
 const STRIPES: usize = 16;
 
-/// One thread's counters, on cache lines of its own.
+/// Buckets a stripe holds at most (bounds, and one above every bound).
+const MAX_BUCKETS: usize = 31;
+
+/// One thread's counters, on cache lines of its own. The buckets are held
+/// inline: boxed apart, the stripes' bucket arrays were neighbours on the
+/// heap, so two threads' stripes shared cache lines after all and each
+/// observation waited for the line (2.6 % of a node's CPU under fan-out).
 #[repr(align(128))]
 struct Stripe {
-    /// Observations per bucket (not cumulative); the last is above every bound.
-    buckets: Box<[AtomicU64]>,
+    /// Observations per bucket (not cumulative); the last used is above every bound.
+    buckets: [AtomicU64; MAX_BUCKETS],
     /// The sum of the observations, in microseconds.
     sum_micros: AtomicU64,
 }
@@ -43,9 +49,12 @@ impl StripedHistogram {
     /// A histogram named `name` with the upper bounds `bounds` (ascending), in seconds.
     pub fn new(name: &str, help: &str, bounds: &[f64]) -> prometheus::Result<Self> {
         let desc = Desc::new(name.to_owned(), help.to_owned(), Vec::new(), HashMap::new())?;
+        if bounds.len() >= MAX_BUCKETS {
+            return Err(prometheus::Error::Msg(format!("{name}: at most {} bounds", MAX_BUCKETS - 1)));
+        }
         let stripes = (0..STRIPES)
             .map(|_| Stripe {
-                buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+                buckets: std::array::from_fn(|_| AtomicU64::new(0)),
                 sum_micros: AtomicU64::new(0),
             })
             .collect();
@@ -147,5 +156,24 @@ mod tests {
         let text = String::from_utf8(text).unwrap();
         assert!(text.contains("t_seconds_bucket{le=\"+Inf\"} 120"), "{text}");
         assert!(text.contains("# TYPE t_seconds histogram"), "{text}");
+    }
+
+    #[test]
+    fn each_stripe_is_on_cache_lines_of_its_own() {
+        // Counters of two threads never share a line (128: two 64-byte lines, as the
+        // adjacent-line prefetcher pulls pairs).
+        assert_eq!(align_of::<Stripe>(), 128);
+        assert_eq!(size_of::<Stripe>() % 128, 0);
+        let striped = StripedHistogram::new("t_seconds", "test", &[0.1, 1.0]).unwrap();
+        let at = |i: usize| std::ptr::from_ref(&striped.inner.stripes[i]) as usize;
+        assert_eq!(at(1) - at(0), size_of::<Stripe>());
+        assert_eq!(at(0) % 128, 0);
+    }
+
+    #[test]
+    fn more_bounds_than_a_stripe_holds_are_refused() {
+        let bounds: Vec<f64> = (1..=MAX_BUCKETS).map(|n| n as f64).collect();
+        assert!(StripedHistogram::new("t_seconds", "test", &bounds).is_err());
+        assert!(StripedHistogram::new("t_seconds", "test", &bounds[..MAX_BUCKETS - 1]).is_ok());
     }
 }
