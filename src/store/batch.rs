@@ -4,7 +4,10 @@
 //! queued (up to `max_messages`, waiting at most `max_delay_ms` for more) and
 //! commits it as one store call, with up to `max_in_flight` commits running at
 //! once. Under load, batches grow by themselves while earlier commits are in
-//! flight; when idle, a lone message is committed at once. On a store whose
+//! flight; when idle, a lone message waits `max_delay_ms` for company (0:
+//! committed at once). The wait trades latency for CPU: what is committed
+//! together is fanned out together, and each recipient's session writes it
+//! with one wake-up (`docs/design.md`, "The batch writer"). On a store whose
 //! chats are written apart (CQL), a batch's chats are written concurrently and
 //! each chat's senders are answered when their chat is written, not when the
 //! batch's slowest chat is.
