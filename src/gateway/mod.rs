@@ -20,6 +20,7 @@ mod config;
 mod handlers;
 mod limits;
 mod pipeline;
+mod reads;
 mod session;
 mod state;
 

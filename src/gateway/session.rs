@@ -19,6 +19,7 @@ use super::budget::Budget;
 use super::caps::{caps, refuse_over};
 use super::handlers::{Answers, Handled, Step, step};
 use super::pipeline::Sends;
+use super::reads::Reads;
 use crate::auth::bearer;
 use crate::chat::{Authenticated, ErrorKind, Refusal, Service};
 use crate::delivery::{Cut, Outbox, Outgoing, SessionHandle, SessionId, Slot, Wake};
@@ -253,10 +254,13 @@ impl Session {
         let mut request: Option<Pending<'_>> = None;
         let mut sends: Option<Box<Sends<'_>>> = None;
         let max_sends = self.state.config.max_inflight_sends;
+        // Polled only when its own waker fired: most wake-ups are for frames to write.
+        let reads = Reads::new();
         while closing.is_none() {
             let in_flight = sends.as_ref().map_or(0, |s| s.len());
             closing = tokio::select! {
-                incoming = sink.next(), if request.is_none() && in_flight < max_sends => match incoming {
+                incoming = std::future::poll_fn(|cx| reads.poll_next(&mut sink, cx)),
+                    if request.is_none() && in_flight < max_sends => match incoming {
                     Some(Ok(message)) => {
                         live.last_heard = Instant::now();
                         match self.on_client(message, &mut live) {
