@@ -29,8 +29,9 @@ enum Command {
     /// Rebuild the search index from the store (resumable: run it again to go on).
     /// On the embedded index, stop the node first (one process holds the index).
     Reindex {
-        /// Only this application (its token).
-        #[arg(long)]
+        /// Only this application (its token). Tokens are base64url, so one in
+        /// 64 starts with `-`: taken as the value, not as a flag.
+        #[arg(long, allow_hyphen_values = true)]
         app: Option<String>,
         /// Only this chat of `--app`.
         #[arg(long, requires = "app")]
@@ -196,4 +197,22 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     let _ = ctrl_c.await;
     tracing::info!("shutdown requested");
     shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reindex_takes_an_app_token_that_starts_with_a_hyphen() {
+        let cli = Cli::try_parse_from(["weft", "reindex", "--app", "-Asb2OSdq", "--chat", "1"]);
+        match cli.map(|c| c.command) {
+            Ok(Some(Command::Reindex { app, chat, .. })) => {
+                assert_eq!(app.as_deref(), Some("-Asb2OSdq"));
+                assert_eq!(chat, Some(1));
+            }
+            Ok(_) => panic!("not the reindex command"),
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
