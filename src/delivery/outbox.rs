@@ -37,10 +37,10 @@ pub enum Cut {
 pub enum Wake {
     /// It was cut off.
     Cut(Cut),
-    /// Frames wait.
-    Frames,
     /// The heartbeat ticked: this is its new count.
     Tick(u64),
+    /// Frames wait.
+    Frames,
 }
 
 /// A session's outbox; cheap to clone (the hub holds one, the session another).
@@ -120,21 +120,23 @@ impl Outbox {
         }
     }
 
-    /// Waits until the session is cut, frames wait, or `ticks` (the node's
-    /// heartbeat count, see [`Hub::tick`](super::Hub::tick)) moved past
-    /// `seen`, in that order of precedence. One wait covers all three, so a
-    /// session woken for a frame registers one waker, not one per cause.
+    /// Waits until the session is cut, `ticks` (the node's heartbeat count,
+    /// see [`Hub::tick`](super::Hub::tick)) moved past `seen`, or frames
+    /// wait, in that order of precedence: ticks are rare, and a session that
+    /// always has frames waiting must still check its silence and its token.
+    /// One wait covers all three, so a session woken for a frame registers
+    /// one waker, not one per cause.
     pub async fn ready(&self, ticks: &AtomicU64, seen: u64) -> Wake {
         loop {
             if let Some(why) = self.is_cut() {
                 return Wake::Cut(why);
             }
-            if !self.0.queue.lock().unwrap_or_else(PoisonError::into_inner).is_empty() {
-                return Wake::Frames;
-            }
             let now = ticks.load(Ordering::Acquire);
             if now != seen {
                 return Wake::Tick(now);
+            }
+            if !self.0.queue.lock().unwrap_or_else(PoisonError::into_inner).is_empty() {
+                return Wake::Frames;
             }
             self.0.ready.notified().await;
         }
@@ -260,11 +262,13 @@ mod tests {
             tokio::time::timeout(Duration::from_secs(1), outbox.ready(&ticks, 1)).await.unwrap(),
             Wake::Tick(2)
         );
-        // Frames come before a tick, and a cut before both.
+        // A tick comes before waiting frames (a session always busy writing
+        // still checks its silence and its token), then the frames; a cut before both.
         outbox.push(item(1));
-        assert_eq!(outbox.ready(&ticks, 0).await, Wake::Frames);
+        assert_eq!(outbox.ready(&ticks, 0).await, Wake::Tick(2));
+        assert_eq!(outbox.ready(&ticks, 2).await, Wake::Frames);
         outbox.cut(Cut::Drain);
-        assert_eq!(outbox.ready(&ticks, 0).await, Wake::Cut(Cut::Drain));
+        assert_eq!(outbox.ready(&ticks, 2).await, Wake::Cut(Cut::Drain));
     }
 
     #[tokio::test]
