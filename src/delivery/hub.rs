@@ -156,10 +156,7 @@ impl Hub {
     /// in random order, so their clients do not all reconnect at once; then
     /// any that opened meanwhile.
     pub async fn drain(&self, window: std::time::Duration) {
-        let mut outboxes: Vec<Outbox> = {
-            let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-            every(&sessions).map(|s| s.outbox.clone()).collect()
-        };
+        let mut outboxes = self.outboxes();
         rand::seq::SliceRandom::shuffle(outboxes.as_mut_slice(), &mut rand::rng());
         let (start, n) = (tokio::time::Instant::now(), outboxes.len().max(1) as f64);
         for (i, outbox) in outboxes.into_iter().enumerate() {
@@ -183,11 +180,7 @@ impl Hub {
     pub fn tick(&self) {
         self.ticks.fetch_add(1, Ordering::Release);
         // Taken out first: the pokes do not hold up deliveries.
-        let outboxes: Vec<Outbox> = {
-            let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-            every(&sessions).map(|s| s.outbox.clone()).collect()
-        };
-        for outbox in outboxes {
+        for outbox in self.outboxes() {
             outbox.poke();
         }
     }
@@ -195,6 +188,12 @@ impl Hub {
     /// The heartbeat's count so far (see [`tick`](Self::tick)).
     pub fn ticks(&self) -> &AtomicU64 {
         &self.ticks
+    }
+
+    /// Every session's outbox, taken out under the lock for work done after it.
+    fn outboxes(&self) -> Vec<Outbox> {
+        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        every(&sessions).map(|s| s.outbox.clone()).collect()
     }
 
     /// Sessions of `user` open on this node.

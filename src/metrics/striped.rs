@@ -22,8 +22,9 @@ const MAX_BUCKETS: usize = 31;
 
 /// One thread's counters, on cache lines of its own. The buckets are held
 /// inline: boxed apart, the stripes' bucket arrays were neighbours on the
-/// heap, so two threads' stripes shared cache lines after all and each
-/// observation waited for the line (2.6 % of a node's CPU under fan-out).
+/// heap, so two threads' stripes could share a line. (Measured, this did not
+/// change what an observation costs under fan-out: its locked add waits for
+/// the core's earlier stores, see `docs/design.md`, "The per-recipient path".)
 #[repr(align(128))]
 struct Stripe {
     /// Observations per bucket (not cumulative); the last used is above every bound.
