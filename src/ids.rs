@@ -205,6 +205,46 @@ impl<'de> Deserialize<'de> for AttachmentId {
     }
 }
 
+/// The id of a webhook endpoint: 128 random bits, URL-safe (a path segment as it is).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct WebhookId(String);
+
+/// Why a string is not a valid [`WebhookId`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a webhook id is 22 characters of letters, digits, _ and -")]
+pub struct InvalidWebhookId;
+
+impl WebhookId {
+    /// A fresh random id.
+    pub fn generate() -> Self {
+        Self(random_url_safe(16))
+    }
+
+    /// Validates an id a client sent (the shape [`generate`](Self::generate) makes).
+    pub fn parse(raw: &str) -> Result<Self, InvalidWebhookId> {
+        let ok =
+            raw.len() == 22 && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+        if ok { Ok(Self(raw.to_owned())) } else { Err(InvalidWebhookId) }
+    }
+
+    /// Wraps an id read from the store or the queue, which only hold valid ids.
+    pub fn from_store(raw: String) -> Self {
+        Self(raw)
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for WebhookId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Whether a count is zero: serde's `skip_serializing_if` for counts left
 /// out of JSON while they are 0.
 pub fn is_zero(n: &u64) -> bool {

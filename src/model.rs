@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::auth::SigningSecret;
-use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId, WebhookId};
 
 /// Most recipients one `send` may name.
 pub const MAX_RECIPIENTS: usize = 100;
@@ -478,4 +478,102 @@ pub struct ReadState {
     pub delivered: MessageNumber,
     /// The newest message read (0: none).
     pub read: MessageNumber,
+}
+
+/// What a webhook can be told of (`type` in its body).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EventType {
+    /// A message was persisted.
+    MessageCreated,
+    /// A message's body was edited.
+    MessageEdited,
+    /// A message was deleted.
+    MessageDeleted,
+    /// A chat was created.
+    ChatCreated,
+    /// A chat's name, description or metadata changed.
+    ChatUpdated,
+    /// A user became a member of a chat.
+    MemberAdded,
+    /// A user left a chat or was removed.
+    MemberRemoved,
+    /// A WebSocket session of a user opened (on any node).
+    UserConnected,
+    /// A WebSocket session of a user closed.
+    UserDisconnected,
+    /// A user who had no session anywhere opened one.
+    UserOnline,
+    /// A user's last session closed (after the offline debounce).
+    UserOffline,
+    /// A member's read position in a chat moved.
+    ReceiptRead,
+}
+
+impl EventType {
+    /// Every type, in the order the API documents them.
+    pub const ALL: [EventType; 12] = [
+        EventType::MessageCreated,
+        EventType::MessageEdited,
+        EventType::MessageDeleted,
+        EventType::ChatCreated,
+        EventType::ChatUpdated,
+        EventType::MemberAdded,
+        EventType::MemberRemoved,
+        EventType::UserConnected,
+        EventType::UserDisconnected,
+        EventType::UserOnline,
+        EventType::UserOffline,
+        EventType::ReceiptRead,
+    ];
+
+    /// The wire name, e.g. `message.created`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::MessageCreated => "message.created",
+            EventType::MessageEdited => "message.edited",
+            EventType::MessageDeleted => "message.deleted",
+            EventType::ChatCreated => "chat.created",
+            EventType::ChatUpdated => "chat.updated",
+            EventType::MemberAdded => "member.added",
+            EventType::MemberRemoved => "member.removed",
+            EventType::UserConnected => "user.connected",
+            EventType::UserDisconnected => "user.disconnected",
+            EventType::UserOnline => "user.online",
+            EventType::UserOffline => "user.offline",
+            EventType::ReceiptRead => "receipt.read",
+        }
+    }
+
+    /// The type a wire name names.
+    pub fn parse(name: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+/// Most webhooks one application may have.
+pub const MAX_WEBHOOKS: usize = 20;
+
+/// An endpoint of an application that is told of its events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Webhook {
+    /// The application.
+    pub app: AppId,
+    /// Its id.
+    pub id: WebhookId,
+    /// Where events are POSTed.
+    pub url: String,
+    /// The events it is told of (no duplicates, in [`EventType::ALL`] order).
+    pub events: Vec<EventType>,
+    /// The key of the `Weft-Signature` HMAC.
+    pub secret: String,
+    /// The key before the last rotation, still signed with until `previous_until`.
+    pub previous_secret: Option<String>,
+    /// When `previous_secret` stops being used.
+    pub previous_until: Option<Timestamp>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When weft stopped delivering to it (it kept failing), if it did.
+    pub disabled_at: Option<Timestamp>,
+    /// Why it was disabled.
+    pub disabled_reason: Option<String>,
 }
