@@ -31,6 +31,7 @@ pub mod gateway;
 pub mod ids;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod protocol;
 pub mod redis_conn;
 pub mod search;

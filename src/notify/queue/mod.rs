@@ -1,0 +1,283 @@
+//! The webhook queue: durable lanes of events, each delivered in order, one
+//! entry at a time, by whichever node holds the lane's lease.
+//!
+//! A **lane** is one webhook's events of one ordering key (a chat, a user).
+//! Its entries are delivered head first; a failed head is retried after a
+//! backoff and holds the lane (so order is kept) until it is delivered or
+//! given up. A schedule maps every non-empty lane to when it is next due.
+//! Taking a lane **leases** it: it becomes due again `lease` later, so when
+//! the node that took it dies mid-delivery another node takes it over and
+//! delivers the same head again (at least once; receivers dedupe by the
+//! event id).
+//!
+//! Two backends with the same operations: [`redis`] for a cluster (every node
+//! shares the lanes), [`local`] for one node without Redis (a redb file of its
+//! own beside the store).
+
+pub mod local;
+pub mod redis;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AppId, WebhookId};
+
+/// Why the queue could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// Redis did not answer or refused.
+    #[error("redis unavailable")]
+    Redis(#[source] ::redis::RedisError),
+    /// The local queue's file failed.
+    #[error("the local webhook queue failed")]
+    Local(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The queue holds data this build cannot read.
+    #[error("the webhook queue holds malformed data: {what}")]
+    Corrupt {
+        /// What could not be read.
+        what: &'static str,
+    },
+}
+
+/// One webhook's events of one ordering key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Lane {
+    /// The application.
+    pub app: AppId,
+    /// The webhook.
+    pub webhook: WebhookId,
+    /// The ordering key: `c<chat>` for a chat's events, `u<user>` for a user's.
+    pub key: String,
+}
+
+impl Lane {
+    /// The lane as one string: `<app>|<webhook>|<key>` (neither an application
+    /// id nor a webhook id holds a `|`).
+    pub fn encode(&self) -> String {
+        format!("{}|{}|{}", self.app, self.webhook, self.key)
+    }
+
+    /// The lane [`encode`](Self::encode) wrote.
+    pub fn decode(raw: &str) -> Option<Lane> {
+        let mut parts = raw.splitn(3, '|');
+        let (app, webhook, key) = (parts.next()?, parts.next()?, parts.next()?);
+        Some(Lane { app: AppId::new(app), webhook: WebhookId::from_store(webhook.to_owned()), key: key.to_owned() })
+    }
+}
+
+/// One queued event: what is POSTed, and what the delivery log says of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The event id (the body's `id`): stable across retries.
+    pub id: String,
+    /// The event type's wire name.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When the event happened (ms since the epoch).
+    pub at: i64,
+    /// The JSON body, exactly as POSTed.
+    pub body: String,
+}
+
+impl Entry {
+    /// The entry as stored.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// An entry as stored.
+    pub fn decode(raw: &str) -> Result<Entry, QueueError> {
+        serde_json::from_str(raw).map_err(|_| QueueError::Corrupt { what: "webhook queue entry" })
+    }
+}
+
+/// How often the head of a lane was tried.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempts {
+    /// Failed attempts so far.
+    pub failed: u32,
+    /// When the first attempt failed (ms since the epoch; 0: none failed).
+    pub first_failed_at: i64,
+}
+
+/// The head of a lane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// The entry.
+    pub entry: Entry,
+    /// Its failed attempts so far.
+    pub attempts: Attempts,
+}
+
+/// What became of one delivery attempt (the delivery log's lines).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// The event id.
+    pub event_id: String,
+    /// The event type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Which attempt this was (1 for the first).
+    pub attempt: u32,
+    /// `delivered`, `failed`, `gave_up` or `disabled`.
+    pub outcome: String,
+    /// The HTTP status the endpoint answered, if it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Why it failed (timeout, connection refused…), never the body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the attempt ended (ms since the epoch).
+    pub at: i64,
+    /// How long it took, in ms.
+    pub duration_ms: u64,
+    /// When it is tried again (ms since the epoch), if it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_retry_at: Option<i64>,
+}
+
+/// Delivery log lines kept per webhook (the newest).
+pub const LOG_LEN: usize = 100;
+
+/// The queue, on its backend.
+pub enum Queue {
+    /// One node without Redis.
+    Local(local::LocalQueue),
+    /// Every node of a cluster.
+    Redis(redis::RedisQueue),
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Queue::Local(_) => "Queue::Local",
+            Queue::Redis(_) => "Queue::Redis",
+        })
+    }
+}
+
+impl Queue {
+    /// Appends entries to their lanes, in the order given, and makes each lane
+    /// due now unless it is scheduled already (leased or backing off).
+    pub async fn push(&self, items: &[(Lane, Entry)], now: i64) -> Result<(), QueueError> {
+        match self {
+            Queue::Local(q) => q.push(items, now).await,
+            Queue::Redis(q) => q.push(items, now).await,
+        }
+    }
+
+    /// Leases up to `n` lanes due at `now`: each is due again at `now + lease`
+    /// unless it is settled before.
+    pub async fn lease(&self, now: i64, lease: Duration, n: usize) -> Result<Vec<Lane>, QueueError> {
+        match self {
+            Queue::Local(q) => q.lease(now, lease, n).await,
+            Queue::Redis(q) => q.lease(now, lease, n).await,
+        }
+    }
+
+    /// The head of a lane, if it has one.
+    pub async fn head(&self, lane: &Lane) -> Result<Option<Head>, QueueError> {
+        match self {
+            Queue::Local(q) => q.head(lane).await,
+            Queue::Redis(q) => q.head(lane).await,
+        }
+    }
+
+    /// Removes the lane's head if it is still `id` (delivered, or given up) and
+    /// returns the next head, keeping the lease (due at `now + lease`); with
+    /// no next head the lane leaves the schedule.
+    pub async fn pop(&self, lane: &Lane, id: &str, now: i64, lease: Duration) -> Result<Option<Head>, QueueError> {
+        match self {
+            Queue::Local(q) => q.pop(lane, id, now, lease).await,
+            Queue::Redis(q) => q.pop(lane, id, now, lease).await,
+        }
+    }
+
+    /// Records a failed attempt at head `id` (if it still is the head) and
+    /// makes the lane due at `due`.
+    pub async fn retry(&self, lane: &Lane, id: &str, attempts: Attempts, due: i64) -> Result<(), QueueError> {
+        match self {
+            Queue::Local(q) => q.retry(lane, id, attempts, due).await,
+            Queue::Redis(q) => q.retry(lane, id, attempts, due).await,
+        }
+    }
+
+    /// Gives a leased lane back, due at `due` (the node stops; fairness).
+    pub async fn release(&self, lane: &Lane, due: i64) -> Result<(), QueueError> {
+        match self {
+            Queue::Local(q) => q.release(lane, due).await,
+            Queue::Redis(q) => q.release(lane, due).await,
+        }
+    }
+
+    /// Drops a lane and everything in it (its webhook is gone or disabled).
+    pub async fn drop_lane(&self, lane: &Lane) -> Result<(), QueueError> {
+        match self {
+            Queue::Local(q) => q.drop_lane(lane).await,
+            Queue::Redis(q) => q.drop_lane(lane).await,
+        }
+    }
+
+    /// Adds a line to a webhook's delivery log (the newest [`LOG_LEN`] are kept).
+    pub async fn log(&self, app: &AppId, webhook: &WebhookId, record: &LogRecord) -> Result<(), QueueError> {
+        match self {
+            Queue::Local(q) => q.log(app, webhook, record).await,
+            Queue::Redis(q) => q.log(app, webhook, record).await,
+        }
+    }
+
+    /// A webhook's delivery log, newest first.
+    pub async fn logs(&self, app: &AppId, webhook: &WebhookId) -> Result<Vec<LogRecord>, QueueError> {
+        match self {
+            Queue::Local(q) => q.logs(app, webhook).await,
+            Queue::Redis(q) => q.logs(app, webhook).await,
+        }
+    }
+
+    /// Marks a webhook failing from `now` unless it already was; returns
+    /// since when it has been failing.
+    pub async fn failing(&self, app: &AppId, webhook: &WebhookId, now: i64) -> Result<i64, QueueError> {
+        match self {
+            Queue::Local(q) => q.failing(app, webhook, now).await,
+            Queue::Redis(q) => q.failing(app, webhook, now).await,
+        }
+    }
+
+    /// Marks a webhook healthy (a delivery succeeded).
+    pub async fn healthy(&self, app: &AppId, webhook: &WebhookId) -> Result<(), QueueError> {
+        match self {
+            Queue::Local(q) => q.healthy(app, webhook).await,
+            Queue::Redis(q) => q.healthy(app, webhook).await,
+        }
+    }
+
+    /// Forgets a webhook's log and health (it was deleted). Its lanes are
+    /// dropped as the workers meet them.
+    pub async fn forget(&self, app: &AppId, webhook: &WebhookId) -> Result<(), QueueError> {
+        match self {
+            Queue::Local(q) => q.forget(app, webhook).await,
+            Queue::Redis(q) => q.forget(app, webhook).await,
+        }
+    }
+
+    /// Lanes in the schedule, and how many of them are due at `now` (metrics).
+    pub async fn depth(&self, now: i64) -> Result<Depth, QueueError> {
+        match self {
+            Queue::Local(q) => q.depth(now).await,
+            Queue::Redis(q) => q.depth(now).await,
+        }
+    }
+}
+
+/// How full the queue is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Depth {
+    /// Lanes with entries.
+    pub lanes: u64,
+    /// Of them, due now (not leased, not backing off).
+    pub due: u64,
+    /// When the oldest head still being retried first failed (ms since the
+    /// epoch; 0: none is), for the retry-age gauge.
+    pub oldest_failing: i64,
+}
