@@ -374,3 +374,40 @@ async fn bad_registrations_get_clear_errors() {
     assert_eq!((status, code(&body)), (404, "webhook_not_found"), "{body}");
     s.stop().await;
 }
+
+/// The Python verifier docs/webhooks.md shows accepts a real delivery, and
+/// refuses it with another secret or an altered body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_verifier_accepts_a_real_delivery() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/webhooks.md")).unwrap();
+    let snippet = doc.split("```python\n").nth(1).unwrap().split("```").next().unwrap();
+    let s = TestServer::start(Mode::Embedded).await;
+    let rx = Receiver::start().await;
+    let token = s.new_app().await;
+    let (_, secret) = register(&s, &token, &rx.url, json!(["message.created"])).await;
+    let chat = s.new_chat(&token).await;
+    post(&s, &token, chat, "verify me").await;
+    let got = rx.wait(WAIT, "the message arrived", |got| !got.is_empty()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("body"), &got[0].raw).unwrap();
+    let script = format!(
+        "{snippet}\nimport sys\nbody = open(sys.argv[3], 'rb').read() + sys.argv[4].encode()\nprint(verify(sys.argv[1], sys.argv[2], body))\n"
+    );
+    let run = |secret: &str, extra: &str| {
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(&script)
+            .arg(secret)
+            .arg(&got[0].signature)
+            .arg(dir.path().join("body"))
+            .arg(extra)
+            .output()
+            .expect("python3 runs the documented verifier");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(run(&secret, ""), "True");
+    assert_eq!(run("whsec_wrong", ""), "False");
+    assert_eq!(run(&secret, " "), "False");
+    s.stop().await;
+}
