@@ -4,11 +4,11 @@
 use async_trait::async_trait;
 
 use super::{DynStore, Store, StoreError};
-use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId, WebhookId};
 use crate::metrics::{metrics, timed};
 use crate::model::{
     Application, Attachment, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
-    ReadState, ReceiptKind, Role,
+    ReadState, ReceiptKind, Role, Webhook,
 };
 
 /// Wraps a store with metrics.
@@ -261,5 +261,25 @@ impl Store for Metered {
 
     async fn delete_attachment(&self, app: &AppId, id: &AttachmentId) -> Result<(), StoreError> {
         time("delete_attachment", self.0.delete_attachment(app, id)).await
+    }
+
+    async fn insert_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        time("insert_webhook", self.0.insert_webhook(webhook)).await
+    }
+
+    async fn webhook(&self, app: &AppId, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
+        time("webhook", self.0.webhook(app, id)).await
+    }
+
+    async fn webhooks(&self, app: &AppId) -> Result<Vec<Webhook>, StoreError> {
+        time("webhooks", self.0.webhooks(app)).await
+    }
+
+    async fn update_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        time("update_webhook", self.0.update_webhook(webhook)).await
+    }
+
+    async fn delete_webhook(&self, app: &AppId, id: &WebhookId) -> Result<bool, StoreError> {
+        time("delete_webhook", self.0.delete_webhook(app, id)).await
     }
 }

@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId, WebhookId};
 use crate::model::{
     Application, Attachment, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
-    ReadState, ReceiptKind, Role,
+    ReadState, ReceiptKind, Role, Webhook,
 };
 
 pub use batch::{BatchConfig, BatchStats, BatchWriter, OnCommit, WriteError};
@@ -271,4 +271,16 @@ pub trait Store: Send + Sync + 'static {
     async fn detach(&self, app: &AppId, id: &AttachmentId, number: MessageNumber) -> Result<(), StoreError>;
     /// Forgets an attachment's record (its message was deleted).
     async fn delete_attachment(&self, app: &AppId, id: &AttachmentId) -> Result<(), StoreError>;
+
+    /// Saves a new webhook.
+    async fn insert_webhook(&self, webhook: &Webhook) -> Result<(), StoreError>;
+    /// One webhook of an application.
+    async fn webhook(&self, app: &AppId, id: &WebhookId) -> Result<Option<Webhook>, StoreError>;
+    /// Every webhook of an application (at most [`MAX_WEBHOOKS`](crate::model::MAX_WEBHOOKS)
+    /// are created), by id.
+    async fn webhooks(&self, app: &AppId) -> Result<Vec<Webhook>, StoreError>;
+    /// Overwrites a webhook's url, events, secrets and disabled fields.
+    async fn update_webhook(&self, webhook: &Webhook) -> Result<(), StoreError>;
+    /// Forgets a webhook; returns whether it existed.
+    async fn delete_webhook(&self, app: &AppId, id: &WebhookId) -> Result<bool, StoreError>;
 }
