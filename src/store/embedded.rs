@@ -5,6 +5,7 @@
 //! messages, which is what keeps the fsync per commit affordable.
 
 mod attachments;
+mod webhooks;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,10 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
 use crate::auth::SigningSecret;
-use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId, WebhookId};
 use crate::model::{
     Application, AttachedFile, Attachment, Change, Chat, ChatKind, DirectPair, Member, Message, MessageRange,
-    MessageVersion, Metadata, Page, Reactions, ReadState, ReceiptKind, Role, UserGroups,
+    MessageVersion, Metadata, Page, Reactions, ReadState, ReceiptKind, Role, UserGroups, Webhook,
 };
 
 /// token → application.
@@ -266,6 +267,7 @@ impl EmbeddedStore {
             txn.open_table(REPLIES).map_err(embedded)?;
             txn.open_table(MEMBER_ROLES).map_err(embedded)?;
             txn.open_table(attachments::ATTACHMENTS).map_err(embedded)?;
+            txn.open_table(webhooks::WEBHOOKS).map_err(embedded)?;
         }
         txn.commit().map_err(embedded)?;
         Ok(Self { db: Arc::new(db) })
@@ -967,6 +969,31 @@ impl Store for EmbeddedStore {
     async fn delete_attachment(&self, app: &AppId, id: &AttachmentId) -> Result<(), StoreError> {
         let (app, id) = (app.clone(), id.clone());
         self.write(move |txn| attachments::delete(txn, &app, &id)).await
+    }
+
+    async fn insert_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        let webhook = webhook.clone();
+        self.write(move |txn| webhooks::insert(txn, &webhook)).await
+    }
+
+    async fn webhook(&self, app: &AppId, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
+        let (app, id) = (app.clone(), id.clone());
+        self.read(move |txn| webhooks::get(txn, &app, &id)).await
+    }
+
+    async fn webhooks(&self, app: &AppId) -> Result<Vec<Webhook>, StoreError> {
+        let app = app.clone();
+        self.read(move |txn| webhooks::list(txn, &app)).await
+    }
+
+    async fn update_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        let webhook = webhook.clone();
+        self.write(move |txn| webhooks::update(txn, &webhook)).await
+    }
+
+    async fn delete_webhook(&self, app: &AppId, id: &WebhookId) -> Result<bool, StoreError> {
+        let (app, id) = (app.clone(), id.clone());
+        self.write(move |txn| webhooks::delete(txn, &app, &id)).await
     }
 }
 

@@ -5,10 +5,10 @@
 //! calls them, e.g. `contract::applications(&store).await`.
 
 use weft::auth::SigningSecret;
-use weft::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
+use weft::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId, WebhookId};
 use weft::model::{
-    Application, AttachedFile, Attachment, Change, Chat, ChatKind, DirectPair, Member, Message, MessageRange,
-    MessageVersion, Metadata, Page, ReadState, ReceiptKind, Role, UserGroups,
+    Application, AttachedFile, Attachment, Change, Chat, ChatKind, DirectPair, EventType, Member, Message,
+    MessageRange, MessageVersion, Metadata, Page, ReadState, ReceiptKind, Role, UserGroups, Webhook,
 };
 use weft::store::{MESSAGE_BUCKET, Store};
 
@@ -23,6 +23,7 @@ pub async fn all(store: &dyn Store) {
     edits_and_deletes(store).await;
     threads(store).await;
     attachments(store).await;
+    webhooks(store).await;
     reactions(store).await;
     members(store).await;
     groups(store).await;
@@ -127,6 +128,79 @@ pub async fn attachments(store: &dyn Store) {
     assert_eq!(store.attachment(&app, &a.id).await.unwrap(), None);
     store.delete_attachment(&app, &a.id).await.unwrap();
     assert!(store.attachment(&app, &b.id).await.unwrap().is_some());
+}
+
+/// Webhooks: kept per application and listed by id; an update round-trips
+/// every field it overwrites, setting and clearing the optional ones, and
+/// keeps `created_at`; a delete says whether there was one, and an update
+/// after it brings nothing back.
+pub async fn webhooks(store: &dyn Store) {
+    let app = AppId::generate();
+    // An id that extends `app`'s: a listing of `app` must stop at its own.
+    let other = AppId::new(format!("{app}-2"));
+    let record = |app: &AppId, events: Vec<EventType>| Webhook {
+        app: app.clone(),
+        id: WebhookId::generate(),
+        url: "https://example.com/hooks/weft?x=1".into(),
+        events,
+        secret: "whsec_first".into(),
+        previous_secret: None,
+        previous_until: None,
+        created_at: Timestamp(1_700_000_000_000),
+        disabled_at: None,
+        disabled_reason: None,
+    };
+    let a = record(&app, vec![EventType::MessageCreated, EventType::UserOnline]);
+    let b = record(&app, EventType::ALL.to_vec());
+    let c = record(&other, vec![EventType::ReceiptRead]);
+    for w in [&a, &b, &c] {
+        store.insert_webhook(w).await.unwrap();
+    }
+    assert_eq!(store.webhook(&app, &a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.webhook(&app, &b.id).await.unwrap(), Some(b.clone()));
+    assert_eq!(store.webhook(&other, &c.id).await.unwrap(), Some(c.clone()));
+    assert_eq!(store.webhook(&app, &c.id).await.unwrap(), None, "another application's");
+    assert_eq!(store.webhook(&other, &a.id).await.unwrap(), None, "another application's");
+    assert_eq!(store.webhook(&app, &WebhookId::generate()).await.unwrap(), None);
+
+    let mut mine = vec![a.clone(), b.clone()];
+    mine.sort_by(|x, y| x.id.cmp(&y.id));
+    assert_eq!(store.webhooks(&app).await.unwrap(), mine);
+    assert_eq!(store.webhooks(&other).await.unwrap(), vec![c.clone()]);
+    assert_eq!(store.webhooks(&AppId::generate()).await.unwrap(), Vec::new());
+
+    // Every optional field set, the events changed.
+    let rotated = Webhook {
+        url: "https://example.org/other".into(),
+        events: vec![EventType::ChatCreated, EventType::MemberAdded, EventType::MemberRemoved],
+        secret: "whsec_second".into(),
+        previous_secret: Some("whsec_first".into()),
+        previous_until: Some(Timestamp(1_700_000_100_000)),
+        disabled_at: Some(Timestamp(1_700_000_200_000)),
+        disabled_reason: Some("HTTP 500 ×20 ✓".into()),
+        ..a.clone()
+    };
+    store.update_webhook(&rotated).await.unwrap();
+    assert_eq!(store.webhook(&app, &a.id).await.unwrap(), Some(rotated.clone()));
+    // And cleared again.
+    let cleared = Webhook { events: vec![EventType::MessageDeleted], ..a.clone() };
+    store.update_webhook(&cleared).await.unwrap();
+    assert_eq!(store.webhook(&app, &a.id).await.unwrap(), Some(cleared.clone()));
+    assert_eq!(store.webhook(&app, &b.id).await.unwrap(), Some(b.clone()), "the other one is untouched");
+    // What an update does not overwrite.
+    let moved = Webhook { created_at: Timestamp(1_800_000_000_000), ..cleared.clone() };
+    store.update_webhook(&moved).await.unwrap();
+    assert_eq!(store.webhook(&app, &a.id).await.unwrap(), Some(cleared.clone()), "created_at stays");
+
+    assert!(!store.delete_webhook(&other, &a.id).await.unwrap(), "another application's");
+    assert!(store.delete_webhook(&app, &a.id).await.unwrap());
+    assert!(!store.delete_webhook(&app, &a.id).await.unwrap());
+    assert_eq!(store.webhook(&app, &a.id).await.unwrap(), None);
+    assert_eq!(store.webhooks(&app).await.unwrap(), vec![b.clone()]);
+    store.update_webhook(&rotated).await.unwrap();
+    assert_eq!(store.webhook(&app, &a.id).await.unwrap(), None, "an update brings no deleted webhook back");
+    assert_eq!(store.webhooks(&app).await.unwrap(), vec![b]);
+    assert_eq!(store.webhooks(&other).await.unwrap(), vec![c]);
 }
 
 fn numbers(messages: &[Message]) -> Vec<u64> {

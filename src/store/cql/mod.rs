@@ -11,12 +11,14 @@
 //! - `chat_buckets` lists the buckets of a chat that hold messages, newest
 //!   first, so readers find the newest bucket and skip empty ones;
 //! - members and a user's chats are two mirror tables written together;
-//! - `attachments` holds one row per granted upload, keyed by (app, id).
+//! - `attachments` holds one row per granted upload, keyed by (app, id);
+//! - `webhooks` holds an application's webhooks in one partition, by id.
 //!
 //! The message path never uses lightweight transactions (Paxos); the rare
 //! changes that must not race do (claiming a direct chat, edits and deletes,
-//! attaching a file to one message). Optional columns are sent *unset*
-//! rather than null so that no tombstones are written.
+//! attaching a file to one message, updating and deleting a webhook).
+//! Optional columns are sent *unset* rather than null so that no tombstones
+//! are written (a webhook update that clears a field writes its null).
 
 mod attachments;
 mod batches;
@@ -24,6 +26,7 @@ mod rows;
 mod schema;
 mod statements;
 mod store_impl;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,9 +5,10 @@ use scylla::response::query_result::QueryResult;
 use scylla::value::{CqlTimestamp, MaybeUnset};
 
 use crate::auth::SigningSecret;
-use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId, WebhookId};
 use crate::model::{
-    Application, AttachedFile, Attachment, Chat, ChatKind, Message, Metadata, Page, Reactions, UserGroups,
+    Application, AttachedFile, Attachment, Chat, ChatKind, EventType, Message, Metadata, Page, Reactions,
+    UserGroups, Webhook,
 };
 use crate::store::{StoreError, bucket_of};
 
@@ -147,6 +148,52 @@ pub(super) fn attachment_from_row(
     })
 }
 
+/// id, url, events, secret, previous_secret, previous_until, created_at, disabled_at, disabled_reason.
+pub(super) type WebhookRow = (
+    String,
+    String,
+    Option<Vec<String>>,
+    String,
+    Option<String>,
+    Option<CqlTimestamp>,
+    CqlTimestamp,
+    Option<CqlTimestamp>,
+    Option<String>,
+);
+
+/// The columns of a [`WebhookRow`], in order.
+pub(super) const WEBHOOK_COLUMNS: &str =
+    "id, url, events, secret, previous_secret, previous_until, created_at, disabled_at, disabled_reason";
+
+/// A webhook's events as stored: their wire names, in order.
+pub(super) fn event_names(events: &[EventType]) -> Vec<&'static str> {
+    events.iter().map(|e| e.as_str()).collect()
+}
+
+/// A webhook read back; an event name this build does not know is `Corrupt`
+/// (a null list, which is how CQL keeps an empty one, reads as none).
+pub(super) fn webhook_from_row(app: &AppId, row: WebhookRow) -> Result<Webhook, StoreError> {
+    let (id, url, events, secret, previous_secret, previous_until, created_at, disabled_at, disabled_reason) =
+        row;
+    let events = events
+        .unwrap_or_default()
+        .iter()
+        .map(|name| EventType::parse(name).ok_or(StoreError::Corrupt { what: "webhook event" }))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Webhook {
+        app: app.clone(),
+        id: WebhookId::from_store(id),
+        url,
+        events,
+        secret,
+        previous_secret,
+        previous_until: previous_until.map(from_ts),
+        created_at: from_ts(created_at),
+        disabled_at: disabled_at.map(from_ts),
+        disabled_reason,
+    })
+}
+
 /// A message's attachments as stored (a JSON list; null when none).
 pub(super) fn attachments_text(files: &[AttachedFile]) -> Result<Option<String>, StoreError> {
     if files.is_empty() {
@@ -270,4 +317,27 @@ pub(super) fn message_values(message: &Message) -> Result<MessageValues<'_>, Sto
         ts(message.created_at),
         unset_if_none(attachments_text(&message.attachments)?),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_rows_read_back_and_unknown_events_are_corrupt() {
+        let app = AppId::generate();
+        let row = |events: Option<Vec<&str>>| -> WebhookRow {
+            let events = events.map(|e| e.into_iter().map(str::to_owned).collect());
+            ("id".into(), "u".into(), events, "s".into(), None, None, CqlTimestamp(1), None, None)
+        };
+        let read = webhook_from_row(&app, row(Some(vec!["user.offline", "receipt.read"]))).unwrap();
+        assert_eq!(read.events, [EventType::UserOffline, EventType::ReceiptRead]);
+        assert_eq!(event_names(&read.events), ["user.offline", "receipt.read"]);
+        assert!(
+            webhook_from_row(&app, row(None)).unwrap().events.is_empty(),
+            "CQL keeps an empty list as null"
+        );
+        let unknown = webhook_from_row(&app, row(Some(vec!["message.created", "message.exploded"])));
+        assert!(matches!(unknown, Err(StoreError::Corrupt { what: "webhook event" })));
+    }
 }

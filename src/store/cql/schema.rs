@@ -17,10 +17,11 @@ pub(super) const MIGRATIONS: &[(u32, &str, &str)] = &[
     (6, "reactions", include_str!("../../../cql/006_reactions.cql")),
     (7, "groups", include_str!("../../../cql/007_groups.cql")),
     (8, "attachments", include_str!("../../../cql/008_attachments.cql")),
+    (9, "webhooks", include_str!("../../../cql/009_webhooks.cql")),
 ];
 
 /// The schema version this build needs (the newest embedded migration).
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 
 /// The migrations recorded in `keyspace` (none when the keyspace or its
 /// `schema_migrations` table does not exist yet).

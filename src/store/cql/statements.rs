@@ -5,7 +5,7 @@ use scylla::frame::types::Consistency;
 use scylla::statement::batch::{Batch, BatchStatement, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 
-use super::rows::CHAT_COLUMNS;
+use super::rows::{CHAT_COLUMNS, WEBHOOK_COLUMNS};
 use crate::store::StoreError;
 
 /// Every statement the store runs, prepared once at connect.
@@ -65,6 +65,14 @@ pub(super) struct Statements {
     /// Conditional: clears `message` if it is still the given one.
     pub(super) detach: PreparedStatement,
     pub(super) delete_attachment: PreparedStatement,
+    pub(super) insert_webhook: PreparedStatement,
+    pub(super) webhook: PreparedStatement,
+    /// Every webhook of an application (one partition), by id.
+    pub(super) webhooks: PreparedStatement,
+    /// Conditional (`IF EXISTS`): an update of a deleted webhook must not bring back a row.
+    pub(super) update_webhook: PreparedStatement,
+    /// Conditional (`IF EXISTS`): tells whether there was a webhook to delete.
+    pub(super) delete_webhook: PreparedStatement,
     /// LOGGED batch: the `members` row and its `user_chats` mirror.
     pub(super) add_member: Batch,
     /// LOGGED batch: deletes the `members` row and its `user_chats` mirror.
@@ -217,6 +225,17 @@ impl Statements {
                 .await?,
             detach: p("UPDATE attachments SET message = null WHERE app = ? AND id = ? IF message = ?".into()).await?,
             delete_attachment: p("DELETE FROM attachments WHERE app = ? AND id = ?".into()).await?,
+            insert_webhook: p("INSERT INTO webhooks (app, id, url, events, secret, previous_secret, previous_until, \
+                 created_at, disabled_at, disabled_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                .into())
+            .await?,
+            webhook: p(format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE app = ? AND id = ?")).await?,
+            webhooks: p(format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE app = ? ORDER BY id ASC")).await?,
+            update_webhook: p("UPDATE webhooks SET url = ?, events = ?, secret = ?, previous_secret = ?, \
+                 previous_until = ?, disabled_at = ?, disabled_reason = ? WHERE app = ? AND id = ? IF EXISTS"
+                .into())
+            .await?,
+            delete_webhook: p("DELETE FROM webhooks WHERE app = ? AND id = ? IF EXISTS".into()).await?,
             add_member: logged_batch(vec![insert_member.await?, insert_user_chat.await?]),
             remove_member: logged_batch(vec![delete_member.await?, delete_user_chat.await?]),
         })

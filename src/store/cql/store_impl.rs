@@ -12,10 +12,10 @@ use super::rows::{
     cql_limit, decode_first, decode_rows, from_ts, message_from_row, message_values, metadata_text,
     skip_page, ts, unset_if_none, unsigned,
 };
-use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId, WebhookId};
 use crate::model::{
     Application, Attachment, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
-    Reactions, ReadState, ReceiptKind, Role, UserGroups,
+    Reactions, ReadState, ReceiptKind, Role, UserGroups, Webhook,
 };
 use crate::store::{Store, StoreError, bucket_of};
 
@@ -858,6 +858,26 @@ impl Store for CqlStore {
 
     async fn delete_attachment(&self, app: &AppId, id: &AttachmentId) -> Result<(), StoreError> {
         self.delete_attachment_row(app, id).await
+    }
+
+    async fn insert_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        self.insert_webhook_row(webhook).await
+    }
+
+    async fn webhook(&self, app: &AppId, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
+        self.webhook_row(app, id).await
+    }
+
+    async fn webhooks(&self, app: &AppId) -> Result<Vec<Webhook>, StoreError> {
+        self.webhook_rows(app).await
+    }
+
+    async fn update_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        self.update_webhook_row(webhook).await
+    }
+
+    async fn delete_webhook(&self, app: &AppId, id: &WebhookId) -> Result<bool, StoreError> {
+        self.delete_webhook_row(app, id).await
     }
 }
 
