@@ -42,6 +42,7 @@ const SECTIONS: &[&str] = &[
     "metrics",
     "search",
     "attachments",
+    "webhooks",
 ];
 
 /// Everything a node is configured with.
@@ -82,6 +83,8 @@ pub struct Config {
     pub search: crate::search::SearchConfig,
     /// Attachment files.
     pub attachments: crate::attachments::AttachmentsConfig,
+    /// Webhook delivery.
+    pub webhooks: crate::notify::WebhooksConfig,
 }
 
 /// `[server]`.

@@ -98,11 +98,16 @@ pub const REDIS_OPS: &[&str] = &[
     "SCARD",
     "ZADD",
     "ZRANGEBYSCORE",
+    "HDEL",
+    "LRANGE",
     "PING",
     "INCR",
     "pipeline",
     "other",
 ];
+/// Outcomes of a webhook delivery attempt.
+pub const WEBHOOK_OUTCOMES: &[&str] = &["delivered", "failed", "gave_up", "disabled", "dropped"];
+
 /// The store's operations (the `Store` trait's methods).
 pub const STORE_OPS: &[&str] = &[
     "insert_application",
@@ -119,6 +124,11 @@ pub const STORE_OPS: &[&str] = &[
     "attach",
     "detach",
     "delete_attachment",
+    "insert_webhook",
+    "webhook",
+    "webhooks",
+    "update_webhook",
+    "delete_webhook",
     "insert_chat",
     "update_chat",
     "chat",
@@ -215,6 +225,22 @@ pub struct Metrics {
     pub search_errors: IntCounterVec,
     /// Time of a search request (membership, index, messages).
     pub search_seconds: Histogram,
+    /// Webhook events put into the queue (one per event and webhook).
+    pub webhook_events_queued: IntCounter,
+    /// Notices dropped before the queue (hand-off full, queue down past retries).
+    pub webhook_notices_dropped: IntCounter,
+    /// Delivery attempts, by outcome (`delivered`, `failed`, `gave_up`, `disabled`, `dropped`).
+    pub webhook_deliveries: IntCounterVec,
+    /// Time of one delivery attempt.
+    pub webhook_attempt_seconds: Histogram,
+    /// From an event to its first successful delivery.
+    pub webhook_lag_seconds: Histogram,
+    /// Lanes with events waiting (the whole cluster's queue).
+    pub webhook_queue_lanes: IntGauge,
+    /// Of them, due now (neither leased nor backing off).
+    pub webhook_queue_due: IntGauge,
+    /// How long the oldest event still being retried has been failing (0: none).
+    pub webhook_retry_age_seconds: Gauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -403,6 +429,48 @@ impl Metrics {
                 &["op"],
             ),
             search_seconds: histogram(&r, "weft_search_seconds", "Time of a search request.", LATENCY),
+            webhook_events_queued: counter(
+                &r,
+                "weft_webhook_events_queued_total",
+                "Webhook events put into the queue (one per event and webhook).",
+            ),
+            webhook_notices_dropped: counter(
+                &r,
+                "weft_webhook_notices_dropped_total",
+                "Events dropped before the webhook queue (hand-off full, or the queue down past retries).",
+            ),
+            webhook_deliveries: counters(
+                &r,
+                "weft_webhook_deliveries_total",
+                "Webhook delivery attempts by outcome.",
+                &["outcome"],
+            ),
+            webhook_attempt_seconds: histogram(
+                &r,
+                "weft_webhook_attempt_seconds",
+                "Time of one webhook delivery attempt.",
+                LATENCY,
+            ),
+            webhook_lag_seconds: histogram(
+                &r,
+                "weft_webhook_lag_seconds",
+                "From an event to its first successful webhook delivery.",
+                LATENCY,
+            ),
+            webhook_queue_lanes: gauge(&r, "weft_webhook_queue_lanes", "Webhook lanes with events waiting."),
+            webhook_queue_due: gauge(
+                &r,
+                "weft_webhook_queue_due_lanes",
+                "Webhook lanes due now (neither being delivered nor backing off).",
+            ),
+            webhook_retry_age_seconds: {
+                let metric = Gauge::new(
+                    "weft_webhook_retry_age_seconds",
+                    "How long the oldest webhook event still being retried has been failing (0: none).",
+                )
+                .unwrap_or_else(|e| unreachable!("metric weft_webhook_retry_age_seconds: {e}"));
+                register(&r, metric)
+            },
             registry: r,
         }
     }
@@ -431,6 +499,9 @@ impl Metrics {
         }
         for op in SEARCH_OPS {
             self.search_errors.with_label_values(&[op]);
+        }
+        for outcome in WEBHOOK_OUTCOMES {
+            self.webhook_deliveries.with_label_values(&[outcome]);
         }
         self
     }

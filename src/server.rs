@@ -18,6 +18,7 @@ use crate::cluster::node::{Cluster, ClusterError, Joined};
 use crate::config::{Backend, Config};
 use crate::delivery::{Fabric, Hub};
 use crate::gateway::{GatewayParts, GatewayState, Limits, ws_handler};
+use crate::notify::queue::{Queue, local::LocalQueue, redis::RedisQueue};
 use crate::redis_conn::RedisConn;
 use crate::search::{Indexer, SearchBackend, SearchError, SearchIndex, TantivyIndex};
 use crate::sequence::{Claims, Locks, Numbering, SequenceError};
@@ -41,6 +42,9 @@ pub enum StartError {
     /// The attachment store could not be opened.
     #[error("cannot open the attachment store")]
     Attachments(#[source] crate::attachments::AttachmentsError),
+    /// The webhook queue (a file of its own on a node without Redis) could not be opened.
+    #[error("cannot open the webhook queue")]
+    Webhooks(#[source] crate::notify::queue::QueueError),
 }
 
 /// A node's running parts, before it serves.
@@ -53,6 +57,8 @@ pub struct Node {
     cluster: Option<Cluster>,
     /// The node's Redis connection (readiness checks), when configured.
     redis: Option<RedisConn>,
+    /// Stops the notifier once no request runs any more.
+    notify_stop: CancellationToken,
 }
 
 impl Node {
@@ -76,6 +82,19 @@ impl Node {
             ),
         };
         let tracker = TaskTracker::new();
+        let notify_stop = CancellationToken::new();
+        let queue = match &redis {
+            Some(conn) => Queue::Redis(Box::new(RedisQueue::new(conn.clone(), &prefix))),
+            None => {
+                let dir = &config.store.data_dir;
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StartError::Webhooks(crate::notify::queue::QueueError::Local(Box::new(e)))
+                })?;
+                Queue::Local(LocalQueue::open(&dir.join("webhooks.redb")).map_err(StartError::Webhooks)?)
+            }
+        };
+        let notify =
+            crate::notify::spawn(&config.webhooks, Arc::clone(&store), queue, &tracker, notify_stop.clone());
         let index = open_search(config).await?;
         let feed = index.as_ref().map(|index| {
             Indexer::spawn(Arc::clone(index), Arc::clone(&store), locks.clone(), &config.search, &tracker)
@@ -125,8 +144,10 @@ impl Node {
                 _ => Search::disabled(),
             },
             attachments,
+            notifier: notify.notifier,
+            webhooks: notify.webhooks,
         });
-        Ok(Node { chat, hub, redis, config: config.clone(), tracker, writer, cluster })
+        Ok(Node { chat, hub, redis, config: config.clone(), tracker, writer, cluster, notify_stop })
     }
 
     /// The domain service, for embedding and benchmarks.
@@ -178,7 +199,7 @@ async fn open_search(config: &Config) -> Result<Option<Arc<dyn SearchIndex>>, St
 /// stops, in-flight requests get `server.shutdown_grace_ms` to finish, and
 /// queued writes are committed.
 pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken) -> std::io::Result<()> {
-    let Node { chat, hub, redis, config, tracker, writer, cluster } = node;
+    let Node { chat, hub, redis, config, tracker, writer, cluster, notify_stop } = node;
     let admin_key =
         (!config.server.admin_key.is_empty()).then(|| AdminKey::new(config.server.admin_key.clone()));
     let node_id = match &cluster {
@@ -248,6 +269,8 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
     // No request runs any more: the writer commits what is queued and ends
     // (the cluster's tasks still hold handles, so it is told to).
     writer.close();
+    // The notifier queues what was handed to it, finishes its attempts in flight, and ends.
+    notify_stop.cancel();
     tracker.close();
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!("batch writer did not finish in time");

@@ -205,6 +205,38 @@ impl Fields {
             .collect()
     }
 
+    /// A list of strings (`None` when absent), each at most `max_len` characters, at most `max` of them.
+    pub fn optional_strings(
+        &self,
+        name: &str,
+        max: usize,
+        max_len: usize,
+    ) -> Result<Option<Vec<String>>, ApiError> {
+        let invalid = || ApiError::InvalidField(format!("`{name}` must be a list of strings"));
+        let items = match self.0.get(name) {
+            None => return Ok(None),
+            Some(Value::Array(items)) => items,
+            Some(_) => return Err(invalid()),
+        };
+        if items.len() > max {
+            return Err(ApiError::InvalidField(format!("`{name}` has at most {max} items")));
+        }
+        let strings: Option<Vec<String>> = items
+            .iter()
+            .map(|v| v.as_str().filter(|s| s.chars().count() <= max_len).map(str::to_owned))
+            .collect();
+        strings.map(Some).ok_or_else(invalid)
+    }
+
+    /// An optional boolean field.
+    pub fn optional_bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(ApiError::InvalidField(format!("`{name}` must be true or false"))),
+        }
+    }
+
     /// An optional user id field.
     pub fn optional_user(&self, name: &str) -> Result<Option<UserId>, ApiError> {
         match self.0.get(name) {

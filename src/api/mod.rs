@@ -16,6 +16,7 @@ mod realtime;
 mod search;
 mod tokens;
 mod views;
+mod webhooks;
 
 use axum::Router;
 use axum::routing::{get, post, put};
@@ -120,6 +121,13 @@ pub fn router(state: ApiState, sessions: Router) -> Router {
         .route(&format!("{app}/users/{{user}}/presence"), get(realtime::presence))
         .route(&format!("{app}/users/{{user}}/messages/search"), get(search::of_user))
         .route(&format!("{chat}/read_state"), get(realtime::read_state))
+        .route(&format!("{app}/webhooks"), post(webhooks::create).get(webhooks::list))
+        .route(
+            &format!("{app}/webhooks/{{id}}"),
+            get(webhooks::show).patch(webhooks::update).delete(webhooks::destroy),
+        )
+        .route(&format!("{app}/webhooks/{{id}}/rotate"), post(webhooks::rotate))
+        .route(&format!("{app}/webhooks/{{id}}/deliveries"), get(webhooks::deliveries))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(observe::scrape))

@@ -157,6 +157,7 @@ impl ChatService {
 
     /// After a change is stored: the cache, the index, the members.
     async fn changed(&self, message: &Message, from: Option<SessionId>) {
+        self.notify_changed(message);
         self.recent.replace(message).await;
         if message.is_deleted() {
             self.unindex_message(&message.app, message.chat, message.number);

@@ -6,6 +6,8 @@
 
 use crate::attachments::AttachmentsError;
 use crate::auth::TokenError;
+use crate::notify::WebhookError;
+use crate::notify::queue::QueueError;
 use crate::search::SearchError;
 use crate::sequence::SequenceError;
 use crate::store::{StoreError, WriteError};
@@ -72,6 +74,9 @@ pub enum ChatError {
     /// The attachment store failed or attachments are off.
     #[error(transparent)]
     Attachments(#[from] AttachmentsError),
+    /// A webhook request failed (not found, invalid, or its queue or store failed).
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
 }
 
 fn describe_attachment(id: Option<&str>, reason: &str) -> String {
@@ -115,6 +120,8 @@ pub enum Missing {
     Message,
     /// The member.
     Member,
+    /// The webhook.
+    Webhook,
 }
 
 /// Why a caller is refused.
@@ -175,6 +182,13 @@ impl ChatError {
             ChatError::Search(SearchError::Internal(_)) => ErrorKind::Internal,
             ChatError::InvalidAttachment { .. } => ErrorKind::InvalidAttachment,
             ChatError::Attachments(_) => ErrorKind::Unavailable(Service::Attachments),
+            ChatError::Webhook(WebhookError::NotFound) => ErrorKind::NotFound(Missing::Webhook),
+            ChatError::Webhook(WebhookError::Invalid(_)) => ErrorKind::Invalid,
+            ChatError::Webhook(WebhookError::Store(e)) => store_kind(e),
+            ChatError::Webhook(WebhookError::Queue(QueueError::Redis(_))) => {
+                ErrorKind::Unavailable(Service::Redis)
+            }
+            ChatError::Webhook(WebhookError::Queue(_)) => ErrorKind::Internal,
         }
     }
 
@@ -213,6 +227,11 @@ impl ChatError {
             ChatError::Search(SearchError::Internal(io())),
             ChatError::InvalidAttachment { id: Some("x".into()), reason: "was never uploaded" },
             ChatError::Attachments(AttachmentsError::Disabled),
+            ChatError::Webhook(WebhookError::NotFound),
+            ChatError::Webhook(WebhookError::Invalid("unknown event `x`".into())),
+            ChatError::Webhook(WebhookError::Store(StoreError::Unavailable(io()))),
+            ChatError::Webhook(WebhookError::Queue(QueueError::Redis(redis()))),
+            ChatError::Webhook(WebhookError::Queue(QueueError::Corrupt { what: "an entry" })),
         ];
         // A new variant fails to compile here until it is listed above.
         for e in &all {
@@ -234,7 +253,8 @@ impl ChatError {
                 | ChatError::Write(_)
                 | ChatError::Search(_)
                 | ChatError::InvalidAttachment { .. }
-                | ChatError::Attachments(_) => {}
+                | ChatError::Attachments(_)
+                | ChatError::Webhook(_) => {}
             }
         }
         all

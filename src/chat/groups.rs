@@ -126,10 +126,12 @@ impl ChatService {
         chat.metadata = metadata;
         chat.created_by = created_by;
         self.store.insert_chat(&chat).await?;
+        self.notify_chat(&chat, true);
         if let Some(owner) = &chat.created_by {
             self.store.add_member(&app.id, number, owner, Role::Owner, chat.created_at).await?;
             self.members.invalidate(&app.id, number);
             self.fabric.members_changed(&app.id, number, owner, true).await;
+            self.notify_member(&app.id, number, owner, Some(Role::Owner));
         }
         self.known.insert(&app.id, number);
         Ok(ChatView { chat, messages_count: 0 })
@@ -188,6 +190,7 @@ impl ChatService {
                 Ok(current)
             })
             .await?;
+        self.notify_chat(&updated, false);
         self.announce(app, chat, Event::ChatUpdated(updated.clone()), from).await;
         Ok(updated)
     }
@@ -249,6 +252,7 @@ impl ChatService {
             self.fabric.members_changed(app, chat, user, true).await;
         }
         for user in &added {
+            self.notify_member(app, chat, user, Some(role));
             let event = Event::MemberJoined { chat, user: user.clone(), role };
             self.announce(app, chat, event, from).await;
         }
@@ -452,6 +456,7 @@ impl ChatService {
     async fn departed(&self, app: &AppId, chat: ChatNumber, user: &UserId, from: Option<SessionId>) {
         self.members.invalidate(app, chat);
         self.fabric.members_changed(app, chat, user, false).await;
+        self.notify_member(app, chat, user, None);
         let event = Event::MemberLeft { chat, user: user.clone() };
         match self.member_list(app, chat).await {
             Ok(members) => {

@@ -136,6 +136,7 @@ impl ChatService {
         let creator = members.last().filter(|_| kind == ChatKind::Group).copied();
         chat.created_by = creator.cloned();
         self.store.insert_chat(&chat).await?;
+        self.notify_chat(&chat, true);
         for user in members {
             let role = if Some(*user) == creator { Role::Owner } else { Role::Member };
             self.store.add_member(app, number, user, role, now).await?;
@@ -143,6 +144,8 @@ impl ChatService {
         self.members.invalidate(app, number);
         for user in members {
             self.fabric.members_changed(app, number, user, true).await;
+            let role = if Some(*user) == creator { Role::Owner } else { Role::Member };
+            self.notify_member(app, number, user, Some(role));
         }
         self.known.insert(app, number);
         Ok(())

@@ -10,6 +10,7 @@ mod error;
 mod groups;
 mod implicit;
 mod known;
+mod notices;
 mod reactions;
 mod receipts;
 mod search;
@@ -109,6 +110,10 @@ pub struct ChatService {
     fabric: std::sync::Arc<dyn Fabric>,
     search: Search,
     attachments: crate::attachments::Attachments,
+    /// Webhooks (and later push and email): told of what was committed.
+    notifier: crate::notify::Notifier,
+    /// Registering webhooks.
+    webhooks: crate::notify::Webhooks,
     /// `sequence.claim_abandon_ms`.
     claim_abandon_ms: i64,
     /// One change of a group's members or info at a time on this node (see `groups.rs`).
@@ -150,6 +155,10 @@ pub struct ChatParts {
     pub search: Search,
     /// Attachment files.
     pub attachments: crate::attachments::Attachments,
+    /// Told of what was committed (`Notifier::off()` tells no one).
+    pub notifier: crate::notify::Notifier,
+    /// Registering webhooks.
+    pub webhooks: crate::notify::Webhooks,
 }
 
 impl ChatService {
@@ -166,6 +175,8 @@ impl ChatService {
             claim_abandon_ms,
             search,
             attachments,
+            notifier,
+            webhooks,
         } = parts;
         let Caches { members, recent, apps, jwks } = caches;
         Self {
@@ -185,6 +196,8 @@ impl ChatService {
             search,
             groups: std::sync::Arc::default(),
             attachments,
+            notifier,
+            webhooks,
         }
     }
 

@@ -40,6 +40,9 @@ impl ChatService {
             return Ok(false);
         }
         self.store.advance_read_state(app, chat, user, kind, seq).await?;
+        if kind == ReceiptKind::Read {
+            self.notify_read(app, chat, user, seq);
+        }
         let members = self.member_list(app, chat).await?;
         let event = Event::Receipt { chat, user: user.clone(), kind, seq };
         self.fabric.deliver(app, &event, &Audience::Chat { chat, members, except_user: None }, from).await;
@@ -74,6 +77,7 @@ impl ChatService {
 
     /// Tells the members of `user`'s chats that `user` came online or went offline.
     pub async fn announce_presence(&self, app: &AppId, user: &UserId, online: bool) -> Result<(), ChatError> {
+        self.notify_presence(app, user, online);
         let chats = self.store.user_chats(app, user, Page { skip: 0, limit: PRESENCE_CHATS }).await?;
         let mut audience = BTreeSet::new();
         for chat in chats {

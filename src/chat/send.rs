@@ -192,6 +192,7 @@ impl ChatService {
         // catch-up that starts after a recipient missed the live frame finds
         // the message (see `catch_up`).
         self.recent.push(std::slice::from_ref(&message)).await;
+        self.notify_created(&message);
         let message = self.with_url(message).await;
         match self.member_list(&message.app, message.chat).await {
             Ok(members) => {

@@ -506,6 +506,7 @@ impl Session {
             }
         };
         let first = chat.fabric().session_opened(&self.app.id, &self.user, chats).await;
+        chat.notify_session(&self.app.id, &self.user, &self.state.node_id, true);
         if announce && first {
             let (app, user) = (self.app.id.clone(), self.user.clone());
             tokio::spawn(async move {
@@ -521,6 +522,7 @@ impl Session {
     async fn presence_closed(&self) {
         let chat = self.state.chat.clone();
         chat.fabric().session_closed(&self.app.id, &self.user).await;
+        chat.notify_session(&self.app.id, &self.user, &self.state.node_id, false);
         let presence = self.state.hub.presence().clone();
         let Some(pending) = presence.closed(&self.app.id, &self.user) else {
             return;

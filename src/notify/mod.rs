@@ -1,4 +1,182 @@
-//! Notifying what happens off the send path: webhooks (and, later, push and
-//! email). Fed by what was committed, never on the way to an ack.
+//! Telling the world outside the chat what happened in it, off the send path:
+//! webhooks now (push and email follow the same feed).
+//!
+//! - [`Notifier`]: the handle the domain gives every committed event to. It
+//!   never waits: a notice goes into a bounded hand-off and the sender's ack
+//!   is not held for it;
+//! - `dispatch`: one task per node takes notices in batches, finds each
+//!   application's webhooks that want them and pushes one entry per webhook
+//!   into the durable [`queue`];
+//! - `deliver`: workers on every node lease due lanes from the queue and
+//!   POST their heads, signed ([`sign`]), retrying with backoff;
+//! - [`webhooks`]: registering, listing, rotating and deleting webhooks;
+//! - [`target`]: which URLs and addresses a webhook may point to.
 
+mod config;
+mod deliver;
+mod dispatch;
 pub mod queue;
+pub mod sign;
+pub mod target;
+pub mod webhooks;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use sha2::Digest as _;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::ids::{AppId, ChatNumber, Timestamp, UserId};
+use crate::model::EventType;
+use crate::store::DynStore;
+
+pub use config::WebhooksConfig;
+pub use webhooks::{WebhookError, Webhooks};
+
+/// Something that happened in an application, for its webhooks.
+#[derive(Clone, Debug)]
+pub struct Notice {
+    /// The application.
+    pub app: AppId,
+    /// What happened.
+    pub kind: EventType,
+    /// The event id: derived from what happened when that can happen only
+    /// once (a message's creation), so a notice emitted twice is delivered
+    /// with one id; random otherwise.
+    pub id: String,
+    /// When it happened.
+    pub at: Timestamp,
+    /// The ordering key: events of one key reach a webhook in the order
+    /// they were emitted.
+    pub key: String,
+    /// The event's `data`.
+    pub data: Value,
+}
+
+impl Notice {
+    /// A notice about a chat: ordered with the chat's other events.
+    pub fn chat(app: &AppId, kind: EventType, chat: ChatNumber, data: Value) -> Notice {
+        Notice {
+            app: app.clone(),
+            kind,
+            id: random_id(),
+            at: Timestamp::now(),
+            key: format!("c{chat}"),
+            data,
+        }
+    }
+
+    /// A notice about a user: ordered with the user's other events.
+    pub fn user(app: &AppId, kind: EventType, user: &UserId, data: Value) -> Notice {
+        Notice {
+            app: app.clone(),
+            kind,
+            id: random_id(),
+            at: Timestamp::now(),
+            key: format!("u{user}"),
+            data,
+        }
+    }
+
+    /// Makes the id a digest of `parts` (and the application and type): the
+    /// same happening always gets the same id.
+    pub fn with_stable_id(mut self, parts: &[&str]) -> Notice {
+        let mut digest = sha2::Sha256::new();
+        digest.update(self.app.as_str().as_bytes());
+        digest.update(b"\0");
+        digest.update(self.kind.as_str().as_bytes());
+        for part in parts {
+            digest.update(b"\0");
+            digest.update(part.as_bytes());
+        }
+        let bytes = digest.finalize();
+        self.id = format!("evt_{}", base64_url(&bytes[..16]));
+        self
+    }
+
+    /// The body POSTed to a webhook.
+    pub fn body(&self) -> String {
+        serde_json::json!({
+            "id": self.id,
+            "type": self.kind.as_str(),
+            "created_at": self.at.to_rfc3339(),
+            "app": self.app.as_str(),
+            "data": self.data,
+        })
+        .to_string()
+    }
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn random_id() -> String {
+    format!("evt_{}", crate::ids::random_url_safe(16))
+}
+
+/// The domain's handle to the notifier: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct Notifier {
+    tx: Option<mpsc::Sender<Notice>>,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.tx.is_some() { "Notifier" } else { "Notifier(off)" })
+    }
+}
+
+impl Notifier {
+    /// A notifier that drops everything (benchmarks of the domain alone, unit tests).
+    pub fn off() -> Self {
+        Self { tx: None }
+    }
+
+    /// Hands a notice to the dispatcher. When the hand-off is full (the queue
+    /// is down or far behind), the notice is dropped and counted
+    /// (`weft_webhook_notices_dropped_total`): the send path never waits.
+    pub fn emit(&self, notice: Notice) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        if tx.try_send(notice).is_err() {
+            crate::metrics::metrics().webhook_notices_dropped.inc();
+        }
+    }
+}
+
+/// The running notifier: the domain's handle, the webhooks service, and
+/// the tasks behind them (stopped by the shutdown token, tracked).
+pub struct Running {
+    /// The handle for the domain.
+    pub notifier: Notifier,
+    /// The webhooks service for the API.
+    pub webhooks: Webhooks,
+}
+
+/// Starts the dispatcher and the delivery workers.
+pub fn spawn(
+    config: &WebhooksConfig,
+    store: DynStore,
+    queue: queue::Queue,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) -> Running {
+    let queue = Arc::new(queue);
+    let webhooks = Webhooks::new(Arc::clone(&store), Arc::clone(&queue), config.clone());
+    let (tx, rx) = mpsc::channel(config.handoff.max(1));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    tracker.spawn(dispatch::run(
+        rx,
+        webhooks.clone(),
+        Arc::clone(&queue),
+        Arc::clone(&wake),
+        shutdown.clone(),
+    ));
+    deliver::spawn(webhooks.clone(), queue, wake, config, tracker, shutdown);
+    Running { notifier: Notifier { tx: Some(tx) }, webhooks }
+}

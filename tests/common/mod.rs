@@ -43,10 +43,12 @@ macro_rules! on_every_mode {
 }
 
 pub mod contract;
+pub mod hooks;
 pub mod process;
 pub mod proxy;
 #[macro_use]
 pub mod search_contract;
 pub mod server;
+pub mod trio;
 #[macro_use]
 pub mod ws;

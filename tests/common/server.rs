@@ -150,6 +150,15 @@ pub fn config(mode: Mode, dir: &std::path::Path) -> Config {
     config.server.shutdown_grace_ms = 2_000;
     // Open sessions close within this at stop (tests of the drain set their own).
     config.server.drain_window_ms = 100;
+    // Webhook receivers are local HTTP servers; retries and polls are quick; a
+    // webhook created on one node is seen by every node at once.
+    config.webhooks.allow_http = true;
+    config.webhooks.allow_private = true;
+    config.webhooks.backoff_base_ms = 50;
+    config.webhooks.backoff_max_ms = 400;
+    config.webhooks.timeout_ms = 1_000;
+    config.webhooks.poll_ms = 50;
+    config.webhooks.cache_ms = 0;
     match mode {
         Mode::Embedded => {
             config.store.data_dir = dir.to_path_buf();

@@ -62,7 +62,11 @@ impl Lane {
     pub fn decode(raw: &str) -> Option<Lane> {
         let mut parts = raw.splitn(3, '|');
         let (app, webhook, key) = (parts.next()?, parts.next()?, parts.next()?);
-        Some(Lane { app: AppId::new(app), webhook: WebhookId::from_store(webhook.to_owned()), key: key.to_owned() })
+        Some(Lane {
+            app: AppId::new(app),
+            webhook: WebhookId::from_store(webhook.to_owned()),
+            key: key.to_owned(),
+        })
     }
 }
 
@@ -144,8 +148,8 @@ pub const LOG_LEN: usize = 100;
 pub enum Queue {
     /// One node without Redis.
     Local(local::LocalQueue),
-    /// Every node of a cluster.
-    Redis(redis::RedisQueue),
+    /// Every node of a cluster (boxed: its scripts make it the larger).
+    Redis(Box<redis::RedisQueue>),
 }
 
 impl std::fmt::Debug for Queue {
@@ -187,7 +191,13 @@ impl Queue {
     /// Removes the lane's head if it is still `id` (delivered, or given up) and
     /// returns the next head, keeping the lease (due at `now + lease`); with
     /// no next head the lane leaves the schedule.
-    pub async fn pop(&self, lane: &Lane, id: &str, now: i64, lease: Duration) -> Result<Option<Head>, QueueError> {
+    pub async fn pop(
+        &self,
+        lane: &Lane,
+        id: &str,
+        now: i64,
+        lease: Duration,
+    ) -> Result<Option<Head>, QueueError> {
         match self {
             Queue::Local(q) => q.pop(lane, id, now, lease).await,
             Queue::Redis(q) => q.pop(lane, id, now, lease).await,

@@ -175,7 +175,10 @@ impl RedisQueue {
             .await
             .map_err(redis_err)?;
         head.map(|raw| {
-            Ok(Head { entry: Entry::decode(&raw)?, attempts: attempts.as_deref().map(decode_attempts).unwrap_or_default() })
+            Ok(Head {
+                entry: Entry::decode(&raw)?,
+                attempts: attempts.as_deref().map(decode_attempts).unwrap_or_default(),
+            })
         })
         .transpose()
     }
@@ -211,7 +214,13 @@ impl RedisQueue {
         }
     }
 
-    pub(super) async fn retry(&self, lane: &Lane, id: &str, attempts: Attempts, due: i64) -> Result<(), QueueError> {
+    pub(super) async fn retry(
+        &self,
+        lane: &Lane,
+        id: &str,
+        attempts: Attempts,
+        due: i64,
+    ) -> Result<(), QueueError> {
         let encoded = lane.encode();
         let attempts = serde_json::to_string(&attempts).unwrap_or_default();
         let mut conn = self.conn.clone();
@@ -258,7 +267,12 @@ impl RedisQueue {
             .map_err(redis_err)
     }
 
-    pub(super) async fn log(&self, app: &AppId, webhook: &WebhookId, record: &LogRecord) -> Result<(), QueueError> {
+    pub(super) async fn log(
+        &self,
+        app: &AppId,
+        webhook: &WebhookId,
+        record: &LogRecord,
+    ) -> Result<(), QueueError> {
         let key = self.log_key(app, webhook);
         let line = serde_json::to_string(record).unwrap_or_default();
         let mut conn = self.conn.clone();
@@ -279,7 +293,12 @@ impl RedisQueue {
         Ok(lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect())
     }
 
-    pub(super) async fn failing(&self, app: &AppId, webhook: &WebhookId, now: i64) -> Result<i64, QueueError> {
+    pub(super) async fn failing(
+        &self,
+        app: &AppId,
+        webhook: &WebhookId,
+        now: i64,
+    ) -> Result<i64, QueueError> {
         let field = webhook_field(app, webhook);
         let mut conn = self.conn.clone();
         let (_, since): (bool, i64) = redis::pipe()
