@@ -1,0 +1,481 @@
+//! The queue on one node without Redis: a redb file of its own.
+//!
+//! Everything lives in memory (a mutex'd `State`: the lanes, the schedule,
+//! the attempts, the logs, who is failing) and every change is written to the
+//! file before the memory changes, under the same lock, so the file and the
+//! memory change in the same order and `open` rebuilds the memory from the file.
+//!
+//! - `push` commits durably: an event the caller was told is queued survives a
+//!   crash. Acks (`pop`), `retry`, the logs and the health marks commit without
+//!   an fsync (redb's [`Durability::None`]), made durable by the next durable
+//!   commit, by one at least every [`FLUSH_EVERY`], or when the database closes.
+//!   A crash loses at most those: a lost ack delivers its event again (the
+//!   contract is at least once; receivers dedupe by the event id), a lost retry
+//!   only undercounts attempts.
+//! - Leases are not written: the node is alone, so after a restart every lane
+//!   with entries is due at once, except a lane backing off: its retry's due
+//!   time is written with its attempts, and it is due then.
+//! - A stale `pop` or `retry` (the head is no longer `id`) writes nothing and
+//!   moves the schedule as the Redis scripts do.
+//!
+//! redb is synchronous: every write runs on tokio's blocking pool; reads,
+//! leases and releases only touch the memory.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use tokio::sync::Mutex;
+
+use super::{Attempts, Depth, Entry, Head, LOG_LEN, Lane, LogRecord, QueueError};
+use crate::ids::{AppId, WebhookId};
+
+/// (lane, sequence) → the entry as [`Entry::encode`] wrote it; a lane's
+/// entries in sequence order, head first.
+const ENTRIES: TableDefinition<(&str, u64), &str> = TableDefinition::new("webhook_entries");
+/// lane → the head's failed attempts and when it is retried: (failed, first
+/// failed at, due).
+const RETRIES: TableDefinition<&str, (u32, i64, i64)> = TableDefinition::new("webhook_retries");
+/// (`<app>|<webhook>`, sequence) → a delivery log line (JSON), oldest first.
+const LOGS: TableDefinition<(&str, u64), &str> = TableDefinition::new("webhook_logs");
+/// `<app>|<webhook>` → failing since (ms).
+const FAILING: TableDefinition<&str, i64> = TableDefinition::new("webhook_failing");
+
+/// The longest a commit without an fsync stays the only copy of a change.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+fn local(e: impl Into<redb::Error>) -> QueueError {
+    QueueError::Local(Box::new(e.into()))
+}
+
+fn webhook_field(app: &AppId, webhook: &WebhookId) -> String {
+    format!("{app}|{webhook}")
+}
+
+fn lease_until(now: i64, lease: Duration) -> i64 {
+    now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The queue's contents in memory, as the file holds them (plus the schedule).
+struct State {
+    /// Encoded lane → its entries, head first, each with its sequence (its key
+    /// in [`ENTRIES`]). Never holds an empty lane.
+    lanes: HashMap<String, VecDeque<(u64, Entry)>>,
+    /// (due, encoded lane), in the order Redis's sorted set keeps them.
+    schedule: BTreeSet<(i64, String)>,
+    /// Encoded lane → when it is due (its key in `schedule`).
+    due: HashMap<String, i64>,
+    /// Encoded lane → its head's failed attempts.
+    attempts: HashMap<String, Attempts>,
+    /// `<app>|<webhook>` → its delivery log, oldest first, with sequences.
+    logs: HashMap<String, VecDeque<(u64, LogRecord)>>,
+    /// `<app>|<webhook>` → failing since (ms).
+    failing: HashMap<String, i64>,
+    /// The next sequence of an entry or a log line (one counter for both).
+    next_seq: u64,
+    /// When a commit last reached the disk.
+    last_durable: Instant,
+}
+
+impl State {
+    /// Reads everything the file holds; every lane with entries is due at once
+    /// or, backing off, when its retry said.
+    fn load(db: &Database) -> Result<State, QueueError> {
+        let txn = db.begin_read().map_err(local)?;
+        let mut state = State {
+            lanes: HashMap::new(),
+            schedule: BTreeSet::new(),
+            due: HashMap::new(),
+            attempts: HashMap::new(),
+            logs: HashMap::new(),
+            failing: HashMap::new(),
+            next_seq: 0,
+            last_durable: Instant::now(),
+        };
+        let mut max_seq = None;
+        for row in txn.open_table(ENTRIES).map_err(local)?.iter().map_err(local)? {
+            let (key, value) = row.map_err(local)?;
+            let (lane, seq) = key.value();
+            let entry = Entry::decode(value.value())?;
+            state.lanes.entry(lane.to_owned()).or_default().push_back((seq, entry));
+            max_seq = max_seq.max(Some(seq));
+        }
+        let mut retry_due = HashMap::new();
+        for row in txn.open_table(RETRIES).map_err(local)?.iter().map_err(local)? {
+            let (key, value) = row.map_err(local)?;
+            let lane = key.value();
+            let (failed, first_failed_at, due) = value.value();
+            if state.lanes.contains_key(lane) {
+                state.attempts.insert(lane.to_owned(), Attempts { failed, first_failed_at });
+                retry_due.insert(lane.to_owned(), due);
+            }
+        }
+        let lanes: Vec<String> = state.lanes.keys().cloned().collect();
+        for lane in lanes {
+            let due = retry_due.get(&lane).copied().unwrap_or(0);
+            state.schedule(&lane, due);
+        }
+        for row in txn.open_table(LOGS).map_err(local)?.iter().map_err(local)? {
+            let (key, value) = row.map_err(local)?;
+            let (field, seq) = key.value();
+            let record: LogRecord = serde_json::from_str(value.value())
+                .map_err(|_| QueueError::Corrupt { what: "webhook delivery log line" })?;
+            let log = state.logs.entry(field.to_owned()).or_default();
+            log.push_back((seq, record));
+            if log.len() > LOG_LEN {
+                log.pop_front();
+            }
+            max_seq = max_seq.max(Some(seq));
+        }
+        for row in txn.open_table(FAILING).map_err(local)?.iter().map_err(local)? {
+            let (key, value) = row.map_err(local)?;
+            state.failing.insert(key.value().to_owned(), value.value());
+        }
+        state.next_seq = max_seq.map_or(0, |s| s.saturating_add(1));
+        Ok(state)
+    }
+
+    /// Makes `lane` due at `at`.
+    fn schedule(&mut self, lane: &str, at: i64) {
+        if let Some(old) = self.due.insert(lane.to_owned(), at) {
+            self.schedule.remove(&(old, lane.to_owned()));
+        }
+        self.schedule.insert((at, lane.to_owned()));
+    }
+
+    /// Takes `lane` out of the schedule.
+    fn unschedule(&mut self, lane: &str) {
+        if let Some(old) = self.due.remove(lane) {
+            self.schedule.remove(&(old, lane.to_owned()));
+        }
+    }
+
+    /// Schedules `lane` at `at` if it has entries, else takes it out.
+    fn reschedule(&mut self, lane: &str, at: i64) {
+        if self.lanes.contains_key(lane) {
+            self.schedule(lane, at);
+        } else {
+            self.unschedule(lane);
+        }
+    }
+
+    fn head(&self, lane: &str) -> Option<Head> {
+        let (_, entry) = self.lanes.get(lane)?.front()?;
+        Some(Head { entry: entry.clone(), attempts: self.attempts.get(lane).copied().unwrap_or_default() })
+    }
+
+    /// Commits `txn`: durably when `durable`, or when no commit reached the disk
+    /// for [`FLUSH_EVERY`] (which also makes the earlier cheap commits durable).
+    fn commit(&mut self, mut txn: WriteTransaction, durable: bool) -> Result<(), QueueError> {
+        let durable = durable || self.last_durable.elapsed() >= FLUSH_EVERY;
+        if !durable {
+            txn.set_durability(Durability::None).map_err(local)?;
+        }
+        txn.commit().map_err(local)?;
+        if durable {
+            self.last_durable = Instant::now();
+        }
+        Ok(())
+    }
+}
+
+/// The webhook queue of a single node: one redb file, mirrored in memory.
+pub struct LocalQueue {
+    db: Arc<Database>,
+    state: Arc<Mutex<State>>,
+}
+
+impl LocalQueue {
+    /// Opens (or creates) the queue's file at `path` (creating its directory if
+    /// needed) and reads all of it. Blocking: call it at startup.
+    pub fn open(path: &Path) -> Result<LocalQueue, QueueError> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| QueueError::Local(Box::new(e)))?;
+        }
+        let db = Database::create(path).map_err(local)?;
+        let txn = db.begin_write().map_err(local)?;
+        {
+            txn.open_table(ENTRIES).map_err(local)?;
+            txn.open_table(RETRIES).map_err(local)?;
+            txn.open_table(LOGS).map_err(local)?;
+            txn.open_table(FAILING).map_err(local)?;
+        }
+        txn.commit().map_err(local)?;
+        let state = State::load(&db)?;
+        Ok(LocalQueue { db: Arc::new(db), state: Arc::new(Mutex::new(state)) })
+    }
+
+    /// Runs `f` on the blocking pool with the state locked: it writes the file
+    /// first, then changes the state.
+    async fn write<T, F>(&self, f: F) -> Result<T, QueueError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut State, &Database) -> Result<T, QueueError> + Send + 'static,
+    {
+        let mut state = Arc::clone(&self.state).lock_owned().await;
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || f(&mut state, &db))
+            .await
+            .map_err(|e| QueueError::Local(Box::new(e)))?
+    }
+
+    pub(super) async fn push(&self, items: &[(Lane, Entry)], now: i64) -> Result<(), QueueError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let items: Vec<(String, Entry)> =
+            items.iter().map(|(lane, entry)| (lane.encode(), entry.clone())).collect();
+        self.write(move |state, db| {
+            let first = state.next_seq;
+            let txn = db.begin_write().map_err(local)?;
+            {
+                let mut table = txn.open_table(ENTRIES).map_err(local)?;
+                for (seq, (lane, entry)) in (first..).zip(&items) {
+                    table.insert((lane.as_str(), seq), entry.encode().as_str()).map_err(local)?;
+                }
+            }
+            // Durable: the caller drops the events once this returns.
+            state.commit(txn, true)?;
+            let mut seq = first;
+            for (lane, entry) in items {
+                state.lanes.entry(lane.clone()).or_default().push_back((seq, entry));
+                if !state.due.contains_key(&lane) {
+                    state.schedule(&lane, now);
+                }
+                seq = seq.saturating_add(1);
+            }
+            state.next_seq = seq;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn lease(&self, now: i64, lease: Duration, n: usize) -> Result<Vec<Lane>, QueueError> {
+        let until = lease_until(now, lease);
+        let mut state = self.state.lock().await;
+        let taken: Vec<String> = state
+            .schedule
+            .iter()
+            .take_while(|(due, _)| *due <= now)
+            .take(n)
+            .map(|(_, lane)| lane.clone())
+            .collect();
+        for lane in &taken {
+            state.schedule(lane, until);
+        }
+        Ok(taken.iter().filter_map(|lane| Lane::decode(lane)).collect())
+    }
+
+    pub(super) async fn head(&self, lane: &Lane) -> Result<Option<Head>, QueueError> {
+        Ok(self.state.lock().await.head(&lane.encode()))
+    }
+
+    pub(super) async fn pop(
+        &self,
+        lane: &Lane,
+        id: &str,
+        now: i64,
+        lease: Duration,
+    ) -> Result<Option<Head>, QueueError> {
+        let lane = lane.encode();
+        let id = id.to_owned();
+        let until = lease_until(now, lease);
+        self.write(move |state, db| {
+            let popped = match state.lanes.get(&lane).and_then(VecDeque::front) {
+                Some((seq, entry)) if entry.id == id => Some(*seq),
+                _ => None,
+            };
+            if let Some(seq) = popped {
+                let txn = db.begin_write().map_err(local)?;
+                {
+                    txn.open_table(ENTRIES).map_err(local)?.remove((lane.as_str(), seq)).map_err(local)?;
+                    txn.open_table(RETRIES).map_err(local)?.remove(lane.as_str()).map_err(local)?;
+                }
+                // An ack lost to a crash delivers the event again: at least once.
+                state.commit(txn, false)?;
+                if let Some(entries) = state.lanes.get_mut(&lane) {
+                    entries.pop_front();
+                    if entries.is_empty() {
+                        state.lanes.remove(&lane);
+                    }
+                }
+                state.attempts.remove(&lane);
+            }
+            let head = state.head(&lane);
+            state.reschedule(&lane, until);
+            Ok(head)
+        })
+        .await
+    }
+
+    pub(super) async fn retry(
+        &self,
+        lane: &Lane,
+        id: &str,
+        attempts: Attempts,
+        due: i64,
+    ) -> Result<(), QueueError> {
+        let lane = lane.encode();
+        let id = id.to_owned();
+        self.write(move |state, db| {
+            let is_head =
+                state.lanes.get(&lane).and_then(VecDeque::front).is_some_and(|(_, entry)| entry.id == id);
+            if is_head {
+                let txn = db.begin_write().map_err(local)?;
+                txn.open_table(RETRIES)
+                    .map_err(local)?
+                    .insert(lane.as_str(), (attempts.failed, attempts.first_failed_at, due))
+                    .map_err(local)?;
+                // A retry lost to a crash only undercounts the attempts.
+                state.commit(txn, false)?;
+                state.attempts.insert(lane.clone(), attempts);
+            }
+            state.reschedule(&lane, due);
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn release(&self, lane: &Lane, due: i64) -> Result<(), QueueError> {
+        self.state.lock().await.reschedule(&lane.encode(), due);
+        Ok(())
+    }
+
+    pub(super) async fn drop_lane(&self, lane: &Lane) -> Result<(), QueueError> {
+        let lane = lane.encode();
+        self.write(move |state, db| {
+            let txn = db.begin_write().map_err(local)?;
+            {
+                let range = (lane.as_str(), 0)..=(lane.as_str(), u64::MAX);
+                txn.open_table(ENTRIES).map_err(local)?.retain_in(range, |_, _| false).map_err(local)?;
+                txn.open_table(RETRIES).map_err(local)?.remove(lane.as_str()).map_err(local)?;
+            }
+            // A drop lost to a crash brings the lane back, and the worker that
+            // meets it drops it again (its webhook is still gone).
+            state.commit(txn, false)?;
+            state.lanes.remove(&lane);
+            state.attempts.remove(&lane);
+            state.unschedule(&lane);
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn log(
+        &self,
+        app: &AppId,
+        webhook: &WebhookId,
+        record: &LogRecord,
+    ) -> Result<(), QueueError> {
+        let field = webhook_field(app, webhook);
+        let record = record.clone();
+        self.write(move |state, db| {
+            let line = serde_json::to_string(&record).map_err(|e| QueueError::Local(Box::new(e)))?;
+            let seq = state.next_seq;
+            // The oldest line kept once this one is in, if the log is full.
+            let keep_from = state.logs.get(&field).and_then(|log| {
+                let excess = (log.len() + 1).checked_sub(LOG_LEN).filter(|excess| *excess > 0)?;
+                Some(log.get(excess).map_or(seq, |(s, _)| *s))
+            });
+            let txn = db.begin_write().map_err(local)?;
+            {
+                let mut table = txn.open_table(LOGS).map_err(local)?;
+                table.insert((field.as_str(), seq), line.as_str()).map_err(local)?;
+                if let Some(keep_from) = keep_from {
+                    let older = (field.as_str(), 0)..(field.as_str(), keep_from);
+                    table.retain_in(older, |_, _| false).map_err(local)?;
+                }
+            }
+            state.commit(txn, false)?;
+            let log = state.logs.entry(field).or_default();
+            log.push_back((seq, record));
+            while log.len() > LOG_LEN {
+                log.pop_front();
+            }
+            state.next_seq = seq.saturating_add(1);
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn logs(&self, app: &AppId, webhook: &WebhookId) -> Result<Vec<LogRecord>, QueueError> {
+        let state = self.state.lock().await;
+        Ok(state
+            .logs
+            .get(&webhook_field(app, webhook))
+            .map(|log| log.iter().rev().map(|(_, record)| record.clone()).collect())
+            .unwrap_or_default())
+    }
+
+    pub(super) async fn failing(
+        &self,
+        app: &AppId,
+        webhook: &WebhookId,
+        now: i64,
+    ) -> Result<i64, QueueError> {
+        let field = webhook_field(app, webhook);
+        if let Some(since) = self.state.lock().await.failing.get(&field) {
+            return Ok(*since);
+        }
+        self.write(move |state, db| {
+            if let Some(since) = state.failing.get(&field) {
+                return Ok(*since);
+            }
+            let txn = db.begin_write().map_err(local)?;
+            txn.open_table(FAILING).map_err(local)?.insert(field.as_str(), now).map_err(local)?;
+            state.commit(txn, false)?;
+            state.failing.insert(field, now);
+            Ok(now)
+        })
+        .await
+    }
+
+    pub(super) async fn healthy(&self, app: &AppId, webhook: &WebhookId) -> Result<(), QueueError> {
+        let field = webhook_field(app, webhook);
+        // Every delivery that succeeds says so: most find nothing to clear.
+        if !self.state.lock().await.failing.contains_key(&field) {
+            return Ok(());
+        }
+        self.write(move |state, db| {
+            let txn = db.begin_write().map_err(local)?;
+            txn.open_table(FAILING).map_err(local)?.remove(field.as_str()).map_err(local)?;
+            state.commit(txn, false)?;
+            state.failing.remove(&field);
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn forget(&self, app: &AppId, webhook: &WebhookId) -> Result<(), QueueError> {
+        let field = webhook_field(app, webhook);
+        self.write(move |state, db| {
+            let txn = db.begin_write().map_err(local)?;
+            {
+                let range = (field.as_str(), 0)..=(field.as_str(), u64::MAX);
+                txn.open_table(LOGS).map_err(local)?.retain_in(range, |_, _| false).map_err(local)?;
+                txn.open_table(FAILING).map_err(local)?.remove(field.as_str()).map_err(local)?;
+            }
+            state.commit(txn, false)?;
+            state.logs.remove(&field);
+            state.failing.remove(&field);
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn depth(&self, now: i64) -> Result<Depth, QueueError> {
+        let state = self.state.lock().await;
+        let due = state.schedule.iter().take_while(|(due, _)| *due <= now).count();
+        let oldest_failing =
+            state.attempts.values().map(|a| a.first_failed_at).filter(|at| *at > 0).min().unwrap_or(0);
+        Ok(Depth {
+            lanes: u64::try_from(state.schedule.len()).unwrap_or(u64::MAX),
+            due: u64::try_from(due).unwrap_or(u64::MAX),
+            oldest_failing,
+        })
+    }
+}
