@@ -139,18 +139,19 @@ impl Worker {
     async fn work(&self, lane: Lane) {
         let lease = Duration::from_millis(self.config.lease_ms);
         let mut head = match self.queue.head(&lane).await {
-            Ok(head) => head,
+            Ok(Some(head)) => head,
+            Ok(None) => {
+                // Empty: `release` takes it out of the schedule.
+                let _ = self.queue.release(&lane, now_ms()).await;
+                return;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read a webhook lane");
                 return;
             }
         };
         for _ in 0..self.config.lane_burst.max(1) {
-            let Some(current) = head.take() else {
-                // Empty: `release` takes it out of the schedule.
-                let _ = self.queue.release(&lane, now_ms()).await;
-                return;
-            };
+            let current = head;
             let webhook = match self.webhooks.find(&lane.app, &lane.webhook).await {
                 Ok(Some(w)) if w.disabled_at.is_none() => w,
                 Ok(_) => {
@@ -167,6 +168,8 @@ impl Worker {
                     return;
                 }
             };
+            // No next head: the lane is empty (and out of the schedule), waits
+            // for a retry, or was taken over by another node.
             match self.settle(&lane, &webhook, current, lease).await {
                 Some(next) => head = next,
                 None => return,
@@ -180,15 +183,8 @@ impl Worker {
     }
 
     /// Tries the head once and records what came of it; returns the lane's
-    /// next head to go on with (`Some(None)`: the lane is empty), or `None`
-    /// when the lane must wait (a retry is scheduled, or the queue failed).
-    async fn settle(
-        &self,
-        lane: &Lane,
-        webhook: &Webhook,
-        head: Head,
-        lease: Duration,
-    ) -> Option<Option<Head>> {
+    /// next head to go on with, or `None` when there is none to work on now.
+    async fn settle(&self, lane: &Lane, webhook: &Webhook, head: Head, lease: Duration) -> Option<Head> {
         let m = crate::metrics::metrics();
         let started = Instant::now();
         let attempt_no = head.attempts.failed + 1;
@@ -273,9 +269,9 @@ impl Worker {
         None
     }
 
-    async fn pop(&self, lane: &Lane, head: &Head, lease: Duration) -> Option<Option<Head>> {
+    async fn pop(&self, lane: &Lane, head: &Head, lease: Duration) -> Option<Head> {
         match self.queue.pop(lane, &head.entry.id, now_ms(), lease).await {
-            Ok(next) => Some(next),
+            Ok(next) => next,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot take a delivered webhook event off its lane");
                 None

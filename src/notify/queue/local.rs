@@ -289,7 +289,12 @@ impl LocalQueue {
                 Some((seq, entry)) if entry.id == id => Some(*seq),
                 _ => None,
             };
-            if let Some(seq) = popped {
+            // Not the head any more: another node took the lane over (this one
+            // lost its lease); leave the lane to it.
+            let Some(seq) = popped else {
+                return Ok(None);
+            };
+            {
                 let txn = db.begin_write().map_err(local)?;
                 {
                     txn.open_table(ENTRIES).map_err(local)?.remove((lane.as_str(), seq)).map_err(local)?;
@@ -324,16 +329,18 @@ impl LocalQueue {
         self.write(move |state, db| {
             let is_head =
                 state.lanes.get(&lane).and_then(VecDeque::front).is_some_and(|(_, entry)| entry.id == id);
-            if is_head {
-                let txn = db.begin_write().map_err(local)?;
-                txn.open_table(RETRIES)
-                    .map_err(local)?
-                    .insert(lane.as_str(), (attempts.failed, attempts.first_failed_at, due))
-                    .map_err(local)?;
-                // A retry lost to a crash only undercounts the attempts.
-                state.commit(txn, false)?;
-                state.attempts.insert(lane.clone(), attempts);
+            if !is_head {
+                // Another node holds the lane now: its schedule stands.
+                return Ok(());
             }
+            let txn = db.begin_write().map_err(local)?;
+            txn.open_table(RETRIES)
+                .map_err(local)?
+                .insert(lane.as_str(), (attempts.failed, attempts.first_failed_at, due))
+                .map_err(local)?;
+            // A retry lost to a crash only undercounts the attempts.
+            state.commit(txn, false)?;
+            state.attempts.insert(lane.clone(), attempts);
             state.reschedule(&lane, due);
             Ok(())
         })

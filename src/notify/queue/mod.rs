@@ -190,7 +190,9 @@ impl Queue {
 
     /// Removes the lane's head if it is still `id` (delivered, or given up) and
     /// returns the next head, keeping the lease (due at `now + lease`); with
-    /// no next head the lane leaves the schedule.
+    /// no next head the lane leaves the schedule. When `id` is not the head
+    /// (another node took the lane over) nothing changes and the answer is
+    /// `None`: the caller stops working the lane.
     pub async fn pop(
         &self,
         lane: &Lane,
@@ -204,8 +206,8 @@ impl Queue {
         }
     }
 
-    /// Records a failed attempt at head `id` (if it still is the head) and
-    /// makes the lane due at `due`.
+    /// Records a failed attempt at head `id` and makes the lane due at `due`
+    /// (nothing, when `id` is not the head any more).
     pub async fn retry(&self, lane: &Lane, id: &str, attempts: Attempts, due: i64) -> Result<(), QueueError> {
         match self {
             Queue::Local(q) => q.retry(lane, id, attempts, due).await,

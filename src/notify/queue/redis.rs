@@ -28,14 +28,16 @@ return lanes
 ";
 
 /// Pops the head when it is still ARGV[2], then returns the next head and its
-/// attempts (re-leased) or leaves the schedule when the lane is empty.
-/// KEYS: due, list, att. ARGV: lane, id prefix (`{"id":"<id>"`), lease until.
+/// attempts (re-leased) or leaves the schedule when the lane is empty. When
+/// the head is another, the caller lost its lease: nothing changes.
+/// KEYS: due, list, att. ARGV: lane, id prefix (`{"id":"<id>",`), lease until.
 const POP: &str = r"
 local head = redis.call('LINDEX', KEYS[2], 0)
-if head and string.sub(head, 1, string.len(ARGV[2])) == ARGV[2] then
-  redis.call('LPOP', KEYS[2])
-  redis.call('HDEL', KEYS[3], ARGV[1])
+if not head or string.sub(head, 1, string.len(ARGV[2])) ~= ARGV[2] then
+  return {}
 end
+redis.call('LPOP', KEYS[2])
+redis.call('HDEL', KEYS[3], ARGV[1])
 local next = redis.call('LINDEX', KEYS[2], 0)
 if next then
   redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
@@ -45,18 +47,16 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 return {}
 ";
 
-/// Records a failed attempt when the head is still ARGV[2]; reschedules.
+/// Records a failed attempt when the head is still ARGV[2] and reschedules
+/// the lane; when the head is another, the caller lost its lease: nothing changes.
 /// KEYS: due, list, att. ARGV: lane, id prefix, attempts, due.
 const RETRY: &str = r"
 local head = redis.call('LINDEX', KEYS[2], 0)
-if head and string.sub(head, 1, string.len(ARGV[2])) == ARGV[2] then
-  redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+if not head or string.sub(head, 1, string.len(ARGV[2])) ~= ARGV[2] then
+  return 0
 end
-if redis.call('LLEN', KEYS[2]) > 0 then
-  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
-else
-  redis.call('ZREM', KEYS[1], ARGV[1])
-end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
 return 1
 ";
 
@@ -89,7 +89,7 @@ fn redis_err(e: redis::RedisError) -> QueueError {
 /// What an entry's stored form starts with: the queue recognises its head by it.
 fn id_prefix(id: &str) -> String {
     let quoted = serde_json::to_string(id).unwrap_or_default();
-    format!("{{\"id\":{quoted}")
+    format!("{{\"id\":{quoted},")
 }
 
 fn webhook_field(app: &AppId, webhook: &WebhookId) -> String {
