@@ -245,6 +245,42 @@ impl fmt::Display for WebhookId {
     }
 }
 
+/// A user's device, named by the client (1–128 letters, digits and `_ . : -`):
+/// registering the same id again replaces its token.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct DeviceId(String);
+
+/// Why a string is not a valid [`DeviceId`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a device id is 1-128 characters of letters, digits and _ . : -")]
+pub struct InvalidDeviceId;
+
+impl DeviceId {
+    /// Validates an id a client sent.
+    pub fn parse(raw: &str) -> Result<Self, InvalidDeviceId> {
+        let ok = (1..=128).contains(&raw.len())
+            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+        if ok { Ok(Self(raw.to_owned())) } else { Err(InvalidDeviceId) }
+    }
+
+    /// Wraps an id read from the store, which only holds valid ids.
+    pub fn from_store(raw: String) -> Self {
+        Self(raw)
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Whether a count is zero: serde's `skip_serializing_if` for counts left
 /// out of JSON while they are 0.
 pub fn is_zero(n: &u64) -> bool {

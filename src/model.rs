@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::auth::SigningSecret;
-use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId, WebhookId};
+use crate::ids::{
+    AppId, AppToken, AttachmentId, ChatNumber, DeviceId, MessageNumber, Timestamp, UserId, WebhookId,
+};
 
 /// Most recipients one `send` may name.
 pub const MAX_RECIPIENTS: usize = 100;
@@ -576,4 +578,139 @@ pub struct Webhook {
     pub disabled_at: Option<Timestamp>,
     /// Why it was disabled.
     pub disabled_reason: Option<String>,
+}
+
+/// Who delivers a device's push notifications.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PushProvider {
+    /// Firebase Cloud Messaging (Android, iOS through Firebase, web through Firebase).
+    Fcm,
+    /// Apple Push Notification service, directly.
+    Apns,
+    /// Web Push (RFC 8030/8291, VAPID), a browser's push service.
+    WebPush,
+}
+
+impl PushProvider {
+    /// The wire name: `fcm`, `apns`, `webpush`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PushProvider::Fcm => "fcm",
+            PushProvider::Apns => "apns",
+            PushProvider::WebPush => "webpush",
+        }
+    }
+
+    /// The provider a wire name names.
+    pub fn parse(name: &str) -> Option<PushProvider> {
+        [PushProvider::Fcm, PushProvider::Apns, PushProvider::WebPush]
+            .into_iter()
+            .find(|p| p.as_str() == name)
+    }
+}
+
+/// Most devices one user may register (the oldest is replaced past it).
+pub const MAX_DEVICES: usize = 20;
+
+/// A device of a user that receives push notifications.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// The application.
+    pub app: AppId,
+    /// Whose.
+    pub user: UserId,
+    /// Its id, chosen by the client.
+    pub id: DeviceId,
+    /// Who delivers to it.
+    pub provider: PushProvider,
+    /// The provider's token: an FCM registration token, an APNs device token
+    /// (hex), or a Web Push subscription as JSON (`{"endpoint","keys":{"p256dh","auth"}}`).
+    pub token: String,
+    /// When it was first registered.
+    pub created_at: Timestamp,
+    /// When its token was last set.
+    pub updated_at: Timestamp,
+}
+
+/// How much of one chat notifies a user who is away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChatLevel {
+    /// Every message.
+    All,
+    /// Only messages that mention the user (`@user`).
+    Mentions,
+    /// Nothing: the chat is muted.
+    None,
+}
+
+impl ChatLevel {
+    /// The wire name: `all`, `mentions`, `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatLevel::All => "all",
+            ChatLevel::Mentions => "mentions",
+            ChatLevel::None => "none",
+        }
+    }
+
+    /// The level a wire name names.
+    pub fn parse(name: &str) -> Option<ChatLevel> {
+        [ChatLevel::All, ChatLevel::Mentions, ChatLevel::None].into_iter().find(|l| l.as_str() == name)
+    }
+}
+
+/// Hours of a day during which a user gets no push notification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuietHours {
+    /// Start, `HH:MM` (24 h) in `tz`.
+    pub from: String,
+    /// End, `HH:MM` in `tz`; before `from` when the quiet spans midnight.
+    pub to: String,
+    /// An IANA time zone, e.g. `Europe/Paris`.
+    pub tz: String,
+}
+
+/// Most chats one user's settings name.
+pub const MAX_CHAT_SETTINGS: usize = 1000;
+
+/// How a user wants to be notified while away.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotificationSettings {
+    /// The application.
+    pub app: AppId,
+    /// Whose.
+    pub user: UserId,
+    /// Unread digests by email (needs `email_address`).
+    pub email: bool,
+    /// Where the digests go.
+    pub email_address: Option<String>,
+    /// Push notifications to the user's devices.
+    pub push: bool,
+    /// Per chat: every message, mentions only, or nothing (a chat not named: every message).
+    pub chats: BTreeMap<ChatNumber, ChatLevel>,
+    /// When pushes are held back.
+    pub quiet_hours: Option<QuietHours>,
+    /// When they were last changed.
+    pub updated_at: Timestamp,
+}
+
+impl NotificationSettings {
+    /// What a user who never chose gets: push on, email off, every chat.
+    pub fn default_for(app: &AppId, user: &UserId) -> Self {
+        Self {
+            app: app.clone(),
+            user: user.clone(),
+            email: false,
+            email_address: None,
+            push: true,
+            chats: BTreeMap::new(),
+            quiet_hours: None,
+            updated_at: Timestamp(0),
+        }
+    }
+
+    /// The level of `chat` (every message unless named).
+    pub fn level(&self, chat: ChatNumber) -> ChatLevel {
+        self.chats.get(&chat).copied().unwrap_or(ChatLevel::All)
+    }
 }

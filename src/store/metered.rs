@@ -4,11 +4,13 @@
 use async_trait::async_trait;
 
 use super::{DynStore, Store, StoreError};
-use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId, WebhookId};
+use crate::ids::{
+    AppId, AppToken, AttachmentId, ChatNumber, DeviceId, MessageNumber, Timestamp, UserId, WebhookId,
+};
 use crate::metrics::{metrics, timed};
 use crate::model::{
-    Application, Attachment, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
-    ReadState, ReceiptKind, Role, Webhook,
+    Application, Attachment, Change, Chat, Device, DirectPair, Member, Message, MessageRange, MessageVersion,
+    NotificationSettings, Page, ReadState, ReceiptKind, Role, Webhook,
 };
 
 /// Wraps a store with metrics.
@@ -281,5 +283,29 @@ impl Store for Metered {
 
     async fn delete_webhook(&self, app: &AppId, id: &WebhookId) -> Result<bool, StoreError> {
         time("delete_webhook", self.0.delete_webhook(app, id)).await
+    }
+
+    async fn put_device(&self, device: &Device) -> Result<(), StoreError> {
+        time("put_device", self.0.put_device(device)).await
+    }
+
+    async fn devices(&self, app: &AppId, user: &UserId) -> Result<Vec<Device>, StoreError> {
+        time("devices", self.0.devices(app, user)).await
+    }
+
+    async fn delete_device(&self, app: &AppId, user: &UserId, id: &DeviceId) -> Result<bool, StoreError> {
+        time("delete_device", self.0.delete_device(app, user, id)).await
+    }
+
+    async fn notification_settings(
+        &self,
+        app: &AppId,
+        user: &UserId,
+    ) -> Result<Option<NotificationSettings>, StoreError> {
+        time("notification_settings", self.0.notification_settings(app, user)).await
+    }
+
+    async fn put_notification_settings(&self, settings: &NotificationSettings) -> Result<(), StoreError> {
+        time("put_notification_settings", self.0.put_notification_settings(settings)).await
     }
 }

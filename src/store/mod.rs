@@ -15,10 +15,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId, WebhookId};
+use crate::ids::{
+    AppId, AppToken, AttachmentId, ChatNumber, DeviceId, MessageNumber, Timestamp, UserId, WebhookId,
+};
 use crate::model::{
-    Application, Attachment, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
-    ReadState, ReceiptKind, Role, Webhook,
+    Application, Attachment, Change, Chat, Device, DirectPair, Member, Message, MessageRange, MessageVersion,
+    NotificationSettings, Page, ReadState, ReceiptKind, Role, Webhook,
 };
 
 pub use batch::{BatchConfig, BatchStats, BatchWriter, OnCommit, WriteError};
@@ -283,4 +285,20 @@ pub trait Store: Send + Sync + 'static {
     async fn update_webhook(&self, webhook: &Webhook) -> Result<(), StoreError>;
     /// Forgets a webhook; returns whether it existed.
     async fn delete_webhook(&self, app: &AppId, id: &WebhookId) -> Result<bool, StoreError>;
+
+    /// Saves a device (a new one, or a new token for an id registered before:
+    /// `created_at` is kept).
+    async fn put_device(&self, device: &Device) -> Result<(), StoreError>;
+    /// A user's devices, by id.
+    async fn devices(&self, app: &AppId, user: &UserId) -> Result<Vec<Device>, StoreError>;
+    /// Forgets a device; returns whether it existed.
+    async fn delete_device(&self, app: &AppId, user: &UserId, id: &DeviceId) -> Result<bool, StoreError>;
+    /// A user's notification settings, if they ever chose any.
+    async fn notification_settings(
+        &self,
+        app: &AppId,
+        user: &UserId,
+    ) -> Result<Option<NotificationSettings>, StoreError>;
+    /// Overwrites a user's notification settings.
+    async fn put_notification_settings(&self, settings: &NotificationSettings) -> Result<(), StoreError>;
 }
