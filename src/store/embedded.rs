@@ -5,6 +5,7 @@
 //! messages, which is what keeps the fsync per commit affordable.
 
 mod attachments;
+mod devices;
 mod webhooks;
 
 use std::path::Path;
@@ -16,10 +17,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
 use crate::auth::SigningSecret;
-use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId, WebhookId};
+use crate::ids::{
+    AppId, AppToken, AttachmentId, ChatNumber, DeviceId, MessageNumber, Timestamp, UserId, WebhookId,
+};
 use crate::model::{
-    Application, AttachedFile, Attachment, Change, Chat, ChatKind, DirectPair, Member, Message, MessageRange,
-    MessageVersion, Metadata, Page, Reactions, ReadState, ReceiptKind, Role, UserGroups, Webhook,
+    Application, AttachedFile, Attachment, Change, Chat, ChatKind, Device, DirectPair, Member, Message,
+    MessageRange, MessageVersion, Metadata, NotificationSettings, Page, Reactions, ReadState, ReceiptKind,
+    Role, UserGroups, Webhook,
 };
 
 /// token → application.
@@ -268,6 +272,8 @@ impl EmbeddedStore {
             txn.open_table(MEMBER_ROLES).map_err(embedded)?;
             txn.open_table(attachments::ATTACHMENTS).map_err(embedded)?;
             txn.open_table(webhooks::WEBHOOKS).map_err(embedded)?;
+            txn.open_table(devices::DEVICES).map_err(embedded)?;
+            txn.open_table(devices::NOTIFICATION_SETTINGS).map_err(embedded)?;
         }
         txn.commit().map_err(embedded)?;
         Ok(Self { db: Arc::new(db) })
@@ -994,6 +1000,35 @@ impl Store for EmbeddedStore {
     async fn delete_webhook(&self, app: &AppId, id: &WebhookId) -> Result<bool, StoreError> {
         let (app, id) = (app.clone(), id.clone());
         self.write(move |txn| webhooks::delete(txn, &app, &id)).await
+    }
+
+    async fn put_device(&self, device: &Device) -> Result<(), StoreError> {
+        let device = device.clone();
+        self.write(move |txn| devices::put_device(txn, &device)).await
+    }
+
+    async fn devices(&self, app: &AppId, user: &UserId) -> Result<Vec<Device>, StoreError> {
+        let (app, user) = (app.clone(), user.clone());
+        self.read(move |txn| devices::devices(txn, &app, &user)).await
+    }
+
+    async fn delete_device(&self, app: &AppId, user: &UserId, id: &DeviceId) -> Result<bool, StoreError> {
+        let (app, user, id) = (app.clone(), user.clone(), id.clone());
+        self.write(move |txn| devices::delete_device(txn, &app, &user, &id)).await
+    }
+
+    async fn notification_settings(
+        &self,
+        app: &AppId,
+        user: &UserId,
+    ) -> Result<Option<NotificationSettings>, StoreError> {
+        let (app, user) = (app.clone(), user.clone());
+        self.read(move |txn| devices::settings(txn, &app, &user)).await
+    }
+
+    async fn put_notification_settings(&self, settings: &NotificationSettings) -> Result<(), StoreError> {
+        let settings = settings.clone();
+        self.write(move |txn| devices::put_settings(txn, &settings)).await
     }
 }
 

@@ -4,11 +4,16 @@
 //! against one shared store, in any order, side by side. A backend's test file
 //! calls them, e.g. `contract::applications(&store).await`.
 
+use std::collections::BTreeMap;
 use weft::auth::SigningSecret;
-use weft::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId, WebhookId};
+
+use weft::ids::{
+    AppId, AppToken, AttachmentId, ChatNumber, DeviceId, MessageNumber, Timestamp, UserId, WebhookId,
+};
 use weft::model::{
-    Application, AttachedFile, Attachment, Change, Chat, ChatKind, DirectPair, EventType, Member, Message,
-    MessageRange, MessageVersion, Metadata, Page, ReadState, ReceiptKind, Role, UserGroups, Webhook,
+    Application, AttachedFile, Attachment, Change, Chat, ChatKind, ChatLevel, Device, DirectPair, EventType,
+    Member, Message, MessageRange, MessageVersion, Metadata, NotificationSettings, Page, PushProvider,
+    QuietHours, ReadState, ReceiptKind, Role, UserGroups, Webhook,
 };
 use weft::store::{MESSAGE_BUCKET, Store};
 
@@ -24,6 +29,7 @@ pub async fn all(store: &dyn Store) {
     threads(store).await;
     attachments(store).await;
     webhooks(store).await;
+    notifications(store).await;
     reactions(store).await;
     members(store).await;
     groups(store).await;
@@ -201,6 +207,101 @@ pub async fn webhooks(store: &dyn Store) {
     assert_eq!(store.webhook(&app, &a.id).await.unwrap(), None, "an update brings no deleted webhook back");
     assert_eq!(store.webhooks(&app).await.unwrap(), vec![b]);
     assert_eq!(store.webhooks(&other).await.unwrap(), vec![c]);
+}
+
+/// Devices and notification settings, per (application, user). Devices are
+/// listed by id; registering an id again replaces its provider, token and
+/// `updated_at` but keeps `created_at`; a delete says whether there was one.
+/// Settings are absent until put, and a put overwrites every field, setting
+/// and clearing the optional ones.
+pub async fn notifications(store: &dyn Store) {
+    let app = AppId::generate();
+    // An id that extends `app`'s, and a user whose id extends alice's: a
+    // listing must stop at its own.
+    let other_app = AppId::new(format!("{app}-2"));
+    let (alice, bob) = (user("alice"), user("alice-2"));
+    let device = |app: &AppId, user: &UserId, id: &str, provider: PushProvider, at: i64| Device {
+        app: app.clone(),
+        user: user.clone(),
+        id: DeviceId::parse(id).unwrap(),
+        provider,
+        token: format!("token-of-{id}-{at}"),
+        created_at: Timestamp(at),
+        updated_at: Timestamp(at),
+    };
+    let phone = device(&app, &alice, "phone", PushProvider::Fcm, 1_700_000_000_000);
+    let laptop = device(&app, &alice, "laptop:firefox", PushProvider::WebPush, 1_700_000_001_000);
+    let bobs = device(&app, &bob, "phone", PushProvider::Apns, 1_700_000_002_000);
+    let elsewhere = device(&other_app, &alice, "phone", PushProvider::Apns, 1_700_000_003_000);
+    for d in [&phone, &laptop, &bobs, &elsewhere] {
+        store.put_device(d).await.unwrap();
+    }
+    assert_eq!(store.devices(&app, &alice).await.unwrap(), vec![laptop.clone(), phone.clone()], "by id");
+    assert_eq!(store.devices(&app, &bob).await.unwrap(), vec![bobs.clone()]);
+    assert_eq!(store.devices(&other_app, &alice).await.unwrap(), vec![elsewhere.clone()]);
+    assert_eq!(store.devices(&app, &user("carol")).await.unwrap(), Vec::new());
+    assert_eq!(store.devices(&AppId::generate(), &alice).await.unwrap(), Vec::new());
+
+    // Registered again: a new provider and token, the first created_at.
+    let again = Device {
+        provider: PushProvider::Apns,
+        token: "0123abcd".repeat(8),
+        created_at: Timestamp(1_800_000_000_000),
+        updated_at: Timestamp(1_800_000_000_000),
+        ..phone.clone()
+    };
+    store.put_device(&again).await.unwrap();
+    let kept = Device { created_at: phone.created_at, ..again.clone() };
+    assert_eq!(store.devices(&app, &alice).await.unwrap(), vec![laptop.clone(), kept.clone()]);
+    assert_eq!(store.devices(&app, &bob).await.unwrap(), vec![bobs.clone()], "another user's");
+    assert_eq!(store.devices(&other_app, &alice).await.unwrap(), vec![elsewhere.clone()], "another app's");
+
+    assert!(!store.delete_device(&app, &user("carol"), &phone.id).await.unwrap(), "another user's");
+    assert!(store.delete_device(&app, &alice, &phone.id).await.unwrap());
+    assert!(!store.delete_device(&app, &alice, &phone.id).await.unwrap());
+    assert_eq!(store.devices(&app, &alice).await.unwrap(), vec![laptop.clone()]);
+    assert_eq!(store.devices(&app, &bob).await.unwrap(), vec![bobs]);
+    assert_eq!(store.devices(&other_app, &alice).await.unwrap(), vec![elsewhere]);
+    // Registered after a delete: a new device, with its own created_at.
+    store.put_device(&again).await.unwrap();
+    assert_eq!(store.devices(&app, &alice).await.unwrap(), vec![laptop, again]);
+
+    // Settings.
+    assert_eq!(store.notification_settings(&app, &alice).await.unwrap(), None);
+    let full = NotificationSettings {
+        app: app.clone(),
+        user: alice.clone(),
+        email: true,
+        email_address: Some("alice+weft@example.com".into()),
+        push: false,
+        chats: BTreeMap::from([(ChatNumber(3), ChatLevel::Mentions), (ChatNumber(12), ChatLevel::None)]),
+        quiet_hours: Some(QuietHours { from: "22:30".into(), to: "07:00".into(), tz: "Europe/Paris".into() }),
+        updated_at: Timestamp(1_700_000_000_000),
+    };
+    store.put_notification_settings(&full).await.unwrap();
+    assert_eq!(store.notification_settings(&app, &alice).await.unwrap(), Some(full.clone()));
+    assert_eq!(store.notification_settings(&app, &bob).await.unwrap(), None, "another user's");
+    assert_eq!(store.notification_settings(&other_app, &alice).await.unwrap(), None, "another app's");
+    let mut bobs_settings = NotificationSettings::default_for(&app, &bob);
+    bobs_settings.chats.insert(ChatNumber(3), ChatLevel::All);
+    store.put_notification_settings(&bobs_settings).await.unwrap();
+
+    // Overwritten with every optional field cleared and no chat named.
+    let cleared = NotificationSettings {
+        email: false,
+        email_address: None,
+        push: true,
+        chats: BTreeMap::new(),
+        quiet_hours: None,
+        updated_at: Timestamp(1_700_000_100_000),
+        ..full.clone()
+    };
+    store.put_notification_settings(&cleared).await.unwrap();
+    assert_eq!(store.notification_settings(&app, &alice).await.unwrap(), Some(cleared.clone()));
+    // And set again.
+    store.put_notification_settings(&full).await.unwrap();
+    assert_eq!(store.notification_settings(&app, &alice).await.unwrap(), Some(full));
+    assert_eq!(store.notification_settings(&app, &bob).await.unwrap(), Some(bobs_settings), "untouched");
 }
 
 fn numbers(messages: &[Message]) -> Vec<u64> {

@@ -12,16 +12,20 @@
 //!   first, so readers find the newest bucket and skip empty ones;
 //! - members and a user's chats are two mirror tables written together;
 //! - `attachments` holds one row per granted upload, keyed by (app, id);
-//! - `webhooks` holds an application's webhooks in one partition, by id.
+//! - `webhooks` holds an application's webhooks in one partition, by id;
+//! - `devices` holds a user's push devices in one partition, by id;
+//! - `notification_settings` holds one row per user, keyed by (app, user).
 //!
 //! The message path never uses lightweight transactions (Paxos); the rare
 //! changes that must not race do (claiming a direct chat, edits and deletes,
-//! attaching a file to one message, updating and deleting a webhook).
-//! Optional columns are sent *unset* rather than null so that no tombstones
-//! are written (a webhook update that clears a field writes its null).
+//! attaching a file to one message, updating and deleting a webhook, every
+//! write of a device). Optional columns are sent *unset* rather than null so
+//! that no tombstones are written (a webhook update that clears a field, and
+//! notification settings, which are overwritten whole, write their nulls).
 
 mod attachments;
 mod batches;
+mod devices;
 mod rows;
 mod schema;
 mod statements;

@@ -5,10 +5,14 @@ use scylla::response::query_result::QueryResult;
 use scylla::value::{CqlTimestamp, MaybeUnset};
 
 use crate::auth::SigningSecret;
-use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId, WebhookId};
+use std::collections::BTreeMap;
+
+use crate::ids::{
+    AppId, AppToken, AttachmentId, ChatNumber, DeviceId, MessageNumber, Timestamp, UserId, WebhookId,
+};
 use crate::model::{
-    Application, AttachedFile, Attachment, Chat, ChatKind, EventType, Message, Metadata, Page, Reactions,
-    UserGroups, Webhook,
+    Application, AttachedFile, Attachment, Chat, ChatKind, ChatLevel, Device, EventType, Message, Metadata,
+    NotificationSettings, Page, PushProvider, QuietHours, Reactions, UserGroups, Webhook,
 };
 use crate::store::{StoreError, bucket_of};
 
@@ -194,6 +198,85 @@ pub(super) fn webhook_from_row(app: &AppId, row: WebhookRow) -> Result<Webhook, 
     })
 }
 
+/// id, provider, token, created_at, updated_at.
+pub(super) type DeviceRow = (String, String, String, CqlTimestamp, CqlTimestamp);
+
+/// The columns of a [`DeviceRow`], in order.
+pub(super) const DEVICE_COLUMNS: &str = "id, provider, \"token\", created_at, updated_at";
+
+/// A device read back; a provider name this build does not know is `Corrupt`.
+pub(super) fn device_from_row(app: &AppId, user: &UserId, row: DeviceRow) -> Result<Device, StoreError> {
+    let (id, provider, token, created_at, updated_at) = row;
+    let provider = PushProvider::parse(&provider).ok_or(StoreError::Corrupt { what: "device provider" })?;
+    Ok(Device {
+        app: app.clone(),
+        user: user.clone(),
+        id: DeviceId::from_store(id),
+        provider,
+        token,
+        created_at: from_ts(created_at),
+        updated_at: from_ts(updated_at),
+    })
+}
+
+/// email, email_address, push, chats, quiet_from, quiet_to, quiet_tz, updated_at.
+pub(super) type SettingsRow = (
+    bool,
+    Option<String>,
+    bool,
+    Option<BTreeMap<i64, String>>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    CqlTimestamp,
+);
+
+/// The columns of a [`SettingsRow`], in order.
+pub(super) const SETTINGS_COLUMNS: &str =
+    "email, email_address, push, chats, quiet_from, quiet_to, quiet_tz, updated_at";
+
+/// A user's per-chat levels as stored: chat number → level wire name.
+pub(super) fn chat_levels(
+    chats: &BTreeMap<ChatNumber, ChatLevel>,
+) -> Result<BTreeMap<i64, &'static str>, StoreError> {
+    chats.iter().map(|(chat, level)| Ok((bigint(chat.get())?, level.as_str()))).collect()
+}
+
+/// Settings read back. A level name this build does not know, a negative
+/// chat number, or quiet hours with some of their three columns missing are
+/// `Corrupt` (a null map, which is how CQL keeps an empty one, reads as none).
+pub(super) fn settings_from_row(
+    app: &AppId,
+    user: &UserId,
+    row: SettingsRow,
+) -> Result<NotificationSettings, StoreError> {
+    let (email, email_address, push, chats, quiet_from, quiet_to, quiet_tz, updated_at) = row;
+    let chats = chats
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(chat, level)| {
+            let chat = ChatNumber(unsigned(chat, "notification settings chat")?);
+            let level = ChatLevel::parse(&level).ok_or(StoreError::Corrupt { what: "chat level" })?;
+            Ok((chat, level))
+        })
+        .collect::<Result<BTreeMap<_, _>, StoreError>>()?;
+    let quiet_hours = match (quiet_from, quiet_to, quiet_tz) {
+        (Some(from), Some(to), Some(tz)) => Some(QuietHours { from, to, tz }),
+        (None, None, None) => None,
+        _ => return Err(StoreError::Corrupt { what: "quiet hours" }),
+    };
+    Ok(NotificationSettings {
+        app: app.clone(),
+        user: user.clone(),
+        email,
+        email_address,
+        push,
+        chats,
+        quiet_hours,
+        updated_at: from_ts(updated_at),
+    })
+}
+
 /// A message's attachments as stored (a JSON list; null when none).
 pub(super) fn attachments_text(files: &[AttachedFile]) -> Result<Option<String>, StoreError> {
     if files.is_empty() {
@@ -339,5 +422,47 @@ mod tests {
         );
         let unknown = webhook_from_row(&app, row(Some(vec!["message.created", "message.exploded"])));
         assert!(matches!(unknown, Err(StoreError::Corrupt { what: "webhook event" })));
+    }
+
+    #[test]
+    fn device_rows_read_back_and_unknown_providers_are_corrupt() {
+        let (app, user) = (AppId::generate(), UserId::parse("u").unwrap());
+        let row = |provider: &str| -> DeviceRow {
+            ("phone".into(), provider.into(), "t".into(), CqlTimestamp(1), CqlTimestamp(2))
+        };
+        let read = device_from_row(&app, &user, row("apns")).unwrap();
+        assert_eq!(
+            (read.provider, read.id.as_str(), read.updated_at),
+            (PushProvider::Apns, "phone", Timestamp(2))
+        );
+        let unknown = device_from_row(&app, &user, row("pigeon"));
+        assert!(matches!(unknown, Err(StoreError::Corrupt { what: "device provider" })));
+    }
+
+    #[test]
+    fn settings_rows_read_back_and_bad_ones_are_corrupt() {
+        let (app, user) = (AppId::generate(), UserId::parse("u").unwrap());
+        let row = |chats: Option<Vec<(i64, &str)>>, quiet: [Option<&str>; 3]| -> SettingsRow {
+            let chats = chats.map(|c| c.into_iter().map(|(n, l)| (n, l.to_owned())).collect());
+            let [from, to, tz] = quiet.map(|q| q.map(str::to_owned));
+            (true, None, false, chats, from, to, tz, CqlTimestamp(3))
+        };
+        let levels = BTreeMap::from([(ChatNumber(2), ChatLevel::None), (ChatNumber(9), ChatLevel::Mentions)]);
+        let stored = chat_levels(&levels).unwrap();
+        let stored: Vec<(i64, &str)> = stored.into_iter().collect();
+        let read =
+            settings_from_row(&app, &user, row(Some(stored), [Some("22:00"), Some("07:00"), Some("UTC")]))
+                .unwrap();
+        assert_eq!(read.chats, levels);
+        assert_eq!(read.quiet_hours.map(|q| q.tz), Some("UTC".to_owned()));
+        let empty = settings_from_row(&app, &user, row(None, [None, None, None])).unwrap();
+        assert!(empty.chats.is_empty() && empty.quiet_hours.is_none(), "CQL keeps an empty map as null");
+        for bad in [
+            row(Some(vec![(1, "loud")]), [None, None, None]),
+            row(Some(vec![(-1, "all")]), [None, None, None]),
+            row(None, [Some("22:00"), None, Some("UTC")]),
+        ] {
+            assert!(matches!(settings_from_row(&app, &user, bad), Err(StoreError::Corrupt { .. })));
+        }
     }
 }

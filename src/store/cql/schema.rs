@@ -18,10 +18,11 @@ pub(super) const MIGRATIONS: &[(u32, &str, &str)] = &[
     (7, "groups", include_str!("../../../cql/007_groups.cql")),
     (8, "attachments", include_str!("../../../cql/008_attachments.cql")),
     (9, "webhooks", include_str!("../../../cql/009_webhooks.cql")),
+    (10, "notifications", include_str!("../../../cql/010_notifications.cql")),
 ];
 
 /// The schema version this build needs (the newest embedded migration).
-pub const SCHEMA_VERSION: u32 = 9;
+pub const SCHEMA_VERSION: u32 = 10;
 
 /// The migrations recorded in `keyspace` (none when the keyspace or its
 /// `schema_migrations` table does not exist yet).
@@ -144,6 +145,15 @@ mod tests {
             "Invalid column name jwks_url because it conflicts with an existing column"
         ));
         assert!(is_existing_column("Column with name 'jwks_url' already exists"));
+    }
+
+    #[test]
+    fn the_notifications_migration_creates_its_two_tables() {
+        let text = MIGRATIONS.iter().find(|m| m.0 == 10).map(|m| m.2).unwrap();
+        let statements: Vec<String> = cql_statements(text).collect();
+        assert_eq!(statements.len(), 2);
+        assert!(statements[0].starts_with("CREATE TABLE IF NOT EXISTS devices ("));
+        assert!(statements[1].starts_with("CREATE TABLE IF NOT EXISTS notification_settings ("));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use scylla::frame::types::Consistency;
 use scylla::statement::batch::{Batch, BatchStatement, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 
-use super::rows::{CHAT_COLUMNS, WEBHOOK_COLUMNS};
+use super::rows::{CHAT_COLUMNS, DEVICE_COLUMNS, SETTINGS_COLUMNS, WEBHOOK_COLUMNS};
 use crate::store::StoreError;
 
 /// Every statement the store runs, prepared once at connect.
@@ -73,6 +73,18 @@ pub(super) struct Statements {
     pub(super) update_webhook: PreparedStatement,
     /// Conditional (`IF EXISTS`): tells whether there was a webhook to delete.
     pub(super) delete_webhook: PreparedStatement,
+    /// Conditional (`IF NOT EXISTS`): registers a device that was not there.
+    pub(super) insert_device: PreparedStatement,
+    /// Conditional (`IF EXISTS`): a new provider and token for a device that
+    /// is there (`created_at` stays).
+    pub(super) update_device: PreparedStatement,
+    /// Every device of a user (one partition), by id.
+    pub(super) devices: PreparedStatement,
+    /// Conditional (`IF EXISTS`): tells whether there was a device to delete.
+    pub(super) delete_device: PreparedStatement,
+    pub(super) notification_settings: PreparedStatement,
+    /// Writes every column (nulls clear, the map is replaced).
+    pub(super) put_notification_settings: PreparedStatement,
     /// LOGGED batch: the `members` row and its `user_chats` mirror.
     pub(super) add_member: Batch,
     /// LOGGED batch: deletes the `members` row and its `user_chats` mirror.
@@ -236,6 +248,27 @@ impl Statements {
                 .into())
             .await?,
             delete_webhook: p("DELETE FROM webhooks WHERE app = ? AND id = ? IF EXISTS".into()).await?,
+            insert_device: p("INSERT INTO devices (app, user_id, id, provider, \"token\", created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+                .into())
+            .await?,
+            update_device: p("UPDATE devices SET provider = ?, \"token\" = ?, updated_at = ? \
+                 WHERE app = ? AND user_id = ? AND id = ? IF EXISTS"
+                .into())
+            .await?,
+            devices: p(format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE app = ? AND user_id = ? ORDER BY id ASC"
+            ))
+            .await?,
+            delete_device: p("DELETE FROM devices WHERE app = ? AND user_id = ? AND id = ? IF EXISTS".into()).await?,
+            notification_settings: p(format!(
+                "SELECT {SETTINGS_COLUMNS} FROM notification_settings WHERE app = ? AND user_id = ?"
+            ))
+            .await?,
+            put_notification_settings: p("INSERT INTO notification_settings (app, user_id, email, email_address, \
+                 push, chats, quiet_from, quiet_to, quiet_tz, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                .into())
+            .await?,
             add_member: logged_batch(vec![insert_member.await?, insert_user_chat.await?]),
             remove_member: logged_batch(vec![delete_member.await?, delete_user_chat.await?]),
         })

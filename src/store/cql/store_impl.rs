@@ -12,20 +12,22 @@ use super::rows::{
     cql_limit, decode_first, decode_rows, from_ts, message_from_row, message_values, metadata_text,
     skip_page, ts, unset_if_none, unsigned,
 };
-use crate::ids::{AppId, AppToken, AttachmentId, ChatNumber, MessageNumber, Timestamp, UserId, WebhookId};
+use crate::ids::{
+    AppId, AppToken, AttachmentId, ChatNumber, DeviceId, MessageNumber, Timestamp, UserId, WebhookId,
+};
 use crate::model::{
-    Application, Attachment, Change, Chat, DirectPair, Member, Message, MessageRange, MessageVersion, Page,
-    Reactions, ReadState, ReceiptKind, Role, UserGroups, Webhook,
+    Application, Attachment, Change, Chat, Device, DirectPair, Member, Message, MessageRange, MessageVersion,
+    NotificationSettings, Page, Reactions, ReadState, ReceiptKind, Role, UserGroups, Webhook,
 };
 use crate::store::{Store, StoreError, bucket_of};
 
 /// Attempts of a conditional update that lost to a concurrent one.
-const CONDITIONAL_TRIES: usize = 5;
+pub(super) const CONDITIONAL_TRIES: usize = 5;
 
 /// A conditional update kept losing.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-struct Contended(&'static str);
+pub(super) struct Contended(pub(super) &'static str);
 
 /// Whether a conditional statement applied (the first column of its answer).
 pub(super) fn applied(
@@ -878,6 +880,30 @@ impl Store for CqlStore {
 
     async fn delete_webhook(&self, app: &AppId, id: &WebhookId) -> Result<bool, StoreError> {
         self.delete_webhook_row(app, id).await
+    }
+
+    async fn put_device(&self, device: &Device) -> Result<(), StoreError> {
+        self.put_device_row(device).await
+    }
+
+    async fn devices(&self, app: &AppId, user: &UserId) -> Result<Vec<Device>, StoreError> {
+        self.device_rows(app, user).await
+    }
+
+    async fn delete_device(&self, app: &AppId, user: &UserId, id: &DeviceId) -> Result<bool, StoreError> {
+        self.delete_device_row(app, user, id).await
+    }
+
+    async fn notification_settings(
+        &self,
+        app: &AppId,
+        user: &UserId,
+    ) -> Result<Option<NotificationSettings>, StoreError> {
+        self.settings_row(app, user).await
+    }
+
+    async fn put_notification_settings(&self, settings: &NotificationSettings) -> Result<(), StoreError> {
+        self.put_settings_row(settings).await
     }
 }
 
