@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Real services for weft's test suite, on loopback only: Redis, a three-master Redis Cluster,
-# Apache Cassandra 5.0.8, a single OpenSearch 2.19.6 node and SeaweedFS as the S3 server.
+# Apache Cassandra 5.0.8, a single OpenSearch 2.19.6 node, SeaweedFS as the S3 server and
+# Mailpit as the SMTP server.
 #
 #   bash scripts/services.sh up       install what is missing, start (or reuse) them all, wait until they answer
 #   bash scripts/services.sh down     stop what `up` started (by pid file), wait until it is gone
 #   bash scripts/services.sh env      print `export WEFT_TEST_...` lines: eval "$(bash scripts/services.sh env)"
 #   bash scripts/services.sh status   say what answers (exit 1 if something does not)
 #
-# `down` takes optional names (redis, redis-cluster, cassandra, opensearch, seaweedfs) to stop only those.
+# `down` takes optional names (redis, redis-cluster, cassandra, opensearch, seaweedfs, mailpit) to
+# stop only those.
 #
 # Environment (all optional):
 #   WEFT_SVC_REDIS_PORT (6379), WEFT_SVC_REDIS_CLUSTER_PORT (6380: the cluster uses it and the
@@ -18,6 +20,7 @@
 #   WEFT_OPENSEARCH_START_TIMEOUT (180 s),
 #   WEFT_SVC_S3_PORT (8333: SeaweedFS's S3 API), WEFT_SEAWEEDFS_PORT_BASE (18330: its master, volume,
 #   filer and admin ports are this and the next nine),
+#   WEFT_SVC_SMTP_PORT (1025: Mailpit's SMTP), WEFT_SVC_MAILPIT_PORT (8025: Mailpit's web UI and API),
 #   WEFT_SERVICES_DIR (~/.cache/weft-services: download cache), WEFT_STATE_DIR (<services dir>/state),
 #   WEFT_SERVICES_STARTED_FILE (if set, `up` appends the name of each service it started itself).
 #
@@ -36,6 +39,11 @@
 # source, the Go module cache and the Go build cache live under the services dir, so a second run
 # reuses the binary. It runs as `weed mini` with every port on loopback, one identity from
 # scripts/seaweedfs/s3.json and the bucket `weft-test`. Every start gets empty data.
+#
+# Mailpit (MIT) is `go install`ed from its module into the services dir (about a minute the first
+# time; its Go caches are emptied afterwards, the 24 MiB binary stays). It takes any mail on its SMTP
+# port (and any login, also without TLS) and shows it through its HTTP API, where the email tests
+# read it back. Every start gets an empty mailbox.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -96,6 +104,17 @@ S3_REGION=us-east-1
 # Test-only credentials of a loopback server (they match scripts/seaweedfs/s3.json).
 S3_ACCESS_KEY=weft-test
 S3_SECRET_KEY=weft-test-secret
+
+MP_MODULE=github.com/axllent/mailpit
+MP_VERSION=v1.33.1
+MP_CACHE=$SERVICES_DIR/mailpit-$MP_VERSION
+MP_BIN=$MP_CACHE/bin/mailpit
+MP_DIR=$STATE_DIR/mailpit
+MP_PIDFILE=$MP_DIR/mailpit.pid
+MP_LOG=$MP_DIR/mailpit.log
+SMTP_PORT=${WEFT_SVC_SMTP_PORT:-1025}
+MP_PORT=${WEFT_SVC_MAILPIT_PORT:-8025}
+MP_URL=http://127.0.0.1:$MP_PORT
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -726,6 +745,78 @@ start_seaweedfs() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Mailpit (SMTP)
+
+# mailpit_answers: the HTTP API says ready and the SMTP port accepts connections.
+mailpit_answers() {
+    curl -sf -m 3 "$MP_URL/readyz" >/dev/null 2>&1 && port_open "$SMTP_PORT"
+}
+
+ensure_mailpit_bin() {
+    # (No `mailpit version` check: it asks GitHub for the latest release and fails offline.)
+    if [ -x "$MP_BIN" ] && grep -qx "$MP_MODULE@$MP_VERSION" "$MP_CACHE/installed" 2>/dev/null; then
+        log "mailpit: $MP_VERSION installed in $MP_BIN"
+        return 0
+    fi
+    command -v go >/dev/null 2>&1 || die "mailpit: no 'go' on PATH (Go >= 1.24 builds Mailpit; install it from go.dev)"
+    local t0
+    t0=$(now_ms)
+    rm -f "$MP_CACHE/installed"
+    mkdir -p "$MP_CACHE/gomod" "$MP_CACHE/gocache"
+    log "mailpit: go install $MP_MODULE@$MP_VERSION with $(go version | cut -d' ' -f3) (about a minute the first time)..."
+    # Its own Go caches under the services dir (not SeaweedFS's), emptied once the binary is
+    # there: ~800 MB that only a reinstall would use.
+    local goenv=(env GOBIN="$MP_CACHE/bin" GOMODCACHE="$MP_CACHE/gomod" GOCACHE="$MP_CACHE/gocache"
+        GOFLAGS=-buildvcs=false GOTOOLCHAIN=local CGO_ENABLED=0)
+    "${goenv[@]}" go install -ldflags="-s -w -X $MP_MODULE/config.Version=$MP_VERSION" "$MP_MODULE@$MP_VERSION" \
+        >"$MP_CACHE/install.log" 2>&1 || die_log "$MP_CACHE/install.log" "mailpit: go install $MP_MODULE@$MP_VERSION failed"
+    [ -x "$MP_BIN" ] || die_log "$MP_CACHE/install.log" "mailpit: go install finished but $MP_BIN is missing"
+    "${goenv[@]}" go clean -cache -modcache >>"$MP_CACHE/install.log" 2>&1 || log "mailpit: could not empty its Go caches (harmless)"
+    echo "$MP_MODULE@$MP_VERSION" >"$MP_CACHE/installed"
+    log "mailpit: installed in $(secs_since "$t0") s ($(du -sm "$MP_BIN" | cut -f1) MiB)"
+}
+
+start_mailpit() {
+    local t0 pid i
+    if mailpit_answers; then
+        if pid_is "$MP_PIDFILE" "bin/mailpit"; then
+            log "mailpit: already running (pid $(cat "$MP_PIDFILE")), SMTP 127.0.0.1:$SMTP_PORT, API $MP_URL"
+        else
+            log "mailpit: something already answers on $MP_URL and 127.0.0.1:$SMTP_PORT; reusing it (not ours, 'down' leaves it)"
+        fi
+        return 0
+    fi
+    if pid_is "$MP_PIDFILE" "bin/mailpit"; then
+        # Ours, but not answering (still starting, or wedged): start afresh.
+        stop_pid mailpit "$MP_PIDFILE" "bin/mailpit" 10
+    fi
+    rm -f "$MP_PIDFILE"
+    ensure_mailpit_bin
+    port_open "$SMTP_PORT" && die "port 127.0.0.1:$SMTP_PORT is taken by something that is not Mailpit (set WEFT_SVC_SMTP_PORT)"
+    port_open "$MP_PORT" && die "port 127.0.0.1:$MP_PORT is taken by something that is not Mailpit (set WEFT_SVC_MAILPIT_PORT)"
+    local d=$MP_DIR
+    rm -rf "$d"
+    mkdir -p "$d"
+    t0=$(now_ms)
+    log "mailpit: starting $MP_VERSION, SMTP 127.0.0.1:$SMTP_PORT, API $MP_URL, log $MP_LOG"
+    # As for the others: own session, no inherited stdio or lock fd; setsid execs, so $! is Mailpit.
+    (cd "$d" && exec setsid "$MP_BIN" --smtp "127.0.0.1:$SMTP_PORT" --listen "127.0.0.1:$MP_PORT" \
+        --database "$d/mailpit.db" --disable-version-check --smtp-disable-rdns \
+        --smtp-auth-accept-any --smtp-auth-allow-insecure \
+        </dev/null >>"$MP_LOG" 2>&1 9>&-) &
+    pid=$!
+    echo "$pid" >"$MP_PIDFILE"
+    note_started mailpit
+    for i in $(seq 1 300); do
+        kill -0 "$pid" 2>/dev/null || { rm -f "$MP_PIDFILE"; die_log "$MP_LOG" "mailpit (pid $pid) exited during startup"; }
+        mailpit_answers && break
+        [ "$i" = 300 ] && die_log "$MP_LOG" "Mailpit on $MP_URL / 127.0.0.1:$SMTP_PORT did not answer within 30 s"
+        sleep 0.1
+    done
+    log "mailpit: ready, SMTP 127.0.0.1:$SMTP_PORT, API $MP_URL (pid $pid) after $(secs_since "$t0") s, RSS $(rss_mib "$pid")"
+}
+
+# ---------------------------------------------------------------------------------------------
 # stop
 
 # stop_pid NAME PIDFILE PATTERN TIMEOUT_S
@@ -778,12 +869,13 @@ cmd_up() {
     start_cassandra
     opensearch_wait
     start_seaweedfs
-    log "up: redis 127.0.0.1:$REDIS_PORT, redis cluster 127.0.0.1:${RC_PORTS[0]}-${RC_PORTS[2]}, cassandra CQL 127.0.0.1:$CQL_PORT, opensearch $OS_URL, s3 $S3_URL ready in $(secs_since "$t0") s total"
+    start_mailpit
+    log "up: redis 127.0.0.1:$REDIS_PORT, redis cluster 127.0.0.1:${RC_PORTS[0]}-${RC_PORTS[2]}, cassandra CQL 127.0.0.1:$CQL_PORT, opensearch $OS_URL, s3 $S3_URL, smtp 127.0.0.1:$SMTP_PORT (mailpit $MP_URL) ready in $(secs_since "$t0") s total"
 }
 
 cmd_down() {
     local names=("$@") n
-    [ ${#names[@]} -gt 0 ] || names=(redis redis-cluster cassandra opensearch seaweedfs)
+    [ ${#names[@]} -gt 0 ] || names=(redis redis-cluster cassandra opensearch seaweedfs mailpit)
     lock_state
     for n in "${names[@]}"; do
         case $n in
@@ -792,7 +884,8 @@ cmd_down() {
         cassandra) stop_pid cassandra "$CASS_PIDFILE" CassandraDaemon 90 ;;
         opensearch) stop_pid opensearch "$OS_PIDFILE" "$OS_MAIN" 60 ;;
         seaweedfs) stop_pid seaweedfs "$SW_PIDFILE" "weed mini" 30 ;;
-        *) die "down: unknown service '$n' (redis, redis-cluster, cassandra, opensearch, seaweedfs)" ;;
+        mailpit) stop_pid mailpit "$MP_PIDFILE" "bin/mailpit" 10 ;;
+        *) die "down: unknown service '$n' (redis, redis-cluster, cassandra, opensearch, seaweedfs, mailpit)" ;;
         esac
     done
 }
@@ -807,6 +900,8 @@ cmd_env() {
     echo "export WEFT_TEST_S3_REGION=$S3_REGION"
     echo "export WEFT_TEST_S3_ACCESS_KEY=$S3_ACCESS_KEY"
     echo "export WEFT_TEST_S3_SECRET_KEY=$S3_SECRET_KEY"
+    echo "export WEFT_TEST_SMTP_URL=smtp://127.0.0.1:$SMTP_PORT"
+    echo "export WEFT_TEST_MAILPIT_URL=$MP_URL"
 }
 
 cmd_status() {
@@ -852,6 +947,14 @@ cmd_status() {
         echo "seaweedfs: $S3_URL does not answer S3"
         ok=1
     fi
+    if mailpit_answers; then
+        owner="not started by services.sh"
+        pid_is "$MP_PIDFILE" "bin/mailpit" && owner="pid $(cat "$MP_PIDFILE"), RSS $(rss_mib "$(cat "$MP_PIDFILE")")"
+        echo "mailpit:   SMTP 127.0.0.1:$SMTP_PORT and $MP_URL answer ($owner)"
+    else
+        echo "mailpit:   SMTP 127.0.0.1:$SMTP_PORT / $MP_URL do not answer"
+        ok=1
+    fi
     return $ok
 }
 
@@ -864,7 +967,7 @@ down)
 env) cmd_env ;;
 status) cmd_status ;;
 *)
-    echo "usage: $0 up | down [redis|redis-cluster|cassandra|opensearch|seaweedfs]... | env | status" >&2
+    echo "usage: $0 up | down [redis|redis-cluster|cassandra|opensearch|seaweedfs|mailpit]... | env | status" >&2
     exit 2
     ;;
 esac

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The project's test command: bash scripts/test.sh [extra args for cargo test]
 #
-# Starts (or reuses) the real Redis, Cassandra, OpenSearch and SeaweedFS (S3) the tests need
-# (scripts/services.sh up), exports WEFT_TEST_REDIS_URL / WEFT_TEST_REDIS_CLUSTER_NODES /
-# WEFT_TEST_CQL_NODES / WEFT_TEST_OPENSEARCH_URL / WEFT_TEST_S3_*, then runs
+# Starts (or reuses) the real Redis, Cassandra, OpenSearch, SeaweedFS (S3) and Mailpit (SMTP) the
+# tests need (scripts/services.sh up), exports WEFT_TEST_REDIS_URL / WEFT_TEST_REDIS_CLUSTER_NODES /
+# WEFT_TEST_CQL_NODES / WEFT_TEST_OPENSEARCH_URL / WEFT_TEST_S3_* / WEFT_TEST_SMTP_URL /
+# WEFT_TEST_MAILPIT_URL, then runs
 # fmt, clippy, the Helm chart checks (scripts/helm-check.sh), the tests, and a smoke run of
 # every load scenario (loadtest/smoke.sh).
 # With CI=true the services this run started itself are stopped on exit; otherwise they are
@@ -41,7 +42,7 @@ fi
 
 bash scripts/services.sh up
 eval "$(bash scripts/services.sh env)"
-echo "WEFT_TEST_REDIS_URL=$WEFT_TEST_REDIS_URL WEFT_TEST_REDIS_CLUSTER_NODES=$WEFT_TEST_REDIS_CLUSTER_NODES WEFT_TEST_CQL_NODES=$WEFT_TEST_CQL_NODES WEFT_TEST_OPENSEARCH_URL=$WEFT_TEST_OPENSEARCH_URL"
+echo "WEFT_TEST_REDIS_URL=$WEFT_TEST_REDIS_URL WEFT_TEST_REDIS_CLUSTER_NODES=$WEFT_TEST_REDIS_CLUSTER_NODES WEFT_TEST_CQL_NODES=$WEFT_TEST_CQL_NODES WEFT_TEST_OPENSEARCH_URL=$WEFT_TEST_OPENSEARCH_URL WEFT_TEST_SMTP_URL=$WEFT_TEST_SMTP_URL WEFT_TEST_MAILPIT_URL=$WEFT_TEST_MAILPIT_URL"
 
 cargo fmt --all -- --check
 # No import cycle between the crate's top-level modules (docs/design.md, "Layers").

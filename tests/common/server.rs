@@ -68,6 +68,22 @@ pub fn s3() -> (String, String, String, String, String) {
     )
 }
 
+/// `(SMTP URL, HTTP API base)` of the test SMTP server (Mailpit, from
+/// `scripts/services.sh env`: `WEFT_TEST_SMTP_URL` such as `smtp://127.0.0.1:1025`,
+/// the form `[email] smtp_url` takes, and `WEFT_TEST_MAILPIT_URL` such as
+/// `http://127.0.0.1:8025`); a test that needs it fails without it.
+pub fn mailpit() -> (String, String) {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "{name} is not set: start Mailpit with `bash scripts/services.sh up` \
+                 and run `eval \"$(bash scripts/services.sh env)\"` (scripts/test.sh does both)"
+            )
+        })
+    };
+    (var("WEFT_TEST_SMTP_URL"), var("WEFT_TEST_MAILPIT_URL").trim_end_matches('/').to_owned())
+}
+
 /// Turns attachments on: the node's filesystem on the embedded store (the
 /// default), the test S3 server on CQL.
 pub fn with_attachments(config: &mut Config) {
