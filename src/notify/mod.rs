@@ -15,6 +15,7 @@
 mod config;
 mod deliver;
 mod dispatch;
+pub mod email;
 pub mod queue;
 pub mod sign;
 pub mod target;
