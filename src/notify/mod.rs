@@ -16,6 +16,7 @@ mod config;
 mod deliver;
 mod dispatch;
 pub mod email;
+pub mod push;
 pub mod queue;
 pub mod sign;
 pub mod target;

@@ -46,6 +46,7 @@ pub mod contract;
 pub mod hooks;
 pub mod process;
 pub mod proxy;
+pub mod push_service;
 #[macro_use]
 pub mod search_contract;
 pub mod server;
