@@ -43,6 +43,9 @@ const SECTIONS: &[&str] = &[
     "search",
     "attachments",
     "webhooks",
+    "notifications",
+    "push",
+    "email",
 ];
 
 /// Everything a node is configured with.
@@ -85,6 +88,12 @@ pub struct Config {
     pub attachments: crate::attachments::AttachmentsConfig,
     /// Webhook delivery.
     pub webhooks: crate::notify::WebhooksConfig,
+    /// When away members get pushes and emails.
+    pub notifications: crate::notify::AlertsConfig,
+    /// Push providers (FCM, Web Push).
+    pub push: crate::notify::push::PushConfig,
+    /// Email digests (SMTP).
+    pub email: crate::notify::email::EmailConfig,
 }
 
 /// `[server]`.

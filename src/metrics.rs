@@ -58,6 +58,9 @@ const FRAMES_IN: &[&str] = &[
     "set_role",
     "update_chat",
     "leave",
+    "register_device",
+    "unregister_device",
+    "notification_settings",
     "invalid",
     "binary",
 ];
@@ -70,6 +73,9 @@ const FRAMES_OUT: &[&str] = &[
     "presence",
     "receipt",
     "search_results",
+    "device_registered",
+    "device_unregistered",
+    "notification_settings",
     "message_edited",
     "message_deleted",
     "thread_updated",
@@ -246,6 +252,16 @@ pub struct Metrics {
     pub webhook_queue_due: IntGauge,
     /// How long the oldest event still being retried has been failing (0: none).
     pub webhook_retry_age_seconds: Gauge,
+    /// Push notifications queued (one per user and chat per gathering window).
+    pub alerts_queued: IntCounter,
+    /// Messages or pushes dropped before the queue (hand-off full, queue down).
+    pub alerts_dropped: IntCounter,
+    /// Away members not pushed, by reason.
+    pub alerts_skipped: IntCounterVec,
+    /// Push notifications to devices, by outcome.
+    pub push_deliveries: IntCounterVec,
+    /// Email digest checks, by outcome.
+    pub email_digests: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -476,6 +492,34 @@ impl Metrics {
                 .unwrap_or_else(|e| unreachable!("metric weft_webhook_retry_age_seconds: {e}"));
                 register(&r, metric)
             },
+            alerts_queued: counter(
+                &r,
+                "weft_push_queued_total",
+                "Push notifications queued (one per away user and chat per gathering window).",
+            ),
+            alerts_dropped: counter(
+                &r,
+                "weft_push_dropped_total",
+                "Messages or push notifications dropped before the queue (hand-off full, or the queue down).",
+            ),
+            alerts_skipped: counters(
+                &r,
+                "weft_push_skipped_total",
+                "Away members not pushed, by reason (muted, not_mentioned, push_off, quiet_hours, no_device, large_chat).",
+                &["reason"],
+            ),
+            push_deliveries: counters(
+                &r,
+                "weft_push_deliveries_total",
+                "Push notifications to devices by outcome (delivered, retried, failed, device_removed, online_again).",
+                &["outcome"],
+            ),
+            email_digests: counters(
+                &r,
+                "weft_email_digests_total",
+                "Email digest checks by outcome (sent, retried, failed, nothing_unread, online_again, email_off, not_configured).",
+                &["outcome"],
+            ),
             registry: r,
         }
     }
@@ -507,6 +551,17 @@ impl Metrics {
         }
         for outcome in WEBHOOK_OUTCOMES {
             self.webhook_deliveries.with_label_values(&[outcome]);
+        }
+        for reason in ["muted", "not_mentioned", "push_off", "quiet_hours", "no_device", "large_chat"] {
+            self.alerts_skipped.with_label_values(&[reason]);
+        }
+        for outcome in ["delivered", "retried", "failed", "device_removed", "online_again"] {
+            self.push_deliveries.with_label_values(&[outcome]);
+        }
+        for outcome in
+            ["sent", "retried", "failed", "nothing_unread", "online_again", "email_off", "not_configured"]
+        {
+            self.email_digests.with_label_values(&[outcome]);
         }
         self
     }

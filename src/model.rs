@@ -714,3 +714,56 @@ impl NotificationSettings {
         self.chats.get(&chat).copied().unwrap_or(ChatLevel::All)
     }
 }
+
+/// Most users one message mentions (more `@names` are left out).
+pub const MAX_MENTIONS: usize = 50;
+
+/// The users a body mentions: every `@user_id` that starts the body or
+/// follows a character that cannot be part of a user id (so an email
+/// address `a@b.c` mentions nobody), in order of first appearance, once
+/// each. Derived from the body wherever a message is shown, so an edit
+/// changes them and a deleted message has none.
+pub fn mentions(body: &str) -> Vec<UserId> {
+    let id_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | ':' | '-');
+    let mut found: Vec<UserId> = Vec::new();
+    let mut prev: Option<char> = None;
+    for (i, c) in body.char_indices() {
+        if c == '@' && !prev.is_some_and(id_char) {
+            let rest = &body[i + 1..];
+            let end = rest.find(|c: char| !id_char(c) || c == '@').unwrap_or(rest.len());
+            // A sentence's full stop or colon after a name is not part of it.
+            let name = rest[..end].trim_end_matches(['.', ':', '-']);
+            if let Ok(user) = UserId::parse(name)
+                && !found.contains(&user)
+            {
+                found.push(user);
+                if found.len() == MAX_MENTIONS {
+                    break;
+                }
+            }
+        }
+        prev = Some(c);
+    }
+    found
+}
+
+#[cfg(test)]
+mod mention_tests {
+    use super::*;
+
+    fn names(body: &str) -> Vec<String> {
+        mentions(body).into_iter().map(|u| u.as_str().to_owned()).collect()
+    }
+
+    #[test]
+    fn mentions_are_the_at_names_of_a_body() {
+        assert_eq!(names("@alice hi @bob.smith, and @alice again"), ["alice", "bob.smith"]);
+        assert_eq!(names("ask @carol: now. Or @dave."), ["carol", "dave"]);
+        assert_eq!(names("mail me at erin@example.com"), Vec::<String>::new());
+        assert_eq!(names("(@frank) and \"@gina\""), ["frank", "gina"]);
+        assert!(names("@ alone, @@double, @").is_empty());
+        assert_eq!(names(&"@u ".repeat(10)), ["u"]);
+        let many: String = (0..80).map(|i| format!("@user{i} ")).collect();
+        assert_eq!(mentions(&many).len(), MAX_MENTIONS);
+    }
+}

@@ -220,6 +220,46 @@ pub enum ClientFrame {
         /// The reaction.
         emoji: String,
     },
+    /// Register (or re-register) one of the user's devices for push
+    /// notifications (answered with `device_registered`).
+    RegisterDevice {
+        /// Echoed in the answer.
+        id: Option<RequestId>,
+        /// The device's id, chosen by the client.
+        device_id: String,
+        /// `fcm`, `apns` or `webpush`.
+        provider: String,
+        /// The provider's token (for `webpush`, the subscription as JSON text).
+        token: String,
+    },
+    /// Forget one of the user's devices (answered with `device_unregistered`).
+    UnregisterDevice {
+        /// Echoed in the answer.
+        id: Option<RequestId>,
+        /// The device's id.
+        device_id: String,
+    },
+    /// Read or change the user's notification settings (answered with
+    /// `notification_settings`); the fields given change, none reads them.
+    NotificationSettings {
+        /// Echoed in the answer.
+        id: Option<RequestId>,
+        /// Email digests on or off.
+        #[serde(default)]
+        email: Option<bool>,
+        /// Where digests go (null forgets it).
+        #[serde(default, deserialize_with = "present")]
+        email_address: Option<Option<String>>,
+        /// Pushes on or off.
+        #[serde(default)]
+        push: Option<bool>,
+        /// Chat number → `all`, `mentions` or `none`.
+        #[serde(default)]
+        chats: Option<BTreeMap<String, String>>,
+        /// `{"from","to","tz"}` or null for none.
+        #[serde(default, deserialize_with = "present")]
+        quiet_hours: Option<Option<QuietHoursIn>>,
+    },
     /// Search the user's chats (answered with `search_results`).
     Search {
         /// Echoed in the answer.
@@ -233,6 +273,18 @@ pub enum ClientFrame {
         /// Hits per page (default 20, at most 100).
         per_page: Option<u32>,
     },
+}
+
+/// Quiet hours as a client sends them.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHoursIn {
+    /// Start, `HH:MM`.
+    pub from: String,
+    /// End, `HH:MM`.
+    pub to: String,
+    /// An IANA time zone.
+    pub tz: String,
 }
 
 /// The frame types a client may send.
@@ -254,6 +306,9 @@ pub const CLIENT_TYPES: &[&str] = &[
     "set_role",
     "update_chat",
     "leave",
+    "register_device",
+    "unregister_device",
+    "notification_settings",
 ];
 
 /// The most attachment ids one `send` may name (the configured limit is checked too).
@@ -351,7 +406,10 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
         | ClientFrame::RemoveMember { id, .. }
         | ClientFrame::SetRole { id, .. }
         | ClientFrame::UpdateChat { id, .. }
-        | ClientFrame::Leave { id, .. } => id.as_ref(),
+        | ClientFrame::Leave { id, .. }
+        | ClientFrame::RegisterDevice { id, .. }
+        | ClientFrame::UnregisterDevice { id, .. }
+        | ClientFrame::NotificationSettings { id, .. } => id.as_ref(),
     };
     if let Some(RequestId::Text(s)) = id
         && (s.is_empty() || s.len() > MAX_REQUEST_ID)
@@ -495,6 +553,9 @@ pub struct MessageOut {
     /// messages read back: live `message` frames are new and have none).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub reactions: BTreeMap<String, ReactionOut>,
+    /// The users its body mentions (`@user`), in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<UserId>,
 }
 
 /// One emoji's reactions, as the reader sees them.
@@ -726,6 +787,40 @@ pub enum ServerFrame {
         /// How many users react with `emoji` now.
         count: u64,
     },
+    /// The answer to `register_device`.
+    DeviceRegistered {
+        /// The request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        /// The device.
+        device_id: String,
+        /// Its provider.
+        provider: &'static str,
+    },
+    /// The answer to `unregister_device`.
+    DeviceUnregistered {
+        /// The request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        /// The device.
+        device_id: String,
+    },
+    /// The answer to `notification_settings`: the settings as they are now.
+    NotificationSettings {
+        /// The request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        /// Email digests on.
+        email: bool,
+        /// Where they go.
+        email_address: Option<String>,
+        /// Pushes on.
+        push: bool,
+        /// Chat number → level, for the chats not at `all`.
+        chats: BTreeMap<String, &'static str>,
+        /// When pushes are held back.
+        quiet_hours: Option<QuietHoursIn>,
+    },
     /// The answer to `search`: best match first, ties newest first.
     SearchResults {
         /// The request's id.
@@ -772,6 +867,9 @@ impl ClientFrame {
             ClientFrame::SetRole { .. } => "set_role",
             ClientFrame::UpdateChat { .. } => "update_chat",
             ClientFrame::Leave { .. } => "leave",
+            ClientFrame::RegisterDevice { .. } => "register_device",
+            ClientFrame::UnregisterDevice { .. } => "unregister_device",
+            ClientFrame::NotificationSettings { .. } => "notification_settings",
         }
     }
 }
@@ -788,6 +886,9 @@ impl ServerFrame {
             ServerFrame::Presence { .. } => "presence",
             ServerFrame::Receipt { .. } => "receipt",
             ServerFrame::SearchResults { .. } => "search_results",
+            ServerFrame::DeviceRegistered { .. } => "device_registered",
+            ServerFrame::DeviceUnregistered { .. } => "device_unregistered",
+            ServerFrame::NotificationSettings { .. } => "notification_settings",
             ServerFrame::MessageEdited { .. } => "message_edited",
             ServerFrame::UploadReady { .. } => "upload_ready",
             ServerFrame::MessageDeleted { .. } => "message_deleted",
@@ -991,6 +1092,7 @@ mod tests {
             last_reply_at: None,
             attachments: Vec::new(),
             reactions: BTreeMap::new(),
+            mentions: Vec::new(),
         });
         assert_eq!(
             message.to_text(),
@@ -1011,6 +1113,7 @@ mod tests {
             last_reply_at: Some(Timestamp(1_500)),
             attachments: Vec::new(),
             reactions: BTreeMap::new(),
+            mentions: Vec::new(),
         });
         assert_eq!(
             tombstone.to_text(),
@@ -1031,6 +1134,7 @@ mod tests {
             last_reply_at: None,
             attachments: Vec::new(),
             reactions: BTreeMap::from([("👍".to_owned(), ReactionOut { count: 3, me: true })]),
+            mentions: Vec::new(),
         });
         assert_eq!(
             reacted.to_text(),

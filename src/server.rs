@@ -45,6 +45,9 @@ pub enum StartError {
     /// The webhook queue (a file of its own on a node without Redis) could not be opened.
     #[error("cannot open the webhook queue")]
     Webhooks(#[source] crate::notify::queue::QueueError),
+    /// Push or email is misconfigured.
+    #[error(transparent)]
+    Notify(crate::notify::NotifyError),
 }
 
 /// A node's running parts, before it serves.
@@ -93,8 +96,6 @@ impl Node {
                 Queue::Local(LocalQueue::open(&dir.join("webhooks.redb")).map_err(StartError::Webhooks)?)
             }
         };
-        let notify =
-            crate::notify::spawn(&config.webhooks, Arc::clone(&store), queue, &tracker, notify_stop.clone());
         let index = open_search(config).await?;
         let feed = index.as_ref().map(|index| {
             Indexer::spawn(Arc::clone(index), Arc::clone(&store), locks.clone(), &config.search, &tracker)
@@ -124,6 +125,20 @@ impl Node {
             }
             _ => (Arc::new(hub.clone()), None),
         };
+        let notify = crate::notify::spawn(
+            crate::notify::Parts {
+                webhooks: &config.webhooks,
+                alerts: &config.notifications,
+                push: &config.push,
+                email: &config.email,
+                store: Arc::clone(&store),
+                queue,
+                fabric: Arc::clone(&fabric),
+            },
+            &tracker,
+            notify_stop.clone(),
+        )
+        .map_err(StartError::Notify)?;
         let attachments = crate::attachments::Attachments::open(
             &config.attachments,
             config.store.backend == Backend::Cql,

@@ -13,7 +13,7 @@ use common::server::{redis_cluster_nodes, redis_url};
 use weft::ids::{AppId, WebhookId};
 use weft::notify::queue::local::LocalQueue;
 use weft::notify::queue::redis::RedisQueue;
-use weft::notify::queue::{Attempts, Depth, Entry, LOG_LEN, Lane, LogRecord, Queue};
+use weft::notify::queue::{Attempts, Depth, Entry, LOG_LEN, Lane, LogRecord, Queue, Sink};
 use weft::redis_conn::{RedisConfig, RedisConn};
 
 /// The lease every step takes (ms).
@@ -46,7 +46,7 @@ fn entry(id: &str) -> Entry {
 }
 
 fn lane(app: &AppId, webhook: &WebhookId, key: &str) -> Lane {
-    Lane { app: app.clone(), webhook: webhook.clone(), key: key.to_owned() }
+    Lane::webhook(app, webhook, key)
 }
 
 fn record(n: u32) -> LogRecord {
@@ -107,7 +107,7 @@ async fn scenario(queue: &Queue) {
     assert_eq!(queue.depth(T + L).await.unwrap(), depth(2, 2, 0), "due again once the lease passes");
 
     // Pop of the head: the next head, and the lane stays leased from the pop's now.
-    let next = queue.pop(&a, "a1", T + 1000, LEASE).await.unwrap().unwrap();
+    let next = queue.pop(&a, "a1", 1, T + 1000, LEASE).await.unwrap().unwrap();
     assert_eq!(next.entry, entry("a2"));
     assert_eq!(next.attempts, Attempts::default());
     assert_eq!(head_id(queue, &a).await.as_deref(), Some("a2"));
@@ -118,10 +118,10 @@ async fn scenario(queue: &Queue) {
     // A node that lost its lease pops what it delivered: nothing changes and it
     // is told to stop (no head); an id that only starts like the head's is not
     // the head's either.
-    let stale = queue.pop(&a, "a1", n, LEASE).await.unwrap();
+    let stale = queue.pop(&a, "a1", 1, n, LEASE).await.unwrap();
     assert_eq!(stale, None);
     assert_eq!(head_id(queue, &a).await.as_deref(), Some("a2"));
-    queue.pop(&a, "a", n, LEASE).await.unwrap();
+    queue.pop(&a, "a", 1, n, LEASE).await.unwrap();
     assert_eq!(head_id(queue, &a).await.as_deref(), Some("a2"));
 
     // Retry: attempts recorded on the head, the lane due when the backoff ends.
@@ -146,12 +146,12 @@ async fn scenario(queue: &Queue) {
     assert_eq!(leased(queue, n + 7000, 10).await, vec![a.clone()]);
 
     // The popped head takes its attempts along.
-    let next = queue.pop(&a, "a2", n + 7000, LEASE).await.unwrap().unwrap();
+    let next = queue.pop(&a, "a2", 1, n + 7000, LEASE).await.unwrap().unwrap();
     assert_eq!((next.entry.id.as_str(), next.attempts), ("a3", Attempts::default()));
     assert_eq!(queue.depth(n + 7000).await.unwrap(), depth(2, 0, 0));
 
     // The last pop empties the lane: it leaves the schedule...
-    assert_eq!(queue.pop(&a, "a3", n + 7000, LEASE).await.unwrap(), None);
+    assert_eq!(queue.pop(&a, "a3", 1, n + 7000, LEASE).await.unwrap(), None);
     assert_eq!(queue.head(&a).await.unwrap(), None);
     assert_eq!(queue.depth(n + 7000).await.unwrap(), depth(1, 0, 0));
     assert_eq!(queue.depth(n + 100 * L).await.unwrap(), depth(1, 1, 0), "only b comes due");
@@ -159,7 +159,7 @@ async fn scenario(queue: &Queue) {
     queue.release(&a, n + 7000).await.unwrap();
     queue.retry(&a, "a3", first, n + 7000).await.unwrap();
     assert_eq!(queue.depth(n + 7000).await.unwrap(), depth(1, 0, 0));
-    assert_eq!(queue.pop(&a, "a3", n + 7000, LEASE).await.unwrap(), None);
+    assert_eq!(queue.pop(&a, "a3", 1, n + 7000, LEASE).await.unwrap(), None);
     assert_eq!(queue.depth(n + 7000).await.unwrap(), depth(1, 0, 0));
 
     // A push makes it due again, at the push's now.
@@ -212,6 +212,33 @@ async fn scenario(queue: &Queue) {
     assert_eq!(queue.failing(&app, &other, T + 600).await.unwrap(), T + 300);
     assert_eq!(head_id(queue, &a).await.as_deref(), Some("a4"));
     assert_eq!(queue.depth(n + 100 * L).await.unwrap().lanes, 2);
+
+    // Push and email lanes: an email check is pushed only into an empty lane,
+    // due later; a push lane's entries are read and popped together.
+    let mail = Lane { app: app.clone(), sink: Sink::Email, key: "alice".to_owned() };
+    let push = Lane { app: app.clone(), sink: Sink::Push, key: "alice|3".to_owned() };
+    assert_eq!(Lane::decode(&mail.encode()), Some(mail.clone()));
+    assert_eq!(Lane::decode(&push.encode()), Some(push.clone()));
+    assert_eq!(Lane::decode(&a.encode()), Some(a.clone()));
+    assert!(queue.push_once(&mail, &entry("m1"), T + 5_000).await.unwrap());
+    assert!(!queue.push_once(&mail, &entry("m2"), T).await.unwrap(), "one pending check per lane");
+    assert_eq!(queue.entries(&mail, 10).await.unwrap(), vec![entry("m1")]);
+    queue
+        .push(&[(push.clone(), entry("p1")), (push.clone(), entry("p2")), (push.clone(), entry("p3"))], T)
+        .await
+        .unwrap();
+    let now = n + 100 * L;
+    let taken = queue.entries(&push, 2).await.unwrap();
+    assert_eq!(taken, vec![entry("p1"), entry("p2")]);
+    assert_eq!(
+        queue.pop(&push, "p1", 2, now, LEASE).await.unwrap().map(|h| h.entry.id).as_deref(),
+        Some("p3")
+    );
+    assert_eq!(queue.pop(&push, "p3", 5, now, LEASE).await.unwrap(), None);
+    assert!(queue.entries(&push, 10).await.unwrap().is_empty());
+    assert_eq!(queue.pop(&mail, "m1", 10, now, LEASE).await.unwrap(), None);
+    assert!(queue.push_once(&mail, &entry("m3"), T).await.unwrap(), "an emptied lane takes a new check");
+    queue.drop_lane(&mail).await.unwrap();
 
     // Leave nothing behind.
     queue.forget(&app, &webhook).await.unwrap();
@@ -267,9 +294,9 @@ async fn the_local_queue_survives_a_restart() {
             .await
             .unwrap();
         assert_eq!(leased(&queue, T, 10).await.len(), 4);
-        assert_eq!(queue.pop(&a, "a1", T, LEASE).await.unwrap().unwrap().entry.id, "a2");
+        assert_eq!(queue.pop(&a, "a1", 1, T, LEASE).await.unwrap().unwrap().entry.id, "a2");
         queue.retry(&b, "b1", failed, T + 60_000).await.unwrap();
-        assert_eq!(queue.pop(&c, "c1", T, LEASE).await.unwrap(), None);
+        assert_eq!(queue.pop(&c, "c1", 1, T, LEASE).await.unwrap(), None);
         queue.drop_lane(&d).await.unwrap();
         for i in 0..(LOG_LEN as u32 + 3) {
             queue.log(&app, &webhook, &record(i)).await.unwrap();
@@ -295,8 +322,8 @@ async fn the_local_queue_survives_a_restart() {
         assert_eq!(queue.failing(&app, &webhook, T + 9).await.unwrap(), T + 7);
         // The order survives, and what is pushed after a restart goes behind it.
         queue.push(&[(a.clone(), entry("a9"))], T).await.unwrap();
-        assert_eq!(queue.pop(&a, "a2", T, LEASE).await.unwrap().unwrap().entry.id, "a3");
-        assert_eq!(queue.pop(&a, "a3", T, LEASE).await.unwrap().unwrap().entry.id, "a9");
+        assert_eq!(queue.pop(&a, "a2", 1, T, LEASE).await.unwrap().unwrap().entry.id, "a3");
+        assert_eq!(queue.pop(&a, "a3", 1, T, LEASE).await.unwrap().unwrap().entry.id, "a9");
         // Put back what this round took, for the next round.
         queue.drop_lane(&a).await.unwrap();
         queue.push(&[(a.clone(), entry("a2")), (a.clone(), entry("a3"))], T).await.unwrap();

@@ -10,6 +10,7 @@ mod error;
 mod health;
 mod input;
 mod messages;
+mod notifications;
 mod observe;
 mod params;
 mod realtime;
@@ -128,6 +129,16 @@ pub fn router(state: ApiState, sessions: Router) -> Router {
         )
         .route(&format!("{app}/webhooks/{{id}}/rotate"), post(webhooks::rotate))
         .route(&format!("{app}/webhooks/{{id}}/deliveries"), get(webhooks::deliveries))
+        .route(&format!("{app}/users/{{user}}/devices"), get(notifications::devices))
+        .route(
+            &format!("{app}/users/{{user}}/devices/{{device}}"),
+            put(notifications::put_device).delete(notifications::delete_device),
+        )
+        .route(
+            &format!("{app}/users/{{user}}/notification_settings"),
+            get(notifications::settings).put(notifications::put_settings).patch(notifications::put_settings),
+        )
+        .route("/api/v1/unsubscribe", get(notifications::unsubscribe_page).post(notifications::unsubscribe))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(observe::scrape))

@@ -115,6 +115,9 @@ pub struct MessageOut {
     /// Each emoji's count, and `me`: whether the reader (`?user=`) reacted with it.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     reactions: BTreeMap<String, ReactionOut>,
+    /// The users the body mentions (`@user`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    mentions: Vec<UserId>,
 }
 
 impl From<Message> for MessageOut {
@@ -130,6 +133,7 @@ impl MessageOut {
         let reactions = ReactionOut::of(&m.reactions, reader);
         Self {
             number: m.number,
+            mentions: if deleted { Vec::new() } else { crate::model::mentions(&m.body) },
             body: (!deleted).then_some(m.body),
             sender: m.sender,
             reply_to: m.reply_to,

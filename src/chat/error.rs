@@ -77,6 +77,12 @@ pub enum ChatError {
     /// A webhook request failed (not found, invalid, or its queue or store failed).
     #[error(transparent)]
     Webhook(#[from] WebhookError),
+    /// No such device of the user.
+    #[error("device not found")]
+    DeviceNotFound,
+    /// A value the client sent is invalid (the message says which and why).
+    #[error("{0}")]
+    InvalidValue(String),
 }
 
 fn describe_attachment(id: Option<&str>, reason: &str) -> String {
@@ -122,6 +128,8 @@ pub enum Missing {
     Member,
     /// The webhook.
     Webhook,
+    /// The device.
+    Device,
 }
 
 /// Why a caller is refused.
@@ -189,6 +197,8 @@ impl ChatError {
                 ErrorKind::Unavailable(Service::Redis)
             }
             ChatError::Webhook(WebhookError::Queue(_)) => ErrorKind::Internal,
+            ChatError::DeviceNotFound => ErrorKind::NotFound(Missing::Device),
+            ChatError::InvalidValue(_) => ErrorKind::Invalid,
         }
     }
 
@@ -232,6 +242,8 @@ impl ChatError {
             ChatError::Webhook(WebhookError::Store(StoreError::Unavailable(io()))),
             ChatError::Webhook(WebhookError::Queue(QueueError::Redis(redis()))),
             ChatError::Webhook(WebhookError::Queue(QueueError::Corrupt { what: "an entry" })),
+            ChatError::DeviceNotFound,
+            ChatError::InvalidValue("`token` is not an FCM registration token".into()),
         ];
         // A new variant fails to compile here until it is listed above.
         for e in &all {
@@ -254,7 +266,9 @@ impl ChatError {
                 | ChatError::Search(_)
                 | ChatError::InvalidAttachment { .. }
                 | ChatError::Attachments(_)
-                | ChatError::Webhook(_) => {}
+                | ChatError::Webhook(_)
+                | ChatError::DeviceNotFound
+                | ChatError::InvalidValue(_) => {}
             }
         }
         all

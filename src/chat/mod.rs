@@ -11,6 +11,7 @@ mod groups;
 mod implicit;
 mod known;
 mod notices;
+mod notifications;
 mod reactions;
 mod receipts;
 mod search;
@@ -28,6 +29,7 @@ pub use attachments::{MAX_ATTACHMENT_NAME, NewUpload};
 pub use error::{ChatError, ErrorKind, Missing, Refusal, Service};
 pub use groups::{ChatChanges, MetadataChange, NewChat, check_description, check_metadata};
 use known::{DirectChats, KnownChats};
+pub use notifications::SettingsChanges;
 pub use search::{Filters, Found, Search};
 pub use send::{Author, CatchUp, Numbered, Persisted, SendRequest, Sent, Staged, Target};
 

@@ -22,6 +22,7 @@ impl ChatService {
         let notice = Notice::chat(&m.app, EventType::MessageCreated, m.chat, data)
             .with_stable_id(&[&m.chat.to_string(), &m.number.to_string()]);
         self.notifier.emit(notice);
+        self.notifier.message(m);
     }
 
     /// `message.edited` or `message.deleted`: the message as it is now.

@@ -267,6 +267,24 @@ impl Directory {
         redis::cmd("SCARD").arg(self.user_key(app, user)).query_async(&mut conn).await.map_err(DirectoryError)
     }
 
+    /// How many nodes hold sessions of each of `users` (one pipeline: an
+    /// application's keys share a slot).
+    pub async fn user_node_counts(
+        &self,
+        app: &AppId,
+        users: &[UserId],
+    ) -> Result<Vec<usize>, DirectoryError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for user in users {
+            pipe.cmd("SCARD").arg(self.user_key(app, user));
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async(&mut conn).await.map_err(DirectoryError)
+    }
+
     /// Removes every entry of a dead node (run by the survivors; idempotent).
     pub async fn purge(&self, node: &str) -> Result<usize, DirectoryError> {
         let index = self.index_key(node);

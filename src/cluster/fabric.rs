@@ -261,6 +261,14 @@ impl Fabric for ClusterFabric {
         }
     }
 
+    async fn online_among(&self, app: &AppId, users: &[UserId]) -> Vec<bool> {
+        match self.directory.user_node_counts(app, users).await {
+            Ok(counts) => counts.into_iter().map(|n| n > 0).collect(),
+            // Redis down: only this node's sessions are known.
+            Err(_) => users.iter().map(|u| self.hub.user_sessions(app, u) > 0).collect(),
+        }
+    }
+
     async fn revoke(&self, app: &AppId) {
         self.hub.revoke(app);
         let frame = Bytes::from(Wire::Revoke { app: app.as_str().to_owned() }.encode());

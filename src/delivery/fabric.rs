@@ -132,6 +132,15 @@ pub trait Fabric: Send + Sync + 'static {
     /// Whether `user` has a session on any node.
     async fn is_online(&self, app: &AppId, user: &UserId) -> bool;
 
+    /// Which of `users` have a session on any node (one answer per user, in order).
+    async fn online_among(&self, app: &AppId, users: &[UserId]) -> Vec<bool> {
+        let mut online = Vec::with_capacity(users.len());
+        for user in users {
+            online.push(self.is_online(app, user).await);
+        }
+        online
+    }
+
     /// The credentials of `app`'s sessions were revoked (its secret rotated):
     /// every node closes them (4001) so they reconnect with new tokens.
     async fn revoke(&self, app: &AppId);

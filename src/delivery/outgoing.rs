@@ -138,6 +138,7 @@ pub fn message_out(m: &Message) -> MessageOut {
         reply_count: m.reply_count,
         last_reply_at: m.last_reply_at,
         attachments: if m.is_deleted() { Vec::new() } else { m.attachments.clone() },
+        mentions: if m.is_deleted() { Vec::new() } else { model::mentions(&m.body) },
         reactions: std::collections::BTreeMap::new(),
     }
 }

@@ -211,6 +211,83 @@ impl Session {
             ClientFrame::Search { id, query, chat, page, per_page } => {
                 self.search(id, &query, chat, (page.unwrap_or(1), per_page.unwrap_or(20))).await
             }
+            ClientFrame::RegisterDevice { .. }
+            | ClientFrame::UnregisterDevice { .. }
+            | ClientFrame::NotificationSettings { .. } => self.notifications(frame).await,
+        }
+    }
+
+    /// A device or notification settings request, for the session's own user.
+    async fn notifications(&self, frame: ClientFrame) -> Answers {
+        let (chat, app, user) = (&self.state.chat, &self.app.id, &self.user);
+        match frame {
+            ClientFrame::RegisterDevice { id, device_id, provider, token } => {
+                let Ok(device) = crate::ids::DeviceId::parse(&device_id) else {
+                    return Answers::bad(&invalid("register_device", "`device_id`"), id);
+                };
+                match chat.put_device(app, user, device, &provider, &token).await {
+                    Ok(d) => Answers::one(ServerFrame::DeviceRegistered {
+                        id,
+                        device_id: d.id.as_str().to_owned(),
+                        provider: d.provider.as_str(),
+                    }),
+                    Err(e) => Answers::failed(id, &e),
+                }
+            }
+            ClientFrame::UnregisterDevice { id, device_id } => {
+                let Ok(device) = crate::ids::DeviceId::parse(&device_id) else {
+                    return Answers::bad(&invalid("unregister_device", "`device_id`"), id);
+                };
+                match chat.delete_device(app, user, &device).await {
+                    Ok(()) => Answers::one(ServerFrame::DeviceUnregistered { id, device_id }),
+                    Err(e) => Answers::failed(id, &e),
+                }
+            }
+            ClientFrame::NotificationSettings { id, email, email_address, push, chats, quiet_hours } => {
+                let mut levels = std::collections::BTreeMap::new();
+                for (number, level) in chats.iter().flatten() {
+                    let (Ok(number), Some(level)) =
+                        (number.parse::<u64>(), crate::model::ChatLevel::parse(level))
+                    else {
+                        return Answers::bad(&invalid("notification_settings", "`chats`"), id);
+                    };
+                    levels.insert(crate::ids::ChatNumber(number), level);
+                }
+                let changes = crate::chat::SettingsChanges {
+                    email,
+                    email_address: email_address.map(|a| a.filter(|a| !a.trim().is_empty())),
+                    push,
+                    chats: chats.is_some().then_some(levels),
+                    quiet_hours: quiet_hours
+                        .map(|q| q.map(|q| crate::model::QuietHours { from: q.from, to: q.to, tz: q.tz })),
+                };
+                let unchanged = changes.email.is_none()
+                    && changes.email_address.is_none()
+                    && changes.push.is_none()
+                    && changes.chats.is_none()
+                    && changes.quiet_hours.is_none();
+                let result = if unchanged {
+                    chat.notification_settings(app, user).await
+                } else {
+                    chat.change_notification_settings(app, user, changes).await
+                };
+                match result {
+                    Ok(s) => Answers::one(ServerFrame::NotificationSettings {
+                        id,
+                        email: s.email,
+                        email_address: s.email_address,
+                        push: s.push,
+                        chats: s.chats.iter().map(|(c, l)| (c.to_string(), l.as_str())).collect(),
+                        quiet_hours: s.quiet_hours.map(|q| protocol::QuietHoursIn {
+                            from: q.from,
+                            to: q.to,
+                            tz: q.tz,
+                        }),
+                    }),
+                    Err(e) => Answers::failed(id, &e),
+                }
+            }
+            other => Answers::bad(&invalid(other.kind(), "not a notifications request"), None),
         }
     }
 

@@ -10,11 +10,12 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::queue::{Attempts, Head, Lane, LogRecord, Queue};
+use super::alerts::AlertWorkers;
+use super::queue::{Attempts, Head, Lane, LogRecord, Queue, Sink};
 use super::sign;
 use super::target::{PublicResolver, literal_allowed};
 use super::{Webhooks, WebhooksConfig};
-use crate::ids::Timestamp;
+use crate::ids::{Timestamp, WebhookId};
 use crate::model::Webhook;
 
 /// What one attempt came to.
@@ -35,6 +36,8 @@ enum Attempt {
 #[derive(Clone)]
 struct Worker {
     webhooks: Webhooks,
+    /// The workers of push and email lanes, which the same lease loop takes.
+    alerts: AlertWorkers,
     queue: Arc<Queue>,
     client: reqwest::Client,
     config: Arc<WebhooksConfig>,
@@ -44,6 +47,7 @@ struct Worker {
 /// Starts this node's workers (and the queue gauges).
 pub(super) fn spawn(
     webhooks: Webhooks,
+    alerts: AlertWorkers,
     queue: Arc<Queue>,
     wake: Arc<Notify>,
     config: &WebhooksConfig,
@@ -67,7 +71,7 @@ pub(super) fn spawn(
             return;
         }
     };
-    let worker = Worker { webhooks, queue, client, config: Arc::new(config.clone()), shutdown };
+    let worker = Worker { webhooks, alerts, queue, client, config: Arc::new(config.clone()), shutdown };
     tracker.spawn(gauges(worker.clone()));
     tracker.spawn(lease_loop(worker, wake, tracker.clone()));
 }
@@ -127,7 +131,10 @@ async fn start(worker: &Worker, slots: &Arc<Semaphore>, tracker: &TaskTracker, l
     };
     let worker = worker.clone();
     tracker.spawn(async move {
-        worker.work(lane).await;
+        match lane.sink {
+            Sink::Webhook(_) => worker.work(lane).await,
+            Sink::Push | Sink::Email => worker.alerts.work(lane).await,
+        }
         drop(permit);
     });
 }
@@ -137,6 +144,10 @@ impl Worker {
     /// fails (the lane waits for its retry), `lane_burst` were delivered or
     /// the node stops.
     async fn work(&self, lane: Lane) {
+        let Some(webhook_id) = lane.webhook_id().cloned() else {
+            return;
+        };
+        let webhook_id = &webhook_id;
         let lease = Duration::from_millis(self.config.lease_ms);
         let mut head = match self.queue.head(&lane).await {
             Ok(Some(head)) => head,
@@ -152,7 +163,7 @@ impl Worker {
         };
         for _ in 0..self.config.lane_burst.max(1) {
             let current = head;
-            let webhook = match self.webhooks.find(&lane.app, &lane.webhook).await {
+            let webhook = match self.webhooks.find(&lane.app, webhook_id).await {
                 Ok(Some(w)) if w.disabled_at.is_none() => w,
                 Ok(_) => {
                     // Deleted or disabled: its events go nowhere.
@@ -211,8 +222,8 @@ impl Worker {
                 }
                 record.outcome = "delivered".into();
                 record.status = Some(status);
-                self.log(lane, &record).await;
-                if let Err(e) = self.queue.healthy(&lane.app, &lane.webhook).await {
+                self.log(lane, &webhook.id, &record).await;
+                if let Err(e) = self.queue.healthy(&lane.app, &webhook.id).await {
                     tracing::warn!(error = %e, "cannot record a webhook healthy");
                 }
                 return self.pop(lane, &head, lease).await;
@@ -229,7 +240,7 @@ impl Worker {
                 now
             },
         };
-        let failing_since = match self.queue.failing(&lane.app, &lane.webhook, now).await {
+        let failing_since = match self.queue.failing(&lane.app, &webhook.id, now).await {
             Ok(since) => since,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot record a webhook failing");
@@ -239,13 +250,13 @@ impl Worker {
         if now - failing_since >= ms(self.config.disable_after_ms) {
             m.webhook_deliveries.with_label_values(&["disabled"]).inc();
             record.outcome = "disabled".into();
-            self.log(lane, &record).await;
+            self.log(lane, &webhook.id, &record).await;
             let reason = format!(
                 "every delivery failed for {} hours (last: {})",
                 self.config.disable_after_ms / 3_600_000,
                 describe(record.status, record.error.as_deref())
             );
-            if let Err(e) = self.webhooks.disable(&lane.app, &lane.webhook, reason).await {
+            if let Err(e) = self.webhooks.disable(&lane.app, &webhook.id, reason).await {
                 tracing::warn!(error = %e, "cannot disable a webhook");
             }
             let _ = self.queue.drop_lane(lane).await;
@@ -254,15 +265,15 @@ impl Worker {
         if now - attempts.first_failed_at >= ms(self.config.retry_for_ms) {
             m.webhook_deliveries.with_label_values(&["gave_up"]).inc();
             record.outcome = "gave_up".into();
-            self.log(lane, &record).await;
-            tracing::warn!(app = %lane.app, webhook = %lane.webhook, "webhook event given up after its retries");
+            self.log(lane, &webhook.id, &record).await;
+            tracing::warn!(app = %lane.app, webhook = %webhook.id, "webhook event given up after its retries");
             return self.pop(lane, &head, lease).await;
         }
         m.webhook_deliveries.with_label_values(&["failed"]).inc();
         let due = now.saturating_add(ms_of(retry_after.unwrap_or_else(|| self.backoff(attempt_no))));
         record.outcome = "failed".into();
         record.next_retry_at = Some(due);
-        self.log(lane, &record).await;
+        self.log(lane, &webhook.id, &record).await;
         if let Err(e) = self.queue.retry(lane, &head.entry.id, attempts, due).await {
             tracing::warn!(error = %e, "cannot schedule a webhook retry; the lease will");
         }
@@ -270,7 +281,7 @@ impl Worker {
     }
 
     async fn pop(&self, lane: &Lane, head: &Head, lease: Duration) -> Option<Head> {
-        match self.queue.pop(lane, &head.entry.id, now_ms(), lease).await {
+        match self.queue.pop(lane, &head.entry.id, 1, now_ms(), lease).await {
             Ok(next) => next,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot take a delivered webhook event off its lane");
@@ -279,8 +290,8 @@ impl Worker {
         }
     }
 
-    async fn log(&self, lane: &Lane, record: &LogRecord) {
-        if let Err(e) = self.queue.log(&lane.app, &lane.webhook, record).await {
+    async fn log(&self, lane: &Lane, webhook: &WebhookId, record: &LogRecord) {
+        if let Err(e) = self.queue.log(&lane.app, webhook, record).await {
             tracing::warn!(error = %e, "cannot write the webhook delivery log");
         }
     }

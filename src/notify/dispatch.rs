@@ -90,7 +90,7 @@ async fn entries(
         let mut body = None;
         for webhook in wanted {
             let body = body.get_or_insert_with(|| notice.body()).clone();
-            let lane = Lane { app: notice.app.clone(), webhook: webhook.id.clone(), key: notice.key.clone() };
+            let lane = Lane::webhook(&notice.app, &webhook.id, &notice.key);
             let entry = Entry {
                 id: notice.id.clone(),
                 kind: notice.kind.as_str().to_owned(),

@@ -12,6 +12,7 @@
 //! - [`webhooks`]: registering, listing, rotating and deleting webhooks;
 //! - [`target`]: which URLs and addresses a webhook may point to.
 
+pub mod alerts;
 mod config;
 mod deliver;
 mod dispatch;
@@ -34,6 +35,7 @@ use crate::ids::{AppId, ChatNumber, Timestamp, UserId};
 use crate::model::EventType;
 use crate::store::DynStore;
 
+pub use alerts::{Alerts, AlertsConfig, Prefs};
 pub use config::WebhooksConfig;
 pub use webhooks::{WebhookError, Webhooks};
 
@@ -124,6 +126,12 @@ fn random_id() -> String {
 #[derive(Clone)]
 pub struct Notifier {
     tx: Option<mpsc::Sender<Notice>>,
+    alerts: Alerts,
+    prefs: Option<Prefs>,
+    /// Whether Web Push subscriptions may name http:// endpoints.
+    push_allow_http: bool,
+    /// Email digests (their unsubscribe links are checked with its key).
+    email: Option<Arc<email::EmailSender>>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -135,7 +143,7 @@ impl std::fmt::Debug for Notifier {
 impl Notifier {
     /// A notifier that drops everything (benchmarks of the domain alone, unit tests).
     pub fn off() -> Self {
-        Self { tx: None }
+        Self { tx: None, alerts: Alerts::default(), prefs: None, push_allow_http: false, email: None }
     }
 
     /// Hands a notice to the dispatcher. When the hand-off is full (the queue
@@ -149,6 +157,37 @@ impl Notifier {
             crate::metrics::metrics().webhook_notices_dropped.inc();
         }
     }
+
+    /// Hands a committed message to the push and email gatherer.
+    pub fn message(&self, m: &crate::model::Message) {
+        self.alerts.message(m);
+    }
+
+    /// This node's copy of users' settings and devices (forget a user's after changing them).
+    pub fn prefs(&self) -> Option<&Prefs> {
+        self.prefs.as_ref()
+    }
+
+    /// Whether Web Push subscriptions may name http:// endpoints (`push.allow_http`).
+    pub fn push_allow_http(&self) -> bool {
+        self.push_allow_http
+    }
+
+    /// Whether `token` is the unsubscribe token of (`app`, `user`).
+    pub fn check_unsubscribe(&self, app: &str, user: &str, token: &str) -> bool {
+        self.email.as_ref().is_some_and(|e| e.check_unsubscribe(app, user, token))
+    }
+}
+
+/// Why the notifier could not start (a push credential or the SMTP URL is malformed).
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// `[push]` is malformed.
+    #[error("push notifications are misconfigured: {0}")]
+    Push(String),
+    /// `[email]` is malformed.
+    #[error("email is misconfigured: {0}")]
+    Email(String),
 }
 
 /// The running notifier: the domain's handle, the webhooks service, and
@@ -160,18 +199,61 @@ pub struct Running {
     pub webhooks: Webhooks,
 }
 
-/// Starts the dispatcher and the delivery workers.
+/// What the notifier is built from.
+pub struct Parts<'a> {
+    /// `[webhooks]`.
+    pub webhooks: &'a WebhooksConfig,
+    /// `[notifications]`.
+    pub alerts: &'a AlertsConfig,
+    /// `[push]`.
+    pub push: &'a push::PushConfig,
+    /// `[email]`.
+    pub email: &'a email::EmailConfig,
+    /// The store.
+    pub store: DynStore,
+    /// The durable queue (Redis, or a file of its own on one node).
+    pub queue: queue::Queue,
+    /// Who is online where.
+    pub fabric: Arc<dyn crate::delivery::Fabric>,
+}
+
+/// Starts the dispatcher, the push and email gatherer, and the delivery workers.
 pub fn spawn(
-    config: &WebhooksConfig,
-    store: DynStore,
-    queue: queue::Queue,
+    parts: Parts<'_>,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
-) -> Running {
+) -> Result<Running, NotifyError> {
+    let Parts {
+        webhooks: config,
+        alerts: alerts_config,
+        push: push_config,
+        email: email_config,
+        store,
+        queue,
+        fabric,
+    } = parts;
+    let pushers = push::Pushers::new(push_config).map_err(|e| NotifyError::Push(e.to_string()))?;
+    let email_sender =
+        email::EmailSender::new(email_config).map_err(|e| NotifyError::Email(e.to_string()))?.map(Arc::new);
     let queue = Arc::new(queue);
     let webhooks = Webhooks::new(Arc::clone(&store), Arc::clone(&queue), config.clone());
     let (tx, rx) = mpsc::channel(config.handoff.max(1));
     let wake = Arc::new(tokio::sync::Notify::new());
+    let prefs =
+        Prefs::new(Arc::clone(&store), std::time::Duration::from_millis(alerts_config.prefs_cache_ms));
+    let (alerts, workers) = alerts::spawn(
+        alerts::Parts {
+            config: alerts_config.clone(),
+            prefs: prefs.clone(),
+            queue: Arc::clone(&queue),
+            fabric,
+            pushers: Some(pushers),
+            email: email_sender.clone(),
+            wake: Arc::clone(&wake),
+        },
+        tracker,
+        shutdown.clone(),
+    );
     tracker.spawn(dispatch::run(
         rx,
         webhooks.clone(),
@@ -179,6 +261,13 @@ pub fn spawn(
         Arc::clone(&wake),
         shutdown.clone(),
     ));
-    deliver::spawn(webhooks.clone(), queue, wake, config, tracker, shutdown);
-    Running { notifier: Notifier { tx: Some(tx) }, webhooks }
+    deliver::spawn(webhooks.clone(), workers, queue, wake, config, tracker, shutdown);
+    let notifier = Notifier {
+        tx: Some(tx),
+        alerts,
+        prefs: Some(prefs),
+        push_allow_http: push_config.allow_http,
+        email: email_sender,
+    };
+    Ok(Running { notifier, webhooks })
 }

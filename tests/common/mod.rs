@@ -44,6 +44,7 @@ macro_rules! on_every_mode {
 
 pub mod contract;
 pub mod hooks;
+pub mod mail;
 pub mod process;
 pub mod proxy;
 pub mod push_service;

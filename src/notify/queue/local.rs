@@ -223,7 +223,7 @@ impl LocalQueue {
             .map_err(|e| QueueError::Local(Box::new(e)))?
     }
 
-    pub(super) async fn push(&self, items: &[(Lane, Entry)], now: i64) -> Result<(), QueueError> {
+    pub(super) async fn push(&self, items: &[(Lane, Entry)], due: i64) -> Result<(), QueueError> {
         if items.is_empty() {
             return Ok(());
         }
@@ -244,7 +244,7 @@ impl LocalQueue {
             for (lane, entry) in items {
                 state.lanes.entry(lane.clone()).or_default().push_back((seq, entry));
                 if !state.due.contains_key(&lane) {
-                    state.schedule(&lane, now);
+                    state.schedule(&lane, due);
                 }
                 seq = seq.saturating_add(1);
             }
@@ -252,6 +252,38 @@ impl LocalQueue {
             Ok(())
         })
         .await
+    }
+
+    pub(super) async fn push_once(&self, lane: &Lane, entry: &Entry, due: i64) -> Result<bool, QueueError> {
+        let lane = lane.encode();
+        let entry = entry.clone();
+        self.write(move |state, db| {
+            if state.lanes.contains_key(&lane) {
+                return Ok(false);
+            }
+            let seq = state.next_seq;
+            let txn = db.begin_write().map_err(local)?;
+            txn.open_table(ENTRIES)
+                .map_err(local)?
+                .insert((lane.as_str(), seq), entry.encode().as_str())
+                .map_err(local)?;
+            state.commit(txn, true)?;
+            state.lanes.entry(lane.clone()).or_default().push_back((seq, entry));
+            if !state.due.contains_key(&lane) {
+                state.schedule(&lane, due);
+            }
+            state.next_seq = seq.saturating_add(1);
+            Ok(true)
+        })
+        .await
+    }
+
+    pub(super) async fn entries(&self, lane: &Lane, max: usize) -> Result<Vec<Entry>, QueueError> {
+        let state = self.state.lock().await;
+        Ok(state
+            .lanes
+            .get(&lane.encode())
+            .map_or_else(Vec::new, |entries| entries.iter().take(max).map(|(_, e)| e.clone()).collect()))
     }
 
     pub(super) async fn lease(&self, now: i64, lease: Duration, n: usize) -> Result<Vec<Lane>, QueueError> {
@@ -278,6 +310,7 @@ impl LocalQueue {
         &self,
         lane: &Lane,
         id: &str,
+        n: usize,
         now: i64,
         lease: Duration,
     ) -> Result<Option<Head>, QueueError> {
@@ -285,25 +318,30 @@ impl LocalQueue {
         let id = id.to_owned();
         let until = lease_until(now, lease);
         self.write(move |state, db| {
-            let popped = match state.lanes.get(&lane).and_then(VecDeque::front) {
-                Some((seq, entry)) if entry.id == id => Some(*seq),
-                _ => None,
+            let popped: Vec<u64> = match state.lanes.get(&lane) {
+                Some(entries) if entries.front().is_some_and(|(_, e)| e.id == id) => {
+                    entries.iter().take(n).map(|(seq, _)| *seq).collect()
+                }
+                _ => Vec::new(),
             };
             // Not the head any more: another node took the lane over (this one
             // lost its lease); leave the lane to it.
-            let Some(seq) = popped else {
+            if popped.is_empty() {
                 return Ok(None);
-            };
+            }
             {
                 let txn = db.begin_write().map_err(local)?;
                 {
-                    txn.open_table(ENTRIES).map_err(local)?.remove((lane.as_str(), seq)).map_err(local)?;
+                    let mut entries = txn.open_table(ENTRIES).map_err(local)?;
+                    for seq in &popped {
+                        entries.remove((lane.as_str(), *seq)).map_err(local)?;
+                    }
                     txn.open_table(RETRIES).map_err(local)?.remove(lane.as_str()).map_err(local)?;
                 }
                 // An ack lost to a crash delivers the event again: at least once.
                 state.commit(txn, false)?;
                 if let Some(entries) = state.lanes.get_mut(&lane) {
-                    entries.pop_front();
+                    entries.drain(..popped.len().min(entries.len()));
                     if entries.is_empty() {
                         state.lanes.remove(&lane);
                     }

@@ -40,33 +40,72 @@ pub enum QueueError {
     },
 }
 
-/// One webhook's events of one ordering key.
+/// Whom a lane's entries go to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Sink {
+    /// A webhook: its events, delivered one at a time.
+    Webhook(WebhookId),
+    /// A user's devices: the messages of one chat to push, taken together.
+    Push,
+    /// A user's email: one unread-digest check.
+    Email,
+}
+
+impl Sink {
+    fn encode(&self) -> String {
+        match self {
+            Sink::Webhook(id) => format!("w:{id}"),
+            Sink::Push => "push".to_owned(),
+            Sink::Email => "email".to_owned(),
+        }
+    }
+
+    fn decode(raw: &str) -> Option<Sink> {
+        match raw {
+            "push" => Some(Sink::Push),
+            "email" => Some(Sink::Email),
+            _ => raw.strip_prefix("w:").map(|id| Sink::Webhook(WebhookId::from_store(id.to_owned()))),
+        }
+    }
+}
+
+/// One sink's entries of one ordering key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Lane {
     /// The application.
     pub app: AppId,
-    /// The webhook.
-    pub webhook: WebhookId,
-    /// The ordering key: `c<chat>` for a chat's events, `u<user>` for a user's.
+    /// Whom its entries go to.
+    pub sink: Sink,
+    /// The ordering key: `c<chat>` for a chat's events, `u<user>` for a
+    /// user's; `<user>|<chat>` for pushes; the user for emails.
     pub key: String,
 }
 
 impl Lane {
-    /// The lane as one string: `<app>|<webhook>|<key>` (neither an application
-    /// id nor a webhook id holds a `|`).
+    /// A webhook's lane.
+    pub fn webhook(app: &AppId, webhook: &WebhookId, key: &str) -> Lane {
+        Lane { app: app.clone(), sink: Sink::Webhook(webhook.clone()), key: key.to_owned() }
+    }
+
+    /// The webhook whose lane this is, if it is one.
+    pub fn webhook_id(&self) -> Option<&WebhookId> {
+        match &self.sink {
+            Sink::Webhook(id) => Some(id),
+            Sink::Push | Sink::Email => None,
+        }
+    }
+
+    /// The lane as one string: `<app>|<sink>|<key>` (neither an application
+    /// id nor a sink holds a `|`).
     pub fn encode(&self) -> String {
-        format!("{}|{}|{}", self.app, self.webhook, self.key)
+        format!("{}|{}|{}", self.app, self.sink.encode(), self.key)
     }
 
     /// The lane [`encode`](Self::encode) wrote.
     pub fn decode(raw: &str) -> Option<Lane> {
         let mut parts = raw.splitn(3, '|');
-        let (app, webhook, key) = (parts.next()?, parts.next()?, parts.next()?);
-        Some(Lane {
-            app: AppId::new(app),
-            webhook: WebhookId::from_store(webhook.to_owned()),
-            key: key.to_owned(),
-        })
+        let (app, sink, key) = (parts.next()?, parts.next()?, parts.next()?);
+        Some(Lane { app: AppId::new(app), sink: Sink::decode(sink)?, key: key.to_owned() })
     }
 }
 
@@ -163,11 +202,29 @@ impl std::fmt::Debug for Queue {
 
 impl Queue {
     /// Appends entries to their lanes, in the order given, and makes each lane
-    /// due now unless it is scheduled already (leased or backing off).
-    pub async fn push(&self, items: &[(Lane, Entry)], now: i64) -> Result<(), QueueError> {
+    /// due at `due` unless it is scheduled already (leased, backing off, or
+    /// waiting to gather more).
+    pub async fn push(&self, items: &[(Lane, Entry)], due: i64) -> Result<(), QueueError> {
         match self {
-            Queue::Local(q) => q.push(items, now).await,
-            Queue::Redis(q) => q.push(items, now).await,
+            Queue::Local(q) => q.push(items, due).await,
+            Queue::Redis(q) => q.push(items, due).await,
+        }
+    }
+
+    /// Puts `entry` in `lane`, due at `due`, only when the lane is empty;
+    /// returns whether it did (one pending check per lane).
+    pub async fn push_once(&self, lane: &Lane, entry: &Entry, due: i64) -> Result<bool, QueueError> {
+        match self {
+            Queue::Local(q) => q.push_once(lane, entry, due).await,
+            Queue::Redis(q) => q.push_once(lane, entry, due).await,
+        }
+    }
+
+    /// The first `max` entries of a lane, head first.
+    pub async fn entries(&self, lane: &Lane, max: usize) -> Result<Vec<Entry>, QueueError> {
+        match self {
+            Queue::Local(q) => q.entries(lane, max).await,
+            Queue::Redis(q) => q.entries(lane, max).await,
         }
     }
 
@@ -188,21 +245,22 @@ impl Queue {
         }
     }
 
-    /// Removes the lane's head if it is still `id` (delivered, or given up) and
-    /// returns the next head, keeping the lease (due at `now + lease`); with
-    /// no next head the lane leaves the schedule. When `id` is not the head
-    /// (another node took the lane over) nothing changes and the answer is
-    /// `None`: the caller stops working the lane.
+    /// Removes the lane's first `n` entries if its head is still `id`
+    /// (delivered, or given up) and returns the next head, keeping the lease
+    /// (due at `now + lease`); with no next head the lane leaves the schedule.
+    /// When `id` is not the head (another node took the lane over) nothing
+    /// changes and the answer is `None`: the caller stops working the lane.
     pub async fn pop(
         &self,
         lane: &Lane,
         id: &str,
+        n: usize,
         now: i64,
         lease: Duration,
     ) -> Result<Option<Head>, QueueError> {
         match self {
-            Queue::Local(q) => q.pop(lane, id, now, lease).await,
-            Queue::Redis(q) => q.pop(lane, id, now, lease).await,
+            Queue::Local(q) => q.pop(lane, id, n.max(1), now, lease).await,
+            Queue::Redis(q) => q.pop(lane, id, n.max(1), now, lease).await,
         }
     }
 

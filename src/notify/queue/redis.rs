@@ -30,13 +30,13 @@ return lanes
 /// Pops the head when it is still ARGV[2], then returns the next head and its
 /// attempts (re-leased) or leaves the schedule when the lane is empty. When
 /// the head is another, the caller lost its lease: nothing changes.
-/// KEYS: due, list, att. ARGV: lane, id prefix (`{"id":"<id>",`), lease until.
+/// KEYS: due, list, att. ARGV: lane, id prefix (`{"id":"<id>",`), lease until, n.
 const POP: &str = r"
 local head = redis.call('LINDEX', KEYS[2], 0)
 if not head or string.sub(head, 1, string.len(ARGV[2])) ~= ARGV[2] then
   return {}
 end
-redis.call('LPOP', KEYS[2])
+redis.call('LTRIM', KEYS[2], tonumber(ARGV[4]), -1)
 redis.call('HDEL', KEYS[3], ARGV[1])
 local next = redis.call('LINDEX', KEYS[2], 0)
 if next then
@@ -60,6 +60,17 @@ redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
 return 1
 ";
 
+/// Pushes ARGV[2] into an empty lane only, due at ARGV[3] unless scheduled.
+/// KEYS: due, list. ARGV: lane, entry, due.
+const PUSH_ONCE: &str = r"
+if redis.call('LLEN', KEYS[2]) > 0 then
+  return 0
+end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[1], 'NX', ARGV[3], ARGV[1])
+return 1
+";
+
 /// Gives a lane back: due at ARGV[2] if it still has entries.
 /// KEYS: due, list. ARGV: lane, due.
 const RELEASE: &str = r"
@@ -80,6 +91,7 @@ pub struct RedisQueue {
     pop: redis::Script,
     retry: redis::Script,
     release: redis::Script,
+    push_once: redis::Script,
 }
 
 fn redis_err(e: redis::RedisError) -> QueueError {
@@ -110,6 +122,7 @@ impl RedisQueue {
             pop: redis::Script::new(POP),
             retry: redis::Script::new(RETRY),
             release: redis::Script::new(RELEASE),
+            push_once: redis::Script::new(PUSH_ONCE),
         }
     }
 
@@ -133,21 +146,45 @@ impl RedisQueue {
         format!("{}:log:{}", self.base, webhook_field(app, webhook))
     }
 
-    pub(super) async fn push(&self, items: &[(Lane, Entry)], now: i64) -> Result<(), QueueError> {
+    pub(super) async fn push(&self, items: &[(Lane, Entry)], due: i64) -> Result<(), QueueError> {
         if items.is_empty() {
             return Ok(());
         }
         // RPUSH, then ZADD NX: whatever a concurrent POP does in between, the
         // lane ends scheduled (POP re-checks the length in the same script).
         let mut pipe = redis::pipe();
-        let due = self.due_key();
+        let due_key = self.due_key();
         for (lane, entry) in items {
             let encoded = lane.encode();
             pipe.rpush(self.list_key(&encoded), entry.encode()).ignore();
-            pipe.cmd("ZADD").arg(&due).arg("NX").arg(now).arg(encoded).ignore();
+            pipe.cmd("ZADD").arg(&due_key).arg("NX").arg(due).arg(encoded).ignore();
         }
         let mut conn = self.conn.clone();
         pipe.query_async::<()>(&mut conn).await.map_err(redis_err)
+    }
+
+    pub(super) async fn push_once(&self, lane: &Lane, entry: &Entry, due: i64) -> Result<bool, QueueError> {
+        let encoded = lane.encode();
+        let mut conn = self.conn.clone();
+        let pushed: i64 = self
+            .push_once
+            .key(self.due_key())
+            .key(self.list_key(&encoded))
+            .arg(&encoded)
+            .arg(entry.encode())
+            .arg(due)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        Ok(pushed == 1)
+    }
+
+    pub(super) async fn entries(&self, lane: &Lane, max: usize) -> Result<Vec<Entry>, QueueError> {
+        let mut conn = self.conn.clone();
+        let last = isize::try_from(max).unwrap_or(isize::MAX).saturating_sub(1);
+        let raw: Vec<String> =
+            conn.lrange(self.list_key(&lane.encode()), 0, last).await.map_err(redis_err)?;
+        raw.iter().map(|r| Entry::decode(r)).collect()
     }
 
     pub(super) async fn lease(&self, now: i64, lease: Duration, n: usize) -> Result<Vec<Lane>, QueueError> {
@@ -187,6 +224,7 @@ impl RedisQueue {
         &self,
         lane: &Lane,
         id: &str,
+        n: usize,
         now: i64,
         lease: Duration,
     ) -> Result<Option<Head>, QueueError> {
@@ -201,6 +239,7 @@ impl RedisQueue {
             .arg(&encoded)
             .arg(id_prefix(id))
             .arg(until)
+            .arg(n)
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err)?;
