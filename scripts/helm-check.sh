@@ -138,6 +138,8 @@ METRICS = {
     "weft_webhook_events_queued_total", "weft_webhook_notices_dropped_total",
     "weft_webhook_deliveries_total", "weft_webhook_attempt_seconds", "weft_webhook_lag_seconds",
     "weft_webhook_queue_lanes", "weft_webhook_queue_due_lanes", "weft_webhook_retry_age_seconds",
+    "weft_push_queued_total", "weft_push_dropped_total", "weft_push_skipped_total",
+    "weft_push_deliveries_total", "weft_email_digests_total",
 }
 HISTOGRAMS = {"weft_batch_messages", "weft_batch_commit_seconds", "weft_delivery_seconds",
               "weft_redis_seconds", "weft_store_seconds", "weft_http_request_seconds",
@@ -483,7 +485,7 @@ checks dashboard-configmap "$WORK/production.yaml" "$CHART/dashboards/weft.json"
 # The same rule as a plain grep: every weft_* name is a metric or a histogram series.
 unknown=$(grep -o 'weft_[a-z0-9_]*' "$CHART/dashboards/weft.json" | sort -u |
     sed -E 's/_(bucket|sum|count)$//' | sort -u |
-    grep -vxE 'weft_(connections|sessions_opened_total|sessions_closed_total|frames_in_total|frames_out_total|messages_persisted_total|batch_messages|batch_commit_seconds|delivery_seconds|quic_frames_sent_total|quic_frames_received_total|quic_bytes_sent_total|quic_bytes_received_total|quic_reconnects_total|quic_frames_dropped_total|cluster_members|redis_errors_total|redis_seconds|store_errors_total|store_seconds|rate_limited_total|slow_consumer_disconnects_total|http_requests_total|http_request_seconds|search_index_lag_messages|search_index_lag_seconds|search_indexed_total|search_errors_total|search_seconds|webhook_events_queued_total|webhook_notices_dropped_total|webhook_deliveries_total|webhook_attempt_seconds|webhook_lag_seconds|webhook_queue_lanes|webhook_queue_due_lanes|webhook_retry_age_seconds)' || true)
+    grep -vxE 'weft_(connections|sessions_opened_total|sessions_closed_total|frames_in_total|frames_out_total|messages_persisted_total|batch_messages|batch_commit_seconds|delivery_seconds|quic_frames_sent_total|quic_frames_received_total|quic_bytes_sent_total|quic_bytes_received_total|quic_reconnects_total|quic_frames_dropped_total|cluster_members|redis_errors_total|redis_seconds|store_errors_total|store_seconds|rate_limited_total|slow_consumer_disconnects_total|http_requests_total|http_request_seconds|search_index_lag_messages|search_index_lag_seconds|search_indexed_total|search_errors_total|search_seconds|webhook_events_queued_total|webhook_notices_dropped_total|webhook_deliveries_total|webhook_attempt_seconds|webhook_lag_seconds|webhook_queue_lanes|webhook_queue_due_lanes|webhook_retry_age_seconds|push_queued_total|push_dropped_total|push_skipped_total|push_deliveries_total|email_digests_total)' || true)
 [[ -z "$unknown" ]] || die "the dashboard names unknown metrics: $unknown"
 info "grep: every weft_* name in the dashboard is a known metric"
 

@@ -325,6 +325,20 @@ impl Config {
                 "filesystem keeps files on one node: a cluster needs s3 (or auto with s3_bucket)",
             );
         }
+        if self.email.enabled()
+            && let Err((key, reason)) = self.email.check()
+        {
+            return invalid(key, reason);
+        }
+        if self.webhooks.lease_ms <= self.webhooks.timeout_ms {
+            return invalid(
+                "webhooks.lease_ms",
+                "must be above webhooks.timeout_ms (a lane is held while it is tried)",
+            );
+        }
+        if self.webhooks.concurrency == 0 {
+            return invalid("webhooks.concurrency", "must be at least 1");
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid("log.level", "is not a valid tracing filter");
         }

@@ -236,6 +236,27 @@ async fn a_webhook_that_keeps_failing_is_disabled_and_can_be_enabled_again(mode:
         got.iter().any(|r| r.body["data"]["message"]["body"] == "heard" && r.answered == 200)
     })
     .await;
+    // What it missed, replayed from the chat's history with the ids it had.
+    let (status, body) = s.post(&format!("{path}/replay"), json!({"chat": chat})).await;
+    assert_eq!((status, &body), (202, &json!({"queued": 3, "through": 3})));
+    let got = rx
+        .wait(WAIT, "the replay is delivered", |got| {
+            let heard =
+                got.iter().filter(|r| r.body["data"]["message"]["body"] == "heard" && r.answered == 200);
+            heard.count() == 2
+        })
+        .await;
+    let delivered: Vec<&Received> = got.iter().filter(|r| r.answered == 200).collect();
+    let bodies: Vec<&str> =
+        delivered.iter().map(|r| r.body["data"]["message"]["body"].as_str().unwrap()).collect();
+    assert_eq!(bodies, ["heard", "lost", "unheard", "heard"], "{:#?}", summary(&got));
+    assert_eq!(delivered[0].id, delivered[3].id, "a replayed event keeps its id");
+    for (bad, status, code_) in
+        [(json!({}), 422, "invalid_field"), (json!({"chat": 999}), 404, "chat_not_found")]
+    {
+        let (got_status, body) = s.post(&format!("{path}/replay"), bad.clone()).await;
+        assert_eq!((got_status, code(&body)), (status, code_), "{bad}: {body}");
+    }
     s.stop().await;
 }
 

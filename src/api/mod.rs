@@ -128,6 +128,7 @@ pub fn router(state: ApiState, sessions: Router) -> Router {
             get(webhooks::show).patch(webhooks::update).delete(webhooks::destroy),
         )
         .route(&format!("{app}/webhooks/{{id}}/rotate"), post(webhooks::rotate))
+        .route(&format!("{app}/webhooks/{{id}}/replay"), post(webhooks::replay))
         .route(&format!("{app}/webhooks/{{id}}/deliveries"), get(webhooks::deliveries))
         .route(&format!("{app}/users/{{user}}/devices"), get(notifications::devices))
         .route(

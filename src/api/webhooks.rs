@@ -181,6 +181,29 @@ pub async fn destroy(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// What a replay queued.
+#[derive(Serialize)]
+pub struct ReplayOut {
+    queued: usize,
+    through: u64,
+}
+
+/// `POST /applications/:token/webhooks/:id/replay {"chat","after"?}` → 202: queues
+/// `message.created` again for this webhook for the chat's messages numbered
+/// above `after` (default 0), at most 10,000 per call, with their first ids;
+/// `through` is the last number covered (call again from there for more).
+pub async fn replay(
+    State(state): State<ApiState>,
+    PathParams((raw, id)): PathParams<(String, String)>,
+    Input(fields, _): Input<WebhookBody>,
+) -> Result<(StatusCode, Json<ReplayOut>), ApiError> {
+    let id = webhook_id(&id)?;
+    let chat = crate::ids::ChatNumber(fields.required_u64("chat", 1, i64::MAX as u64)?);
+    let after = crate::ids::MessageNumber(fields.optional_u64("after", 0, i64::MAX as u64)?.unwrap_or(0));
+    let (queued, through) = state.chat.replay_webhook(&token(raw), &id, chat, after).await?;
+    Ok((StatusCode::ACCEPTED, Json(ReplayOut { queued, through: through.get() })))
+}
+
 /// The delivery log.
 #[derive(Serialize)]
 pub struct DeliveriesOut {

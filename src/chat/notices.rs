@@ -14,14 +14,22 @@ use crate::model::{Chat, EventType, Message, Role, Webhook};
 use crate::notify::Notice;
 use crate::notify::queue::LogRecord;
 
+/// Most events one replay queues.
+pub const MAX_REPLAY: usize = 10_000;
+
+/// `message.created` for `m`, with an id that is the same however often it is
+/// made for this message (a fan-out done again after a crash, a replay).
+fn created_notice(m: &Message) -> Notice {
+    let data = json!({ "chat": m.chat, "message": message_out(m) });
+    let notice = Notice::chat(&m.app, EventType::MessageCreated, m.chat, data)
+        .with_stable_id(&[&m.chat.to_string(), &m.number.to_string()]);
+    Notice { at: m.created_at, ..notice }
+}
+
 impl ChatService {
-    /// `message.created`, with an id that is the same however often it is
-    /// emitted for this message (a fan-out done again after a crash).
+    /// `message.created` (see [`created_notice`]), and the message to the push gatherer.
     pub(super) fn notify_created(&self, m: &Message) {
-        let data = json!({ "chat": m.chat, "message": message_out(m) });
-        let notice = Notice::chat(&m.app, EventType::MessageCreated, m.chat, data)
-            .with_stable_id(&[&m.chat.to_string(), &m.number.to_string()]);
-        self.notifier.emit(notice);
+        self.notifier.emit(created_notice(m));
         self.notifier.message(m);
     }
 
@@ -125,6 +133,50 @@ impl ChatService {
     pub async fn delete_webhook(&self, token: &AppToken, id: &WebhookId) -> Result<(), ChatError> {
         let app = self.application(token).await?;
         Ok(self.webhooks.delete(&app.id, id).await?)
+    }
+
+    /// Queues `message.created` again, for one webhook only, for the messages
+    /// of `chat` numbered above `after` (at most [`MAX_REPLAY`] of them, in
+    /// order, tombstones left out), with the ids they had the first time so a
+    /// receiver that has them drops them. Returns how many were queued and the
+    /// last number queued (to continue from).
+    pub async fn replay_webhook(
+        &self,
+        token: &AppToken,
+        id: &WebhookId,
+        chat: ChatNumber,
+        after: MessageNumber,
+    ) -> Result<(usize, MessageNumber), ChatError> {
+        let app = self.application(token).await?;
+        let webhook = self.webhooks.get(&app.id, id).await?;
+        if webhook.disabled_at.is_some() {
+            return Err(ChatError::InvalidValue("the webhook is disabled: enable it first".into()));
+        }
+        if !webhook.events.contains(&EventType::MessageCreated) {
+            return Err(ChatError::InvalidValue("the webhook does not take message.created".into()));
+        }
+        self.ensure_chat(&app.id, chat).await?;
+        let newest = self.store.max_message_number(&app.id, chat).await?;
+        let (mut queued, mut last) = (Vec::new(), after);
+        while last.get() < newest && queued.len() < MAX_REPLAY {
+            let window = crate::model::MessageRange::window(last.get(), 500);
+            let mut page = self.store.messages(&app.id, chat, window).await?;
+            page.reverse();
+            last = MessageNumber(last.get().saturating_add(500).min(newest));
+            for m in page {
+                if queued.len() == MAX_REPLAY {
+                    last = MessageNumber(m.number.get() - 1);
+                    break;
+                }
+                if !m.is_deleted() {
+                    queued.push(created_notice(&m));
+                }
+            }
+        }
+        let n = queued.len();
+        self.webhooks.replay(&webhook, &queued).await?;
+        tracing::info!(app = %app.id, webhook = %id, chat = chat.get(), events = n, "webhook replay queued");
+        Ok((n, last))
     }
 
     /// A webhook's delivery log, newest first.

@@ -175,6 +175,27 @@ impl Webhooks {
         Ok(webhook)
     }
 
+    /// Queues `notices` for `webhook` alone, in order (a replay).
+    pub async fn replay(&self, webhook: &Webhook, notices: &[super::Notice]) -> Result<(), WebhookError> {
+        let items: Vec<_> = notices
+            .iter()
+            .map(|n| {
+                let lane = super::queue::Lane::webhook(&webhook.app, &webhook.id, &n.key);
+                let entry = super::queue::Entry {
+                    id: n.id.clone(),
+                    kind: n.kind.as_str().to_owned(),
+                    at: n.at.millis(),
+                    body: n.body(),
+                };
+                (lane, entry)
+            })
+            .collect();
+        for chunk in items.chunks(500) {
+            self.inner.queue.push(chunk, Timestamp::now().millis()).await?;
+        }
+        Ok(())
+    }
+
     /// The newest delivery attempts of a webhook, newest first.
     pub async fn deliveries(&self, app: &AppId, id: &WebhookId) -> Result<Vec<LogRecord>, WebhookError> {
         self.get(app, id).await?;

@@ -64,6 +64,20 @@ Names.
 {{- if or .Values.attachments.s3.existingSecret .Values.attachments.s3.accessKey .Values.attachments.s3.secretKey }}true{{ end }}
 {{- end }}
 
+{{- define "weft.notificationsSecretName" -}}
+{{- if .Values.notifications.existingSecret }}
+{{- .Values.notifications.existingSecret }}
+{{- else }}
+{{- printf "%s-notifications" (include "weft.fullname" . | trunc 49 | trimSuffix "-") }}
+{{- end }}
+{{- end }}
+
+{{/* Do the pods get push or email secrets (from a Secret)? "true" or "". */}}
+{{- define "weft.notificationsCredentials" -}}
+{{- $n := .Values.notifications }}
+{{- if or $n.existingSecret $n.fcmCredentials $n.vapidPrivateKey $n.smtpUrl $n.unsubscribeSecret }}true{{ end }}
+{{- end }}
+
 {{/* Do the pods get OpenSearch credentials (from a Secret)? "true" or "". */}}
 {{- define "weft.searchCredentials" -}}
 {{- if or .Values.search.existingSecret .Values.search.username .Values.search.password }}true{{ end }}

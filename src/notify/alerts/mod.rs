@@ -173,14 +173,21 @@ pub(super) struct Parts {
 }
 
 /// Starts the gatherer; returns the domain's handle and the lane workers.
+/// With no push provider and no email configured nothing is gathered (the
+/// handle drops every message): nobody could be told.
 pub(super) fn spawn(
     parts: Parts,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> (Alerts, AlertWorkers) {
     let Parts { config, prefs, queue, fabric, pushers, email, wake } = parts;
-    let (tx, rx) = mpsc::channel(config.handoff.max(1));
+    let can_tell = email.is_some() || pushers.as_ref().is_some_and(|p| p.has_fcm() || p.has_webpush());
     let ctx = Arc::new(Ctx { config, prefs, queue, fabric, pushers, email, wake });
+    if !can_tell {
+        tracing::info!("push and email are off ([push], [email]): away members are not notified");
+        return (Alerts { tx: None }, AlertWorkers { ctx });
+    }
+    let (tx, rx) = mpsc::channel(ctx.config.handoff.max(1));
     let period = Duration::from_millis(ctx.config.coalesce_ms.max(1));
     tracker.spawn(gather::run(rx, Arc::clone(&ctx), period, shutdown));
     (Alerts { tx: Some(tx) }, AlertWorkers { ctx })
