@@ -376,15 +376,7 @@ async fn an_away_member_gets_one_digest_email_and_can_unsubscribe() {
     assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"), "{html}");
     // Nothing for kate, and no second email for erin.
     tokio::time::sleep(Duration::from_millis(2_000)).await;
-    let found: Value = http
-        .get(format!("{api}/api/v1/search"))
-        .query(&[("query", format!("to:\"{kate}\""))])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let found = common::mail::search(&http, &api, &kate).await;
     assert_eq!(found["messages"], json!([]), "kate came back: {found}");
     let _ = common::mail::received(&http, &api, &erin).await;
     // The unsubscribe link: its page, then its POST turns email off.

@@ -242,7 +242,7 @@ pub fn spawn(
     let prefs =
         Prefs::new(Arc::clone(&store), std::time::Duration::from_millis(alerts_config.prefs_cache_ms));
     let (alerts, workers) = alerts::spawn(
-        alerts::Parts {
+        alerts::Ctx {
             config: alerts_config.clone(),
             prefs: prefs.clone(),
             queue: Arc::clone(&queue),

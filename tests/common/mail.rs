@@ -24,15 +24,7 @@ pub fn unique_address() -> String {
 pub async fn received(http: &reqwest::Client, api: &str, to: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let found: Value = http
-            .get(format!("{api}/api/v1/search"))
-            .query(&[("query", format!("to:\"{to}\""))])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let found = search(http, api, to).await;
         let messages = found["messages"].as_array().cloned().unwrap_or_default();
         if let [one] = messages.as_slice() {
             let id = one["ID"].as_str().unwrap();
@@ -60,4 +52,16 @@ pub async fn delete(http: &reqwest::Client, api: &str, to: &str) {
         .await
         .unwrap();
     assert!(resp.status().is_success(), "{resp:?}");
+}
+
+/// What Mailpit's search finds for `to` now (`{"messages":[…]}`).
+pub async fn search(http: &reqwest::Client, api: &str, to: &str) -> Value {
+    http.get(format!("{api}/api/v1/search"))
+        .query(&[("query", format!("to:\"{to}\""))])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }

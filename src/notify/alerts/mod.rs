@@ -161,28 +161,13 @@ impl AlertWorkers {
     }
 }
 
-/// The parts [`spawn`] needs.
-pub(super) struct Parts {
-    pub(super) config: AlertsConfig,
-    pub(super) prefs: Prefs,
-    pub(super) queue: Arc<Queue>,
-    pub(super) fabric: Arc<dyn Fabric>,
-    pub(super) pushers: Option<Pushers>,
-    pub(super) email: Option<Arc<EmailSender>>,
-    pub(super) wake: Arc<Notify>,
-}
-
 /// Starts the gatherer; returns the domain's handle and the lane workers.
 /// With no push provider and no email configured nothing is gathered (the
 /// handle drops every message): nobody could be told.
-pub(super) fn spawn(
-    parts: Parts,
-    tracker: &TaskTracker,
-    shutdown: CancellationToken,
-) -> (Alerts, AlertWorkers) {
-    let Parts { config, prefs, queue, fabric, pushers, email, wake } = parts;
-    let can_tell = email.is_some() || pushers.as_ref().is_some_and(|p| p.has_fcm() || p.has_webpush());
-    let ctx = Arc::new(Ctx { config, prefs, queue, fabric, pushers, email, wake });
+pub(super) fn spawn(ctx: Ctx, tracker: &TaskTracker, shutdown: CancellationToken) -> (Alerts, AlertWorkers) {
+    let can_tell =
+        ctx.email.is_some() || ctx.pushers.as_ref().is_some_and(|p| p.has_fcm() || p.has_webpush());
+    let ctx = Arc::new(ctx);
     if !can_tell {
         tracing::info!("push and email are off ([push], [email]): away members are not notified");
         return (Alerts { tx: None }, AlertWorkers { ctx });
