@@ -17,20 +17,17 @@ use crate::notify::queue::LogRecord;
 /// Most events one replay queues.
 pub const MAX_REPLAY: usize = 10_000;
 
-/// `message.created` for `m`, with an id that is the same however often it is
-/// made for this message (a fan-out done again after a crash, a replay).
+/// `message.created` for `m`, made whole (a replay).
 fn created_notice(m: &Message) -> Notice {
-    let data = json!({ "chat": m.chat, "message": message_out(m) });
-    let notice = Notice::chat(&m.app, EventType::MessageCreated, m.chat, data)
-        .with_stable_id(&[&m.chat.to_string(), &m.number.to_string()]);
-    Notice { at: m.created_at, ..notice }
+    let mut notice = Notice::created(std::sync::Arc::new(m.clone()));
+    notice.resolve();
+    notice
 }
 
 impl ChatService {
     /// `message.created` (see [`created_notice`]), and the message to the push gatherer.
     pub(super) fn notify_created(&self, m: &Message) {
-        self.notifier.emit(created_notice(m));
-        self.notifier.message(m);
+        self.notifier.message_created(m);
     }
 
     /// `message.edited` or `message.deleted`: the message as it is now.

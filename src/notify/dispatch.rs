@@ -86,10 +86,17 @@ async fn entries(
     let mut items = Vec::new();
     for notice in batch {
         let hooks = webhooks.of_app(&notice.app).await?;
-        let wanted = hooks.iter().filter(|w| w.disabled_at.is_none() && w.events.contains(&notice.kind));
-        let mut body = None;
+        let wanted: Vec<_> =
+            hooks.iter().filter(|w| w.disabled_at.is_none() && w.events.contains(&notice.kind)).collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        // Made whole only now, and only for a webhook that wants it.
+        let mut notice = notice.clone();
+        notice.resolve();
+        let body = notice.body();
         for webhook in wanted {
-            let body = body.get_or_insert_with(|| notice.body()).clone();
+            let body = body.clone();
             let lane = Lane::webhook(&notice.app, &webhook.id, &notice.key);
             let entry = Entry {
                 id: notice.id.clone(),

@@ -56,7 +56,17 @@ pub struct Notice {
     /// they were emitted.
     pub key: String,
     /// The event's `data`.
-    pub data: Value,
+    pub data: Payload,
+}
+
+/// A notice's `data`: ready, or a message whose JSON (and id) the dispatcher
+/// makes, off the send path, only when a webhook wants it.
+#[derive(Clone, Debug)]
+pub enum Payload {
+    /// The JSON as it is sent.
+    Data(Value),
+    /// `message.created`: `{"chat","message"}` of this message.
+    Created(Arc<crate::model::Message>),
 }
 
 impl Notice {
@@ -68,7 +78,30 @@ impl Notice {
             id: random_id(),
             at: Timestamp::now(),
             key: format!("c{chat}"),
-            data,
+            data: Payload::Data(data),
+        }
+    }
+
+    /// `message.created` for `m`: its id (the same however often it is made
+    /// for this message: a fan-out done again, a replay) and its data are
+    /// made by [`resolve`](Self::resolve), off the send path.
+    pub fn created(m: Arc<crate::model::Message>) -> Notice {
+        Notice {
+            app: m.app.clone(),
+            kind: EventType::MessageCreated,
+            id: String::new(),
+            at: m.created_at,
+            key: format!("c{}", m.chat),
+            data: Payload::Created(m),
+        }
+    }
+
+    /// Makes a `created` notice whole: its id and its data.
+    pub fn resolve(&mut self) {
+        if let Payload::Created(m) = &self.data {
+            let data = serde_json::json!({ "chat": m.chat, "message": crate::delivery::message_out(m) });
+            self.id = stable_id(&self.app, self.kind, &[&m.chat.to_string(), &m.number.to_string()]);
+            self.data = Payload::Data(data);
         }
     }
 
@@ -80,37 +113,56 @@ impl Notice {
             id: random_id(),
             at: Timestamp::now(),
             key: format!("u{user}"),
-            data,
+            data: Payload::Data(data),
         }
     }
 
     /// Makes the id a digest of `parts` (and the application and type): the
     /// same happening always gets the same id.
     pub fn with_stable_id(mut self, parts: &[&str]) -> Notice {
-        let mut digest = sha2::Sha256::new();
-        digest.update(self.app.as_str().as_bytes());
-        digest.update(b"\0");
-        digest.update(self.kind.as_str().as_bytes());
-        for part in parts {
-            digest.update(b"\0");
-            digest.update(part.as_bytes());
-        }
-        let bytes = digest.finalize();
-        self.id = format!("evt_{}", base64_url(&bytes[..16]));
+        self.id = stable_id(&self.app, self.kind, parts);
         self
     }
 
-    /// The body POSTed to a webhook.
+    /// The body POSTed to a webhook (of a [`resolve`](Self::resolve)d notice).
     pub fn body(&self) -> String {
-        serde_json::json!({
-            "id": self.id,
-            "type": self.kind.as_str(),
-            "created_at": self.at.to_rfc3339(),
-            "app": self.app.as_str(),
-            "data": self.data,
-        })
-        .to_string()
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            id: &'a str,
+            #[serde(rename = "type")]
+            kind: &'a str,
+            created_at: String,
+            app: &'a str,
+            data: &'a Value,
+        }
+        let data = match &self.data {
+            Payload::Data(data) => data,
+            Payload::Created(_) => &Value::Null,
+        };
+        let body = Body {
+            id: &self.id,
+            kind: self.kind.as_str(),
+            created_at: self.at.to_rfc3339(),
+            app: self.app.as_str(),
+            data,
+        };
+        serde_json::to_string(&body).unwrap_or_default()
     }
+}
+
+/// The id of a happening that can happen once: a digest of the application,
+/// the type and `parts`.
+fn stable_id(app: &AppId, kind: EventType, parts: &[&str]) -> String {
+    let mut digest = sha2::Sha256::new();
+    digest.update(app.as_str().as_bytes());
+    digest.update(b"\0");
+    digest.update(kind.as_str().as_bytes());
+    for part in parts {
+        digest.update(b"\0");
+        digest.update(part.as_bytes());
+    }
+    let bytes = digest.finalize();
+    format!("evt_{}", base64_url(&bytes[..16]))
 }
 
 fn base64_url(bytes: &[u8]) -> String {
@@ -158,9 +210,16 @@ impl Notifier {
         }
     }
 
-    /// Hands a committed message to the push and email gatherer.
-    pub fn message(&self, m: &crate::model::Message) {
-        self.alerts.message(m);
+    /// Hands a committed message to the webhooks (`message.created`) and to
+    /// the push and email gatherer: one copy of it, shared, and nothing else
+    /// on the send path (its JSON is made off it, only if a webhook wants it).
+    pub fn message_created(&self, m: &crate::model::Message) {
+        if self.tx.is_none() && !self.alerts.is_on() {
+            return;
+        }
+        let m = Arc::new(m.clone());
+        self.alerts.message(&m);
+        self.emit(Notice::created(m));
     }
 
     /// This node's copy of users' settings and devices (forget a user's after changing them).

@@ -79,16 +79,16 @@ pub(super) async fn run(
     }
 }
 
-fn merge(pending: &mut HashMap<(AppId, ChatNumber), Pending>, alert: Alert) {
-    let p = pending.entry((alert.app, alert.chat)).or_default();
+fn merge(pending: &mut HashMap<(AppId, ChatNumber), Pending>, m: Alert) {
+    let p = pending.entry((m.app.clone(), m.chat)).or_default();
     p.count += 1;
-    if alert.seq.get() >= p.last_seq {
-        p.last_seq = alert.seq.get();
-        p.last_sender = alert.sender.clone();
-        p.last_preview = alert.preview;
+    if m.number.get() >= p.last_seq {
+        p.last_seq = m.number.get();
+        p.last_sender = m.sender.clone();
+        p.last_preview = super::preview(&m.body);
     }
-    p.senders.insert(alert.sender);
-    p.mentions.extend(alert.mentions);
+    p.senders.insert(m.sender.clone());
+    p.mentions.extend(crate::model::mentions(&m.body));
 }
 
 /// The chat's members, at most `max` (`None`: more than that).

@@ -32,7 +32,6 @@ use super::email::EmailSender;
 use super::push::Pushers;
 use super::queue::{Lane, Queue, Sink};
 use crate::delivery::Fabric;
-use crate::ids::{AppId, ChatNumber, MessageNumber, UserId};
 use crate::model::Message;
 
 pub use prefs::Prefs;
@@ -72,22 +71,8 @@ impl Default for AlertsConfig {
     }
 }
 
-/// A committed message, as the gatherer needs it.
-#[derive(Clone, Debug)]
-pub struct Alert {
-    /// The application.
-    pub app: AppId,
-    /// The chat.
-    pub chat: ChatNumber,
-    /// The message's number.
-    pub seq: MessageNumber,
-    /// Who sent it (`None`: the application's backend).
-    pub sender: Option<UserId>,
-    /// Its first characters.
-    pub preview: String,
-    /// Who it mentions.
-    pub mentions: Vec<UserId>,
-}
+/// A committed message, for the gatherer (which reads its preview and mentions off the send path).
+pub type Alert = Arc<Message>;
 
 /// Characters of a body a push shows.
 pub const PREVIEW_CHARS: usize = 120;
@@ -110,23 +95,20 @@ pub struct Alerts {
 }
 
 impl Alerts {
+    /// Whether messages are gathered (a push provider or email is configured).
+    pub fn is_on(&self) -> bool {
+        self.tx.is_some()
+    }
+
     /// Hands a committed message to the gatherer (dropped and counted when the hand-off is full).
-    pub fn message(&self, m: &Message) {
+    pub fn message(&self, m: &Alert) {
         let Some(tx) = &self.tx else {
             return;
         };
         if m.is_deleted() {
             return;
         }
-        let alert = Alert {
-            app: m.app.clone(),
-            chat: m.chat,
-            seq: m.number,
-            sender: m.sender.clone(),
-            preview: preview(&m.body),
-            mentions: crate::model::mentions(&m.body),
-        };
-        if tx.try_send(alert).is_err() {
+        if tx.try_send(Arc::clone(m)).is_err() {
             crate::metrics::metrics().alerts_dropped.inc();
         }
     }
