@@ -17,17 +17,22 @@
 //! - [`centrifugo`]: the same `fanout`, `cluster` and `idle` scenarios against Centrifugo
 //!   (`--target centrifugo`), for the side-by-side benchmark;
 //! - [`proc`]: the CPU the server's processes used in the measured window;
-//! - [`versus`]: the side-by-side table: weft's row, Centrifugo's and their ratios.
+//! - [`versus`]: the side-by-side table: weft's row, Centrifugo's and their ratios;
+//! - [`receiver`]: a webhook receiver inside the generator (`webhooks`, `--webhook`);
+//! - [`webhooks`]: `message.created` webhooks of many chats: throughput, completeness,
+//!   order, and the latency from the message's `sent_at` to its webhook.
 
 pub mod centrifugo;
 pub mod history;
 pub mod idle;
 pub mod node;
 pub mod proc;
+pub mod receiver;
 pub mod report;
 pub mod scenario;
 pub mod storm;
 pub mod versus;
+pub mod webhooks;
 
 mod client;
 mod run;

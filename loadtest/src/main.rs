@@ -14,6 +14,7 @@ use weft_loadtest::idle::{Idle, IdleReport};
 use weft_loadtest::proc::Watched;
 use weft_loadtest::storm::{Storm, StormReport};
 use weft_loadtest::versus;
+use weft_loadtest::webhooks::{self, Webhooks, WebhooksReport};
 use weft_loadtest::{Dm, Fanout, Load, Node, Report, Timing, report};
 
 /// Load generator for weft's real-time delivery (loopback nodes only).
@@ -48,6 +49,20 @@ enum Command {
         /// Pairs of users (two sockets each).
         #[arg(long, default_value_t = 1000)]
         pairs: usize,
+    },
+    /// Webhooks: chats of one sender each, a webhook for `message.created` at a
+    /// receiver inside the generator; events/s, missing, duplicates, order, and the
+    /// latency from each message's `sent_at` to its webhook. The node must accept
+    /// http:// loopback webhooks (WEFT_WEBHOOKS_ALLOW_HTTP=true WEFT_WEBHOOKS_ALLOW_PRIVATE=true).
+    Webhooks {
+        #[command(flatten)]
+        common: Common,
+        /// Chats, each with its own sender (the node delivers chats in parallel, each in order).
+        #[arg(long, default_value_t = 16)]
+        chats: usize,
+        /// Register no webhook: the same sends alone (the node CPU they cost without webhooks).
+        #[arg(long)]
+        baseline: bool,
     },
     /// Many idle connections: the node's memory and CPU per connection.
     Idle {
@@ -148,6 +163,25 @@ enum Command {
         #[arg(long, num_args = 1.., required = true)]
         centrifugo: Vec<PathBuf>,
     },
+    /// The side-by-side rows of two sets of runs of one load (e.g. fanout with and without
+    /// `--webhook`): each set's medians and their ratios (the first over the second).
+    Compare {
+        /// The load, as the first cell of the rows.
+        #[arg(long)]
+        load: String,
+        /// The first set's label.
+        #[arg(long, default_value = "webhook")]
+        label: String,
+        /// The first set's runs (`--out` files).
+        #[arg(long, num_args = 1.., required = true)]
+        runs: Vec<PathBuf>,
+        /// The second set's label.
+        #[arg(long, default_value = "no webhook")]
+        base_label: String,
+        /// The second set's runs.
+        #[arg(long, num_args = 1.., required = true)]
+        base: Vec<PathBuf>,
+    },
     /// Exit 0 if the runs of one offered rate sustained it: nothing missing, duplicated or
     /// failed, the median sent rate ≥ 95 % of the offered one and the median p99 ≤ the bound.
     Sustained {
@@ -173,6 +207,7 @@ enum Table {
     Cluster,
     Dm,
     History,
+    Webhooks,
     /// `versus` rows of fanout and cluster runs.
     Versus,
     /// `versus` rows of idle runs.
@@ -337,6 +372,15 @@ struct Common {
     /// Services the nodes use (Redis, Cassandra): their CPU is reported apart.
     #[arg(long, value_delimiter = ',')]
     service_pid: Vec<u32>,
+    /// fanout, cluster, dm: register a webhook for every event (`["*"]`) at a receiver
+    /// inside the generator (it answers 200 and counts) just before the run. The node must
+    /// accept http:// loopback webhooks (WEFT_WEBHOOKS_ALLOW_HTTP=true WEFT_WEBHOOKS_ALLOW_PRIVATE=true).
+    #[arg(long)]
+    webhook: bool,
+    /// With a webhook: seconds to wait at most, after the drain of the acks, for the
+    /// acknowledged messages' `message.created` events.
+    #[arg(long, default_value_t = 60)]
+    webhook_drain_secs: u64,
     #[command(flatten)]
     against: Against,
 }
@@ -359,6 +403,8 @@ impl Common {
             },
             centrifugo: self.against.centrifugo(),
             watched: Watched { nodes: self.server_pid.clone(), services: self.service_pid.clone() },
+            webhook: self.webhook,
+            webhook_drain: Duration::from_secs(self.webhook_drain_secs),
         })
     }
 }
@@ -379,6 +425,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             match scenario {
                 Table::Fanout | Table::Cluster | Table::Dm => print!("{}", report::HEADER),
                 Table::History => print!("{}", HistoryReport::HEADER),
+                Table::Webhooks => print!("{}", webhooks::HEADER),
                 Table::Versus => print!("{}", versus::HEADER),
                 Table::VersusIdle => print!("{}", versus::IDLE_HEADER),
             }
@@ -386,6 +433,43 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Versus { load, weft, centrifugo } => {
             println!("{}", side_by_side(&load, &weft, &centrifugo)?);
+            return Ok(());
+        }
+        Command::Compare { load, label, runs, base_label, base } => {
+            let delivery =
+                |files: &[PathBuf]| files.iter().map(read_delivery).collect::<anyhow::Result<Vec<_>>>();
+            println!(
+                "{}",
+                versus::labelled_rows(&load, (&label, &delivery(&runs)?), (&base_label, &delivery(&base)?))?
+            );
+            return Ok(());
+        }
+        Command::Webhooks { common, chats, baseline } => {
+            let load = common.load()?;
+            let report = runtime()?.block_on(Webhooks { chats, baseline }.run(&load))?;
+            let w = &report.webhook;
+            eprintln!(
+                "weft-load: webhooks: {} acked, {} events ({:.0}/s in the window), {} missing, {} duplicates, {} out of order, errors {:?}",
+                report.acked_total,
+                w.posts,
+                w.events_per_sec,
+                w.missing,
+                w.duplicates,
+                w.out_of_order,
+                report.errors
+            );
+            write_out(common.out.as_ref(), &report)?;
+            println!("{}", report.row());
+            if common.check {
+                anyhow::ensure!(
+                    w.missing == 0 && w.duplicates == 0 && w.out_of_order == 0 && report.error_count() == 0,
+                    "check failed: {} missing, {} duplicates, {} out of order, {} errors",
+                    w.missing,
+                    w.duplicates,
+                    w.out_of_order,
+                    report.error_count()
+                );
+            }
             return Ok(());
         }
         Command::Sustained { max_p99_ms, files } => {
@@ -521,7 +605,9 @@ fn write_out(out: Option<&PathBuf>, report: &impl Serialize) -> anyhow::Result<(
 fn read_delivery(file: &PathBuf) -> anyhow::Result<Report> {
     match read(file)? {
         Results::Delivery(report) => Ok(report),
-        Results::History(_) => anyhow::bail!("{} is not a delivery run", file.display()),
+        Results::History(_) | Results::Webhooks(_) => {
+            anyhow::bail!("{} is not a delivery run", file.display())
+        }
     }
 }
 
@@ -545,10 +631,11 @@ fn side_by_side(load: &str, weft: &[PathBuf], centrifugo: &[PathBuf]) -> anyhow:
     versus::rows(load, &delivery(weft)?, &delivery(centrifugo)?)
 }
 
-/// A `--out` file: a delivery run (fanout, cluster, dm) or a history run.
+/// A `--out` file: a delivery run (fanout, cluster, dm), a history run or a webhooks run.
 enum Results {
     Delivery(Report),
     History(HistoryReport),
+    Webhooks(WebhooksReport),
 }
 
 fn read(file: &PathBuf) -> anyhow::Result<Results> {
@@ -557,6 +644,8 @@ fn read(file: &PathBuf) -> anyhow::Result<Results> {
     let value: serde_json::Value = serde_json::from_str(&text).with_context(not_ours)?;
     Ok(if value["scenario"] == history::SCENARIO {
         Results::History(serde_json::from_value(value).with_context(not_ours)?)
+    } else if value["scenario"] == webhooks::SCENARIO {
+        Results::Webhooks(serde_json::from_value(value).with_context(not_ours)?)
     } else {
         Results::Delivery(serde_json::from_value(value).with_context(not_ours)?)
     })
@@ -564,16 +653,18 @@ fn read(file: &PathBuf) -> anyhow::Result<Results> {
 
 /// The median row(s) of runs of one scenario.
 fn median(results: Vec<Results>) -> anyhow::Result<String> {
-    let (mut delivery, mut reads) = (Vec::new(), Vec::new());
+    let (mut delivery, mut reads, mut hooks) = (Vec::new(), Vec::new(), Vec::new());
     for result in results {
         match result {
             Results::Delivery(r) => delivery.push(r),
             Results::History(r) => reads.push(r),
+            Results::Webhooks(r) => hooks.push(r),
         }
     }
-    match (delivery.is_empty(), reads.is_empty()) {
-        (false, true) => report::median_row(&delivery),
-        (true, false) => history::median_rows(&reads),
+    match (delivery.is_empty(), reads.is_empty(), hooks.is_empty()) {
+        (false, true, true) => report::median_row(&delivery),
+        (true, false, true) => history::median_rows(&reads),
+        (true, true, false) => webhooks::median_row(&hooks),
         _ => anyhow::bail!("the reports are of different scenarios"),
     }
 }

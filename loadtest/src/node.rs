@@ -28,6 +28,11 @@ struct Created {
 }
 
 #[derive(Deserialize)]
+struct WebhookCreated {
+    id: String,
+}
+
+#[derive(Deserialize)]
 struct Chat {
     number: u64,
 }
@@ -104,6 +109,30 @@ impl Node {
         let created: Created =
             expect(request.send().await, StatusCode::CREATED, "create an application").await?.json().await?;
         Ok(AppToken(created.token))
+    }
+
+    /// `POST .../webhooks`: registers a webhook of `events` (`["*"]`: all) at `url`;
+    /// returns its id. The node must accept http:// loopback URLs
+    /// (`WEFT_WEBHOOKS_ALLOW_HTTP=true WEFT_WEBHOOKS_ALLOW_PRIVATE=true`).
+    pub async fn create_webhook(&self, app: &AppToken, url: &str, events: &[&str]) -> anyhow::Result<String> {
+        let path = self.url(&format!("/api/v1/applications/{}/webhooks", app.0))?;
+        let request = self.http.post(path).json(&json!({ "url": url, "events": events }));
+        let created: WebhookCreated = expect(
+            request.send().await,
+            StatusCode::CREATED,
+            "register a webhook (the node needs WEFT_WEBHOOKS_ALLOW_HTTP=true and WEFT_WEBHOOKS_ALLOW_PRIVATE=true)",
+        )
+        .await?
+        .json()
+        .await?;
+        Ok(created.id)
+    }
+
+    /// `DELETE .../webhooks/:id`: nothing more is delivered to it (its queued events are dropped).
+    pub async fn delete_webhook(&self, app: &AppToken, id: &str) -> anyhow::Result<()> {
+        let url = self.url(&format!("/api/v1/applications/{}/webhooks/{id}", app.0))?;
+        expect(self.http.delete(url).send().await, StatusCode::NO_CONTENT, "delete a webhook").await?;
+        Ok(())
     }
 
     /// `POST .../chats`: a new chat's number.

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::Outcome;
 use crate::proc::Sample;
+use crate::receiver::WebhookStats;
 
 /// The header of the markdown table that [`Report::row`] and [`median_row`] fill.
 pub const HEADER: &str = "\
@@ -108,6 +109,9 @@ pub struct Report {
     /// … and the services they use (`--service-pid`: Redis, Cassandra).
     #[serde(default)]
     pub service_cpu_secs: Option<f64>,
+    /// `--webhook`: what the receiver of the webhook for every event got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookStats>,
 }
 
 fn weft() -> String {
@@ -189,6 +193,7 @@ impl Report {
             direct_chat_mismatches: check.direct_chat_mismatches,
             node_cpu_secs: cpu.nodes,
             service_cpu_secs: cpu.services,
+            webhook: None,
         }
     }
 

@@ -33,6 +33,10 @@ pub struct Ran {
     pub outcomes: Vec<Outcome>,
     /// The CPU the watched processes used in the measured window.
     pub cpu: Sample,
+    /// The instant the send timestamps in message bodies count from (ns).
+    pub epoch: Instant,
+    /// When the run phase (the warm-up, then the measured window) started.
+    pub started: Instant,
 }
 
 /// The sockets, the protocol they speak and the processes whose CPU is measured.
@@ -43,13 +47,15 @@ pub struct Jobs {
     pub dialect: Dialect,
     /// The server's processes.
     pub watched: Watched,
+    /// Webhook events received so far (the receiver's count), shown in the progress lines.
+    pub webhook_events: Option<Arc<AtomicU64>>,
 }
 
 /// Runs every socket with its plan through the phases; the outcomes come back
 /// in the order of `jobs`. `prepare` sockets first find their direct chat
 /// (a `recipients` send each) before the clock of the run starts.
 pub async fn run(jobs: Jobs, prepare: u64, timing: Timing, body_bytes: usize) -> anyhow::Result<Ran> {
-    let Jobs { jobs, dialect, watched } = jobs;
+    let Jobs { jobs, dialect, watched, webhook_events } = jobs;
     let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
     let epoch = Instant::now();
     let shared = Arc::new(Shared {
@@ -68,7 +74,7 @@ pub async fn run(jobs: Jobs, prepare: u64, timing: Timing, body_bytes: usize) ->
         .map(|(socket, plan)| tokio::spawn(client::run(socket, plan, Arc::clone(&shared), watching.clone())))
         .collect();
     let counters = &shared.counters;
-    let mut progress = Progress::new(epoch, counters);
+    let mut progress = Progress::new(epoch, counters, webhook_events);
     let mut tick = tokio::time::interval_at(
         tokio::time::Instant::now() + Duration::from_secs(1),
         Duration::from_secs(1),
@@ -115,7 +121,7 @@ pub async fn run(jobs: Jobs, prepare: u64, timing: Timing, body_bytes: usize) ->
     for task in tasks {
         outcomes.push(task.await.context("a socket task failed")?);
     }
-    Ok(Ran { outcomes, cpu })
+    Ok(Ran { outcomes, cpu, epoch, started })
 }
 
 /// Polls `done` every 20 ms for at most `limit`, printing progress each tick.
@@ -147,12 +153,13 @@ fn drained(counters: &Counters) -> bool {
 struct Progress<'a> {
     epoch: Instant,
     counters: &'a Counters,
-    last: (Instant, u64, u64),
+    webhook: Option<Arc<AtomicU64>>,
+    last: (Instant, u64, u64, u64),
 }
 
 impl<'a> Progress<'a> {
-    fn new(epoch: Instant, counters: &'a Counters) -> Self {
-        Self { epoch, counters, last: (epoch, 0, 0) }
+    fn new(epoch: Instant, counters: &'a Counters, webhook: Option<Arc<AtomicU64>>) -> Self {
+        Self { epoch, counters, webhook, last: (epoch, 0, 0, 0) }
     }
 
     /// Times from now on count from `start`.
@@ -166,14 +173,19 @@ impl<'a> Progress<'a> {
         let now = Instant::now();
         let secs = now.duration_since(self.last.0).as_secs_f64().max(1e-3);
         let rate = |n: u64, before: u64| n.saturating_sub(before) as f64 / secs;
+        let hooked = self.webhook.as_ref().map_or(0, |n| n.load(Ordering::Relaxed));
+        let webhook = match &self.webhook {
+            Some(_) => format!(" webhook {hooked} ({:.0}/s)", rate(hooked, self.last.3)),
+            None => String::new(),
+        };
         eprintln!(
-            "weft-load {:>5.1}s {label:<7} sent {acked} ({:.0}/s) delivered {delivered} ({:.0}/s) in flight {} errors {}",
+            "weft-load {:>5.1}s {label:<7} sent {acked} ({:.0}/s) delivered {delivered} ({:.0}/s){webhook} in flight {} errors {}",
             now.duration_since(self.epoch).as_secs_f64(),
             rate(acked, self.last.1),
             rate(delivered, self.last.2),
             c.in_flight.load(Ordering::Relaxed),
             c.errors.load(Ordering::Relaxed),
         );
-        self.last = (now, acked, delivered);
+        self.last = (now, acked, delivered, hooked);
     }
 }

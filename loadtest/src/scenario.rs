@@ -10,13 +10,14 @@ use crate::centrifugo::Centrifugo;
 use crate::client::{Dialect, Outcome, Plan, Target};
 use crate::node::{AppToken, Node};
 use crate::proc::Watched;
+use crate::receiver::{Receiver, WebhookStats, Window};
 use crate::report::{Check, Report, Run};
-use crate::run::{self, Jobs, Timing};
+use crate::run::{self, Jobs, Ran, Timing};
 use crate::seqset::SeqSet;
 use crate::socket;
 
 /// REST calls in flight at once while setting up.
-const SETUP_CONCURRENCY: usize = 32;
+pub(crate) const SETUP_CONCURRENCY: usize = 32;
 
 /// What every scenario is given.
 #[derive(Clone, Debug)]
@@ -37,11 +38,24 @@ pub struct Load {
     pub centrifugo: Option<Centrifugo>,
     /// The server's processes, whose CPU the measured window used.
     pub watched: Watched,
+    /// `fanout`, `cluster`, `dm`: register a webhook for every event (`["*"]`) at a
+    /// receiver inside the generator just before the run (`--webhook`).
+    pub webhook: bool,
+    /// After sending stopped, how long to wait at most for the acknowledged
+    /// messages' `message.created` events.
+    pub webhook_drain: Duration,
 }
 
 impl Load {
     /// The plan of a sending socket, `index` of `senders` sharing the rate.
-    fn sender(&self, target: Target, index: usize, senders: usize, audience: u64, tag: String) -> Plan {
+    pub(crate) fn sender(
+        &self,
+        target: Target,
+        index: usize,
+        senders: usize,
+        audience: u64,
+        tag: String,
+    ) -> Plan {
         let rate = self.rate / senders as f64;
         // Paced sockets start spread over one period (at most 10 s), not all at once.
         let period = if rate > 0.0 { (1.0 / rate).min(10.0) } else { 0.0 };
@@ -49,7 +63,7 @@ impl Load {
         Plan { target, rate, window: self.window, record: false, audience, offset, tag }
     }
 
-    fn run_info(&self, scenario: &'static str, setup: String) -> Run<'static> {
+    pub(crate) fn run_info(&self, scenario: &'static str, setup: String) -> Run<'static> {
         Run {
             scenario,
             server: if self.centrifugo.is_some() { "centrifugo" } else { "weft" },
@@ -81,17 +95,30 @@ impl Load {
             .await
     }
 
-    async fn open(&self, tokens: &[String]) -> anyhow::Result<Vec<socket::Socket>> {
+    pub(crate) async fn open(&self, tokens: &[String]) -> anyhow::Result<Vec<socket::Socket>> {
         self.open_on(&self.node, tokens).await
     }
 
-    /// The jobs of a run against this load's server.
-    fn jobs(&self, jobs: Vec<(socket::Socket, Plan)>) -> Jobs {
+    /// The jobs of a run against this load's server (with the receiver's count in
+    /// the progress lines, if there is one).
+    pub(crate) fn jobs(&self, jobs: Vec<(socket::Socket, Plan)>, receiver: Option<&Receiver>) -> Jobs {
         let dialect = match &self.centrifugo {
             Some(c) => Dialect::Centrifugo { channel: c.channel.clone() },
             None => Dialect::Weft,
         };
-        Jobs { jobs, dialect, watched: self.watched.clone() }
+        let webhook_events = receiver.map(Receiver::posts);
+        Jobs { jobs, dialect, watched: self.watched.clone(), webhook_events }
+    }
+
+    /// With `--webhook`: a receiver, and a webhook of the application for every event
+    /// pointing at it.
+    async fn hook(&self, app: &AppToken) -> anyhow::Result<Option<Receiver>> {
+        if !self.webhook {
+            return Ok(None);
+        }
+        let mut receiver = Receiver::start().await?;
+        receiver.register(&self.node, app, &["*"]).await?;
+        Ok(Some(receiver))
     }
 
     /// Centrifugo sessions of `users` on `node`'s spread, subscribed to the channel if `subscribe`.
@@ -147,6 +174,7 @@ impl Fanout {
         let users: Vec<String> = (0..members).map(|i| format!("m{i}")).collect();
         let (receiving, sending) =
             if apart { load.node.split_spread()? } else { (load.node.clone(), load.node.clone()) };
+        let mut receiver = None;
         // Where sender j's sends go: weft's chat, or (Centrifugo) stream j + 1 of the channel.
         let (sockets, target): (_, Box<dyn Fn(usize) -> Target>) = match &load.centrifugo {
             None => {
@@ -155,9 +183,11 @@ impl Fanout {
                 let tokens = load.tokens(&app, &users, Some(chat)).await?;
                 let mut sockets = load.open_on(&receiving, &tokens).await?;
                 sockets.extend(load.open_on(&sending, &tokens[..senders]).await?);
+                receiver = load.hook(&app).await?;
                 (sockets, Box::new(move |_| Target::Chat(chat)))
             }
             Some(centrifugo) => {
+                ensure!(!load.webhook, "--webhook runs against weft only");
                 let mut sockets = load.open_centrifugo(centrifugo, &receiving, &users, true).await?;
                 sockets.extend(load.open_centrifugo(centrifugo, &sending, &users[..senders], false).await?);
                 (sockets, Box::new(|j| Target::Chat(j as u64 + 1)))
@@ -176,18 +206,24 @@ impl Fanout {
                 tag: users[i].clone(),
             })
             .chain((0..senders).map(|j| load.sender(target(j), j, senders, audience, users[j].clone())));
-        let jobs = load.jobs(sockets.into_iter().zip(plans).collect());
-        let run::Ran { outcomes, cpu } = run::run(jobs, 0, load.timing, load.body_bytes).await?;
+        let jobs = load.jobs(sockets.into_iter().zip(plans).collect(), receiver.as_ref());
+        let ran = run::run(jobs, 0, load.timing, load.body_bytes).await?;
 
-        let (receivers, sending) = outcomes.split_at(members);
+        let (receivers, sending) = ran.outcomes.split_at(members);
         let sent = acked(sending);
         let mut check = Check::default();
-        for (receiver, user) in receivers.iter().zip(&users) {
-            compare(&mut check, &sent, receiver, user);
+        for (receiving, user) in receivers.iter().zip(&users) {
+            compare(&mut check, &sent, receiving, user);
         }
-        let setup = format!("members={members} senders={senders}");
+        let webhook = match &mut receiver {
+            Some(receiver) => Some(webhook_stats(receiver, &sent, &ran, load).await),
+            None => None,
+        };
+        let hooked = if webhook.is_some() { " webhook=*" } else { "" };
+        let setup = format!("members={members} senders={senders}{hooked}");
         let scenario = if apart { "cluster" } else { "fanout" };
-        Ok(Report::new(load.run_info(scenario, setup), &outcomes, cpu, check))
+        let report = Report::new(load.run_info(scenario, setup), &ran.outcomes, ran.cpu, check);
+        Ok(Report { webhook, ..report })
     }
 }
 
@@ -212,14 +248,15 @@ impl Dm {
         let users: Vec<String> = (0..pairs).flat_map(|i| [format!("a{i}"), format!("b{i}")]).collect();
         let tokens = load.tokens(&app, &users, None).await?;
         let sockets = load.open(&tokens).await?;
+        let mut receiver = load.hook(&app).await?;
 
         let plans = users.iter().enumerate().map(|(k, user)| {
             let peer = users[k ^ 1].clone();
             Plan { record: true, ..load.sender(Target::Direct(peer), k, users.len(), 1, user.clone()) }
         });
-        let jobs = load.jobs(sockets.into_iter().zip(plans).collect());
-        let run::Ran { outcomes, cpu } =
-            run::run(jobs, users.len() as u64, load.timing, load.body_bytes).await?;
+        let jobs = load.jobs(sockets.into_iter().zip(plans).collect(), receiver.as_ref());
+        let ran = run::run(jobs, users.len() as u64, load.timing, load.body_bytes).await?;
+        let outcomes = &ran.outcomes;
 
         let mut check = Check::default();
         for (pair, names) in outcomes.chunks_exact(2).zip(users.chunks_exact(2)) {
@@ -234,12 +271,46 @@ impl Dm {
             compare(&mut check, &acked([a]), b, &names[1]);
             compare(&mut check, &acked([b]), a, &names[0]);
         }
-        Ok(Report::new(load.run_info("dm", format!("pairs={pairs}")), &outcomes, cpu, check))
+        let webhook = match &mut receiver {
+            Some(receiver) => Some(webhook_stats(receiver, &acked(outcomes), &ran, load).await),
+            None => None,
+        };
+        let hooked = if webhook.is_some() { " webhook=*" } else { "" };
+        let info = load.run_info("dm", format!("pairs={pairs}{hooked}"));
+        let report = Report::new(info, outcomes, ran.cpu, check);
+        Ok(Report { webhook, ..report })
     }
 }
 
+/// Waits for the `message.created` events of the acknowledged sends `sent` (at most
+/// the load's webhook drain), reads the receiver's figures and deletes its webhook.
+pub(crate) async fn webhook_stats(
+    receiver: &mut Receiver,
+    sent: &HashMap<u64, SeqSet>,
+    ran: &Ran,
+    load: &Load,
+) -> WebhookStats {
+    let expected = sent.values().map(|s| s.iter().count() as u64).sum();
+    let drained = receiver.drain(expected, load.webhook_drain).await;
+    let from = ran.started + load.timing.warmup;
+    let window = Window { epoch: ran.epoch, from, until: from + load.timing.measure };
+    let stats = receiver.stats(sent, &window, drained);
+    receiver.unregister(&load.node).await;
+    eprintln!(
+        "weft-load: webhook: {} POSTs ({:.0}/s in the window), {} of {} messages missing, {} duplicates, {} out of order, by type {:?}",
+        stats.posts,
+        stats.events_per_sec,
+        stats.missing,
+        stats.messages,
+        stats.duplicates,
+        stats.out_of_order,
+        stats.by_type
+    );
+    stats
+}
+
 /// The acknowledged sends of `senders`, per chat.
-fn acked<'a>(senders: impl IntoIterator<Item = &'a Outcome>) -> HashMap<u64, SeqSet> {
+pub(crate) fn acked<'a>(senders: impl IntoIterator<Item = &'a Outcome>) -> HashMap<u64, SeqSet> {
     let mut sent: HashMap<u64, SeqSet> = HashMap::new();
     for &(chat, seq) in senders.into_iter().flat_map(|o| &o.acked) {
         sent.entry(chat).or_default().insert(seq);

@@ -97,12 +97,23 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 
 /// weft's row, Centrifugo's row and the ratios, for one load.
 pub fn rows(load: &str, weft: &[Report], centrifugo: &[Report]) -> anyhow::Result<String> {
-    let (w, c) = (Figures::of(weft)?, Figures::of(centrifugo)?);
+    labelled_rows(load, ("weft", weft), ("Centrifugo", centrifugo))
+}
+
+/// The same rows for any two sets of runs of one load, each under its label (the
+/// `server` cell), e.g. weft with and without a webhook (`weft-load compare`); the
+/// ratios are the first's over the second's.
+pub fn labelled_rows(
+    load: &str,
+    (a_label, a): (&str, &[Report]),
+    (b_label, b): (&str, &[Report]),
+) -> anyhow::Result<String> {
+    let (w, c) = (Figures::of(a)?, Figures::of(b)?);
     let r = |a: f64, b: f64| ratio(Some(a), Some(b));
     Ok(format!(
-        "{}\n{}\n| {load} | weft / Centrifugo | {} | {} | {} | {} | {} | {} | {} | {} | {} | | | |",
-        w.row(load, "weft"),
-        c.row(load, "Centrifugo"),
+        "{}\n{}\n| {load} | {a_label} / {b_label} | {} | {} | {} | {} | {} | {} | {} | {} | {} | | | |",
+        w.row(load, a_label),
+        c.row(load, b_label),
         r(w.offered, c.offered),
         r(w.sent, c.sent),
         r(w.deliveries, c.deliveries),
