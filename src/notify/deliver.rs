@@ -38,6 +38,8 @@ struct Worker {
     webhooks: Webhooks,
     /// The workers of push and email lanes, which the same lease loop takes.
     alerts: AlertWorkers,
+    /// Wakes the lease loop (a lane given back with entries left is due at once).
+    wake: Arc<Notify>,
     queue: Arc<Queue>,
     client: reqwest::Client,
     config: Arc<WebhooksConfig>,
@@ -71,7 +73,15 @@ pub(super) fn spawn(
             return;
         }
     };
-    let worker = Worker { webhooks, alerts, queue, client, config: Arc::new(config.clone()), shutdown };
+    let worker = Worker {
+        webhooks,
+        alerts,
+        queue,
+        client,
+        config: Arc::new(config.clone()),
+        shutdown,
+        wake: Arc::clone(&wake),
+    };
     tracker.spawn(gauges(worker.clone()));
     tracker.spawn(lease_loop(worker, wake, tracker.clone()));
 }
@@ -189,8 +199,10 @@ impl Worker {
                 break;
             }
         }
-        // Burst spent or stopping: the lane is due again at once, for any node.
+        // Burst spent or stopping: the lane is due again at once, for any node
+        // (and this node's lease loop is told so: it does not wait for its poll).
         let _ = self.queue.release(&lane, now_ms()).await;
+        self.wake.notify_waiters();
     }
 
     /// Tries the head once and records what came of it; returns the lane's

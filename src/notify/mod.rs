@@ -165,6 +165,26 @@ fn stable_id(app: &AppId, kind: EventType, parts: &[&str]) -> String {
     format!("evt_{}", base64_url(&bytes[..16]))
 }
 
+/// Logs `what` at most once every ten seconds per process (a drop happens per
+/// event; the counter counts them all).
+pub(crate) fn warn_dropped(what: &'static str) {
+    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = Timestamp::now().millis();
+    let last = LAST.load(std::sync::atomic::Ordering::Relaxed);
+    if now - last >= 10_000
+        && LAST
+            .compare_exchange(
+                last,
+                now,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+    {
+        tracing::warn!("{what}");
+    }
+}
+
 fn base64_url(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -207,6 +227,9 @@ impl Notifier {
         };
         if tx.try_send(notice).is_err() {
             crate::metrics::metrics().webhook_notices_dropped.inc();
+            warn_dropped(
+                "webhook events dropped: the hand-off to the queue is full (the node is overloaded or the queue is down)",
+            );
         }
     }
 

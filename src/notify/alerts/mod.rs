@@ -110,6 +110,9 @@ impl Alerts {
         }
         if tx.try_send(Arc::clone(m)).is_err() {
             crate::metrics::metrics().alerts_dropped.inc();
+            super::warn_dropped(
+                "messages dropped before the push gatherer: its hand-off is full (the node is overloaded)",
+            );
         }
     }
 }

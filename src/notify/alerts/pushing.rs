@@ -45,6 +45,8 @@ pub(super) async fn work(ctx: &Ctx, lane: Lane) {
         done("online_again").await;
         let _ = ctx.queue.pop(&lane, &first.id, entries.len(), now, LEASE).await;
         let _ = ctx.queue.release(&lane, now).await;
+        // Entries queued meanwhile are due now: the lease loop need not wait for its poll.
+        ctx.wake.notify_waiters();
         return;
     }
     let items: Vec<PushItem> = entries.iter().filter_map(|e| serde_json::from_str(&e.body).ok()).collect();
@@ -89,6 +91,8 @@ pub(super) async fn work(ctx: &Ctx, lane: Lane) {
     }
     let _ = ctx.queue.pop(&lane, &first.id, entries.len(), now, LEASE).await;
     let _ = ctx.queue.release(&lane, now).await;
+    // Entries queued meanwhile are due now: the lease loop need not wait for its poll.
+    ctx.wake.notify_waiters();
 }
 
 async fn retry(ctx: &Ctx, lane: &Lane, id: &str, first_at: i64, now: i64, failed: u32) {
