@@ -17,7 +17,9 @@
 #
 # and prints the medians (markdown: the delivery table, with/without rows with node CPU per
 # delivery, the webhooks table) and each run's figures. Every step has a time limit; the node
-# is stopped and the temporary directory removed at the end.
+# is stopped and the temporary directory removed at the end. About 35 minutes with the defaults
+# on 2 cores: the max-rate runs wait for their backlog (a webhook drain stops early when no
+# event came for 20 s, e.g. when the node dropped events before its queue).
 #
 # Environment (all optional):
 #   WEFT_BENCH_PORT (18480)          the node's port on 127.0.0.1
@@ -218,7 +220,7 @@ if command -v jq >/dev/null 2>&1; then
             jq -r --arg run "$name-$run" '
                 def f(d): if . == null then "–" else (. * pow(10; d) | round / pow(10; d) | tostring) end;
                 (.webhook // {}) as $w
-                | "| \($run) | \(.sent_per_sec | f(0)) | \(.deliveries_per_sec // null | f(0)) | \(.latency_ms.p50 // null | f(2)) | \(.latency_ms.p99 // null | f(2)) | \(.ack_latency_ms.p99 | f(2)) | \(.node_cpu_secs | f(2)) | \(if (.deliveries // 0) > 0 and .node_cpu_secs != null then (.node_cpu_secs * 1e6 / .deliveries | f(1)) else "–" end) | \($w.posts // null | f(0)) | \($w.events_per_sec // null | f(0)) | \($w.persist_latency_ms.p50 // null | f(2)) / \($w.persist_latency_ms.p99 // null | f(2)) | \(if ($w.last_after_secs // 0) > 1 then ($w.drain_events_per_sec | f(0)) else "–" end) | \(.missing // $w.missing // 0)\(if .webhook != null and .scenario != "webhooks" then " (webhook \($w.missing))" else "" end) | \(.duplicates // $w.duplicates // 0)\(if .webhook != null and .scenario != "webhooks" then " (webhook \($w.duplicates))" else "" end) | \($w.out_of_order // "–") |"
+                | "| \($run) | \(.sent_per_sec | f(0)) | \(.deliveries_per_sec // null | f(0)) | \(.latency_ms.p50 // null | f(2)) | \(.latency_ms.p99 // null | f(2)) | \(.ack_latency_ms.p99 | f(2)) | \(.node_cpu_secs | f(2)) | \(if (.deliveries // 0) > 0 and .node_cpu_secs != null then (.node_cpu_secs * 1e6 / .deliveries | f(1)) else "–" end) | \($w.posts // null | f(0)) | \($w.events_per_sec // null | f(0)) | \($w.persist_latency_ms.p50 // null | f(2)) / \($w.persist_latency_ms.p99 // null | f(2)) | \(if ($w.last_after_secs // 0) > 1 then ($w.drain_events_per_sec | f(0)) else "–" end) | \(.missing // $w.missing // 0)\(if .webhook != null and .scenario != "webhooks" then " (webhook \($w.missing))" else "" end)\(if ($w.node_notices_dropped // 0) > 0 then " (node dropped \($w.node_notices_dropped))" else "" end) | \(.duplicates // $w.duplicates // 0)\(if .webhook != null and .scenario != "webhooks" then " (webhook \($w.duplicates))" else "" end) | \($w.out_of_order // "–") |"
             ' "$OUT/$name-$run.json"
         done
     done

@@ -35,6 +35,14 @@ pub const MESSAGE_CREATED: &str = "message.created";
 /// How often the webhook drain looks at the count.
 const POLL: Duration = Duration::from_millis(20);
 
+/// The drain gives up early when no `message.created` came for this long (the
+/// receiver answers 200 at once, so nothing is waiting for a retry): what is
+/// missing then was never queued (see `node_notices_dropped`).
+const QUIET: Duration = Duration::from_secs(20);
+
+/// The node's count of events dropped before its webhook queue.
+const DROPPED_METRIC: &str = "weft_webhook_notices_dropped_total";
+
 /// A running receiver; it stops (its connections too) when dropped.
 pub struct Receiver {
     url: String,
@@ -42,6 +50,8 @@ pub struct Receiver {
     accept: tokio::task::JoinHandle<()>,
     /// The webhook registered for it, to delete once the run is counted.
     registered: Option<(AppToken, String)>,
+    /// The node's `weft_webhook_notices_dropped_total` when it was registered.
+    dropped_before: Option<u64>,
 }
 
 impl Drop for Receiver {
@@ -142,7 +152,13 @@ impl Receiver {
         let shared = Arc::new(Shared::default());
         let accept = tokio::spawn(accept(listener, Arc::clone(&shared)));
         eprintln!("weft-load: webhook receiver on http://{addr}/hook");
-        Ok(Receiver { url: format!("http://{addr}/hook"), shared, accept, registered: None })
+        Ok(Receiver {
+            url: format!("http://{addr}/hook"),
+            shared,
+            accept,
+            registered: None,
+            dropped_before: None,
+        })
     }
 
     /// Its URL.
@@ -152,6 +168,7 @@ impl Receiver {
 
     /// Registers a webhook of `app` for `events` (`["*"]`: all) at this receiver.
     pub async fn register(&mut self, node: &Node, app: &AppToken, events: &[&str]) -> anyhow::Result<()> {
+        self.dropped_before = dropped(node).await;
         let id = node.create_webhook(app, &self.url, events).await?;
         eprintln!("weft-load: webhook {id} registered for {events:?}");
         self.registered = Some((app.clone(), id));
@@ -174,17 +191,32 @@ impl Receiver {
         Arc::clone(&self.shared.posts)
     }
 
-    /// Waits until `expected` distinct `message.created` events came, or `limit`;
-    /// prints progress once a second. Returns whether they all came.
+    /// How many events the node dropped before its queue since the webhook was
+    /// registered (its hand-off was full), if its /metrics says.
+    pub async fn node_dropped(&self, node: &Node) -> Option<u64> {
+        Some(dropped(node).await?.saturating_sub(self.dropped_before?))
+    }
+
+    /// Waits until `expected` distinct `message.created` events came, or `limit`, or
+    /// none came for [`QUIET`]; prints progress once a second. Returns whether they all came.
     pub async fn drain(&self, expected: u64, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         let mut next_print = Instant::now() + Duration::from_secs(1);
+        let mut last = (Instant::now(), self.shared.created.load(Ordering::Relaxed));
         loop {
             let got = self.shared.created.load(Ordering::Relaxed);
             if got >= expected {
                 return true;
             }
             let now = Instant::now();
+            if got != last.1 {
+                last = (now, got);
+            } else if now.duration_since(last.0) >= QUIET {
+                eprintln!(
+                    "weft-load: webhook drain: nothing came for {QUIET:?}; {got} of {expected} message.created events"
+                );
+                return false;
+            }
             if now >= deadline {
                 eprintln!(
                     "weft-load: webhook drain timed out after {limit:?}: {got} of {expected} message.created events"
@@ -273,11 +305,25 @@ impl Receiver {
             persist_latency_ms: Latency::of_micros(persist_us),
             send_latency_ms: Latency::of_micros(send_us),
             drained,
+            node_notices_dropped: None,
             last_after_secs: last_expected
                 .map(|at| at.saturating_duration_since(window.until).as_secs_f64())
                 .unwrap_or(0.0),
         }
     }
+}
+
+/// The node's `weft_webhook_notices_dropped_total`, if /metrics answers and has it.
+async fn dropped(node: &Node) -> Option<u64> {
+    parse_dropped(&node.metrics(None).await.ok()?)
+}
+
+/// `weft_webhook_notices_dropped_total` in a Prometheus text page.
+fn parse_dropped(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(DROPPED_METRIC)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
 }
 
 fn micros(d: Duration) -> u32 {
@@ -337,6 +383,10 @@ pub struct WebhookStats {
     pub send_latency_ms: Latency,
     /// Every acknowledged message's event came before the drain's limit.
     pub drained: bool,
+    /// Events the node dropped before its webhook queue during the run (its
+    /// `weft_webhook_notices_dropped_total`: the hand-off was full), if /metrics said.
+    #[serde(default)]
+    pub node_notices_dropped: Option<u64>,
     /// How long after sending stopped the last expected `message.created` came, in s
     /// (0 when all came before).
     pub last_after_secs: f64,
@@ -415,6 +465,13 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dropped_count_is_read_from_metrics() {
+        let page = "# HELP weft_webhook_notices_dropped_total x\n# TYPE weft_webhook_notices_dropped_total counter\nweft_webhook_notices_dropped_total 33040\nweft_webhook_queue_lanes 0\n";
+        assert_eq!(parse_dropped(page), Some(33040));
+        assert_eq!(parse_dropped("weft_webhook_queue_lanes 0\n"), None);
+    }
 
     #[test]
     fn sent_at_is_read_at_its_precision() {

@@ -294,14 +294,16 @@ pub(crate) async fn webhook_stats(
     let drained = receiver.drain(expected, load.webhook_drain).await;
     let from = ran.started + load.timing.warmup;
     let window = Window { epoch: ran.epoch, from, until: from + load.timing.measure };
-    let stats = receiver.stats(sent, &window, drained);
+    let mut stats = receiver.stats(sent, &window, drained);
+    stats.node_notices_dropped = receiver.node_dropped(&load.node).await;
     receiver.unregister(&load.node).await;
     eprintln!(
-        "weft-load: webhook: {} POSTs ({:.0}/s in the window), {} of {} messages missing, {} duplicates, {} out of order, by type {:?}",
+        "weft-load: webhook: {} POSTs ({:.0}/s in the window), {} of {} messages missing (the node dropped {} events before its queue), {} duplicates, {} out of order, by type {:?}",
         stats.posts,
         stats.events_per_sec,
         stats.missing,
         stats.messages,
+        stats.node_notices_dropped.map_or_else(|| "?".to_owned(), |n| n.to_string()),
         stats.duplicates,
         stats.out_of_order,
         stats.by_type

@@ -178,6 +178,7 @@ struct Row {
     drain_rate: f64,
     errors: u64,
     missing: u64,
+    dropped: u64,
     duplicates: u64,
     out_of_order: u64,
 }
@@ -200,6 +201,7 @@ impl Row {
             drain_rate: w.drain_events_per_sec,
             errors: r.error_count(),
             missing: w.missing,
+            dropped: w.node_notices_dropped.unwrap_or(0),
             duplicates: w.duplicates,
             out_of_order: w.out_of_order,
         }
@@ -209,8 +211,12 @@ impl Row {
         let cpu = self.cpu_us_per_event.map_or_else(|| "–".to_owned(), |v| format!("{v:.0}"));
         // Without a backlog (the last event came within a second) the drain rate says nothing.
         let drain = if self.last_after > 1.0 { format!("{:.0}", self.drain_rate) } else { "–".to_owned() };
+        let missing = match self.dropped {
+            0 => self.missing.to_string(),
+            dropped => format!("{} ({dropped} dropped by the node)", self.missing),
+        };
         format!(
-            "| {label} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {cpu} | {:.1} | {drain} | {} | {} | {} | {} |",
+            "| {label} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {cpu} | {:.1} | {drain} | {} | {missing} | {} | {} |",
             self.sent_per_sec,
             self.events_per_sec,
             self.p50,
@@ -220,7 +226,6 @@ impl Row {
             self.ack_p99,
             self.last_after,
             self.errors,
-            self.missing,
             self.duplicates,
             self.out_of_order,
         )
@@ -255,6 +260,7 @@ pub fn median_row(reports: &[WebhooksReport]) -> anyhow::Result<String> {
         drain_rate: med(|r| r.drain_rate),
         errors: sum(|r| r.errors),
         missing: sum(|r| r.missing),
+        dropped: sum(|r| r.dropped),
         duplicates: sum(|r| r.duplicates),
         out_of_order: sum(|r| r.out_of_order),
     };
