@@ -134,18 +134,17 @@ impl ChatService {
         let now = Timestamp::now();
         let mut chat = Chat::new(app.clone(), number, kind, now);
         let creator = members.last().filter(|_| kind == ChatKind::Group).copied();
+        let role_of = |user: &UserId| if Some(user) == creator { Role::Owner } else { Role::Member };
         chat.created_by = creator.cloned();
         self.store.insert_chat(&chat).await?;
         self.notify_chat(&chat, true);
         for user in members {
-            let role = if Some(*user) == creator { Role::Owner } else { Role::Member };
-            self.store.add_member(app, number, user, role, now).await?;
+            self.store.add_member(app, number, user, role_of(user), now).await?;
         }
         self.members.invalidate(app, number);
         for user in members {
             self.fabric.members_changed(app, number, user, true).await;
-            let role = if Some(*user) == creator { Role::Owner } else { Role::Member };
-            self.notify_member(app, number, user, Some(role));
+            self.notify_member(app, number, user, Some(role_of(user)));
         }
         self.known.insert(app, number);
         Ok(())

@@ -127,7 +127,8 @@ async fn compose(
             .filter(|m| !m.is_deleted())
             .map(|m| Line {
                 sender: m.sender.as_ref().map_or_else(String::new, |u| u.as_str().to_owned()),
-                text: super::preview(&m.body),
+                // The renderer cuts it to one line of `email::LINE_CHARS`.
+                text: m.body.clone(),
             })
             .collect();
         let name = store.chat(app, chat).await?.and_then(|c| c.name);

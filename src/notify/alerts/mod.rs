@@ -77,15 +77,10 @@ pub type Alert = Arc<Message>;
 /// Characters of a body a push shows.
 pub const PREVIEW_CHARS: usize = 120;
 
-/// The first `PREVIEW_CHARS` characters of `body`, on one line.
+/// The first `PREVIEW_CHARS` characters of `body`, on one line (as digests cut
+/// their lines: no control or bidi-override characters, an ellipsis when cut).
 pub fn preview(body: &str) -> String {
-    let line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.chars().count() <= PREVIEW_CHARS {
-        return line;
-    }
-    let mut cut: String = line.chars().take(PREVIEW_CHARS - 1).collect();
-    cut.push('…');
-    cut
+    super::email::clip(body, PREVIEW_CHARS)
 }
 
 /// The domain's handle: cheap to clone, never blocks.

@@ -37,12 +37,10 @@ pub(super) async fn work(ctx: &Ctx, lane: Lane) {
         let _ = ctx.queue.drop_lane(&lane).await;
         return;
     };
-    let done = |outcome: &'static str| async move {
-        m.push_deliveries.with_label_values(&[outcome]).inc();
-    };
+    let done = |outcome: &'static str| m.push_deliveries.with_label_values(&[outcome]).inc();
     // Back meanwhile: they see the messages themselves.
     if ctx.fabric.is_online(&lane.app, &user).await {
-        done("online_again").await;
+        done("online_again");
         let _ = ctx.queue.pop(&lane, &first.id, entries.len(), now, LEASE).await;
         let _ = ctx.queue.release(&lane, now).await;
         // Entries queued meanwhile are due now: the lease loop need not wait for its poll.
@@ -56,16 +54,16 @@ pub(super) async fn work(ctx: &Ctx, lane: Lane) {
         Ok(devices) => devices,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read a user's devices; the push waits");
-            retry(ctx, &lane, &first.id, first.at, now, 1).await;
+            retry(ctx, &lane, &first.id, first.at, now).await;
             return;
         }
     };
     let mut again = false;
     for device in &devices {
         match send(ctx, device, &message).await {
-            Ok(()) => done("delivered").await,
+            Ok(()) => done("delivered"),
             Err(PushError::InvalidToken) => {
-                done("device_removed").await;
+                done("device_removed");
                 tracing::info!(app = %lane.app, device = %device.id, "push token refused by its provider: device removed");
                 if let Err(e) = ctx.prefs.store().delete_device(&lane.app, &user, &device.id).await {
                     tracing::warn!(error = %e, "cannot remove a dead device");
@@ -73,12 +71,12 @@ pub(super) async fn work(ctx: &Ctx, lane: Lane) {
                 ctx.prefs.forget(&lane.app, &user);
             }
             Err(PushError::Retry { reason, .. }) => {
-                done("retried").await;
+                done("retried");
                 tracing::warn!(app = %lane.app, device = %device.id, reason = %reason, "push failed; retrying");
                 again = true;
             }
             Err(e) => {
-                done("failed").await;
+                done("failed");
                 tracing::warn!(app = %lane.app, device = %device.id, error = %e, "push refused");
             }
         }
@@ -86,7 +84,7 @@ pub(super) async fn work(ctx: &Ctx, lane: Lane) {
     let retry_for = i64::try_from(ctx.config.push_retry_for_ms).unwrap_or(i64::MAX);
     if again && now - first.at < retry_for {
         // The whole notification again: devices that got it see it replaced (same collapse key).
-        retry(ctx, &lane, &first.id, first.at, now, 1).await;
+        retry(ctx, &lane, &first.id, first.at, now).await;
         return;
     }
     let _ = ctx.queue.pop(&lane, &first.id, entries.len(), now, LEASE).await;
@@ -95,9 +93,9 @@ pub(super) async fn work(ctx: &Ctx, lane: Lane) {
     ctx.wake.notify_waiters();
 }
 
-async fn retry(ctx: &Ctx, lane: &Lane, id: &str, first_at: i64, now: i64, failed: u32) {
-    let head = ctx.queue.head(lane).await.ok().flatten();
-    let failed = head.map_or(failed, |h| h.attempts.failed + 1);
+/// Schedules the lane's next try with exponential backoff and jitter (at most 5 minutes).
+async fn retry(ctx: &Ctx, lane: &Lane, id: &str, first_at: i64, now: i64) {
+    let failed = ctx.queue.head(lane).await.ok().flatten().map_or(1, |h| h.attempts.failed + 1);
     let base: u64 = 1_000u64.saturating_mul(1 << failed.min(12));
     let wait = rand::rng().random_range(base / 2..=base).min(300_000);
     let attempts = Attempts { failed, first_failed_at: first_at };
