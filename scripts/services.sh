@@ -16,6 +16,7 @@
 #   next two; their cluster bus is at +10000), WEFT_SVC_CQL_PORT (9042), WEFT_CASSANDRA_STORAGE_PORT (7000),
 #   WEFT_CASSANDRA_JMX_PORT (7199), WEFT_CASSANDRA_HEAP (1G), WEFT_CASSANDRA_START_TIMEOUT (240 s),
 #   WEFT_CASSANDRA_KEEP_DATA (0: a freshly started node gets empty data dirs),
+#   WEFT_CASSANDRA_PRUNE_AGE (10800 s: a reused node drops test keyspaces older than this),
 #   WEFT_SVC_OPENSEARCH_PORT (9200), WEFT_OPENSEARCH_TRANSPORT_PORT (9300), WEFT_OPENSEARCH_HEAP (512m),
 #   WEFT_OPENSEARCH_START_TIMEOUT (180 s),
 #   WEFT_SVC_S3_PORT (8333: SeaweedFS's S3 API), WEFT_SEAWEEDFS_PORT_BASE (18330: its master, volume,
@@ -58,6 +59,8 @@ JMX_PORT=${WEFT_CASSANDRA_JMX_PORT:-7199}
 CASS_HEAP=${WEFT_CASSANDRA_HEAP:-1G}
 CASS_START_TIMEOUT=${WEFT_CASSANDRA_START_TIMEOUT:-240}
 CASS_KEEP_DATA=${WEFT_CASSANDRA_KEEP_DATA:-0}
+# Test keyspaces older than this (seconds) are dropped when `up` reuses a running node.
+CASS_PRUNE_AGE=${WEFT_CASSANDRA_PRUNE_AGE:-10800}
 SERVICES_DIR=${WEFT_SERVICES_DIR:-$HOME/.cache/weft-services}
 STATE_DIR=${WEFT_STATE_DIR:-$HOME/.cache/weft-services/state}
 
@@ -475,6 +478,9 @@ start_cassandra() {
         fi
         wait_cassandra "$pid" "$t0"
         log "cassandra: CQL on 127.0.0.1:$CQL_PORT answers (release_version $CASS_VERSION_SEEN)"
+        # Each test process makes a keyspace of its own; a node that keeps every earlier run's
+        # runs out of heap. Runs last well under CASS_PRUNE_AGE, so no live run loses its own.
+        log "cassandra: $("$(python_bin)" "$CASS_SRC/cql_ping.py" 127.0.0.1 "$CQL_PORT" 5 --prune "$CASS_PRUNE_AGE" 2>&1)"
         return 0
     fi
     if pid_is "$CASS_PIDFILE" CassandraDaemon; then

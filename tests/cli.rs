@@ -73,7 +73,7 @@ fn config_errors_exit_64_naming_the_key() {
 
 #[test]
 fn an_old_schema_is_refused_until_migrate_runs() {
-    let keyspace = format!("weft_cli_{:012x}", rand::random::<u64>() >> 16);
+    let keyspace = common::test_keyspace("cli");
     let nodes = cql_nodes().join("\", \"");
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nbackend = \"cql\"\n\

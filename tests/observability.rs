@@ -155,7 +155,7 @@ async fn readyz_waits_for_gossip_to_join() {
 /// for weft (debug for everything else) and looks for every secret in its output.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_carry_no_token_secret_or_message_body() {
-    let keyspace = format!("weft_logs_{:010x}", rand::random::<u64>() >> 24);
+    let keyspace = common::test_keyspace("logs");
     let nodes: Vec<String> = cql_nodes().iter().map(|n| format!("\"{n}\"")).collect();
     let env = [
         ("WEFT_STORE_BACKEND", "cql".to_owned()),

@@ -24,7 +24,7 @@ fn nodes() -> Vec<String> {
 fn fresh_config() -> CqlConfig {
     CqlConfig {
         nodes: nodes(),
-        keyspace: format!("weft_test_{:016x}", rand::random::<u64>()),
+        keyspace: common::test_keyspace("test"),
         // Schema changes on a busy single test node can be slow.
         request_timeout_ms: 30_000,
         ..CqlConfig::default()

@@ -329,3 +329,54 @@ async fn the_local_queue_survives_a_restart() {
         queue.push(&[(a.clone(), entry("a2")), (a.clone(), entry("a3"))], T).await.unwrap();
     }
 }
+
+/// Writes from many tasks at once share transactions on the local queue's
+/// writer: each still lands whole, in its lane's order, and survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_on_the_local_queue_all_land_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("webhooks.redb");
+    let app = AppId::generate();
+    let webhook = WebhookId::generate();
+    const LANES: usize = 40;
+    const EACH: usize = 25;
+    {
+        let queue = std::sync::Arc::new(Queue::Local(LocalQueue::open(&path).unwrap()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for l in 0..LANES {
+            let queue = std::sync::Arc::clone(&queue);
+            let (app, webhook) = (app.clone(), webhook.clone());
+            tasks.spawn(async move {
+                let lane = lane(&app, &webhook, &format!("c{l}"));
+                for i in 0..EACH {
+                    queue.push(&[(lane.clone(), entry(&format!("{l}-{i}")))], T).await.unwrap();
+                    queue.log(&app, &webhook, &record(u32::try_from(i).unwrap())).await.unwrap();
+                }
+                // Every other lane acks its first ten, one by one.
+                if l % 2 == 0 {
+                    for i in 0..10 {
+                        let next = queue.pop(&lane, &format!("{l}-{i}"), 1, T, LEASE).await.unwrap();
+                        assert_eq!(next.unwrap().entry.id, format!("{l}-{}", i + 1));
+                    }
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+    }
+    let queue = Queue::Local(LocalQueue::open(&path).unwrap());
+    for l in 0..LANES {
+        let first = if l % 2 == 0 { 10 } else { 0 };
+        let want: Vec<String> = (first..EACH).map(|i| format!("{l}-{i}")).collect();
+        let got: Vec<String> = queue
+            .entries(&lane(&app, &webhook, &format!("c{l}")), EACH)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(got, want, "lane c{l}");
+    }
+    assert_eq!(queue.logs(&app, &webhook).await.unwrap().len(), LOG_LEN);
+}

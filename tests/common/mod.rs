@@ -54,3 +54,12 @@ pub mod server;
 pub mod trio;
 #[macro_use]
 pub mod ws;
+
+/// A CQL keyspace name no other test or run uses: `weft_<kind>_<unix seconds>_<random>`.
+/// The seconds let the test command drop what earlier runs left behind
+/// (`scripts/cassandra/cql_ping.py --prune`): a Cassandra node that keeps every
+/// keyspace of every run runs out of heap.
+pub fn test_keyspace(kind: &str) -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    format!("weft_{kind}_{secs}_{:08x}", rand::random::<u32>())
+}

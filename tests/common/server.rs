@@ -111,7 +111,7 @@ pub fn cql_nodes() -> Vec<String> {
 pub fn keyspace() -> &'static str {
     static KEYSPACE: OnceLock<String> = OnceLock::new();
     KEYSPACE.get_or_init(|| {
-        let name = format!("weft_it_{:012x}", rand::random::<u64>() >> 16);
+        let name = super::test_keyspace("it");
         let mut cql = Config::default().cql;
         cql.nodes = cql_nodes();
         cql.keyspace = name.clone();

@@ -127,7 +127,7 @@ pub async fn three_nodes() -> Trio {
 pub async fn three_nodes_with(extra: &[(&str, &str)]) -> Trio {
     let certs = tempfile::tempdir().unwrap();
     weft::cluster::tls::generate(certs.path(), &["node"], true).unwrap();
-    let keyspace = format!("weft_proc_{:010x}", rand::random::<u64>() >> 24);
+    let keyspace = super::test_keyspace("proc");
     let prefix = format!("weft-test-{:016x}", rand::random::<u64>());
     let mut env = shared_env(&keyspace, &prefix, certs.path());
     env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));

@@ -8,7 +8,8 @@
 //! - `push` commits durably: an event the caller was told is queued survives a
 //!   crash. Acks (`pop`), `retry`, the logs and the health marks commit without
 //!   an fsync (redb's [`Durability::None`]), made durable by the next durable
-//!   commit, by one at least every [`FLUSH_EVERY`], or when the database closes.
+//!   commit, by one at least every [`FLUSH_EVERY`] (an empty one once the queue
+//!   is quiet that long), or when the queue closes.
 //!   A crash loses at most those: a lost ack delivers its event again (the
 //!   contract is at least once; receivers dedupe by the event id), a lost retry
 //!   only undercounts attempts.
@@ -18,8 +19,13 @@
 //! - A stale `pop` or `retry` (the head is no longer `id`) writes nothing and
 //!   moves the schedule as the Redis scripts do.
 //!
-//! redb is synchronous: every write runs on tokio's blocking pool; reads,
-//! leases and releases only touch the memory.
+//! redb is synchronous: every write runs on the queue's writer thread, which
+//! takes whatever writes are waiting (up to [`GROUP`]) into one transaction and
+//! one commit — durable if any of them must be. Under load a commit carries
+//! many deliveries' acks and log lines and a dispatcher's pushes at once; alone,
+//! a write commits by itself as before. A commit that fails fails every write
+//! in it and the memory is read back from the file (every lane due at once:
+//! at least once still holds). Reads, leases and releases only touch the memory.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::Path;
@@ -27,7 +33,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
-use tokio::sync::Mutex;
+use std::sync::mpsc;
+
+use tokio::sync::{Mutex, oneshot};
 
 use super::{Attempts, Depth, Entry, Head, LOG_LEN, Lane, LogRecord, QueueError};
 use crate::ids::{AppId, WebhookId};
@@ -45,6 +53,9 @@ const FAILING: TableDefinition<&str, i64> = TableDefinition::new("webhook_failin
 
 /// The longest a commit without an fsync stays the only copy of a change.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// Most writes that share one transaction.
+pub const GROUP: usize = 256;
 
 fn local(e: impl Into<redb::Error>) -> QueueError {
     QueueError::Local(Box::new(e.into()))
@@ -77,6 +88,8 @@ struct State {
     next_seq: u64,
     /// When a commit last reached the disk.
     last_durable: Instant,
+    /// Whether a commit without an fsync came after it.
+    dirty: bool,
 }
 
 impl State {
@@ -93,6 +106,7 @@ impl State {
             failing: HashMap::new(),
             next_seq: 0,
             last_durable: Instant::now(),
+            dirty: false,
         };
         let mut max_seq = None;
         for row in txn.open_table(ENTRIES).map_err(local)?.iter().map_err(local)? {
@@ -177,14 +191,145 @@ impl State {
         if durable {
             self.last_durable = Instant::now();
         }
+        self.dirty = !durable;
         Ok(())
     }
 }
 
+/// One write waiting for the writer thread.
+trait Op: Send {
+    /// Whether its commit must reach the disk before it is answered.
+    fn durable(&self) -> bool;
+    /// Writes through `txn` and changes the memory; false if it failed (the
+    /// whole transaction is then dropped).
+    fn apply(&mut self, state: &mut State, txn: &WriteTransaction) -> bool;
+    /// Answers the caller once the transaction committed (`Ok`) or did not.
+    fn finish(self: Box<Self>, committed: Result<(), &QueueError>);
+}
+
+struct Write<T, F> {
+    durable: bool,
+    f: Option<F>,
+    result: Option<Result<T, QueueError>>,
+    reply: oneshot::Sender<Result<T, QueueError>>,
+}
+
+impl<T, F> Op for Write<T, F>
+where
+    T: Send,
+    F: FnOnce(&mut State, &WriteTransaction) -> Result<T, QueueError> + Send,
+{
+    fn durable(&self) -> bool {
+        self.durable
+    }
+
+    fn apply(&mut self, state: &mut State, txn: &WriteTransaction) -> bool {
+        let Some(f) = self.f.take() else { return false };
+        let result = f(state, txn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), &QueueError>) {
+        let answer = match (committed, self.result) {
+            // Its own error first: it is why the transaction was dropped.
+            (_, Some(Err(e))) => Err(e),
+            (Ok(()), Some(Ok(value))) => Ok(value),
+            (Err(e), _) => Err(QueueError::Local(format!("the write's transaction failed: {e}").into())),
+            (Ok(()), None) => Err(QueueError::Local("the write never ran".into())),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// The writer thread: one transaction per group of waiting writes.
+fn writer(db: &Database, state: &Mutex<State>, ops: &mpsc::Receiver<Box<dyn Op>>) {
+    let mut group: Vec<Box<dyn Op>> = Vec::with_capacity(GROUP);
+    loop {
+        let first = match ops.recv_timeout(FLUSH_EVERY) {
+            Ok(op) => op,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Quiet for a while: what committed without an fsync reaches the disk.
+                flush(db, &mut state.blocking_lock(), false);
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                flush(db, &mut state.blocking_lock(), true);
+                return;
+            }
+        };
+        group.push(first);
+        while group.len() < GROUP
+            && let Ok(op) = ops.try_recv()
+        {
+            group.push(op);
+        }
+        let mut state = state.blocking_lock();
+        let committed = write_group(db, &mut state, &mut group);
+        if let Err(e) = &committed {
+            tracing::warn!(error = %e, writes = group.len(), "a webhook queue commit failed; reading the queue back");
+            match State::load(db) {
+                Ok(fresh) => *state = fresh,
+                Err(e) => tracing::error!(error = %e, "cannot read the webhook queue back"),
+            }
+        }
+        drop(state);
+        for op in group.drain(..) {
+            op.finish(committed.as_ref().copied());
+        }
+    }
+}
+
+/// Makes every earlier commit durable, by an empty durable commit, if one
+/// without an fsync came after the last durable one (or `always`).
+fn flush(db: &Database, state: &mut State, always: bool) {
+    if !always && !state.dirty {
+        return;
+    }
+    let committed = db.begin_write().map_err(local).and_then(|txn| state.commit(txn, true));
+    if let Err(e) = committed {
+        tracing::warn!(error = %e, "cannot flush the webhook queue");
+    }
+}
+
+/// Applies `group` in one transaction and commits it.
+fn write_group(db: &Database, state: &mut State, group: &mut [Box<dyn Op>]) -> Result<(), QueueError> {
+    let txn = db.begin_write().map_err(local)?;
+    let mut failed = false;
+    for op in group.iter_mut() {
+        // After a failure the transaction is dropped: the rest would only be lost.
+        if failed || !op.apply(state, &txn) {
+            failed = true;
+        }
+    }
+    if failed {
+        drop(txn);
+        return Err(QueueError::Local("a write in the transaction failed".into()));
+    }
+    let durable = group.iter().any(|op| op.durable());
+    state.commit(txn, durable)
+}
+
 /// The webhook queue of a single node: one redb file, mirrored in memory.
 pub struct LocalQueue {
-    db: Arc<Database>,
     state: Arc<Mutex<State>>,
+    /// To the writer thread (which owns the database); `None` once dropped.
+    ops: Option<mpsc::Sender<Box<dyn Op>>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for LocalQueue {
+    /// Waits for the writer to commit what it holds, flush, and close the file
+    /// (so it can be opened again at once).
+    fn drop(&mut self) {
+        self.ops = None;
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!("the webhook queue's writer panicked");
+        }
+    }
 }
 
 impl LocalQueue {
@@ -205,22 +350,33 @@ impl LocalQueue {
             txn.open_table(FAILING).map_err(local)?;
         }
         txn.commit().map_err(local)?;
-        let state = State::load(&db)?;
-        Ok(LocalQueue { db: Arc::new(db), state: Arc::new(Mutex::new(state)) })
+        let state = Arc::new(Mutex::new(State::load(&db)?));
+        let (ops, rx) = mpsc::channel();
+        let shared = Arc::clone(&state);
+        // It ends (and closes the file) once the queue is dropped.
+        let writer = std::thread::Builder::new()
+            .name("weft-webhook-queue".into())
+            .spawn(move || writer(&db, &shared, &rx))
+            .map_err(|e| QueueError::Local(Box::new(e)))?;
+        Ok(LocalQueue { state, ops: Some(ops), writer: Some(writer) })
     }
 
-    /// Runs `f` on the blocking pool with the state locked: it writes the file
-    /// first, then changes the state.
-    async fn write<T, F>(&self, f: F) -> Result<T, QueueError>
+    /// Runs `f` on the writer thread with the state locked, in a transaction
+    /// it may share with other writes: `f` writes the file through the
+    /// transaction and changes the state; the answer comes once the
+    /// transaction committed (durably, when `durable`).
+    async fn write<T, F>(&self, durable: bool, f: F) -> Result<T, QueueError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut State, &Database) -> Result<T, QueueError> + Send + 'static,
+        F: FnOnce(&mut State, &WriteTransaction) -> Result<T, QueueError> + Send + 'static,
     {
-        let mut state = Arc::clone(&self.state).lock_owned().await;
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || f(&mut state, &db))
-            .await
-            .map_err(|e| QueueError::Local(Box::new(e)))?
+        let (reply, answer) = oneshot::channel();
+        let op: Box<dyn Op> = Box::new(Write { durable, f: Some(f), result: None, reply });
+        let sent = self.ops.as_ref().is_some_and(|ops| ops.send(op).is_ok());
+        if !sent {
+            return Err(QueueError::Local("the webhook queue's writer stopped".into()));
+        }
+        answer.await.map_err(|_| QueueError::Local("the webhook queue's writer stopped".into()))?
     }
 
     pub(super) async fn push(&self, items: &[(Lane, Entry)], due: i64) -> Result<(), QueueError> {
@@ -229,17 +385,15 @@ impl LocalQueue {
         }
         let items: Vec<(String, Entry)> =
             items.iter().map(|(lane, entry)| (lane.encode(), entry.clone())).collect();
-        self.write(move |state, db| {
+        // Durable: the caller drops the events once this returns.
+        self.write(true, move |state, txn| {
             let first = state.next_seq;
-            let txn = db.begin_write().map_err(local)?;
             {
                 let mut table = txn.open_table(ENTRIES).map_err(local)?;
                 for (seq, (lane, entry)) in (first..).zip(&items) {
                     table.insert((lane.as_str(), seq), entry.encode().as_str()).map_err(local)?;
                 }
             }
-            // Durable: the caller drops the events once this returns.
-            state.commit(txn, true)?;
             let mut seq = first;
             for (lane, entry) in items {
                 state.lanes.entry(lane.clone()).or_default().push_back((seq, entry));
@@ -257,17 +411,15 @@ impl LocalQueue {
     pub(super) async fn push_once(&self, lane: &Lane, entry: &Entry, due: i64) -> Result<bool, QueueError> {
         let lane = lane.encode();
         let entry = entry.clone();
-        self.write(move |state, db| {
+        self.write(true, move |state, txn| {
             if state.lanes.contains_key(&lane) {
                 return Ok(false);
             }
             let seq = state.next_seq;
-            let txn = db.begin_write().map_err(local)?;
             txn.open_table(ENTRIES)
                 .map_err(local)?
                 .insert((lane.as_str(), seq), entry.encode().as_str())
                 .map_err(local)?;
-            state.commit(txn, true)?;
             state.lanes.entry(lane.clone()).or_default().push_back((seq, entry));
             if !state.due.contains_key(&lane) {
                 state.schedule(&lane, due);
@@ -317,7 +469,8 @@ impl LocalQueue {
         let lane = lane.encode();
         let id = id.to_owned();
         let until = lease_until(now, lease);
-        self.write(move |state, db| {
+        // An ack lost to a crash delivers the event again: at least once.
+        self.write(false, move |state, txn| {
             let popped: Vec<u64> = match state.lanes.get(&lane) {
                 Some(entries) if entries.front().is_some_and(|(_, e)| e.id == id) => {
                     entries.iter().take(n).map(|(seq, _)| *seq).collect()
@@ -330,7 +483,6 @@ impl LocalQueue {
                 return Ok(None);
             }
             {
-                let txn = db.begin_write().map_err(local)?;
                 {
                     let mut entries = txn.open_table(ENTRIES).map_err(local)?;
                     for seq in &popped {
@@ -338,8 +490,6 @@ impl LocalQueue {
                     }
                     txn.open_table(RETRIES).map_err(local)?.remove(lane.as_str()).map_err(local)?;
                 }
-                // An ack lost to a crash delivers the event again: at least once.
-                state.commit(txn, false)?;
                 if let Some(entries) = state.lanes.get_mut(&lane) {
                     entries.drain(..popped.len().min(entries.len()));
                     if entries.is_empty() {
@@ -364,20 +514,18 @@ impl LocalQueue {
     ) -> Result<(), QueueError> {
         let lane = lane.encode();
         let id = id.to_owned();
-        self.write(move |state, db| {
+        // A retry lost to a crash only undercounts the attempts.
+        self.write(false, move |state, txn| {
             let is_head =
                 state.lanes.get(&lane).and_then(VecDeque::front).is_some_and(|(_, entry)| entry.id == id);
             if !is_head {
                 // Another node holds the lane now: its schedule stands.
                 return Ok(());
             }
-            let txn = db.begin_write().map_err(local)?;
             txn.open_table(RETRIES)
                 .map_err(local)?
                 .insert(lane.as_str(), (attempts.failed, attempts.first_failed_at, due))
                 .map_err(local)?;
-            // A retry lost to a crash only undercounts the attempts.
-            state.commit(txn, false)?;
             state.attempts.insert(lane.clone(), attempts);
             state.reschedule(&lane, due);
             Ok(())
@@ -392,16 +540,14 @@ impl LocalQueue {
 
     pub(super) async fn drop_lane(&self, lane: &Lane) -> Result<(), QueueError> {
         let lane = lane.encode();
-        self.write(move |state, db| {
-            let txn = db.begin_write().map_err(local)?;
+        // A drop lost to a crash brings the lane back, and the worker that
+        // meets it drops it again (its webhook is still gone).
+        self.write(false, move |state, txn| {
             {
                 let range = (lane.as_str(), 0)..=(lane.as_str(), u64::MAX);
                 txn.open_table(ENTRIES).map_err(local)?.retain_in(range, |_, _| false).map_err(local)?;
                 txn.open_table(RETRIES).map_err(local)?.remove(lane.as_str()).map_err(local)?;
             }
-            // A drop lost to a crash brings the lane back, and the worker that
-            // meets it drops it again (its webhook is still gone).
-            state.commit(txn, false)?;
             state.lanes.remove(&lane);
             state.attempts.remove(&lane);
             state.unschedule(&lane);
@@ -418,15 +564,14 @@ impl LocalQueue {
     ) -> Result<(), QueueError> {
         let field = webhook_field(app, webhook);
         let record = record.clone();
-        self.write(move |state, db| {
-            let line = serde_json::to_string(&record).map_err(|e| QueueError::Local(Box::new(e)))?;
+        let line = serde_json::to_string(&record).map_err(|e| QueueError::Local(Box::new(e)))?;
+        self.write(false, move |state, txn| {
             let seq = state.next_seq;
             // The oldest line kept once this one is in, if the log is full.
             let keep_from = state.logs.get(&field).and_then(|log| {
                 let excess = (log.len() + 1).checked_sub(LOG_LEN).filter(|excess| *excess > 0)?;
                 Some(log.get(excess).map_or(seq, |(s, _)| *s))
             });
-            let txn = db.begin_write().map_err(local)?;
             {
                 let mut table = txn.open_table(LOGS).map_err(local)?;
                 table.insert((field.as_str(), seq), line.as_str()).map_err(local)?;
@@ -435,7 +580,6 @@ impl LocalQueue {
                     table.retain_in(older, |_, _| false).map_err(local)?;
                 }
             }
-            state.commit(txn, false)?;
             let log = state.logs.entry(field).or_default();
             log.push_back((seq, record));
             while log.len() > LOG_LEN {
@@ -466,13 +610,11 @@ impl LocalQueue {
         if let Some(since) = self.state.lock().await.failing.get(&field) {
             return Ok(*since);
         }
-        self.write(move |state, db| {
+        self.write(false, move |state, txn| {
             if let Some(since) = state.failing.get(&field) {
                 return Ok(*since);
             }
-            let txn = db.begin_write().map_err(local)?;
             txn.open_table(FAILING).map_err(local)?.insert(field.as_str(), now).map_err(local)?;
-            state.commit(txn, false)?;
             state.failing.insert(field, now);
             Ok(now)
         })
@@ -485,10 +627,8 @@ impl LocalQueue {
         if !self.state.lock().await.failing.contains_key(&field) {
             return Ok(());
         }
-        self.write(move |state, db| {
-            let txn = db.begin_write().map_err(local)?;
+        self.write(false, move |state, txn| {
             txn.open_table(FAILING).map_err(local)?.remove(field.as_str()).map_err(local)?;
-            state.commit(txn, false)?;
             state.failing.remove(&field);
             Ok(())
         })
@@ -497,14 +637,12 @@ impl LocalQueue {
 
     pub(super) async fn forget(&self, app: &AppId, webhook: &WebhookId) -> Result<(), QueueError> {
         let field = webhook_field(app, webhook);
-        self.write(move |state, db| {
-            let txn = db.begin_write().map_err(local)?;
+        self.write(false, move |state, txn| {
             {
                 let range = (field.as_str(), 0)..=(field.as_str(), u64::MAX);
                 txn.open_table(LOGS).map_err(local)?.retain_in(range, |_, _| false).map_err(local)?;
                 txn.open_table(FAILING).map_err(local)?.remove(field.as_str()).map_err(local)?;
             }
-            state.commit(txn, false)?;
             state.logs.remove(&field);
             state.failing.remove(&field);
             Ok(())
