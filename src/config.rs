@@ -336,6 +336,9 @@ impl Config {
                 "must be above webhooks.timeout_ms (a lane is held while it is tried)",
             );
         }
+        if !(0..=19).contains(&self.webhooks.delivery_nice) {
+            return invalid("webhooks.delivery_nice", "must be 0 to 19");
+        }
         if self.webhooks.concurrency == 0 {
             return invalid("webhooks.concurrency", "must be at least 1");
         }

@@ -60,8 +60,9 @@ pub struct Node {
     cluster: Option<Cluster>,
     /// The node's Redis connection (readiness checks), when configured.
     redis: Option<RedisConn>,
-    /// Stops the notifier once no request runs any more.
-    notify_stop: CancellationToken,
+    /// Stops the notifier once no request runs any more (or when the node is
+    /// dropped unrun: its delivery thread must not outlive it).
+    notify_stop: tokio_util::sync::DropGuard,
 }
 
 impl Node {
@@ -162,6 +163,7 @@ impl Node {
             notifier: notify.notifier,
             webhooks: notify.webhooks,
         });
+        let notify_stop = notify_stop.drop_guard();
         Ok(Node { chat, hub, redis, config: config.clone(), tracker, writer, cluster, notify_stop })
     }
 
@@ -215,6 +217,9 @@ async fn open_search(config: &Config) -> Result<Option<Arc<dyn SearchIndex>>, St
 /// queued writes are committed.
 pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken) -> std::io::Result<()> {
     let Node { chat, hub, redis, config, tracker, writer, cluster, notify_stop } = node;
+    let notify_stop = notify_stop.disarm();
+    // A run dropped half way (its runtime went away) stops the notifier too.
+    let _stop_notifier = notify_stop.clone().drop_guard();
     let admin_key =
         (!config.server.admin_key.is_empty()).then(|| AdminKey::new(config.server.admin_key.clone()));
     let node_id = match &cluster {

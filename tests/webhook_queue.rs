@@ -213,6 +213,26 @@ async fn scenario(queue: &Queue) {
     assert_eq!(head_id(queue, &a).await.as_deref(), Some("a4"));
     assert_eq!(queue.depth(n + 100 * L).await.unwrap().lanes, 2);
 
+    // delivered: the log line, the health and the pop in one go.
+    let d = lane(&app, &webhook, "d");
+    queue.push(&[(d.clone(), entry("d1")), (d.clone(), entry("d2"))], T).await.unwrap();
+    assert_eq!(
+        queue.failing(&app, &webhook, T + 700).await.unwrap(),
+        T + 600,
+        "failing since the check above"
+    );
+    let next = queue.delivered(&d, "d1", &webhook, &record(7), n, LEASE).await.unwrap();
+    assert_eq!(next.map(|h| h.entry.id).as_deref(), Some("d2"));
+    assert_eq!(queue.logs(&app, &webhook).await.unwrap(), vec![record(7)]);
+    assert_eq!(queue.failing(&app, &webhook, T + 800).await.unwrap(), T + 800, "healthy again");
+    // A stale id (the lane was taken over) pops nothing; the attempt is still logged.
+    assert_eq!(queue.delivered(&d, "d1", &webhook, &record(8), n, LEASE).await.unwrap(), None);
+    assert_eq!(head_id(queue, &d).await.as_deref(), Some("d2"));
+    assert_eq!(queue.logs(&app, &webhook).await.unwrap(), vec![record(8), record(7)]);
+    assert_eq!(queue.delivered(&d, "d2", &webhook, &record(9), n, LEASE).await.unwrap(), None);
+    assert_eq!(head_id(queue, &d).await, None);
+    queue.forget(&app, &webhook).await.unwrap();
+
     // Push and email lanes: an email check is pushed only into an empty lane,
     // due later; a push lane's entries are read and popped together.
     let mail = Lane { app: app.clone(), sink: Sink::Email, key: "alice".to_owned() };

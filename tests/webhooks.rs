@@ -432,3 +432,38 @@ async fn the_documented_verifier_accepts_a_real_delivery() {
     assert_eq!(run(&secret, " "), "False");
     s.stop().await;
 }
+
+/// The nice values of this process's threads named `name` (Linux's /proc).
+fn nice_of_threads(name: &str) -> Vec<i64> {
+    let mut nices = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        let (Ok(comm), Ok(stat)) =
+            (std::fs::read_to_string(dir.join("comm")), std::fs::read_to_string(dir.join("stat")))
+        else {
+            continue; // the thread ended meanwhile
+        };
+        if comm.trim_end() != name {
+            continue;
+        }
+        // After "pid (comm) " come the fields from the third on; nice is the 19th.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        nices.push(fields[16].parse().unwrap());
+    }
+    nices
+}
+
+/// Deliveries run on a thread of their own at a lower priority
+/// (`webhooks.delivery_nice`, 10 by default), and a nice value out of range is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_run_on_a_lower_priority_thread() {
+    let server = TestServer::start(Mode::Embedded).await;
+    let nices = nice_of_threads("weft-deliver");
+    assert!(!nices.is_empty(), "no delivery thread");
+    assert!(nices.iter().all(|n| *n == 10), "{nices:?}");
+    server.stop().await;
+    let mut config = weft::Config::default();
+    config.webhooks.delivery_nice = 20;
+    let error = config.validate().unwrap_err().to_string();
+    assert!(error.contains("webhooks.delivery_nice"), "{error}");
+}

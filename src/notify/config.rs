@@ -39,6 +39,10 @@ pub struct WebhooksConfig {
     pub handoff: usize,
     /// After a secret is rotated, the old one still signs for this long, in ms.
     pub rotation_overlap_ms: u64,
+    /// The nice value (0–19) of the thread that delivers webhooks, pushes and
+    /// digests: above 0 it takes only the CPU live traffic leaves. 0 runs it
+    /// at the node's priority.
+    pub delivery_nice: i32,
 }
 
 impl Default for WebhooksConfig {
@@ -58,6 +62,7 @@ impl Default for WebhooksConfig {
             cache_ms: 1_000,
             handoff: 65_536,
             rotation_overlap_ms: 86_400_000,
+            delivery_nice: 10,
         }
     }
 }

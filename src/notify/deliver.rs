@@ -46,7 +46,7 @@ struct Worker {
     shutdown: CancellationToken,
 }
 
-/// Starts this node's workers (and the queue gauges).
+/// Starts this node's workers (and the queue gauges) on the delivery thread.
 pub(super) fn spawn(
     webhooks: Webhooks,
     alerts: AlertWorkers,
@@ -55,7 +55,7 @@ pub(super) fn spawn(
     config: &WebhooksConfig,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
-) {
+) -> std::io::Result<()> {
     let mut builder = reqwest::Client::builder()
         .timeout(Duration::from_millis(config.timeout_ms))
         .connect_timeout(Duration::from_millis(config.timeout_ms))
@@ -70,9 +70,11 @@ pub(super) fn spawn(
         Ok(client) => client,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the webhook HTTP client; webhooks are not delivered");
-            return;
+            return Ok(());
         }
     };
+    let background = super::background::start(config.delivery_nice, tracker, shutdown.clone())?;
+
     let worker = Worker {
         webhooks,
         alerts,
@@ -82,8 +84,10 @@ pub(super) fn spawn(
         shutdown,
         wake: Arc::clone(&wake),
     };
-    tracker.spawn(gauges(worker.clone()));
-    tracker.spawn(lease_loop(worker, wake, tracker.clone()));
+    // On the delivery thread; the lease loop's workers follow it there.
+    tracker.spawn_on(gauges(worker.clone()), &background);
+    tracker.spawn_on(lease_loop(worker, wake, tracker.clone()), &background);
+    Ok(())
 }
 
 fn now_ms() -> i64 {
@@ -234,11 +238,17 @@ impl Worker {
                 }
                 record.outcome = "delivered".into();
                 record.status = Some(status);
-                self.log(lane, &webhook.id, &record).await;
-                if let Err(e) = self.queue.healthy(&lane.app, &webhook.id).await {
-                    tracing::warn!(error = %e, "cannot record a webhook healthy");
-                }
-                return self.pop(lane, &head, lease).await;
+                return match self
+                    .queue
+                    .delivered(lane, &head.entry.id, &webhook.id, &record, now_ms(), lease)
+                    .await
+                {
+                    Ok(next) => next,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot take a delivered webhook event off its lane");
+                        None
+                    }
+                };
             }
             Attempt::Failed { status, error, retry_after } => (status, error, retry_after),
         };

@@ -13,6 +13,7 @@
 //! - [`target`]: which URLs and addresses a webhook may point to.
 
 pub mod alerts;
+mod background;
 mod config;
 mod deliver;
 mod dispatch;
@@ -270,6 +271,9 @@ pub enum NotifyError {
     /// `[email]` is malformed.
     #[error("email is misconfigured: {0}")]
     Email(String),
+    /// The delivery thread could not start.
+    #[error("cannot start the delivery thread: {0}")]
+    Background(String),
 }
 
 /// The running notifier: the domain's handle, the webhooks service, and
@@ -343,7 +347,8 @@ pub fn spawn(
         Arc::clone(&wake),
         shutdown.clone(),
     ));
-    deliver::spawn(webhooks.clone(), workers, queue, wake, config, tracker, shutdown);
+    deliver::spawn(webhooks.clone(), workers, queue, wake, config, tracker, shutdown)
+        .map_err(|e| NotifyError::Background(e.to_string()))?;
     let notifier = Notifier {
         tx: Some(tx),
         alerts,

@@ -180,6 +180,83 @@ impl State {
         Some(Head { entry: entry.clone(), attempts: self.attempts.get(lane).copied().unwrap_or_default() })
     }
 
+    /// Takes `n` entries off `lane` if `id` is its head (else `None`: another
+    /// node took the lane over, this one lost its lease); returns the next head.
+    fn pop(
+        &mut self,
+        txn: &WriteTransaction,
+        lane: &str,
+        id: &str,
+        n: usize,
+        until: i64,
+    ) -> Result<Option<Head>, QueueError> {
+        let popped: Vec<u64> = match self.lanes.get(lane) {
+            Some(entries) if entries.front().is_some_and(|(_, e)| e.id == id) => {
+                entries.iter().take(n).map(|(seq, _)| *seq).collect()
+            }
+            _ => Vec::new(),
+        };
+        if popped.is_empty() {
+            return Ok(None);
+        }
+        {
+            let mut entries = txn.open_table(ENTRIES).map_err(local)?;
+            for seq in &popped {
+                entries.remove((lane, *seq)).map_err(local)?;
+            }
+            txn.open_table(RETRIES).map_err(local)?.remove(lane).map_err(local)?;
+        }
+        if let Some(entries) = self.lanes.get_mut(lane) {
+            entries.drain(..popped.len().min(entries.len()));
+            if entries.is_empty() {
+                self.lanes.remove(lane);
+            }
+        }
+        self.attempts.remove(lane);
+        let head = self.head(lane);
+        self.reschedule(lane, until);
+        Ok(head)
+    }
+
+    /// Appends `record` (encoded as `line`) to `field`'s log, keeping the newest [`LOG_LEN`].
+    fn log(
+        &mut self,
+        txn: &WriteTransaction,
+        field: String,
+        record: LogRecord,
+        line: &str,
+    ) -> Result<(), QueueError> {
+        let seq = self.next_seq;
+        // The oldest line kept once this one is in, if the log is full.
+        let keep_from = self.logs.get(&field).and_then(|log| {
+            let excess = (log.len() + 1).checked_sub(LOG_LEN).filter(|excess| *excess > 0)?;
+            Some(log.get(excess).map_or(seq, |(s, _)| *s))
+        });
+        {
+            let mut table = txn.open_table(LOGS).map_err(local)?;
+            table.insert((field.as_str(), seq), line).map_err(local)?;
+            if let Some(keep_from) = keep_from {
+                let older = (field.as_str(), 0)..(field.as_str(), keep_from);
+                table.retain_in(older, |_, _| false).map_err(local)?;
+            }
+        }
+        let log = self.logs.entry(field).or_default();
+        log.push_back((seq, record));
+        while log.len() > LOG_LEN {
+            log.pop_front();
+        }
+        self.next_seq = seq.saturating_add(1);
+        Ok(())
+    }
+
+    /// Clears `field`'s failing mark, if it has one.
+    fn healthy(&mut self, txn: &WriteTransaction, field: &str) -> Result<(), QueueError> {
+        if self.failing.remove(field).is_some() {
+            txn.open_table(FAILING).map_err(local)?.remove(field).map_err(local)?;
+        }
+        Ok(())
+    }
+
     /// Commits `txn`: durably when `durable`, or when no commit reached the disk
     /// for [`FLUSH_EVERY`] (which also makes the earlier cheap commits durable).
     fn commit(&mut self, mut txn: WriteTransaction, durable: bool) -> Result<(), QueueError> {
@@ -470,39 +547,7 @@ impl LocalQueue {
         let id = id.to_owned();
         let until = lease_until(now, lease);
         // An ack lost to a crash delivers the event again: at least once.
-        self.write(false, move |state, txn| {
-            let popped: Vec<u64> = match state.lanes.get(&lane) {
-                Some(entries) if entries.front().is_some_and(|(_, e)| e.id == id) => {
-                    entries.iter().take(n).map(|(seq, _)| *seq).collect()
-                }
-                _ => Vec::new(),
-            };
-            // Not the head any more: another node took the lane over (this one
-            // lost its lease); leave the lane to it.
-            if popped.is_empty() {
-                return Ok(None);
-            }
-            {
-                {
-                    let mut entries = txn.open_table(ENTRIES).map_err(local)?;
-                    for seq in &popped {
-                        entries.remove((lane.as_str(), *seq)).map_err(local)?;
-                    }
-                    txn.open_table(RETRIES).map_err(local)?.remove(lane.as_str()).map_err(local)?;
-                }
-                if let Some(entries) = state.lanes.get_mut(&lane) {
-                    entries.drain(..popped.len().min(entries.len()));
-                    if entries.is_empty() {
-                        state.lanes.remove(&lane);
-                    }
-                }
-                state.attempts.remove(&lane);
-            }
-            let head = state.head(&lane);
-            state.reschedule(&lane, until);
-            Ok(head)
-        })
-        .await
+        self.write(false, move |state, txn| state.pop(txn, &lane, &id, n, until)).await
     }
 
     pub(super) async fn retry(
@@ -565,30 +610,7 @@ impl LocalQueue {
         let field = webhook_field(app, webhook);
         let record = record.clone();
         let line = serde_json::to_string(&record).map_err(|e| QueueError::Local(Box::new(e)))?;
-        self.write(false, move |state, txn| {
-            let seq = state.next_seq;
-            // The oldest line kept once this one is in, if the log is full.
-            let keep_from = state.logs.get(&field).and_then(|log| {
-                let excess = (log.len() + 1).checked_sub(LOG_LEN).filter(|excess| *excess > 0)?;
-                Some(log.get(excess).map_or(seq, |(s, _)| *s))
-            });
-            {
-                let mut table = txn.open_table(LOGS).map_err(local)?;
-                table.insert((field.as_str(), seq), line.as_str()).map_err(local)?;
-                if let Some(keep_from) = keep_from {
-                    let older = (field.as_str(), 0)..(field.as_str(), keep_from);
-                    table.retain_in(older, |_, _| false).map_err(local)?;
-                }
-            }
-            let log = state.logs.entry(field).or_default();
-            log.push_back((seq, record));
-            while log.len() > LOG_LEN {
-                log.pop_front();
-            }
-            state.next_seq = seq.saturating_add(1);
-            Ok(())
-        })
-        .await
+        self.write(false, move |state, txn| state.log(txn, field, record, &line)).await
     }
 
     pub(super) async fn logs(&self, app: &AppId, webhook: &WebhookId) -> Result<Vec<LogRecord>, QueueError> {
@@ -627,10 +649,28 @@ impl LocalQueue {
         if !self.state.lock().await.failing.contains_key(&field) {
             return Ok(());
         }
+        self.write(false, move |state, txn| state.healthy(txn, &field)).await
+    }
+
+    /// [`log`](Self::log), [`healthy`](Self::healthy) and [`pop`](Self::pop)
+    /// in one write.
+    pub(super) async fn delivered(
+        &self,
+        lane: &Lane,
+        id: &str,
+        webhook: &WebhookId,
+        record: &LogRecord,
+        now: i64,
+        lease: Duration,
+    ) -> Result<Option<Head>, QueueError> {
+        let field = webhook_field(&lane.app, webhook);
+        let (lane, id, record) = (lane.encode(), id.to_owned(), record.clone());
+        let line = serde_json::to_string(&record).map_err(|e| QueueError::Local(Box::new(e)))?;
+        let until = lease_until(now, lease);
         self.write(false, move |state, txn| {
-            txn.open_table(FAILING).map_err(local)?.remove(field.as_str()).map_err(local)?;
-            state.failing.remove(&field);
-            Ok(())
+            state.log(txn, field.clone(), record, &line)?;
+            state.healthy(txn, &field)?;
+            state.pop(txn, &lane, &id, 1, until)
         })
         .await
     }
