@@ -20,12 +20,15 @@
 //!   moves the schedule as the Redis scripts do.
 //!
 //! redb is synchronous: every write runs on the queue's writer thread, which
-//! takes whatever writes are waiting (up to [`GROUP`]) into one transaction and
-//! one commit — durable if any of them must be. Under load a commit carries
-//! many deliveries' acks and log lines and a dispatcher's pushes at once; alone,
-//! a write commits by itself as before. A commit that fails fails every write
-//! in it and the memory is read back from the file (every lane due at once:
-//! at least once still holds). Reads, leases and releases only touch the memory.
+//! takes whatever writes are waiting (up to [`GROUP`]) into one transaction.
+//! A durable write (a push) commits it at once, with an fsync, and is answered
+//! after; writes that need none (acks, retries, log lines, health marks) are
+//! answered at once and committed together after [`LAZY`] — under load one
+//! commit carries thousands of deliveries' acks instead of one each. A crash
+//! loses what was answered and not yet committed, as it loses a commit without
+//! an fsync (above). A write that fails drops its transaction: the memory is
+//! read back from the file (every lane due at once: at least once still
+//! holds). Reads, leases and releases only touch the memory.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::Path;
@@ -54,8 +57,14 @@ const FAILING: TableDefinition<&str, i64> = TableDefinition::new("webhook_failin
 /// The longest a commit without an fsync stays the only copy of a change.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
-/// Most writes that share one transaction.
+/// Most writes taken from the writer's channel at once.
 pub const GROUP: usize = 256;
+
+/// How long answered writes that need no fsync wait in an open transaction.
+pub const LAZY: Duration = Duration::from_millis(50);
+
+/// Most writes an open transaction takes before it commits.
+const LAZY_WRITES: usize = 4_096;
 
 fn local(e: impl Into<redb::Error>) -> QueueError {
     QueueError::Local(Box::new(e.into()))
@@ -320,19 +329,47 @@ where
     }
 }
 
-/// The writer thread: one transaction per group of waiting writes.
+/// A transaction holding writes already answered, not yet committed.
+struct Open {
+    txn: WriteTransaction,
+    since: Instant,
+    writes: usize,
+}
+
+/// The writer thread. Each group of waiting writes is applied in one
+/// transaction. A group with a durable write commits at once, durably, and is
+/// answered after; a group of writes that need no fsync is answered at once
+/// and its transaction left open for the next groups, committed after [`LAZY`]
+/// (or [`LAZY_WRITES`] writes, or with the next durable write). A crash or a
+/// failed commit loses what was answered but not committed, exactly as it
+/// loses a commit without an fsync: acks come back (delivered again: at least
+/// once) and log lines go.
 fn writer(db: &Database, state: &Mutex<State>, ops: &mpsc::Receiver<Box<dyn Op>>) {
     let mut group: Vec<Box<dyn Op>> = Vec::with_capacity(GROUP);
+    let mut open: Option<Open> = None;
     loop {
-        let first = match ops.recv_timeout(FLUSH_EVERY) {
+        let wait = open.as_ref().map_or(FLUSH_EVERY, |o| LAZY.saturating_sub(o.since.elapsed()));
+        let first = match ops.recv_timeout(wait) {
             Ok(op) => op,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                // Quiet for a while: what committed without an fsync reaches the disk.
-                flush(db, &mut state.blocking_lock(), false);
+                let mut state = state.blocking_lock();
+                match open.take() {
+                    Some(o) => {
+                        let _ = commit_or_reload(db, &mut state, o.txn, false);
+                    }
+                    // Quiet for a while: what committed without an fsync reaches the disk.
+                    None => flush(db, &mut state, false),
+                }
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                flush(db, &mut state.blocking_lock(), true);
+                let mut state = state.blocking_lock();
+                match open.take() {
+                    Some(o) => {
+                        let _ = commit_or_reload(db, &mut state, o.txn, true);
+                    }
+                    None => flush(db, &mut state, true),
+                }
                 return;
             }
         };
@@ -343,18 +380,67 @@ fn writer(db: &Database, state: &Mutex<State>, ops: &mpsc::Receiver<Box<dyn Op>>
             group.push(op);
         }
         let mut state = state.blocking_lock();
-        let committed = write_group(db, &mut state, &mut group);
-        if let Err(e) = &committed {
-            tracing::warn!(error = %e, writes = group.len(), "a webhook queue commit failed; reading the queue back");
-            match State::load(db) {
-                Ok(fresh) => *state = fresh,
-                Err(e) => tracing::error!(error = %e, "cannot read the webhook queue back"),
+        let (txn, since, writes) = match open.take() {
+            Some(o) => (o.txn, o.since, o.writes),
+            None => match db.begin_write() {
+                Ok(txn) => (txn, Instant::now(), 0),
+                Err(e) => {
+                    drop(state);
+                    let e = local(e);
+                    tracing::warn!(error = %e, "cannot write the webhook queue");
+                    for op in group.drain(..) {
+                        op.finish(Err(&e));
+                    }
+                    continue;
+                }
+            },
+        };
+        let mut failed = false;
+        for op in &mut group {
+            // After a failure the transaction is dropped: the rest would only be lost.
+            if failed || !op.apply(&mut state, &txn) {
+                failed = true;
             }
         }
+        let committed = if failed {
+            drop(txn);
+            let e = QueueError::Local("a write in the transaction failed".into());
+            reload(db, &mut state, &e);
+            Err(e)
+        } else if group.iter().any(|op| op.durable()) || writes + group.len() >= LAZY_WRITES {
+            let durable = group.iter().any(|op| op.durable());
+            commit_or_reload(db, &mut state, txn, durable)
+        } else {
+            open = Some(Open { txn, since, writes: writes + group.len() });
+            Ok(())
+        };
         drop(state);
         for op in group.drain(..) {
             op.finish(committed.as_ref().copied());
         }
+    }
+}
+
+/// Commits `txn`; when that fails, reads the memory back from the file.
+fn commit_or_reload(
+    db: &Database,
+    state: &mut State,
+    txn: WriteTransaction,
+    durable: bool,
+) -> Result<(), QueueError> {
+    let committed = state.commit(txn, durable);
+    if let Err(e) = &committed {
+        reload(db, state, e);
+    }
+    committed
+}
+
+/// After a failed write: the memory is read back from the file.
+fn reload(db: &Database, state: &mut State, why: &QueueError) {
+    tracing::warn!(error = %why, "a webhook queue write failed; reading the queue back");
+    match State::load(db) {
+        Ok(fresh) => *state = fresh,
+        Err(e) => tracing::error!(error = %e, "cannot read the webhook queue back"),
     }
 }
 
@@ -368,24 +454,6 @@ fn flush(db: &Database, state: &mut State, always: bool) {
     if let Err(e) = committed {
         tracing::warn!(error = %e, "cannot flush the webhook queue");
     }
-}
-
-/// Applies `group` in one transaction and commits it.
-fn write_group(db: &Database, state: &mut State, group: &mut [Box<dyn Op>]) -> Result<(), QueueError> {
-    let txn = db.begin_write().map_err(local)?;
-    let mut failed = false;
-    for op in group.iter_mut() {
-        // After a failure the transaction is dropped: the rest would only be lost.
-        if failed || !op.apply(state, &txn) {
-            failed = true;
-        }
-    }
-    if failed {
-        drop(txn);
-        return Err(QueueError::Local("a write in the transaction failed".into()));
-    }
-    let durable = group.iter().any(|op| op.durable());
-    state.commit(txn, durable)
 }
 
 /// The webhook queue of a single node: one redb file, mirrored in memory.
