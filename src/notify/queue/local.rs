@@ -351,26 +351,21 @@ fn writer(db: &Database, state: &Mutex<State>, ops: &mpsc::Receiver<Box<dyn Op>>
         let wait = open.as_ref().map_or(FLUSH_EVERY, |o| LAZY.saturating_sub(o.since.elapsed()));
         let first = match ops.recv_timeout(wait) {
             Ok(op) => op,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
+            Err(e) => {
+                // Quiet for a while (what committed without an fsync reaches the
+                // disk), or the queue was dropped (everything does, then the end).
+                let closing = e == mpsc::RecvTimeoutError::Disconnected;
                 let mut state = state.blocking_lock();
                 match open.take() {
                     Some(o) => {
-                        let _ = commit_or_reload(db, &mut state, o.txn, false);
+                        let _ = commit_or_reload(db, &mut state, o.txn, closing);
                     }
-                    // Quiet for a while: what committed without an fsync reaches the disk.
-                    None => flush(db, &mut state, false),
+                    None => flush(db, &mut state, closing),
+                }
+                if closing {
+                    return;
                 }
                 continue;
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let mut state = state.blocking_lock();
-                match open.take() {
-                    Some(o) => {
-                        let _ = commit_or_reload(db, &mut state, o.txn, true);
-                    }
-                    None => flush(db, &mut state, true),
-                }
-                return;
             }
         };
         group.push(first);
