@@ -40,6 +40,15 @@ pub(super) async fn run(
                 if !batch.is_empty() {
                     let _ = push(&webhooks, &queue, &batch, &CancellationToken::new(), 1).await;
                 }
+                // Past that the node does not wait: what is left is counted, not lost silently.
+                let mut left = 0u64;
+                while rx.try_recv().is_ok() {
+                    left += 1;
+                }
+                if left > 0 {
+                    crate::metrics::metrics().webhook_notices_dropped.inc_by(left);
+                    tracing::warn!(notices = left, "webhook notices dropped at shutdown: more were waiting than a stop drains");
+                }
                 return;
             }
         }
