@@ -26,8 +26,8 @@ fn created_notice(m: &Message) -> Notice {
 
 impl ChatService {
     /// `message.created` (see [`created_notice`]), and the message to the push gatherer.
-    pub(super) fn notify_created(&self, m: &Message) {
-        self.notifier.message_created(m);
+    pub(super) fn notify_created(&self, m: &Message, members: Option<std::sync::Arc<[UserId]>>) {
+        self.notifier.message_created(m, members);
     }
 
     /// `message.edited` or `message.deleted`: the message as it is now.

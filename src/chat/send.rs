@@ -192,9 +192,11 @@ impl ChatService {
         // catch-up that starts after a recipient missed the live frame finds
         // the message (see `catch_up`).
         self.recent.push(std::slice::from_ref(&message)).await;
-        self.notify_created(&message);
+        let members = self.member_list(&message.app, message.chat).await;
+        // The push gatherer takes the members read here: it reads none itself.
+        self.notify_created(&message, members.as_ref().ok().cloned());
         let message = self.with_url(message).await;
-        match self.member_list(&message.app, message.chat).await {
+        match members {
             Ok(members) => {
                 let audience = Audience::Chat { chat: message.chat, members, except_user: None };
                 let event = Event::Message(message.clone());

@@ -237,12 +237,13 @@ impl Notifier {
     /// Hands a committed message to the webhooks (`message.created`) and to
     /// the push and email gatherer: one copy of it, shared, and nothing else
     /// on the send path (its JSON is made off it, only if a webhook wants it).
-    pub fn message_created(&self, m: &crate::model::Message) {
+    /// `members` are the chat's members as the fan-out read them, if it could.
+    pub fn message_created(&self, m: &crate::model::Message, members: Option<Arc<[crate::ids::UserId]>>) {
         if self.tx.is_none() && !self.alerts.is_on() {
             return;
         }
         let m = Arc::new(m.clone());
-        self.alerts.message(&m);
+        self.alerts.message(&m, members);
         self.emit(Notice::created(m));
     }
 

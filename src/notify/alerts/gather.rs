@@ -23,6 +23,8 @@ struct Pending {
     last_preview: String,
     senders: BTreeSet<Option<UserId>>,
     mentions: BTreeSet<UserId>,
+    /// The members the newest message's fan-out read, if it did.
+    members: Option<Arc<[UserId]>>,
 }
 
 /// One push entry: a window's messages of a chat for one user.
@@ -79,13 +81,17 @@ pub(super) async fn run(
     }
 }
 
-fn merge(pending: &mut HashMap<(AppId, ChatNumber), Pending>, m: Alert) {
+fn merge(pending: &mut HashMap<(AppId, ChatNumber), Pending>, alert: Alert) {
+    let m = &alert.message;
     let p = pending.entry((m.app.clone(), m.chat)).or_default();
     p.count += 1;
     if m.number.get() >= p.last_seq {
         p.last_seq = m.number.get();
         p.last_sender = m.sender.clone();
         p.last_preview = super::preview(&m.body);
+        if alert.members.is_some() {
+            p.members = alert.members;
+        }
     }
     p.senders.insert(m.sender.clone());
     p.mentions.extend(crate::model::mentions(&m.body));
@@ -115,9 +121,15 @@ async fn members(ctx: &Ctx, app: &AppId, chat: ChatNumber) -> Option<Vec<UserId>
     }
 }
 
-async fn flush(ctx: &Ctx, app: &AppId, chat: ChatNumber, p: Pending) {
+async fn flush(ctx: &Ctx, app: &AppId, chat: ChatNumber, mut p: Pending) {
     let m = crate::metrics::metrics();
-    let Some(members) = members(ctx, app, chat).await else {
+    // The fan-out's list when it came with the messages: no store read per window.
+    let members = match p.members.take() {
+        Some(list) if list.len() <= ctx.config.max_members => Some(list.to_vec()),
+        Some(_) => None,
+        None => members(ctx, app, chat).await,
+    };
+    let Some(members) = members else {
         m.alerts_skipped.with_label_values(&["large_chat"]).inc();
         return;
     };

@@ -32,6 +32,7 @@ use super::email::EmailSender;
 use super::push::Pushers;
 use super::queue::{Lane, Queue, Sink};
 use crate::delivery::Fabric;
+use crate::ids::UserId;
 use crate::model::Message;
 
 pub use prefs::Prefs;
@@ -72,7 +73,14 @@ impl Default for AlertsConfig {
 }
 
 /// A committed message, for the gatherer (which reads its preview and mentions off the send path).
-pub type Alert = Arc<Message>;
+#[derive(Clone, Debug)]
+pub struct Alert {
+    /// The message, shared with the webhook dispatcher.
+    pub message: Arc<Message>,
+    /// The chat's members as its fan-out read them (`None`: it could not; the
+    /// gatherer reads them itself).
+    pub members: Option<Arc<[UserId]>>,
+}
 
 /// Characters of a body a push shows.
 pub const PREVIEW_CHARS: usize = 120;
@@ -96,14 +104,14 @@ impl Alerts {
     }
 
     /// Hands a committed message to the gatherer (dropped and counted when the hand-off is full).
-    pub fn message(&self, m: &Alert) {
+    pub fn message(&self, m: &Arc<Message>, members: Option<Arc<[UserId]>>) {
         let Some(tx) = &self.tx else {
             return;
         };
         if m.is_deleted() {
             return;
         }
-        if tx.try_send(Arc::clone(m)).is_err() {
+        if tx.try_send(Alert { message: Arc::clone(m), members }).is_err() {
             crate::metrics::metrics().alerts_dropped.inc();
             super::warn_dropped(
                 "messages dropped before the push gatherer: its hand-off is full (the node is overloaded)",
