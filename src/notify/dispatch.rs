@@ -126,15 +126,7 @@ async fn entries(
         notice.resolve();
         let body = notice.body();
         for webhook in wanted {
-            let body = body.clone();
-            let lane = Lane::webhook(&notice.app, &webhook.id, &notice.key);
-            let entry = Entry {
-                id: notice.id.clone(),
-                kind: notice.kind.as_str().to_owned(),
-                at: notice.at.millis(),
-                body,
-            };
-            items.push((lane, entry));
+            items.push((Lane::webhook(&notice.app, &webhook.id, &notice.key), notice.entry(body.clone())));
         }
     }
     Ok(items)

@@ -125,6 +125,11 @@ impl Notice {
         self
     }
 
+    /// The queue entry of this (resolved) notice, whose `body` it carries.
+    pub fn entry(&self, body: String) -> queue::Entry {
+        queue::Entry { id: self.id.clone(), kind: self.kind.as_str().to_owned(), at: self.at.millis(), body }
+    }
+
     /// The body POSTed to a webhook (of a [`resolve`](Self::resolve)d notice).
     pub fn body(&self) -> String {
         #[derive(serde::Serialize)]

@@ -179,16 +179,7 @@ impl Webhooks {
     pub async fn replay(&self, webhook: &Webhook, notices: &[super::Notice]) -> Result<(), WebhookError> {
         let items: Vec<_> = notices
             .iter()
-            .map(|n| {
-                let lane = super::queue::Lane::webhook(&webhook.app, &webhook.id, &n.key);
-                let entry = super::queue::Entry {
-                    id: n.id.clone(),
-                    kind: n.kind.as_str().to_owned(),
-                    at: n.at.millis(),
-                    body: n.body(),
-                };
-                (lane, entry)
-            })
+            .map(|n| (super::queue::Lane::webhook(&webhook.app, &webhook.id, &n.key), n.entry(n.body())))
             .collect();
         for chunk in items.chunks(500) {
             self.inner.queue.push(chunk, Timestamp::now().millis()).await?;

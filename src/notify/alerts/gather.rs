@@ -18,9 +18,8 @@ use crate::notify::queue::{Entry, Lane, Sink};
 #[derive(Default)]
 struct Pending {
     count: u64,
-    last_seq: u64,
-    last_sender: Option<UserId>,
-    last_preview: String,
+    /// The newest of them (its preview is made once, when the window closes).
+    last: Option<Arc<crate::model::Message>>,
     senders: BTreeSet<Option<UserId>>,
     mentions: BTreeSet<UserId>,
     /// The members the newest message's fan-out read, if it did.
@@ -85,10 +84,8 @@ fn merge(pending: &mut HashMap<(AppId, ChatNumber), Pending>, alert: Alert) {
     let m = &alert.message;
     let p = pending.entry((m.app.clone(), m.chat)).or_default();
     p.count += 1;
-    if m.number.get() >= p.last_seq {
-        p.last_seq = m.number.get();
-        p.last_sender = m.sender.clone();
-        p.last_preview = super::preview(&m.body);
+    if p.last.as_ref().is_none_or(|last| m.number >= last.number) {
+        p.last = Some(Arc::clone(m));
         if alert.members.is_some() {
             p.members = alert.members;
         }
@@ -140,6 +137,9 @@ async fn flush(ctx: &Ctx, app: &AppId, chat: ChatNumber, mut p: Pending) {
     };
     let candidates: Vec<UserId> = members.into_iter().filter(|u| Some(u) != only_sender.as_ref()).collect();
     let online = ctx.fabric.online_among(app, &candidates).await;
+    // A window holds at least one message (`merge` made it).
+    let Some(last) = p.last.take() else { return };
+    let mut preview: Option<String> = None;
     let now = Timestamp::now().millis();
     let mut pushes = Vec::new();
     for (user, online) in candidates.iter().zip(online) {
@@ -201,9 +201,9 @@ async fn flush(ctx: &Ctx, app: &AppId, chat: ChatNumber, mut p: Pending) {
         }
         let item = PushItem {
             count: p.count,
-            seq: p.last_seq,
-            sender: p.last_sender.as_ref().map(|u| u.as_str().to_owned()),
-            preview: p.last_preview.clone(),
+            seq: last.number.get(),
+            sender: last.sender.as_ref().map(|u| u.as_str().to_owned()),
+            preview: preview.get_or_insert_with(|| super::preview(&last.body)).clone(),
             mentioned,
         };
         let lane = Lane { app: app.clone(), sink: Sink::Push, key: format!("{user}|{chat}") };
