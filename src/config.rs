@@ -46,6 +46,7 @@ const SECTIONS: &[&str] = &[
     "notifications",
     "push",
     "email",
+    "demo",
 ];
 
 /// Everything a node is configured with.
@@ -94,6 +95,8 @@ pub struct Config {
     pub push: crate::notify::push::PushConfig,
     /// Email digests (SMTP).
     pub email: crate::notify::email::EmailConfig,
+    /// The web chat at `/demo`.
+    pub demo: crate::demo::DemoConfig,
 }
 
 /// `[server]`.
@@ -342,6 +345,9 @@ impl Config {
         if self.webhooks.concurrency == 0 {
             return invalid("webhooks.concurrency", "must be at least 1");
         }
+        if let Err((key, reason)) = self.demo.check() {
+            return invalid(key, reason);
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid("log.level", "is not a valid tracing filter");
         }
@@ -387,6 +393,17 @@ mod tests {
         assert_eq!(config.store.backend, Backend::Cql);
         assert!(!config.redis.url.is_empty());
         assert!(!config.server.admin_key.is_empty());
+        assert!(!config.demo.enabled, "the demo is off for clusters");
+    }
+
+    #[test]
+    fn the_demo_is_on_by_default_and_checked() {
+        assert!(Config::default().demo.enabled);
+        let err = Config::from_toml("[demo]\ntoken_ttl_secs = 0\n").unwrap_err().to_string();
+        assert!(err.contains("demo.token_ttl_secs"), "{err}");
+        let err = Config::from_toml("[demo]\nenabled = \"yes\"\n").unwrap_err().to_string();
+        assert!(err.contains("enabled"), "{err}");
+        assert_eq!(section_of("DEMO_ENABLED"), Some("demo"));
     }
 
     #[test]

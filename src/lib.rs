@@ -18,6 +18,7 @@
 //! - [`cluster`]: running as one of many nodes — gossip, the directory, mutual TLS, QUIC;
 //! - `edge`: the one table from a domain failure to an HTTP status and a stable code;
 //! - [`gateway`] and `api`: the WebSocket sessions and the REST API (axum);
+//! - [`demo`]: the web chat at `/demo` and its narrow API for one demo application;
 //! - [`config`]: the one typed configuration, from file + `WEFT_*` env;
 //! - `server`: wiring it together and serving until told to stop.
 
@@ -27,6 +28,7 @@ pub mod cache;
 pub mod cluster;
 pub mod config;
 pub mod delivery;
+pub mod demo;
 pub mod gateway;
 pub mod ids;
 pub mod metrics;

@@ -17,7 +17,7 @@ use crate::chat::{Caches, ChatParts, ChatService, Search};
 use crate::cluster::node::{Cluster, ClusterError, Joined};
 use crate::config::{Backend, Config};
 use crate::delivery::{Fabric, Hub};
-use crate::gateway::{GatewayParts, GatewayState, Limits, ws_handler};
+use crate::gateway::{GatewayParts, GatewayState, Limits};
 use crate::notify::queue::{Queue, local::LocalQueue, redis::RedisQueue};
 use crate::redis_conn::RedisConn;
 use crate::search::{Indexer, SearchBackend, SearchError, SearchIndex, TantivyIndex};
@@ -265,8 +265,10 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
         shutdown: shutdown.clone(),
         membership: joined.as_ref().map(Joined::membership),
     });
-    let sessions = axum::Router::new().route("/ws", axum::routing::get(ws_handler)).with_state(sessions);
-    let router = api::router(state, sessions);
+    let (sessions, sessions_doc) = crate::gateway::routes().with_state(sessions).split_for_parts();
+    let sessions =
+        sessions.merge(crate::demo::router(&config.demo, &config.store.data_dir, state.chat.clone()));
+    let router = api::router(state, sessions, sessions_doc);
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let window = Duration::from_millis(config.server.drain_window_ms);
     if let Ok(addr) = listener.local_addr() {
