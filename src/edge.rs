@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::chat::{ChatError, ErrorKind, Missing, Refusal, Service};
 
@@ -127,9 +127,26 @@ pub fn explain(e: &ChatError) -> (StatusCode, &'static str, String) {
     (status, code, message)
 }
 
+/// Every error answer's body, REST or a refused handshake: `{"error":{"code","message"}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    /// What went wrong.
+    #[schema(inline)]
+    error: ErrorDetail<'a>,
+}
+
+/// The error of an [`ErrorBody`].
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// The stable code, for programs: one per cause (README.md lists them).
+    code: &'a str,
+    /// What happened, for people: may change between versions.
+    message: &'a str,
+}
+
 /// A JSON error answer: `{"error":{"code","message"}}` with `status`.
 pub fn http_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = json!({ "error": { "code": code, "message": message } });
+    let body = ErrorBody { error: ErrorDetail { code, message } };
     let mut response = (status, Json(body)).into_response();
     if status == StatusCode::CONFLICT || status == StatusCode::SERVICE_UNAVAILABLE {
         response

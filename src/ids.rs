@@ -88,7 +88,9 @@ macro_rules! number_newtype {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(utoipa::ToSchema)]
         #[serde(transparent)]
+        #[schema(minimum = 1)]
         pub struct $name(pub u64);
 
         impl $name {
@@ -117,8 +119,9 @@ number_newtype!(
 
 /// A user of an application, named by the application (any string of 1–128
 /// characters from `[A-Za-z0-9_.@:-]`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(pattern = "^[A-Za-z0-9_.@:-]{1,128}$", example = "alice")]
 pub struct UserId(String);
 
 /// Why a string is not a valid [`UserId`].
@@ -159,8 +162,9 @@ impl fmt::Display for UserId {
 
 /// The id of an attachment: 128 random bits, URL-safe, so it can be part of
 /// an object key and a URL as it is.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(pattern = "^[A-Za-z0-9_-]{22}$")]
 pub struct AttachmentId(String);
 
 /// Why a string is not a valid [`AttachmentId`].
@@ -206,8 +210,9 @@ impl<'de> Deserialize<'de> for AttachmentId {
 }
 
 /// The id of a webhook endpoint: 128 random bits, URL-safe (a path segment as it is).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(pattern = "^[A-Za-z0-9_-]{22}$")]
 pub struct WebhookId(String);
 
 /// Why a string is not a valid [`WebhookId`].
@@ -247,8 +252,9 @@ impl fmt::Display for WebhookId {
 
 /// A user's device, named by the client (1–128 letters, digits and `_ . : -`):
 /// registering the same id again replaces its token.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
 pub struct DeviceId(String);
 
 /// Why a string is not a valid [`DeviceId`].
@@ -311,6 +317,20 @@ impl Timestamp {
         at.format(&Rfc3339).unwrap_or_default()
     }
 }
+
+/// On the wire a timestamp is its RFC 3339 text ([`Timestamp::to_rfc3339`]).
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some("An instant, RFC 3339 in UTC with millisecond precision"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
 
 impl Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -225,7 +225,7 @@ impl Message {
 
 /// A file attached to a message, as the message keeps it: enough to show it
 /// without reading the attachment's record.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct AttachedFile {
     /// The attachment.
     pub id: AttachmentId,

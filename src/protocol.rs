@@ -504,7 +504,7 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
 }
 
 /// A granted upload, as clients see it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UploadOut {
     /// The attachment's id, for `send`'s `attachments`.
     pub id: AttachmentId,
@@ -559,7 +559,7 @@ pub struct MessageOut {
 }
 
 /// One emoji's reactions, as the reader sees them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ReactionOut {
     /// How many users reacted with it.
     pub count: u64,

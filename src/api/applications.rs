@@ -5,10 +5,14 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
 use super::ApiState;
 use super::error::ApiError;
 use super::input::{Input, Resource};
-use super::params::{PathParams, token};
+use super::openapi::{BAD_BODY, INTERNAL, NO_APP, TOO_LARGE, UNAVAILABLE};
+use super::params::{AppPath, PathParams, token};
 use super::views::{ApplicationOut, CreatedApplicationOut};
 use crate::chat::ApplicationChanges;
 use crate::model::UserGroups;
@@ -18,6 +22,37 @@ pub struct ApplicationBody;
 
 impl Resource for ApplicationBody {
     const ROOT: &'static str = "application";
+}
+
+/// The body of `POST /applications` (flat, nested under `application`, or a form).
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "the document's description of what `Input` reads")]
+pub struct NewApplicationIn {
+    #[schema(min_length = 1, max_length = 255)]
+    name: String,
+    #[schema(max_length = 2000)]
+    description: Option<String>,
+    /// A JSON object of at most 4 KiB serialized.
+    metadata: Option<Map<String, Value>>,
+}
+
+/// The body of `PUT`/`PATCH /applications/{token}`: at least one field.
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "the document's description of what `Input` reads")]
+pub struct ApplicationChangeIn {
+    #[schema(min_length = 1, max_length = 255)]
+    name: Option<String>,
+    /// An https URL of the identity provider's key set; null or "" clears it.
+    #[schema(max_length = 2048)]
+    jwks_url: Option<String>,
+    /// `open` or `backend_only`.
+    #[schema(example = "backend_only")]
+    user_groups: Option<String>,
+    /// Null or "" clears it.
+    #[schema(max_length = 2000)]
+    description: Option<String>,
+    /// Replaces the old object; null clears it.
+    metadata: Option<Map<String, Value>>,
 }
 
 const MAX_NAME: usize = 255;
@@ -38,6 +73,24 @@ impl FromRequestParts<ApiState> for Admin {
 }
 
 /// `POST /applications {"name"}`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/applications",
+    operation_id = "create_application",
+    tag = "applications",
+    security(("admin_key" = []), ()),
+    request_body = NewApplicationIn,
+    responses(
+        (status = 201, description = "The new application, with its signing secret", body = CreatedApplicationOut),
+        (status = 400, description = BAD_BODY),
+        (status = 401, description = "`unauthorized`: the admin key is configured and was not sent"),
+        (status = 403, description = "`forbidden`: the admin key sent is not the node's"),
+        (status = 413, description = TOO_LARGE),
+        (status = 422, description = "`invalid_field`: a field is missing, empty, too long or of the wrong type"),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
 pub async fn create(
     State(state): State<ApiState>,
     _admin: Admin,
@@ -51,18 +104,74 @@ pub async fn create(
 }
 
 /// `GET /applications/:token`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/applications/{token}",
+    operation_id = "get_application",
+    tag = "applications",
+    params(AppPath),
+    responses(
+        (status = 200, description = "The application (without its secret)", body = ApplicationOut),
+        (status = 404, description = NO_APP),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
 pub async fn show(
     State(state): State<ApiState>,
-    PathParams(raw): PathParams<String>,
+    PathParams(AppPath { token: raw }): PathParams<AppPath>,
 ) -> Result<Json<ApplicationOut>, ApiError> {
     Ok(Json(state.chat.application_view(&token(raw)).await?.into()))
 }
 
-/// `PUT`/`PATCH /applications/:token {"name"?, "jwks_url"?, "user_groups"?, "description"?, "metadata"?}`
+/// `PUT /applications/:token`: the same as `PATCH`.
+#[utoipa::path(
+    put,
+    path = "/api/v1/applications/{token}",
+    operation_id = "replace_application",
+    tag = "applications",
+    params(AppPath),
+    request_body = ApplicationChangeIn,
+    responses(
+        (status = 200, description = "The changed application", body = ApplicationOut),
+        (status = 400, description = BAD_BODY),
+        (status = 404, description = NO_APP),
+        (status = 413, description = TOO_LARGE),
+        (status = 422, description = "`invalid_field`: no field, or a bad one (a `jwks_url` that is not https or names a private address)"),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
+pub async fn replace(
+    state: State<ApiState>,
+    path: PathParams<AppPath>,
+    input: Input<ApplicationBody>,
+) -> Result<Json<ApplicationOut>, ApiError> {
+    update(state, path, input).await
+}
+
+/// `PATCH /applications/:token {"name"?, "jwks_url"?, "user_groups"?, "description"?, "metadata"?}`
 /// (`jwks_url` or `description` null or "" clears it; `metadata` replaces the old, null clears it).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/applications/{token}",
+    operation_id = "update_application",
+    tag = "applications",
+    params(AppPath),
+    request_body = ApplicationChangeIn,
+    responses(
+        (status = 200, description = "The changed application", body = ApplicationOut),
+        (status = 400, description = BAD_BODY),
+        (status = 404, description = NO_APP),
+        (status = 413, description = TOO_LARGE),
+        (status = 422, description = "`invalid_field`: no field, or a bad one (a `jwks_url` that is not https or names a private address)"),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
 pub async fn update(
     State(state): State<ApiState>,
-    PathParams(raw): PathParams<String>,
+    PathParams(AppPath { token: raw }): PathParams<AppPath>,
     Input(fields, _): Input<ApplicationBody>,
 ) -> Result<Json<ApplicationOut>, ApiError> {
     let name = fields.has("name").then(|| fields.required_string("name", MAX_NAME)).transpose()?;

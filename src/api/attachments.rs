@@ -3,18 +3,21 @@
 
 use axum::Json;
 use axum::body::{Body, to_bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
 use super::ApiState;
 use super::error::ApiError;
 use super::input::{Input, Resource};
-use super::params::{PathParams, chat_number, token};
+use super::openapi::{BAD_BODY, INTERNAL, NO_CHAT, TOO_LARGE};
+use super::params::{ChatPath, PathParams, QueryParams, chat_number, token};
 use crate::attachments::{LocalAccess, Signed};
 use crate::chat::{Author, NewUpload};
+use crate::ids::UserId;
 use crate::protocol::UploadOut;
 
 /// The body of upload requests.
@@ -24,11 +27,46 @@ impl Resource for UploadBody {
     const ROOT: &'static str = "attachment";
 }
 
+/// The body of `POST …/attachments`.
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "the document's description of what `Input` reads")]
+pub struct NewUploadIn {
+    /// The file name.
+    #[schema(min_length = 1, max_length = 255, example = "notes.txt")]
+    name: String,
+    /// The media type the upload must be sent with.
+    #[schema(min_length = 1, max_length = 255, example = "text/plain")]
+    content_type: String,
+    /// The exact size in bytes (at most `attachments.max_size`).
+    #[schema(minimum = 1)]
+    size: u64,
+    /// The uploader, a member of the chat (none: the backend).
+    created_by: Option<UserId>,
+}
+
 /// `POST …/chats/:number/attachments {"name","content_type","size","created_by"?}`
 /// → 201 `{"id","upload_url","expires_at"}`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/applications/{token}/chats/{number}/attachments",
+    operation_id = "create_upload",
+    tag = "attachments",
+    params(ChatPath),
+    request_body = NewUploadIn,
+    responses(
+        (status = 201, description = "Where to PUT the bytes, and the id to send in a message", body = UploadOut),
+        (status = 400, description = BAD_BODY),
+        (status = 403, description = "`not_a_member`: `created_by` is not a member of the chat"),
+        (status = 404, description = NO_CHAT),
+        (status = 413, description = TOO_LARGE),
+        (status = 422, description = "`invalid_field`, `invalid_attachment`: a bad field, or a size over `attachments.max_size` or a media type not accepted"),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = "`attachments_unavailable`, `store_unavailable`, `redis_unavailable`, `draining`: no attachment store, or a service does not answer"),
+    )
+)]
 pub async fn create(
     State(state): State<ApiState>,
-    PathParams((raw, number)): PathParams<(String, String)>,
+    PathParams(ChatPath { token: raw, number }): PathParams<ChatPath>,
     Input(fields, _): Input<UploadBody>,
 ) -> Result<(StatusCode, Json<UploadOut>), ApiError> {
     let number = chat_number(&number)?;
@@ -44,13 +82,32 @@ pub async fn create(
 }
 
 /// The query of a signed file URL.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SignedQuery {
+    /// When the URL stops working, in seconds since the Unix epoch.
     expires: i64,
+    /// The file's size in bytes.
     size: u64,
+    /// The file's media type.
     ct: String,
+    /// The signature over the method, key, `expires`, `size` and `ct`.
     sig: String,
 }
+
+/// `/files/{key}`: the object key, which may hold slashes.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct FilePath {
+    /// The object key, as the signed URL names it.
+    key: String,
+}
+
+/// 403 and 422 answers of a signed file URL.
+const BAD_URL: &str = "`url_expired`, `invalid_signature`: the URL is past its time, or altered";
+/// 404 answers of a signed file URL.
+const NO_FILE: &str =
+    "`not_found`, `attachment_not_found`: this node serves no files (S3), or the file is gone";
 
 fn checked<'a>(
     state: &ApiState,
@@ -69,11 +126,29 @@ fn checked<'a>(
 
 /// `PUT /files/<key>?expires&size&ct&sig`: the bytes of an upload, exactly
 /// the declared size, with the declared `Content-Type`.
+#[utoipa::path(
+    put,
+    path = "/files/{*key}",
+    operation_id = "put_file",
+    tag = "attachments",
+    params(FilePath, SignedQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "Exactly `size` bytes, sent with `Content-Type` `ct`"),
+    responses(
+        (status = 200, description = "The file is stored"),
+        (status = 403, description = BAD_URL),
+        (status = 404, description = NO_FILE),
+        (status = 413, description = "`payload_too_large`: more bytes than the declared size"),
+        (status = 415, description = "`content_type_mismatch`: the `Content-Type` is not the declared one"),
+        (status = 422, description = "`invalid_field`, `invalid_parameter`: fewer bytes than the declared size, or a query that cannot be read"),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = "`attachments_unavailable`: the attachment store does not answer"),
+    )
+)]
 pub async fn put_file(
     State(state): State<ApiState>,
     method: Method,
-    Path(key): Path<String>,
-    Query(q): Query<SignedQuery>,
+    PathParams(FilePath { key }): PathParams<FilePath>,
+    QueryParams(q): QueryParams<SignedQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
@@ -100,11 +175,26 @@ pub async fn put_file(
 }
 
 /// `GET /files/<key>?expires&size&ct&sig`: the file, with its media type.
+#[utoipa::path(
+    get,
+    path = "/files/{*key}",
+    operation_id = "get_file",
+    tag = "attachments",
+    params(FilePath, SignedQuery),
+    responses(
+        (status = 200, description = "The file, with the media type it was declared with", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 403, description = BAD_URL),
+        (status = 404, description = NO_FILE),
+        (status = 422, description = "`invalid_parameter`: a query that cannot be read"),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = "`attachments_unavailable`: the attachment store does not answer"),
+    )
+)]
 pub async fn get_file(
     State(state): State<ApiState>,
     method: Method,
-    Path(key): Path<String>,
-    Query(q): Query<SignedQuery>,
+    PathParams(FilePath { key }): PathParams<FilePath>,
+    QueryParams(q): QueryParams<SignedQuery>,
 ) -> Result<Response, ApiError> {
     let path = checked(&state, &method, &key, &q)?;
     let Some(bytes) =

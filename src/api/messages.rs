@@ -4,13 +4,19 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 
+use utoipa::ToSchema;
+
 use super::ApiState;
 use super::error::ApiError;
 use super::input::{Input, Resource};
-use super::params::{ListQuery, PathParams, chat_number, message_number, token, user_id};
+use super::openapi::{BAD_BODY, BAD_PARAMETER, INTERNAL, NO_CHAT, NO_MESSAGE, TOO_LARGE, UNAVAILABLE};
+use super::params::{
+    ChatPath, ListQuery, MessagePath, PageQuery, PathParams, RangeQuery, ReactionPath, ReaderQuery,
+    chat_number, message_number, token, user_id,
+};
 use super::views::{MessageOut, ReactionsOut, VersionOut, reactions_out};
 use crate::chat::{Author, NewMessage};
-use crate::ids::MessageNumber;
+use crate::ids::{AttachmentId, MessageNumber, UserId};
 use crate::model::check_emoji;
 use crate::protocol::MAX_CLIENT_MSG_ID;
 
@@ -21,12 +27,59 @@ impl Resource for MessageBody {
     const ROOT: &'static str = "message";
 }
 
+/// The body of `POST …/messages`.
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "the document's description of what `Input` reads")]
+pub struct NewMessageIn {
+    #[schema(min_length = 1)]
+    body: String,
+    /// The author (none: the application's backend).
+    sender: Option<UserId>,
+    /// The message of the same chat this one answers (a thread).
+    #[schema(minimum = 1)]
+    reply_to: Option<u64>,
+    /// Uploaded attachments (`POST …/attachments`), at most 10.
+    #[schema(max_items = 10)]
+    attachments: Option<Vec<AttachmentId>>,
+}
+
+/// The body of `PATCH …/messages/{message}`.
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "the document's description of what `Input` reads")]
+pub struct MessageChangeIn {
+    /// The new body.
+    #[schema(min_length = 1)]
+    body: String,
+}
+
 /// `POST …/messages {"body","sender"?,"reply_to"?,"attachments"?}` with an optional
 /// `Idempotency-Key` header.
+#[utoipa::path(
+    post,
+    path = "/api/v1/applications/{token}/chats/{number}/messages",
+    operation_id = "create_message",
+    tag = "messages",
+    params(
+        ChatPath,
+        ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key answers the first message (1–128 bytes of visible ASCII)"),
+    ),
+    request_body = NewMessageIn,
+    responses(
+        (status = 201, description = "The message, once persisted", body = MessageOut),
+        (status = 400, description = BAD_BODY),
+        (status = 403, description = "`not_a_member`: the sender is not a member of the chat"),
+        (status = 404, description = NO_CHAT),
+        (status = 409, description = "`in_flight`: the first request with this `Idempotency-Key` is still being committed"),
+        (status = 413, description = TOO_LARGE),
+        (status = 422, description = "`invalid_field`, `invalid_attachment`, `idempotency_key_reused`: a bad field or header, an attachment refused, or a key reused for another message"),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
 pub async fn create(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    PathParams((raw, number)): PathParams<(String, String)>,
+    PathParams(ChatPath { token: raw, number }): PathParams<ChatPath>,
     Input(fields, _): Input<MessageBody>,
 ) -> Result<(StatusCode, Json<MessageOut>), ApiError> {
     let number = chat_number(&number)?;
@@ -60,9 +113,23 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// `GET …/messages?page&per_page&before&after`, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/applications/{token}/chats/{number}/messages",
+    operation_id = "list_messages",
+    tag = "messages",
+    params(ChatPath, PageQuery, RangeQuery, ReaderQuery),
+    responses(
+        (status = 200, description = "The chat's messages, newest first", body = Vec<MessageOut>),
+        (status = 404, description = NO_CHAT),
+        (status = 422, description = BAD_PARAMETER),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
 pub async fn list(
     State(state): State<ApiState>,
-    PathParams((raw, number)): PathParams<(String, String)>,
+    PathParams(ChatPath { token: raw, number }): PathParams<ChatPath>,
     query: ListQuery,
 ) -> Result<Json<Vec<MessageOut>>, ApiError> {
     let (number, range, reader) = (chat_number(&number)?, query.message_range()?, query.reader()?);
@@ -71,9 +138,27 @@ pub async fn list(
 }
 
 /// `PATCH …/messages/:number {"body"}`: the backend edits any message.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/applications/{token}/chats/{number}/messages/{message}",
+    operation_id = "edit_message",
+    tag = "messages",
+    params(MessagePath),
+    request_body = MessageChangeIn,
+    responses(
+        (status = 200, description = "The message with its new body and `edited_at`", body = MessageOut),
+        (status = 400, description = BAD_BODY),
+        (status = 404, description = NO_MESSAGE),
+        (status = 410, description = "`message_deleted`: the message was deleted"),
+        (status = 413, description = TOO_LARGE),
+        (status = 422, description = "`invalid_field`: no `body`, or an empty one"),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
 pub async fn update(
     State(state): State<ApiState>,
-    PathParams((raw, chat, number)): PathParams<(String, String, String)>,
+    PathParams(MessagePath { token: raw, number: chat, message: number }): PathParams<MessagePath>,
     Input(fields, _): Input<MessageBody>,
 ) -> Result<Json<MessageOut>, ApiError> {
     let (chat, number) = (chat_number(&chat)?, message_number(&number)?);
@@ -85,9 +170,23 @@ pub async fn update(
 
 /// `DELETE …/messages/:number`: the backend deletes any message (204; a
 /// tombstone keeps the number).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/applications/{token}/chats/{number}/messages/{message}",
+    operation_id = "delete_message",
+    tag = "messages",
+    params(MessagePath),
+    responses(
+        (status = 204, description = "The message is a tombstone now"),
+        (status = 404, description = NO_MESSAGE),
+        (status = 410, description = "`message_deleted`: deleted already"),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
 pub async fn destroy(
     State(state): State<ApiState>,
-    PathParams((raw, chat, number)): PathParams<(String, String, String)>,
+    PathParams(MessagePath { token: raw, number: chat, message: number }): PathParams<MessagePath>,
 ) -> Result<StatusCode, ApiError> {
     let (chat, number) = (chat_number(&chat)?, message_number(&number)?);
     let app = state.chat.application(&token(raw)).await?;
@@ -96,9 +195,28 @@ pub async fn destroy(
 }
 
 /// `GET …/messages/:number/replies?after&per_page`: the thread, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/applications/{token}/chats/{number}/messages/{message}/replies",
+    operation_id = "list_replies",
+    tag = "messages",
+    params(
+        MessagePath,
+        ("after" = Option<u64>, Query, minimum = 0, description = "Only replies numbered above this"),
+        ("per_page" = Option<u64>, Query, minimum = 1, maximum = 500, description = "Replies per page (default 50)"),
+        ReaderQuery,
+    ),
+    responses(
+        (status = 200, description = "The message's replies, oldest first", body = Vec<MessageOut>),
+        (status = 404, description = NO_MESSAGE),
+        (status = 422, description = "`invalid_parameter`: a parameter out of range, or `before` or `page` (a thread pages with `after`)"),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
 pub async fn replies(
     State(state): State<ApiState>,
-    PathParams((raw, chat, number)): PathParams<(String, String, String)>,
+    PathParams(MessagePath { token: raw, number: chat, message: number }): PathParams<MessagePath>,
     query: ListQuery,
 ) -> Result<Json<Vec<MessageOut>>, ApiError> {
     let (chat, number) = (chat_number(&chat)?, message_number(&number)?);
@@ -112,9 +230,22 @@ pub async fn replies(
 }
 
 /// `GET …/messages/:number/versions`: earlier bodies, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/applications/{token}/chats/{number}/messages/{message}/versions",
+    operation_id = "list_versions",
+    tag = "messages",
+    params(MessagePath),
+    responses(
+        (status = 200, description = "The earlier bodies, oldest first (none once deleted)", body = Vec<VersionOut>),
+        (status = 404, description = NO_MESSAGE),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
 pub async fn versions(
     State(state): State<ApiState>,
-    PathParams((raw, chat, number)): PathParams<(String, String, String)>,
+    PathParams(MessagePath { token: raw, number: chat, message: number }): PathParams<MessagePath>,
 ) -> Result<Json<Vec<VersionOut>>, ApiError> {
     let (chat, number) = (chat_number(&chat)?, message_number(&number)?);
     let versions = state.chat.message_versions(&token(raw), chat, number).await?;
@@ -122,9 +253,23 @@ pub async fn versions(
 }
 
 /// `GET …/messages/:number?user`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/applications/{token}/chats/{number}/messages/{message}",
+    operation_id = "get_message",
+    tag = "messages",
+    params(MessagePath, ReaderQuery),
+    responses(
+        (status = 200, description = "The message", body = MessageOut),
+        (status = 404, description = NO_MESSAGE),
+        (status = 422, description = BAD_PARAMETER),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
 pub async fn show(
     State(state): State<ApiState>,
-    PathParams((raw, chat, number)): PathParams<(String, String, String)>,
+    PathParams(MessagePath { token: raw, number: chat, message: number }): PathParams<MessagePath>,
     query: ListQuery,
 ) -> Result<Json<MessageOut>, ApiError> {
     let (chat, number, reader) = (chat_number(&chat)?, message_number(&number)?, query.reader()?);
@@ -133,9 +278,22 @@ pub async fn show(
 }
 
 /// `GET …/messages/:number/reactions`: every emoji with the users who reacted with it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/applications/{token}/chats/{number}/messages/{message}/reactions",
+    operation_id = "list_reactions",
+    tag = "messages",
+    params(MessagePath),
+    responses(
+        (status = 200, description = "Each emoji with the users who reacted with it", body = BTreeMap<String, Vec<UserId>>),
+        (status = 404, description = NO_MESSAGE),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
 pub async fn reactions(
     State(state): State<ApiState>,
-    PathParams((raw, chat, number)): PathParams<(String, String, String)>,
+    PathParams(MessagePath { token: raw, number: chat, message: number }): PathParams<MessagePath>,
 ) -> Result<Json<ReactionsOut>, ApiError> {
     let (chat, number) = (chat_number(&chat)?, message_number(&number)?);
     let message = state.chat.message(&token(raw), chat, number).await?;
@@ -144,26 +302,55 @@ pub async fn reactions(
 
 /// `PUT …/messages/:number/reactions/:emoji/:user`: the backend reacts on
 /// behalf of a member (idempotent); the message as that user sees it.
+#[utoipa::path(
+    put,
+    path = "/api/v1/applications/{token}/chats/{number}/messages/{message}/reactions/{emoji}/{user}",
+    operation_id = "add_reaction",
+    tag = "messages",
+    params(ReactionPath),
+    responses(
+        (status = 200, description = "The message as that user sees it", body = MessageOut),
+        (status = 403, description = "`not_a_member`: the user is not a member of the chat"),
+        (status = 404, description = NO_MESSAGE),
+        (status = 410, description = "`message_deleted`: the message was deleted"),
+        (status = 422, description = "`invalid_field`, `invalid_parameter`: a bad user id, or an emoji that is not 1–16 characters without white space"),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
 pub async fn react(
     State(state): State<ApiState>,
-    PathParams((raw, chat, number, emoji, user)): PathParams<(String, String, String, String, String)>,
+    PathParams(path): PathParams<ReactionPath>,
 ) -> Result<Json<MessageOut>, ApiError> {
-    set_reaction(state, (raw, chat, number, emoji, user), true).await
+    set_reaction(state, path, true).await
 }
 
 /// `DELETE …/messages/:number/reactions/:emoji/:user`: takes it back (idempotent).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/applications/{token}/chats/{number}/messages/{message}/reactions/{emoji}/{user}",
+    operation_id = "remove_reaction",
+    tag = "messages",
+    params(ReactionPath),
+    responses(
+        (status = 200, description = "The message as that user sees it", body = MessageOut),
+        (status = 403, description = "`not_a_member`: the user is not a member of the chat"),
+        (status = 404, description = NO_MESSAGE),
+        (status = 410, description = "`message_deleted`: the message was deleted"),
+        (status = 422, description = "`invalid_field`, `invalid_parameter`: a bad user id, or an emoji that is not 1–16 characters without white space"),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
 pub async fn unreact(
     State(state): State<ApiState>,
-    PathParams((raw, chat, number, emoji, user)): PathParams<(String, String, String, String, String)>,
+    PathParams(path): PathParams<ReactionPath>,
 ) -> Result<Json<MessageOut>, ApiError> {
-    set_reaction(state, (raw, chat, number, emoji, user), false).await
+    set_reaction(state, path, false).await
 }
 
-async fn set_reaction(
-    state: ApiState,
-    (raw, chat, number, emoji, user): (String, String, String, String, String),
-    on: bool,
-) -> Result<Json<MessageOut>, ApiError> {
+async fn set_reaction(state: ApiState, path: ReactionPath, on: bool) -> Result<Json<MessageOut>, ApiError> {
+    let ReactionPath { token: raw, number: chat, message: number, emoji, user } = path;
     let (chat, number, user) = (chat_number(&chat)?, message_number(&number)?, user_id(&user)?);
     check_emoji(&emoji).map_err(|e| ApiError::InvalidParameter(format!("`emoji` {e}")))?;
     let message = state.chat.react_for(&token(raw), &user, (chat, number), &emoji, on).await?;

@@ -12,6 +12,7 @@ mod input;
 mod messages;
 mod notifications;
 mod observe;
+mod openapi;
 mod params;
 mod realtime;
 mod search;
@@ -20,7 +21,9 @@ mod views;
 mod webhooks;
 
 use axum::Router;
-use axum::routing::{get, post, put};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
+use utoipa_axum::routes;
 
 use crate::auth::AdminKey;
 use crate::chat::ChatService;
@@ -84,67 +87,63 @@ impl ApiParts {
     }
 }
 
-/// The whole HTTP surface: the REST API, health and metrics, and `sessions`
-/// (the WebSocket endpoint, with its own state), all under one request span.
-pub fn router(state: ApiState, sessions: Router) -> Router {
-    let app = "/api/v1/applications/{token}";
-    let chat = "/api/v1/applications/{token}/chats/{number}";
-    let api = Router::new()
-        .route("/api/v1/applications", post(applications::create))
-        .route(app, get(applications::show).put(applications::update).patch(applications::update))
-        .route("/api/v1/me", get(tokens::me))
-        .route("/api/v1/cluster", get(health::cluster))
-        .route(&format!("{app}/secret"), post(tokens::rotate_secret))
-        .route(&format!("{app}/users/{{user}}/tokens"), post(tokens::mint))
-        .route(&format!("{app}/chats"), post(chats::create).get(chats::list))
-        .route(chat, get(chats::show).patch(chats::update))
-        .route(&format!("{chat}/messages"), post(messages::create).get(messages::list))
-        .route(&format!("{chat}/messages/search"), get(search::in_chat))
-        .route(
-            &format!("{chat}/messages/{{message}}"),
-            get(messages::show).patch(messages::update).delete(messages::destroy),
-        )
-        .route(&format!("{chat}/messages/{{message}}/versions"), get(messages::versions))
-        .route(&format!("{chat}/messages/{{message}}/replies"), get(messages::replies))
-        .route(&format!("{chat}/attachments"), post(attachments::create))
-        .route(
-            &format!("{}/{{*key}}", crate::attachments::FILES_ROUTE),
-            get(attachments::get_file).put(attachments::put_file),
-        )
-        .route(&format!("{chat}/messages/{{message}}/reactions"), get(messages::reactions))
-        .route(
-            &format!("{chat}/messages/{{message}}/reactions/{{emoji}}/{{user}}"),
-            put(messages::react).delete(messages::unreact),
-        )
-        .route(&format!("{chat}/members"), get(chats::members))
-        .route(&format!("{chat}/members/{{user}}"), put(chats::add_member).delete(chats::remove_member))
-        .route(&format!("{app}/users/{{user}}/chats"), get(chats::user_chats))
-        .route(&format!("{app}/users/{{user}}/presence"), get(realtime::presence))
-        .route(&format!("{app}/users/{{user}}/messages/search"), get(search::of_user))
-        .route(&format!("{chat}/read_state"), get(realtime::read_state))
-        .route(&format!("{app}/webhooks"), post(webhooks::create).get(webhooks::list))
-        .route(
-            &format!("{app}/webhooks/{{id}}"),
-            get(webhooks::show).patch(webhooks::update).delete(webhooks::destroy),
-        )
-        .route(&format!("{app}/webhooks/{{id}}/rotate"), post(webhooks::rotate))
-        .route(&format!("{app}/webhooks/{{id}}/replay"), post(webhooks::replay))
-        .route(&format!("{app}/webhooks/{{id}}/deliveries"), get(webhooks::deliveries))
-        .route(&format!("{app}/users/{{user}}/devices"), get(notifications::devices))
-        .route(
-            &format!("{app}/users/{{user}}/devices/{{device}}"),
-            put(notifications::put_device).delete(notifications::delete_device),
-        )
-        .route(
-            &format!("{app}/users/{{user}}/notification_settings"),
-            get(notifications::settings).put(notifications::put_settings).patch(notifications::put_settings),
-        )
-        .route("/api/v1/unsubscribe", get(notifications::unsubscribe_page).post(notifications::unsubscribe))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(observe::scrape))
+/// Every route of the REST API, health and metrics, each declared once: by its
+/// handler's `#[utoipa::path]`, which `routes!` reads for both the route and the
+/// document (handlers sharing a path share a `routes!`).
+fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(applications::create))
+        .routes(routes!(applications::show, applications::replace, applications::update))
+        .routes(routes!(tokens::rotate_secret))
+        .routes(routes!(tokens::mint))
+        .routes(routes!(tokens::me))
+        .routes(routes!(chats::create, chats::list))
+        .routes(routes!(chats::show, chats::update))
+        .routes(routes!(chats::members))
+        .routes(routes!(chats::add_member, chats::remove_member))
+        .routes(routes!(chats::user_chats))
+        .routes(routes!(messages::create, messages::list))
+        .routes(routes!(messages::show, messages::update, messages::destroy))
+        .routes(routes!(messages::versions))
+        .routes(routes!(messages::replies))
+        .routes(routes!(messages::reactions))
+        .routes(routes!(messages::react, messages::unreact))
+        .routes(routes!(search::in_chat))
+        .routes(routes!(search::of_user))
+        .routes(routes!(attachments::create))
+        .routes(routes!(attachments::get_file, attachments::put_file))
+        .routes(routes!(realtime::presence))
+        .routes(routes!(realtime::read_state))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::show, webhooks::update, webhooks::destroy))
+        .routes(routes!(webhooks::rotate))
+        .routes(routes!(webhooks::replay))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(notifications::devices))
+        .routes(routes!(notifications::put_device, notifications::delete_device))
+        .routes(routes!(
+            notifications::settings,
+            notifications::replace_settings,
+            notifications::put_settings
+        ))
+        .routes(routes!(notifications::unsubscribe_page, notifications::unsubscribe))
+        .routes(routes!(health::cluster))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(observe::scrape))
+}
+
+/// The whole HTTP surface, all under one request span: the REST API, health and
+/// metrics, `GET /api/v1/openapi.json`, and `sessions`: routes with their own state
+/// (the WebSocket endpoint, which `sessions_doc` describes, and the web chat's).
+pub fn router(state: ApiState, sessions: Router, sessions_doc: utoipa::openapi::OpenApi) -> Router {
+    let document = openapi::Document::default();
+    let mut api = routes().routes(routes!(openapi::serve).with_state(document.clone())).with_state(state);
+    api.get_openapi_mut().merge(sessions_doc);
+    let (api, doc) = api.split_for_parts();
+    document.set(&openapi::finish(doc));
+    api.merge(sessions)
         .fallback(|| async { ApiError::NotFound("not_found") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(state);
-    api.merge(sessions).layer(axum::middleware::from_fn(observe::track))
+        .layer(axum::middleware::from_fn(observe::track))
 }

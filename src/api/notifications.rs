@@ -4,17 +4,19 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use super::ApiState;
 use super::error::ApiError;
 use super::input::{Fields, Input, Resource};
-use super::params::{PathParams, chat_number, token, user_id};
+use super::openapi::{BAD_BODY, INTERNAL, NO_APP, TOO_LARGE, UNAVAILABLE};
+use super::params::{PathParams, QueryParams, UserPath, chat_number, token, user_id};
 use crate::chat::SettingsChanges;
-use crate::ids::{DeviceId, Timestamp};
+use crate::ids::{DeviceId, Timestamp, UserId};
 use crate::model::{ChatLevel, Device, NotificationSettings, QuietHours};
 
 /// The body of device requests.
@@ -31,10 +33,56 @@ impl Resource for SettingsBody {
     const ROOT: &'static str = "notification_settings";
 }
 
+/// `{token}/users/{user}/devices/{device}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct DevicePath {
+    /// The application's token: a secret, it authorizes every request under it.
+    token: String,
+    /// The user.
+    #[param(value_type = UserId)]
+    user: String,
+    /// The device, named by the client.
+    #[param(value_type = DeviceId)]
+    device: String,
+}
+
+/// The body of `PUT …/devices/{device}`.
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "the document's description of what `Input` reads")]
+pub struct DeviceIn {
+    /// `fcm`, `webpush` or `apns`.
+    #[schema(example = "fcm")]
+    provider: String,
+    /// The provider's token (for `webpush`, the `PushSubscription` JSON).
+    #[schema(min_length = 1, max_length = 8192)]
+    token: String,
+}
+
+/// The body of `PUT`/`PATCH …/notification_settings`: at least one field.
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "the document's description of what `Input` reads")]
+pub struct SettingsIn {
+    /// Email digests of unread messages while away.
+    email: Option<bool>,
+    /// Where digests go; null or "" clears it.
+    #[schema(max_length = 254)]
+    email_address: Option<String>,
+    /// Push notifications to the user's devices while away.
+    push: Option<bool>,
+    /// Levels per chat number: `all`, `mentions` or `none`; null clears them all.
+    #[schema(value_type = Option<Object>, example = json!({"3": "mentions"}))]
+    chats: Option<Map<String, Value>>,
+    /// `{"from":"22:00","to":"07:00","tz":"Europe/Paris"}`, or null for none.
+    quiet_hours: Option<QuietHoursOut>,
+}
+
 /// A device as the API shows it (never its token).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DeviceOut {
     id: DeviceId,
+    /// `fcm`, `webpush` or `apns`.
+    #[schema(example = "fcm")]
     provider: &'static str,
     created_at: Timestamp,
     updated_at: Timestamp,
@@ -47,26 +95,36 @@ impl From<Device> for DeviceOut {
 }
 
 /// A user's devices.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DevicesOut {
     devices: Vec<DeviceOut>,
 }
 
 /// Settings as the API shows them.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SettingsOut {
     email: bool,
+    #[schema(required = true)]
     email_address: Option<String>,
     push: bool,
+    /// Levels per chat number: `all`, `mentions` or `none`.
+    #[schema(value_type = BTreeMap<String, String>)]
     chats: BTreeMap<String, &'static str>,
+    #[schema(required = true)]
     quiet_hours: Option<QuietHoursOut>,
 }
 
-/// Quiet hours as the API shows them.
-#[derive(Serialize)]
+/// Quiet hours, in the user's time zone.
+#[derive(Serialize, ToSchema)]
 pub struct QuietHoursOut {
+    /// `HH:MM`.
+    #[schema(example = "22:00")]
     from: String,
+    /// `HH:MM`.
+    #[schema(example = "07:00")]
     to: String,
+    /// An IANA time zone.
+    #[schema(example = "Europe/Paris")]
     tz: String,
 }
 
@@ -86,10 +144,31 @@ fn device_id(raw: &str) -> Result<DeviceId, ApiError> {
     DeviceId::parse(raw).map_err(|e| ApiError::InvalidField(format!("`device_id`: {e}")))
 }
 
+/// 422 answers of requests about a device.
+const BAD_DEVICE: &str =
+    "`invalid_field`: a bad user or device id, or a field missing or malformed (a malformed push token)";
+
 /// `PUT /applications/:token/users/:user/devices/:device_id {"provider","token"}`.
+#[utoipa::path(
+    put,
+    path = "/api/v1/applications/{token}/users/{user}/devices/{device}",
+    operation_id = "put_device",
+    tag = "notifications",
+    params(DevicePath),
+    request_body = DeviceIn,
+    responses(
+        (status = 200, description = "The device (a new token replaces the old)", body = DeviceOut),
+        (status = 400, description = BAD_BODY),
+        (status = 404, description = NO_APP),
+        (status = 413, description = TOO_LARGE),
+        (status = 422, description = BAD_DEVICE),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
 pub async fn put_device(
     State(state): State<ApiState>,
-    PathParams((raw, user, device)): PathParams<(String, String, String)>,
+    PathParams(DevicePath { token: raw, user, device }): PathParams<DevicePath>,
     Input(fields, _): Input<DeviceBody>,
 ) -> Result<Json<DeviceOut>, ApiError> {
     let (user, device) = (user_id(&user)?, device_id(&device)?);
@@ -101,9 +180,23 @@ pub async fn put_device(
 }
 
 /// `GET /applications/:token/users/:user/devices`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/applications/{token}/users/{user}/devices",
+    operation_id = "list_devices",
+    tag = "notifications",
+    params(UserPath),
+    responses(
+        (status = 200, description = "The user's devices (never their tokens)", body = DevicesOut),
+        (status = 404, description = NO_APP),
+        (status = 422, description = super::openapi::BAD_USER),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
 pub async fn devices(
     State(state): State<ApiState>,
-    PathParams((raw, user)): PathParams<(String, String)>,
+    PathParams(UserPath { token: raw, user }): PathParams<UserPath>,
 ) -> Result<Json<DevicesOut>, ApiError> {
     let user = user_id(&user)?;
     let app = state.chat.app_id(&token(raw)).await?;
@@ -112,9 +205,23 @@ pub async fn devices(
 }
 
 /// `DELETE /applications/:token/users/:user/devices/:device_id` → 204.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/applications/{token}/users/{user}/devices/{device}",
+    operation_id = "delete_device",
+    tag = "notifications",
+    params(DevicePath),
+    responses(
+        (status = 204, description = "The device is gone"),
+        (status = 404, description = "`application_not_found`, `device_not_found`"),
+        (status = 422, description = "`invalid_field`: a bad user or device id"),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
 pub async fn delete_device(
     State(state): State<ApiState>,
-    PathParams((raw, user, device)): PathParams<(String, String, String)>,
+    PathParams(DevicePath { token: raw, user, device }): PathParams<DevicePath>,
 ) -> Result<StatusCode, ApiError> {
     let (user, device) = (user_id(&user)?, device_id(&device)?);
     let app = state.chat.app_id(&token(raw)).await?;
@@ -123,9 +230,23 @@ pub async fn delete_device(
 }
 
 /// `GET /applications/:token/users/:user/notification_settings`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/applications/{token}/users/{user}/notification_settings",
+    operation_id = "get_notification_settings",
+    tag = "notifications",
+    params(UserPath),
+    responses(
+        (status = 200, description = "The user's settings", body = SettingsOut),
+        (status = 404, description = NO_APP),
+        (status = 422, description = super::openapi::BAD_USER),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
 pub async fn settings(
     State(state): State<ApiState>,
-    PathParams((raw, user)): PathParams<(String, String)>,
+    PathParams(UserPath { token: raw, user }): PathParams<UserPath>,
 ) -> Result<Json<SettingsOut>, ApiError> {
     let user = user_id(&user)?;
     let app = state.chat.app_id(&token(raw)).await?;
@@ -134,10 +255,59 @@ pub async fn settings(
 
 /// `PUT /applications/:token/users/:user/notification_settings {"email"?,
 /// "email_address"?, "push"?, "chats"?, "quiet_hours"?}`: the fields given
+/// 422 answers of a settings change.
+const BAD_SETTINGS: &str = "`invalid_field`: no field, a bad user id, level, clock, time zone or address, or \
+                            `email` without an address";
+
+/// `PUT …/notification_settings`: the same as `PATCH`.
+#[utoipa::path(
+    put,
+    path = "/api/v1/applications/{token}/users/{user}/notification_settings",
+    operation_id = "replace_notification_settings",
+    tag = "notifications",
+    params(UserPath),
+    request_body = SettingsIn,
+    responses(
+        (status = 200, description = "The user's settings after the change", body = SettingsOut),
+        (status = 400, description = BAD_BODY),
+        (status = 404, description = NO_APP),
+        (status = 413, description = TOO_LARGE),
+        (status = 422, description = BAD_SETTINGS),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
+pub async fn replace_settings(
+    state: State<ApiState>,
+    path: PathParams<UserPath>,
+    input: Input<SettingsBody>,
+) -> Result<Json<SettingsOut>, ApiError> {
+    put_settings(state, path, input).await
+}
+
+/// `PATCH /applications/:token/users/:user/notification_settings {"email"?,
+/// "email_address"?, "push"?, "chats"?, "quiet_hours"?}`: the fields given
 /// change; `chats` sets the levels it names.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/applications/{token}/users/{user}/notification_settings",
+    operation_id = "update_notification_settings",
+    tag = "notifications",
+    params(UserPath),
+    request_body = SettingsIn,
+    responses(
+        (status = 200, description = "The user's settings after the change", body = SettingsOut),
+        (status = 400, description = BAD_BODY),
+        (status = 404, description = NO_APP),
+        (status = 413, description = TOO_LARGE),
+        (status = 422, description = BAD_SETTINGS),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
 pub async fn put_settings(
     State(state): State<ApiState>,
-    PathParams((raw, user)): PathParams<(String, String)>,
+    PathParams(UserPath { token: raw, user }): PathParams<UserPath>,
     Input(fields, _): Input<SettingsBody>,
 ) -> Result<Json<SettingsOut>, ApiError> {
     let user = user_id(&user)?;
@@ -201,16 +371,38 @@ fn cut(s: &str) -> String {
 }
 
 /// The query of an unsubscribe link.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UnsubscribeQuery {
+    /// The application's public id.
     app: String,
+    /// The user.
     user: String,
+    /// The link's signature.
     token: String,
+}
+
+/// An unsubscribe answer.
+#[derive(Serialize, ToSchema)]
+pub struct UnsubscribedOut {
+    /// Always true: email digests are off for that user.
+    unsubscribed: bool,
 }
 
 /// `GET /api/v1/unsubscribe?app&user&token`: a page with one button that
 /// POSTs the same URL (a link scanner following the email's links changes nothing).
-pub async fn unsubscribe_page(Query(q): Query<UnsubscribeQuery>) -> axum::response::Html<String> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/unsubscribe",
+    operation_id = "unsubscribe_page",
+    tag = "notifications",
+    params(UnsubscribeQuery),
+    responses(
+        (status = 200, description = "A page with one button that POSTs the same URL", content_type = "text/html", body = String),
+        (status = 422, description = "`invalid_parameter`: `app`, `user` or `token` is missing"),
+    )
+)]
+pub async fn unsubscribe_page(QueryParams(q): QueryParams<UnsubscribeQuery>) -> axum::response::Html<String> {
     let query = serde_urlencoded::to_string([("app", &q.app), ("user", &q.user), ("token", &q.token)])
         .unwrap_or_default();
     axum::response::Html(format!(
@@ -224,12 +416,26 @@ pub async fn unsubscribe_page(Query(q): Query<UnsubscribeQuery>) -> axum::respon
 /// `POST /api/v1/unsubscribe?app&user&token` (the page's button, and RFC 8058
 /// one-click from the mail client): email digests off for that user. 403
 /// `forbidden` for a wrong token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/unsubscribe",
+    operation_id = "unsubscribe",
+    tag = "notifications",
+    params(UnsubscribeQuery),
+    responses(
+        (status = 200, description = "Email digests are off for that user", body = UnsubscribedOut),
+        (status = 403, description = "`forbidden`: the link's token is wrong"),
+        (status = 422, description = "`invalid_parameter`: `app`, `user` or `token` is missing"),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
 pub async fn unsubscribe(
     State(state): State<ApiState>,
-    Query(q): Query<UnsubscribeQuery>,
-) -> Result<Json<Value>, ApiError> {
+    QueryParams(q): QueryParams<UnsubscribeQuery>,
+) -> Result<Json<UnsubscribedOut>, ApiError> {
     if !state.chat.unsubscribe(&q.app, &q.user, &q.token).await? {
         return Err(ApiError::Forbidden);
     }
-    Ok(Json(serde_json::json!({ "unsubscribed": true })))
+    Ok(Json(UnsubscribedOut { unsubscribed: true }))
 }

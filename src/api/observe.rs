@@ -47,6 +47,18 @@ pub async fn track(request: Request, next: Next) -> Response {
 
 /// `GET /metrics`: the Prometheus text exposition. Needs the bearer
 /// `metrics.token` (or the admin key) when either is configured.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "get_metrics",
+    tag = "operations",
+    security(("metrics_token" = []), ("admin_key" = []), ()),
+    responses(
+        (status = 200, description = "The Prometheus text exposition", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+        (status = 401, description = "`unauthorized`: a key is configured and none was sent"),
+        (status = 403, description = "`forbidden`: the key sent is neither `metrics.token` nor the admin key"),
+    )
+)]
 pub async fn scrape(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let keys: Vec<_> = [&state.metrics_key, &state.admin_key].into_iter().flatten().collect();
     if !keys.is_empty() {

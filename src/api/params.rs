@@ -2,7 +2,9 @@
 
 use axum::extract::{FromRequestParts, Path, RawQuery};
 use axum::http::request::Parts;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
 
 use super::error::ApiError;
 use crate::ids::{AppToken, ChatNumber, MessageNumber, UserId};
@@ -23,6 +25,138 @@ where
             .await
             .map(|Path(t)| PathParams(t))
             .map_err(|_| ApiError::NotFound("not_found"))
+    }
+}
+
+/// `{token}`: every path under an application starts with its token.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct AppPath {
+    /// The application's token: a secret, it authorizes every request under it.
+    pub token: String,
+}
+
+/// `{token}/chats/{number}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ChatPath {
+    /// The application's token: a secret, it authorizes every request under it.
+    pub token: String,
+    /// The chat's number (only the canonical decimal form names a chat).
+    #[param(value_type = u64, minimum = 1)]
+    pub number: String,
+}
+
+/// `{token}/chats/{number}/messages/{message}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct MessagePath {
+    /// The application's token: a secret, it authorizes every request under it.
+    pub token: String,
+    /// The chat's number.
+    #[param(value_type = u64, minimum = 1)]
+    pub number: String,
+    /// The message's number in the chat.
+    #[param(value_type = u64, minimum = 1)]
+    pub message: String,
+}
+
+/// `{token}/chats/{number}/messages/{message}/reactions/{emoji}/{user}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ReactionPath {
+    /// The application's token: a secret, it authorizes every request under it.
+    pub token: String,
+    /// The chat's number.
+    #[param(value_type = u64, minimum = 1)]
+    pub number: String,
+    /// The message's number in the chat.
+    #[param(value_type = u64, minimum = 1)]
+    pub message: String,
+    /// The emoji: 1–16 characters without white space, percent-encoded.
+    #[param(example = "👍")]
+    pub emoji: String,
+    /// The member who reacts.
+    #[param(value_type = crate::ids::UserId)]
+    pub user: String,
+}
+
+/// `{token}/chats/{number}/members/{user}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct MemberPath {
+    /// The application's token: a secret, it authorizes every request under it.
+    pub token: String,
+    /// The chat's number.
+    #[param(value_type = u64, minimum = 1)]
+    pub number: String,
+    /// The user.
+    #[param(value_type = crate::ids::UserId)]
+    pub user: String,
+}
+
+/// `{token}/users/{user}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct UserPath {
+    /// The application's token: a secret, it authorizes every request under it.
+    pub token: String,
+    /// The user.
+    #[param(value_type = crate::ids::UserId)]
+    pub user: String,
+}
+
+/// `page` and `per_page`, on every list.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, reason = "the document's description of what `ListQuery` reads")]
+pub struct PageQuery {
+    /// The page, from 1.
+    #[param(minimum = 1, maximum = 1_000_000)]
+    pub page: Option<u64>,
+    /// Items per page (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub per_page: Option<u64>,
+}
+
+/// `user`: whose `me` the reactions of the messages show.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, reason = "the document's description of what `ListQuery` reads")]
+pub struct ReaderQuery {
+    /// The reader: `me` in each reaction says whether this user reacted with it.
+    #[param(value_type = Option<crate::ids::UserId>)]
+    pub user: Option<String>,
+}
+
+/// `before` and `after`: exclusive bounds on the message number.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, reason = "the document's description of what `ListQuery` reads")]
+pub struct RangeQuery {
+    /// Only messages numbered below this.
+    #[param(minimum = 1)]
+    pub before: Option<u64>,
+    /// Only messages numbered above this.
+    #[param(minimum = 0)]
+    pub after: Option<u64>,
+}
+
+/// Query parameters read into `T`; a query that cannot be read is 422
+/// `invalid_parameter`, naming what is wrong, like every other bad parameter.
+pub struct QueryParams<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for QueryParams<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
+            .map(QueryParams)
+            .map_err(|e| ApiError::InvalidParameter(format!("the query string: {e}")))
     }
 }
 

@@ -5,13 +5,28 @@ use axum::extract::State;
 
 use super::ApiState;
 use super::error::ApiError;
-use super::params::{ListQuery, PathParams, chat_number, token, user_id};
+use super::openapi::{BAD_PARAMETER, BAD_USER, INTERNAL, NO_APP, NO_CHAT, UNAVAILABLE};
+use super::params::{ChatPath, ListQuery, PageQuery, PathParams, UserPath, chat_number, token, user_id};
 use super::views::{PresenceOut, ReadStateOut};
 
 /// `GET /applications/:token/chats/:number/read_state`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/applications/{token}/chats/{number}/read_state",
+    operation_id = "list_read_states",
+    tag = "realtime",
+    params(ChatPath, PageQuery),
+    responses(
+        (status = 200, description = "Each member's receipt positions", body = Vec<ReadStateOut>),
+        (status = 404, description = NO_CHAT),
+        (status = 422, description = BAD_PARAMETER),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
 pub async fn read_state(
     State(state): State<ApiState>,
-    PathParams((raw, number)): PathParams<(String, String)>,
+    PathParams(ChatPath { token: raw, number }): PathParams<ChatPath>,
     query: ListQuery,
 ) -> Result<Json<Vec<ReadStateOut>>, ApiError> {
     let (number, page) = (chat_number(&number)?, query.page()?);
@@ -20,9 +35,23 @@ pub async fn read_state(
 }
 
 /// `GET /applications/:token/users/:user_id/presence`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/applications/{token}/users/{user}/presence",
+    operation_id = "get_presence",
+    tag = "realtime",
+    params(UserPath),
+    responses(
+        (status = 200, description = "Whether the user is online, and since when not", body = PresenceOut),
+        (status = 404, description = NO_APP),
+        (status = 422, description = BAD_USER),
+        (status = 500, description = INTERNAL),
+        (status = 503, description = UNAVAILABLE),
+    )
+)]
 pub async fn presence(
     State(state): State<ApiState>,
-    PathParams((raw, user)): PathParams<(String, String)>,
+    PathParams(UserPath { token: raw, user }): PathParams<UserPath>,
 ) -> Result<Json<PresenceOut>, ApiError> {
     let user = user_id(&user)?;
     let app = state.chat.application(&token(raw)).await?;

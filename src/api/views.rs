@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::chat::{ApplicationView, ChatView};
 use crate::ids::{ChatNumber, MessageNumber, Timestamp, UserId};
@@ -10,14 +11,23 @@ use crate::model::{AttachedFile, Member, Message, MessageVersion, Metadata, Read
 use crate::protocol::ReactionOut;
 
 /// An application as shown to its owner.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ApplicationOut {
+    /// The public id (user tokens name it in `app`).
     id: String,
     name: String,
+    /// The secret token that names the application in paths.
     token: String,
+    /// Where its identity provider publishes the keys that sign user tokens.
+    #[schema(required = true)]
     jwks_url: Option<String>,
+    /// `open` or `backend_only`.
+    #[schema(example = "open")]
     user_groups: &'static str,
+    #[schema(required = true)]
     description: Option<String>,
+    /// A JSON object the application keeps (empty: none).
+    #[schema(value_type = Object)]
     metadata: Metadata,
     chats_count: u64,
     created_at: Timestamp,
@@ -42,10 +52,11 @@ impl From<ApplicationView> for ApplicationOut {
 }
 
 /// A new application: the only answer that shows its signing secret (besides rotation).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct CreatedApplicationOut {
     #[serde(flatten)]
     application: ApplicationOut,
+    /// The signing secret for user tokens (HS256): shown here and on rotation only.
     secret: String,
 }
 
@@ -57,13 +68,20 @@ impl From<ApplicationView> for CreatedApplicationOut {
 }
 
 /// A chat.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ChatOut {
     number: ChatNumber,
+    /// `group` or `direct`.
+    #[schema(example = "group")]
     kind: &'static str,
+    #[schema(required = true)]
     name: Option<String>,
+    #[schema(required = true)]
     description: Option<String>,
+    /// A JSON object the application keeps (empty: none).
+    #[schema(value_type = Object)]
     metadata: Metadata,
+    #[schema(required = true)]
     created_by: Option<UserId>,
     messages_count: u64,
     created_at: Timestamp,
@@ -87,10 +105,11 @@ impl From<ChatView> for ChatOut {
 }
 
 /// A message.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MessageOut {
     number: MessageNumber,
     /// Null once deleted.
+    #[schema(required = true)]
     body: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sender: Option<UserId>,
@@ -159,7 +178,7 @@ pub fn reactions_out(m: &Message) -> ReactionsOut {
 }
 
 /// An earlier body of an edited message.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct VersionOut {
     body: String,
     written_at: Timestamp,
@@ -173,9 +192,11 @@ impl From<MessageVersion> for VersionOut {
 }
 
 /// A chat member.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MemberOut {
     user_id: UserId,
+    /// `owner`, `admin` or `member`.
+    #[schema(example = "member")]
     role: &'static str,
     joined_at: Timestamp,
 }
@@ -187,10 +208,14 @@ impl From<Member> for MemberOut {
 }
 
 /// A member's receipt positions.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ReadStateOut {
     user_id: UserId,
+    /// The newest message delivered to one of the member's devices (0: none).
+    #[schema(value_type = u64)]
     delivered: MessageNumber,
+    /// The newest message the member read (0: none).
+    #[schema(value_type = u64)]
     read: MessageNumber,
 }
 
@@ -201,7 +226,7 @@ impl From<ReadState> for ReadStateOut {
 }
 
 /// A user's presence on this node.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PresenceOut {
     /// The user.
     pub user_id: UserId,
@@ -210,5 +235,6 @@ pub struct PresenceOut {
     /// Live sessions.
     pub sessions: usize,
     /// When the last session closed, while offline.
+    #[schema(required = true)]
     pub last_seen: Option<Timestamp>,
 }

@@ -39,15 +39,17 @@ pub struct NodeInfo {
 }
 
 /// One live node of the cluster, as the local node sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Member {
     /// The node's configured id.
     pub node_id: String,
     /// The node's start time in ms since the Unix epoch: a restart supersedes the old generation.
     pub generation: u64,
     /// Where peers open QUIC connections to the node.
+    #[schema(value_type = String, example = "10.0.0.7:7001")]
     pub quic_addr: SocketAddr,
     /// Where the node serves HTTP and WebSocket clients.
+    #[schema(value_type = String, example = "10.0.0.7:8080")]
     pub http_addr: SocketAddr,
     /// Client sessions open on the node, as last published.
     pub connections: u64,

@@ -28,5 +28,5 @@ pub use config::GatewayConfig;
 #[cfg(test)]
 pub(crate) use handlers::error_frame;
 pub use limits::Limits;
-pub use session::ws_handler;
+pub use session::routes;
 pub use state::{GatewayParts, GatewayState};

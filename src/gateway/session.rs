@@ -6,10 +6,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::header::CONNECTION;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use futures::future::Either;
 use futures::{SinkExt as _, StreamExt as _};
@@ -44,13 +46,52 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// The window over which error answers count toward flooding.
 const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 
+/// The WebSocket endpoint, routed and documented by one attribute.
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<GatewayState> {
+    utoipa_axum::router::OpenApiRouter::default().routes(utoipa_axum::routes!(ws_handler))
+}
+
 /// `GET /ws`: authenticates the user token, then upgrades.
+#[utoipa::path(
+    get,
+    path = "/ws",
+    operation_id = "open_websocket",
+    tag = "realtime",
+    description = "Opens a WebSocket session (docs/protocol.md). Send the user token as \
+        `Authorization: Bearer` or, where a client cannot set headers (browsers), as `?token=`; \
+        the handshake is refused before the upgrade when it does not authenticate.",
+    security(("user_token" = []), ("user_token_query" = [])),
+    params(("token" = Option<String>, Query, description = "The user token, when not sent as a bearer header")),
+    responses(
+        (status = 101, description = "Switching protocols: the session speaks docs/protocol.md"),
+        (status = 400, description = "`websocket_required`: not a WebSocket handshake"),
+        (status = 401, description = "`invalid_token`: no user token, or one forged, expired, for no application or signed before a rotation"),
+        (status = 405, description = "`websocket_required`: a WebSocket handshake is a GET"),
+        (status = 422, description = "`invalid_parameter`: a query that cannot be read"),
+        (status = 426, description = "`websocket_required`: the connection cannot be upgraded"),
+        (status = 500, description = "`internal`: a bug or unreadable data (logged on the node)"),
+        (status = 503, description = "`draining`, `store_unavailable`, `redis_unavailable`, `identity_provider_unavailable`: the node is shutting down (connect to another), or a service does not answer"),
+    )
+)]
 pub async fn ws_handler(
     State(state): State<GatewayState>,
     headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
-    upgrade: WebSocketUpgrade,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // In the order axum's own rejections came: query, then the handshake.
+    let Ok(Query(query)) = query else {
+        let bad = crate::edge::http_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_parameter",
+            "the query string cannot be read",
+        );
+        return refused(bad);
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(e) => return refused(crate::edge::http_error(e.status(), "websocket_required", &e.body_text())),
+    };
     if state.shutdown.is_cancelled() {
         return refused(crate::edge::refusal(
             ErrorKind::Unavailable(Service::Node),
