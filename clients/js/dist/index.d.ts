@@ -237,6 +237,8 @@ export declare class WeftClient extends Emitter<WeftEvents> {
     private _state;
     private conn;
     private attempt;
+    /** Reconnects made at once since the last stable connection (a few, then back off). */
+    private quickRetries;
     private reconnectTimer;
     private stopped;
     private welcome;
@@ -283,6 +285,8 @@ export declare class WeftClient extends Emitter<WeftEvents> {
     private currentToken;
     private open;
     private backoffDelay;
+    /** No wait for the first few "reconnect now" closes; then the backoff, so a node that keeps closing is not hammered. */
+    private quickDelay;
     private scheduleReconnect;
     /** A refused handshake: ask the node over HTTP why (401: the token; 503: draining). */
     private probeHandshake;

@@ -213,6 +213,8 @@ export class WeftClient extends Emitter {
     _state = 'idle';
     conn;
     attempt = 0;
+    /** Reconnects made at once since the last stable connection (a few, then back off). */
+    quickRetries = 0;
     reconnectTimer;
     stopped = false;
     welcome;
@@ -462,7 +464,21 @@ export class WeftClient extends Emitter {
                 this.onFrame(conn, frame);
         };
         ws.onerror = () => {
-            /* a close event follows */
+            // Some WebSockets (Node 20's) fire only `error`, never `close`, when the
+            // handshake fails (connection refused, a 401): that is the close.
+            if (!conn.openedAt)
+                return this.onClose(conn, 1006, 'connection failed');
+            setTimeout(() => {
+                if (this.conn !== conn)
+                    return;
+                try {
+                    ws.close();
+                }
+                catch {
+                    /* ignore */
+                }
+                this.onClose(conn, 1006, 'connection error');
+            }, 1_000);
         };
         ws.onclose = (ev) => this.onClose(conn, ev?.code ?? 1006, ev?.reason ?? '');
     }
@@ -470,6 +486,14 @@ export class WeftClient extends Emitter {
         const n = Math.max(this.attempt, floorAttempt);
         const base = Math.min(this.backoff.maxDelayMs, this.backoff.minDelayMs * Math.pow(this.backoff.factor, n));
         return Math.round(base * (1 - this.backoff.jitter * Math.random()));
+    }
+    /** No wait for the first few "reconnect now" closes; then the backoff, so a node that keeps closing is not hammered. */
+    quickDelay() {
+        if (this.quickRetries < 3) {
+            this.quickRetries++;
+            return 0;
+        }
+        return this.backoffDelay();
     }
     scheduleReconnect(delayMs, code, reason, url, rotate = false) {
         if (this.stopped)
@@ -515,8 +539,10 @@ export class WeftClient extends Emitter {
             clearTimeout(conn.connectTimer);
         conn.ws.onclose = conn.ws.onmessage = conn.ws.onopen = conn.ws.onerror = null;
         const wasWelcomed = conn.welcomed;
-        if (wasWelcomed && now() - conn.welcomedAt >= this.backoff.stableAfterMs)
+        if (wasWelcomed && now() - conn.welcomedAt >= this.backoff.stableAfterMs) {
             this.attempt = 0;
+            this.quickRetries = 0;
+        }
         this.dropConnectionState();
         if (this.stopped)
             return;
@@ -535,13 +561,13 @@ export class WeftClient extends Emitter {
                 this.finish(code, reason, new WeftError('invalid_token', 'the token expired and no getToken was given'));
                 return;
             }
-            this.scheduleReconnect(this.attempt === 0 ? 0 : this.backoffDelay(), code, reason, url);
+            this.scheduleReconnect(this.quickDelay(), code, reason, url);
             return;
         }
         if (code === 1012 || code === 1009 || (code >= 4200 && code <= 4299)) {
             // Reconnect at once (another node for 1012) and resync, unless that is
             // what just failed: then back off like any failure.
-            this.scheduleReconnect(this.attempt === 0 ? 0 : this.backoffDelay(), code, reason, url, code === 1012);
+            this.scheduleReconnect(this.quickDelay(), code, reason, url, code === 1012);
             return;
         }
         if (code >= 4100 && code <= 4199) {
@@ -561,7 +587,7 @@ export class WeftClient extends Emitter {
                         this.finish(4001, 'token refused', new WeftError('invalid_token', 'the token was refused and no getToken was given', { status: 401 }));
                         return;
                     }
-                    this.scheduleReconnect(this.attempt === 0 ? 0 : this.backoffDelay(), 401, 'token refused', url);
+                    this.scheduleReconnect(this.quickDelay(), 401, 'token refused', url);
                 }
                 else {
                     this.scheduleReconnect(this.backoffDelay(), code, reason, url, true);

@@ -283,3 +283,64 @@ export const seqs = (client, chat) => (client.got.get(chat) ?? []).map((m) => m.
 export function assertContiguous(assert, list, n, what) {
   assert.deepEqual(list, Array.from({ length: n }, (_, i) => i + 1), what);
 }
+
+/**
+ * A TCP proxy in front of a node: `cut()` drops every connection (the client
+ * sees 1006), `blocked` refuses new ones, `muteDown` drops what the node sends
+ * (an answer lost on the way).
+ */
+export async function tcpProxy(targetPort) {
+  const { createServer: tcpServer, connect } = await import('node:net');
+  const pairs = new Set();
+  const proxy = {
+    blocked: false,
+    muteDown: false,
+    port: 0,
+    url: '',
+    base: '',
+    cut() {
+      for (const [a, b] of pairs) {
+        a.destroy();
+        b.destroy();
+      }
+      pairs.clear();
+    },
+    close() {
+      proxy.cut();
+      srv.close();
+    },
+  };
+  const srv = tcpServer((down) => {
+    if (proxy.blocked) return down.destroy();
+    const up = connect(targetPort, '127.0.0.1');
+    const pair = [down, up];
+    pairs.add(pair);
+    down.on('data', (d) => up.write(d));
+    up.on('data', (d) => {
+      if (!proxy.muteDown) down.write(d);
+    });
+    const end = () => {
+      down.destroy();
+      up.destroy();
+      pairs.delete(pair);
+    };
+    down.on('close', end).on('error', end);
+    up.on('close', end).on('error', end);
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  proxy.port = srv.address().port;
+  proxy.url = `ws://127.0.0.1:${proxy.port}/ws`;
+  proxy.base = `http://127.0.0.1:${proxy.port}`;
+  return proxy;
+}
+
+/** Every message of a chat over REST, oldest first. */
+export async function history(rest, chat) {
+  const out = [];
+  for (let page = 1; ; page++) {
+    const items = await rest.listMessages(chat, { page, per_page: 500 });
+    out.push(...items);
+    if (items.length < 500) break;
+  }
+  return out.sort((a, b) => a.number - b.number);
+}
