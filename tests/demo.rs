@@ -77,6 +77,7 @@ async fn the_pages_are_served_with_their_types_and_headers() {
         ("/demo/app.js", "text/javascript; charset=utf-8"),
         ("/demo/chat.js", "text/javascript; charset=utf-8"),
         ("/demo/view.js", "text/javascript; charset=utf-8"),
+        ("/demo/weft-client.js", "text/javascript; charset=utf-8"),
         ("/demo/style.css", "text/css; charset=utf-8"),
         ("/demo/icon.svg", "image/svg+xml"),
     ] {
@@ -105,7 +106,7 @@ async fn the_pages_are_served_with_their_types_and_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn off_means_no_pages_and_no_api() {
     let s = TestServer::start_with(Mode::Embedded, |c| c.demo.enabled = false).await;
-    for path in ["/demo", "/demo/", "/demo/app.js", "/demo/api/chats"] {
+    for path in ["/demo", "/demo/", "/demo/app.js", "/demo/weft-client.js", "/demo/api/chats"] {
         assert_eq!(s.get(path).await.0, 404, "{path}");
     }
     let (status, _) = s.post("/demo/api/session", json!({ "user": "alice" })).await;
@@ -198,7 +199,7 @@ async fn members_see_their_chats_and_the_app_token_never_leaves_the_node() {
     assert_eq!((status, code(&body)), (401, "invalid_token"), "a token of another application");
 
     // Every page and answer the test read, headers included.
-    for path in ["/demo/", "/demo/app.js", "/demo/chat.js"] {
+    for path in ["/demo/", "/demo/app.js", "/demo/chat.js", "/demo/weft-client.js"] {
         seen.request(s.http.get(s.url(path))).await;
     }
     assert!(!seen.0.contains(app_token.trim()), "the demo application's token reached a client");

@@ -58,6 +58,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../../web/demo/view.js"),
     },
     Asset {
+        name: "weft-client.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../clients/js/dist/index.js"),
+    },
+    Asset {
         name: "icon.svg",
         content_type: "image/svg+xml",
         body: include_bytes!("../../web/demo/icon.svg"),

@@ -105,11 +105,11 @@ async function start(user) {
 function wire(conn) {
   conn.on('status', ({ state: s }) => {
     const el = $('status');
-    const label = { open: 'Online', connecting: 'Connecting…', reconnecting: 'Reconnecting…', closed: 'Offline' }[s] || s;
+    const label = { connected: 'Online', connecting: 'Connecting…', reconnecting: 'Reconnecting…', closed: 'Offline', idle: 'Offline' }[s] || s;
     el.textContent = label;
-    el.classList.toggle('online', s === 'open');
-    el.classList.toggle('offline', s !== 'open');
-    if (s === 'open') {
+    el.classList.toggle('online', s === 'connected');
+    el.classList.toggle('offline', s !== 'connected');
+    if (s === 'connected') {
       // Back online: what changed while away (new chats, members) comes from the API.
       refreshChats().catch(() => {});
     }
@@ -276,7 +276,7 @@ function renderChatList() {
     const last = c.info.last;
     const preview = !last ? 'No messages yet'
       : last.deleted ? 'Message deleted'
-        : `${last.sender === state.me ? 'You: ' : c.info.kind === 'group' ? `${last.sender}: ` : ''}${last.body || (last.attachments ? '📎 Attachment' : '')}`;
+        : `${last.sender === state.me ? 'You: ' : c.info.kind === 'group' ? `${last.sender}: ` : ''}${last.body || (last.attachments ? 'Attachment' : '')}`;
     const unread = c.number === state.open ? 0 : c.unread;
     const label = [title, peer && state.presence.get(peer) ? 'online' : null,
       unread ? `${unread} unread` : null, preview].filter(Boolean).join(', ');
@@ -291,8 +291,10 @@ function renderChatList() {
         h('span', { class: 'chat-item-last', text: preview })),
       unread ? h('span', { class: 'badge', text: String(unread) }) : null));
   });
-  for (const c of state.chats.values()) c.number = c.info.number;
+  // Redrawing must not take the focus away from someone tabbing through the list.
+  const focused = document.activeElement?.closest('#chat-list button')?.dataset.chat;
   list.replaceChildren(...items);
+  if (focused) list.querySelector(`[data-chat="${focused}"]`)?.focus();
   $('chat-list-empty').hidden = items.length > 0;
 }
 
@@ -323,6 +325,7 @@ async function reloadChat(number) {
 async function openChat(number) {
   const c = state.chats.get(number);
   if (!c) return;
+  const fromList = Boolean(document.activeElement?.closest('#chat-list, #search-list'));
   if (state.open !== number) {
     cancelContext();
     state.files = [];
@@ -349,7 +352,7 @@ async function openChat(number) {
   scrollToBottom();
   reloadChat(number);
   markRead(c);
-  if (window.matchMedia('(max-width: 720px)').matches || document.activeElement?.closest('#chat-list')) {
+  if (fromList || window.matchMedia('(max-width: 720px)').matches) {
     $('composer-input').focus();
   }
 }
@@ -495,7 +498,7 @@ function messageElement(c, m) {
   if (m.attachments?.length && !deleted) {
     bubble.append(h('div', { class: 'files' }, m.attachments.map((f) => (f.content_type?.startsWith('image/') && f.url
       ? h('a', { href: f.url, target: '_blank', rel: 'noopener' }, h('img', { src: f.url, alt: f.name, loading: 'lazy' }))
-      : h('a', { href: f.url, target: '_blank', rel: 'noopener', download: f.name, text: `📎 ${f.name} (${size(f.size)})` })))));
+      : h('a', { href: f.url, target: '_blank', rel: 'noopener', download: f.name, text: `${f.name} (${size(f.size)})` })))));
   }
   const reactions = Object.entries(m.reactions || {}).filter(([, r]) => r.count > 0);
   const li = h('li', {
@@ -685,14 +688,11 @@ $('composer').addEventListener('submit', async (event) => {
     let attachments;
     if (files.length) attachments = await uploadAll(c, files);
     const ack = await state.conn.send({ chat: c.info.number, body: pending.body, clientMsgId, replyTo: reply?.seq, attachments });
+    // The client echoes the message itself (once, in order); this only drops the placeholder.
     dropPending(c, clientMsgId);
-    if (!c.messages.has(ack.seq)) {
+    if (!c.messages.has(ack.seq) && !attachments) {
       onMessage({ chat: c.info.number, seq: ack.seq, sender: state.me, body: pending.body, sent_at: new Date().toISOString(),
-        client_msg_id: clientMsgId, reply_to: reply?.seq, attachments: ack.attachments }, true);
-      if (attachments) {
-        // The stored message has the download URLs.
-        state.conn.history(c.info.number, ack.seq - 1, 1).then((p) => p.items.forEach((m) => onMessage(m, false))).catch(() => {});
-      }
+        client_msg_id: clientMsgId, reply_to: reply?.seq ?? null }, true);
     }
     renderReceipts(c);
   } catch (e) {
@@ -789,11 +789,11 @@ $('composer-file').addEventListener('change', () => {
 
 function renderFiles() {
   $('composer-files').replaceChildren(...state.files.map((f, i) => h('span', { class: 'file-chip' },
-    `📎 ${f.name} (${size(f.size)}) `,
+    `${f.name} (${size(f.size)}) `,
     h('button', { type: 'button', class: 'ghost', 'aria-label': `Remove ${f.name}`, onclick: () => {
       state.files.splice(i, 1);
       renderFiles();
-    } }, '✕'))));
+    } }, 'Remove'))));
 }
 
 async function uploadAll(c, files) {

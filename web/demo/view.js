@@ -37,7 +37,9 @@ export function paintAvatar(el, label, online) {
 
 function initials(label) {
   const words = String(label || '?').split(/[\s._@:-]+/).filter(Boolean);
-  const letters = words.length > 1 ? words[0][0] + words[1][0] : String(label || '?').slice(0, 2);
+  // "Ada Lovelace" → "AL"; "alice-1f3" → "A" (a second word of digits is not a name).
+  const second = words.length > 1 && /\p{L}/u.test(words[1][0]) ? words[1][0] : '';
+  const letters = (words[0]?.[0] || '?') + second;
   return letters.toUpperCase();
 }
 
