@@ -251,6 +251,7 @@ export declare class WeftClient extends Emitter<WeftEvents> {
     private sendsById;
     private holdUntil;
     private holdTimer;
+    private sendWakeTimer;
     /** Until then, one send at a time: the window that just hit the rate limit must not keep striking. */
     private cautiousUntil;
     private hellos;

@@ -227,6 +227,7 @@ export class WeftClient extends Emitter {
     sendsById = new Map();
     holdUntil = 0;
     holdTimer;
+    sendWakeTimer;
     /** Until then, one send at a time: the window that just hit the rate limit must not keep striking. */
     cautiousUntil = 0;
     hellos = new Map();
@@ -639,6 +640,9 @@ export class WeftClient extends Emitter {
         if (this.holdTimer)
             clearTimeout(this.holdTimer);
         this.holdTimer = undefined;
+        if (this.sendWakeTimer)
+            clearTimeout(this.sendWakeTimer);
+        this.sendWakeTimer = undefined;
         const conn = this.conn;
         if (conn) {
             this.conn = undefined;
@@ -776,9 +780,8 @@ export class WeftClient extends Emitter {
             ...(frame.id !== undefined ? { requestId: frame.id } : {}),
             detail: frame,
         });
-        if (frame.code === 'rate_limited' || frame.retry_after_ms !== undefined) {
+        if (frame.code === 'rate_limited')
             this.hold(frame.retry_after_ms ?? 1_000);
-        }
         if (typeof frame.id === 'string' && frame.id.startsWith('h')) {
             const hello = this.hellos.get(frame.id);
             if (hello) {
@@ -1163,6 +1166,7 @@ export class WeftClient extends Emitter {
                 attemptTimer: undefined,
                 deadline: undefined,
                 attempts: 0,
+                notBefore: 0,
             };
             if (this.opts.sendTimeoutMs > 0) {
                 entry.deadline = setTimeout(() => {
@@ -1198,11 +1202,16 @@ export class WeftClient extends Emitter {
         for (const s of this.sends)
             if (s.state === 'inflight')
                 inflight++;
+        let wake = Infinity;
         for (const s of this.sends) {
             if (inflight >= window)
                 break;
             if (s.state !== 'queued')
                 continue;
+            if (s.notBefore > now()) {
+                wake = Math.min(wake, s.notBefore);
+                continue;
+            }
             s.reqId = this.nextId++;
             s.attempts++;
             if (!this.write({ ...s.frame, id: s.reqId }))
@@ -1218,6 +1227,12 @@ export class WeftClient extends Emitter {
                 s.state = 'queued';
                 this.pumpSends();
             }, this.opts.requestTimeoutMs);
+        }
+        if (wake < Infinity && !this.sendWakeTimer) {
+            this.sendWakeTimer = setTimeout(() => {
+                this.sendWakeTimer = undefined;
+                this.pumpSends();
+            }, Math.max(0, wake - now()));
         }
     }
     onSendAck(s, ack) {
@@ -1265,9 +1280,16 @@ export class WeftClient extends Emitter {
         s.attemptTimer = undefined;
         if (SEND_RETRY_CODES.has(err.code)) {
             s.state = 'queued';
-            if (err.code === 'rate_limited')
+            if (err.code === 'rate_limited') {
+                // The user's bucket: every send waits, then one at a time for a while.
                 this.cautiousUntil = now() + 10_000;
-            this.hold(err.retryAfterMs ?? Math.min(2_000, 100 * 2 ** Math.min(s.attempts, 4)));
+                this.hold(err.retryAfterMs ?? 1_000);
+            }
+            else {
+                // This send only (still committing elsewhere, or a service failing): ask again later.
+                s.notBefore = now() + (err.retryAfterMs ?? Math.min(2_000, 100 * 2 ** Math.min(s.attempts, 4)));
+                this.pumpSends();
+            }
             return;
         }
         this.removeSend(s);

@@ -469,6 +469,8 @@ interface SendEntry {
   attemptTimer: ReturnType<typeof setTimeout> | undefined;
   deadline: ReturnType<typeof setTimeout> | undefined;
   attempts: number;
+  /** Not to be sent again before this time (a service failing, a first try still committing). */
+  notBefore: number;
 }
 
 interface HelloState {
@@ -538,6 +540,7 @@ export class WeftClient extends Emitter<WeftEvents> {
   private sendsById = new Map<number, SendEntry>();
   private holdUntil = 0;
   private holdTimer: ReturnType<typeof setTimeout> | undefined;
+  private sendWakeTimer: ReturnType<typeof setTimeout> | undefined;
   /** Until then, one send at a time: the window that just hit the rate limit must not keep striking. */
   private cautiousUntil = 0;
   private hellos = new Map<string, HelloState>();
@@ -920,6 +923,8 @@ export class WeftClient extends Emitter<WeftEvents> {
     this.reconnectTimer = undefined;
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.holdTimer = undefined;
+    if (this.sendWakeTimer) clearTimeout(this.sendWakeTimer);
+    this.sendWakeTimer = undefined;
     const conn = this.conn;
     if (conn) {
       this.conn = undefined;
@@ -1049,9 +1054,7 @@ export class WeftClient extends Emitter<WeftEvents> {
       ...(frame.id !== undefined ? { requestId: frame.id } : {}),
       detail: frame,
     });
-    if (frame.code === 'rate_limited' || frame.retry_after_ms !== undefined) {
-      this.hold(frame.retry_after_ms ?? 1_000);
-    }
+    if (frame.code === 'rate_limited') this.hold(frame.retry_after_ms ?? 1_000);
     if (typeof frame.id === 'string' && frame.id.startsWith('h')) {
       const hello = this.hellos.get(frame.id);
       if (hello) {
@@ -1412,6 +1415,7 @@ export class WeftClient extends Emitter<WeftEvents> {
         attemptTimer: undefined,
         deadline: undefined,
         attempts: 0,
+        notBefore: 0,
       };
       if (this.opts.sendTimeoutMs > 0) {
         entry.deadline = setTimeout(() => {
@@ -1441,9 +1445,14 @@ export class WeftClient extends Emitter<WeftEvents> {
     const window = now() < this.cautiousUntil ? 1 : this.opts.maxInflightSends;
     let inflight = 0;
     for (const s of this.sends) if (s.state === 'inflight') inflight++;
+    let wake = Infinity;
     for (const s of this.sends) {
       if (inflight >= window) break;
       if (s.state !== 'queued') continue;
+      if (s.notBefore > now()) {
+        wake = Math.min(wake, s.notBefore);
+        continue;
+      }
       s.reqId = this.nextId++;
       s.attempts++;
       if (!this.write({ ...s.frame, id: s.reqId })) return;
@@ -1457,6 +1466,12 @@ export class WeftClient extends Emitter<WeftEvents> {
         s.state = 'queued';
         this.pumpSends();
       }, this.opts.requestTimeoutMs);
+    }
+    if (wake < Infinity && !this.sendWakeTimer) {
+      this.sendWakeTimer = setTimeout(() => {
+        this.sendWakeTimer = undefined;
+        this.pumpSends();
+      }, Math.max(0, wake - now()));
     }
   }
 
@@ -1502,8 +1517,15 @@ export class WeftClient extends Emitter<WeftEvents> {
     s.attemptTimer = undefined;
     if (SEND_RETRY_CODES.has(err.code)) {
       s.state = 'queued';
-      if (err.code === 'rate_limited') this.cautiousUntil = now() + 10_000;
-      this.hold(err.retryAfterMs ?? Math.min(2_000, 100 * 2 ** Math.min(s.attempts, 4)));
+      if (err.code === 'rate_limited') {
+        // The user's bucket: every send waits, then one at a time for a while.
+        this.cautiousUntil = now() + 10_000;
+        this.hold(err.retryAfterMs ?? 1_000);
+      } else {
+        // This send only (still committing elsewhere, or a service failing): ask again later.
+        s.notBefore = now() + (err.retryAfterMs ?? Math.min(2_000, 100 * 2 ** Math.min(s.attempts, 4)));
+        this.pumpSends();
+      }
       return;
     }
     this.removeSend(s);
