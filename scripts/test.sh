@@ -58,6 +58,7 @@ cargo test --workspace --lib --bins --tests "$@" 2>&1 | tee "$log"
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 rm -f "$log"
+bash scripts/openapi-check.sh # the OpenAPI document: openapi-spec-validator, then Schemathesis against a live node
 bash scripts/test-browser.sh # the web chat at /demo in Debian's Chromium (Playwright): two people chat, offline and back, phone, keyboard
 bash scripts/test-js.sh # the TypeScript client (clients/js): npm ci, dist/ up to date, tests against live nodes
 # One small run of every load scenario (fanout, dm, idle on one node; cluster and storm
