@@ -82,7 +82,10 @@ export interface ReconnectOptions {
     factor?: number;
     /** The share of the delay drawn at random: delay × (1 − jitter × random). Default 0.5. */
     jitter?: number;
-    /** A connection welcomed and open this long resets the backoff. Default 5 000 ms. */
+    /**
+     * At most 3 reconnects "at once" (1012, 4001, 4200…) in this long; more back off.
+     * A connection that caught up, or stayed up this long, resets the backoff. Default 5 000 ms.
+     */
     stableAfterMs?: number;
 }
 export interface WeftClientOptions {
@@ -237,8 +240,9 @@ export declare class WeftClient extends Emitter<WeftEvents> {
     private _state;
     private conn;
     private attempt;
-    /** Reconnects made at once since the last stable connection (a few, then back off). */
+    /** Reconnects made at once in the current window of `stableAfterMs` (a few, then back off). */
     private quickRetries;
+    private quickWindowStart;
     private reconnectTimer;
     private stopped;
     private welcome;

@@ -213,8 +213,9 @@ export class WeftClient extends Emitter {
     _state = 'idle';
     conn;
     attempt = 0;
-    /** Reconnects made at once since the last stable connection (a few, then back off). */
+    /** Reconnects made at once in the current window of `stableAfterMs` (a few, then back off). */
     quickRetries = 0;
+    quickWindowStart = 0;
     reconnectTimer;
     stopped = false;
     welcome;
@@ -490,6 +491,10 @@ export class WeftClient extends Emitter {
     }
     /** No wait for the first few "reconnect now" closes; then the backoff, so a node that keeps closing is not hammered. */
     quickDelay() {
+        if (now() - this.quickWindowStart >= this.backoff.stableAfterMs) {
+            this.quickWindowStart = now();
+            this.quickRetries = 0;
+        }
         if (this.quickRetries < 3) {
             this.quickRetries++;
             return 0;
@@ -540,10 +545,9 @@ export class WeftClient extends Emitter {
             clearTimeout(conn.connectTimer);
         conn.ws.onclose = conn.ws.onmessage = conn.ws.onopen = conn.ws.onerror = null;
         const wasWelcomed = conn.welcomed;
-        if (wasWelcomed && now() - conn.welcomedAt >= this.backoff.stableAfterMs) {
+        // A connection that caught up, or stayed up a while, worked: the backoff starts over.
+        if (wasWelcomed && (conn.caughtUp || now() - conn.welcomedAt >= this.backoff.stableAfterMs))
             this.attempt = 0;
-            this.quickRetries = 0;
-        }
         this.dropConnectionState();
         if (this.stopped)
             return;

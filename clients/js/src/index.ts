@@ -295,7 +295,10 @@ export interface ReconnectOptions {
   factor?: number;
   /** The share of the delay drawn at random: delay × (1 − jitter × random). Default 0.5. */
   jitter?: number;
-  /** A connection welcomed and open this long resets the backoff. Default 5 000 ms. */
+  /**
+   * At most 3 reconnects "at once" (1012, 4001, 4200…) in this long; more back off.
+   * A connection that caught up, or stayed up this long, resets the backoff. Default 5 000 ms.
+   */
   stableAfterMs?: number;
 }
 
@@ -525,8 +528,9 @@ export class WeftClient extends Emitter<WeftEvents> {
   private _state: ClientState = 'idle';
   private conn: Conn | undefined;
   private attempt = 0;
-  /** Reconnects made at once since the last stable connection (a few, then back off). */
+  /** Reconnects made at once in the current window of `stableAfterMs` (a few, then back off). */
   private quickRetries = 0;
+  private quickWindowStart = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private stopped = false;
   private welcome: WelcomeFrame | undefined;
@@ -786,6 +790,10 @@ export class WeftClient extends Emitter<WeftEvents> {
 
   /** No wait for the first few "reconnect now" closes; then the backoff, so a node that keeps closing is not hammered. */
   private quickDelay(): number {
+    if (now() - this.quickWindowStart >= this.backoff.stableAfterMs) {
+      this.quickWindowStart = now();
+      this.quickRetries = 0;
+    }
     if (this.quickRetries < 3) {
       this.quickRetries++;
       return 0;
@@ -831,10 +839,8 @@ export class WeftClient extends Emitter<WeftEvents> {
     if (conn.connectTimer) clearTimeout(conn.connectTimer);
     conn.ws.onclose = conn.ws.onmessage = conn.ws.onopen = conn.ws.onerror = null;
     const wasWelcomed = conn.welcomed;
-    if (wasWelcomed && now() - conn.welcomedAt >= this.backoff.stableAfterMs) {
-      this.attempt = 0;
-      this.quickRetries = 0;
-    }
+    // A connection that caught up, or stayed up a while, worked: the backoff starts over.
+    if (wasWelcomed && (conn.caughtUp || now() - conn.welcomedAt >= this.backoff.stableAfterMs)) this.attempt = 0;
     this.dropConnectionState();
     if (this.stopped) return;
     const url = conn.url;
