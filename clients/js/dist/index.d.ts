@@ -316,8 +316,16 @@ export declare class WeftClient extends Emitter<WeftEvents> {
     private deliver;
     /** Delivers what the buffer holds right after the position. */
     private drain;
-    /** Messages read from the store (catch-up, sync) after `after`: every number in between that is not among them is not stored. */
+    /**
+     * Messages read from the store (catch-up, sync) after `after`: every number
+     * in between that is not among them is not stored. `heldBefore` (for a read
+     * that found nothing more): the newest number held when the read was asked
+     * for; those were stored before the read, so every number up to it that the
+     * read did not return is not stored either.
+     */
     private ingestStored;
+    /** The newest message number held back in `st` (0 when none). */
+    private newestHeld;
     private markAbsent;
     private gapOpen;
     private watchGap;

@@ -916,8 +916,14 @@ export class WeftClient extends Emitter {
             }
         }
     }
-    /** Messages read from the store (catch-up, sync) after `after`: every number in between that is not among them is not stored. */
-    ingestStored(chat, items, source, after, complete = false) {
+    /**
+     * Messages read from the store (catch-up, sync) after `after`: every number
+     * in between that is not among them is not stored. `heldBefore` (for a read
+     * that found nothing more): the newest number held when the read was asked
+     * for; those were stored before the read, so every number up to it that the
+     * read did not return is not stored either.
+     */
+    ingestStored(chat, items, source, after, heldBefore) {
         const st = this.chatState(chat, after ?? 0);
         const sorted = [...items].sort((a, b) => a.seq - b.seq);
         let prev = after;
@@ -927,14 +933,18 @@ export class WeftClient extends Emitter {
             this.place(st, m, source);
             prev = m.seq;
         }
-        if (complete && prev !== undefined) {
-            // Nothing else was stored up to the newest number this client had seen when it asked.
-            const top = Math.max(...st.buffer.keys(), 0);
-            if (top > prev)
-                this.markAbsent(st, prev + 1, top - 1);
-        }
+        if (heldBefore !== undefined && prev !== undefined && heldBefore > prev)
+            this.markAbsent(st, prev + 1, heldBefore - 1);
         this.drain(chat, st);
         this.watchGap(chat, st);
+    }
+    /** The newest message number held back in `st` (0 when none). */
+    newestHeld(st) {
+        let top = 0;
+        for (const [n, m] of st.buffer)
+            if (m !== ABSENT && n > top)
+                top = n;
+        return top;
     }
     markAbsent(st, from, to) {
         const lo = Math.max(from, st.position + 1);
@@ -975,13 +985,14 @@ export class WeftClient extends Emitter {
             return;
         st.filling = true;
         const after = st.position;
+        const held = this.newestHeld(st);
         const frame = { type: 'sync', chat, after, limit: this.opts.syncLimit };
         this.request(frame, { retryable: false, internal: true })
             .then((page) => {
             if (this.chats.get(chat) !== st)
                 return;
             st.filling = false;
-            this.ingestStored(chat, page.items, 'sync', after, !page.has_more);
+            this.ingestStored(chat, page.items, 'sync', after, page.has_more ? undefined : held);
             if (page.has_more)
                 this.fill(chat);
             else
@@ -1303,10 +1314,10 @@ export class WeftClient extends Emitter {
     // ------------------------------------------------------------ the other client frames
     /** History after `after` (up to `limit`, 1–500); newer messages than the chat's position also come through `message`. */
     async sync(chat, after, limit = 100) {
-        if (!this.chats.has(chat))
-            this.chatState(chat, after);
+        const held = this.newestHeld(this.chatState(chat, after));
         const page = await this.request({ type: 'sync', chat, after, limit });
-        this.ingestStored(chat, page.items, 'sync', after, !page.has_more);
+        if (this.chats.has(chat))
+            this.ingestStored(chat, page.items, 'sync', after, page.has_more ? undefined : held);
         return page;
     }
     /** Says the user is typing (at most once per `typingIntervalMs` per chat; dropped while disconnected). */

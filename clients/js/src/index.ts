@@ -1185,8 +1185,14 @@ export class WeftClient extends Emitter<WeftEvents> {
     }
   }
 
-  /** Messages read from the store (catch-up, sync) after `after`: every number in between that is not among them is not stored. */
-  private ingestStored(chat: number, items: Message[], source: 'resume' | 'sync', after?: number, complete = false): void {
+  /**
+   * Messages read from the store (catch-up, sync) after `after`: every number
+   * in between that is not among them is not stored. `heldBefore` (for a read
+   * that found nothing more): the newest number held when the read was asked
+   * for; those were stored before the read, so every number up to it that the
+   * read did not return is not stored either.
+   */
+  private ingestStored(chat: number, items: Message[], source: 'resume' | 'sync', after?: number, heldBefore?: number): void {
     const st = this.chatState(chat, after ?? 0);
     const sorted = [...items].sort((a, b) => a.seq - b.seq);
     let prev = after;
@@ -1195,13 +1201,16 @@ export class WeftClient extends Emitter<WeftEvents> {
       this.place(st, m, source);
       prev = m.seq;
     }
-    if (complete && prev !== undefined) {
-      // Nothing else was stored up to the newest number this client had seen when it asked.
-      const top = Math.max(...st.buffer.keys(), 0);
-      if (top > prev) this.markAbsent(st, prev + 1, top - 1);
-    }
+    if (heldBefore !== undefined && prev !== undefined && heldBefore > prev) this.markAbsent(st, prev + 1, heldBefore - 1);
     this.drain(chat, st);
     this.watchGap(chat, st);
+  }
+
+  /** The newest message number held back in `st` (0 when none). */
+  private newestHeld(st: ChatState): number {
+    let top = 0;
+    for (const [n, m] of st.buffer) if (m !== ABSENT && n > top) top = n;
+    return top;
   }
 
   private markAbsent(st: ChatState, from: number, to: number): void {
@@ -1241,12 +1250,13 @@ export class WeftClient extends Emitter<WeftEvents> {
     if (!st || st.filling || !this.conn?.welcomed) return;
     st.filling = true;
     const after = st.position;
+    const held = this.newestHeld(st);
     const frame = { type: 'sync', chat, after, limit: this.opts.syncLimit };
     this.request<MessagesFrame>(frame, { retryable: false, internal: true })
       .then((page) => {
         if (this.chats.get(chat) !== st) return;
         st.filling = false;
-        this.ingestStored(chat, page.items, 'sync', after, !page.has_more);
+        this.ingestStored(chat, page.items, 'sync', after, page.has_more ? undefined : held);
         if (page.has_more) this.fill(chat);
         else this.watchGap(chat, st);
         this.checkCaughtUp();
@@ -1543,9 +1553,9 @@ export class WeftClient extends Emitter<WeftEvents> {
 
   /** History after `after` (up to `limit`, 1–500); newer messages than the chat's position also come through `message`. */
   async sync(chat: number, after: number, limit = 100): Promise<MessagesFrame> {
-    if (!this.chats.has(chat)) this.chatState(chat, after);
+    const held = this.newestHeld(this.chatState(chat, after));
     const page = await this.request<MessagesFrame>({ type: 'sync', chat, after, limit });
-    this.ingestStored(chat, page.items, 'sync', after, !page.has_more);
+    if (this.chats.has(chat)) this.ingestStored(chat, page.items, 'sync', after, page.has_more ? undefined : held);
     return page;
   }
 

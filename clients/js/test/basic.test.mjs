@@ -31,6 +31,35 @@ test('send and receive, in order, each once; own messages echoed from the ack', 
   }
 });
 
+test('several senders at once: every receiver sees each message once, in seq order', async () => {
+  const { rest } = await newApp(node.base);
+  const senders = ['s1', 's2', 's3', 's4'];
+  const chat = (await rest.createChat({ created_by: 'erin' })).number;
+  for (const u of senders) await rest.putMember(chat, u);
+  const erin = clientFor(rest, 'erin', node.ws, { client: { positions: { [chat]: 0 } } });
+  const raw = [];
+  erin.on('frame', (f) => f.type === 'message' && raw.push(f.seq));
+  const clients = senders.map((u) => clientFor(rest, u, node.ws, { client: { positions: { [chat]: 0 } } }));
+  try {
+    await erin.connect();
+    await Promise.all(clients.map((c) => c.connect()));
+    const per = 25;
+    await Promise.all(clients.map((c, k) => Promise.all(Array.from({ length: per }, (_, i) => c.send({ chat, body: `${senders[k]}-${i}` })))));
+    const n = per * senders.length;
+    await until('erin has all', () => seqs(erin, chat).length === n);
+    assertContiguous(assert, seqs(erin, chat), n, 'erin: in order, once');
+    for (const [k, c] of clients.entries()) {
+      await until(`${senders[k]} has all`, () => seqs(c, chat).length === n);
+      assertContiguous(assert, seqs(c, chat), n, `${senders[k]}: in order, once (own messages from acks)`);
+    }
+    const inversions = raw.filter((s, i) => i > 0 && s < raw[i - 1]).length;
+    console.log(`# live frames out of order on the wire: ${inversions} of ${raw.length}`);
+  } finally {
+    erin.close();
+    for (const c of clients) c.close();
+  }
+});
+
 test('requests answer with typed errors; REST errors carry status and code', async () => {
   const { rest } = await newApp(node.base);
   const chat = (await rest.createChat()).number;

@@ -75,6 +75,25 @@ test('a gap that stays open is filled with sync; a number skipped for good is pa
   client.close();
 });
 
+test('a fill that finds nothing more marks the numbers below what was held as absent, not those that came after', async () => {
+  const { server, client, got } = setup({ client: { positions: { 3: 0 } } });
+  client.connect();
+  const ws = await server.socket(1);
+  ws.welcome();
+  ws.frame({ type: 'messages', id: ws.of('hello')[0].id, chat: 3, items: [msg(3, 1)], has_more: false });
+  ws.frame({ type: 'message', ...msg(3, 4) });
+  const sync = await until('a sync', () => ws.of('sync')[0]);
+  // 7 comes live after the sync was asked for: 5 and 6 may still be on their way.
+  ws.frame({ type: 'message', ...msg(3, 7) });
+  ws.frame({ type: 'messages', id: sync.id, chat: 3, items: [], has_more: false });
+  await tick();
+  assert.deepEqual(got.map((g) => g.seq), [1, 4], '2 and 3 are not stored; 4 was held before the read');
+  ws.frame({ type: 'message', ...msg(3, 6) });
+  ws.frame({ type: 'message', ...msg(3, 5) });
+  assert.deepEqual(got.map((g) => [g.seq, g.late]), [[1, false], [4, false], [5, false], [6, false], [7, false]]);
+  client.close();
+});
+
 test('hello resumes each chat from its position; a cut catch-up pages on with sync; caught_up once', async () => {
   const { server, client, got } = setup({ client: { positions: { 3: 10, 9: 0 } } });
   let caught = 0;
