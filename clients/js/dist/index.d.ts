@@ -244,6 +244,8 @@ export declare class WeftClient extends Emitter<WeftEvents> {
     private quickRetries;
     private quickWindowStart;
     private reconnectTimer;
+    /** A connection attempt is getting its token. */
+    private opening;
     private stopped;
     private welcome;
     private connectWaiters;
@@ -289,6 +291,7 @@ export declare class WeftClient extends Emitter<WeftEvents> {
     private setState;
     private currentToken;
     private open;
+    private openNow;
     private backoffDelay;
     /** No wait for the first few "reconnect now" closes; then the backoff, so a node that keeps closing is not hammered. */
     private quickDelay;

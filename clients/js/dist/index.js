@@ -217,6 +217,8 @@ export class WeftClient extends Emitter {
     quickRetries = 0;
     quickWindowStart = 0;
     reconnectTimer;
+    /** A connection attempt is getting its token. */
+    opening = false;
     stopped = false;
     welcome;
     connectWaiters = [];
@@ -386,8 +388,17 @@ export class WeftClient extends Emitter {
         return token;
     }
     async open() {
-        if (this.stopped)
+        if (this.stopped || this.opening || this.conn)
             return;
+        this.opening = true;
+        try {
+            await this.openNow();
+        }
+        finally {
+            this.opening = false;
+        }
+    }
+    async openNow() {
         this.setState(this.attempt === 0 && !this.welcome ? 'connecting' : 'reconnecting');
         const url = this.urls[this.urlIndex];
         this.emit('connecting', { url, attempt: this.attempt });
@@ -738,45 +749,50 @@ export class WeftClient extends Emitter {
     }
     onMessages(frame) {
         const hid = typeof frame.id === 'string' && frame.id.startsWith('h') ? frame.id : undefined;
-        const hello = hid ? this.hellos.get(hid) : undefined;
-        if (hello && hid) {
-            // Chats before this one in the hello are done (the server answers them in order).
-            while (hello.remaining.length > 0 && hello.remaining[0] !== frame.chat) {
-                const done = hello.remaining.shift();
-                if (hello.headMore)
-                    this.fill(done);
-                hello.headMore = false;
-            }
-            this.ingestStored(frame.chat, frame.items, 'resume');
-            if (hello.idleTimer)
-                clearTimeout(hello.idleTimer);
-            hello.idleTimer = undefined;
-            if (!frame.has_more) {
+        if (!hid)
+            return this.onAnswer(frame);
+        // A catch-up frame: stored messages, in order, whatever the hello's state.
+        this.ingestStored(frame.chat, frame.items, 'resume');
+        const hello = this.hellos.get(hid);
+        const at = hello ? hello.remaining.indexOf(frame.chat) : -1;
+        if (!hello || at < 0)
+            return; // a chat given up on already (its frames were slow): nothing to track
+        // Chats before this one in the hello are done (the server answers them in order).
+        for (let i = 0; i < at; i++) {
+            const done = hello.remaining.shift();
+            if (hello.headMore)
+                this.fill(done);
+            hello.headMore = false;
+        }
+        if (hello.idleTimer)
+            clearTimeout(hello.idleTimer);
+        hello.idleTimer = undefined;
+        if (!frame.has_more) {
+            hello.remaining.shift();
+            hello.headMore = false;
+        }
+        else {
+            // More frames of this chat, or past `resume_max_messages` (the same flag): if
+            // nothing more comes for a while, page on with sync (duplicates are dropped).
+            hello.headMore = true;
+            hello.idleTimer = setTimeout(() => {
+                hello.idleTimer = undefined;
+                if (this.hellos.get(hid) !== hello || hello.remaining[0] !== frame.chat)
+                    return;
                 hello.remaining.shift();
                 hello.headMore = false;
-            }
-            else {
-                // More frames of this chat, or past `resume_max_messages` (the same flag): if
-                // nothing more comes for a while, page on with sync (duplicates are dropped).
-                hello.headMore = true;
-                hello.idleTimer = setTimeout(() => {
-                    const h = this.hellos.get(hid);
-                    if (!h || h.remaining[0] !== frame.chat)
-                        return;
-                    h.remaining.shift();
-                    h.headMore = false;
-                    this.fill(frame.chat);
-                    if (h.remaining.length === 0)
-                        this.hellos.delete(hid);
-                    this.checkCaughtUp();
-                }, 1_000);
-            }
-            if (hello.remaining.length === 0)
-                this.hellos.delete(hid);
-            this.checkCaughtUp();
-            return;
+                this.fill(frame.chat);
+                if (hello.remaining.length === 0)
+                    this.hellos.delete(hid);
+                this.checkCaughtUp();
+            }, 1_000);
         }
-        this.onAnswer(frame);
+        if (hello.remaining.length === 0) {
+            if (hello.idleTimer)
+                clearTimeout(hello.idleTimer);
+            this.hellos.delete(hid);
+        }
+        this.checkCaughtUp();
     }
     onError(frame) {
         const err = new WeftError(frame.code, frame.message, {

@@ -180,3 +180,25 @@ test('token refresh: short-lived tokens (4001), a rotated secret (4001), a refus
     bob.close();
   }
 });
+
+test('a catch-up cut at gateway.resume_max_messages pages on with sync: every missed message, once, in order', async () => {
+  const small = await singleNode({ WEFT_GATEWAY_RESUME_MAX_MESSAGES: '40' });
+  const { rest } = await newApp(small.base);
+  const chat = await groupOf(rest, ['alice', 'bob']);
+  const other = await groupOf(rest, ['alice', 'bob']);
+  for (let i = 1; i <= 130; i++) await rest.postMessage(chat, { body: `m${i}`, sender: 'alice' });
+  for (let i = 1; i <= 3; i++) await rest.postMessage(other, { body: `o${i}`, sender: 'alice' });
+  const bob = clientFor(rest, 'bob', small.ws, { client: { positions: { [chat]: 5, [other]: 0 } } });
+  try {
+    const caught = bob.waitFor('caught_up');
+    await bob.connect();
+    await caught;
+    assert.deepEqual(seqs(bob, chat), Array.from({ length: 125 }, (_, i) => i + 6));
+    assert.deepEqual(seqs(bob, other), [1, 2, 3]);
+    const sources = new Set(bob.all.filter(({ m }) => m.chat === chat).map(({ info }) => info.source));
+    assert.deepEqual([...sources].sort(), ['resume', 'sync']);
+  } finally {
+    bob.close();
+    await small.dispose();
+  }
+});
