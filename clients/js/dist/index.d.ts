@@ -567,6 +567,8 @@ export declare class WeftRest {
     }>;
     /** The cluster's live members (admin key). */
     cluster(): Promise<unknown>;
+    /** `GET /api/v1/openapi.json`: the OpenAPI 3.1 document of the node's REST API. */
+    openapi(): Promise<Record<string, unknown>>;
     /** True when `/readyz` answers 200. */
     ready(): Promise<boolean>;
 }

@@ -1712,6 +1712,10 @@ export class WeftRest {
     cluster() {
         return this.call('GET', '/api/v1/cluster');
     }
+    /** `GET /api/v1/openapi.json`: the OpenAPI 3.1 document of the node's REST API. */
+    openapi() {
+        return this.call('GET', '/api/v1/openapi.json');
+    }
     /** True when `/readyz` answers 200. */
     async ready() {
         try {

@@ -1993,6 +1993,10 @@ export class WeftRest {
   cluster(): Promise<unknown> {
     return this.call('GET', '/api/v1/cluster');
   }
+  /** `GET /api/v1/openapi.json`: the OpenAPI 3.1 document of the node's REST API. */
+  openapi(): Promise<Record<string, unknown>> {
+    return this.call('GET', '/api/v1/openapi.json');
+  }
   /** True when `/readyz` answers 200. */
   async ready(): Promise<boolean> {
     try {

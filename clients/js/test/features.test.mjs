@@ -201,5 +201,6 @@ test('REST helpers: applications, chats, members, messages, tokens, webhooks, de
 
   assert.deepEqual(await rest.presence('nobody'), { user_id: 'nobody', online: false, sessions: 0, last_seen: null });
   assert.equal(await rest.ready(), true);
+  assert.match(String((await rest.openapi()).openapi), /^3\.1/);
   await assert.rejects(rest.forApp('nope').getApplication(), (e) => e.status === 404 && e.code === 'application_not_found');
 });
