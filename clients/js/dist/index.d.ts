@@ -132,6 +132,13 @@ export interface WeftClientOptions {
     typingIntervalMs?: number;
     /** Emit a `message` for the app's own acked sends (the server does not echo them to the sending session). Default true. */
     echoOwnMessages?: boolean;
+    /**
+     * After this long without a frame from the node, the client asks it something
+     * small (a `sync` of one message); no answer within `requestTimeoutMs` and the
+     * connection is taken as dead and replaced (a network that drops packets gives
+     * no close). 0: off. Default 30 000 ms.
+     */
+    heartbeatMs?: number;
     /** Receives the client's diagnostics. */
     logger?: (level: 'debug' | 'info' | 'warn', message: string, data?: unknown) => void;
 }
@@ -305,6 +312,8 @@ export declare class WeftClient extends Emitter<WeftEvents> {
     private settleConnect;
     private onFrame;
     private onWelcome;
+    /** Asks a quiet node something small; no answer in time: the connection is dead. */
+    private probe;
     private sendHello;
     private onMessages;
     private onError;

@@ -258,6 +258,7 @@ export class WeftClient extends Emitter {
             maxFrameBytes: options.maxFrameBytes ?? 65_536,
             typingIntervalMs: options.typingIntervalMs ?? 1_000,
             echoOwnMessages: options.echoOwnMessages ?? true,
+            heartbeatMs: options.heartbeatMs ?? 30_000,
             untrackedChats: options.untrackedChats ?? 'first_seen',
         };
         const r = options.reconnect ?? {};
@@ -443,6 +444,9 @@ export class WeftClient extends Emitter {
             openedAt: 0,
             welcomedAt: 0,
             caughtUp: false,
+            lastHeard: now(),
+            heartbeat: undefined,
+            probing: false,
             connectTimer: undefined,
         };
         this.conn = conn;
@@ -554,6 +558,8 @@ export class WeftClient extends Emitter {
         this.conn = undefined;
         if (conn.connectTimer)
             clearTimeout(conn.connectTimer);
+        if (conn.heartbeat)
+            clearInterval(conn.heartbeat);
         conn.ws.onclose = conn.ws.onmessage = conn.ws.onopen = conn.ws.onerror = null;
         const wasWelcomed = conn.welcomed;
         // A connection that caught up, or stayed up a while, worked: the backoff starts over.
@@ -663,6 +669,8 @@ export class WeftClient extends Emitter {
             this.conn = undefined;
             if (conn.connectTimer)
                 clearTimeout(conn.connectTimer);
+            if (conn.heartbeat)
+                clearInterval(conn.heartbeat);
             conn.ws.onclose = conn.ws.onmessage = conn.ws.onopen = conn.ws.onerror = null;
             try {
                 conn.ws.close(code >= 4000 || code === 1000 ? code : 1000, reason.slice(0, 100));
@@ -698,6 +706,7 @@ export class WeftClient extends Emitter {
     }
     // ------------------------------------------------------------ incoming frames
     onFrame(conn, frame) {
+        conn.lastHeard = now();
         this.emit('frame', frame);
         switch (frame.type) {
             case 'welcome':
@@ -729,6 +738,9 @@ export class WeftClient extends Emitter {
         conn.welcomedAt = now();
         if (conn.connectTimer)
             clearTimeout(conn.connectTimer);
+        const beat = this.opts.heartbeatMs;
+        if (beat > 0)
+            conn.heartbeat = setInterval(() => this.probe(conn), Math.max(50, beat / 4));
         this.welcome = w;
         this.setState('connected');
         const ev = { ...w, url: conn.url };
@@ -738,6 +750,38 @@ export class WeftClient extends Emitter {
         this.sendHello([...this.chats.entries()].map(([chat, st]) => ({ chat, after: st.position })));
         this.flush();
         this.checkCaughtUp();
+    }
+    /** Asks a quiet node something small; no answer in time: the connection is dead. */
+    probe(conn) {
+        if (this.conn !== conn || conn.probing || now() - conn.lastHeard < this.opts.heartbeatMs)
+            return;
+        const chat = this.chats.keys().next().value;
+        conn.probing = true;
+        // A chat's next message (from the recent cache), or, tracking none, the notification settings.
+        const after = chat === undefined ? 0 : this.chats.get(chat).position;
+        const frame = chat === undefined ? { type: 'notification_settings' } : { type: 'sync', chat, after, limit: 1 };
+        const answered = () => {
+            conn.probing = false;
+        };
+        this.request(frame, { retryable: false, internal: true })
+            .then((page) => {
+            answered();
+            if (chat !== undefined && this.chats.has(chat))
+                this.ingestStored(chat, page.items, 'sync', after);
+        })
+            .catch((e) => {
+            answered();
+            if (e.code !== 'timeout' || this.conn !== conn)
+                return; // any answer (an error too) shows the node is there
+            this.log('warn', 'the node did not answer a heartbeat: reconnecting', { url: conn.url });
+            try {
+                conn.ws.close(4000, 'heartbeat timeout');
+            }
+            catch {
+                /* ignore */
+            }
+            this.onClose(conn, 1006, 'heartbeat timeout');
+        });
     }
     sendHello(resume) {
         for (let i = 0; i < resume.length; i += 1000) {

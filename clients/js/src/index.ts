@@ -346,6 +346,13 @@ export interface WeftClientOptions {
   typingIntervalMs?: number;
   /** Emit a `message` for the app's own acked sends (the server does not echo them to the sending session). Default true. */
   echoOwnMessages?: boolean;
+  /**
+   * After this long without a frame from the node, the client asks it something
+   * small (a `sync` of one message); no answer within `requestTimeoutMs` and the
+   * connection is taken as dead and replaced (a network that drops packets gives
+   * no close). 0: off. Default 30 000 ms.
+   */
+  heartbeatMs?: number;
   /** Receives the client's diagnostics. */
   logger?: (level: 'debug' | 'info' | 'warn', message: string, data?: unknown) => void;
 }
@@ -491,6 +498,9 @@ interface Conn {
   openedAt: number;
   welcomedAt: number;
   caughtUp: boolean;
+  lastHeard: number;
+  heartbeat: ReturnType<typeof setInterval> | undefined;
+  probing: boolean;
   connectTimer: ReturnType<typeof setTimeout> | undefined;
 }
 
@@ -515,6 +525,7 @@ export class WeftClient extends Emitter<WeftEvents> {
       | 'typingIntervalMs'
       | 'echoOwnMessages'
       | 'untrackedChats'
+      | 'heartbeatMs'
     >
   >;
   private readonly backoff: Required<ReconnectOptions>;
@@ -573,6 +584,7 @@ export class WeftClient extends Emitter<WeftEvents> {
       maxFrameBytes: options.maxFrameBytes ?? 65_536,
       typingIntervalMs: options.typingIntervalMs ?? 1_000,
       echoOwnMessages: options.echoOwnMessages ?? true,
+      heartbeatMs: options.heartbeatMs ?? 30_000,
       untrackedChats: options.untrackedChats ?? 'first_seen',
     };
     const r = options.reconnect ?? {};
@@ -748,6 +760,9 @@ export class WeftClient extends Emitter<WeftEvents> {
       openedAt: 0,
       welcomedAt: 0,
       caughtUp: false,
+      lastHeard: now(),
+      heartbeat: undefined,
+      probing: false,
       connectTimer: undefined,
     };
     this.conn = conn;
@@ -848,6 +863,7 @@ export class WeftClient extends Emitter<WeftEvents> {
     if (this.conn !== conn) return;
     this.conn = undefined;
     if (conn.connectTimer) clearTimeout(conn.connectTimer);
+    if (conn.heartbeat) clearInterval(conn.heartbeat);
     conn.ws.onclose = conn.ws.onmessage = conn.ws.onopen = conn.ws.onerror = null;
     const wasWelcomed = conn.welcomed;
     // A connection that caught up, or stayed up a while, worked: the backoff starts over.
@@ -946,6 +962,7 @@ export class WeftClient extends Emitter<WeftEvents> {
     if (conn) {
       this.conn = undefined;
       if (conn.connectTimer) clearTimeout(conn.connectTimer);
+      if (conn.heartbeat) clearInterval(conn.heartbeat);
       conn.ws.onclose = conn.ws.onmessage = conn.ws.onopen = conn.ws.onerror = null;
       try {
         conn.ws.close(code >= 4000 || code === 1000 ? code : 1000, reason.slice(0, 100));
@@ -979,6 +996,7 @@ export class WeftClient extends Emitter<WeftEvents> {
   // ------------------------------------------------------------ incoming frames
 
   private onFrame(conn: Conn, frame: any): void {
+    conn.lastHeard = now();
     this.emit('frame', frame);
     switch (frame.type) {
       case 'welcome':
@@ -1008,6 +1026,8 @@ export class WeftClient extends Emitter<WeftEvents> {
     conn.welcomed = true;
     conn.welcomedAt = now();
     if (conn.connectTimer) clearTimeout(conn.connectTimer);
+    const beat = this.opts.heartbeatMs;
+    if (beat > 0) conn.heartbeat = setInterval(() => this.probe(conn), Math.max(50, beat / 4));
     this.welcome = w;
     this.setState('connected');
     const ev: ConnectedEvent = { ...w, url: conn.url };
@@ -1017,6 +1037,36 @@ export class WeftClient extends Emitter<WeftEvents> {
     this.sendHello([...this.chats.entries()].map(([chat, st]) => ({ chat, after: st.position })));
     this.flush();
     this.checkCaughtUp();
+  }
+
+  /** Asks a quiet node something small; no answer in time: the connection is dead. */
+  private probe(conn: Conn): void {
+    if (this.conn !== conn || conn.probing || now() - conn.lastHeard < this.opts.heartbeatMs) return;
+    const chat = this.chats.keys().next().value as number | undefined;
+    conn.probing = true;
+    // A chat's next message (from the recent cache), or, tracking none, the notification settings.
+    const after = chat === undefined ? 0 : this.chats.get(chat)!.position;
+    const frame: Record<string, unknown> =
+      chat === undefined ? { type: 'notification_settings' } : { type: 'sync', chat, after, limit: 1 };
+    const answered = () => {
+      conn.probing = false;
+    };
+    this.request<MessagesFrame>(frame, { retryable: false, internal: true })
+      .then((page) => {
+        answered();
+        if (chat !== undefined && this.chats.has(chat)) this.ingestStored(chat, page.items, 'sync', after);
+      })
+      .catch((e: WeftError) => {
+        answered();
+        if (e.code !== 'timeout' || this.conn !== conn) return; // any answer (an error too) shows the node is there
+        this.log('warn', 'the node did not answer a heartbeat: reconnecting', { url: conn.url });
+        try {
+          conn.ws.close(4000, 'heartbeat timeout');
+        } catch {
+          /* ignore */
+        }
+        this.onClose(conn, 1006, 'heartbeat timeout');
+      });
   }
 
   private sendHello(resume: { chat: number; after: number }[]): void {

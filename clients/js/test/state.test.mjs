@@ -271,6 +271,22 @@ test('requests: answered by id, retried after a drop when safe, rejected when no
   client.close();
 });
 
+test('heartbeat: a node that answers nothing for a while is left for another', async () => {
+  const { server, client } = setup({
+    url: ['ws://n1.test/ws', 'ws://n2.test/ws'],
+    client: { heartbeatMs: 80, requestTimeoutMs: 80, positions: { 3: 7 } },
+  });
+  client.connect();
+  const ws = await server.socket(1);
+  ws.welcome();
+  ws.frame({ type: 'messages', id: ws.of('hello')[0].id, chat: 3, items: [], has_more: false });
+  const probe = await until('a probe', () => ws.of('sync')[0], 2_000);
+  assert.deepEqual({ chat: probe.chat, after: probe.after, limit: probe.limit }, { chat: 3, after: 7, limit: 1 });
+  const next = await server.socket(2, 2_000);
+  assert.match(next.url, /n2\.test/);
+  client.close();
+});
+
 test('mentions follow the server rule', () => {
   assert.deepEqual(mentionsOf('@bob can you look? cc @carol.'), ['bob', 'carol']);
   assert.deepEqual(mentionsOf('mail a@b.c and @bob @bob'), ['bob']);
