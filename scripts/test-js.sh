@@ -4,7 +4,8 @@
 # 1. npm ci of the pinned dev dependencies (TypeScript only), skipped while
 #    node_modules was installed from the same package-lock.json;
 # 2. builds with tsc into a scratch directory and fails if the committed dist/
-#    differs from it (the node embeds dist/index.js, so cargo never needs npm);
+#    differs from it (the node embeds dist/index.js, so cargo never needs npm),
+#    and type-checks test/typecheck.ts against the published .d.ts;
 # 3. runs the tests (Node's test runner) against live weft nodes they start:
 #    one node on the embedded store, and three on Redis + Cassandra, so the
 #    services must run (scripts/services.sh up; scripts/test.sh does it and
@@ -42,6 +43,8 @@ if ! diff -r "$scratch" dist >"$scratch.diff" 2>&1; then
     exit 1
 fi
 rm -f "$scratch.diff"
+# The published types serve an app as documented (test/typecheck.ts, compiled, never run).
+node_modules/.bin/tsc -p test/tsconfig.json
 
 # 3. The tests, one file at a time (each starts its own nodes; 2 cores).
 flags=()
