@@ -1152,7 +1152,8 @@ export class WeftClient extends Emitter {
         }
         while (this.queue.length > 0) {
             const p = this.queue.shift();
-            this.writeRequest(p);
+            if (!this.writeRequest(p))
+                return; // the socket refused it: the close follows
         }
         this.pumpSends();
     }
@@ -1164,7 +1165,7 @@ export class WeftClient extends Emitter {
             this.pending.delete(p.id);
             p.written = false;
             this.queue.unshift(p);
-            return;
+            return false;
         }
         p.timer = setTimeout(() => {
             if (this.pending.get(p.id) !== p)
@@ -1172,6 +1173,7 @@ export class WeftClient extends Emitter {
             this.pending.delete(p.id);
             p.reject(new WeftError('timeout', `no answer to ${String(p.frame.type)} within ${this.opts.requestTimeoutMs} ms`));
         }, this.opts.requestTimeoutMs);
+        return true;
     }
     /**
      * Sends `frame` (a client frame without `id`) and resolves with its answer

@@ -1410,12 +1410,12 @@ export class WeftClient extends Emitter<WeftEvents> {
     }
     while (this.queue.length > 0) {
       const p = this.queue.shift()!;
-      this.writeRequest(p);
+      if (!this.writeRequest(p)) return; // the socket refused it: the close follows
     }
     this.pumpSends();
   }
 
-  private writeRequest(p: Pending): void {
+  private writeRequest(p: Pending): boolean {
     p.attempts++;
     p.written = true;
     this.pending.set(p.id, p);
@@ -1423,13 +1423,14 @@ export class WeftClient extends Emitter<WeftEvents> {
       this.pending.delete(p.id);
       p.written = false;
       this.queue.unshift(p);
-      return;
+      return false;
     }
     p.timer = setTimeout(() => {
       if (this.pending.get(p.id) !== p) return;
       this.pending.delete(p.id);
       p.reject(new WeftError('timeout', `no answer to ${String(p.frame.type)} within ${this.opts.requestTimeoutMs} ms`));
     }, this.opts.requestTimeoutMs);
+    return true;
   }
 
   /**
