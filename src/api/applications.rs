@@ -38,16 +38,17 @@ pub struct NewApplicationIn {
 
 /// The body of `PUT`/`PATCH /applications/{token}`: at least one field.
 #[derive(ToSchema)]
+#[schema(min_properties = 1)]
 #[allow(dead_code, reason = "the document's description of what `Input` reads")]
 pub struct ApplicationChangeIn {
-    #[schema(min_length = 1, max_length = 255)]
-    name: Option<String>,
+    #[schema(required = false, min_length = 1, max_length = 255)]
+    name: String,
     /// An https URL of the identity provider's key set; null or "" clears it.
     #[schema(max_length = 2048)]
     jwks_url: Option<String>,
     /// `open` or `backend_only`.
-    #[schema(example = "backend_only")]
-    user_groups: Option<String>,
+    #[schema(required = false, example = "backend_only")]
+    user_groups: String,
     /// Null or "" clears it.
     #[schema(max_length = 2000)]
     description: Option<String>,

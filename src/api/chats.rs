@@ -49,6 +49,7 @@ pub struct NewChatIn {
 
 /// The body of `PATCH …/chats/{number}`: at least one field; null (or "") clears a text.
 #[derive(ToSchema)]
+#[schema(min_properties = 1)]
 #[allow(dead_code, reason = "the document's description of what `Input` reads")]
 pub struct ChatChangeIn {
     #[schema(max_length = 200)]
@@ -64,8 +65,8 @@ pub struct ChatChangeIn {
 #[allow(dead_code, reason = "the document's description of what `Input` reads")]
 pub struct MemberChangeIn {
     /// `owner`, `admin` or `member` (default `member`; a member keeps their role when none is given).
-    #[schema(example = "member")]
-    role: Option<String>,
+    #[schema(required = false, example = "member")]
+    role: String,
 }
 
 /// `POST /applications/:token/chats {"name"?, "description"?, "metadata"?, "created_by"?}`:

@@ -61,7 +61,8 @@ pub struct MessageChangeIn {
     tag = "messages",
     params(
         ChatPath,
-        ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key answers the first message (1–128 bytes of visible ASCII)"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$",
+            description = "A retry with the same key answers the first message (1–128 bytes of visible ASCII)"),
     ),
     request_body = NewMessageIn,
     responses(

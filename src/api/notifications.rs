@@ -61,6 +61,7 @@ pub struct DeviceIn {
 
 /// The body of `PUT`/`PATCH …/notification_settings`: at least one field.
 #[derive(ToSchema)]
+#[schema(min_properties = 1)]
 #[allow(dead_code, reason = "the document's description of what `Input` reads")]
 pub struct SettingsIn {
     /// Email digests of unread messages while away.

@@ -150,6 +150,7 @@ pub fn finish(doc: utoipa::openapi::OpenApi) -> Value {
         let old = std::mem::take(paths);
         for (path, mut item) in old {
             for (_, operation) in item.as_object_mut().into_iter().flatten() {
+                optional_body(operation);
                 if let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) {
                     for (status, response) in responses.iter_mut() {
                         error_schema(status, response);
@@ -160,6 +161,23 @@ pub fn finish(doc: utoipa::openapi::OpenApi) -> Value {
         }
     }
     doc
+}
+
+/// utoipa writes an optional body (`request_body = Option<T>`) as `T` or JSON `null`; here
+/// optional means no body at all (`Input` reads an empty body as no fields, and refuses `null`).
+fn optional_body(operation: &mut Value) {
+    let Some(body) = operation.get_mut("requestBody") else { return };
+    if body.get("required").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    for (_, media) in body["content"].as_object_mut().into_iter().flatten() {
+        let schema = &mut media["schema"];
+        let Some(alternatives) = schema.get("oneOf").and_then(Value::as_array) else { continue };
+        let not_null: Vec<&Value> = alternatives.iter().filter(|s| s["type"] != "null").collect();
+        if let [only] = not_null[..] {
+            *schema = only.clone();
+        }
+    }
 }
 
 /// The codes an error answer's description names: the `code`s in backticks before its first `: `.
@@ -298,6 +316,8 @@ mod tests {
             let templated: BTreeSet<&str> =
                 path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')).collect();
             assert_eq!(declared, templated, "{at}: path parameters");
+            let body_schema = &operation["requestBody"]["content"]["application/json"]["schema"];
+            assert!(body_schema.get("oneOf").is_none(), "{at}: a body that may be JSON null");
             if operation.get("requestBody").is_some() && !path.starts_with("/files/") {
                 for status in ["400", "413", "422"] {
                     assert!(responses.contains_key(status), "{at}: a body and no {status}");

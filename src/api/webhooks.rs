@@ -48,11 +48,13 @@ pub struct NewWebhookIn {
 
 /// The body of `PATCH …/webhooks/{id}`: at least one field.
 #[derive(ToSchema)]
+#[schema(min_properties = 1)]
 #[allow(dead_code, reason = "the document's description of what `Input` reads")]
 pub struct WebhookChangeIn {
-    url: Option<String>,
-    #[schema(max_items = 64)]
-    events: Option<Vec<String>>,
+    #[schema(required = false)]
+    url: String,
+    #[schema(required = false, min_items = 1, max_items = 64)]
+    events: Vec<String>,
     /// Only `true`: turns a disabled webhook back on.
     enabled: Option<bool>,
 }
@@ -62,10 +64,10 @@ pub struct WebhookChangeIn {
 #[allow(dead_code, reason = "the document's description of what `Input` reads")]
 pub struct ReplayIn {
     /// The chat whose messages are sent again.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     chat: u64,
     /// Only messages numbered above this (default 0).
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)]
     after: Option<u64>,
 }
 
