@@ -15,9 +15,9 @@ before(async () => {
 });
 after(() => trio?.dispose());
 
-test('the cluster loses a node: clients move to another, nothing lost or duplicated', async () => {
+test('the cluster loses a node, then drains another: clients move on, nothing lost or duplicated', async () => {
   const [a, b, c] = trio.nodes;
-  const { rest } = await newApp(b.base);
+  const { rest } = await newApp(c.base);
   const chat = (await rest.createChat({ created_by: 'alice' })).number;
   for (const u of ['bob', 'dave']) await rest.putMember(chat, u);
   // alice sends and bob receives on node a (then b or c); dave is on c throughout.
@@ -25,6 +25,8 @@ test('the cluster loses a node: clients move to another, nothing lost or duplica
   const bob = clientFor(rest, 'bob', [a.ws, c.ws, b.ws], { client: { positions: { [chat]: 0 } } });
   const dave = clientFor(rest, 'dave', [c.ws, b.ws], { client: { positions: { [chat]: 0 } } });
   const nodesSeen = { alice: [], bob: [] };
+  const aliceCloses = [];
+  alice.on('disconnected', (d) => aliceCloses.push(d.code));
   const refusals = [];
   alice.on('frame', (f) => f.type === 'error' && refusals.push(f.code));
   alice.on('connected', (w) => nodesSeen.alice.push(w.node));
@@ -70,6 +72,26 @@ test('the cluster loses a node: clients move to another, nothing lost or duplica
     for (const [who, client] of [['bob', bob], ['dave', dave], ['alice', alice]]) {
       await until(`${who} has every message`, () => seqs(client, chat).length >= n, 60_000);
       assert.deepEqual(seqs(client, chat), numbers, `${who}: the stored messages, once each, in order`);
+    }
+
+    // Then alice's node drains (SIGTERM): her session closes with 1012 and she moves on at once.
+    assert.equal(nodesSeen.alice.at(-1), 'node-b');
+    const more = [];
+    let drained;
+    for (let i = n + 1; i <= n + 50; i++) {
+      more.push(alice.send({ chat, body: `m${i}` }));
+      if (i === n + 20) drained = b.stop('SIGTERM');
+      await sleep(10);
+    }
+    await Promise.all(more);
+    await drained;
+    assert.ok(aliceCloses.includes(1012), `a drain closes with 1012 (${aliceCloses})`);
+    assert.equal(nodesSeen.alice.at(-1), 'node-c');
+    const all = (await history(rest, chat)).map((m) => m.number);
+    assert.equal(all.length, n + 50, 'each stored once');
+    for (const [who, client] of [['bob', bob], ['dave', dave], ['alice', alice]]) {
+      await until(`${who} has every message`, () => seqs(client, chat).length >= n + 50, 60_000);
+      assert.deepEqual(seqs(client, chat), all, `${who}: the stored messages, once each, in order`);
     }
   } finally {
     alice.close();
