@@ -1,6 +1,7 @@
 // Three live nodes on Redis + Cassandra: under steady traffic the node the
 // sender and a receiver are on is killed. Both move to another node of their
-// list; every acked message is stored once, and each receiver sees exactly
+// list; then the sender's new node drains (SIGTERM: 1012) and she moves on
+// again. Every acked message is stored once, and each receiver sees exactly
 // the stored messages, once, in order. Needs the services (scripts/test-js.sh
 // exports them); fails, never skips, without them.
 

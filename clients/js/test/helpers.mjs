@@ -65,6 +65,13 @@ const nodes = new Set();
 process.on('exit', () => {
   for (const n of nodes) n.kill();
 });
+// The test runner ends a file that hangs with a signal: its nodes go with it.
+for (const sig of ['SIGTERM', 'SIGINT']) {
+  process.once(sig, () => {
+    for (const n of nodes) n.kill();
+    process.exit(128 + (sig === 'SIGTERM' ? 15 : 2));
+  });
+}
 
 /** A `weft serve` process; `restart()` starts it again with the same settings. */
 export class Node {
