@@ -196,9 +196,8 @@ function onMessage(m, live) {
   if (!c) {
     // A chat we did not know: someone started it with us.
     refreshChats().then(() => {
-      const known = state.chats.get(m.chat);
-      if (known) onMessage(m, live);
-    });
+      if (state.chats.has(m.chat)) onMessage(m, live);
+    }).catch(() => {});
     return;
   }
   const known = c.messages.has(m.seq);
@@ -219,12 +218,45 @@ function onMessage(m, live) {
     clearTyping(c, m.sender);
   }
   if (state.open === m.chat && c.loaded) {
-    const stick = nearBottom();
-    draw(c, c.messages.get(m.seq), live && !known);
-    if (stick || m.sender === state.me) scrollToBottom();
+    frame.draw.set(m.seq, { chat: c, fresh: live && !known });
+    if (m.sender === state.me) frame.stick = true;
+  }
+  frame.list = true;
+  schedule();
+}
+
+/**
+ * What the next animation frame draws: messages arrive one event each (hundreds a
+ * second in a busy chat), the screen changes once per frame, with one layout read.
+ */
+const frame = { pending: false, draw: new Map(), stick: false, list: false };
+
+function schedule() {
+  if (frame.pending) return;
+  frame.pending = true;
+  requestAnimationFrame(flush);
+}
+
+function flush() {
+  frame.pending = false;
+  const c = state.chats.get(state.open);
+  const todo = [...frame.draw.entries()];
+  frame.draw.clear();
+  if (c && todo.length) {
+    const stick = frame.stick || nearBottom();
+    for (const [seq, { chat, fresh }] of todo) {
+      const m = chat === c ? c.messages.get(seq) : null;
+      if (m) draw(c, m, fresh && todo.length < 10);
+    }
+    if (stick) scrollToBottom();
+    if (todo.some(([seq]) => c.messages.get(seq)?.sender === state.me)) renderReceipts(c);
     markRead(c);
   }
-  renderChatList();
+  frame.stick = false;
+  if (frame.list) {
+    frame.list = false;
+    renderChatList();
+  }
 }
 
 function onTyping(chat, user) {
@@ -244,7 +276,26 @@ function clearTyping(c, user) {
 
 // ---------------------------------------------------------------- chats
 
-async function refreshChats() {
+/** The chat list from the API; calls made while one runs share one more run after it. */
+let refreshing = null;
+let refreshAgain = false;
+function refreshChats() {
+  if (refreshing) {
+    refreshAgain = true;
+    return refreshing;
+  }
+  refreshing = (async () => {
+    do {
+      refreshAgain = false;
+      await loadChats();
+    } while (refreshAgain);
+  })().finally(() => {
+    refreshing = null;
+  });
+  return refreshing;
+}
+
+async function loadChats() {
   const chats = await fetchChats(state.session.token);
   for (const info of chats) {
     const c = state.chats.get(info.number);
@@ -515,8 +566,18 @@ function messageElement(c, m) {
   }, `${emoji} ${r.count}`))) : null,
   m.failed ? h('p', { class: 'error', text: m.failed }) : null,
   mine && m.seq ? h('p', { class: 'receipt', dataset: { receipt: m.seq } }) : null,
-  m.seq && !deleted ? actionsFor(c, m, mine) : null);
+  null);
+  // The actions are made when first needed (pointer or focus): a long chat holds
+  // thousands of messages, most never acted on.
+  if (m.seq && !deleted) {
+    li.actions = () => actionsFor(c, m, mine);
+    li.addEventListener('pointerenter', () => withActions(li), { once: true });
+  }
   return li;
+}
+
+function withActions(li) {
+  if (li.actions && !li.querySelector('.actions')) li.append(li.actions());
 }
 
 function actionsFor(c, m, mine) {
@@ -900,6 +961,7 @@ $('message-list').addEventListener('focusin', (event) => {
     }
   }
   if (msg) {
+    withActions(msg);
     msg.classList.add('active');
     msg.querySelectorAll('button').forEach((b) => b.setAttribute('tabindex', '0'));
   }
