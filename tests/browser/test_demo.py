@@ -206,6 +206,8 @@ def test_reactions_replies_deletes_search_and_files(tabs):
     mine.hover()
     mine.get_by_role("button", name="Delete").click()
     expect(bob.page.locator(".msg.deleted")).to_have_text(re.compile("This message was deleted"))
+    # The receipt moves to Alice's newest message still there, which Bob has read.
+    expect(alice.messages().filter(has_text="Pick a lunch place").locator(".receipt")).to_have_text("Seen")
 
     # Search finds the answer (the index is a moment behind the send).
     for _ in range(20):

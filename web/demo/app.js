@@ -357,7 +357,9 @@ async function reloadChat(number) {
     Object.assign(c.info, { ...info, last: c.info.last || info.last });
     for (const m of info.members) {
       state.presence.set(m.user, m.online);
-      c.receipts.set(m.user, { delivered: m.delivered, read: m.read });
+      // A receipt event may have overtaken this answer: positions only move forward.
+      const known = c.receipts.get(m.user) || { delivered: 0, read: 0 };
+      c.receipts.set(m.user, { delivered: Math.max(known.delivered, m.delivered), read: Math.max(known.read, m.read) });
     }
     renderChatList();
     if (state.open === number) {
