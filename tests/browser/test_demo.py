@@ -1,7 +1,8 @@
 """Two people chat in the demo at /demo, in Chromium: both ways, with typing,
 receipts and presence; one drops off the network and comes back to exactly what
 it missed; history loads while scrolling up; a phone-sized screen works; the
-keyboard alone is enough; edits, reactions, replies, deletes, search and files.
+keyboard alone is enough; edits, reactions, replies, deletes, search and files;
+a group of three.
 Screenshots of each step go to target/browser-screenshots/."""
 import re
 
@@ -254,3 +255,16 @@ def test_without_attachment_storage_files_are_refused_with_a_clear_message(tabs)
     )
     expect(alice.page.locator("#composer-error")).to_contain_text("no attachment storage")
     expect(alice.page.locator("#composer-files")).to_be_empty()
+
+
+def test_a_group_of_three(tabs):
+    alice, bob, carol = tabs("alice").sign_in(), tabs("bob").sign_in(), tabs("carol").sign_in()
+    alice.start_chat(bob.user, carol.user, first="Welcome, both of you")
+    expect(alice.page.locator("#chat-subtitle")).to_contain_text("3 members")
+    for tab in (bob, carol):
+        tab.open_chat(alice.user)
+        expect(tab.messages().filter(has_text="Welcome, both of you")).to_have_count(1)
+    carol.send("Hi all")
+    expect(alice.messages().filter(has_text="Hi all")).to_have_count(1)
+    expect(bob.messages().filter(has_text="Hi all")).to_contain_text(carol.user)
+    expect(carol.page.locator(".msg.mine .receipt")).to_contain_text("Seen by")
