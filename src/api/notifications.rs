@@ -254,13 +254,12 @@ pub async fn settings(
     Ok(Json(state.chat.notification_settings(&app, &user).await?.into()))
 }
 
-/// `PUT /applications/:token/users/:user/notification_settings {"email"?,
-/// "email_address"?, "push"?, "chats"?, "quiet_hours"?}`: the fields given
 /// 422 answers of a settings change.
 const BAD_SETTINGS: &str = "`invalid_field`: no field, a bad user id, level, clock, time zone or address, or \
                             `email` without an address";
 
-/// `PUT …/notification_settings`: the same as `PATCH`.
+/// `PUT /applications/:token/users/:user/notification_settings {"email"?,
+/// "email_address"?, "push"?, "chats"?, "quiet_hours"?}`: the same as `PATCH`.
 #[utoipa::path(
     put,
     path = "/api/v1/applications/{token}/users/{user}/notification_settings",
