@@ -50,6 +50,9 @@ pub use config::{Config, ConfigError};
 pub use delivery::{Audience, Event, Fabric};
 pub use sequence::SequenceError;
 pub use server::reindex::{Progress as ReindexProgress, ReindexError, Scope as ReindexScope, reindex};
+pub use server::transfer::{
+    InputError as ImportInputError, Summary as TransferSummary, TransferError, export, import,
+};
 pub use server::{Node, StartError, run};
 pub use store::{
     BatchConfig, BatchStats, BatchWriter, CqlConfig, CqlStore, DynStore, EmbeddedStore, MESSAGE_BUCKET,

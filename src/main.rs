@@ -40,6 +40,24 @@ enum Command {
         #[arg(long, default_value = "weft-reindex.checkpoint")]
         checkpoint: PathBuf,
     },
+    /// Write one application as JSON lines (docs/operations.md): its settings and
+    /// signing secret, chats, members, messages, receipts, webhooks, devices.
+    /// On the embedded store, stop the node first (or export from a restored backup).
+    Export {
+        /// The application's token.
+        #[arg(long, allow_hyphen_values = true)]
+        app: String,
+        /// Where to write (default: standard output). Holds the application's secrets.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Read an export into the store this config names. Refused when the store
+    /// already holds the application; a bad line is refused before anything is written.
+    Import {
+        /// The export (default: standard input).
+        #[arg(long = "in")]
+        input: Option<PathBuf>,
+    },
     /// Write a development cluster CA and node certificates (mutual TLS between nodes).
     ClusterCa {
         /// Directory to write into (created if missing).
@@ -67,7 +85,11 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Command::ClusterCa { out, names, force } => return cluster_ca(&out, &names, force),
-        Command::Serve | Command::Migrate | Command::Reindex { .. } => {}
+        Command::Serve
+        | Command::Migrate
+        | Command::Reindex { .. }
+        | Command::Export { .. }
+        | Command::Import { .. } => {}
     }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
@@ -90,6 +112,8 @@ fn main() -> ExitCode {
             Command::Reindex { app, chat, checkpoint } => {
                 reindex(&config, weft::ReindexScope { app, chat }, &checkpoint).await
             }
+            Command::Export { app, out } => export(&config, &app, out.as_deref()).await,
+            Command::Import { input } => import(&config, input.as_deref()).await,
             _ => serve(&config).await,
         }
     });
@@ -164,6 +188,34 @@ async fn reindex(
     .await?;
     bar.finish();
     println!("reindexed {} messages ({} done by an earlier run)", done.indexed, done.resumed);
+    Ok(())
+}
+
+async fn export(config: &Config, app: &str, out: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let token = weft::ids::AppToken::new(app);
+    let done = match out {
+        Some(path) => {
+            // Created readable by its owner only: the export holds the application's secrets.
+            let file = create_private(path)?;
+            weft::export(config, &token, &mut std::io::BufWriter::new(file)).await?
+        }
+        None => weft::export(config, &token, &mut std::io::BufWriter::new(std::io::stdout())).await?,
+    };
+    eprintln!("exported {} chats, {} messages ({} records)", done.chats, done.messages, done.records);
+    Ok(())
+}
+
+fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+async fn import(config: &Config, input: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let done = weft::import(config, input).await?;
+    println!("imported {} chats, {} messages ({} records)", done.chats, done.messages, done.records);
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 mod http;
 pub mod reindex;
+pub mod transfer;
 
 use std::sync::Arc;
 use std::time::Duration;

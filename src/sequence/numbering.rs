@@ -18,6 +18,13 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 return redis.call('INCR', KEYS[1])
 ";
 
+/// SET a counter to ARGV[1] unless it is there or above already (numbers only grow).
+const RAISE: &str = r"
+local now = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if now < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return 0
+";
+
 /// Where a counter lives.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Counter {
@@ -92,6 +99,39 @@ impl Numbering {
     ) -> Result<Vec<u64>, SequenceError> {
         let counters: Vec<_> = chats.iter().map(|c| Counter::Messages(app.clone(), *c)).collect();
         self.current(&counters).await
+    }
+
+    /// Moves `app`'s chat counter up to `to` (never down): an imported
+    /// application's next chat is numbered after every number it had used.
+    pub async fn raise_chats(&self, app: &AppId, to: u64) -> Result<(), SequenceError> {
+        self.raise(Counter::Chats(app.clone()), to).await
+    }
+
+    /// Moves `chat`'s message counter up to `to` (never down), as [`Self::raise_chats`].
+    pub async fn raise_messages(&self, app: &AppId, chat: ChatNumber, to: u64) -> Result<(), SequenceError> {
+        self.raise(Counter::Messages(app.clone(), chat), to).await
+    }
+
+    async fn raise(&self, counter: Counter, to: u64) -> Result<(), SequenceError> {
+        match self {
+            Numbering::Local(s) => {
+                let cell = s.seeded(&counter).await?;
+                if let Some(n) = cell.get() {
+                    n.fetch_max(to, Ordering::SeqCst);
+                }
+                Ok(())
+            }
+            Numbering::Redis(s) => {
+                let mut conn = s.conn.clone();
+                let _: i64 = redis::Script::new(RAISE)
+                    .key(s.key(&counter))
+                    .arg(to)
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(redis_err)?;
+                Ok(())
+            }
+        }
     }
 
     async fn init(&self, counter: Counter) -> Result<(), SequenceError> {
