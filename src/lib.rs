@@ -45,7 +45,7 @@ mod edge;
 mod sequence;
 mod server;
 
-pub use chat::{Author, CatchUp, ChatError, ChatService, ErrorKind, SendRequest, Sent, Target};
+pub use chat::{Author, CatchUp, ChatError, ChatService, ErrorKind, HistoryPage, SendRequest, Sent, Target};
 pub use config::{Config, ConfigError};
 pub use delivery::{Audience, Event, Fabric};
 pub use sequence::SequenceError;

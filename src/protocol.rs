@@ -29,6 +29,8 @@ pub const MAX_REQUEST_ID: usize = 64;
 pub const MAX_CLIENT_MSG_ID: usize = 128;
 /// The most messages one `sync` may ask for.
 pub const MAX_SYNC_LIMIT: u32 = 500;
+/// The messages a `sync` without a `limit` asks for.
+pub const DEFAULT_SYNC_LIMIT: u32 = 100;
 /// The most chats one `hello` may resume.
 pub const MAX_RESUME: usize = 1_000;
 /// The most hits one `search` may ask for per page.
@@ -44,6 +46,62 @@ pub struct Resume {
     pub chat: ChatNumber,
     /// The last message number the client has.
     pub after: MessageNumber,
+}
+
+/// Where a `sync` reads: exactly one of `after`, `before` and `latest: true`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncFrom {
+    /// Forward: the messages numbered above this one, a window of `limit` numbers.
+    After(MessageNumber),
+    /// Backward: the newest `limit` messages numbered below this one.
+    Before(MessageNumber),
+    /// Backward from the chat's newest message.
+    Latest,
+}
+
+/// A `sync` request, its rules checked as it is read.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawSync")]
+pub struct SyncRequest {
+    /// Echoed in the `messages` answer.
+    pub id: Option<RequestId>,
+    /// The chat.
+    pub chat: ChatNumber,
+    /// Forward or backward, from where.
+    pub from: SyncFrom,
+    /// At most this many (1 to 500, default 100).
+    pub limit: u32,
+}
+
+/// A `sync` frame as written, before its rules are checked.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    id: Option<RequestId>,
+    chat: ChatNumber,
+    after: Option<MessageNumber>,
+    before: Option<MessageNumber>,
+    latest: Option<bool>,
+    limit: Option<u32>,
+}
+
+impl TryFrom<RawSync> for SyncRequest {
+    type Error = String;
+
+    fn try_from(raw: RawSync) -> Result<Self, String> {
+        let from = match (raw.after, raw.before, raw.latest) {
+            (Some(after), None, None) => SyncFrom::After(after),
+            (None, Some(MessageNumber(0)), None) => return Err("`before` must be at least 1".into()),
+            (None, Some(before), None) => SyncFrom::Before(before),
+            (None, None, Some(true)) => SyncFrom::Latest,
+            _ => return Err("give exactly one of `after`, `before` and `latest: true`".into()),
+        };
+        let limit = raw.limit.unwrap_or(DEFAULT_SYNC_LIMIT);
+        if limit == 0 || limit > MAX_SYNC_LIMIT {
+            return Err(format!("`limit` must be 1 to {MAX_SYNC_LIMIT}"));
+        }
+        Ok(Self { id: raw.id, chat: raw.chat, from, limit })
+    }
 }
 
 /// What a client may send.
@@ -80,17 +138,9 @@ pub enum ClientFrame {
         /// Its size in bytes.
         size: u64,
     },
-    /// Page through a chat's history after a position.
-    Sync {
-        /// Echoed in the `messages` answer.
-        id: Option<RequestId>,
-        /// The chat.
-        chat: ChatNumber,
-        /// Messages after this number.
-        after: MessageNumber,
-        /// At most this many (default 100, at most 500).
-        limit: Option<u32>,
-    },
+    /// Page through a chat's history: forward after a position, or backward
+    /// from a number or the newest message.
+    Sync(SyncRequest),
     /// Resume chats after being offline: every missed message, then live traffic.
     Hello {
         /// Echoed in the answers.
@@ -390,8 +440,8 @@ fn truncate(s: &str, max: usize) -> String {
 /// Rules serde cannot express.
 fn check(frame: &ClientFrame) -> Result<(), String> {
     let id = match frame {
+        ClientFrame::Sync(SyncRequest { id, .. }) => id.as_ref(),
         ClientFrame::Send { id, .. }
-        | ClientFrame::Sync { id, .. }
         | ClientFrame::Hello { id, .. }
         | ClientFrame::Typing { id, .. }
         | ClientFrame::Delivered { id, .. }
@@ -441,9 +491,6 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
                 }
                 (Some(_), None) => {}
             }
-        }
-        ClientFrame::Sync { limit: Some(limit), .. } if *limit == 0 || *limit > MAX_SYNC_LIMIT => {
-            return Err(format!("`limit` must be 1 to {MAX_SYNC_LIMIT}"));
         }
         ClientFrame::Hello { resume, .. } if resume.len() > MAX_RESUME => {
             return Err(format!("`resume` lists at most {MAX_RESUME} chats"));
@@ -658,7 +705,7 @@ pub enum ServerFrame {
     },
     /// A new message in one of the user's chats.
     Message(MessageOut),
-    /// A page of history (answer to `sync` and `hello`).
+    /// A page of history, the answer to `sync`.
     Messages {
         /// The request's id.
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -667,8 +714,27 @@ pub enum ServerFrame {
         chat: ChatNumber,
         /// Oldest first.
         items: Vec<MessageOut>,
-        /// More messages follow after the last item.
+        /// Forward (`after`): newer messages follow the last item. Backward
+        /// (`before`, `latest`): older messages precede the first item.
         has_more: bool,
+    },
+    /// One frame of a chat's `hello` catch-up: a `messages` frame that says
+    /// whether it ends the chat's catch-up.
+    #[serde(rename = "messages")]
+    CatchUp {
+        /// The `hello`'s id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        /// The chat.
+        chat: ChatNumber,
+        /// Oldest first.
+        items: Vec<MessageOut>,
+        /// Newer messages follow the last item: in more frames while `done`
+        /// is false; past `gateway.resume_max_messages` (to page on with
+        /// `sync`) on the last frame.
+        has_more: bool,
+        /// The last frame of this chat's catch-up.
+        done: bool,
     },
     /// Someone is typing.
     Typing {
@@ -836,6 +902,9 @@ pub enum ServerFrame {
         /// The request's id, when it could be read.
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<RequestId>,
+        /// The chat of a `hello` whose catch-up failed (the others go on).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        chat: Option<ChatNumber>,
         /// A stable code.
         code: &'static str,
         /// For humans.
@@ -851,7 +920,7 @@ impl ClientFrame {
     pub fn kind(&self) -> &'static str {
         match self {
             ClientFrame::Send { .. } => "send",
-            ClientFrame::Sync { .. } => "sync",
+            ClientFrame::Sync(_) => "sync",
             ClientFrame::Hello { .. } => "hello",
             ClientFrame::Typing { .. } => "typing",
             ClientFrame::Delivered { .. } => "delivered",
@@ -881,7 +950,7 @@ impl ServerFrame {
             ServerFrame::Welcome { .. } => "welcome",
             ServerFrame::Ack { .. } => "ack",
             ServerFrame::Message(_) => "message",
-            ServerFrame::Messages { .. } => "messages",
+            ServerFrame::Messages { .. } | ServerFrame::CatchUp { .. } => "messages",
             ServerFrame::Typing { .. } => "typing",
             ServerFrame::Presence { .. } => "presence",
             ServerFrame::Receipt { .. } => "receipt",
@@ -905,7 +974,13 @@ impl ServerFrame {
 
     /// The error frame for a frame that could not be decoded.
     pub fn from_frame_error(error: &FrameError, id: Option<RequestId>) -> Self {
-        ServerFrame::Error { id, code: error.code(), message: error.to_string(), retry_after_ms: None }
+        ServerFrame::Error {
+            id,
+            chat: None,
+            code: error.code(),
+            message: error.to_string(),
+            retry_after_ms: None,
+        }
     }
 
     /// The JSON text of this frame. Serialising these types cannot fail.
@@ -963,7 +1038,12 @@ mod tests {
         let sync = decode(r#"{"type":"sync","chat":1,"after":10,"limit":50}"#).unwrap();
         assert_eq!(
             sync,
-            ClientFrame::Sync { id: None, chat: ChatNumber(1), after: MessageNumber(10), limit: Some(50) }
+            ClientFrame::Sync(SyncRequest {
+                id: None,
+                chat: ChatNumber(1),
+                from: SyncFrom::After(MessageNumber(10)),
+                limit: 50
+            })
         );
         let hello =
             decode(r#"{"type":"hello","resume":[{"chat":1,"after":0},{"chat":2,"after":5}]}"#).unwrap();
@@ -1011,6 +1091,66 @@ mod tests {
         assert_eq!(err(r#"{"type":"sync","chat":1,"after":0,"limit":501}"#).0, "invalid_frame");
         let long_id = format!(r#"{{"type":"sync","id":"{}","chat":1,"after":0}}"#, "i".repeat(65));
         assert_eq!(err(&long_id).0, "invalid_frame");
+    }
+
+    #[test]
+    fn sync_reads_forward_or_backward_from_exactly_one_place() {
+        let sync = |text: &str| match decode(text) {
+            Ok(ClientFrame::Sync(request)) => (request.from, request.limit),
+            other => panic!("{text}: {other:?}"),
+        };
+        assert_eq!(sync(r#"{"type":"sync","chat":1,"after":0}"#), (SyncFrom::After(MessageNumber(0)), 100));
+        assert_eq!(
+            sync(r#"{"type":"sync","chat":1,"before":120,"limit":50}"#),
+            (SyncFrom::Before(MessageNumber(120)), 50)
+        );
+        assert_eq!(sync(r#"{"type":"sync","chat":1,"latest":true,"limit":500}"#), (SyncFrom::Latest, 500));
+        let refused = [
+            r#"{"type":"sync","id":"s","chat":1}"#,
+            r#"{"type":"sync","id":"s","chat":1,"after":3,"before":9}"#,
+            r#"{"type":"sync","id":"s","chat":1,"after":3,"latest":true}"#,
+            r#"{"type":"sync","id":"s","chat":1,"before":9,"latest":true}"#,
+            r#"{"type":"sync","id":"s","chat":1,"latest":false}"#,
+            r#"{"type":"sync","id":"s","chat":1,"before":0}"#,
+            r#"{"type":"sync","id":"s","chat":1,"before":-1}"#,
+            r#"{"type":"sync","id":"s","chat":1,"latest":true,"limit":0}"#,
+            r#"{"type":"sync","id":"s","chat":1,"before":9,"limit":501}"#,
+            r#"{"type":"sync","id":"s","chat":1,"before":9,"newest":true}"#,
+        ];
+        for text in refused {
+            assert_eq!(err(text), ("invalid_frame", Some(RequestId::Text("s".into()))), "{text}");
+        }
+        let (e, _) = decode(r#"{"type":"sync","chat":1,"after":3,"before":9}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid `sync` frame: give exactly one of `after`, `before` and `latest: true`"
+        );
+    }
+
+    #[test]
+    fn a_catch_up_frame_says_when_it_ends_its_chat_and_a_hello_error_names_the_chat() {
+        let last = ServerFrame::CatchUp {
+            id: Some(RequestId::Text("h".into())),
+            chat: ChatNumber(3),
+            items: Vec::new(),
+            has_more: true,
+            done: true,
+        };
+        assert_eq!(
+            (last.to_text().as_str(), last.kind()),
+            (r#"{"type":"messages","id":"h","chat":3,"items":[],"has_more":true,"done":true}"#, "messages")
+        );
+        let error = ServerFrame::Error {
+            id: Some(RequestId::Text("h".into())),
+            chat: Some(ChatNumber(9)),
+            code: "not_a_member",
+            message: "you are not a member of this chat".into(),
+            retry_after_ms: None,
+        };
+        assert_eq!(
+            error.to_text(),
+            r#"{"type":"error","id":"h","chat":9,"code":"not_a_member","message":"you are not a member of this chat"}"#
+        );
     }
 
     #[test]

@@ -101,17 +101,21 @@ async fn attachments_are_uploaded_sent_seen_downloaded_and_deleted(mode: Mode) {
         assert_eq!((status, &got), (200, bytes), "{file}");
     }
 
-    // History, sync and a hello's catch-up render them too, with URLs that work.
+    // History, sync (forward and backward) and a hello's catch-up render them too, with URLs that work.
     let (_, page) = s.get(&format!("/api/v1/applications/{token}/chats/{chat}/messages")).await;
     let listed = page.as_array().unwrap().iter().find(|m| m["number"] == json!(seq)).unwrap().clone();
     let synced = bob.request(json!({"type":"sync","id":"s","chat":chat,"after":0})).await;
     let synced = synced["items"].as_array().unwrap().iter().find(|m| m["seq"] == json!(seq)).unwrap().clone();
+    let newest = bob.request(json!({"type":"sync","id":"n","chat":chat,"latest":true})).await;
+    let newest = newest["items"].as_array().unwrap().iter().find(|m| m["seq"] == json!(seq)).unwrap().clone();
+    let older = bob.request(json!({"type":"sync","id":"o","chat":chat,"before":seq + 1})).await;
+    let older = older["items"].as_array().unwrap().iter().find(|m| m["seq"] == json!(seq)).unwrap().clone();
     let mut late = connect(&s, &token, "bob").await;
     let resumed = late.request(json!({"type":"hello","id":"h","resume":[{"chat":chat,"after":0}]})).await;
     let resumed =
         resumed["items"].as_array().unwrap().iter().find(|m| m["seq"] == json!(seq)).unwrap().clone();
     late.close().await;
-    for copy in [&listed, &synced, &resumed] {
+    for copy in [&listed, &synced, &newest, &older, &resumed] {
         let url = copy["attachments"][1]["url"].as_str().unwrap();
         assert_eq!(download(&s, url).await, (200, photo.clone()), "{copy}");
     }

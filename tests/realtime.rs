@@ -9,9 +9,9 @@ mod common;
 use std::time::Duration;
 
 use common::server::{Mode, TestServer};
-use common::ws::{Client, join, user_token};
+use common::ws::{Client, assert_error, item_seqs, join, user_token};
 use futures::StreamExt as _;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
@@ -19,6 +19,8 @@ on_every_mode!(
     messages_reach_every_member_device_but_the_sending_one,
     bad_frames_get_error_codes_and_the_session_survives,
     sync_pages_history_oldest_first,
+    sync_reads_backward_as_the_rest_history_does,
+    sync_refuses_a_bad_direction_and_outsiders,
 );
 
 async fn messages_reach_every_member_device_but_the_sending_one(s: &TestServer) {
@@ -128,6 +130,117 @@ async fn sync_pages_history_oldest_first(s: &TestServer) {
         page["items"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, vec![6, 7]);
     assert_eq!(page["has_more"], false);
+}
+
+async fn sync_reads_backward_as_the_rest_history_does(s: &TestServer) {
+    // More than the recent cache keeps (200 by default): the newest pages can
+    // come from the cache, the older ones and the long ones from the store.
+    const TOTAL: u64 = 230;
+    let token = s.new_app().await;
+    let chat = s.new_chat(&token).await;
+    join(s, &token, chat, "alice").await;
+    let path = format!("/api/v1/applications/{token}/chats/{chat}/messages");
+    for n in 1..=TOTAL {
+        assert_eq!(s.post(&path, json!({"body": format!("m{n}")})).await.0, 201);
+    }
+    // A tombstone is a message of the history, as over REST.
+    assert_eq!(s.send(s.http.delete(s.url(&format!("{path}/225")))).await.0, 204);
+    let mut alice = Client::connect(s, &user_token(s, &token, "alice").await).await;
+
+    let cases = [
+        (json!({"latest":true,"limit":10}), "per_page=10", (221..=230).collect::<Vec<u64>>()),
+        (json!({"latest":true}), "per_page=100", (131..=230).collect()),
+        (json!({"latest":true,"limit":500}), "per_page=500", (1..=230).collect()),
+        (json!({"before":120,"limit":50}), "before=120&per_page=50", (70..=119).collect()),
+        (json!({"before":5,"limit":50}), "before=5&per_page=50", (1..=4).collect()),
+        (json!({"before":1}), "before=1&per_page=100", Vec::new()),
+        (json!({"before":10_000,"limit":3}), "before=10000&per_page=3", vec![228, 229, 230]),
+    ];
+    for (n, (mut frame, query, want)) in cases.into_iter().enumerate() {
+        frame["type"] = json!("sync");
+        frame["id"] = json!(n);
+        frame["chat"] = json!(chat);
+        let page = alice.request(frame.clone()).await;
+        assert_eq!((page["type"].as_str(), page["chat"].as_u64()), (Some("messages"), Some(chat)), "{page}");
+        assert_eq!(item_seqs(&page), want, "{frame}: oldest first");
+        assert_eq!(
+            page["has_more"],
+            want.first().is_some_and(|&oldest| oldest > 1),
+            "{frame}: older ones exist"
+        );
+        // The same messages as the REST history, which lists them newest first.
+        let (status, rest) = s.get(&format!("{path}?{query}")).await;
+        assert_eq!(status, 200, "{rest}");
+        let rest: Vec<(u64, Value)> = rest
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .map(|m| (m["number"].as_u64().unwrap(), m["body"].clone()))
+            .collect();
+        let ws: Vec<(u64, Value)> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["seq"].as_u64().unwrap(), m["body"].clone()))
+            .collect();
+        assert_eq!(ws, rest, "{frame} against ?{query}");
+    }
+    let newest = alice.request(json!({"type":"sync","id":"t","chat":chat,"latest":true,"limit":10})).await;
+    let tombstone = &newest["items"][4];
+    assert_eq!((tombstone["seq"].as_u64(), &tombstone["deleted"]), (Some(225), &json!(true)), "{tombstone}");
+
+    // Scrolling up from the newest to the first message: each once, and
+    // `has_more` false exactly on the page that reaches message 1.
+    let mut seen: Vec<u64> = Vec::new();
+    let mut frame = json!({"type":"sync","id":"up","chat":chat,"latest":true,"limit":64});
+    loop {
+        let page = alice.request(frame.clone()).await;
+        let seqs = item_seqs(&page);
+        seen.splice(0..0, seqs.iter().copied());
+        if page["has_more"] == false {
+            break;
+        }
+        frame = json!({"type":"sync","id":"up","chat":chat,"before":seqs[0],"limit":64});
+    }
+    assert_eq!(seen, (1..=TOTAL).collect::<Vec<_>>());
+}
+
+async fn sync_refuses_a_bad_direction_and_outsiders(s: &TestServer) {
+    let token = s.new_app().await;
+    let chat = s.new_chat(&token).await;
+    join(s, &token, chat, "alice").await;
+    let mut alice = Client::connect(s, &user_token(s, &token, "alice").await).await;
+    let mut mallory = Client::connect(s, &user_token(s, &token, "mallory").await).await;
+    let bad = [
+        json!({"type":"sync","id":1,"chat":chat}),
+        json!({"type":"sync","id":2,"chat":chat,"after":3,"before":9}),
+        json!({"type":"sync","id":3,"chat":chat,"before":9,"latest":true}),
+        json!({"type":"sync","id":4,"chat":chat,"latest":false}),
+        json!({"type":"sync","id":5,"chat":chat,"before":0}),
+        json!({"type":"sync","id":6,"chat":chat,"before":9,"limit":501}),
+        json!({"type":"sync","id":7,"chat":chat,"latest":true,"limit":0}),
+    ];
+    for frame in bad {
+        let answer = alice.request(frame.clone()).await;
+        assert_error(&answer, &frame["id"], "invalid_frame");
+    }
+    for from in [json!({"latest":true}), json!({"before":5}), json!({"after":0})] {
+        let mut frame = from.clone();
+        frame["type"] = json!("sync");
+        frame["id"] = json!("m");
+        frame["chat"] = json!(chat);
+        assert_error(&mallory.request(frame.clone()).await, &json!("m"), "not_a_member");
+        frame["chat"] = json!(999);
+        assert_error(&alice.request(frame).await, &json!("m"), "chat_not_found");
+    }
+    // Still connected, still answered.
+    let page = alice.request(json!({"type":"sync","id":"ok","chat":chat,"latest":true})).await;
+    assert_eq!(
+        (page["items"].as_array().map(Vec::len), &page["has_more"]),
+        (Some(0), &json!(false)),
+        "{page}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,6 +35,7 @@ on_every_mode!(
     receipts_fan_out_to_the_members_and_only_move_forward,
     presence_rest_answer_has_the_documented_shape,
     hello_answers_each_chat_and_refuses_outsiders,
+    hello_ends_each_chat_with_done_or_an_error_naming_it,
     hello_falls_back_to_the_store_past_the_recent_cache,
     a_message_delivered_live_is_not_repeated_by_the_catch_up,
     another_applications_chats_stay_invisible,
@@ -516,8 +517,11 @@ async fn hello_answers_each_chat_and_refuses_outsiders(s: &TestServer) {
         pages.insert(page["chat"].as_u64().unwrap(), page);
     }
     assert_eq!(pages[&chat]["items"], json!(live[2..]), "the catch-up holds what was sent live");
-    assert_eq!(pages[&chat]["has_more"], false);
-    assert_eq!(pages[&quiet], json!({"type":"messages","id":"h1","chat":quiet,"items":[],"has_more":false}));
+    assert_eq!((&pages[&chat]["has_more"], &pages[&chat]["done"]), (&json!(false), &json!(true)));
+    assert_eq!(
+        pages[&quiet],
+        json!({"type":"messages","id":"h1","chat":quiet,"items":[],"has_more":false,"done":true})
+    );
 
     // Live traffic follows.
     assert_eq!(alice.request(send(6, chat, "m6", "c-6")).await["seq"], 6);
@@ -525,9 +529,71 @@ async fn hello_answers_each_chat_and_refuses_outsiders(s: &TestServer) {
 
     // A chat dave is not in, and one that does not exist.
     dave.send(json!({"type":"hello","id":"h2","resume":[{"chat":theirs,"after":0}]})).await;
-    assert_error(&dave.next().await, &json!("h2"), "not_a_member");
+    let refused = dave.next().await;
+    assert_error(&refused, &json!("h2"), "not_a_member");
+    assert_eq!(refused["chat"], theirs, "the error names the chat: {refused}");
     dave.send(json!({"type":"hello","id":"h3","resume":[{"chat":999,"after":0}]})).await;
-    assert_error(&dave.next().await, &json!("h3"), "chat_not_found");
+    let unknown = dave.next().await;
+    assert_error(&unknown, &json!("h3"), "chat_not_found");
+    assert_eq!(unknown["chat"], 999, "{unknown}");
+    dave.nothing_queued(s, &token).await;
+}
+
+async fn hello_ends_each_chat_with_done_or_an_error_naming_it(s: &TestServer) {
+    // Messages of 32 KiB: a catch-up frame carries about 512 KiB, so 40 take several.
+    const BIG: u64 = 40;
+    let token = s.new_app().await;
+    let big = chat_with(s, &token, &["alice", "dave"]).await;
+    let theirs = chat_with(s, &token, &["alice", "bob"]).await;
+    let quiet = chat_with(s, &token, &["alice", "dave"]).await;
+    let body = "x".repeat(32 * 1024);
+    for _ in 1..=BIG {
+        post(s, &token, big, &body).await;
+    }
+    post(s, &token, quiet, "q1").await;
+    let mut dave = connect(s, &token, "dave").await;
+    let resume = json!([
+        {"chat":big,"after":0},
+        {"chat":theirs,"after":0},
+        {"chat":999,"after":0},
+        {"chat":quiet,"after":0},
+    ]);
+    dave.send(json!({"type":"hello","id":"h","resume":resume})).await;
+
+    // The big chat: several frames, only the last one `done`.
+    let mut frames = Vec::new();
+    loop {
+        let frame = dave.next().await;
+        assert_eq!(
+            (frame["type"].as_str(), frame["id"].as_str(), frame["chat"].as_u64()),
+            (Some("messages"), Some("h"), Some(big)),
+            "{}",
+            frame.to_string().chars().take(200).collect::<String>()
+        );
+        let (has_more, done) = (frame["has_more"].as_bool().unwrap(), frame["done"].as_bool().unwrap());
+        frames.push(item_seqs(&frame));
+        if done {
+            assert!(!has_more, "the whole chat fits resume_max_messages");
+            break;
+        }
+        assert!(has_more, "a frame that does not end the catch-up has more after it");
+    }
+    assert!(frames.len() > 1, "{} frames", frames.len());
+    assert_eq!(frames.concat(), (1..=BIG).collect::<Vec<_>>());
+
+    // The chats that fail end with an error naming them; the next chat goes on.
+    let refused = dave.next().await;
+    assert_error(&refused, &json!("h"), "not_a_member");
+    assert_eq!(refused["chat"], theirs, "{refused}");
+    let unknown = dave.next().await;
+    assert_error(&unknown, &json!("h"), "chat_not_found");
+    assert_eq!(unknown["chat"], 999, "{unknown}");
+    let last = dave.next().await;
+    assert_eq!(
+        (last["chat"].as_u64(), item_seqs(&last), &last["has_more"], &last["done"]),
+        (Some(quiet), vec![1], &json!(false), &json!(true)),
+        "{last}"
+    );
     dave.nothing_queued(s, &token).await;
 }
 
@@ -592,6 +658,7 @@ async fn hello_stops_at_resume_max_messages(mode: Mode) {
     assert_eq!((page["type"].as_str(), page["id"].as_str()), (Some("messages"), Some("h")), "{page}");
     assert_eq!(item_seqs(&page), (1..=50).collect::<Vec<_>>());
     assert_eq!(page["has_more"], true, "more than resume_max_messages were missed");
+    assert_eq!(page["done"], true, "the chat's catch-up ends here: page on with sync");
     alice.nothing_queued(&s, &token).await;
 
     // Page on with sync.
@@ -604,7 +671,7 @@ async fn hello_stops_at_resume_max_messages(mode: Mode) {
     alice.send(json!({"type":"hello","id":"h2","resume":[{"chat":chat,"after":80}]})).await;
     let page = alice.next().await;
     assert_eq!(item_seqs(&page), (81..=120).collect::<Vec<_>>());
-    assert_eq!(page["has_more"], false);
+    assert_eq!((&page["has_more"], &page["done"]), (&json!(false), &json!(true)));
     s.stop().await;
 }
 
@@ -701,7 +768,8 @@ async fn hello_catches_up_while_others_keep_sending(mode: Mode) {
                         frame["has_more"]
                     ));
                     pages.push(seqs.len());
-                    caught_up = frame["has_more"] == false;
+                    caught_up = frame["done"] == true;
+                    assert_eq!(frame["has_more"], !caught_up, "{frame}");
                     for item in frame["items"].as_array().unwrap() {
                         let seq = item["seq"].as_u64().unwrap();
                         if !seen.insert(seq) {

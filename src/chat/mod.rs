@@ -8,6 +8,7 @@ mod attachments;
 mod changes;
 mod error;
 mod groups;
+mod history;
 mod implicit;
 mod known;
 mod notices;
@@ -28,10 +29,11 @@ use crate::store::{BatchWriter, DynStore};
 pub use attachments::{MAX_ATTACHMENT_NAME, NewUpload};
 pub use error::{ChatError, ErrorKind, Missing, Refusal, Service};
 pub use groups::{ChatChanges, MetadataChange, NewChat, check_description, check_metadata};
+pub use history::{CatchUp, HistoryPage};
 use known::{DirectChats, KnownChats};
 pub use notifications::SettingsChanges;
 pub use search::{Filters, Found, Search};
-pub use send::{Author, CatchUp, Numbered, Persisted, SendRequest, Sent, Staged, Target};
+pub use send::{Author, Numbered, Persisted, SendRequest, Sent, Staged, Target};
 
 /// Every member of a chat, for fan-out.
 const ALL: Page = Page { skip: 0, limit: usize::MAX };

@@ -6,7 +6,7 @@ use crate::chat::{ALL, ChatError, ChatService};
 use crate::delivery::SessionId;
 use crate::delivery::{Audience, Event};
 use crate::ids::{AppId, ChatNumber, MessageNumber, Timestamp, UserId};
-use crate::model::{Application, Message, MessageRange, Page};
+use crate::model::{Application, Message};
 use crate::sequence::{Claim, IdempotencyKey};
 
 /// Where a message goes: a chat, or users (the chat is found or created).
@@ -124,17 +124,6 @@ enum Settled {
     Vanished,
     /// The first send's node died before persisting: take the claim over.
     Abandoned,
-}
-
-/// A chat's messages after a position, oldest first.
-#[derive(Clone, Debug)]
-pub struct CatchUp {
-    /// The messages.
-    pub items: Vec<Message>,
-    /// More follow after the last item.
-    pub has_more: bool,
-    /// Where the next page starts (the last item's number, or past an empty stretch).
-    pub next: MessageNumber,
 }
 
 impl ChatService {
@@ -440,63 +429,5 @@ impl ChatService {
         // Older than any commit can take (`sequence.claim_abandon_ms`): its node
         // died before the commit.
         if age > self.claim_abandon_ms { Ok(Settled::Abandoned) } else { Err(ChatError::InFlight) }
-    }
-
-    /// Messages of `chat` after `after`, oldest first, at most `limit`; and whether more follow.
-    pub async fn sync(
-        &self,
-        app: &AppId,
-        user: &UserId,
-        chat: ChatNumber,
-        after: MessageNumber,
-        limit: usize,
-    ) -> Result<CatchUp, ChatError> {
-        self.ensure_member(app, chat, user).await?;
-        self.read_after(app, chat, after, limit).await
-    }
-
-    /// Like `sync`, but served from the recent cache when it provably holds
-    /// every message after `after` (the `hello` path).
-    pub async fn catch_up(
-        &self,
-        app: &AppId,
-        user: &UserId,
-        chat: ChatNumber,
-        after: MessageNumber,
-        limit: usize,
-    ) -> Result<CatchUp, ChatError> {
-        self.ensure_member(app, chat, user).await?;
-        // One more than asked tells whether more follow.
-        if let Some(mut items) = self.recent.after(app, chat, after, limit.saturating_add(1)).await {
-            let has_more = items.len() > limit;
-            items.truncate(limit);
-            let next = items.last().map_or(after, |m| m.number);
-            self.with_urls(&mut items).await;
-            return Ok(CatchUp { items, has_more, next });
-        }
-        self.read_after(app, chat, after, limit).await
-    }
-
-    async fn read_after(
-        &self,
-        app: &AppId,
-        chat: ChatNumber,
-        after: MessageNumber,
-        limit: usize,
-    ) -> Result<CatchUp, ChatError> {
-        let newest = self.numbers.messages_counts(app, &[chat]).await?.first().copied().unwrap_or(0);
-        let upper = after.get().saturating_add(limit as u64);
-        let range = MessageRange {
-            after: Some(after),
-            before: Some(MessageNumber(upper.saturating_add(1))),
-            page: Page { skip: 0, limit },
-        };
-        let mut items = self.store.messages(app, chat, range).await?;
-        items.reverse();
-        self.with_urls(&mut items).await;
-        let has_more = upper < newest;
-        // Past an empty stretch (a numbering gap) the next page starts at its end.
-        let next = if has_more { MessageNumber(upper) } else { items.last().map_or(after, |m| m.number) };
-        Ok(CatchUp { items, has_more, next })
     }
 }

@@ -97,6 +97,7 @@ impl FrameRefused {
         crate::metrics::metrics().rate_limited.with_label_values(&["frame"]).inc();
         let frames = self.answer.map(|refused| ServerFrame::Error {
             id: request_id(message),
+            chat: None,
             code: "rate_limited",
             message: "too many frames".into(),
             retry_after_ms: Some(refused.retry_after_ms),

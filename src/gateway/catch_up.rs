@@ -19,6 +19,11 @@
 //! behind it (bounded as ever: overflowing it meanwhile cuts the session off);
 //! messages the session already had live are skipped; and the newest numbers
 //! carried are remembered so their live copies are skipped in turn.
+//!
+//! Each chat's catch-up ends in one of two frames that name it: a `messages`
+//! frame with `done: true` (its `has_more` says whether the client must page
+//! on with `sync`, past `resume_max_messages`), or an `error` with `chat`. A
+//! client needs neither the next chat's frames nor a silence to know.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -97,14 +102,16 @@ impl Session {
                     let mut answers = Answers::default();
                     if !frame.items.is_empty() {
                         let items = std::mem::take(&mut frame.items);
-                        answers.frames.push(ServerFrame::Messages {
+                        answers.frames.push(ServerFrame::CatchUp {
                             id: id.clone(),
                             chat,
                             items,
                             has_more: true,
+                            done: false,
                         });
                     }
-                    answers.push_failed(id, &e);
+                    // The error ends this chat's catch-up, and says which chat.
+                    answers.push_failed_chat(id, chat, &e);
                     break self.answer(answers, live, sink, outbox).await;
                 }
             };
@@ -125,7 +132,8 @@ impl Session {
             if (full && !frame.items.is_empty()) || last {
                 let items = std::mem::take(&mut frame.items);
                 frame.bytes = 0;
-                let out = ServerFrame::Messages { id: id.clone(), chat, items, has_more: page.has_more };
+                let out =
+                    ServerFrame::CatchUp { id: id.clone(), chat, items, has_more: page.has_more, done: last };
                 let closing = self
                     .answer(Answers { frames: vec![out], ..Answers::default() }, live, sink, outbox)
                     .await;

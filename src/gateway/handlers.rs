@@ -8,7 +8,9 @@ use crate::chat::{
 use crate::delivery::message_out_for;
 use crate::ids::{ChatNumber, MessageNumber, UserId};
 use crate::model::{ReceiptKind, Role};
-use crate::protocol::{self, ClientFrame, FrameError, RequestId, Resume, ServerFrame, UploadOut};
+use crate::protocol::{
+    self, ClientFrame, FrameError, RequestId, Resume, ServerFrame, SyncFrom, SyncRequest, UploadOut,
+};
 
 /// The answers to one client frame, and how many of them count toward flooding.
 #[derive(Default)]
@@ -37,8 +39,15 @@ impl Answers {
         Self { frames: vec![frame], strikes, ..Self::default() }
     }
 
-    pub(super) fn push_failed(&mut self, id: Option<RequestId>, e: &ChatError) {
-        let failed = Self::failed(id, e);
+    /// A chat of a `hello` failed: its error names the chat, so the client
+    /// knows which catch-up ended.
+    pub(super) fn push_failed_chat(&mut self, id: Option<RequestId>, chat: ChatNumber, e: &ChatError) {
+        let mut failed = Self::failed(id, e);
+        for frame in &mut failed.frames {
+            if let ServerFrame::Error { chat: named, .. } = frame {
+                *named = Some(chat);
+            }
+        }
         self.frames.extend(failed.frames);
         self.strikes += failed.strikes;
     }
@@ -118,6 +127,7 @@ impl Session {
             crate::metrics::metrics().rate_limited.with_label_values(&["send"]).inc();
             let frame = ServerFrame::Error {
                 id,
+                chat: None,
                 code: "rate_limited",
                 message: "too many sends".into(),
                 retry_after_ms: Some(refused.retry_after_ms),
@@ -144,18 +154,7 @@ impl Session {
         match frame {
             // `on_request` takes sends.
             ClientFrame::Send { id, .. } => Answers::bad(&invalid("send", "unexpected"), id),
-            ClientFrame::Sync { id, chat, after, limit } => {
-                let limit = limit.unwrap_or(100) as usize;
-                match self.state.chat.sync(&app.id, user, chat, after, limit).await {
-                    Ok(page) => Answers::one(ServerFrame::Messages {
-                        id,
-                        chat,
-                        items: page.items.iter().map(|m| message_out_for(m, &self.user)).collect(),
-                        has_more: page.has_more,
-                    }),
-                    Err(e) => Answers::failed(id, &e),
-                }
-            }
+            ClientFrame::Sync(request) => self.sync(request).await,
             // `step` routes `hello` to `Session::hello`.
             ClientFrame::Hello { id, .. } => Answers::bad(&invalid("hello", "unexpected"), id),
             ClientFrame::Typing { id, chat } => {
@@ -214,6 +213,32 @@ impl Session {
             ClientFrame::RegisterDevice { .. }
             | ClientFrame::UnregisterDevice { .. }
             | ClientFrame::NotificationSettings { .. } => self.notifications(frame).await,
+        }
+    }
+
+    /// A page of a chat's history: forward after a position (a window of
+    /// numbers), or backward from a number or the newest (counted in messages).
+    async fn sync(&self, SyncRequest { id, chat, from, limit }: SyncRequest) -> Answers {
+        let (service, app, user, limit) = (&self.state.chat, &self.app.id, &self.user, limit as usize);
+        let read = match from {
+            SyncFrom::After(after) => {
+                service.sync(app, user, chat, after, limit).await.map(|p| (p.items, p.has_more))
+            }
+            SyncFrom::Before(before) => {
+                service.history(app, user, chat, Some(before), limit).await.map(|p| (p.items, p.has_more))
+            }
+            SyncFrom::Latest => {
+                service.history(app, user, chat, None, limit).await.map(|p| (p.items, p.has_more))
+            }
+        };
+        match read {
+            Ok((items, has_more)) => Answers::one(ServerFrame::Messages {
+                id,
+                chat,
+                items: items.iter().map(|m| message_out_for(m, user)).collect(),
+                has_more,
+            }),
+            Err(e) => Answers::failed(id, &e),
         }
     }
 
@@ -416,5 +441,5 @@ pub(crate) fn error_frame(id: Option<RequestId>, e: &ChatError) -> ServerFrame {
         crate::chat::ErrorKind::Unavailable(_) => Some(1_000),
         _ => None,
     };
-    ServerFrame::Error { id, code, message, retry_after_ms }
+    ServerFrame::Error { id, chat: None, code, message, retry_after_ms }
 }
