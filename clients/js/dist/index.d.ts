@@ -1,4 +1,4 @@
-import type { AckFrame, Application, ChatInfoChange, Chat, ChatUpdatedFrame, CreatedApplication, Device, DeviceRegisteredFrame, DeviceUnregisteredFrame, Member, MemberJoinedFrame, MemberLeftFrame, Message, MessageDeletedFrame, MessageEditedFrame, MessageListParams, MessagesFrame, MessageVersion, NotificationSettings, NotificationSettingsChange, NotificationSettingsFrame, Presence, PresenceFrame, PushProvider, ReactionFrame, ReadState, ReceiptFrame, RequestId, RestMessage, RestSearchHit, Role, RoleChangedFrame, SearchParams, SearchResultsFrame, SendAck, SendParams, ServerFrame, ThreadUpdatedFrame, TypingFrame, UploadGrant, UploadParams, UploadReadyFrame, UserToken, Webhook, WebhookDelivery, WelcomeFrame, ListParams } from './types.js';
+import type { AckFrame, Application, ChatInfoChange, Chat, ChatUpdatedFrame, CreatedApplication, Device, DeviceRegisteredFrame, DeviceUnregisteredFrame, HistoryOptions, Member, MemberJoinedFrame, MemberLeftFrame, Message, MessageDeletedFrame, MessageEditedFrame, MessageListParams, MessagesFrame, MessageVersion, NotificationSettings, NotificationSettingsChange, NotificationSettingsFrame, Presence, PresenceFrame, PushProvider, ReactionFrame, ReadState, ReceiptFrame, RequestId, RestMessage, RestSearchHit, Role, RoleChangedFrame, SearchParams, SearchResultsFrame, SendAck, SendParams, ServerFrame, ThreadUpdatedFrame, TypingFrame, UploadGrant, UploadParams, UploadReadyFrame, UserToken, Webhook, WebhookDelivery, WelcomeFrame, ListParams } from './types.js';
 export type * from './types.js';
 /** The package version. */
 export declare const VERSION = "0.1.0";
@@ -17,12 +17,15 @@ export declare class WeftError extends Error {
     readonly retryAfterMs: number | undefined;
     /** The request's id, for WebSocket errors. */
     readonly requestId: RequestId | undefined;
+    /** The chat a catch-up (`hello`) or a fill failed for: the `error` event of a chat no longer tracked. */
+    readonly chat: number | undefined;
     /** The error body or frame as received. */
     readonly detail: unknown;
     constructor(code: string, message: string, extra?: {
         status?: number;
         retryAfterMs?: number;
         requestId?: RequestId;
+        chat?: number;
         detail?: unknown;
         cause?: unknown;
     });
@@ -319,6 +322,8 @@ export declare class WeftClient extends Emitter<WeftEvents> {
     private onError;
     /** A catch-up or fill of `chat` failed. */
     private onChatFailure;
+    /** Catches `chat` up with `sync` a little later (after `retry_after_ms`, at least `gapWaitMs`). */
+    private retryChat;
     private onAnswer;
     private onRequestError;
     private chatState;
@@ -341,6 +346,8 @@ export declare class WeftClient extends Emitter<WeftEvents> {
     private markAbsent;
     private gapOpen;
     private watchGap;
+    /** Whether a `hello` catch-up of `chat` has not ended yet. */
+    private catchingUp;
     /** Pages a chat forward with `sync` from its position until the store has no more. */
     private fill;
     private checkCaughtUp;
@@ -379,8 +386,17 @@ export declare class WeftClient extends Emitter<WeftEvents> {
     /** The app's own message, which the server does not send back to this session. */
     private echo;
     private onSendError;
-    /** History after `after` (up to `limit`, 1–500); newer messages than the chat's position also come through `message`. */
+    /** History after `after` (up to `limit`, 1–500), read forward; newer messages than the chat's position also come through `message`. */
     sync(chat: number, after: number, limit?: number): Promise<MessagesFrame>;
+    /**
+     * History read backward: the newest `limit` messages (1–500, default 50) numbered
+     * below `before`, or the chat's newest without it, oldest first; `has_more` says
+     * older ones exist (page on with `before: page.items[0].seq`). The same messages as
+     * the REST history (`WeftRest.listMessages(chat, {before, per_page})`). Items newer
+     * than a tracked chat's position also come through `message`; an untracked chat
+     * stays untracked.
+     */
+    history(chat: number, options?: HistoryOptions): Promise<MessagesFrame>;
     /** Says the user is typing (at most once per `typingIntervalMs` per chat; dropped while disconnected). */
     typing(chat: number): void;
     /** Messages up to `seq` reached this device. */

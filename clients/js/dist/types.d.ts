@@ -95,8 +95,18 @@ export interface MessagesFrame {
     type: 'messages';
     id?: RequestId;
     chat: number;
+    /** Oldest first. */
     items: Message[];
+    /**
+     * A forward `sync` (and a catch-up): newer messages follow the last item. A
+     * backward `sync` (`history()`): older messages precede the first item.
+     */
     has_more: boolean;
+    /**
+     * Only in a `hello` catch-up: true on the last frame of the chat's catch-up
+     * (`has_more` then says it stopped at the node's `resume_max_messages`).
+     */
+    done?: boolean;
 }
 export interface TypingFrame {
     type: 'typing';
@@ -200,6 +210,8 @@ export interface SearchResultsFrame {
 export interface ErrorFrame {
     type: 'error';
     id?: RequestId;
+    /** The chat of a `hello` whose catch-up failed (the hello's other chats go on). */
+    chat?: number;
     code: string;
     message: string;
     retry_after_ms?: number;
@@ -238,6 +250,13 @@ export interface SearchParams {
     chat?: number;
     page?: number;
     per_page?: number;
+}
+/** What `history()` reads: the newest `limit` messages below `before` (without it: the chat's newest). */
+export interface HistoryOptions {
+    /** Only messages numbered below this one (at least 1). */
+    before?: number;
+    /** 1–500. Default 50. */
+    limit?: number;
 }
 export interface UploadParams {
     name: string;

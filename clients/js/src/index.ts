@@ -17,6 +17,7 @@ import type {
   DeviceRegisteredFrame,
   DeviceUnregisteredFrame,
   ErrorFrame,
+  HistoryOptions,
   Member,
   MemberJoinedFrame,
   MemberLeftFrame,
@@ -79,13 +80,22 @@ export class WeftError extends Error {
   readonly retryAfterMs: number | undefined;
   /** The request's id, for WebSocket errors. */
   readonly requestId: RequestId | undefined;
+  /** The chat a catch-up (`hello`) or a fill failed for: the `error` event of a chat no longer tracked. */
+  readonly chat: number | undefined;
   /** The error body or frame as received. */
   readonly detail: unknown;
 
   constructor(
     code: string,
     message: string,
-    extra: { status?: number; retryAfterMs?: number; requestId?: RequestId; detail?: unknown; cause?: unknown } = {},
+    extra: {
+      status?: number;
+      retryAfterMs?: number;
+      requestId?: RequestId;
+      chat?: number;
+      detail?: unknown;
+      cause?: unknown;
+    } = {},
   ) {
     super(message);
     this.name = 'WeftError';
@@ -93,6 +103,7 @@ export class WeftError extends Error {
     this.status = extra.status;
     this.retryAfterMs = extra.retryAfterMs;
     this.requestId = extra.requestId;
+    this.chat = extra.chat;
     this.detail = extra.detail;
     if (extra.cause !== undefined) (this as { cause?: unknown }).cause = extra.cause;
   }
@@ -484,11 +495,8 @@ interface SendEntry {
 }
 
 interface HelloState {
-  /** Chats not answered yet, in the order sent (the server answers them in this order). */
-  remaining: number[];
-  /** The chat whose frames are coming, and whether its last frame said `has_more`. */
-  headMore: boolean;
-  idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Chats whose catch-up has not ended yet (a `messages` frame with `done`, or an `error` naming the chat). */
+  remaining: Set<number>;
 }
 
 interface Conn {
@@ -924,7 +932,6 @@ export class WeftClient extends Emitter<WeftEvents> {
 
   /** Everything tied to the connection that just closed. */
   private dropConnectionState(): void {
-    for (const h of this.hellos.values()) if (h.idleTimer) clearTimeout(h.idleTimer);
     this.hellos.clear();
     for (const st of this.chats.values()) {
       st.filling = false;
@@ -1073,7 +1080,7 @@ export class WeftClient extends Emitter<WeftEvents> {
     for (let i = 0; i < resume.length; i += 1000) {
       const part = resume.slice(i, i + 1000);
       const id = `h${++this.helloSeq}`;
-      this.hellos.set(id, { remaining: part.map((r) => r.chat), headMore: false, idleTimer: undefined });
+      this.hellos.set(id, { remaining: new Set(part.map((r) => r.chat)) });
       this.write({ type: 'hello', id, resume: part });
     }
   }
@@ -1084,37 +1091,15 @@ export class WeftClient extends Emitter<WeftEvents> {
     // A catch-up frame: stored messages, in order, whatever the hello's state.
     this.ingestStored(frame.chat, frame.items, 'resume');
     const hello = this.hellos.get(hid);
-    const at = hello ? hello.remaining.indexOf(frame.chat) : -1;
-    if (!hello || at < 0) return; // a chat given up on already (its frames were slow): nothing to track
-    // Chats before this one in the hello are done (the server answers them in order).
-    for (let i = 0; i < at; i++) {
-      const done = hello.remaining.shift()!;
-      if (hello.headMore) this.fill(done);
-      hello.headMore = false;
-    }
-    if (hello.idleTimer) clearTimeout(hello.idleTimer);
-    hello.idleTimer = undefined;
-    if (!frame.has_more) {
-      hello.remaining.shift();
-      hello.headMore = false;
-    } else {
-      // More frames of this chat, or past `resume_max_messages` (the same flag): if
-      // nothing more comes for a while, page on with sync (duplicates are dropped).
-      hello.headMore = true;
-      hello.idleTimer = setTimeout(() => {
-        hello.idleTimer = undefined;
-        if (this.hellos.get(hid) !== hello || hello.remaining[0] !== frame.chat) return;
-        hello.remaining.shift();
-        hello.headMore = false;
-        this.fill(frame.chat);
-        if (hello.remaining.length === 0) this.hellos.delete(hid);
-        this.checkCaughtUp();
-      }, 1_000);
-    }
-    if (hello.remaining.length === 0) {
-      if (hello.idleTimer) clearTimeout(hello.idleTimer);
-      this.hellos.delete(hid);
-    }
+    // A node older than `done` sends none: each frame is taken as the chat's last (a
+    // `has_more` then pages on with sync; frames still coming are kept, duplicates dropped).
+    const done = frame.done ?? true;
+    if (!hello || !done || !hello.remaining.delete(frame.chat)) return;
+    if (hello.remaining.size === 0) this.hellos.delete(hid);
+    // The chat's catch-up ended; `has_more`: it stopped at the node's resume_max_messages.
+    const st = this.chats.get(frame.chat);
+    if (frame.has_more) this.fill(frame.chat);
+    else if (st) this.watchGap(frame.chat, st); // a gap left now is one to fill
     this.checkCaughtUp();
   }
 
@@ -1122,16 +1107,22 @@ export class WeftClient extends Emitter<WeftEvents> {
     const err = new WeftError(frame.code, frame.message, {
       ...(frame.retry_after_ms !== undefined ? { retryAfterMs: frame.retry_after_ms } : {}),
       ...(frame.id !== undefined ? { requestId: frame.id } : {}),
+      ...(frame.chat !== undefined ? { chat: frame.chat } : {}),
       detail: frame,
     });
     if (frame.code === 'rate_limited') this.hold(frame.retry_after_ms ?? 1_000);
     if (typeof frame.id === 'string' && frame.id.startsWith('h')) {
       const hello = this.hellos.get(frame.id);
       if (hello) {
-        const chat = hello.remaining.shift();
-        hello.headMore = false;
-        if (hello.remaining.length === 0) this.hellos.delete(frame.id);
-        if (chat !== undefined) this.onChatFailure(chat, err);
+        if (typeof frame.chat === 'number') {
+          // That chat's catch-up failed; the others go on.
+          if (hello.remaining.delete(frame.chat)) this.onChatFailure(frame.chat, err);
+        } else {
+          // The whole hello was refused (rate limited, say): its chats catch up with sync.
+          for (const chat of hello.remaining) this.retryChat(chat, err);
+          hello.remaining.clear();
+        }
+        if (hello.remaining.size === 0) this.hellos.delete(frame.id);
         this.checkCaughtUp();
         return;
       }
@@ -1150,10 +1141,15 @@ export class WeftClient extends Emitter<WeftEvents> {
     if (err.code === 'not_a_member' || err.code === 'chat_not_found') {
       this.log('info', `chat ${chat} is not readable (${err.code}): no longer tracked`);
       this.untrack(chat);
-      this.emit('error', err);
+      const about = err.chat === chat ? err : new WeftError(err.code, err.message, { chat, detail: err.detail, cause: err });
+      this.emit('error', about);
       return;
     }
-    // A failing service: try again a little later.
+    this.retryChat(chat, err);
+  }
+
+  /** Catches `chat` up with `sync` a little later (after `retry_after_ms`, at least `gapWaitMs`). */
+  private retryChat(chat: number, err: WeftError): void {
     const st = this.chats.get(chat);
     if (!st) return;
     if (st.gapTimer) clearTimeout(st.gapTimer);
@@ -1297,15 +1293,24 @@ export class WeftClient extends Emitter<WeftEvents> {
       this.checkCaughtUp();
       return;
     }
-    if (st.gapTimer || st.filling) return;
+    // A chat still catching up: its catch-up closes the gap, or its end looks again.
+    if (st.gapTimer || st.filling || this.catchingUp(chat)) return;
     st.gapTimer = setTimeout(() => {
       st.gapTimer = undefined;
       if (this.chats.get(chat) === st && this.gapOpen(st)) {
         const before = Math.min(...[...st.buffer.keys()].filter((n) => st.buffer.get(n) !== ABSENT));
         this.emit('gap', { chat, after: st.position, before });
         this.fill(chat);
+      } else {
+        this.checkCaughtUp();
       }
     }, this.opts.gapWaitMs);
+  }
+
+  /** Whether a `hello` catch-up of `chat` has not ended yet. */
+  private catchingUp(chat: number): boolean {
+    for (const h of this.hellos.values()) if (h.remaining.has(chat)) return true;
+    return false;
   }
 
   /** Pages a chat forward with `sync` from its position until the store has no more. */
@@ -1336,7 +1341,8 @@ export class WeftClient extends Emitter<WeftEvents> {
     const conn = this.conn;
     if (!conn?.welcomed || conn.caughtUp) return;
     if (this.hellos.size > 0) return;
-    for (const st of this.chats.values()) if (st.filling || this.gapOpen(st)) return;
+    // A gap timer with no gap open is a catch-up to retry: not caught up yet.
+    for (const st of this.chats.values()) if (st.filling || st.gapTimer || this.gapOpen(st)) return;
     conn.caughtUp = true;
     this.emit('caught_up', { chats: [...this.chats.keys()] });
   }
@@ -1616,11 +1622,28 @@ export class WeftClient extends Emitter<WeftEvents> {
 
   // ------------------------------------------------------------ the other client frames
 
-  /** History after `after` (up to `limit`, 1–500); newer messages than the chat's position also come through `message`. */
+  /** History after `after` (up to `limit`, 1–500), read forward; newer messages than the chat's position also come through `message`. */
   async sync(chat: number, after: number, limit = 100): Promise<MessagesFrame> {
     const held = this.newestHeld(this.chatState(chat, after));
     const page = await this.request<MessagesFrame>({ type: 'sync', chat, after, limit });
     if (this.chats.has(chat)) this.ingestStored(chat, page.items, 'sync', after, page.has_more ? undefined : held);
+    return page;
+  }
+
+  /**
+   * History read backward: the newest `limit` messages (1–500, default 50) numbered
+   * below `before`, or the chat's newest without it, oldest first; `has_more` says
+   * older ones exist (page on with `before: page.items[0].seq`). The same messages as
+   * the REST history (`WeftRest.listMessages(chat, {before, per_page})`). Items newer
+   * than a tracked chat's position also come through `message`; an untracked chat
+   * stays untracked.
+   */
+  async history(chat: number, options: HistoryOptions = {}): Promise<MessagesFrame> {
+    const limit = options.limit ?? 50;
+    const from = options.before === undefined ? { latest: true } : { before: options.before };
+    const page = await this.request<MessagesFrame>({ type: 'sync', chat, ...from, limit });
+    const oldest = page.items[0];
+    if (oldest && this.chats.has(chat)) this.ingestStored(chat, page.items, 'sync', oldest.seq - 1);
     return page;
   }
 

@@ -204,3 +204,39 @@ test('REST helpers: applications, chats, members, messages, tokens, webhooks, de
   assert.match(String((await rest.openapi()).openapi), /^3\.1/);
   await assert.rejects(rest.forApp('nope').getApplication(), (e) => e.status === 404 && e.code === 'application_not_found');
 });
+
+test('history(): the newest page, then older pages while scrolling up, the same messages as the REST history', async () => {
+  const { rest } = await newApp(node.base);
+  const chat = (await rest.createChat({ created_by: 'alice' })).number;
+  await rest.putMember(chat, 'bob');
+  for (let i = 1; i <= 130; i++) await rest.postMessage(chat, { body: `m${i}`, sender: 'alice' });
+  await rest.deleteMessage(chat, 100);
+  const bob = clientFor(rest, 'bob', node.ws);
+  const carol = clientFor(rest, 'carol', node.ws);
+  try {
+    await bob.connect();
+    const newest = await bob.history(chat, { limit: 50 });
+    assert.deepEqual(newest.items.map((m) => m.seq), Array.from({ length: 50 }, (_, i) => 81 + i), 'oldest first');
+    assert.equal(newest.has_more, true);
+    const rest50 = await rest.listMessages(chat, { per_page: 50 });
+    assert.deepEqual(newest.items.map((m) => [m.seq, m.body]), rest50.reverse().map((m) => [m.number, m.body]));
+    assert.equal(newest.items.find((m) => m.seq === 100).deleted, true, 'a tombstone keeps its place');
+    // Scrolling up: each message once, until the first.
+    let shown = newest.items.map((m) => m.seq);
+    let page = newest;
+    while (page.has_more) {
+      page = await bob.history(chat, { before: shown[0], limit: 40 });
+      const rest40 = await rest.listMessages(chat, { before: shown[0], per_page: 40 });
+      assert.deepEqual(page.items.map((m) => m.seq), rest40.map((m) => m.number).reverse());
+      shown = [...page.items.map((m) => m.seq), ...shown];
+    }
+    assert.deepEqual(shown, Array.from({ length: 130 }, (_, i) => i + 1));
+    assert.equal(bob.position(chat), undefined, 'reading history tracks nothing');
+    assert.equal(bodies(bob, chat).length, 0, 'and emits no message');
+    await carol.connect();
+    await assert.rejects(carol.history(chat), (e) => e instanceof WeftError && e.code === 'not_a_member');
+  } finally {
+    bob.close();
+    carol.close();
+  }
+});

@@ -189,10 +189,15 @@ test('a catch-up cut at gateway.resume_max_messages pages on with sync: every mi
   for (let i = 1; i <= 130; i++) await rest.postMessage(chat, { body: `m${i}`, sender: 'alice' });
   for (let i = 1; i <= 3; i++) await rest.postMessage(other, { body: `o${i}`, sender: 'alice' });
   const bob = clientFor(rest, 'bob', small.ws, { client: { positions: { [chat]: 5, [other]: 0 } } });
+  const ends = [];
+  bob.on('messages', (f) => {
+    if (f.done) ends.push([f.chat, f.has_more]);
+  });
   try {
     const caught = bob.waitFor('caught_up');
     await bob.connect();
     await caught;
+    assert.deepEqual(ends, [[chat, true], [other, false]], "each chat's catch-up ends with `done`; the cut one says `has_more`");
     assert.deepEqual(seqs(bob, chat), Array.from({ length: 125 }, (_, i) => i + 6));
     assert.deepEqual(seqs(bob, other), [1, 2, 3]);
     const sources = new Set(bob.all.filter(({ m }) => m.chat === chat).map(({ info }) => info.source));
@@ -200,5 +205,27 @@ test('a catch-up cut at gateway.resume_max_messages pages on with sync: every mi
   } finally {
     bob.close();
     await small.dispose();
+  }
+});
+
+test('a hello error names its chat: a chat the user left or that does not exist is dropped, the others caught up', async () => {
+  const { rest } = await newApp(node.base);
+  const mine = await groupOf(rest, ['alice', 'bob']);
+  const left = await groupOf(rest, ['alice', 'bob']);
+  for (let i = 1; i <= 3; i++) await rest.postMessage(mine, { body: `m${i}`, sender: 'alice' });
+  await rest.removeMember(left, 'bob');
+  const bob = clientFor(rest, 'bob', node.ws, { client: { positions: { [left]: 0, 999: 0, [mine]: 1 } } });
+  const errors = [];
+  bob.on('error', (e) => errors.push([e.code, e.chat]));
+  try {
+    const caught = bob.waitFor('caught_up');
+    await bob.connect();
+    const { chats } = await caught;
+    assert.deepEqual(chats, [mine]);
+    assert.deepEqual(seqs(bob, mine), [2, 3]);
+    assert.deepEqual(errors.sort(), [['chat_not_found', 999], ['not_a_member', left]].sort());
+    assert.equal(bob.position(left), undefined);
+  } finally {
+    bob.close();
   }
 });

@@ -38,7 +38,7 @@ test('live frames out of order come out in order, once', async () => {
   ws.welcome();
   await p;
   assert.deepEqual(ws.of('hello')[0].resume, [{ chat: 3, after: 0 }]);
-  ws.frame({ type: 'messages', id: ws.of('hello')[0].id, chat: 3, items: [], has_more: false });
+  ws.frame({ type: 'messages', id: ws.of('hello')[0].id, chat: 3, items: [], has_more: false, done: true });
   for (const s of [2, 1, 1, 4, 3, 2, 5]) ws.frame({ type: 'message', ...msg(3, s) });
   assert.deepEqual(got.map((g) => g.seq), [1, 2, 3, 4, 5]);
   assert.ok(got.every((g) => g.source === 'live' && !g.late));
@@ -54,7 +54,7 @@ test('a gap that stays open is filled with sync; a number skipped for good is pa
   client.connect();
   const ws = await server.socket(1);
   ws.welcome();
-  ws.frame({ type: 'messages', id: ws.of('hello')[0].id, chat: 3, items: [], has_more: false });
+  ws.frame({ type: 'messages', id: ws.of('hello')[0].id, chat: 3, items: [], has_more: false, done: true });
   ws.frame({ type: 'message', ...msg(3, 1) });
   ws.frame({ type: 'message', ...msg(3, 4) });
   assert.deepEqual(got.map((g) => g.seq), [1]);
@@ -80,7 +80,7 @@ test('a fill that finds nothing more marks the numbers below what was held as ab
   client.connect();
   const ws = await server.socket(1);
   ws.welcome();
-  ws.frame({ type: 'messages', id: ws.of('hello')[0].id, chat: 3, items: [msg(3, 1)], has_more: false });
+  ws.frame({ type: 'messages', id: ws.of('hello')[0].id, chat: 3, items: [msg(3, 1)], has_more: false, done: true });
   ws.frame({ type: 'message', ...msg(3, 4) });
   const sync = await until('a sync', () => ws.of('sync')[0]);
   // 7 comes live after the sync was asked for: 5 and 6 may still be on their way.
@@ -94,7 +94,7 @@ test('a fill that finds nothing more marks the numbers below what was held as ab
   client.close();
 });
 
-test('hello resumes each chat from its position; a cut catch-up pages on with sync; caught_up once', async () => {
+test('hello resumes each chat from its position; a cut catch-up pages on with sync at once; caught_up once', async () => {
   const { server, client, got } = setup({ client: { positions: { 3: 10, 9: 0 } } });
   let caught = 0;
   client.on('caught_up', () => caught++);
@@ -105,13 +105,16 @@ test('hello resumes each chat from its position; a cut catch-up pages on with sy
   assert.deepEqual(hello.resume, [{ chat: 3, after: 10 }, { chat: 9, after: 0 }]);
   // A live message of chat 9 before its catch-up: held back.
   ws.frame({ type: 'message', ...msg(9, 3) });
-  ws.frame({ type: 'messages', id: hello.id, chat: 3, items: [msg(3, 11), msg(3, 12)], has_more: true });
-  ws.frame({ type: 'messages', id: hello.id, chat: 3, items: [msg(3, 13)], has_more: true }); // cut at resume_max_messages
-  ws.frame({ type: 'messages', id: hello.id, chat: 9, items: [msg(9, 1), msg(9, 2)], has_more: false }); // 3 came live: skipped
+  ws.frame({ type: 'messages', id: hello.id, chat: 3, items: [msg(3, 11), msg(3, 12)], has_more: true, done: false });
+  await sleep(60);
+  assert.equal(ws.of('sync').length, 0, 'more frames of chat 3 are coming: no sync');
+  // Cut at resume_max_messages: the last frame of chat 3 says so, and the client pages on at once.
+  ws.frame({ type: 'messages', id: hello.id, chat: 3, items: [msg(3, 13)], has_more: true, done: true });
+  const sync = ws.of('sync')[0];
+  assert.deepEqual({ chat: sync?.chat, after: sync?.after }, { chat: 3, after: 13 }, 'no wait for the next chat or a silence');
+  ws.frame({ type: 'messages', id: hello.id, chat: 9, items: [msg(9, 1), msg(9, 2)], has_more: false, done: true }); // 3 came live: skipped
   assert.deepEqual(got.filter((g) => g.chat === 9).map((g) => g.seq), [1, 2, 3]);
-  const sync = await until('paging on chat 3', () => ws.of('sync')[0]);
-  assert.deepEqual({ chat: sync.chat, after: sync.after }, { chat: 3, after: 13 });
-  assert.equal(caught, 0);
+  assert.equal(caught, 0, 'chat 3 is still paging on');
   ws.frame({ type: 'messages', id: sync.id, chat: 3, items: [msg(3, 14)], has_more: false });
   await tick();
   assert.deepEqual(got.filter((g) => g.chat === 3).map((g) => [g.seq, g.source]), [
@@ -124,19 +127,122 @@ test('hello resumes each chat from its position; a cut catch-up pages on with sy
   client.close();
 });
 
-test('a hello error drops a chat the user left and keeps the others', async () => {
-  const { server, client } = setup({ client: { positions: { 3: 0, 4: 0 } } });
-  const errors = [];
-  client.on('error', (e) => errors.push(e.code));
+test('a catch-up frame with more to come is waited for, however long, without a sync', async () => {
+  const { server, client, got } = setup({ client: { positions: { 3: 0, 9: 0 } } });
+  let caught = 0;
+  client.on('caught_up', () => caught++);
   client.connect();
   const ws = await server.socket(1);
   ws.welcome();
   const hello = ws.of('hello')[0];
-  ws.frame({ type: 'error', id: hello.id, code: 'not_a_member', message: 'no' });
-  ws.frame({ type: 'messages', id: hello.id, chat: 4, items: [msg(4, 1)], has_more: false });
+  ws.frame({ type: 'messages', id: hello.id, chat: 3, items: [msg(3, 1)], has_more: true, done: false });
+  await sleep(1_200); // longer than the silence the client used to take as the end
+  assert.equal(ws.of('sync').length, 0);
+  assert.equal(caught, 0);
+  ws.frame({ type: 'messages', id: hello.id, chat: 3, items: [msg(3, 2)], has_more: false, done: true });
+  ws.frame({ type: 'messages', id: hello.id, chat: 9, items: [], has_more: false, done: true });
+  await until('caught_up', () => caught === 1);
+  assert.deepEqual(got.map((g) => [g.chat, g.seq]), [[3, 1], [3, 2]]);
+  assert.equal(ws.of('sync').length, 0);
+  client.close();
+});
+
+test('a hello error names its chat: a chat the user left is dropped, a failing one retried with sync, the others kept', async () => {
+  const { server, client } = setup({ client: { positions: { 3: 0, 4: 0, 5: 0 } } });
+  const errors = [];
+  let caught = 0;
+  client.on('error', (e) => errors.push([e.code, e.chat]));
+  client.on('caught_up', () => caught++);
+  client.connect();
+  const ws = await server.socket(1);
+  ws.welcome();
+  const hello = ws.of('hello')[0];
+  // In any order: the error says which chat it is about.
+  ws.frame({ type: 'messages', id: hello.id, chat: 4, items: [msg(4, 1)], has_more: false, done: true });
+  ws.frame({ type: 'error', id: hello.id, chat: 5, code: 'store_unavailable', message: 'down', retry_after_ms: 80 });
+  ws.frame({ type: 'error', id: hello.id, chat: 3, code: 'not_a_member', message: 'no' });
   assert.equal(client.position(3), undefined);
   assert.equal(client.position(4), 1);
-  assert.deepEqual(errors, ['not_a_member']);
+  assert.equal(client.position(5), 0);
+  assert.deepEqual(errors, [['not_a_member', 3]]);
+  await sleep(40);
+  assert.equal(caught, 0, 'chat 5 is not caught up yet');
+  const sync = await until('chat 5 retried', () => ws.of('sync')[0]);
+  assert.deepEqual({ chat: sync.chat, after: sync.after }, { chat: 5, after: 0 });
+  ws.frame({ type: 'messages', id: sync.id, chat: 5, items: [msg(5, 1)], has_more: false });
+  await until('caught_up', () => caught === 1);
+  assert.equal(client.position(5), 1);
+  client.close();
+});
+
+test('a hello refused as a whole (no chat named) catches its chats up with sync after retry_after_ms', async () => {
+  const { server, client, got } = setup({ client: { positions: { 3: 0, 4: 2 } } });
+  let caught = 0;
+  client.on('caught_up', () => caught++);
+  client.connect();
+  const ws = await server.socket(1);
+  ws.welcome();
+  const hello = ws.of('hello')[0];
+  ws.frame({ type: 'error', id: hello.id, code: 'rate_limited', message: 'too many frames', retry_after_ms: 100 });
+  await sleep(50);
+  assert.equal(ws.of('sync').length, 0, 'held for retry_after_ms');
+  assert.equal(client.position(3), 0, 'still tracked');
+  const syncs = await until('both chats', () => ws.of('sync').length === 2 && ws.of('sync'), 2_000);
+  assert.deepEqual(syncs.map((f) => [f.chat, f.after]).sort(), [[3, 0], [4, 2]]);
+  for (const f of syncs) ws.frame({ type: 'messages', id: f.id, chat: f.chat, items: [msg(f.chat, f.after + 1)], has_more: false });
+  await until('caught_up', () => caught === 1);
+  assert.deepEqual(got.map((g) => [g.chat, g.seq]).sort(), [[3, 1], [4, 3]]);
+  client.close();
+});
+
+test('a node without `done` still works: each catch-up frame ends its chat, has_more pages on with sync', async () => {
+  const { server, client, got } = setup({ client: { positions: { 3: 0 } } });
+  let caught = 0;
+  client.on('caught_up', () => caught++);
+  client.connect();
+  const ws = await server.socket(1);
+  ws.welcome();
+  const hello = ws.of('hello')[0];
+  ws.frame({ type: 'messages', id: hello.id, chat: 3, items: [msg(3, 1), msg(3, 2)], has_more: true });
+  const sync = await until('paging on', () => ws.of('sync')[0]);
+  assert.deepEqual({ chat: sync.chat, after: sync.after }, { chat: 3, after: 2 });
+  // The catch-up's next frame and the sync overlap: each message once.
+  ws.frame({ type: 'messages', id: hello.id, chat: 3, items: [msg(3, 3)], has_more: false });
+  ws.frame({ type: 'messages', id: sync.id, chat: 3, items: [msg(3, 3), msg(3, 4)], has_more: false });
+  await until('caught_up', () => caught === 1);
+  assert.deepEqual(got.map((g) => g.seq), [1, 2, 3, 4]);
+  client.close();
+});
+
+test('history(): the newest page or the one before a number, read backward; only newer items than a tracked position come as `message`', async () => {
+  const { server, client, got } = setup({ client: { positions: { 3: 5 } } });
+  client.connect();
+  const ws = await server.socket(1);
+  ws.welcome();
+  ws.frame({ type: 'messages', id: ws.of('hello')[0].id, chat: 3, items: [], has_more: false, done: true });
+  const newest = client.history(3, { limit: 4 });
+  const f1 = ws.of('sync')[0];
+  assert.deepEqual({ ...f1, id: 0 }, { type: 'sync', id: 0, chat: 3, latest: true, limit: 4 });
+  ws.frame({ type: 'messages', id: f1.id, chat: 3, items: [4, 5, 6, 7].map((n) => msg(3, n)), has_more: true });
+  const page = await newest;
+  assert.deepEqual(page.items.map((m) => m.seq), [4, 5, 6, 7]);
+  assert.equal(page.has_more, true);
+  assert.deepEqual(got.map((g) => [g.seq, g.source]), [[6, 'sync'], [7, 'sync']], 'above the position: delivered once, in order');
+  const older = client.history(3, { before: 4 });
+  const f2 = ws.of('sync')[1];
+  assert.deepEqual({ ...f2, id: 0 }, { type: 'sync', id: 0, chat: 3, before: 4, limit: 50 });
+  ws.frame({ type: 'messages', id: f2.id, chat: 3, items: [1, 2, 3].map((n) => msg(3, n)), has_more: false });
+  assert.deepEqual((await older).items.map((m) => m.seq), [1, 2, 3]);
+  assert.equal(got.length, 2, 'older messages are not emitted again');
+  // An untracked chat stays untracked; a refusal rejects with its code.
+  const other = client.history(8);
+  const f3 = ws.of('sync')[2];
+  ws.frame({ type: 'messages', id: f3.id, chat: 8, items: [msg(8, 1)], has_more: false });
+  await other;
+  assert.equal(client.position(8), undefined);
+  const refused = client.history(9, { before: 0 });
+  ws.frame({ type: 'error', id: ws.of('sync')[3].id, code: 'invalid_frame', message: '`before` must be at least 1' });
+  await assert.rejects(refused, (e) => e instanceof WeftError && e.code === 'invalid_frame');
   client.close();
 });
 
@@ -279,7 +385,7 @@ test('heartbeat: a node that answers nothing for a while is left for another', a
   client.connect();
   const ws = await server.socket(1);
   ws.welcome();
-  ws.frame({ type: 'messages', id: ws.of('hello')[0].id, chat: 3, items: [], has_more: false });
+  ws.frame({ type: 'messages', id: ws.of('hello')[0].id, chat: 3, items: [], has_more: false, done: true });
   const probe = await until('a probe', () => ws.of('sync')[0], 2_000);
   assert.deepEqual({ chat: probe.chat, after: probe.after, limit: probe.limit }, { chat: 3, after: 7, limit: 1 });
   const next = await server.socket(2, 2_000);

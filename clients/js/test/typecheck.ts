@@ -1,6 +1,6 @@
 // Compiled (never run) by scripts/test-js.sh: the published types serve an app as documented.
 import { WeftClient, WeftRest, WeftAdmin, WeftError, WeftHttpError } from '../dist/index.js';
-import type { Message, MessageInfo, SendAck, ReactionFrame, ConnectedEvent, Chat } from '../dist/index.js';
+import type { Message, MessageInfo, SendAck, ReactionFrame, ConnectedEvent, Chat, HistoryOptions, MessagesFrame } from '../dist/index.js';
 
 export async function example(): Promise<void> {
   const rest: WeftRest = new WeftAdmin({ baseUrl: 'http://127.0.0.1:8080', appToken: 'x' });
@@ -23,6 +23,11 @@ export async function example(): Promise<void> {
   await client.read(ack.chat, ack.seq);
   const page = await client.sync(chat.number, 0, 50);
   void page.items.map((m) => m.sent_at);
+  const newest: MessagesFrame = await client.history(chat.number);
+  const older: HistoryOptions = { before: newest.items[0]?.seq ?? 1, limit: 50 };
+  if (newest.has_more) void (await client.history(chat.number, older)).items;
+  client.on('messages', (f) => void (f.done === true && f.has_more));
+  client.on('error', (e) => void (e.chat === undefined ? e.requestId : e.chat));
   try {
     await rest.getChat(42);
   } catch (e) {
