@@ -49,6 +49,7 @@ pub use chat::{Author, CatchUp, ChatError, ChatService, ErrorKind, HistoryPage, 
 pub use config::{Config, ConfigError};
 pub use delivery::{Audience, Event, Fabric};
 pub use sequence::SequenceError;
+pub use server::backup::{BackupCliError, backup, restore};
 pub use server::reindex::{Progress as ReindexProgress, ReindexError, Scope as ReindexScope, reindex};
 pub use server::transfer::{
     InputError as ImportInputError, Summary as TransferSummary, TransferError, export, import,

@@ -58,6 +58,24 @@ enum Command {
         #[arg(long = "in")]
         input: Option<PathBuf>,
     },
+    /// Fetch a consistent copy of a serving node's embedded store (needs the admin key).
+    Backup {
+        /// Where to write it (readable by its owner only: it holds every secret).
+        #[arg(long)]
+        out: PathBuf,
+        /// The node's base URL (default: the config's `server.listen`).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Put a backup in place as the store of this config's data directory (node stopped).
+    Restore {
+        /// The backup file.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Replace the store the data directory holds.
+        #[arg(long)]
+        force: bool,
+    },
     /// Write a development cluster CA and node certificates (mutual TLS between nodes).
     ClusterCa {
         /// Directory to write into (created if missing).
@@ -89,7 +107,9 @@ fn main() -> ExitCode {
         | Command::Migrate
         | Command::Reindex { .. }
         | Command::Export { .. }
-        | Command::Import { .. } => {}
+        | Command::Import { .. }
+        | Command::Backup { .. }
+        | Command::Restore { .. } => {}
     }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
@@ -114,6 +134,16 @@ fn main() -> ExitCode {
             }
             Command::Export { app, out } => export(&config, &app, out.as_deref()).await,
             Command::Import { input } => import(&config, input.as_deref()).await,
+            Command::Backup { out, node } => {
+                let bytes = weft::backup(&config, node.as_deref(), &out).await?;
+                println!("backup written: {} ({bytes} bytes)", out.display());
+                Ok(())
+            }
+            Command::Restore { input, force } => {
+                let store = weft::restore(&config, &input, force)?;
+                println!("restored into {}", store.display());
+                Ok(())
+            }
             _ => serve(&config).await,
         }
     });

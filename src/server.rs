@@ -1,5 +1,6 @@
 //! Wiring: build a node from its config, serve until told to stop.
 
+pub mod backup;
 mod http;
 pub mod reindex;
 pub mod transfer;
@@ -11,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::{self, ApiParts, ApiState};
+use crate::api::{self, ApiParts, ApiState, Snapshots};
 use crate::auth::{AdminKey, JwksVerifier};
 use crate::cache::{AppsCache, MembersCache, RecentCache};
 use crate::chat::{Caches, ChatParts, ChatService, Search};
@@ -61,6 +62,8 @@ pub struct Node {
     cluster: Option<Cluster>,
     /// The node's Redis connection (readiness checks), when configured.
     redis: Option<RedisConn>,
+    /// The embedded store, for backups while serving (none on CQL).
+    snapshots: Option<Snapshots>,
     /// Stops the notifier once no request runs any more (or when the node is
     /// dropped unrun: its delivery thread must not outlive it).
     notify_stop: tokio_util::sync::DropGuard,
@@ -69,7 +72,8 @@ pub struct Node {
 impl Node {
     /// Opens the store, connects Redis when configured, starts the batch writer.
     pub async fn start(config: &Config) -> Result<Node, StartError> {
-        let store = open_store(config).await?;
+        let (store, embedded) = open_stores(config).await?;
+        let snapshots = embedded.map(|store| Snapshots { store, dir: config.store.data_dir.clone() });
         // One Redis connection for the node, handed to every part that keeps state there.
         let redis = RedisConn::connect(&config.redis).await.map_err(SequenceError::Redis)?;
         let prefix = config.redis.key_prefix.clone();
@@ -165,7 +169,17 @@ impl Node {
             webhooks: notify.webhooks,
         });
         let notify_stop = notify_stop.drop_guard();
-        Ok(Node { chat, hub, redis, config: config.clone(), tracker, writer, cluster, notify_stop })
+        Ok(Node {
+            chat,
+            hub,
+            redis,
+            snapshots,
+            config: config.clone(),
+            tracker,
+            writer,
+            cluster,
+            notify_stop,
+        })
     }
 
     /// The domain service, for embedding and benchmarks.
@@ -176,11 +190,19 @@ impl Node {
 
 /// The store `[store]` names, with metrics.
 async fn open_store(config: &Config) -> Result<DynStore, StartError> {
-    let store: DynStore = match config.store.backend {
-        Backend::Embedded => Arc::new(EmbeddedStore::open(&config.store.data_dir)?),
-        Backend::Cql => Arc::new(CqlStore::connect(&config.cql).await?),
+    Ok(open_stores(config).await?.0)
+}
+
+/// The store `[store]` names, with metrics, and the embedded store itself when it is that.
+async fn open_stores(config: &Config) -> Result<(DynStore, Option<EmbeddedStore>), StartError> {
+    let (store, embedded): (DynStore, _) = match config.store.backend {
+        Backend::Embedded => {
+            let store = EmbeddedStore::open(&config.store.data_dir)?;
+            (Arc::new(store.clone()), Some(store))
+        }
+        Backend::Cql => (Arc::new(CqlStore::connect(&config.cql).await?), None),
     };
-    Ok(Arc::new(Metered(store)))
+    Ok((Arc::new(Metered(store)), embedded))
 }
 
 /// The search index `[search]` names, if any.
@@ -217,7 +239,7 @@ async fn open_search(config: &Config) -> Result<Option<Arc<dyn SearchIndex>>, St
 /// stops, in-flight requests get `server.shutdown_grace_ms` to finish, and
 /// queued writes are committed.
 pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken) -> std::io::Result<()> {
-    let Node { chat, hub, redis, config, tracker, writer, cluster, notify_stop } = node;
+    let Node { chat, hub, redis, snapshots, config, tracker, writer, cluster, notify_stop } = node;
     let notify_stop = notify_stop.disarm();
     // A run dropped half way (its runtime went away) stops the notifier too.
     let _stop_notifier = notify_stop.clone().drop_guard();
@@ -265,6 +287,7 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
         node_id,
         shutdown: shutdown.clone(),
         membership: joined.as_ref().map(Joined::membership),
+        snapshots,
     });
     let (sessions, sessions_doc) = crate::gateway::routes().with_state(sessions).split_for_parts();
     let sessions =

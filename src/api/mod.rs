@@ -5,6 +5,7 @@
 
 mod applications;
 mod attachments;
+mod backup;
 mod chats;
 mod error;
 mod health;
@@ -30,6 +31,7 @@ use crate::chat::ChatService;
 use crate::delivery::presence::Presence;
 use tokio_util::sync::CancellationToken;
 
+pub use backup::Snapshots;
 pub use error::ApiError;
 
 /// What every handler can reach: one shared [`ApiParts`], so a clone (one per
@@ -72,6 +74,8 @@ pub struct ApiParts {
     pub shutdown: CancellationToken,
     /// The cluster's membership, when this node is part of one.
     pub membership: Option<crate::cluster::membership::Membership>,
+    /// The embedded store, for `GET /api/v1/backup` (none on CQL).
+    pub snapshots: Option<Snapshots>,
 }
 
 impl ApiParts {
@@ -131,6 +135,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(observe::scrape))
+        .routes(routes!(backup::backup))
 }
 
 /// The whole HTTP surface, all under one request span: the REST API, health and

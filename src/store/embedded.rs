@@ -5,8 +5,11 @@
 //! messages, which is what keeps the fsync per commit affordable.
 
 mod attachments;
+mod backup;
 mod devices;
 mod webhooks;
+
+pub use backup::BackupError;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +28,9 @@ use crate::model::{
     MessageRange, MessageVersion, Metadata, NotificationSettings, Page, Reactions, ReadState, ReceiptKind,
     Role, UserGroups, Webhook,
 };
+
+/// The database file in the data directory.
+const FILE_NAME: &str = "weft.redb";
 
 /// token → application.
 const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("applications");
@@ -257,7 +263,7 @@ impl EmbeddedStore {
     /// Opens (or creates) the database file `dir/weft.redb`, creating `dir` if needed.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Embedded(Box::new(e)))?;
-        let db = Database::create(dir.join("weft.redb")).map_err(embedded)?;
+        let db = Database::create(dir.join(FILE_NAME)).map_err(embedded)?;
         let txn = db.begin_write().map_err(embedded)?;
         {
             txn.open_table(APPS).map_err(embedded)?;

@@ -25,7 +25,7 @@ use crate::model::{
 
 pub use batch::{BatchConfig, BatchStats, BatchWriter, OnCommit, WriteError};
 pub use cql::{CqlConfig, CqlStore, SCHEMA_VERSION};
-pub use embedded::EmbeddedStore;
+pub use embedded::{BackupError, EmbeddedStore};
 pub use metered::Metered;
 
 /// Messages of one chat share a partition per bucket of this many numbers.
