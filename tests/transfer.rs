@@ -238,9 +238,17 @@ async fn an_application_moves_from_embedded_to_the_cluster_and_back_equal_messag
     let node = TestServer::start_with(Mode::Cluster, move |c| {
         c.redis.key_prefix = prefix.clone();
         c.cql.keyspace = keyspace.clone();
+        c.server.admin_key = "transfer-key".into();
     })
     .await;
     next_numbers_follow(&node, &token).await;
+    let (status, body) =
+        node.send(node.http.get(node.url("/api/v1/backup")).bearer_auth("transfer-key")).await;
+    assert_eq!(
+        (status, common::server::code(&body)),
+        (404, "backup_unavailable"),
+        "the CQL store has no backup"
+    );
     node.stop().await;
     let moved_on = export_to_vec(&cluster, &token).await;
 
@@ -391,4 +399,41 @@ async fn the_cli_exports_to_a_private_file_and_imports_from_a_file_or_stdin() {
         .unwrap();
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("already holds the application"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_cut_off_before_its_application_record_finishes_when_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = config(Mode::Embedded, &dir.path().join("source"));
+    let token = {
+        let store = EmbeddedStore::open(&source.store.data_dir).unwrap();
+        fixture(&store).await
+    };
+    let lines = export_to_vec(&source, &token).await;
+    let path = write_lines(dir.path(), "app.jsonl", &lines);
+    let target = config(Mode::Embedded, &dir.path().join("target"));
+    weft::import(&target, Some(&path)).await.unwrap();
+
+    // What an import cut off at its last write leaves: every row but the application's own.
+    {
+        let db = redb::Database::open(target.store.data_dir.join("weft.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(redb::TableDefinition::<&str, &[u8]>::new("applications"))
+            .unwrap()
+            .remove(token.as_str())
+            .unwrap();
+        let app: Value = serde_json::from_str(&lines[1]).unwrap();
+        txn.open_table(redb::TableDefinition::<&str, &str>::new("applications_by_id"))
+            .unwrap()
+            .remove(app["id"].as_str().unwrap())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let store = EmbeddedStore::open(&target.store.data_dir).unwrap();
+    assert!(store.application_by_token(&token).await.unwrap().is_none(), "invisible to the API");
+    drop(store);
+
+    // Run again: nothing written twice (no second edit version, reaction or thread count).
+    weft::import(&target, Some(&path)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_same(&lines, &export_to_vec(&target, &token).await);
 }
