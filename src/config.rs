@@ -253,8 +253,9 @@ impl Config {
         if !(8192..=1024 * 1024).contains(&self.server.max_header_bytes) {
             return invalid("server.max_header_bytes", "must be from 8192 to 1048576");
         }
-        if self.server.max_pending_connections == 0 {
-            return invalid("server.max_pending_connections", "must be at least 1");
+        // A semaphore's permits: far past any file-descriptor limit, and tokio's bound.
+        if !(1..=1_000_000).contains(&self.server.max_pending_connections) {
+            return invalid("server.max_pending_connections", "must be from 1 to 1000000");
         }
         if let Err((key, reason)) = self.gateway.check() {
             return invalid(key, reason);
@@ -279,14 +280,15 @@ impl Config {
         if self.sequence.claim_abandon_ms < 3_000 {
             return invalid("sequence.claim_abandon_ms", "must be at least 3000 (a retry already waits 3 s)");
         }
-        if self.batch.max_messages == 0 {
-            return invalid("batch.max_messages", "must be at least 1");
+        // Each bound is allocated or made permits of up front: a huge value fails the start here.
+        if !(1..=65_536).contains(&self.batch.max_messages) {
+            return invalid("batch.max_messages", "must be from 1 to 65536");
         }
-        if self.batch.max_in_flight == 0 {
-            return invalid("batch.max_in_flight", "must be at least 1");
+        if !(1..=1024).contains(&self.batch.max_in_flight) {
+            return invalid("batch.max_in_flight", "must be from 1 to 1024");
         }
-        if self.batch.queue == 0 {
-            return invalid("batch.queue", "must be at least 1");
+        if !(1..=16_777_216).contains(&self.batch.queue) {
+            return invalid("batch.queue", "must be from 1 to 16777216");
         }
         if self.store.backend == Backend::Cql {
             if self.cql.nodes.is_empty() {
@@ -342,8 +344,17 @@ impl Config {
         if !(0..=19).contains(&self.webhooks.delivery_nice) {
             return invalid("webhooks.delivery_nice", "must be 0 to 19");
         }
-        if self.webhooks.concurrency == 0 {
-            return invalid("webhooks.concurrency", "must be at least 1");
+        if !(1..=4096).contains(&self.webhooks.concurrency) {
+            return invalid("webhooks.concurrency", "must be from 1 to 4096");
+        }
+        // Channel bounds: tokio refuses (panics on) one past 2^61.
+        for (key, handoff) in [
+            ("webhooks.handoff", self.webhooks.handoff),
+            ("notifications.handoff", self.notifications.handoff),
+        ] {
+            if !(1..=16_777_216).contains(&handoff) {
+                return invalid(key, "must be from 1 to 16777216");
+            }
         }
         if let Err((key, reason)) = self.demo.check() {
             return invalid(key, reason);
@@ -432,6 +443,30 @@ mod tests {
         ] {
             let err = Config::from_toml(text).unwrap_err().to_string();
             assert!(err.contains(key), "{err}");
+        }
+    }
+
+    /// Found by `tests/props_config.rs`: each of these passed the checks, then
+    /// panicked the node as it started (a semaphore, a channel or a rate
+    /// limiter refusing the size) or aborted it (a batch's allocation).
+    #[test]
+    fn sizes_past_what_the_node_can_make_are_named() {
+        let huge = i64::MAX;
+        for (text, key) in [
+            (format!("[gateway]\ntyping_interval_ms = {huge}"), "gateway.typing_interval_ms"),
+            (format!("[server]\nmax_pending_connections = {}", 1u64 << 62), "server.max_pending_connections"),
+            (format!("[batch]\nmax_messages = {huge}"), "batch.max_messages"),
+            (format!("[batch]\nmax_messages = {}", 1u64 << 40), "batch.max_messages"),
+            (format!("[batch]\nmax_in_flight = {huge}"), "batch.max_in_flight"),
+            (format!("[batch]\nqueue = {huge}"), "batch.queue"),
+            (format!("[webhooks]\nconcurrency = {huge}"), "webhooks.concurrency"),
+            (format!("[webhooks]\nhandoff = {huge}"), "webhooks.handoff"),
+            (format!("[notifications]\nhandoff = {huge}"), "notifications.handoff"),
+        ] {
+            match Config::from_toml(&text) {
+                Err(ConfigError::Invalid { key: named, .. }) => assert_eq!(named, key, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
         }
     }
 

@@ -286,3 +286,6 @@ mod tests {
         assert_eq!(f.optional_user("none").unwrap(), None);
     }
 }
+
+#[cfg(test)]
+pub(super) mod props;

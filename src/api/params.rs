@@ -297,3 +297,6 @@ mod tests {
         assert_eq!(message_number("18446744073709551615").unwrap(), MessageNumber(u64::MAX));
     }
 }
+
+#[cfg(test)]
+mod props;

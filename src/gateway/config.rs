@@ -75,7 +75,7 @@ impl Default for GatewayConfig {
 impl GatewayConfig {
     /// What types alone cannot check: (key, reason) of the first bad value.
     pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
-        let rules: [(bool, &str, &str); 13] = [
+        let rules: [(bool, &str, &str); 14] = [
             (self.outbox_frames == 0, "gateway.outbox_frames", "must be at least 1"),
             (
                 self.outbox_bytes < self.max_frame_bytes,
@@ -95,6 +95,12 @@ impl GatewayConfig {
             (self.send_burst == 0, "gateway.send_burst", "must be at least 1"),
             (self.frame_rate_per_sec == 0, "gateway.frame_rate_per_sec", "must be at least 1"),
             (self.frame_burst == 0, "gateway.frame_burst", "must be at least 1"),
+            // A rate limiter's period: governor refuses (panics on) one past 584 years.
+            (
+                self.typing_interval_ms > 86_400_000,
+                "gateway.typing_interval_ms",
+                "must be at most 86400000 (a day)",
+            ),
             (self.resume_max_messages == 0, "gateway.resume_max_messages", "must be at least 1"),
             (self.max_inflight_sends == 0, "gateway.max_inflight_sends", "must be at least 1"),
         ];
