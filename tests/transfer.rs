@@ -319,6 +319,12 @@ async fn bad_input_is_refused_naming_the_line_and_nothing_is_written() {
     bad_user[member] = bad_user[member].replace("\"user\":\"alice\"", "\"user\":\"al ice\"");
     cases.push(("an invalid user id", bad_user, (member + 1) as u64));
 
+    let mut counter = good.clone();
+    let chat = counter.iter().position(|l| l.contains("\"type\":\"chat\"")).unwrap();
+    counter[chat] = counter[chat].replace("\"seq_counter\":8", "\"seq_counter\":1");
+    let second = counter.iter().position(|l| l.contains("\"seq\":2,")).unwrap();
+    cases.push(("a seq above its counter", counter, (second + 1) as u64));
+
     for (what, lines, line) in cases {
         let target = config(Mode::Embedded, &dir.path().join(what.replace(' ', "-")));
         let path = write_lines(dir.path(), "bad.jsonl", &lines);
@@ -436,4 +442,53 @@ async fn an_import_cut_off_before_its_application_record_finishes_when_run_again
     // Run again: nothing written twice (no second edit version, reaction or thread count).
     weft::import(&target, Some(&path)).await.unwrap_or_else(|e| panic!("{e:?}"));
     assert_same(&lines, &export_to_vec(&target, &token).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_longer_than_a_window_and_a_batch_moves_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = config(Mode::Embedded, &dir.path().join("long"));
+    let app = Application {
+        id: AppId::generate(),
+        token: AppToken::generate(),
+        name: "long".into(),
+        secret: SigningSecret::generate(),
+        jwks_url: None,
+        user_groups: UserGroups::Open,
+        created_at: Timestamp(1_700_000_000_000),
+        updated_at: Timestamp(1_700_000_000_000),
+        description: None,
+        metadata: Metadata::new(),
+    };
+    {
+        let store = EmbeddedStore::open(&embedded.store.data_dir).unwrap();
+        store.insert_application(&app).await.unwrap();
+        store
+            .insert_chat(&Chat::new(app.id.clone(), ChatNumber(1), ChatKind::Group, app.created_at))
+            .await
+            .unwrap();
+        // 1,300 messages: past two export windows (500) and five import batches (256);
+        // replies to message 1 from later batches.
+        let mut messages: Vec<Message> =
+            (1..=1300).map(|n| message(&app.id, 1, n, "alice", &format!("m{n}"))).collect();
+        for n in [600, 1200, 1300] {
+            messages[n - 1].reply_to = Some(MessageNumber(1));
+        }
+        store.insert_messages(&messages).await.unwrap();
+        let c1 = ChatNumber(1);
+        store
+            .edit_message(&app.id, c1, MessageNumber(1100), "edited", Timestamp(1_800_000_000_000))
+            .await
+            .unwrap();
+        store.set_reaction(&app.id, c1, MessageNumber(700), "👍", &user("bob"), true).await.unwrap();
+        store.delete_message(&app.id, c1, MessageNumber(1300), Timestamp(1_800_000_000_001)).await.unwrap();
+    }
+    let first = export_to_vec(&embedded, &app.token).await;
+    let parent = records(&first).into_iter().find(|r| r["type"] == "message" && r["seq"] == 1).unwrap();
+    assert_eq!(parent["reply_count"], 3, "{parent}");
+    let path = write_lines(dir.path(), "long.jsonl", &first);
+    let cluster = config(Mode::Cluster, &dir.path().join("unused"));
+    let done = weft::import(&cluster, Some(&path)).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(done.messages, 1300);
+    assert_same(&first, &export_to_vec(&cluster, &app.token).await);
 }

@@ -39,8 +39,10 @@ struct Reader {
     path: PathBuf,
     buf: String,
     line: u64,
-    app: Option<AppId>,
-    chat: Option<ChatNumber>,
+    /// The application's id and chat counter.
+    app: Option<(AppId, u64)>,
+    /// The current chat and its message counter.
+    chat: Option<(ChatNumber, u64)>,
     seq: u64,
     records: u64,
     ended: bool,
@@ -111,7 +113,7 @@ impl Reader {
         let app = match (record, &self.app) {
             (Record::Application(r), None) => {
                 let app = r.to_model()?;
-                self.app = Some(app.id.clone());
+                self.app = Some((app.id.clone(), r.chat_counter));
                 self.records += 1;
                 return Ok(Item::App(Box::new(app), r.chat_counter));
             }
@@ -119,7 +121,7 @@ impl Reader {
                 return Err(InputError::Order("a second `application` line"));
             }
             (_, None) => return Err(InputError::Order("the first record must be the `application`")),
-            (_, Some(app)) => app.clone(),
+            (_, Some((app, _))) => app.clone(),
         };
         if let Record::End(end) = record {
             if end.records != self.records {
@@ -134,10 +136,14 @@ impl Reader {
             Record::Webhook(r) => Item::Webhook(r.to_model(&app)?),
             Record::Chat(r) => {
                 let (chat, pair) = r.to_model(&app)?;
-                if self.chat.is_some_and(|c| c >= chat.number) {
+                if self.chat.is_some_and(|(c, _)| c >= chat.number) {
                     return Err(InputError::Order("chats must come in ascending number order, once each"));
                 }
-                self.chat = Some(chat.number);
+                // A counter below a stored number would hand that number out again.
+                if self.app.as_ref().is_some_and(|(_, counter)| chat.number.get() > *counter) {
+                    return Err(InputError::Order("a chat number above the application's `chat_counter`"));
+                }
+                self.chat = Some((chat.number, r.seq_counter));
                 self.seq = 0;
                 Item::Chat(chat, pair, r.seq_counter)
             }
@@ -147,6 +153,9 @@ impl Reader {
                 let full = r.to_model(&app)?;
                 if full.message.number.get() <= self.seq {
                     return Err(InputError::Order("a chat's messages must come in ascending seq order"));
+                }
+                if self.chat.is_some_and(|(_, counter)| full.message.number.get() > counter) {
+                    return Err(InputError::Order("a seq above its chat's `seq_counter`"));
                 }
                 self.seq = full.message.number.get();
                 Item::Message(Box::new(full))
@@ -165,7 +174,7 @@ impl Reader {
     /// `chat` when it is the chat of the last `chat` line.
     fn in_chat(&self, chat: u64) -> Result<ChatNumber, InputError> {
         match self.chat {
-            Some(c) if c.get() == chat => Ok(c),
+            Some((c, _)) if c.get() == chat => Ok(c),
             _ => {
                 Err(InputError::Order("a member, message, attachment or receipt must follow its chat's line"))
             }
