@@ -429,13 +429,10 @@ $('back').addEventListener('click', () => {
 
 /** The newest page of a chat. */
 async function loadLatest(c) {
-  const count = Math.max(c.info.messages_count || 0, c.newest);
-  const after = Math.max(0, count - PAGE);
   try {
-    const page = await state.conn.history(c.info.number, after, PAGE);
+    const page = await state.conn.history(c.info.number, undefined, PAGE);
     for (const m of page.items) acceptHistory(c, m);
-    c.hasOlder = after > 0;
-    c.oldest = c.oldest ?? after + 1;
+    c.hasOlder = page.has_more;
     c.loaded = true;
   } catch (e) {
     $('history-status').textContent = `Could not load messages: ${e.message}`;
@@ -458,13 +455,11 @@ async function loadOlder(c) {
   box.setAttribute('aria-busy', 'true');
   try {
     const before = c.oldest ?? 1;
-    const after = Math.max(0, before - 1 - PAGE);
-    const page = await state.conn.history(c.info.number, after, PAGE);
+    const page = await state.conn.history(c.info.number, before, PAGE);
     const older = page.items.filter((m) => m.seq < before);
     const height = box.scrollHeight;
     for (const m of older) acceptHistory(c, m);
-    c.oldest = Math.min(c.oldest ?? before, after + 1);
-    c.hasOlder = after > 0;
+    c.hasOlder = page.has_more && older.length > 0;
     if (state.open === c.info.number) {
       for (const m of older.sort((a, b) => a.seq - b.seq)) draw(c, m, false);
       box.scrollTop += box.scrollHeight - height;

@@ -105,9 +105,10 @@ export class Connection {
     return this.client.send(frame);
   }
 
-  /** Up to `limit` messages after `after`: `{items, has_more}`. */
-  history(chat, after, limit) {
-    return this.client.sync(chat, after, limit);
+  /** Up to `limit` messages before `before` (the newest when it is undefined), oldest
+   *  first: `{items, has_more}`, `has_more` saying that older ones exist. */
+  history(chat, before, limit) {
+    return this.client.history(chat, before === undefined ? { limit } : { before, limit });
   }
 
   typing(chat) {
