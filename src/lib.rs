@@ -49,10 +49,10 @@ pub use chat::{Author, CatchUp, ChatError, ChatService, ErrorKind, HistoryPage, 
 pub use config::{Config, ConfigError};
 pub use delivery::{Audience, Event, Fabric};
 pub use sequence::SequenceError;
-pub use server::backup::{BackupCliError, backup, restore};
+pub use server::backup::{BackupCliError, backup, create_private_file, restore};
 pub use server::reindex::{Progress as ReindexProgress, ReindexError, Scope as ReindexScope, reindex};
 pub use server::transfer::{
-    InputError as ImportInputError, Summary as TransferSummary, TransferError, export, import,
+    InputError as ImportInputError, Summary as TransferSummary, TransferError, export, export_file, import,
 };
 pub use server::{Node, StartError, run};
 pub use store::{

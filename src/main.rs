@@ -224,23 +224,11 @@ async fn reindex(
 async fn export(config: &Config, app: &str, out: Option<&std::path::Path>) -> anyhow::Result<()> {
     let token = weft::ids::AppToken::new(app);
     let done = match out {
-        Some(path) => {
-            // Created readable by its owner only: the export holds the application's secrets.
-            let file = create_private(path)?;
-            weft::export(config, &token, &mut std::io::BufWriter::new(file)).await?
-        }
+        Some(path) => weft::export_file(config, &token, path).await?,
         None => weft::export(config, &token, &mut std::io::BufWriter::new(std::io::stdout())).await?,
     };
     eprintln!("exported {} chats, {} messages ({} records)", done.chats, done.messages, done.records);
     Ok(())
-}
-
-fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
 }
 
 async fn import(config: &Config, input: Option<&std::path::Path>) -> anyhow::Result<()> {

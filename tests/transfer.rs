@@ -399,6 +399,20 @@ async fn the_cli_exports_to_a_private_file_and_imports_from_a_file_or_stdin() {
     let back = config(Mode::Embedded, &dir.path().join("by-stdin"));
     assert_same(&lines, &export_to_vec(&back, &token).await);
 
+    // An export that fails leaves no file behind.
+    let missing = dir.path().join("missing.jsonl");
+    let args = ["export", "--app", "no-such-token", "--out", missing.to_str().unwrap()];
+    let run = weft_cli(&embedded("source"), dir.path(), &args).output().unwrap();
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("no application has this token"));
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("missing"))
+    );
+
     // Again into the same store: refused, and the message says why.
     let run = weft_cli(&embedded("by-file"), dir.path(), &["import", "--in", out.to_str().unwrap()])
         .output()

@@ -79,12 +79,14 @@ pub async fn backup(config: &Config, node: Option<&str>, out: &Path) -> Result<u
         let body = response.text().await.unwrap_or_default();
         return Err(BackupCliError::Refused { status: status.as_u16(), body });
     }
-    let partial = out.with_extension("partial");
+    let mut partial = out.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
     let write = |path: &Path| {
         let path = path.to_owned();
         move |source| BackupCliError::Write { path, source }
     };
-    let mut file = private_file(&partial).map_err(write(&partial))?;
+    let mut file = create_private_file(&partial).map_err(write(&partial))?;
     let mut written = 0;
     while let Some(chunk) = response.chunk().await.map_err(fetch)? {
         file.write_all(&chunk).map_err(write(&partial))?;
@@ -95,7 +97,9 @@ pub async fn backup(config: &Config, node: Option<&str>, out: &Path) -> Result<u
     Ok(written)
 }
 
-fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+/// Creates (or truncates) `path` readable and writable by its owner only: for
+/// files that hold secrets (exports, backups).
+pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

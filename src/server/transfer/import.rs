@@ -110,29 +110,25 @@ impl Reader {
     }
 
     fn item(&mut self, record: &Record) -> Result<Item, InputError> {
-        let app = match (record, &self.app) {
-            (Record::Application(r), None) => {
-                let app = r.to_model()?;
-                self.app = Some((app.id.clone(), r.chat_counter));
-                self.records += 1;
-                return Ok(Item::App(Box::new(app), r.chat_counter));
-            }
-            (Record::Application(_), Some(_)) => {
-                return Err(InputError::Order("a second `application` line"));
-            }
-            (_, None) => return Err(InputError::Order("the first record must be the `application`")),
-            (_, Some((app, _))) => app.clone(),
+        let Some((app, _)) = &self.app else {
+            let Record::Application(r) = record else {
+                return Err(InputError::Order("the first record must be the `application`"));
+            };
+            let app = r.to_model()?;
+            self.app = Some((app.id.clone(), r.chat_counter));
+            self.records += 1;
+            return Ok(Item::App(Box::new(app), r.chat_counter));
         };
-        if let Record::End(end) = record {
-            if end.records != self.records {
-                return Err(InputError::Count { expected: end.records, found: self.records });
-            }
-            self.ended = true;
-            return Ok(Item::End);
-        }
-        self.records += 1;
+        let app = app.clone();
         let item = match record {
-            Record::Application(_) | Record::End(_) => return Err(InputError::Order("unreachable")),
+            Record::Application(_) => return Err(InputError::Order("a second `application` line")),
+            Record::End(end) => {
+                if end.records != self.records {
+                    return Err(InputError::Count { expected: end.records, found: self.records });
+                }
+                self.ended = true;
+                return Ok(Item::End);
+            }
             Record::Webhook(r) => Item::Webhook(r.to_model(&app)?),
             Record::Chat(r) => {
                 let (chat, pair) = r.to_model(&app)?;
@@ -168,6 +164,7 @@ impl Reader {
             Record::Device(r) => Item::Device(r.to_model(&app)?),
             Record::NotificationSettings(r) => Item::Settings(r.to_model(&app)?),
         };
+        self.records += 1;
         Ok(item)
     }
 

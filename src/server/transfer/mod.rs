@@ -172,6 +172,29 @@ pub async fn export(
     export::export(&store, &numbers, token, out).await
 }
 
+/// Writes the application `token` names to the file `out`, created readable by
+/// its owner only (it holds the application's secrets) and complete or absent:
+/// written as `out.partial`, renamed when the `end` line is written.
+pub async fn export_file(config: &Config, token: &AppToken, out: &Path) -> Result<Summary, TransferError> {
+    let mut partial = out.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let file = super::backup::create_private_file(&partial).map_err(TransferError::Write)?;
+    let mut writer = std::io::BufWriter::new(file);
+    let done = export(config, token, &mut writer).await;
+    drop(writer);
+    match done {
+        Ok(summary) => {
+            std::fs::rename(&partial, out).map_err(TransferError::Write)?;
+            Ok(summary)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e)
+        }
+    }
+}
+
 /// Imports the export at `input` (stdin when `None`, spooled to a temporary
 /// file for the checking pass) into the store `config` names.
 pub async fn import(config: &Config, input: Option<&Path>) -> Result<Summary, TransferError> {
