@@ -285,4 +285,17 @@ mod tests {
             Err(e) => panic!("{e}"),
         }
     }
+
+    #[test]
+    fn export_takes_an_app_token_that_starts_with_a_hyphen() {
+        let cli = Cli::try_parse_from(["weft", "export", "--app", "-Asb2OSdq", "--out", "app.jsonl"]);
+        match cli.map(|c| c.command) {
+            Ok(Some(Command::Export { app, out })) => {
+                assert_eq!(app, "-Asb2OSdq");
+                assert_eq!(out, Some(PathBuf::from("app.jsonl")));
+            }
+            Ok(_) => panic!("not the export command"),
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
