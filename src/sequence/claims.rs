@@ -175,6 +175,22 @@ impl Seen {
             None => self.previous.get_mut(key),
         }
     }
+
+    /// Replaces `old` by `new` if `key` holds `old`.
+    fn replace(&mut self, key: &IdempotencyKey, old: Claim, new: Claim) -> bool {
+        match self.get_mut(key) {
+            Some(current) if *current == old => {
+                *current = new;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn forget(&mut self, key: &IdempotencyKey) {
+        self.current.remove(key);
+        self.previous.remove(key);
+    }
 }
 
 impl LocalClaims {
@@ -191,19 +207,11 @@ impl LocalClaims {
     }
 
     fn replace(&self, key: &IdempotencyKey, old: Claim, new: Claim) -> bool {
-        match self.seen().get_mut(key) {
-            Some(current) if *current == old => {
-                *current = new;
-                true
-            }
-            _ => false,
-        }
+        self.seen().replace(key, old, new)
     }
 
     fn forget(&self, key: &IdempotencyKey) {
-        let mut seen = self.seen();
-        seen.current.remove(key);
-        seen.previous.remove(key);
+        self.seen().forget(key);
     }
 }
 
@@ -335,3 +343,6 @@ mod tests {
         assert_eq!(key(Some("alice"), "c:1"), format!("p:{{{app}}}:idem:alice:c:1"));
     }
 }
+
+#[cfg(test)]
+mod props;
