@@ -242,6 +242,7 @@ mod tests {
             ApiError::Forbidden,
             ApiError::NotFound("not_found"),
             ApiError::NotFound("attachment_not_found"),
+            ApiError::NotFound("backup_unavailable"),
             ApiError::MethodNotAllowed,
             ApiError::PayloadTooLarge(0),
             ApiError::SignedUrl(SignatureError::Expired),
