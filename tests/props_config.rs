@@ -241,6 +241,16 @@ proptest! {
 }
 
 #[test]
+fn deeply_nested_values_are_refused_without_overflowing_the_stack() {
+    for depth in [100, 1_000, 100_000] {
+        for (open, close) in [("[", "]"), ("{a=", "}")] {
+            let text = format!("[server]\nadmin_key = {}1{}\n", open.repeat(depth), close.repeat(depth));
+            assert!(Config::from_toml(&text).is_err(), "{depth}");
+        }
+    }
+}
+
+#[test]
 fn every_key_of_the_default_file_is_read() {
     // The keys the properties draw from are the real ones: each, set to its
     // default, reads back as the defaults (the optional ones need a cluster).

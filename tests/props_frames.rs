@@ -484,3 +484,14 @@ fn the_frame_types_are_the_decoders() {
         assert_eq!(error.code(), "invalid_frame", "{kind}");
     }
 }
+
+#[test]
+fn deeply_nested_json_is_refused_without_overflowing_the_stack() {
+    // serde_json's recursion limit (128) makes them malformed, not a stack overflow.
+    for depth in [1_000, 100_000] {
+        let (open, close) = ("[".repeat(depth), "]".repeat(depth));
+        assert_eq!(decode(&format!("{open}{close}")).unwrap_err().0, FrameError::MalformedJson);
+        let (error, id) = decode(&format!(r#"{{"type":"send","id":1,"chat":{open}1{close}}}"#)).unwrap_err();
+        assert_eq!((error.code(), id), ("malformed_json", None), "{depth}");
+    }
+}

@@ -1,7 +1,8 @@
 //! A model-based property test of numbering and idempotency, on one embedded
-//! node: random runs of WebSocket sends, REST posts, retries and pipelined
-//! duplicates of one key, each checked against a model that is a counter per
-//! chat and a map from (sender, key) to the first answer.
+//! node: random runs of WebSocket sends, REST posts, retries, pipelined
+//! duplicates of one key and concurrent posts of one key, each checked
+//! against a model that is a counter per chat and a map from (sender, key) to
+//! the first answer.
 //!
 //! Properties: each chat's messages are numbered 1, 2, 3… with no gap and no
 //! number twice; a key's retry gets the first answer's number and never a
@@ -34,8 +35,9 @@ enum Op {
     Send { user: usize, chat: usize, key: u8, body: u8 },
     /// The same `send` written `copies` times back to back, before any answer.
     Burst { user: usize, chat: usize, key: u8, body: u8, copies: usize },
-    /// A REST post, as `USERS[user]` or the backend itself, with an `Idempotency-Key` or none.
-    Post { user: Option<usize>, chat: usize, key: Option<u8>, body: u8 },
+    /// A REST post, as `USERS[user]` or the backend itself, with an `Idempotency-Key`
+    /// or none; `copies` of it at once.
+    Post { user: Option<usize>, chat: usize, key: Option<u8>, body: u8, copies: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -48,8 +50,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(user, chat, key, body)| Op::Send { user, chat, key, body }),
         1 => (user.clone(), chat.clone(), key.clone(), body.clone(), 2..4usize)
             .prop_map(|(user, chat, key, body, copies)| Op::Burst { user, chat, key, body, copies }),
-        3 => (proptest::option::of(user), chat, proptest::option::of(key), body)
-            .prop_map(|(user, chat, key, body)| Op::Post { user, chat, key, body }),
+        3 => (proptest::option::of(user), chat, proptest::option::of(key), body, prop_oneof![3 => Just(1), 1 => 2..4usize])
+            .prop_map(|(user, chat, key, body, copies)| Op::Post { user, chat, key, body, copies }),
     ]
 }
 
@@ -146,7 +148,9 @@ impl World<'_> {
                     prop_assert_eq!(acked, &acks[0], "every copy of one key gets one number");
                 }
             }
-            Op::Post { user, chat, key, body } => self.post(model, user, chat, key, body).await?,
+            Op::Post { user, chat, key, body, copies } => {
+                self.post(model, user, chat, key, body, copies).await?
+            }
         }
         Ok(())
     }
@@ -173,6 +177,7 @@ impl World<'_> {
         Ok(())
     }
 
+    /// REST posts, `copies` of them at once (each retried while `in_flight`).
     async fn post(
         &mut self,
         model: &mut Model,
@@ -180,6 +185,7 @@ impl World<'_> {
         chat: usize,
         key: Option<u8>,
         body: u8,
+        copies: usize,
     ) -> Result<(), TestCaseError> {
         let text = body_text(user, body);
         let mut payload = json!({"body": text});
@@ -189,33 +195,47 @@ impl World<'_> {
         let url = self
             .server
             .url(&format!("/api/v1/applications/{}/chats/{}/messages", self.token, self.chats[chat]));
-        let (status, answer) = loop {
-            let mut request = self.server.http.post(&url).json(&payload);
-            if let Some(key) = key {
-                request = request.header("idempotency-key", format!("k{key}"));
-            }
-            let (status, answer) = self.server.send(request).await;
-            if status != 409 || code(&answer) != "in_flight" {
-                break (status, answer);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        let first = key.and_then(|key| model.first.get(&(user, key)).cloned());
-        match first {
-            Some((first_chat, seq, first_body)) if first_chat == chat && first_body == text => {
-                prop_assert_eq!(status, 201, "{}", answer);
-                prop_assert_eq!(answer["number"].as_u64(), Some(seq), "a retry gets the first message");
-            }
-            Some(_) => {
-                prop_assert_eq!((status, code(&answer)), (422, "idempotency_key_reused"), "{}", answer);
-            }
-            None => {
-                prop_assert_eq!(status, 201, "{}", answer);
-                let seq = model.number(chat, text.clone());
-                prop_assert_eq!(answer["number"].as_u64(), Some(seq), "the chat's next number");
+        let post_one = || async {
+            loop {
+                let mut request = self.server.http.post(&url).json(&payload);
                 if let Some(key) = key {
-                    model.first.insert((user, key), (chat, seq, text));
+                    request = request.header("idempotency-key", format!("k{key}"));
                 }
+                let (status, answer) = self.server.send(request).await;
+                if status != 409 || code(&answer) != "in_flight" {
+                    break (status, answer);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let answers = futures::future::join_all((0..copies).map(|_| post_one())).await;
+        let first = key.and_then(|key| model.first.get(&(user, key)).cloned());
+        let numbers: Vec<Option<u64>> = answers.iter().map(|(_, answer)| answer["number"].as_u64()).collect();
+        match (key, first) {
+            (_, Some((first_chat, seq, first_body))) if first_chat == chat && first_body == text => {
+                for (status, answer) in &answers {
+                    prop_assert_eq!(*status, 201, "{}", answer);
+                    prop_assert_eq!(answer["number"].as_u64(), Some(seq), "a retry gets the first message");
+                }
+            }
+            (_, Some(_)) => {
+                for (status, answer) in &answers {
+                    prop_assert_eq!((*status, code(answer)), (422, "idempotency_key_reused"), "{}", answer);
+                }
+            }
+            (Some(key), None) => {
+                let seq = model.number(chat, text.clone());
+                for (status, answer) in &answers {
+                    prop_assert_eq!(*status, 201, "{}", answer);
+                }
+                prop_assert!(numbers.iter().all(|n| *n == Some(seq)), "one key, one number: {:?}", numbers);
+                model.first.insert((user, key), (chat, seq, text));
+            }
+            (None, None) => {
+                let mut numbers: Vec<u64> = numbers.into_iter().flatten().collect();
+                numbers.sort_unstable();
+                let expected: Vec<u64> = (0..copies).map(|_| model.number(chat, text.clone())).collect();
+                prop_assert_eq!(numbers, expected, "no key: each post its own next number");
             }
         }
         Ok(())
