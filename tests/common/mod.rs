@@ -43,14 +43,18 @@ macro_rules! on_every_mode {
 }
 
 pub mod contract;
+pub mod fault_cluster;
 pub mod hooks;
 pub mod mail;
+pub mod netns;
 pub mod process;
 pub mod proxy;
 pub mod push_service;
+pub mod relay;
 #[macro_use]
 pub mod search_contract;
 pub mod server;
+pub mod traffic;
 pub mod trio;
 #[macro_use]
 pub mod ws;
