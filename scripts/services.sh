@@ -75,6 +75,8 @@ RC_DIR=$STATE_DIR/redis-cluster
 CASS_DIR=$STATE_DIR/cassandra
 CASS_PIDFILE=$CASS_DIR/cassandra.pid
 CASS_LOG=$CASS_DIR/logs/cassandra.log
+# The CA and keystore of Cassandra's optional client TLS (same port, plaintext still accepted).
+CASS_TLS_DIR=$STATE_DIR/cassandra-tls
 
 OS_VERSION=2.19.6
 OS_SRC=$SCRIPT_DIR/opensearch
@@ -228,6 +230,7 @@ ensure_tools() {
     [ -n "$(python_bin)" ] || pkgs+=(python3-minimal)
     command -v curl >/dev/null 2>&1 || pkgs+=(curl)
     command -v unzip >/dev/null 2>&1 || pkgs+=(unzip)
+    command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
     if [ ${#pkgs[@]} -gt 0 ]; then
         local t0
         t0=$(now_ms)
@@ -240,6 +243,7 @@ ensure_tools() {
     command -v mvn >/dev/null 2>&1 || die "mvn still missing after apt-get install"
     command -v curl >/dev/null 2>&1 || die "curl still missing after apt-get install"
     command -v unzip >/dev/null 2>&1 || die "unzip still missing after apt-get install"
+    command -v openssl >/dev/null 2>&1 || die "openssl still missing after apt-get install"
 }
 
 note_started() {
@@ -465,8 +469,45 @@ wait_cassandra() {
     done
 }
 
+# ensure_cassandra_tls: a test CA and a node certificate for 127.0.0.1 in a PKCS12 keystore, made
+# once and kept (tests/tls.rs trusts $CASS_TLS_DIR/ca.pem, exported as WEFT_TEST_CQL_CA).
+ensure_cassandra_tls() {
+    local d=$CASS_TLS_DIR
+    [ -s "$d/keystore.p12" ] && [ -s "$d/ca.pem" ] && return 0
+    rm -rf "$d.tmp" && mkdir -p "$d.tmp"
+    (
+        cd "$d.tmp"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+            -subj "/CN=weft test Cassandra CA" -keyout ca.key -out ca.pem \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+            -keyout node.key -out node.csr
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' >node.ext
+        openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+            -extfile node.ext -out node.pem
+        openssl pkcs12 -export -in node.pem -inkey node.key -certfile ca.pem -name cassandra \
+            -passout pass:weft-test -out keystore.p12
+        rm -f node.csr node.ext ca.srl ca.key
+    ) >"$STATE_DIR/cassandra-tls.log" 2>&1 || die_log "$STATE_DIR/cassandra-tls.log" "cannot make Cassandra's test TLS keystore"
+    rm -rf "$d" && mv "$d.tmp" "$d"
+    log "cassandra: test TLS CA and keystore made in $d"
+}
+
+# cassandra_conf: the node's cassandra.yaml, rendered from the template.
+cassandra_conf() {
+    sed -e "s#@DIR@#$CASS_DIR#g" -e "s#@CQL_PORT@#$CQL_PORT#g" -e "s#@STORAGE_PORT@#$STORAGE_PORT#g" \
+        -e "s#@TLS_DIR@#$CASS_TLS_DIR#g" "$CASS_SRC/cassandra.yaml"
+}
+
 start_cassandra() {
-    local t0 pid version
+    local t0 pid version keep=$CASS_KEEP_DATA
+    ensure_cassandra_tls
+    # A node of ours started from an older template is restarted once, keeping its data.
+    if pid_is "$CASS_PIDFILE" CassandraDaemon && ! cassandra_conf | cmp -s - "$CASS_DIR/conf/cassandra.yaml"; then
+        log "cassandra: scripts/cassandra/cassandra.yaml changed since the node started; restarting it (data kept)"
+        stop_pid cassandra "$CASS_PIDFILE" CassandraDaemon 90
+        keep=1
+    fi
     if port_open "$CQL_PORT"; then
         t0=$(now_ms)
         if pid_is "$CASS_PIDFILE" CassandraDaemon; then
@@ -499,12 +540,11 @@ start_cassandra() {
     port_open "$JMX_PORT" && die "port 127.0.0.1:$JMX_PORT (Cassandra JMX) is taken (set WEFT_CASSANDRA_JMX_PORT)"
 
     local d=$CASS_DIR
-    if [ "$CASS_KEEP_DATA" != 1 ]; then
+    if [ "$keep" != 1 ]; then
         rm -rf "$d"/data "$d"/commitlog "$d"/saved_caches "$d"/hints "$d"/cdc_raw
     fi
     mkdir -p "$d"/conf "$d"/data "$d"/commitlog "$d"/saved_caches "$d"/hints "$d"/cdc_raw "$d"/logs "$d"/triggers
-    sed -e "s#@DIR@#$d#g" -e "s#@CQL_PORT@#$CQL_PORT#g" -e "s#@STORAGE_PORT@#$STORAGE_PORT#g" \
-        "$CASS_SRC/cassandra.yaml" >"$d/conf/cassandra.yaml"
+    cassandra_conf >"$d/conf/cassandra.yaml"
     cp "$CASS_SRC/logback.xml" "$d/conf/logback.xml"
     [ -f "$CASS_LOG" ] && mv -f "$CASS_LOG" "$CASS_LOG.1"
 
@@ -900,6 +940,7 @@ cmd_env() {
     echo "export WEFT_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
     echo "export WEFT_TEST_REDIS_CLUSTER_NODES=redis://127.0.0.1:${RC_PORTS[0]},redis://127.0.0.1:${RC_PORTS[1]},redis://127.0.0.1:${RC_PORTS[2]}"
     echo "export WEFT_TEST_CQL_NODES=127.0.0.1:$CQL_PORT"
+    echo "export WEFT_TEST_CQL_CA=$CASS_TLS_DIR/ca.pem"
     echo "export WEFT_TEST_OPENSEARCH_URL=$OS_URL"
     echo "export WEFT_TEST_S3_URL=$S3_URL"
     echo "export WEFT_TEST_S3_BUCKET=$S3_BUCKET"

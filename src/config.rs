@@ -127,6 +127,13 @@ pub struct ServerConfig {
 }
 
 impl Default for ServerConfig {
+    /// The certificate chain (PEM, leaf first) the node serves HTTPS and WSS with; empty
+    /// serves plain HTTP. Reloaded when it changes (see `tls_reload_ms`).
+    pub tls_cert_file: PathBuf,
+    /// The private key (PEM: PKCS#8, SEC1 or PKCS#1) of `tls_cert_file`.
+    pub tls_key_file: PathBuf,
+    /// How often the two files are read for a new certificate, in ms.
+    pub tls_reload_ms: u64,
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -141,6 +148,9 @@ impl Default for ServerConfig {
         }
     }
 }
+            tls_cert_file: PathBuf::new(),
+            tls_key_file: PathBuf::new(),
+            tls_reload_ms: 5_000,
 
 /// Which store holds the data.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -260,6 +270,16 @@ impl Config {
         if let Err((key, reason)) = self.gateway.check() {
             return invalid(key, reason);
         }
+        if self.server.tls_cert_file.as_os_str().is_empty() != self.server.tls_key_file.as_os_str().is_empty()
+        {
+            return invalid(
+                "server.tls_key_file",
+                "set both server.tls_cert_file and server.tls_key_file, or neither",
+            );
+        }
+        if !(100..=86_400_000).contains(&self.server.tls_reload_ms) {
+            return invalid("server.tls_reload_ms", "must be from 100 to 86400000");
+        }
         if let Err((key, reason)) = self.jwks.check() {
             return invalid(key, reason);
         }
@@ -306,10 +326,26 @@ impl Config {
             }
         }
         if !self.redis.url.is_empty() && redis::Client::open(self.redis.url.as_str()).is_err() {
-            return invalid("redis.url", "is not a valid redis:// URL");
+            return invalid("redis.url", "is not a valid redis:// or rediss:// URL");
+        }
+        if let Err((key, reason)) = self.redis.check() {
+            return invalid(key, reason);
         }
         if !self.redis.cluster_nodes.is_empty() {
             if !self.redis.url.is_empty() {
+            let set = |p: &PathBuf| !p.as_os_str().is_empty();
+            if set(&self.cql.tls_cert_file) != set(&self.cql.tls_key_file) {
+                return invalid(
+                    "cql.tls_key_file",
+                    "set both cql.tls_cert_file and cql.tls_key_file, or neither",
+                );
+            }
+            if set(&self.cql.tls_cert_file) && !set(&self.cql.tls_ca_file) {
+                return invalid(
+                    "cql.tls_ca_file",
+                    "a client certificate needs TLS, which tls_ca_file turns on",
+                );
+            }
                 return invalid(
                     "redis.cluster_nodes",
                     "set either redis.url or redis.cluster_nodes, not both",

@@ -220,6 +220,8 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     /// Sessions closed because the client read too slowly.
     pub slow_consumer_disconnects: IntCounter,
+    /// Changed HTTPS certificate files looked at, by outcome (`ok`, `refused`).
+    pub tls_reloads: IntCounterVec,
     /// HTTP requests, by route template and status.
     pub http_requests: IntCounterVec,
     /// HTTP request time, by route template.
@@ -403,6 +405,12 @@ impl Metrics {
                 "Client actions refused by a rate limit.",
                 &["kind"],
             ),
+            tls_reloads: counters(
+                &r,
+                "weft_tls_reloads_total",
+                "Changed HTTPS certificate files looked at, by outcome (ok: now served; refused: the old pair stays).",
+                &["outcome"],
+            ),
             slow_consumer_disconnects: counter(
                 &r,
                 "weft_slow_consumer_disconnects_total",
@@ -537,6 +545,9 @@ impl Metrics {
         }
         for kind in RATE_LIMITS {
             self.rate_limited.with_label_values(&[kind]);
+        }
+        for outcome in ["ok", "refused"] {
+            self.tls_reloads.with_label_values(&[outcome]);
         }
         for op in REDIS_OPS {
             self.redis_errors.with_label_values(&[op]);

@@ -10,12 +10,15 @@
 //! cluster.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use redis::{
+    ClientTlsConfig, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, TlsCertificates, Value,
+};
 use serde::Deserialize;
 
 /// Where Redis is (`[redis]` in the config).
@@ -32,11 +35,27 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// How long one command may take before it fails, in ms.
     pub timeout_ms: u64,
+    /// With `rediss://` URLs: the CA certificates (PEM) the server's certificate must chain
+    /// to; empty trusts the system's roots.
+    pub tls_ca_file: PathBuf,
+    /// With `rediss://` URLs: a client certificate chain (PEM), for a server that asks for
+    /// one (`tls-auth-clients yes`); needs `tls_key_file`.
+    pub tls_cert_file: PathBuf,
+    /// The private key (PEM) of `tls_cert_file`.
+    pub tls_key_file: PathBuf,
 }
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        Self { url: String::new(), cluster_nodes: Vec::new(), key_prefix: "weft".into(), timeout_ms: 2000 }
+        Self {
+            url: String::new(),
+            cluster_nodes: Vec::new(),
+            key_prefix: "weft".into(),
+            timeout_ms: 2000,
+            tls_ca_file: PathBuf::new(),
+            tls_cert_file: PathBuf::new(),
+            tls_key_file: PathBuf::new(),
+        }
     }
 }
 
@@ -45,6 +64,56 @@ impl RedisConfig {
     pub fn is_set(&self) -> bool {
         !self.url.is_empty() || !self.cluster_nodes.is_empty()
     }
+
+    /// Whether any of the TLS files is set.
+    fn has_tls_files(&self) -> bool {
+        [&self.tls_ca_file, &self.tls_cert_file, &self.tls_key_file].iter().any(|p| !p.as_os_str().is_empty())
+    }
+
+    /// What the config checks cannot see in types: `(key, reason)` of the first problem.
+    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.tls_cert_file.as_os_str().is_empty() != self.tls_key_file.as_os_str().is_empty() {
+            return Err((
+                "redis.tls_key_file",
+                "set both redis.tls_cert_file and redis.tls_key_file, or neither",
+            ));
+        }
+        let urls = std::iter::once(&self.url).chain(&self.cluster_nodes).filter(|u| !u.is_empty());
+        if self.has_tls_files() && urls.clone().any(|u| !u.starts_with("rediss://")) {
+            return Err((
+                "redis.tls_ca_file",
+                "TLS files need rediss:// URLs (redis.url, redis.cluster_nodes)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The CA and client certificate files, read; `None` when none is set (system roots,
+    /// no client certificate).
+    fn tls_certificates(&self) -> RedisResult<Option<TlsCertificates>> {
+        if !self.has_tls_files() {
+            return Ok(None);
+        }
+        let root_cert = (!self.tls_ca_file.as_os_str().is_empty())
+            .then(|| read_pem("redis.tls_ca_file", &self.tls_ca_file))
+            .transpose()?;
+        let client_tls = if self.tls_cert_file.as_os_str().is_empty() {
+            None
+        } else {
+            Some(ClientTlsConfig {
+                client_cert: read_pem("redis.tls_cert_file", &self.tls_cert_file)?,
+                client_key: read_pem("redis.tls_key_file", &self.tls_key_file)?,
+            })
+        };
+        Ok(Some(TlsCertificates { client_tls, root_cert }))
+    }
+}
+
+/// A TLS file's bytes; the error names the key and the file, never the contents.
+fn read_pem(key: &'static str, path: &Path) -> RedisResult<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        RedisError::from((ErrorKind::InvalidClientConfig, key, format!("{}: {e}", path.display())))
+    })
 }
 
 /// A connection to a single Redis or to a Redis Cluster; cheap to clone, and
@@ -61,18 +130,32 @@ impl RedisConn {
     /// Connects as configured; `None` when no Redis is configured.
     pub async fn connect(config: &RedisConfig) -> RedisResult<Option<Self>> {
         let timeout = Duration::from_millis(config.timeout_ms);
+        let certs = config.tls_certificates()?;
+        let tls = certs.is_some()
+            || config.url.starts_with("rediss://")
+            || config.cluster_nodes.iter().any(|n| n.starts_with("rediss://"));
+        if tls {
+            // The redis crate builds its rustls config with the process's default provider.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         if !config.cluster_nodes.is_empty() {
-            let client = ClusterClientBuilder::new(config.cluster_nodes.iter().map(String::as_str))
+            let mut builder = ClusterClientBuilder::new(config.cluster_nodes.iter().map(String::as_str))
                 .connection_timeout(timeout)
                 .response_timeout(timeout)
-                .retries(2)
-                .build()?;
+                .retries(2);
+            if let Some(certs) = certs {
+                builder = builder.certs(certs);
+            }
+            let client = builder.build()?;
             return Ok(Some(RedisConn::Cluster(client.get_async_connection().await?)));
         }
         if config.url.is_empty() {
             return Ok(None);
         }
-        let client = redis::Client::open(config.url.as_str())?;
+        let client = match certs {
+            Some(certs) => redis::Client::build_with_tls(config.url.as_str(), certs)?,
+            None => redis::Client::open(config.url.as_str())?,
+        };
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))

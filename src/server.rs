@@ -3,6 +3,7 @@
 pub mod backup;
 mod http;
 pub mod reindex;
+mod tls;
 pub mod transfer;
 
 use std::sync::Arc;
@@ -25,6 +26,8 @@ use crate::redis_conn::RedisConn;
 use crate::search::{Indexer, SearchBackend, SearchError, SearchIndex, TantivyIndex};
 use crate::sequence::{Claims, Locks, Numbering, SequenceError};
 use crate::store::{BatchWriter, CqlStore, DynStore, EmbeddedStore, Metered, StoreError};
+
+pub use tls::HttpsError;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,9 @@ pub enum StartError {
     /// Push or email is misconfigured.
     #[error(transparent)]
     Notify(crate::notify::NotifyError),
+    /// The HTTPS certificate or key (`server.tls_cert_file`, `server.tls_key_file`) cannot be served.
+    #[error("cannot serve https")]
+    Https(#[source] HttpsError),
 }
 
 /// A node's running parts, before it serves.
@@ -64,6 +70,8 @@ pub struct Node {
     redis: Option<RedisConn>,
     /// The embedded store, for backups while serving (none on CQL).
     snapshots: Option<Snapshots>,
+    /// The HTTPS certificate, when the node serves TLS itself.
+    https: Option<tls::ServerTls>,
     /// Stops the notifier once no request runs any more (or when the node is
     /// dropped unrun: its delivery thread must not outlive it).
     notify_stop: tokio_util::sync::DropGuard,
@@ -72,6 +80,12 @@ pub struct Node {
 impl Node {
     /// Opens the store, connects Redis when configured, starts the batch writer.
     pub async fn start(config: &Config) -> Result<Node, StartError> {
+        // rustls's process-wide provider is ring: the crates that build their own TLS configs
+        // (Redis, object_store) use it, and with aws-lc-rs also compiled in (through the CQL
+        // driver) rustls would not pick one itself.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // First: a bad certificate fails the start before anything is opened.
+        let https = tls::ServerTls::from_config(&config.server).map_err(StartError::Https)?;
         let (store, embedded) = open_stores(config).await?;
         let snapshots = embedded.map(|store| Snapshots { store, dir: config.store.data_dir.clone() });
         // One Redis connection for the node, handed to every part that keeps state there.
@@ -175,6 +189,7 @@ impl Node {
             redis,
             snapshots,
             config: config.clone(),
+            https,
             tracker,
             writer,
             cluster,
@@ -239,7 +254,7 @@ async fn open_search(config: &Config) -> Result<Option<Arc<dyn SearchIndex>>, St
 /// stops, in-flight requests get `server.shutdown_grace_ms` to finish, and
 /// queued writes are committed.
 pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken) -> std::io::Result<()> {
-    let Node { chat, hub, redis, snapshots, config, tracker, writer, cluster, notify_stop } = node;
+    let Node { chat, hub, redis, snapshots, https, config, tracker, writer, cluster, notify_stop } = node;
     let notify_stop = notify_stop.disarm();
     // A run dropped half way (its runtime went away) stops the notifier too.
     let _stop_notifier = notify_stop.clone().drop_guard();
@@ -296,11 +311,16 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     let window = Duration::from_millis(config.server.drain_window_ms);
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "serving");
+        tracing::info!(%addr, https = https.is_some(), "serving");
+    }
+    if let Some(https) = &https {
+        let every = Duration::from_millis(config.server.tls_reload_ms);
+        tokio::spawn(https.clone().watch(every, stop_http.clone()));
     }
     let joined = std::sync::Arc::new(tokio::sync::Mutex::new(joined));
     tokio::spawn(drain_sessions(hub, shutdown, (window, grace), stop_http.clone(), Arc::clone(&joined)));
-    let serve = http::serve(listener, router, http::HttpLimits::new(&config.server), stop_http.clone());
+    let serve =
+        http::serve(listener, router, http::HttpLimits::new(&config.server), https, stop_http.clone());
     let serve = async {
         let mut serve = std::pin::pin!(serve);
         tokio::select! {

@@ -19,6 +19,11 @@
 //! one timer per connection does both here. It is re-armed only when it fires
 //! (the deadline can only move later), never per request. The body of a request
 //! is not timed: its size is bounded by `server.max_body_bytes`.
+//!
+//! With `server.tls_cert_file` set the listener speaks TLS ([`super::tls`]): the
+//! handshake must finish within the header-read bound too, and a connection whose
+//! first byte is not a TLS handshake (plain HTTP sent to an HTTPS port) gets a
+//! plain-text 400 `tls_required` and is closed.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -39,6 +44,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::tls::ServerTls;
 use crate::config::ServerConfig;
 
 /// The least read buffer hyper accepts (`max_buf_size` panics below it).
@@ -72,6 +78,7 @@ pub(super) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    tls: Option<ServerTls>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let mut builder = http1::Builder::new();
@@ -107,7 +114,10 @@ pub(super) async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
         let conn = Conn { builder: Arc::clone(&builder), router: router.clone(), limits, stop: stop.clone() };
-        connections.spawn(conn.run(stream, permit));
+        match &tls {
+            None => connections.spawn(conn.run(stream, permit)),
+            Some(tls) => connections.spawn(conn.run_tls(stream, tls.clone(), permit)),
+        };
     }
     drop(listener);
     connections.close();
@@ -135,6 +145,18 @@ fn refuse(stream: &TcpStream, overloaded: &[u8]) {
     let _ = stream.try_write(overloaded);
 }
 
+/// What answers plain HTTP sent to the HTTPS listener: 400 `tls_required` to any
+/// request, then the connection closes.
+fn tls_required_router() -> Router {
+    Router::new().fallback(|| async {
+        let body = serde_json::json!({"error": {
+            "code": "tls_required",
+            "message": "this port serves https and wss: use https:// or wss://",
+        }});
+        (axum::http::StatusCode::BAD_REQUEST, [(axum::http::header::CONNECTION, "close")], axum::Json(body))
+    })
+}
+
 fn overloaded_response() -> Vec<u8> {
     let body = r#"{"error":{"code":"overloaded","message":"too many connections waiting for a request; retry later"}}"#;
     format!(
@@ -152,10 +174,45 @@ struct Conn {
     stop: CancellationToken,
 }
 
+/// The first byte of a TLS record carrying a handshake (RFC 8446, 5.1).
+const TLS_HANDSHAKE: u8 = 0x16;
+
 impl Conn {
+    /// Completes the TLS handshake within the header-read bound, then serves the
+    /// connection as [`Conn::run`] does.
+    async fn run_tls(self, stream: TcpStream, tls: ServerTls, permit: OwnedSemaphorePermit) {
+        let handshake = async {
+            let mut first = [0u8; 1];
+            match stream.peek(&mut first).await {
+                Ok(1) if first[0] == TLS_HANDSHAKE => {}
+                Ok(1) => return Err(stream),
+                _ => return Ok(None),
+            }
+            match tls.acceptor().accept(stream).await {
+                Ok(stream) => Ok(Some(stream)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "tls handshake failed");
+                    Ok(None)
+                }
+            }
+        };
+        match tokio::time::timeout(self.limits.header_read, handshake).await {
+            Ok(Ok(Some(stream))) => self.run(stream, permit).await,
+            Ok(Ok(None)) => {}
+            Ok(Err(plain)) => {
+                tracing::debug!("plain http on the https listener: answered tls_required");
+                Conn { router: tls_required_router(), ..self }.run(plain, permit).await;
+            }
+            Err(_) => tracing::debug!("tls handshake timed out"),
+        }
+    }
+
     /// Serves the connection until it ends, times out or is upgraded; the
     /// permit counts it as pending until then.
-    async fn run(self, stream: TcpStream, permit: OwnedSemaphorePermit) {
+    async fn run<S>(self, stream: S, permit: OwnedSemaphorePermit)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let activity = Arc::new(Activity::new());
         let service = Tracked { router: self.router, activity: Arc::clone(&activity) };
         let conn = self.builder.serve_connection(TokioIo::new(stream), service).with_upgrades();

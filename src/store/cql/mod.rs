@@ -33,8 +33,10 @@ mod store_impl;
 mod webhooks;
 
 use std::sync::Arc;
+mod tls;
 use std::time::Duration;
 
+use std::path::PathBuf;
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
@@ -71,6 +73,13 @@ pub struct CqlConfig {
 }
 
 impl Default for CqlConfig {
+    /// The CA certificates (PEM) the nodes' certificates must chain to; set, weft speaks
+    /// TLS to every node (each node's certificate must name its IP address).
+    pub tls_ca_file: PathBuf,
+    /// A client certificate chain (PEM), for nodes that require one; needs `tls_key_file`.
+    pub tls_cert_file: PathBuf,
+    /// The private key (PEM) of `tls_cert_file`.
+    pub tls_key_file: PathBuf,
     fn default() -> Self {
         Self {
             nodes: vec!["127.0.0.1:9042".to_owned()],
@@ -82,6 +91,9 @@ impl Default for CqlConfig {
         }
     }
 }
+            tls_ca_file: PathBuf::new(),
+            tls_cert_file: PathBuf::new(),
+            tls_key_file: PathBuf::new(),
 
 /// A configuration weft refuses before talking to the cluster.
 #[derive(Debug, thiserror::Error)]
@@ -121,9 +133,10 @@ impl CqlConfig {
         })
     }
 
-    /// A session builder with this configuration's nodes, timeouts, consistency
-    /// and datacenter preference, not yet bound to a keyspace.
-    fn session_builder(&self, keyspace: &str) -> SessionBuilder {
+    /// A session builder with this configuration's nodes, timeouts, consistency,
+    /// datacenter preference and TLS, not yet bound to a keyspace.
+    fn session_builder(&self, keyspace: &str) -> Result<SessionBuilder, StoreError> {
+        let tls = tls::client_config(self).map_err(StoreError::unavailable)?;
         let mut policy = DefaultPolicy::builder().token_aware(true);
         if let Some(dc) = &self.datacenter {
             policy = policy.prefer_datacenter(dc.clone());
@@ -133,7 +146,7 @@ impl CqlConfig {
             .consistency(Consistency::LocalQuorum)
             .load_balancing_policy(policy.build())
             .build();
-        SessionBuilder::new()
+        Ok(SessionBuilder::new()
             .known_nodes(&self.nodes)
             .connection_timeout(Duration::from_millis(self.connect_timeout_ms))
             .default_execution_profile_handle(profile.into_handle())
@@ -141,6 +154,7 @@ impl CqlConfig {
     }
 }
 
+            .tls_context(tls))
 /// The ScyllaDB / Cassandra store. Cloning is cheap and shares the session.
 #[derive(Clone)]
 pub struct CqlStore {
@@ -172,7 +186,7 @@ impl CqlStore {
     pub async fn migrate(cfg: &CqlConfig) -> Result<u32, StoreError> {
         let keyspace = cfg.keyspace_name()?;
         let session = cfg
-            .session_builder(&keyspace)
+            .session_builder(&keyspace)?
             // Nothing here reads the driver's schema metadata: skip refreshing it after each DDL.
             .refresh_metadata_on_auto_schema_agreement(false)
             .build()
@@ -202,7 +216,7 @@ impl CqlStore {
     /// and with [`StoreError::Unavailable`] when the cluster cannot be reached.
     pub async fn connect(cfg: &CqlConfig) -> Result<CqlStore, StoreError> {
         let keyspace = cfg.keyspace_name()?;
-        let session = cfg.session_builder(&keyspace).build().await.map_err(StoreError::unavailable)?;
+        let session = cfg.session_builder(&keyspace)?.build().await.map_err(StoreError::unavailable)?;
         let (found, complete) = schema_version(&session, &keyspace).await?;
         if found < SCHEMA_VERSION || !complete {
             return Err(StoreError::SchemaOutdated { found, needed: SCHEMA_VERSION });
