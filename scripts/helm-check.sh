@@ -199,11 +199,13 @@ def check_servicemonitor(doc):
     if not spec.get("selector", {}).get("matchLabels") or not eps:
         fail("ServiceMonitor: spec.selector.matchLabels and spec.endpoints are required")
     allowed = {"port", "path", "scheme", "interval", "scrapeTimeout", "bearerTokenSecret",
-               "relabelings", "metricRelabelings"}
+               "relabelings", "metricRelabelings", "tlsConfig"}
     for ep in eps:
         extra = set(ep) - allowed
         if extra or ep.get("port") != "http" or ep.get("path") != "/metrics":
             fail(f"ServiceMonitor endpoint {ep}: unexpected fields {sorted(extra)} or port/path")
+        if ep.get("scheme") not in ("http", "https") or ("tlsConfig" in ep and ep["scheme"] != "https"):
+            fail(f"ServiceMonitor endpoint {ep}: scheme must be http, or https (with any tlsConfig)")
         secret = ep.get("bearerTokenSecret")
         if secret is not None and set(secret) != {"name", "key"}:
             fail(f"ServiceMonitor bearerTokenSecret must have name and key: {secret}")
@@ -425,7 +427,7 @@ step "helm lint --strict (default values, then values-production.yaml)"
 RENDERS=(
     "default||none"
     "production|-f $PROD|existing:weft-opensearch"
-    "all-optional|-f $PROD --set autoscaling.targetMemoryUtilizationPercentage=80 --set auth.existingSecret= --set tls.existingSecret= --set podDisruptionBudget.minAvailable=50% --set search.existingSecret= --set search.username=weft --set search.password=s3cret-search|chart"
+    "all-optional|-f $PROD --set autoscaling.targetMemoryUtilizationPercentage=80 --set auth.existingSecret= --set tls.existingSecret= --set podDisruptionBudget.minAvailable=50% --set search.existingSecret= --set search.username=weft --set search.password=s3cret-search --set tls.http.secretName=weft-https --set tls.redis.secretName=weft-redis-tls --set tls.redis.clientCert=true --set tls.cql.secretName=weft-cql-tls --set serviceMonitor.tlsConfig.serverName=weft.example.com|chart"
     "embedded|--set config.store.backend=embedded --set config.cluster.enabled=false --set replicaCount=1 --set serviceMonitor.enabled=true --set dashboards.enabled=true --set networkPolicy.enabled=true --set networkPolicy.httpFrom[0].namespaceSelector.matchLabels.team=chat --set search.backend=embedded|none"
 )
 for render in "${RENDERS[@]}"; do

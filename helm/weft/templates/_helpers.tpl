@@ -349,3 +349,53 @@ priorityClassName: {{ . }}
 {{- $store := default dict .Values.config.store }}
 {{- if eq (default "embedded" $store.backend) "embedded" }}true{{ end }}
 {{- end }}
+
+{{/* TLS to Redis and to the CQL nodes (tls.redis, tls.cql): the WEFT_* variables naming
+the mounted files, for the nodes and the migrate Job. */}}
+{{- define "weft.backendTls.env" -}}
+{{- range $name, $dir := dict "redis" "redis-tls" "cql" "cql-tls" }}
+{{- $tls := get $.Values.tls $name }}
+{{- if $tls.secretName }}
+- name: WEFT_{{ upper $name }}_TLS_CA_FILE
+  value: /etc/weft-{{ $dir }}/ca.crt
+{{- if $tls.clientCert }}
+- name: WEFT_{{ upper $name }}_TLS_CERT_FILE
+  value: /etc/weft-{{ $dir }}/tls.crt
+- name: WEFT_{{ upper $name }}_TLS_KEY_FILE
+  value: /etc/weft-{{ $dir }}/tls.key
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "weft.backendTls.mounts" -}}
+{{- range $name, $dir := dict "redis" "redis-tls" "cql" "cql-tls" }}
+{{- if (get $.Values.tls $name).secretName }}
+- name: {{ $dir }}
+  mountPath: /etc/weft-{{ $dir }}
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "weft.backendTls.volumes" -}}
+{{- range $name, $dir := dict "redis" "redis-tls" "cql" "cql-tls" }}
+{{- with (get $.Values.tls $name).secretName }}
+- name: {{ $dir }}
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A probe from values, over https when the pods serve it (tls.http.secretName).
+Called with (list $ probe). */}}
+{{- define "weft.probe" -}}
+{{- $root := index . 0 }}
+{{- $probe := deepCopy (index . 1) }}
+{{- if and $root.Values.tls.http.secretName $probe.httpGet }}
+{{- $_ := set $probe.httpGet "scheme" "HTTPS" }}
+{{- end }}
+{{- toYaml $probe }}
+{{- end }}
