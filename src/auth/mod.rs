@@ -2,10 +2,17 @@
 //! applications mint for their users.
 
 mod admin;
+mod config;
 pub mod egress;
 pub mod jwks;
+pub mod session;
 mod user_token;
 
 pub use admin::{AdminKey, AuthError, bearer};
 pub use jwks::{JwksConfig, JwksVerifier};
-pub use user_token::{SigningSecret, TokenError, Unverified, UserClaims, claimed_app, inspect, mint, verify};
+pub use config::SessionsConfig;
+pub use session::{AuthSession, AuthSessionId, RefreshToken, TokenHash};
+pub use user_token::{
+    SessionClaim, SigningSecret, TokenError, Unverified, UserClaims, Verified, claimed_app, inspect, mint,
+    mint_for, verify, verify_claims,
+};

@@ -1,7 +1,9 @@
 //! User tokens: HS256 JWTs signed with the application's secret.
 //!
-//! Claims: `sub` (user id), `app` (application id), `iat`, `exp`. An
-//! application's backend can mint the same token itself with its secret.
+//! Claims: `sub` (user id), `app` (application id), `iat`, `exp`, and for
+//! the access token of a session (see `auth::session`) `sid` and `gen`. An
+//! application's backend can mint the same token itself with its secret
+//! (without `sid`: such a token is checked by its signature and expiry alone).
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -52,6 +54,30 @@ pub struct UserClaims {
     pub iat: i64,
     /// Expires at, seconds since the epoch.
     pub exp: i64,
+    /// The session the token belongs to (an access token a session handed out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// Which of the session's pairs it is (with `sid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#gen: Option<u64>,
+}
+
+/// A session's access token: which session, which pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionClaim {
+    /// The session.
+    pub id: crate::auth::AuthSessionId,
+    /// The pair's generation.
+    pub generation: u64,
+}
+
+/// What a verified HS256 token says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// The user.
+    pub user: UserId,
+    /// The session, for an access token a session handed out.
+    pub session: Option<SessionClaim>,
 }
 
 /// Why a token was refused.
@@ -72,6 +98,12 @@ pub enum TokenError {
     /// `sub` is not a valid user id.
     #[error("the token's user id is not valid")]
     BadSubject,
+    /// The session the token belongs to was revoked (or has ended).
+    #[error("the token's session was revoked")]
+    SessionRevoked,
+    /// An in-band `refresh` with a token of another user or session.
+    #[error("the token is for another user or session than this connection's")]
+    OtherSession,
     /// No key of the identity provider's set has the token's `kid` (or, without
     /// a `kid`, the set does not hold exactly one usable key).
     #[error("no key of the identity provider matches the token")]
@@ -92,9 +124,28 @@ pub fn mint(
     now: Timestamp,
     ttl_seconds: u64,
 ) -> Result<(String, Timestamp), TokenError> {
+    mint_for(secret, app, user, None, now, ttl_seconds)
+}
+
+/// Mints a token for `user` of `app`, of `session` when given, valid for `ttl_seconds` from `now`.
+pub fn mint_for(
+    secret: &SigningSecret,
+    app: &AppId,
+    user: &UserId,
+    session: Option<&SessionClaim>,
+    now: Timestamp,
+    ttl_seconds: u64,
+) -> Result<(String, Timestamp), TokenError> {
     let iat = now.millis() / 1000;
     let exp = iat.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX));
-    let claims = UserClaims { sub: user.as_str().to_owned(), app: app.as_str().to_owned(), iat, exp };
+    let claims = UserClaims {
+        sub: user.as_str().to_owned(),
+        app: app.as_str().to_owned(),
+        iat,
+        exp,
+        sid: session.map(|s| s.id.as_str().to_owned()),
+        r#gen: session.map(|s| s.generation),
+    };
     let key = EncodingKey::from_secret(secret.expose().as_bytes());
     let token =
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).map_err(TokenError::Sign)?;
@@ -151,6 +202,11 @@ pub fn claimed_app(token: &str) -> Result<AppId, TokenError> {
 
 /// Verifies a token against `app`'s secret; returns its user.
 pub fn verify(token: &str, app: &AppId, secret: &SigningSecret) -> Result<UserId, TokenError> {
+    verify_claims(token, app, secret).map(|v| v.user)
+}
+
+/// Verifies a token against `app`'s secret; returns its user and session.
+pub fn verify_claims(token: &str, app: &AppId, secret: &SigningSecret) -> Result<Verified, TokenError> {
     let mut validation = Validation::new(Algorithm::HS256);
     // The same as for identity-provider tokens: a token is refused before its `nbf`.
     validation.leeway = crate::auth::jwks::LEEWAY_SECS;
@@ -164,7 +220,16 @@ pub fn verify(token: &str, app: &AppId, secret: &SigningSecret) -> Result<UserId
     if data.claims.app.as_bytes().ct_eq(app.as_str().as_bytes()).unwrap_u8() == 0 {
         return Err(TokenError::WrongApplication);
     }
-    UserId::parse(&data.claims.sub).map_err(|_| TokenError::BadSubject)
+    let user = UserId::parse(&data.claims.sub).map_err(|_| TokenError::BadSubject)?;
+    let session = match data.claims.sid {
+        None => None,
+        Some(sid) => {
+            // Signed by the application's secret: a malformed `sid` is a forgery or a bug.
+            let id = crate::auth::AuthSessionId::parse(&sid).map_err(|_| TokenError::SessionRevoked)?;
+            Some(SessionClaim { id, generation: data.claims.r#gen.unwrap_or(0) })
+        }
+    };
+    Ok(Verified { user, session })
 }
 
 #[cfg(test)]

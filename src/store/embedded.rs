@@ -5,6 +5,7 @@
 //! messages, which is what keeps the fsync per commit affordable.
 
 mod attachments;
+mod auth_sessions;
 mod backup;
 mod devices;
 mod webhooks;
@@ -19,7 +20,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
-use crate::auth::SigningSecret;
+use crate::auth::{AuthSession, AuthSessionId, SigningSecret};
 use crate::ids::{
     AppId, AppToken, AttachmentId, ChatNumber, DeviceId, MessageNumber, Timestamp, UserId, WebhookId,
 };
@@ -281,6 +282,8 @@ impl EmbeddedStore {
             txn.open_table(devices::DEVICES).map_err(embedded)?;
             txn.open_table(devices::NOTIFICATION_SETTINGS).map_err(embedded)?;
         }
+            txn.open_table(auth_sessions::AUTH_SESSIONS).map_err(embedded)?;
+            txn.open_table(auth_sessions::USER_AUTH_SESSIONS).map_err(embedded)?;
         txn.commit().map_err(embedded)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -1039,6 +1042,36 @@ impl Store for EmbeddedStore {
 }
 
 #[cfg(test)]
+
+    async fn insert_auth_session(&self, session: &AuthSession) -> Result<(), StoreError> {
+        let session = session.clone();
+        self.write(move |txn| auth_sessions::insert(txn, &session)).await
+    }
+
+    async fn auth_session(&self, id: &AuthSessionId) -> Result<Option<AuthSession>, StoreError> {
+        let id = id.clone();
+        self.read(move |txn| auth_sessions::get(txn, &id)).await
+    }
+
+    async fn auth_sessions(&self, app: &AppId, user: &UserId) -> Result<Vec<AuthSession>, StoreError> {
+        let (app, user) = (app.clone(), user.clone());
+        self.read(move |txn| auth_sessions::of_user(txn, &app, &user)).await
+    }
+
+    async fn replace_auth_session(&self, session: &AuthSession, expected: u64) -> Result<bool, StoreError> {
+        let session = session.clone();
+        self.write(move |txn| auth_sessions::replace(txn, &session, expected)).await
+    }
+
+    async fn delete_auth_session(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        id: &AuthSessionId,
+    ) -> Result<bool, StoreError> {
+        let (app, user, id) = (app.clone(), user.clone(), id.clone());
+        self.write(move |txn| auth_sessions::delete(txn, &app, &user, &id)).await
+    }
 mod tests {
     use super::*;
 

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 
+use crate::auth::{AuthSession, AuthSessionId};
 use super::{DynStore, Store, StoreError};
 use crate::ids::{
     AppId, AppToken, AttachmentId, ChatNumber, DeviceId, MessageNumber, Timestamp, UserId, WebhookId,
@@ -309,3 +310,28 @@ impl Store for Metered {
         time("put_notification_settings", self.0.put_notification_settings(settings)).await
     }
 }
+
+    async fn insert_auth_session(&self, session: &AuthSession) -> Result<(), StoreError> {
+        time("insert_auth_session", self.0.insert_auth_session(session)).await
+    }
+
+    async fn auth_session(&self, id: &AuthSessionId) -> Result<Option<AuthSession>, StoreError> {
+        time("auth_session", self.0.auth_session(id)).await
+    }
+
+    async fn auth_sessions(&self, app: &AppId, user: &UserId) -> Result<Vec<AuthSession>, StoreError> {
+        time("auth_sessions", self.0.auth_sessions(app, user)).await
+    }
+
+    async fn replace_auth_session(&self, session: &AuthSession, expected: u64) -> Result<bool, StoreError> {
+        time("replace_auth_session", self.0.replace_auth_session(session, expected)).await
+    }
+
+    async fn delete_auth_session(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        id: &AuthSessionId,
+    ) -> Result<bool, StoreError> {
+        time("delete_auth_session", self.0.delete_auth_session(app, user, id)).await
+    }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::ids::{
+use crate::auth::{AuthSession, AuthSessionId};
     AppId, AppToken, AttachmentId, ChatNumber, DeviceId, MessageNumber, Timestamp, UserId, WebhookId,
 };
 use crate::model::{
@@ -302,3 +303,22 @@ pub trait Store: Send + Sync + 'static {
     /// Overwrites a user's notification settings.
     async fn put_notification_settings(&self, settings: &NotificationSettings) -> Result<(), StoreError>;
 }
+
+    /// Saves a new session (its id is fresh).
+    async fn insert_auth_session(&self, session: &AuthSession) -> Result<(), StoreError>;
+    /// One session, by id (none once revoked).
+    async fn auth_session(&self, id: &AuthSessionId) -> Result<Option<AuthSession>, StoreError>;
+    /// A user's sessions, by id.
+    async fn auth_sessions(&self, app: &AppId, user: &UserId) -> Result<Vec<AuthSession>, StoreError>;
+    /// Overwrites a session's mutable fields (address, user agent, times,
+    /// refresh-token state, version) only if the stored `version` is
+    /// `expected` (atomically: of two writers that read one version, one
+    /// wins); false when it was not, or the session is gone.
+    async fn replace_auth_session(&self, session: &AuthSession, expected: u64) -> Result<bool, StoreError>;
+    /// Forgets a session; returns whether it existed.
+    async fn delete_auth_session(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        id: &AuthSessionId,
+    ) -> Result<bool, StoreError>;

@@ -14,7 +14,11 @@
 //! - `attachments` holds one row per granted upload, keyed by (app, id);
 //! - `webhooks` holds an application's webhooks in one partition, by id;
 //! - `devices` holds a user's push devices in one partition, by id;
-//! - `notification_settings` holds one row per user, keyed by (app, user).
+//! - `notification_settings` holds one row per user, keyed by (app, user);
+//! - `server_keys` holds one row per server key, keyed by its hash, and
+//!   `app_server_keys` an application's key ids;
+//! - `auth_sessions` holds one row per session, keyed by its id, and
+//!   `user_auth_sessions` a user's session ids.
 //!
 //! The message path never uses lightweight transactions (Paxos); the rare
 //! changes that must not race do (claiming a direct chat, edits and deletes,
@@ -24,6 +28,7 @@
 //! notification settings, which are overwritten whole, write their nulls).
 
 mod attachments;
+mod auth_sessions;
 mod batches;
 mod devices;
 mod rows;

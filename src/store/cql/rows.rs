@@ -4,7 +4,7 @@ use scylla::deserialize::row::DeserializeRow;
 use scylla::response::query_result::QueryResult;
 use scylla::value::{CqlTimestamp, MaybeUnset};
 
-use crate::auth::SigningSecret;
+use crate::auth::{AuthSession, AuthSessionId, SigningSecret, TokenHash};
 use std::collections::BTreeMap;
 
 use crate::ids::{
@@ -168,6 +168,67 @@ pub(super) type WebhookRow = (
 /// The columns of a [`WebhookRow`], in order.
 pub(super) const WEBHOOK_COLUMNS: &str =
     "id, url, events, secret, previous_secret, previous_until, created_at, disabled_at, disabled_reason";
+
+/// id, app, user_id, device, ip, user_agent, created_at, last_seen_at,
+/// expires_at, generation, refresh_hash, rotated, confirmed, version.
+pub(super) type AuthSessionRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    CqlTimestamp,
+    CqlTimestamp,
+    CqlTimestamp,
+    i64,
+    Vec<u8>,
+    Option<Vec<Vec<u8>>>,
+    Option<bool>,
+    i64,
+);
+
+/// The columns of an [`AuthSessionRow`], in order.
+pub(super) const AUTH_SESSION_COLUMNS: &str = "id, app, user_id, device, ip, user_agent, created_at, \
+     last_seen_at, expires_at, generation, refresh_hash, rotated, confirmed, version";
+
+/// A session read back; a hash that is not 32 bytes or a bad user id is `Corrupt`.
+pub(super) fn auth_session_from_row(row: AuthSessionRow) -> Result<AuthSession, StoreError> {
+    let (
+        id,
+        app,
+        user,
+        device,
+        ip,
+        user_agent,
+        created_at,
+        last_seen_at,
+        expires_at,
+        generation,
+        hash,
+        rotated,
+        confirmed,
+        version,
+    ) = row;
+    let hash_of =
+        |bytes: &[u8]| TokenHash::from_slice(bytes).ok_or(StoreError::Corrupt { what: "session hash" });
+    Ok(AuthSession {
+        id: AuthSessionId::from_store(id),
+        app: AppId::new(app),
+        user: UserId::parse(&user).map_err(|_| StoreError::Corrupt { what: "session user" })?,
+        device,
+        ip,
+        user_agent,
+        created_at: from_ts(created_at),
+        last_seen_at: from_ts(last_seen_at),
+        expires_at: from_ts(expires_at),
+        generation: unsigned(generation, "session generation")?,
+        refresh_hash: hash_of(&hash)?,
+        rotated: rotated.unwrap_or_default().iter().map(|h| hash_of(h)).collect::<Result<_, _>>()?,
+        confirmed: confirmed.unwrap_or(false),
+        version: unsigned(version, "session version")?,
+    })
+}
 
 /// A webhook's events as stored: their wire names, in order.
 pub(super) fn event_names(events: &[EventType]) -> Vec<&'static str> {

@@ -19,10 +19,11 @@ pub(super) const MIGRATIONS: &[(u32, &str, &str)] = &[
     (8, "attachments", include_str!("../../../cql/008_attachments.cql")),
     (9, "webhooks", include_str!("../../../cql/009_webhooks.cql")),
     (10, "notifications", include_str!("../../../cql/010_notifications.cql")),
+    (11, "sessions", include_str!("../../../cql/011_sessions.cql")),
 ];
 
 /// The schema version this build needs (the newest embedded migration).
-pub const SCHEMA_VERSION: u32 = 10;
+pub const SCHEMA_VERSION: u32 = 11;
 
 /// The migrations recorded in `keyspace` (none when the keyspace or its
 /// `schema_migrations` table does not exist yet).

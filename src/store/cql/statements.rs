@@ -5,7 +5,7 @@ use scylla::frame::types::Consistency;
 use scylla::statement::batch::{Batch, BatchStatement, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 
-use super::rows::{CHAT_COLUMNS, DEVICE_COLUMNS, SETTINGS_COLUMNS, WEBHOOK_COLUMNS};
+use super::rows::{AUTH_SESSION_COLUMNS, CHAT_COLUMNS, DEVICE_COLUMNS, SETTINGS_COLUMNS, WEBHOOK_COLUMNS};
 use crate::store::StoreError;
 
 /// Every statement the store runs, prepared once at connect.
@@ -85,6 +85,16 @@ pub(super) struct Statements {
     pub(super) notification_settings: PreparedStatement,
     /// Writes every column (nulls clear, the map is replaced).
     pub(super) put_notification_settings: PreparedStatement,
+    pub(super) insert_auth_session: PreparedStatement,
+    pub(super) insert_user_auth_session: PreparedStatement,
+    pub(super) auth_session: PreparedStatement,
+    /// A user's session ids (one partition).
+    pub(super) user_auth_sessions: PreparedStatement,
+    /// Conditional (`IF version = ?`): a refresh, a confirmation or a touch.
+    pub(super) replace_auth_session: PreparedStatement,
+    /// Conditional (`IF EXISTS`): tells whether there was a session to revoke.
+    pub(super) delete_auth_session: PreparedStatement,
+    pub(super) delete_user_auth_session: PreparedStatement,
     /// LOGGED batch: the `members` row and its `user_chats` mirror.
     pub(super) add_member: Batch,
     /// LOGGED batch: deletes the `members` row and its `user_chats` mirror.
@@ -269,6 +279,23 @@ impl Statements {
                  push, chats, quiet_from, quiet_to, quiet_tz, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 .into())
             .await?,
+            insert_auth_session: p(format!(
+                "INSERT INTO auth_sessions ({AUTH_SESSION_COLUMNS}) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ))
+            .await?,
+            insert_user_auth_session: p("INSERT INTO user_auth_sessions (app, user_id, id) VALUES (?, ?, ?)".into())
+                .await?,
+            auth_session: p(format!("SELECT {AUTH_SESSION_COLUMNS} FROM auth_sessions WHERE id = ?")).await?,
+            user_auth_sessions: p("SELECT id FROM user_auth_sessions WHERE app = ? AND user_id = ?".into()).await?,
+            replace_auth_session: p("UPDATE auth_sessions SET ip = ?, user_agent = ?, last_seen_at = ?, \
+                 expires_at = ?, generation = ?, refresh_hash = ?, rotated = ?, confirmed = ?, version = ? \
+                 WHERE id = ? IF version = ?"
+                .into())
+            .await?,
+            delete_auth_session: p("DELETE FROM auth_sessions WHERE id = ? IF EXISTS".into()).await?,
+            delete_user_auth_session: p("DELETE FROM user_auth_sessions WHERE app = ? AND user_id = ? AND id = ?".into())
+                .await?,
             add_member: logged_batch(vec![insert_member.await?, insert_user_chat.await?]),
             remove_member: logged_batch(vec![delete_member.await?, delete_user_chat.await?]),
         })

@@ -12,6 +12,7 @@ use super::rows::{
     cql_limit, decode_first, decode_rows, from_ts, message_from_row, message_values, metadata_text,
     skip_page, ts, unset_if_none, unsigned,
 };
+use crate::auth::{AuthSession, AuthSessionId};
 use crate::ids::{
     AppId, AppToken, AttachmentId, ChatNumber, DeviceId, MessageNumber, Timestamp, UserId, WebhookId,
 };
@@ -904,6 +905,31 @@ impl Store for CqlStore {
 
     async fn put_notification_settings(&self, settings: &NotificationSettings) -> Result<(), StoreError> {
         self.put_settings_row(settings).await
+    }
+
+    async fn insert_auth_session(&self, session: &AuthSession) -> Result<(), StoreError> {
+        self.insert_auth_session_row(session).await
+    }
+
+    async fn auth_session(&self, id: &AuthSessionId) -> Result<Option<AuthSession>, StoreError> {
+        self.auth_session_row(id).await
+    }
+
+    async fn auth_sessions(&self, app: &AppId, user: &UserId) -> Result<Vec<AuthSession>, StoreError> {
+        self.auth_session_rows(app, user).await
+    }
+
+    async fn replace_auth_session(&self, session: &AuthSession, expected: u64) -> Result<bool, StoreError> {
+        self.replace_auth_session_row(session, expected).await
+    }
+
+    async fn delete_auth_session(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        id: &AuthSessionId,
+    ) -> Result<bool, StoreError> {
+        self.delete_auth_session_row(app, user, id).await
     }
 }
 

@@ -15,7 +15,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefi
 
 use super::{
     APPS, APPS_BY_ID, CHATS, DIRECT_CHATS, EmbeddedStore, FILE_NAME, MEMBER_ROLES, MEMBERS, MESSAGES,
-    READ_STATE, REPLIES, USER_CHATS, attachments, devices, embedded, webhooks,
+    READ_STATE, REPLIES, USER_CHATS, attachments, auth_sessions, devices, embedded, webhooks,
 };
 use crate::store::StoreError;
 
@@ -90,7 +90,9 @@ fn copy_all(from: &ReadTransaction, to: &redb::WriteTransaction) -> Result<u64, 
         + copy(from, to, attachments::ATTACHMENTS, c)?
         + copy(from, to, webhooks::WEBHOOKS, c)?
         + copy(from, to, devices::DEVICES, c)?
-        + copy(from, to, devices::NOTIFICATION_SETTINGS, c)?;
+        + copy(from, to, devices::NOTIFICATION_SETTINGS, c)?
+        + copy(from, to, auth_sessions::AUTH_SESSIONS, c)?
+        + copy(from, to, auth_sessions::USER_AUTH_SESSIONS, c)?;
     // A table added to the store but not to this list would be left out
     // silently: refuse instead.
     for table in from.list_tables().map_err(embedded)? {
