@@ -29,6 +29,7 @@ const SECTIONS: &[&str] = &[
     "gateway",
     "cache",
     "jwks",
+    "sessions",
     "store",
     "cql",
     "redis",
@@ -61,6 +62,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Fetching applications' identity-provider keys.
     pub jwks: JwksConfig,
+    /// Lifetimes of the tokens sessions hand out.
+    pub sessions: crate::auth::SessionsConfig,
     /// Which store backend.
     pub store: StoreConfig,
     /// The CQL backend (ScyllaDB / Cassandra).
@@ -276,6 +279,9 @@ impl Config {
                 "server.tls_key_file",
                 "set both server.tls_cert_file and server.tls_key_file, or neither",
             );
+        }
+        if let Err((key, reason)) = self.sessions.check() {
+            return invalid(key, reason);
         }
         if !(100..=86_400_000).contains(&self.server.tls_reload_ms) {
             return invalid("server.tls_reload_ms", "must be from 100 to 86400000");

@@ -20,8 +20,13 @@ pub fn describe(kind: ErrorKind) -> (StatusCode, &'static str) {
         ErrorKind::NotFound(Missing::Member) => (StatusCode::NOT_FOUND, "member_not_found"),
         ErrorKind::NotFound(Missing::Webhook) => (StatusCode::NOT_FOUND, "webhook_not_found"),
         ErrorKind::NotFound(Missing::Device) => (StatusCode::NOT_FOUND, "device_not_found"),
+        ErrorKind::NotFound(Missing::Session) => (StatusCode::NOT_FOUND, "session_not_found"),
         ErrorKind::Forbidden(Refusal::NotAMember) => (StatusCode::FORBIDDEN, "not_a_member"),
         ErrorKind::Forbidden(Refusal::InvalidToken) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+        ErrorKind::Forbidden(Refusal::InvalidRefreshToken) => {
+            (StatusCode::UNAUTHORIZED, "invalid_refresh_token")
+        }
+        ErrorKind::Forbidden(Refusal::SessionRevoked) => (StatusCode::UNAUTHORIZED, "session_revoked"),
         ErrorKind::Forbidden(Refusal::UserGroupsClosed) => (StatusCode::FORBIDDEN, "user_groups_closed"),
         ErrorKind::Forbidden(Refusal::Permission) => (StatusCode::FORBIDDEN, "forbidden"),
         ErrorKind::Gone => (StatusCode::GONE, "message_deleted"),
@@ -52,8 +57,11 @@ pub const KINDS: &[ErrorKind] = &[
     ErrorKind::NotFound(Missing::Member),
     ErrorKind::NotFound(Missing::Webhook),
     ErrorKind::NotFound(Missing::Device),
+    ErrorKind::NotFound(Missing::Session),
     ErrorKind::Forbidden(Refusal::NotAMember),
     ErrorKind::Forbidden(Refusal::InvalidToken),
+    ErrorKind::Forbidden(Refusal::InvalidRefreshToken),
+    ErrorKind::Forbidden(Refusal::SessionRevoked),
     ErrorKind::Forbidden(Refusal::UserGroupsClosed),
     ErrorKind::Forbidden(Refusal::Permission),
     ErrorKind::Gone,

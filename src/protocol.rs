@@ -310,6 +310,14 @@ pub enum ClientFrame {
         #[serde(default, deserialize_with = "present")]
         quiet_hours: Option<Option<QuietHoursIn>>,
     },
+    /// Continue the session with a new access token of the same user (and
+    /// session) before the current one expires (answered with `refreshed`).
+    Refresh {
+        /// Echoed in the answer.
+        id: Option<RequestId>,
+        /// The new access token.
+        token: String,
+    },
     /// Search the user's chats (answered with `search_results`).
     Search {
         /// Echoed in the answer.
@@ -339,6 +347,7 @@ pub struct QuietHoursIn {
 
 /// The frame types a client may send.
 pub const CLIENT_TYPES: &[&str] = &[
+    "refresh",
     "send",
     "sync",
     "hello",
@@ -459,7 +468,8 @@ fn check(frame: &ClientFrame) -> Result<(), String> {
         | ClientFrame::Leave { id, .. }
         | ClientFrame::RegisterDevice { id, .. }
         | ClientFrame::UnregisterDevice { id, .. }
-        | ClientFrame::NotificationSettings { id, .. } => id.as_ref(),
+        | ClientFrame::NotificationSettings { id, .. }
+        | ClientFrame::Refresh { id, .. } => id.as_ref(),
     };
     if let Some(RequestId::Text(s)) = id
         && (s.is_empty() || s.len() > MAX_REQUEST_ID)
@@ -897,6 +907,20 @@ pub enum ServerFrame {
         /// A next page holds more.
         has_more: bool,
     },
+    /// The session's access token expires soon: send `refresh` with a new one.
+    TokenExpiring {
+        /// When it expires (the session closes with 4001 then, unless refreshed).
+        expires_at: Timestamp,
+    },
+    /// The answer to `refresh`: the session goes on with the new token.
+    Refreshed {
+        /// The request's id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        /// When the new token expires.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expires_at: Option<Timestamp>,
+    },
     /// A request failed; the session goes on.
     Error {
         /// The request's id, when it could be read.
@@ -939,6 +963,7 @@ impl ClientFrame {
             ClientFrame::RegisterDevice { .. } => "register_device",
             ClientFrame::UnregisterDevice { .. } => "unregister_device",
             ClientFrame::NotificationSettings { .. } => "notification_settings",
+            ClientFrame::Refresh { .. } => "refresh",
         }
     }
 }
@@ -968,6 +993,8 @@ impl ServerFrame {
             ServerFrame::MemberJoined { .. } => "member_joined",
             ServerFrame::MemberLeft { .. } => "member_left",
             ServerFrame::RoleChanged { .. } => "role_changed",
+            ServerFrame::TokenExpiring { .. } => "token_expiring",
+            ServerFrame::Refreshed { .. } => "refreshed",
             ServerFrame::Error { .. } => "error",
         }
     }

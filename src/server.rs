@@ -181,6 +181,7 @@ impl Node {
             attachments,
             notifier: notify.notifier,
             webhooks: notify.webhooks,
+            sessions: config.sessions.clone(),
         });
         let notify_stop = notify_stop.drop_guard();
         Ok(Node {

@@ -19,6 +19,7 @@ mod realtime;
 mod search;
 mod tokens;
 mod views;
+mod sessions;
 mod webhooks;
 
 use axum::Router;
@@ -35,6 +36,7 @@ pub use backup::Snapshots;
 pub use error::ApiError;
 
 /// What every handler can reach: one shared [`ApiParts`], so a clone (one per
+pub use sessions::client_info;
 /// request, and one held by every WebSocket session) is a reference count.
 #[derive(Clone)]
 pub struct ApiState(std::sync::Arc<ApiParts>);
@@ -103,6 +105,9 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(tokens::me))
         .routes(routes!(chats::create, chats::list))
         .routes(routes!(chats::show, chats::update))
+        .routes(routes!(sessions::create, sessions::list, sessions::revoke_all))
+        .routes(routes!(sessions::revoke))
+        .routes(routes!(sessions::refresh))
         .routes(routes!(chats::members))
         .routes(routes!(chats::add_member, chats::remove_member))
         .routes(routes!(chats::user_chats))

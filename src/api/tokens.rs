@@ -123,7 +123,7 @@ pub async fn mint(
     security(("user_token" = [])),
     responses(
         (status = 200, description = "The user and application the token names", body = MeOut),
-        (status = 401, description = "`invalid_token`: no token, or one forged, expired, for no application or signed before a rotation"),
+        (status = 401, description = "`invalid_token`, `session_revoked`: no token, or one forged, expired, for no application or signed before a rotation; or its session was revoked"),
         (status = 500, description = INTERNAL),
         (status = 503, description = "`store_unavailable`, `redis_unavailable`, `identity_provider_unavailable`: retry after `Retry-After` seconds"),
     )

@@ -80,6 +80,15 @@ pub enum ChatError {
     /// No such device of the user.
     #[error("device not found")]
     DeviceNotFound,
+    /// No such session of the user (or it was revoked).
+    #[error("session not found")]
+    SessionNotFound,
+    /// A refresh token that is unknown, expired, or superseded by a refresh whose pair is not used yet.
+    #[error("the refresh token is not valid")]
+    InvalidRefreshToken,
+    /// A refresh token was used again after its session moved on: the session is revoked.
+    #[error("the refresh token was used before: its session is revoked")]
+    SessionRevoked,
     /// A value the client sent is invalid (the message says which and why).
     #[error("{0}")]
     InvalidValue(String),
@@ -130,6 +139,8 @@ pub enum Missing {
     Webhook,
     /// The device.
     Device,
+    /// The session (refresh-token family).
+    Session,
 }
 
 /// Why a caller is refused.
@@ -139,6 +150,10 @@ pub enum Refusal {
     NotAMember,
     /// The user token is forged, expired or for no application.
     InvalidToken,
+    /// The refresh token is unknown, expired or superseded.
+    InvalidRefreshToken,
+    /// The token's session was revoked.
+    SessionRevoked,
     /// The application lets only its backend create groups.
     UserGroupsClosed,
     /// The acting user lacks a permission (the error's message names it).
@@ -181,6 +196,9 @@ impl ChatError {
             ChatError::Token(TokenError::KeysUnavailable(_)) => {
                 ErrorKind::Unavailable(Service::IdentityProvider)
             }
+            ChatError::Token(TokenError::SessionRevoked) | ChatError::SessionRevoked => {
+                ErrorKind::Forbidden(Refusal::SessionRevoked)
+            }
             ChatError::Token(_) => ErrorKind::Forbidden(Refusal::InvalidToken),
             ChatError::Store(e) | ChatError::Sequence(SequenceError::Store(e)) => store_kind(e),
             ChatError::Write(WriteError::Store(e)) => store_kind(e),
@@ -198,6 +216,8 @@ impl ChatError {
             }
             ChatError::Webhook(WebhookError::Queue(_)) => ErrorKind::Internal,
             ChatError::DeviceNotFound => ErrorKind::NotFound(Missing::Device),
+            ChatError::SessionNotFound => ErrorKind::NotFound(Missing::Session),
+            ChatError::InvalidRefreshToken => ErrorKind::Forbidden(Refusal::InvalidRefreshToken),
             ChatError::InvalidValue(_) => ErrorKind::Invalid,
         }
     }
@@ -244,6 +264,10 @@ impl ChatError {
             ChatError::Webhook(WebhookError::Queue(QueueError::Corrupt { what: "an entry" })),
             ChatError::DeviceNotFound,
             ChatError::InvalidValue("`token` is not an FCM registration token".into()),
+            ChatError::SessionNotFound,
+            ChatError::InvalidRefreshToken,
+            ChatError::SessionRevoked,
+            ChatError::Token(TokenError::SessionRevoked),
         ];
         // A new variant fails to compile here until it is listed above.
         for e in &all {
@@ -268,6 +292,9 @@ impl ChatError {
                 | ChatError::Attachments(_)
                 | ChatError::Webhook(_)
                 | ChatError::DeviceNotFound
+                | ChatError::SessionNotFound
+                | ChatError::InvalidRefreshToken
+                | ChatError::SessionRevoked
                 | ChatError::InvalidValue(_) => {}
             }
         }

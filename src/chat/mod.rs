@@ -17,6 +17,7 @@ mod reactions;
 mod receipts;
 mod search;
 mod send;
+mod sessions;
 
 use crate::auth::{self, JwksVerifier, SigningSecret, TokenError};
 use crate::cache::{AppsCache, MembersCache, RecentCache};
@@ -34,6 +35,7 @@ use known::{DirectChats, KnownChats};
 pub use notifications::SettingsChanges;
 pub use search::{Filters, Found, Search};
 pub use send::{Author, Numbered, Persisted, SendRequest, Sent, Staged, Target};
+pub use sessions::{ClientInfo, Issued, NewSession, SessionView};
 
 /// Every member of a chat, for fan-out.
 const ALL: Page = Page { skip: 0, limit: usize::MAX };
@@ -95,6 +97,8 @@ pub struct Authenticated {
     pub user: UserId,
     /// When the token expires (sessions opened with it close then, with 4001).
     pub expires_at: Option<Timestamp>,
+    /// The session the token belongs to (an access token a session handed out).
+    pub session: Option<crate::auth::SessionClaim>,
 }
 
 /// The chat service: one per node, cheap to clone.
@@ -122,6 +126,10 @@ pub struct ChatService {
     claim_abandon_ms: i64,
     /// One change of a group's members or info at a time on this node (see `groups.rs`).
     groups: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// `[sessions]`: token lifetimes.
+    sessions: crate::auth::SessionsConfig,
+    /// This node's view of which sessions are live.
+    session_cache: sessions::SessionCache,
 }
 
 /// The caches a [`ChatService`] uses.
@@ -163,6 +171,8 @@ pub struct ChatParts {
     pub notifier: crate::notify::Notifier,
     /// Registering webhooks.
     pub webhooks: crate::notify::Webhooks,
+    /// `[sessions]`: token lifetimes.
+    pub sessions: crate::auth::SessionsConfig,
 }
 
 impl ChatService {
@@ -181,6 +191,7 @@ impl ChatService {
             attachments,
             notifier,
             webhooks,
+            sessions,
         } = parts;
         let Caches { members, recent, apps, jwks } = caches;
         Self {
@@ -202,7 +213,14 @@ impl ChatService {
             attachments,
             notifier,
             webhooks,
+            sessions,
+            session_cache: sessions::SessionCache::default(),
         }
+    }
+
+    /// `[sessions]`, for the gateway's expiry notices.
+    pub fn sessions_config(&self) -> &crate::auth::SessionsConfig {
+        &self.sessions
     }
 
     /// The store, for health checks.
@@ -350,15 +368,20 @@ impl ChatService {
     pub async fn authenticate(&self, jwt: &str) -> Result<Authenticated, ChatError> {
         let claimed = auth::inspect(jwt)?;
         let app = self.application_by_id(&claimed.app).await?.ok_or(TokenError::UnknownApplication)?;
-        let user = if claimed.hmac {
-            auth::verify(jwt, &app.id, &app.secret)?
+        let (user, session) = if claimed.hmac {
+            let verified = auth::verify_claims(jwt, &app.id, &app.secret)?;
+            (verified.user, verified.session)
         } else {
             // RS256/ES256: only from the application's own identity provider.
             let url = app.jwks_url.as_deref().ok_or(TokenError::UnknownKey)?;
-            self.jwks.verify(url, jwt, &app.id).await?
+            (self.jwks.verify(url, jwt, &app.id).await?, None)
         };
+        // A session's access token: refused once the session is revoked.
+        if let Some(claim) = &session {
+            self.check_session(&app.id, &user, claim).await?;
+        }
         let expires_at = claimed.exp.map(|exp| Timestamp(exp.saturating_mul(1000)));
-        Ok(Authenticated { app, user, expires_at })
+        Ok(Authenticated { app, user, expires_at, session })
     }
 
     /// Lists an application's chats.

@@ -274,4 +274,23 @@ impl Fabric for ClusterFabric {
         let frame = Bytes::from(Wire::Revoke { app: app.as_str().to_owned() }.encode());
         self.send(self.peers.all().into_iter().map(|(n, _)| n), &frame);
     }
+
+    async fn close_auth_session(&self, app: &AppId, user: &UserId, auth: &crate::auth::AuthSessionId) {
+        self.hub.close_auth_session(app, user, auth);
+        let wire = Wire::RevokeSession {
+            app: app.as_str().to_owned(),
+            user: user.as_str().to_owned(),
+            sid: auth.as_str().to_owned(),
+        };
+        self.send(self.peers.all().into_iter().map(|(n, _)| n), &Bytes::from(wire.encode()));
+    }
+
+    async fn auth_session_online(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        auth: &crate::auth::AuthSessionId,
+    ) -> bool {
+        self.hub.has_auth_session(app, user, auth)
+    }
 }

@@ -268,6 +268,14 @@ async fn handle(
             chat.forget_application(&app);
             hub.revoke(&app);
         }
+        Wire::RevokeSession { app, user, sid } => {
+            let app = AppId::new(app);
+            let user = UserId::parse(&user).map_err(|_| "invalid user id")?;
+            let sid = crate::auth::AuthSessionId::parse(&sid).map_err(|_| "invalid session id")?;
+            // Forgotten first: its tokens are refused here from now on.
+            chat.forget_auth_session(&sid);
+            hub.close_auth_session(&app, &user, &sid);
+        }
     }
     Ok(())
 }

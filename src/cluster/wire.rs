@@ -50,6 +50,15 @@ pub enum Wire {
         /// The application.
         app: String,
     },
+    /// Session `sid` of `user` was revoked: forget it, close its sockets (4001).
+    RevokeSession {
+        /// The application.
+        app: String,
+        /// The user.
+        user: String,
+        /// The session.
+        sid: String,
+    },
 }
 
 /// An event on the wire.

@@ -144,4 +144,16 @@ pub trait Fabric: Send + Sync + 'static {
     /// The credentials of `app`'s sessions were revoked (its secret rotated):
     /// every node closes them (4001) so they reconnect with new tokens.
     async fn revoke(&self, app: &AppId);
+
+    /// Session `auth` of `user` was revoked: every node forgets it and closes
+    /// the sockets opened with its tokens (4001).
+    async fn close_auth_session(&self, app: &AppId, user: &UserId, auth: &crate::auth::AuthSessionId);
+
+    /// Whether a socket opened with a token of session `auth` is open on this node.
+    async fn auth_session_online(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        auth: &crate::auth::AuthSessionId,
+    ) -> bool;
 }

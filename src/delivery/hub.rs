@@ -24,6 +24,8 @@ pub struct SessionHandle {
     /// Its bounded outbox. Its items share the frame encoded once per event
     /// (a reference count each); it also carries the session's cut-off.
     pub outbox: Outbox,
+    /// The session (refresh-token family) its token belongs to, if any.
+    pub auth: Option<crate::auth::AuthSessionId>,
 }
 
 type Fast = foldhash::fast::RandomState;
@@ -152,6 +154,22 @@ impl Hub {
         }
     }
 
+    /// Closes the sockets of `user` opened with tokens of session `auth` (it was revoked).
+    pub fn close_auth_session(&self, app: &AppId, user: &UserId, auth: &crate::auth::AuthSessionId) {
+        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let of_user = sessions.get(app).and_then(|a| a.users.get(user)).into_iter().flatten();
+        for handle in of_user.filter(|h| h.auth.as_ref() == Some(auth)) {
+            handle.outbox.cut(Cut::SessionRevoked);
+        }
+    }
+
+    /// Whether a socket of `user` opened with a token of session `auth` is open on this node.
+    pub fn has_auth_session(&self, app: &AppId, user: &UserId, auth: &crate::auth::AuthSessionId) -> bool {
+        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut of_user = sessions.get(app).and_then(|a| a.users.get(user)).into_iter().flatten();
+        of_user.any(|h| h.auth.as_ref() == Some(auth))
+    }
+
     /// Closes every session (1012) one by one, spread evenly over `window`
     /// in random order, so their clients do not all reconnect at once; then
     /// any that opened meanwhile.
@@ -256,5 +274,18 @@ impl Fabric for Hub {
 
     async fn revoke(&self, app: &AppId) {
         Hub::revoke(self, app);
+    }
+
+    async fn close_auth_session(&self, app: &AppId, user: &UserId, auth: &crate::auth::AuthSessionId) {
+        Hub::close_auth_session(self, app, user, auth);
+    }
+
+    async fn auth_session_online(
+        &self,
+        app: &AppId,
+        user: &UserId,
+        auth: &crate::auth::AuthSessionId,
+    ) -> bool {
+        self.has_auth_session(app, user, auth)
     }
 }

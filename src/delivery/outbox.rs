@@ -30,6 +30,8 @@ pub enum Cut {
     Revoked,
     /// The node is draining.
     Drain,
+    /// The session (refresh-token family) its token belongs to was revoked.
+    SessionRevoked,
 }
 
 /// What woke a session waiting on its outbox.
@@ -104,6 +106,7 @@ impl Outbox {
             Cut::Slow => 1,
             Cut::Revoked => 2,
             Cut::Drain => 3,
+            Cut::SessionRevoked => 4,
         };
         if self.0.cut.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             self.0.ready.notify_one();
@@ -116,7 +119,8 @@ impl Outbox {
             0 => None,
             1 => Some(Cut::Slow),
             2 => Some(Cut::Revoked),
-            _ => Some(Cut::Drain),
+            3 => Some(Cut::Drain),
+            _ => Some(Cut::SessionRevoked),
         }
     }
 

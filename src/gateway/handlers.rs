@@ -207,6 +207,7 @@ impl Session {
             | ClientFrame::SetRole { .. }
             | ClientFrame::UpdateChat { .. }
             | ClientFrame::Leave { .. } => self.group(frame).await,
+            ClientFrame::Refresh { id, token } => self.refresh(id, &token).await,
             ClientFrame::Search { id, query, chat, page, per_page } => {
                 self.search(id, &query, chat, (page.unwrap_or(1), per_page.unwrap_or(20))).await
             }
@@ -411,6 +412,22 @@ impl Session {
             Ok(_) => Answers::one(ServerFrame::Ack { id, chat, seq }),
             Err(e) => Answers::failed(id, &e),
         }
+    }
+
+    /// `refresh`: a new access token of the same user (and session) renews the
+    /// session's expiry; the session goes on as it was.
+    async fn refresh(&self, id: Option<RequestId>, token: &str) -> Answers {
+        let who = match self.state.chat.authenticate(token).await {
+            Ok(who) => who,
+            Err(e) => return Answers::failed(id, &e),
+        };
+        let same_session = who.session.as_ref().map(|c| &c.id) == self.auth.as_ref().map(|c| &c.id);
+        if who.app.id != self.app.id || who.user != self.user || !same_session {
+            return Answers::failed(id, &ChatError::Token(crate::auth::TokenError::OtherSession));
+        }
+        let notice = self.state.chat.sessions_config().expiry_notice_secs;
+        self.expiry.renew(who.expires_at, notice, crate::ids::Timestamp::now());
+        Answers::one(ServerFrame::Refreshed { id, expires_at: who.expires_at })
     }
 
     async fn receipt(

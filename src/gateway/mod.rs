@@ -5,6 +5,7 @@
 //! - `catch_up`: `hello`, streamed a frame at a time;
 //! - `pipeline`: a session's sends between their number and their ack;
 //! - `caps`: the per-user and per-application session caps;
+//! - `expiry`: when the session's token expires, and its `token_expiring` notice;
 //! - `state`: what every session shares ([`GatewayState`]);
 //! - `limits`: per-user rate limits shared by a user's sessions;
 //! - `budget`: each session's frame budget, and the strikes of a client that
@@ -17,6 +18,7 @@ mod budget;
 mod caps;
 mod catch_up;
 mod config;
+mod expiry;
 mod handlers;
 mod limits;
 mod pipeline;

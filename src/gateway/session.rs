@@ -19,6 +19,7 @@ use futures::{SinkExt as _, StreamExt as _};
 use super::GatewayState;
 use super::budget::Budget;
 use super::caps::{caps, refuse_over};
+use super::expiry::{Due, Expiry};
 use super::handlers::{Answers, Handled, Step, step};
 use super::pipeline::Sends;
 use super::reads::Reads;
@@ -65,7 +66,7 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<GatewayState> {
     responses(
         (status = 101, description = "Switching protocols: the session speaks docs/protocol.md"),
         (status = 400, description = "`websocket_required`: not a WebSocket handshake"),
-        (status = 401, description = "`invalid_token`: no user token, or one forged, expired, for no application or signed before a rotation"),
+        (status = 401, description = "`invalid_token`, `session_revoked`: no user token, or one forged, expired, for no application or signed before a rotation; or its session was revoked"),
         (status = 405, description = "`websocket_required`: a WebSocket handshake is a GET"),
         (status = 422, description = "`invalid_parameter`: a query that cannot be read"),
         (status = 426, description = "`websocket_required`: the connection cannot be upgraded"),
@@ -109,6 +110,11 @@ pub async fn ws_handler(
         Ok(who) => who,
         Err(e) => return refused(crate::edge::chat_error_response(&e)),
     };
+    if let Some(claim) = who.session.clone() {
+        // Where the session was seen, off the handshake's path.
+        let (chat, client) = (state.chat.clone(), crate::api::client_info(&headers));
+        tokio::spawn(async move { chat.touch_session(&claim, &client).await });
+    }
     // Frames up to OVERSIZE_SLACK over the limit are read whole and refused
     // by the session (`frame_too_large`, then 1009): a frame the socket
     // refused half-read would leave bytes unread, and closing a socket with
@@ -153,8 +159,10 @@ pub(super) struct Session {
     pub(super) app: Arc<Application>,
     pub(super) user: UserId,
     pub(super) id: SessionId,
-    /// When the token the session opened with expires.
-    expires_at: Option<Timestamp>,
+    /// The session (refresh-token family) of the token it opened with, if any.
+    pub(super) auth: Option<crate::auth::SessionClaim>,
+    /// When its token expires (an in-band `refresh` renews it).
+    pub(super) expiry: Expiry,
 }
 
 /// Why the loop ends: the close code and reason to send, if any.
@@ -168,6 +176,7 @@ fn closing_for(why: Cut) -> Closing {
         Cut::Slow => SLOW,
         Cut::Revoked => Some((close::TOKEN_EXPIRED, "the application's secret was rotated")),
         Cut::Drain => Some((close::SERVICE_RESTART, "service restart")),
+        Cut::SessionRevoked => Some((close::TOKEN_EXPIRED, "the session was revoked")),
     }
 }
 
@@ -243,7 +252,8 @@ enum Incoming {
 impl Session {
     fn new(state: GatewayState, who: Authenticated) -> Self {
         let id = state.hub.next_session_id();
-        Self { state, app: who.app, user: who.user, id, expires_at: who.expires_at }
+        let expiry = Expiry::new(who.expires_at, state.chat.sessions_config().expiry_notice_secs);
+        Self { state, app: who.app, user: who.user, id, auth: who.session, expiry }
     }
 
     fn run(self, socket: WebSocket, slot: Slot) -> impl Future<Output = ()> + Send {
@@ -259,7 +269,8 @@ impl Session {
     /// between, so a split's lock (taken on every read and write) buys nothing.
     async fn serve(self, mut sink: Sink, _slot: Slot) {
         let outbox = Outbox::new(self.state.config.outbox_frames, self.state.config.outbox_bytes);
-        let handle = SessionHandle { id: self.id, outbox: outbox.clone() };
+        let auth = self.auth.as_ref().map(|claim| claim.id.clone());
+        let handle = SessionHandle { id: self.id, outbox: outbox.clone(), auth };
         if let Err(over) = self.state.hub.register(&self.app.id, &self.user, handle, caps(&self.state.config))
         {
             return Box::pin(refuse_over(sink, over)).await;
@@ -521,8 +532,19 @@ impl Session {
 
     /// The heartbeat: ping a quiet client, close a silent one or one whose token expired.
     async fn on_tick(&self, live: &LoopState, sink: &mut Sink, outbox: &Outbox) -> Closing {
-        if self.expires_at.is_some_and(|at| at < Timestamp::now()) {
-            return Some((close::TOKEN_EXPIRED, "token expired: get a new one, then reconnect"));
+        match self.expiry.due(Timestamp::now()) {
+            Due::Expired => {
+                return Some((close::TOKEN_EXPIRED, "token expired: get a new one, then reconnect"));
+            }
+            Due::Notice(expires_at) => {
+                let frame = ServerFrame::TokenExpiring { expires_at };
+                crate::metrics::metrics().frames_out.with_label_values(&[frame.kind()]).inc();
+                let notice = vec![WsMessage::Text(frame.to_text().into())];
+                if let Some(closing) = self.write(sink, outbox, notice).await {
+                    return Some(closing);
+                }
+            }
+            Due::Nothing => {}
         }
         let quiet = live.last_heard.elapsed();
         if quiet >= Duration::from_millis(self.state.config.idle_timeout_ms) {
