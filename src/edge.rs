@@ -103,7 +103,7 @@ pub fn explain(e: &ChatError) -> (StatusCode, &'static str, String) {
             "the node is shutting down; connect to another node".to_owned()
         }
         ErrorKind::Unavailable(service) => {
-            let cause = std::error::Error::source(e).map(ToString::to_string);
+            let cause = causes(e);
             if service == Service::IdentityProvider {
                 // The key-set fetcher warns itself, at a bounded rate (a failing
                 // identity provider must not write a line per request).
@@ -126,13 +126,27 @@ pub fn explain(e: &ChatError) -> (StatusCode, &'static str, String) {
             }
         }
         ErrorKind::Internal => {
-            let cause = std::error::Error::source(e).map(ToString::to_string);
+            let cause = causes(e);
             tracing::error!(error = %e, cause, "request failed");
             "internal error".to_owned()
         }
         _ => e.to_string(),
     };
     (status, code, message)
+}
+
+/// The whole chain of causes under `e` (`commit failed: store unavailable:
+/// connection refused`), innermost last: the operator needs the root cause, not
+/// the first wrapper. `None` when `e` has no source. Causes are driver and
+/// service errors; no request content (bodies, tokens) reaches them.
+fn causes(e: &ChatError) -> Option<String> {
+    let mut next = std::error::Error::source(e);
+    let mut chain: Vec<String> = Vec::new();
+    while let Some(cause) = next {
+        chain.push(cause.to_string());
+        next = cause.source();
+    }
+    (!chain.is_empty()).then(|| chain.join(": "))
 }
 
 /// Every error answer's body, REST or a refused handshake: `{"error":{"code","message"}}`.
@@ -191,6 +205,16 @@ mod tests {
         for e in ChatError::examples() {
             assert!(KINDS.contains(&e.kind()), "{e:?} maps to a kind outside KINDS");
         }
+    }
+
+    #[test]
+    fn the_logged_cause_reaches_the_root() {
+        let io = Box::new(std::io::Error::other("connection refused"));
+        let e = ChatError::Write(crate::store::WriteError::Store(std::sync::Arc::new(
+            crate::store::StoreError::Unavailable(io),
+        )));
+        assert_eq!(causes(&e).as_deref(), Some("store unavailable: connection refused"));
+        assert_eq!(causes(&ChatError::ChatNotFound), None);
     }
 
     #[test]

@@ -39,6 +39,29 @@ pub fn serve(mut cmd: Command) -> (Child, String) {
     (child, addr)
 }
 
+/// Every JSON line a node has logged so far (shared with the thread reading them).
+pub type LogLines = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+
+/// Like [`serve`], but keeps every JSON line the node logs, for a test to look for one.
+pub fn serve_logged(mut cmd: Command) -> (Child, String, LogLines) {
+    let mut child = cmd.arg("serve").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = LogLines::default();
+    let kept = lines.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+            if v["fields"]["message"] == "serving" {
+                let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or_default().to_owned());
+            }
+            kept.lock().unwrap().push(v);
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("the node did not start serving");
+    (child, addr, lines)
+}
+
 /// A process's resident memory, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
