@@ -351,7 +351,8 @@ pub async fn run(listener: TcpListener, node: Node, shutdown: CancellationToken)
 }
 
 /// After `shutdown`, tells the cluster this node drains, waits (at most
-/// `limit`) for the sessions to close, then stops the listener.
+/// `window + grace`) for the sessions to close and their offline
+/// announcements to be made, then stops the listener.
 async fn drain_sessions(
     hub: Hub,
     shutdown: CancellationToken,
@@ -375,6 +376,11 @@ async fn drain_sessions(
     }
     if hub.session_count() > 0 {
         tracing::warn!(sessions = hub.session_count(), "sessions still open after the drain window");
+    }
+    // Users who do not reconnect elsewhere within the debounce are announced
+    // offline while this node can still reach its peers.
+    if tokio::time::timeout_at(deadline, hub.presence().settled()).await.is_err() {
+        tracing::warn!("offline announcements still pending after the drain window");
     }
     stop_http.cancel();
 }

@@ -293,4 +293,8 @@ impl Fabric for ClusterFabric {
     ) -> bool {
         self.hub.has_auth_session(app, user, auth)
     }
+
+    fn spans_nodes(&self) -> bool {
+        true
+    }
 }

@@ -156,4 +156,11 @@ pub trait Fabric: Send + Sync + 'static {
         user: &UserId,
         auth: &crate::auth::AuthSessionId,
     ) -> bool;
+
+    /// Whether other nodes may hold sessions: then a draining node still
+    /// announces its users offline (they may be watched, and may reconnect,
+    /// elsewhere); alone, every watcher closes with it.
+    fn spans_nodes(&self) -> bool {
+        false
+    }
 }

@@ -6,9 +6,17 @@
 //! cancelled). When their last session closes, the offline announcement waits
 //! `presence_debounce_ms`; a session opening meanwhile bumps the generation
 //! and the pending announcement finds itself stale.
+//!
+//! The pending announcements are tracked: a draining cluster node waits for
+//! them ([`Presence::settled`]) before it leaves, so a user whose sessions
+//! were only there, and who does not reconnect elsewhere within the debounce,
+//! is announced offline to the members on other nodes.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio_util::task::TaskTracker;
 
 use crate::ids::{AppId, Timestamp, UserId};
 
@@ -38,6 +46,8 @@ pub struct Status {
 #[derive(Clone, Default)]
 pub struct Presence {
     users: Arc<Mutex<HashMap<(AppId, UserId), Entry>>>,
+    /// The offline announcements waiting out their debounce.
+    pending: TaskTracker,
 }
 
 /// A pending offline announcement, valid while nobody reconnects.
@@ -87,6 +97,19 @@ impl Presence {
         true
     }
 
+    /// Runs `announcement` (a debounce, then maybe an offline announcement)
+    /// where [`settled`](Self::settled) can wait for it.
+    pub fn spawn_pending(&self, announcement: impl Future<Output = ()> + Send + 'static) {
+        self.pending.spawn(announcement);
+    }
+
+    /// Waits for the pending offline announcements (a draining node, once its
+    /// sessions are closed); later ones are still tracked, and waited for too.
+    pub async fn settled(&self) {
+        self.pending.close();
+        self.pending.wait().await;
+    }
+
     /// `user`'s presence on this node.
     pub fn status(&self, app: &AppId, user: &UserId) -> Status {
         let users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
@@ -115,5 +138,26 @@ mod tests {
         assert!(p.settle(&app, &u, pending), "offline for real");
         assert!(p.status(&app, &u).last_seen.is_some());
         assert!(p.opened(&app, &u), "back: online again");
+    }
+
+    #[tokio::test]
+    async fn settled_waits_for_the_pending_announcements() {
+        let p = Presence::default();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = Arc::clone(&done);
+        p.spawn_pending(async move {
+            let _ = rx.await;
+            seen.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let settled = tokio::spawn({
+            let p = p.clone();
+            async move { p.settled().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!settled.is_finished(), "settled before the announcement ran");
+        tx.send(()).unwrap();
+        settled.await.unwrap();
+        assert!(done.load(std::sync::atomic::Ordering::SeqCst));
     }
 }

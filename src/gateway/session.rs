@@ -593,11 +593,14 @@ impl Session {
         let (app, user) = (self.app.id.clone(), self.user.clone());
         let debounce = Duration::from_millis(self.state.config.presence_debounce_ms);
         let shutdown = self.state.shutdown.clone();
-        tokio::spawn(async move {
+        // A draining cluster node waits the debounce out (`Presence::settled`):
+        // its users may be watched from other nodes, and may reconnect there
+        // meanwhile. A lone node's watchers all close with it.
+        let elsewhere = chat.fabric().spans_nodes();
+        presence.clone().spawn_pending(async move {
             tokio::select! {
                 () = tokio::time::sleep(debounce) => {}
-                // A draining node does not hold its shutdown for announcements.
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled(), if !elsewhere => return,
             }
             if !presence.settle(&app, &user, pending) || chat.fabric().is_online(&app, &user).await {
                 return;

@@ -1,0 +1,106 @@
+//! A draining node announces its users offline: two `weft` processes (real
+//! Redis, real Cassandra, gossip and QUIC). A user whose only session is on
+//! the drained node and who does not come back is announced offline to a
+//! watcher on the other node, and the directory no longer holds them online;
+//! a user who reconnects to the other node within the debounce is not.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::trio::{as_server, member_ids, shared_env, start, weft};
+use common::ws::{Client, chat_with, post, presence, user_token, wait_within};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+/// The next `presence` frame about `user` before `deadline`, skipping anything else.
+async fn next_presence(client: &mut Client, user: &str, deadline: Instant) -> Option<Value> {
+    loop {
+        let frame = client.next_before(deadline, true).await?;
+        if frame["type"] == "presence" && frame["user"] == user {
+            return Some(frame);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_announces_offline_who_does_not_reconnect_elsewhere() {
+    let certs = tempfile::tempdir().unwrap();
+    weft::cluster::tls::generate(certs.path(), &["node"], true).unwrap();
+    let keyspace = common::test_keyspace("drainp");
+    let prefix = format!("weft-test-{:016x}", rand::random::<u64>());
+    let mut env = shared_env(&keyspace, &prefix, certs.path());
+    // Long enough for a client told to reconnect (1012) to be back elsewhere
+    // on a loaded machine; the drain waits it out.
+    env.push(("WEFT_GATEWAY_PRESENCE_DEBOUNCE_MS".into(), "2000".into()));
+    let migrated = weft(&env).arg("migrate").output().unwrap();
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    let a = start(&env, "node-a", &[]);
+    let seed = a.get("/api/v1/cluster").await["gossip"].as_str().unwrap().to_owned();
+    let b = start(&env, "node-b", &[seed]);
+    for node in [&a, &b] {
+        wait_within(Duration::from_secs(30), "two members", || async { member_ids(node).await.len() == 2 })
+            .await;
+    }
+    let (sa, sb) = (as_server(&a), as_server(&b));
+    let token = sa.new_app().await;
+    let chat = chat_with(&sa, &token, &["alice", "bob", "carol"]).await;
+    let carol_jwt = user_token(&sa, &token, "carol").await;
+
+    let mut bob = common::ws::connect(&sb, &token, "bob").await;
+    let mut alice = common::ws::connect(&sa, &token, "alice").await;
+    let mut carol = Client::connect(&sa, &carol_jwt).await;
+    let soon = || Instant::now() + Duration::from_secs(10);
+    for user in ["alice", "carol"] {
+        let online = next_presence(&mut bob, user, soon()).await.expect("no online presence");
+        assert_eq!(online["online"], true, "{online}");
+    }
+
+    // Drain A: carol goes to B at once; alice does not come back.
+    a.signal("TERM");
+    let (code, _) = carol.close_code().await;
+    assert_eq!(code, 1012, "carol was not told to reconnect elsewhere");
+    let mut carol = Client::connect(&sb, &carol_jwt).await;
+    let (code, _) = alice.close_code().await;
+    assert_eq!(code, 1012);
+    drop(alice);
+
+    // Bob hears alice go offline, and nothing of carol but maybe a repeated online.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut about_carol = Vec::new();
+    let offline = loop {
+        let frame =
+            bob.next_before(deadline, true).await.expect("bob heard no offline for alice within 20 s");
+        if frame["type"] == "presence" && frame["user"] == "carol" {
+            about_carol.push(frame.clone());
+        }
+        if frame["type"] == "presence" && frame["user"] == "alice" {
+            break frame;
+        }
+    };
+    assert_eq!(offline, json!({"type":"presence","user":"alice","online":false}));
+
+    // A has finished its drain (every announcement it makes is made before it
+    // stops serving); then a message through B closes bob's stream of frames.
+    wait_within(Duration::from_secs(30), "node A to exit", || async { a.try_wait().is_some() }).await;
+    let seq = post(&sb, &token, chat, "after the drain").await;
+    for frame in bob.until_message(chat, seq).await {
+        if frame["type"] == "presence" && frame["user"] == "carol" {
+            about_carol.push(frame);
+        }
+    }
+    let flapped: Vec<&Value> = about_carol.iter().filter(|f| f["online"] != true).collect();
+    assert!(
+        flapped.is_empty(),
+        "carol reconnected within the debounce but was announced offline: {flapped:?}"
+    );
+    carol.until_message(chat, seq).await;
+
+    // The directory agrees: alice offline, carol online (on B).
+    assert_eq!(presence(&sb, &token, "alice").await["online"], false);
+    assert_eq!(presence(&sb, &token, "carol").await["online"], true);
+    carol.close().await;
+    bob.close().await;
+}
