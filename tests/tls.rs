@@ -359,8 +359,7 @@ async fn rediss_with_a_ca_and_a_client_certificate() {
     conn.ping().await.unwrap();
 
     // A node on the embedded store with its counters in the TLS Redis numbers messages there.
-    let mut node_config = Config::default();
-    node_config.redis = config.clone();
+    let node_config = Config { redis: config.clone(), ..Config::default() };
     let node = run_node(node_config, tempfile::tempdir().unwrap()).await;
     let http = reqwest::Client::new();
     let base = format!("http://{}", node.addr);

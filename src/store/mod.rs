@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::ids::{
 use crate::auth::{AuthSession, AuthSessionId};
+use crate::ids::{
     AppId, AppToken, AttachmentId, ChatNumber, DeviceId, MessageNumber, Timestamp, UserId, WebhookId,
 };
 use crate::model::{
@@ -302,7 +302,6 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<NotificationSettings>, StoreError>;
     /// Overwrites a user's notification settings.
     async fn put_notification_settings(&self, settings: &NotificationSettings) -> Result<(), StoreError>;
-}
 
     /// Saves a new session (its id is fresh).
     async fn insert_auth_session(&self, session: &AuthSession) -> Result<(), StoreError>;
@@ -322,3 +321,4 @@ pub trait Store: Send + Sync + 'static {
         user: &UserId,
         id: &AuthSessionId,
     ) -> Result<bool, StoreError>;
+}
