@@ -9,8 +9,8 @@ pub mod session;
 mod user_token;
 
 pub use admin::{AdminKey, AuthError, bearer};
-pub use jwks::{JwksConfig, JwksVerifier};
 pub use config::SessionsConfig;
+pub use jwks::{JwksConfig, JwksVerifier};
 pub use session::{AuthSession, AuthSessionId, RefreshToken, TokenHash};
 pub use user_token::{
     SessionClaim, SigningSecret, TokenError, Unverified, UserClaims, Verified, claimed_app, inspect, mint,

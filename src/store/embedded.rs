@@ -281,9 +281,9 @@ impl EmbeddedStore {
             txn.open_table(webhooks::WEBHOOKS).map_err(embedded)?;
             txn.open_table(devices::DEVICES).map_err(embedded)?;
             txn.open_table(devices::NOTIFICATION_SETTINGS).map_err(embedded)?;
-        }
             txn.open_table(auth_sessions::AUTH_SESSIONS).map_err(embedded)?;
             txn.open_table(auth_sessions::USER_AUTH_SESSIONS).map_err(embedded)?;
+        }
         txn.commit().map_err(embedded)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -1039,9 +1039,6 @@ impl Store for EmbeddedStore {
         let settings = settings.clone();
         self.write(move |txn| devices::put_settings(txn, &settings)).await
     }
-}
-
-#[cfg(test)]
 
     async fn insert_auth_session(&self, session: &AuthSession) -> Result<(), StoreError> {
         let session = session.clone();
@@ -1072,6 +1069,9 @@ impl Store for EmbeddedStore {
         let (app, user, id) = (app.clone(), user.clone(), id.clone());
         self.write(move |txn| auth_sessions::delete(txn, &app, &user, &id)).await
     }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

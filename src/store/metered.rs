@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 
-use crate::auth::{AuthSession, AuthSessionId};
 use super::{DynStore, Store, StoreError};
+use crate::auth::{AuthSession, AuthSessionId};
 use crate::ids::{
     AppId, AppToken, AttachmentId, ChatNumber, DeviceId, MessageNumber, Timestamp, UserId, WebhookId,
 };
@@ -309,7 +309,6 @@ impl Store for Metered {
     async fn put_notification_settings(&self, settings: &NotificationSettings) -> Result<(), StoreError> {
         time("put_notification_settings", self.0.put_notification_settings(settings)).await
     }
-}
 
     async fn insert_auth_session(&self, session: &AuthSession) -> Result<(), StoreError> {
         time("insert_auth_session", self.0.insert_auth_session(session)).await
@@ -335,3 +334,4 @@ impl Store for Metered {
     ) -> Result<bool, StoreError> {
         time("delete_auth_session", self.0.delete_auth_session(app, user, id)).await
     }
+}
