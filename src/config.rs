@@ -280,11 +280,11 @@ impl Config {
                 "set both server.tls_cert_file and server.tls_key_file, or neither",
             );
         }
-        if let Err((key, reason)) = self.sessions.check() {
-            return invalid(key, reason);
-        }
         if !(100..=86_400_000).contains(&self.server.tls_reload_ms) {
             return invalid("server.tls_reload_ms", "must be from 100 to 86400000");
+        }
+        if let Err((key, reason)) = self.sessions.check() {
+            return invalid(key, reason);
         }
         if let Err((key, reason)) = self.jwks.check() {
             return invalid(key, reason);

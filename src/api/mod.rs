@@ -17,9 +17,9 @@ mod openapi;
 mod params;
 mod realtime;
 mod search;
+mod sessions;
 mod tokens;
 mod views;
-mod sessions;
 mod webhooks;
 
 use axum::Router;
@@ -34,9 +34,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use backup::Snapshots;
 pub use error::ApiError;
+pub use sessions::client_info;
 
 /// What every handler can reach: one shared [`ApiParts`], so a clone (one per
-pub use sessions::client_info;
 /// request, and one held by every WebSocket session) is a reference count.
 #[derive(Clone)]
 pub struct ApiState(std::sync::Arc<ApiParts>);
@@ -103,11 +103,11 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(tokens::rotate_secret))
         .routes(routes!(tokens::mint))
         .routes(routes!(tokens::me))
-        .routes(routes!(chats::create, chats::list))
-        .routes(routes!(chats::show, chats::update))
         .routes(routes!(sessions::create, sessions::list, sessions::revoke_all))
         .routes(routes!(sessions::revoke))
         .routes(routes!(sessions::refresh))
+        .routes(routes!(chats::create, chats::list))
+        .routes(routes!(chats::show, chats::update))
         .routes(routes!(chats::members))
         .routes(routes!(chats::add_member, chats::remove_member))
         .routes(routes!(chats::user_chats))
