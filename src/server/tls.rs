@@ -224,3 +224,68 @@ fn certified_key(
     CertifiedKey::from_der(chain, key, provider)
         .map_err(|source| HttpsError::Mismatch { path: key_file.to_owned(), source })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate for `name` and its key, in PEM.
+    fn pair(name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap().self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn served(certs: &Reloading) -> Vec<u8> {
+        certs.current.read().unwrap().cert[0].to_vec()
+    }
+
+    #[test]
+    fn a_changed_pair_is_swapped_in_and_a_broken_one_kept_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_file, key_file) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        let (cert, key) = pair("one");
+        std::fs::write(&cert_file, &cert).unwrap();
+        std::fs::write(&key_file, &key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certs = Reloading::load(cert_file.clone(), key_file.clone(), provider).unwrap();
+        let first = served(&certs);
+
+        // Only the new certificate written: it does not fit the old key, so it is refused.
+        let (cert2, key2) = pair("two");
+        std::fs::write(&cert_file, &cert2).unwrap();
+        certs.reload();
+        assert_eq!(served(&certs), first);
+        // Then its key: the pair now fits and is served.
+        std::fs::write(&key_file, &key2).unwrap();
+        certs.reload();
+        let second = served(&certs);
+        assert_ne!(second, first);
+        // Unchanged files are not parsed again; garbage keeps the last good pair.
+        certs.reload();
+        std::fs::write(&cert_file, "not pem").unwrap();
+        certs.reload();
+        assert_eq!(served(&certs), second);
+        // A missing file keeps it too.
+        std::fs::remove_file(&key_file).unwrap();
+        certs.reload();
+        assert_eq!(served(&certs), second);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_never_quote_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = pair("one");
+        let (cert_file, key_file) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // The key given as the certificate and the other way round.
+        std::fs::write(&cert_file, &key).unwrap();
+        std::fs::write(&key_file, &cert).unwrap();
+        let err = Reloading::load(cert_file.clone(), key_file.clone(), Arc::clone(&provider)).unwrap_err();
+        assert!(matches!(err, HttpsError::NoCert { .. }), "{err}");
+        assert!(!err.to_string().contains("PRIVATE"), "{err}");
+        std::fs::write(&cert_file, &cert).unwrap();
+        let err = Reloading::load(cert_file, key_file, provider).unwrap_err();
+        assert!(matches!(err, HttpsError::BadKey { .. }) && err.to_string().contains("k.pem"), "{err}");
+    }
+}
