@@ -33,13 +33,13 @@ mod rows;
 mod schema;
 mod statements;
 mod store_impl;
+mod tls;
 mod webhooks;
 
+use std::path::PathBuf;
 use std::sync::Arc;
-mod tls;
 use std::time::Duration;
 
-use std::path::PathBuf;
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
@@ -73,9 +73,6 @@ pub struct CqlConfig {
     pub request_timeout_ms: u64,
     /// Timeout of opening one connection, in milliseconds.
     pub connect_timeout_ms: u64,
-}
-
-impl Default for CqlConfig {
     /// The CA certificates (PEM) the nodes' certificates must chain to; set, weft speaks
     /// TLS to every node (each node's certificate must name its IP address).
     pub tls_ca_file: PathBuf,
@@ -83,6 +80,9 @@ impl Default for CqlConfig {
     pub tls_cert_file: PathBuf,
     /// The private key (PEM) of `tls_cert_file`.
     pub tls_key_file: PathBuf,
+}
+
+impl Default for CqlConfig {
     fn default() -> Self {
         Self {
             nodes: vec!["127.0.0.1:9042".to_owned()],
@@ -91,12 +91,12 @@ impl Default for CqlConfig {
             datacenter: None,
             request_timeout_ms: 5000,
             connect_timeout_ms: 5000,
-        }
-    }
-}
             tls_ca_file: PathBuf::new(),
             tls_cert_file: PathBuf::new(),
             tls_key_file: PathBuf::new(),
+        }
+    }
+}
 
 /// A configuration weft refuses before talking to the cluster.
 #[derive(Debug, thiserror::Error)]
@@ -154,10 +154,10 @@ impl CqlConfig {
             .connection_timeout(Duration::from_millis(self.connect_timeout_ms))
             .default_execution_profile_handle(profile.into_handle())
             .keyspaces_to_fetch([keyspace.to_owned()])
+            .tls_context(tls))
     }
 }
 
-            .tls_context(tls))
 /// The ScyllaDB / Cassandra store. Cloning is cheap and shares the session.
 #[derive(Clone)]
 pub struct CqlStore {
