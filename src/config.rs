@@ -127,9 +127,6 @@ pub struct ServerConfig {
     /// Connections that are not a WebSocket, open at once at most; past it a new
     /// one is answered 503 `overloaded` and closed.
     pub max_pending_connections: usize,
-}
-
-impl Default for ServerConfig {
     /// The certificate chain (PEM, leaf first) the node serves HTTPS and WSS with; empty
     /// serves plain HTTP. Reloaded when it changes (see `tls_reload_ms`).
     pub tls_cert_file: PathBuf,
@@ -137,6 +134,9 @@ impl Default for ServerConfig {
     pub tls_key_file: PathBuf,
     /// How often the two files are read for a new certificate, in ms.
     pub tls_reload_ms: u64,
+}
+
+impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -148,12 +148,12 @@ impl Default for ServerConfig {
             idle_timeout_ms: 75_000,
             max_header_bytes: 16 * 1024,
             max_pending_connections: 1024,
-        }
-    }
-}
             tls_cert_file: PathBuf::new(),
             tls_key_file: PathBuf::new(),
             tls_reload_ms: 5_000,
+        }
+    }
+}
 
 /// Which store holds the data.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -270,9 +270,6 @@ impl Config {
         if !(1..=1_000_000).contains(&self.server.max_pending_connections) {
             return invalid("server.max_pending_connections", "must be from 1 to 1000000");
         }
-        if let Err((key, reason)) = self.gateway.check() {
-            return invalid(key, reason);
-        }
         if self.server.tls_cert_file.as_os_str().is_empty() != self.server.tls_key_file.as_os_str().is_empty()
         {
             return invalid(
@@ -282,6 +279,9 @@ impl Config {
         }
         if !(100..=86_400_000).contains(&self.server.tls_reload_ms) {
             return invalid("server.tls_reload_ms", "must be from 100 to 86400000");
+        }
+        if let Err((key, reason)) = self.gateway.check() {
+            return invalid(key, reason);
         }
         if let Err((key, reason)) = self.sessions.check() {
             return invalid(key, reason);
@@ -330,15 +330,6 @@ impl Config {
             if self.cql.replication_factor == 0 {
                 return invalid("cql.replication_factor", "must be at least 1");
             }
-        }
-        if !self.redis.url.is_empty() && redis::Client::open(self.redis.url.as_str()).is_err() {
-            return invalid("redis.url", "is not a valid redis:// or rediss:// URL");
-        }
-        if let Err((key, reason)) = self.redis.check() {
-            return invalid(key, reason);
-        }
-        if !self.redis.cluster_nodes.is_empty() {
-            if !self.redis.url.is_empty() {
             let set = |p: &PathBuf| !p.as_os_str().is_empty();
             if set(&self.cql.tls_cert_file) != set(&self.cql.tls_key_file) {
                 return invalid(
@@ -352,6 +343,15 @@ impl Config {
                     "a client certificate needs TLS, which tls_ca_file turns on",
                 );
             }
+        }
+        if !self.redis.url.is_empty() && redis::Client::open(self.redis.url.as_str()).is_err() {
+            return invalid("redis.url", "is not a valid redis:// or rediss:// URL");
+        }
+        if let Err((key, reason)) = self.redis.check() {
+            return invalid(key, reason);
+        }
+        if !self.redis.cluster_nodes.is_empty() {
+            if !self.redis.url.is_empty() {
                 return invalid(
                     "redis.cluster_nodes",
                     "set either redis.url or redis.cluster_nodes, not both",
