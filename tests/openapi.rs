@@ -66,7 +66,7 @@ fn placeholder(name: &str) -> &'static str {
         "number" | "message" => "1",
         "user" => "alice",
         "emoji" => "%F0%9F%91%8D",
-        "id" => "AAAAAAAAAAAAAAAAAAAAAA",
+        "id" | "session" => "AAAAAAAAAAAAAAAAAAAAAA",
         "device" => "phone",
         "key" => "some/object",
         other => panic!("no placeholder for path parameter `{other}`: add one"),
