@@ -229,7 +229,11 @@ impl ChatService {
         claim: &SessionClaim,
     ) -> Result<(), ChatError> {
         let fresh_for = Duration::from_millis(self.sessions.check_ms);
-        let state = match self.session_cache.get(&claim.id, fresh_for) {
+        // A token newer than what this node saw: the session was refreshed on another node.
+        let cached = self.session_cache.get(&claim.id, fresh_for).filter(
+            |state| !matches!(state, State::Live { generation, .. } if *generation < claim.generation),
+        );
+        let state = match cached {
             Some(state) => state,
             None => {
                 let read = self.store.auth_session(&claim.id).await?;
