@@ -196,6 +196,7 @@ fn valid_frame() -> impl Strategy<Value = ClientFrame> {
         (id(), "\\PC{0,30}", option::of(chat()), option::of(1..=100u32), option::of(1..=100u32)).prop_map(
             |(id, query, chat, page, per_page)| ClientFrame::Search { id, query, chat, page, per_page }
         ),
+        (id(), "\\PC{0,60}").prop_map(|(id, token)| ClientFrame::Refresh { id, token }),
     ];
     prop_oneof![send, sync, hello, receipts, groups, others]
 }
@@ -230,7 +231,8 @@ fn encode(frame: &ClientFrame) -> Value {
         | ClientFrame::Leave { id, .. }
         | ClientFrame::RegisterDevice { id, .. }
         | ClientFrame::UnregisterDevice { id, .. }
-        | ClientFrame::NotificationSettings { id, .. } => id,
+        | ClientFrame::NotificationSettings { id, .. }
+        | ClientFrame::Refresh { id, .. } => id,
     };
     put(&mut o, "id", id);
     match frame.clone() {
@@ -327,6 +329,9 @@ fn encode(frame: &ClientFrame) -> Value {
             put(&mut o, "chat", &chat);
             put(&mut o, "page", &page);
             put(&mut o, "per_page", &per_page);
+        }
+        ClientFrame::Refresh { token, .. } => {
+            o.insert("token".into(), json!(token));
         }
     }
     Value::Object(o)
