@@ -9,10 +9,11 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::ApiState;
+use super::access::{Access, need};
 use super::error::ApiError;
 use super::input::{Input, Resource};
 use super::openapi::{BAD_BODY, INTERNAL, NO_APP, TOO_LARGE, UNAVAILABLE};
-use super::params::{AppPath, PathParams, token};
+use super::params::AppPath;
 use super::views::{ApplicationOut, CreatedApplicationOut};
 use crate::chat::ApplicationChanges;
 use crate::model::UserGroups;
@@ -120,9 +121,9 @@ pub async fn create(
 )]
 pub async fn show(
     State(state): State<ApiState>,
-    PathParams(AppPath { token: raw }): PathParams<AppPath>,
+    access: Access<need::Admin>,
 ) -> Result<Json<ApplicationOut>, ApiError> {
-    Ok(Json(state.chat.application_view(&token(raw)).await?.into()))
+    Ok(Json(state.chat.application_view(access.token()).await?.into()))
 }
 
 /// `PUT /applications/:token`: the same as `PATCH`.
@@ -145,10 +146,10 @@ pub async fn show(
 )]
 pub async fn replace(
     state: State<ApiState>,
-    path: PathParams<AppPath>,
+    access: Access<need::Admin>,
     input: Input<ApplicationBody>,
 ) -> Result<Json<ApplicationOut>, ApiError> {
-    update(state, path, input).await
+    update(state, access, input).await
 }
 
 /// `PATCH /applications/:token {"name"?, "jwks_url"?, "user_groups"?, "description"?, "metadata"?}`
@@ -172,7 +173,7 @@ pub async fn replace(
 )]
 pub async fn update(
     State(state): State<ApiState>,
-    PathParams(AppPath { token: raw }): PathParams<AppPath>,
+    access: Access<need::Admin>,
     Input(fields, _): Input<ApplicationBody>,
 ) -> Result<Json<ApplicationOut>, ApiError> {
     let name = fields.has("name").then(|| fields.required_string("name", MAX_NAME)).transpose()?;
@@ -199,5 +200,5 @@ pub async fn update(
         ));
     }
     let changes = ApplicationChanges { name, jwks_url, user_groups, description, metadata };
-    Ok(Json(state.chat.update_application(&token(raw), changes).await?.into()))
+    Ok(Json(state.chat.update_application(access.token(), changes).await?.into()))
 }

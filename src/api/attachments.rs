@@ -11,10 +11,11 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::ApiState;
+use super::access::{Access, need};
 use super::error::ApiError;
 use super::input::{Input, Resource};
 use super::openapi::{BAD_BODY, INTERNAL, NO_CHAT, TOO_LARGE};
-use super::params::{ChatPath, PathParams, QueryParams, chat_number, token};
+use super::params::{ChatPath, PathParams, QueryParams, chat_number};
 use crate::attachments::{LocalAccess, Signed};
 use crate::chat::{Author, NewUpload};
 use crate::ids::UserId;
@@ -66,7 +67,8 @@ pub struct NewUploadIn {
 )]
 pub async fn create(
     State(state): State<ApiState>,
-    PathParams(ChatPath { token: raw, number }): PathParams<ChatPath>,
+    access: Access<need::MessagesWrite>,
+    PathParams(ChatPath { number, .. }): PathParams<ChatPath>,
     Input(fields, _): Input<UploadBody>,
 ) -> Result<(StatusCode, Json<UploadOut>), ApiError> {
     let number = chat_number(&number)?;
@@ -74,7 +76,7 @@ pub async fn create(
     let content_type = fields.required_string("content_type", 255)?;
     let size = fields.required_u64("size", 1, u64::MAX)?;
     let created_by = fields.optional_user("created_by")?;
-    let app = state.chat.application(&token(raw)).await?;
+    let app = state.chat.application(access.token()).await?;
     let new = NewUpload { name, content_type, size };
     let upload = state.chat.create_upload(&app.id, &Author::Backend(created_by), number, new).await?;
     let out = UploadOut { id: upload.id, upload_url: upload.upload_url, expires_at: upload.expires_at };

@@ -8,11 +8,12 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::ApiState;
+use super::access::{Access, need};
 use super::error::ApiError;
 use super::input::{Input, Resource};
 use super::openapi::{BAD_BODY, BAD_PARAMETER, INTERNAL, NO_APP, NO_CHAT, TOO_LARGE, UNAVAILABLE};
 use super::params::{
-    AppPath, ChatPath, ListQuery, MemberPath, PageQuery, PathParams, UserPath, chat_number, token, user_id,
+    AppPath, ChatPath, ListQuery, MemberPath, PageQuery, PathParams, UserPath, chat_number, user_id,
 };
 use super::views::{ChatOut, MemberOut};
 use crate::chat::{ChatChanges, MetadataChange, NewChat};
@@ -90,7 +91,7 @@ pub struct MemberChangeIn {
 )]
 pub async fn create(
     State(state): State<ApiState>,
-    PathParams(AppPath { token: raw }): PathParams<AppPath>,
+    access: Access<need::ChatsWrite>,
     Input(fields, _): Input<ChatBody>,
 ) -> Result<(StatusCode, Json<ChatOut>), ApiError> {
     let new = NewChat {
@@ -99,7 +100,7 @@ pub async fn create(
         metadata: fields.clearable_object("metadata")?.flatten().unwrap_or_default(),
         created_by: fields.optional_user("created_by")?,
     };
-    let view = state.chat.create_chat(&token(raw), new).await?;
+    let view = state.chat.create_chat(access.token(), new).await?;
     Ok((StatusCode::CREATED, Json(view.into())))
 }
 
@@ -125,7 +126,8 @@ pub async fn create(
 )]
 pub async fn update(
     State(state): State<ApiState>,
-    PathParams(ChatPath { token: raw, number }): PathParams<ChatPath>,
+    access: Access<need::ChatsWrite>,
+    PathParams(ChatPath { number, .. }): PathParams<ChatPath>,
     Input(fields, _): Input<ChatBody>,
 ) -> Result<Json<ChatOut>, ApiError> {
     let number = chat_number(&number)?;
@@ -139,7 +141,7 @@ pub async fn update(
     if changes.is_empty() {
         return Err(ApiError::InvalidField("give `name`, `description` or `metadata`".into()));
     }
-    Ok(Json(state.chat.patch_chat(&token(raw), number, changes).await?.into()))
+    Ok(Json(state.chat.patch_chat(access.token(), number, changes).await?.into()))
 }
 
 /// `GET /applications/:token/chats`.
@@ -159,11 +161,11 @@ pub async fn update(
 )]
 pub async fn list(
     State(state): State<ApiState>,
-    PathParams(AppPath { token: raw }): PathParams<AppPath>,
+    access: Access<need::ChatsRead>,
     query: ListQuery,
 ) -> Result<Json<Vec<ChatOut>>, ApiError> {
     let page = query.page()?;
-    let chats = state.chat.chats(&token(raw), page).await?;
+    let chats = state.chat.chats(access.token(), page).await?;
     Ok(Json(chats.into_iter().map(Into::into).collect()))
 }
 
@@ -183,10 +185,11 @@ pub async fn list(
 )]
 pub async fn show(
     State(state): State<ApiState>,
-    PathParams(ChatPath { token: raw, number }): PathParams<ChatPath>,
+    access: Access<need::ChatsRead>,
+    PathParams(ChatPath { number, .. }): PathParams<ChatPath>,
 ) -> Result<Json<ChatOut>, ApiError> {
     let number = chat_number(&number)?;
-    Ok(Json(state.chat.chat(&token(raw), number).await?.into()))
+    Ok(Json(state.chat.chat(access.token(), number).await?.into()))
 }
 
 /// `PUT /applications/:token/chats/:number/members/:user_id {"role"?}`: adds
@@ -211,7 +214,8 @@ pub async fn show(
 )]
 pub async fn add_member(
     State(state): State<ApiState>,
-    PathParams(MemberPath { token: raw, number, user }): PathParams<MemberPath>,
+    access: Access<need::MembersWrite>,
+    PathParams(MemberPath { number, user, .. }): PathParams<MemberPath>,
     Input(fields, _): Input<MemberBody>,
 ) -> Result<StatusCode, ApiError> {
     let (number, user) = (chat_number(&number)?, user_id(&user)?);
@@ -224,7 +228,7 @@ pub async fn add_member(
             })
         })
         .transpose()?;
-    state.chat.put_member(&token(raw), number, &user, role).await?;
+    state.chat.put_member(access.token(), number, &user, role).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -246,10 +250,11 @@ pub async fn add_member(
 )]
 pub async fn remove_member(
     State(state): State<ApiState>,
-    PathParams(MemberPath { token: raw, number, user }): PathParams<MemberPath>,
+    access: Access<need::MembersWrite>,
+    PathParams(MemberPath { number, user, .. }): PathParams<MemberPath>,
 ) -> Result<StatusCode, ApiError> {
     let (number, user) = (chat_number(&number)?, user_id(&user)?);
-    state.chat.remove_member(&token(raw), number, &user).await?;
+    state.chat.remove_member(access.token(), number, &user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -270,11 +275,12 @@ pub async fn remove_member(
 )]
 pub async fn members(
     State(state): State<ApiState>,
-    PathParams(ChatPath { token: raw, number }): PathParams<ChatPath>,
+    access: Access<need::ChatsRead>,
+    PathParams(ChatPath { number, .. }): PathParams<ChatPath>,
     query: ListQuery,
 ) -> Result<Json<Vec<MemberOut>>, ApiError> {
     let (number, page) = (chat_number(&number)?, query.page()?);
-    let members = state.chat.members(&token(raw), number, page).await?;
+    let members = state.chat.members(access.token(), number, page).await?;
     Ok(Json(members.into_iter().map(Into::into).collect()))
 }
 
@@ -295,10 +301,11 @@ pub async fn members(
 )]
 pub async fn user_chats(
     State(state): State<ApiState>,
-    PathParams(UserPath { token: raw, user }): PathParams<UserPath>,
+    access: Access<need::ChatsRead>,
+    PathParams(UserPath { user, .. }): PathParams<UserPath>,
     query: ListQuery,
 ) -> Result<Json<Vec<ChatOut>>, ApiError> {
     let (user, page) = (user_id(&user)?, query.page()?);
-    let chats = state.chat.user_chats(&token(raw), &user, page).await?;
+    let chats = state.chat.user_chats(access.token(), &user, page).await?;
     Ok(Json(chats.into_iter().map(Into::into).collect()))
 }

@@ -2,7 +2,8 @@
 //!
 //! The body is always `{"error":{"code":"…","message":"…"}}`.
 
-use axum::http::StatusCode;
+use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::chat::{ChatError, ErrorKind, Refusal};
@@ -31,6 +32,15 @@ pub enum ApiError {
     /// Credentials that do not match.
     #[error("the credentials are not valid")]
     Forbidden,
+    /// A server key (`wk_…`) that is unknown or revoked.
+    #[error("the server key is unknown or revoked")]
+    InvalidKey,
+    /// A server key without the scope the route needs.
+    #[error("the server key lacks the `{0}` scope")]
+    InsufficientScope(crate::auth::server_key::Scope),
+    /// A scope name weft does not know.
+    #[error("{0}")]
+    InvalidScope(String),
     /// Something named by the request does not exist.
     #[error("{}", .0.replace('_', " "))]
     NotFound(&'static str),
@@ -62,6 +72,9 @@ impl ApiError {
             ApiError::InvalidParameter(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::InvalidKey => (StatusCode::UNAUTHORIZED, "invalid_key"),
+            ApiError::InsufficientScope(_) => (StatusCode::FORBIDDEN, "insufficient_scope"),
+            ApiError::InvalidScope(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_scope"),
             ApiError::InvalidToken(_) => crate::edge::describe(ErrorKind::Forbidden(Refusal::InvalidToken)),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, what),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -84,8 +97,31 @@ impl IntoResponse for ApiError {
             return crate::edge::chat_error_response(e);
         }
         let (status, code) = self.status_and_code();
-        crate::edge::http_error(status, code, &self.to_string())
+        match &self {
+            ApiError::InsufficientScope(scope) => scope_refusal(*scope, &self.to_string()),
+            ApiError::InvalidKey => {
+                let mut response = crate::edge::http_error(status, code, &self.to_string());
+                let challenge = HeaderValue::from_static("Bearer error=\"invalid_token\"");
+                response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
+                response
+            }
+            _ => crate::edge::http_error(status, code, &self.to_string()),
+        }
     }
+}
+
+/// 403 `insufficient_scope`, with the scope in the error body (`"scope"`) and
+/// in `WWW-Authenticate` (RFC 6750).
+fn scope_refusal(scope: crate::auth::server_key::Scope, message: &str) -> Response {
+    let body = serde_json::json!({
+        "error": { "code": "insufficient_scope", "message": message, "scope": scope.as_str() }
+    });
+    let mut response = (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+    let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{}\"", scope.as_str());
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response.headers_mut().insert(WWW_AUTHENTICATE, value);
+    }
+    response
 }
 
 #[cfg(test)]

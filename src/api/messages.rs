@@ -7,16 +7,17 @@ use axum::http::{HeaderMap, StatusCode};
 use utoipa::ToSchema;
 
 use super::ApiState;
+use super::access::{Access, need};
 use super::error::ApiError;
 use super::input::{Input, Resource};
 use super::openapi::{BAD_BODY, BAD_PARAMETER, INTERNAL, NO_CHAT, NO_MESSAGE, TOO_LARGE, UNAVAILABLE};
 use super::params::{
     ChatPath, ListQuery, MessagePath, PageQuery, PathParams, RangeQuery, ReactionPath, ReaderQuery,
-    chat_number, message_number, token, user_id,
+    chat_number, message_number, user_id,
 };
 use super::views::{MessageOut, ReactionsOut, VersionOut, reactions_out};
 use crate::chat::{Author, NewMessage};
-use crate::ids::{AttachmentId, MessageNumber, UserId};
+use crate::ids::{AppToken, AttachmentId, MessageNumber, UserId};
 use crate::model::check_emoji;
 use crate::protocol::MAX_CLIENT_MSG_ID;
 
@@ -79,8 +80,9 @@ pub struct MessageChangeIn {
 )]
 pub async fn create(
     State(state): State<ApiState>,
+    access: Access<need::MessagesWrite>,
     headers: HeaderMap,
-    PathParams(ChatPath { token: raw, number }): PathParams<ChatPath>,
+    PathParams(ChatPath { number, .. }): PathParams<ChatPath>,
     Input(fields, _): Input<MessageBody>,
 ) -> Result<(StatusCode, Json<MessageOut>), ApiError> {
     let number = chat_number(&number)?;
@@ -90,7 +92,7 @@ pub async fn create(
     let reply_to = fields.optional_u64("reply_to", 1, u64::MAX)?.map(MessageNumber);
     let attachments = fields.optional_attachments("attachments", crate::protocol::MAX_ATTACHMENTS)?;
     let new = NewMessage { body, sender, idempotency_key, reply_to, attachments };
-    let message = state.chat.post_message(&token(raw), number, new).await?;
+    let message = state.chat.post_message(access.token(), number, new).await?;
     Ok((StatusCode::CREATED, Json(message.into())))
 }
 
@@ -130,11 +132,12 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 )]
 pub async fn list(
     State(state): State<ApiState>,
-    PathParams(ChatPath { token: raw, number }): PathParams<ChatPath>,
+    access: Access<need::MessagesRead>,
+    PathParams(ChatPath { number, .. }): PathParams<ChatPath>,
     query: ListQuery,
 ) -> Result<Json<Vec<MessageOut>>, ApiError> {
     let (number, range, reader) = (chat_number(&number)?, query.message_range()?, query.reader()?);
-    let messages = state.chat.messages(&token(raw), number, range).await?;
+    let messages = state.chat.messages(access.token(), number, range).await?;
     Ok(Json(messages.into_iter().map(|m| MessageOut::seen_by(m, reader.as_ref())).collect()))
 }
 
@@ -159,12 +162,13 @@ pub async fn list(
 )]
 pub async fn update(
     State(state): State<ApiState>,
-    PathParams(MessagePath { token: raw, number: chat, message: number }): PathParams<MessagePath>,
+    access: Access<need::MessagesWrite>,
+    PathParams(MessagePath { number: chat, message: number, .. }): PathParams<MessagePath>,
     Input(fields, _): Input<MessageBody>,
 ) -> Result<Json<MessageOut>, ApiError> {
     let (chat, number) = (chat_number(&chat)?, message_number(&number)?);
     let body = fields.required_string("body", usize::MAX)?;
-    let app = state.chat.application(&token(raw)).await?;
+    let app = state.chat.application(access.token()).await?;
     let edited = state.chat.edit_message(&app.id, &Author::Backend(None), (chat, number), body, None).await?;
     Ok(Json(edited.into()))
 }
@@ -187,10 +191,11 @@ pub async fn update(
 )]
 pub async fn destroy(
     State(state): State<ApiState>,
-    PathParams(MessagePath { token: raw, number: chat, message: number }): PathParams<MessagePath>,
+    access: Access<need::MessagesWrite>,
+    PathParams(MessagePath { number: chat, message: number, .. }): PathParams<MessagePath>,
 ) -> Result<StatusCode, ApiError> {
     let (chat, number) = (chat_number(&chat)?, message_number(&number)?);
-    let app = state.chat.application(&token(raw)).await?;
+    let app = state.chat.application(access.token()).await?;
     state.chat.delete_message(&app.id, &Author::Backend(None), (chat, number), None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -217,7 +222,8 @@ pub async fn destroy(
 )]
 pub async fn replies(
     State(state): State<ApiState>,
-    PathParams(MessagePath { token: raw, number: chat, message: number }): PathParams<MessagePath>,
+    access: Access<need::MessagesRead>,
+    PathParams(MessagePath { number: chat, message: number, .. }): PathParams<MessagePath>,
     query: ListQuery,
 ) -> Result<Json<Vec<MessageOut>>, ApiError> {
     let (chat, number) = (chat_number(&chat)?, message_number(&number)?);
@@ -226,7 +232,7 @@ pub async fn replies(
         return Err(ApiError::InvalidParameter("a thread pages with `after` and `per_page`".into()));
     }
     let after = range.after.unwrap_or(MessageNumber(0));
-    let replies = state.chat.replies(&token(raw), chat, number, after, range.page.limit).await?;
+    let replies = state.chat.replies(access.token(), chat, number, after, range.page.limit).await?;
     Ok(Json(replies.into_iter().map(|m| MessageOut::seen_by(m, reader.as_ref())).collect()))
 }
 
@@ -246,10 +252,11 @@ pub async fn replies(
 )]
 pub async fn versions(
     State(state): State<ApiState>,
-    PathParams(MessagePath { token: raw, number: chat, message: number }): PathParams<MessagePath>,
+    access: Access<need::MessagesRead>,
+    PathParams(MessagePath { number: chat, message: number, .. }): PathParams<MessagePath>,
 ) -> Result<Json<Vec<VersionOut>>, ApiError> {
     let (chat, number) = (chat_number(&chat)?, message_number(&number)?);
-    let versions = state.chat.message_versions(&token(raw), chat, number).await?;
+    let versions = state.chat.message_versions(access.token(), chat, number).await?;
     Ok(Json(versions.into_iter().map(Into::into).collect()))
 }
 
@@ -270,11 +277,12 @@ pub async fn versions(
 )]
 pub async fn show(
     State(state): State<ApiState>,
-    PathParams(MessagePath { token: raw, number: chat, message: number }): PathParams<MessagePath>,
+    access: Access<need::MessagesRead>,
+    PathParams(MessagePath { number: chat, message: number, .. }): PathParams<MessagePath>,
     query: ListQuery,
 ) -> Result<Json<MessageOut>, ApiError> {
     let (chat, number, reader) = (chat_number(&chat)?, message_number(&number)?, query.reader()?);
-    let message = state.chat.message(&token(raw), chat, number).await?;
+    let message = state.chat.message(access.token(), chat, number).await?;
     Ok(Json(MessageOut::seen_by(message, reader.as_ref())))
 }
 
@@ -294,10 +302,11 @@ pub async fn show(
 )]
 pub async fn reactions(
     State(state): State<ApiState>,
-    PathParams(MessagePath { token: raw, number: chat, message: number }): PathParams<MessagePath>,
+    access: Access<need::MessagesRead>,
+    PathParams(MessagePath { number: chat, message: number, .. }): PathParams<MessagePath>,
 ) -> Result<Json<ReactionsOut>, ApiError> {
     let (chat, number) = (chat_number(&chat)?, message_number(&number)?);
-    let message = state.chat.message(&token(raw), chat, number).await?;
+    let message = state.chat.message(access.token(), chat, number).await?;
     Ok(Json(reactions_out(&message)))
 }
 
@@ -321,9 +330,10 @@ pub async fn reactions(
 )]
 pub async fn react(
     State(state): State<ApiState>,
+    access: Access<need::MessagesWrite>,
     PathParams(path): PathParams<ReactionPath>,
 ) -> Result<Json<MessageOut>, ApiError> {
-    set_reaction(state, path, true).await
+    set_reaction(state, access.token(), path, true).await
 }
 
 /// `DELETE …/messages/:number/reactions/:emoji/:user`: takes it back (idempotent).
@@ -345,15 +355,21 @@ pub async fn react(
 )]
 pub async fn unreact(
     State(state): State<ApiState>,
+    access: Access<need::MessagesWrite>,
     PathParams(path): PathParams<ReactionPath>,
 ) -> Result<Json<MessageOut>, ApiError> {
-    set_reaction(state, path, false).await
+    set_reaction(state, access.token(), path, false).await
 }
 
-async fn set_reaction(state: ApiState, path: ReactionPath, on: bool) -> Result<Json<MessageOut>, ApiError> {
-    let ReactionPath { token: raw, number: chat, message: number, emoji, user } = path;
+async fn set_reaction(
+    state: ApiState,
+    token: &AppToken,
+    path: ReactionPath,
+    on: bool,
+) -> Result<Json<MessageOut>, ApiError> {
+    let ReactionPath { number: chat, message: number, emoji, user, .. } = path;
     let (chat, number, user) = (chat_number(&chat)?, message_number(&number)?, user_id(&user)?);
     check_emoji(&emoji).map_err(|e| ApiError::InvalidParameter(format!("`emoji` {e}")))?;
-    let message = state.chat.react_for(&token(raw), &user, (chat, number), &emoji, on).await?;
+    let message = state.chat.react_for(token, &user, (chat, number), &emoji, on).await?;
     Ok(Json(MessageOut::seen_by(message, Some(&user))))
 }

@@ -3,6 +3,7 @@
 //! Handlers parse and validate, call the [`ChatService`], and map its errors
 //! through [`ApiError`]; they never touch Redis or the store directly.
 
+mod access;
 mod applications;
 mod attachments;
 mod backup;
@@ -10,6 +11,7 @@ mod chats;
 mod error;
 mod health;
 mod input;
+mod keys;
 mod messages;
 mod notifications;
 mod observe;
@@ -103,6 +105,8 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(tokens::rotate_secret))
         .routes(routes!(tokens::mint))
         .routes(routes!(tokens::me))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::revoke))
         .routes(routes!(sessions::create, sessions::list, sessions::revoke_all))
         .routes(routes!(sessions::revoke))
         .routes(routes!(sessions::refresh))

@@ -11,10 +11,11 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::ApiState;
+use super::access::{Access, need};
 use super::error::ApiError;
 use super::input::{Fields, Input, Resource};
 use super::openapi::{BAD_BODY, INTERNAL, NO_APP, TOO_LARGE, UNAVAILABLE};
-use super::params::{PathParams, QueryParams, UserPath, chat_number, token, user_id};
+use super::params::{PathParams, QueryParams, UserPath, chat_number, user_id};
 use crate::chat::SettingsChanges;
 use crate::ids::{DeviceId, Timestamp, UserId};
 use crate::model::{ChatLevel, Device, NotificationSettings, QuietHours};
@@ -37,7 +38,9 @@ impl Resource for SettingsBody {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct DevicePath {
-    /// The application's token: a secret, it authorizes every request under it.
+    /// The application's token (a secret: it authorizes every request under it), or the
+    /// application's id with a server key in `Authorization` (read by `Access`).
+    #[allow(dead_code, reason = "`Access` reads it; here it describes the path")]
     token: String,
     /// The user.
     #[param(value_type = UserId)]
@@ -169,13 +172,14 @@ const BAD_DEVICE: &str =
 )]
 pub async fn put_device(
     State(state): State<ApiState>,
-    PathParams(DevicePath { token: raw, user, device }): PathParams<DevicePath>,
+    access: Access<need::UsersTokens>,
+    PathParams(DevicePath { user, device, .. }): PathParams<DevicePath>,
     Input(fields, _): Input<DeviceBody>,
 ) -> Result<Json<DeviceOut>, ApiError> {
     let (user, device) = (user_id(&user)?, device_id(&device)?);
     let provider = fields.required_string("provider", 16)?;
     let push_token = fields.required_string("token", 8_192)?;
-    let app = state.chat.app_id(&token(raw)).await?;
+    let app = state.chat.app_id(access.token()).await?;
     let device = state.chat.put_device(&app, &user, device, &provider, &push_token).await?;
     Ok(Json(device.into()))
 }
@@ -197,10 +201,11 @@ pub async fn put_device(
 )]
 pub async fn devices(
     State(state): State<ApiState>,
-    PathParams(UserPath { token: raw, user }): PathParams<UserPath>,
+    access: Access<need::UsersTokens>,
+    PathParams(UserPath { user, .. }): PathParams<UserPath>,
 ) -> Result<Json<DevicesOut>, ApiError> {
     let user = user_id(&user)?;
-    let app = state.chat.app_id(&token(raw)).await?;
+    let app = state.chat.app_id(access.token()).await?;
     let devices = state.chat.devices(&app, &user).await?;
     Ok(Json(DevicesOut { devices: devices.into_iter().map(DeviceOut::from).collect() }))
 }
@@ -222,10 +227,11 @@ pub async fn devices(
 )]
 pub async fn delete_device(
     State(state): State<ApiState>,
-    PathParams(DevicePath { token: raw, user, device }): PathParams<DevicePath>,
+    access: Access<need::UsersTokens>,
+    PathParams(DevicePath { user, device, .. }): PathParams<DevicePath>,
 ) -> Result<StatusCode, ApiError> {
     let (user, device) = (user_id(&user)?, device_id(&device)?);
-    let app = state.chat.app_id(&token(raw)).await?;
+    let app = state.chat.app_id(access.token()).await?;
     state.chat.delete_device(&app, &user, &device).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -247,10 +253,11 @@ pub async fn delete_device(
 )]
 pub async fn settings(
     State(state): State<ApiState>,
-    PathParams(UserPath { token: raw, user }): PathParams<UserPath>,
+    access: Access<need::UsersTokens>,
+    PathParams(UserPath { user, .. }): PathParams<UserPath>,
 ) -> Result<Json<SettingsOut>, ApiError> {
     let user = user_id(&user)?;
-    let app = state.chat.app_id(&token(raw)).await?;
+    let app = state.chat.app_id(access.token()).await?;
     Ok(Json(state.chat.notification_settings(&app, &user).await?.into()))
 }
 
@@ -279,10 +286,11 @@ const BAD_SETTINGS: &str = "`invalid_field`: no field, a bad user id, level, clo
 )]
 pub async fn replace_settings(
     state: State<ApiState>,
+    access: Access<need::UsersTokens>,
     path: PathParams<UserPath>,
     input: Input<SettingsBody>,
 ) -> Result<Json<SettingsOut>, ApiError> {
-    put_settings(state, path, input).await
+    put_settings(state, access, path, input).await
 }
 
 /// `PATCH /applications/:token/users/:user/notification_settings {"email"?,
@@ -307,12 +315,13 @@ pub async fn replace_settings(
 )]
 pub async fn put_settings(
     State(state): State<ApiState>,
-    PathParams(UserPath { token: raw, user }): PathParams<UserPath>,
+    access: Access<need::UsersTokens>,
+    PathParams(UserPath { user, .. }): PathParams<UserPath>,
     Input(fields, _): Input<SettingsBody>,
 ) -> Result<Json<SettingsOut>, ApiError> {
     let user = user_id(&user)?;
     let changes = settings_changes(&fields)?;
-    let app = state.chat.app_id(&token(raw)).await?;
+    let app = state.chat.app_id(access.token()).await?;
     Ok(Json(state.chat.change_notification_settings(&app, &user, changes).await?.into()))
 }
 

@@ -52,7 +52,9 @@ pub const BAD_USER: &str = "`invalid_field`: the user id is not 1–128 letters,
     info(description = "The REST API of weft, a horizontally clustered chat fabric.\n\n\
         An application's token names it in every path under `/api/v1/applications/{token}`: \
         it is the application's secret and authorizes those requests (OpenAPI has no security \
-        scheme for a path segment). Creating an application needs the admin key \
+        scheme for a path segment). A server key (`wk_…`, made with `POST …/keys`) sent as \
+        `Authorization: Bearer` stands in for the token, with the application's id in its place, \
+        limited to the key's scopes (see docs/security.md). Creating an application needs the admin key \
         (`admin_key`) when the node is configured with one. Bodies may be flat JSON, \
         Rails-nested JSON (`{\"application\":{\"name\":\"x\"}}`) or form data.\n\n\
         Every error is `{\"error\":{\"code\",\"message\"}}` with a stable code; each answer lists \
@@ -150,8 +152,12 @@ pub fn finish(doc: utoipa::openapi::OpenApi) -> Value {
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         let old = std::mem::take(paths);
         for (path, mut item) in old {
+            let under_app = path.starts_with("/api/v1/applications/{token}");
             for (_, operation) in item.as_object_mut().into_iter().flatten() {
                 optional_body(operation);
+                if under_app {
+                    super::access::document(operation);
+                }
                 if let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) {
                     for (status, response) in responses.iter_mut() {
                         error_schema(status, response);
@@ -249,6 +255,10 @@ mod tests {
             ApiError::SignedUrl(SignatureError::Expired),
             ApiError::SignedUrl(SignatureError::Invalid),
             ApiError::ContentTypeMismatch,
+            ApiError::InvalidKey,
+            ApiError::InsufficientScope(crate::auth::server_key::Scope::Admin),
+            ApiError::InvalidScope(String::new()),
+            ApiError::NotFound("key_not_found"),
         ];
         let api = api.iter().map(ApiError::status_and_code);
         let domain = crate::edge::KINDS.iter().map(|kind| crate::edge::describe(*kind));

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use utoipa::IntoParams;
 
 use super::error::ApiError;
-use crate::ids::{AppToken, ChatNumber, MessageNumber, UserId};
+use crate::ids::{ChatNumber, MessageNumber, UserId};
 use crate::model::{MessageRange, Page};
 
 /// Path parameters; a path that cannot be read is a 404 like any unknown id.
@@ -32,7 +32,9 @@ where
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct AppPath {
-    /// The application's token: a secret, it authorizes every request under it.
+    /// The application's token (a secret: it authorizes every request under it), or the
+    /// application's id with a server key in `Authorization` (read by `Access`).
+    #[allow(dead_code, reason = "`Access` reads it; here it describes the path")]
     pub token: String,
 }
 
@@ -40,7 +42,9 @@ pub struct AppPath {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct ChatPath {
-    /// The application's token: a secret, it authorizes every request under it.
+    /// The application's token (a secret: it authorizes every request under it), or the
+    /// application's id with a server key in `Authorization` (read by `Access`).
+    #[allow(dead_code, reason = "`Access` reads it; here it describes the path")]
     pub token: String,
     /// The chat's number (only the canonical decimal form names a chat).
     #[param(value_type = u64, minimum = 1)]
@@ -51,7 +55,9 @@ pub struct ChatPath {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct MessagePath {
-    /// The application's token: a secret, it authorizes every request under it.
+    /// The application's token (a secret: it authorizes every request under it), or the
+    /// application's id with a server key in `Authorization` (read by `Access`).
+    #[allow(dead_code, reason = "`Access` reads it; here it describes the path")]
     pub token: String,
     /// The chat's number.
     #[param(value_type = u64, minimum = 1)]
@@ -65,7 +71,9 @@ pub struct MessagePath {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct ReactionPath {
-    /// The application's token: a secret, it authorizes every request under it.
+    /// The application's token (a secret: it authorizes every request under it), or the
+    /// application's id with a server key in `Authorization` (read by `Access`).
+    #[allow(dead_code, reason = "`Access` reads it; here it describes the path")]
     pub token: String,
     /// The chat's number.
     #[param(value_type = u64, minimum = 1)]
@@ -85,7 +93,9 @@ pub struct ReactionPath {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct MemberPath {
-    /// The application's token: a secret, it authorizes every request under it.
+    /// The application's token (a secret: it authorizes every request under it), or the
+    /// application's id with a server key in `Authorization` (read by `Access`).
+    #[allow(dead_code, reason = "`Access` reads it; here it describes the path")]
     pub token: String,
     /// The chat's number.
     #[param(value_type = u64, minimum = 1)]
@@ -99,7 +109,9 @@ pub struct MemberPath {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct UserPath {
-    /// The application's token: a secret, it authorizes every request under it.
+    /// The application's token (a secret: it authorizes every request under it), or the
+    /// application's id with a server key in `Authorization` (read by `Access`).
+    #[allow(dead_code, reason = "`Access` reads it; here it describes the path")]
     pub token: String,
     /// The user.
     #[param(value_type = crate::ids::UserId)]
@@ -158,11 +170,6 @@ where
             .map(QueryParams)
             .map_err(|e| ApiError::InvalidParameter(format!("the query string: {e}")))
     }
-}
-
-/// An application token from the path.
-pub fn token(raw: String) -> AppToken {
-    AppToken::new(raw)
 }
 
 /// A chat number from the path: anything but a positive integer names no chat.

@@ -4,9 +4,10 @@ use axum::Json;
 use axum::extract::State;
 
 use super::ApiState;
+use super::access::{Access, need};
 use super::error::ApiError;
 use super::openapi::{BAD_PARAMETER, BAD_USER, INTERNAL, NO_APP, NO_CHAT, UNAVAILABLE};
-use super::params::{ChatPath, ListQuery, PageQuery, PathParams, UserPath, chat_number, token, user_id};
+use super::params::{ChatPath, ListQuery, PageQuery, PathParams, UserPath, chat_number, user_id};
 use super::views::{PresenceOut, ReadStateOut};
 
 /// `GET /applications/:token/chats/:number/read_state`.
@@ -26,11 +27,12 @@ use super::views::{PresenceOut, ReadStateOut};
 )]
 pub async fn read_state(
     State(state): State<ApiState>,
-    PathParams(ChatPath { token: raw, number }): PathParams<ChatPath>,
+    access: Access<need::MessagesRead>,
+    PathParams(ChatPath { number, .. }): PathParams<ChatPath>,
     query: ListQuery,
 ) -> Result<Json<Vec<ReadStateOut>>, ApiError> {
     let (number, page) = (chat_number(&number)?, query.page()?);
-    let states = state.chat.read_states(&token(raw), number, page).await?;
+    let states = state.chat.read_states(access.token(), number, page).await?;
     Ok(Json(states.into_iter().map(Into::into).collect()))
 }
 
@@ -51,10 +53,11 @@ pub async fn read_state(
 )]
 pub async fn presence(
     State(state): State<ApiState>,
-    PathParams(UserPath { token: raw, user }): PathParams<UserPath>,
+    access: Access<need::ChatsRead>,
+    PathParams(UserPath { user, .. }): PathParams<UserPath>,
 ) -> Result<Json<PresenceOut>, ApiError> {
     let user = user_id(&user)?;
-    let app = state.chat.application(&token(raw)).await?;
+    let app = state.chat.application(access.token()).await?;
     let status = state.presence.status(&app.id, &user);
     let online = state.chat.fabric().is_online(&app.id, &user).await;
     Ok(Json(PresenceOut {

@@ -6,10 +6,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::ApiState;
+use super::access::{Access, need};
 use super::error::ApiError;
 use super::openapi::{INTERNAL, NO_APP, NO_CHAT};
 use super::params::{
-    ChatPath, ListQuery, PageQuery, PathParams, ReaderQuery, UserPath, chat_number, token, user_id,
+    ChatPath, ListQuery, PageQuery, PathParams, ReaderQuery, UserPath, chat_number, user_id,
 };
 use super::views::MessageOut;
 use crate::chat::{Filters, Found};
@@ -74,13 +75,14 @@ pub struct SearchQuery {
 )]
 pub async fn in_chat(
     State(state): State<ApiState>,
-    PathParams(ChatPath { token: raw, number }): PathParams<ChatPath>,
+    access: Access<need::MessagesRead>,
+    PathParams(ChatPath { number, .. }): PathParams<ChatPath>,
     query: ListQuery,
 ) -> Result<Json<Vec<HitOut>>, ApiError> {
     let number = chat_number(&number)?;
     let (parsed, page) = (parsed_query(&query)?, query.page()?);
     let reader = query.reader()?;
-    let results = state.chat.search_chat(&token(raw), number, parsed, page).await?;
+    let results = state.chat.search_chat(access.token(), number, parsed, page).await?;
     Ok(Json(results.items.into_iter().map(|f| HitOut::seen_by(f, reader.as_ref())).collect()))
 }
 
@@ -120,13 +122,14 @@ pub struct FiltersQuery {
 )]
 pub async fn of_user(
     State(state): State<ApiState>,
-    PathParams(UserPath { token: raw, user }): PathParams<UserPath>,
+    access: Access<need::MessagesRead>,
+    PathParams(UserPath { user, .. }): PathParams<UserPath>,
     query: ListQuery,
 ) -> Result<Json<Vec<HitOut>>, ApiError> {
     let user = user_id(&user)?;
     let (parsed, page) = (parsed_query(&query)?, query.page()?);
     let filters = filters(&query)?;
-    let results = state.chat.search_user_of(&token(raw), &user, parsed, filters, page).await?;
+    let results = state.chat.search_user_of(access.token(), &user, parsed, filters, page).await?;
     Ok(Json(results.items.into_iter().map(|f| HitOut::seen_by(f, Some(&user))).collect()))
 }
 

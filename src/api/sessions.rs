@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::ApiState;
+use super::access::{Access, need};
 use super::error::ApiError;
 use super::input::{Input, Resource};
 use super::openapi::{BAD_BODY, BAD_USER, INTERNAL, NO_APP, TOO_LARGE, UNAVAILABLE};
-use super::params::{PathParams, UserPath, token, user_id};
+use super::params::{PathParams, UserPath, user_id};
 use crate::auth::{AuthSessionId, RefreshToken};
 use crate::chat::{ClientInfo, Issued, NewSession, SessionView};
 use crate::ids::{Timestamp, UserId};
@@ -46,7 +47,9 @@ pub fn client_info(headers: &HeaderMap) -> ClientInfo {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct SessionPath {
-    /// The application's token: a secret, it authorizes every request under it.
+    /// The application's token (a secret: it authorizes every request under it), or the
+    /// application's id with a server key in `Authorization` (read by `Access`).
+    #[allow(dead_code, reason = "`Access` reads it; here it describes the path")]
     token: String,
     /// The user.
     #[param(value_type = UserId)]
@@ -184,13 +187,14 @@ pub struct SessionsOut {
 )]
 pub async fn create(
     State(state): State<ApiState>,
-    PathParams(UserPath { token: raw, user }): PathParams<UserPath>,
+    access: Access<need::UsersTokens>,
+    PathParams(UserPath { user, .. }): PathParams<UserPath>,
     Input(fields, _): Input<SessionBody>,
 ) -> Result<(StatusCode, Json<PairOut>), ApiError> {
     let user = user_id(&user)?;
     let field = |name| fields.clearable_string(name, MAX_FIELD).map(Option::flatten);
     let new = NewSession { device: field("device")?, ip: field("ip")?, user_agent: field("user_agent")? };
-    let issued = state.chat.create_session(&token(raw), &user, new).await?;
+    let issued = state.chat.create_session(access.token(), &user, new).await?;
     Ok((StatusCode::CREATED, Json(issued.into())))
 }
 
@@ -211,10 +215,11 @@ pub async fn create(
 )]
 pub async fn list(
     State(state): State<ApiState>,
-    PathParams(UserPath { token: raw, user }): PathParams<UserPath>,
+    access: Access<need::UsersTokens>,
+    PathParams(UserPath { user, .. }): PathParams<UserPath>,
 ) -> Result<Json<SessionsOut>, ApiError> {
     let user = user_id(&user)?;
-    let sessions = state.chat.user_sessions(&token(raw), &user).await?;
+    let sessions = state.chat.user_sessions(access.token(), &user).await?;
     Ok(Json(SessionsOut { sessions: sessions.into_iter().map(SessionOut::from).collect() }))
 }
 
@@ -235,10 +240,11 @@ pub async fn list(
 )]
 pub async fn revoke_all(
     State(state): State<ApiState>,
-    PathParams(UserPath { token: raw, user }): PathParams<UserPath>,
+    access: Access<need::UsersTokens>,
+    PathParams(UserPath { user, .. }): PathParams<UserPath>,
 ) -> Result<StatusCode, ApiError> {
     let user = user_id(&user)?;
-    state.chat.revoke_user_sessions(&token(raw), &user).await?;
+    state.chat.revoke_user_sessions(access.token(), &user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -259,12 +265,13 @@ pub async fn revoke_all(
 )]
 pub async fn revoke(
     State(state): State<ApiState>,
-    PathParams(SessionPath { token: raw, user, session }): PathParams<SessionPath>,
+    access: Access<need::UsersTokens>,
+    PathParams(SessionPath { user, session, .. }): PathParams<SessionPath>,
 ) -> Result<StatusCode, ApiError> {
     let user = user_id(&user)?;
     // A malformed id names no session.
     let session = AuthSessionId::parse(&session).map_err(|_| ApiError::NotFound("session_not_found"))?;
-    state.chat.revoke_session(&token(raw), &user, &session).await?;
+    state.chat.revoke_session(access.token(), &user, &session).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

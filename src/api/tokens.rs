@@ -8,13 +8,14 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::ApiState;
+use super::access::{Access, need};
 use super::error::ApiError;
 use super::input::{Input, Resource};
 use super::openapi::{BAD_BODY, BAD_USER, INTERNAL, NO_APP, TOO_LARGE, UNAVAILABLE};
 use crate::auth::bearer;
 use crate::ids::{Timestamp, UserId};
 
-use super::params::{AppPath, PathParams, UserPath, token, user_id};
+use super::params::{AppPath, PathParams, UserPath, user_id};
 
 /// The body of a token request (`{"ttl_seconds"?}`).
 pub struct TokenBody;
@@ -79,9 +80,9 @@ const MAX_TTL_SECONDS: u64 = 30 * 24 * 3600;
 )]
 pub async fn rotate_secret(
     State(state): State<ApiState>,
-    PathParams(AppPath { token: raw }): PathParams<AppPath>,
+    access: Access<need::Admin>,
 ) -> Result<Json<SecretOut>, ApiError> {
-    let app = state.chat.rotate_secret(&token(raw)).await?;
+    let app = state.chat.rotate_secret(access.token()).await?;
     Ok(Json(SecretOut { secret: app.secret.expose().to_owned() }))
 }
 
@@ -105,12 +106,13 @@ pub async fn rotate_secret(
 )]
 pub async fn mint(
     State(state): State<ApiState>,
-    PathParams(UserPath { token: raw, user }): PathParams<UserPath>,
+    access: Access<need::UsersTokens>,
+    PathParams(UserPath { user, .. }): PathParams<UserPath>,
     Input(fields, _): Input<TokenBody>,
 ) -> Result<(StatusCode, Json<TokenOut>), ApiError> {
     let user = user_id(&user)?;
     let ttl = fields.optional_u64("ttl_seconds", 1, MAX_TTL_SECONDS)?.unwrap_or(DEFAULT_TTL_SECONDS);
-    let (jwt, expires_at) = state.chat.mint_user_token(&token(raw), &user, ttl).await?;
+    let (jwt, expires_at) = state.chat.mint_user_token(access.token(), &user, ttl).await?;
     Ok((StatusCode::CREATED, Json(TokenOut { expires_at, token: jwt })))
 }
 

@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::ApiState;
+use super::access::{Access, need};
 use super::error::ApiError;
 use super::input::{Input, Resource};
 use super::openapi::{BAD_BODY, INTERNAL, NO_APP, TOO_LARGE, UNAVAILABLE};
-use super::params::{AppPath, PathParams, token};
+use super::params::{AppPath, PathParams};
 use crate::ids::{Timestamp, WebhookId};
 use crate::model::{EventType, Webhook};
 use crate::notify::queue::LogRecord;
@@ -27,7 +28,9 @@ impl Resource for WebhookBody {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct WebhookPath {
-    /// The application's token: a secret, it authorizes every request under it.
+    /// The application's token (a secret: it authorizes every request under it), or the
+    /// application's id with a server key in `Authorization` (read by `Access`).
+    #[allow(dead_code, reason = "`Access` reads it; here it describes the path")]
     token: String,
     /// The webhook.
     #[param(value_type = WebhookId)]
@@ -176,14 +179,14 @@ const NO_WEBHOOK: &str = "`application_not_found`, `webhook_not_found`";
 )]
 pub async fn create(
     State(state): State<ApiState>,
-    PathParams(AppPath { token: raw }): PathParams<AppPath>,
+    access: Access<need::Webhooks>,
     Input(fields, _): Input<WebhookBody>,
 ) -> Result<(StatusCode, Json<WebhookOut>), ApiError> {
     let url = fields.required_string("url", crate::notify::target::MAX_URL)?;
     let events = fields
         .optional_strings("events", MAX_EVENTS, 64)?
         .ok_or_else(|| ApiError::InvalidField("`events` is required".into()))?;
-    let webhook = state.chat.create_webhook(&token(raw), &url, &events).await?;
+    let webhook = state.chat.create_webhook(access.token(), &url, &events).await?;
     Ok((StatusCode::CREATED, Json(WebhookOut::of(webhook, true))))
 }
 
@@ -209,9 +212,9 @@ pub struct WebhooksOut {
 )]
 pub async fn list(
     State(state): State<ApiState>,
-    PathParams(AppPath { token: raw }): PathParams<AppPath>,
+    access: Access<need::Webhooks>,
 ) -> Result<Json<WebhooksOut>, ApiError> {
-    let hooks = state.chat.webhooks(&token(raw)).await?;
+    let hooks = state.chat.webhooks(access.token()).await?;
     Ok(Json(WebhooksOut { webhooks: hooks.into_iter().map(|w| WebhookOut::of(w, false)).collect() }))
 }
 
@@ -231,9 +234,10 @@ pub async fn list(
 )]
 pub async fn show(
     State(state): State<ApiState>,
-    PathParams(WebhookPath { token: raw, id }): PathParams<WebhookPath>,
+    access: Access<need::Webhooks>,
+    PathParams(WebhookPath { id, .. }): PathParams<WebhookPath>,
 ) -> Result<Json<WebhookOut>, ApiError> {
-    let webhook = state.chat.webhook(&token(raw), &webhook_id(&id)?).await?;
+    let webhook = state.chat.webhook(access.token(), &webhook_id(&id)?).await?;
     Ok(Json(WebhookOut::of(webhook, false)))
 }
 
@@ -258,7 +262,8 @@ pub async fn show(
 )]
 pub async fn update(
     State(state): State<ApiState>,
-    PathParams(WebhookPath { token: raw, id }): PathParams<WebhookPath>,
+    access: Access<need::Webhooks>,
+    PathParams(WebhookPath { id, .. }): PathParams<WebhookPath>,
     Input(fields, _): Input<WebhookBody>,
 ) -> Result<Json<WebhookOut>, ApiError> {
     let id = webhook_id(&id)?;
@@ -280,7 +285,7 @@ pub async fn update(
         return Err(ApiError::InvalidField("give `url`, `events` or `enabled`".into()));
     }
     let webhook =
-        state.chat.update_webhook(&token(raw), &id, url.as_deref(), events.as_deref(), enable).await?;
+        state.chat.update_webhook(access.token(), &id, url.as_deref(), events.as_deref(), enable).await?;
     Ok(Json(WebhookOut::of(webhook, false)))
 }
 
@@ -301,9 +306,10 @@ pub async fn update(
 )]
 pub async fn rotate(
     State(state): State<ApiState>,
-    PathParams(WebhookPath { token: raw, id }): PathParams<WebhookPath>,
+    access: Access<need::Webhooks>,
+    PathParams(WebhookPath { id, .. }): PathParams<WebhookPath>,
 ) -> Result<Json<WebhookOut>, ApiError> {
-    let webhook = state.chat.rotate_webhook(&token(raw), &webhook_id(&id)?).await?;
+    let webhook = state.chat.rotate_webhook(access.token(), &webhook_id(&id)?).await?;
     Ok(Json(WebhookOut::of(webhook, true)))
 }
 
@@ -323,9 +329,10 @@ pub async fn rotate(
 )]
 pub async fn destroy(
     State(state): State<ApiState>,
-    PathParams(WebhookPath { token: raw, id }): PathParams<WebhookPath>,
+    access: Access<need::Webhooks>,
+    PathParams(WebhookPath { id, .. }): PathParams<WebhookPath>,
 ) -> Result<StatusCode, ApiError> {
-    state.chat.delete_webhook(&token(raw), &webhook_id(&id)?).await?;
+    state.chat.delete_webhook(access.token(), &webhook_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -361,13 +368,14 @@ pub struct ReplayOut {
 )]
 pub async fn replay(
     State(state): State<ApiState>,
-    PathParams(WebhookPath { token: raw, id }): PathParams<WebhookPath>,
+    access: Access<need::Webhooks>,
+    PathParams(WebhookPath { id, .. }): PathParams<WebhookPath>,
     Input(fields, _): Input<WebhookBody>,
 ) -> Result<(StatusCode, Json<ReplayOut>), ApiError> {
     let id = webhook_id(&id)?;
     let chat = crate::ids::ChatNumber(fields.required_u64("chat", 1, i64::MAX as u64)?);
     let after = crate::ids::MessageNumber(fields.optional_u64("after", 0, i64::MAX as u64)?.unwrap_or(0));
-    let (queued, through) = state.chat.replay_webhook(&token(raw), &id, chat, after).await?;
+    let (queued, through) = state.chat.replay_webhook(access.token(), &id, chat, after).await?;
     Ok((StatusCode::ACCEPTED, Json(ReplayOut { queued, through: through.get() })))
 }
 
@@ -395,9 +403,10 @@ pub struct DeliveriesOut {
 )]
 pub async fn deliveries(
     State(state): State<ApiState>,
-    PathParams(WebhookPath { token: raw, id }): PathParams<WebhookPath>,
+    access: Access<need::Webhooks>,
+    PathParams(WebhookPath { id, .. }): PathParams<WebhookPath>,
 ) -> Result<Json<DeliveriesOut>, ApiError> {
-    let (webhook, log) = state.chat.webhook_deliveries(&token(raw), &webhook_id(&id)?).await?;
+    let (webhook, log) = state.chat.webhook_deliveries(access.token(), &webhook_id(&id)?).await?;
     Ok(Json(DeliveriesOut {
         webhook: WebhookOut::of(webhook, false),
         deliveries: log.into_iter().map(DeliveryOut::from).collect(),

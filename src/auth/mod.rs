@@ -5,6 +5,7 @@ mod admin;
 mod config;
 pub mod egress;
 pub mod jwks;
+pub mod server_key;
 pub mod session;
 mod user_token;
 

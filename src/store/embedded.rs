@@ -8,6 +8,7 @@ mod attachments;
 mod auth_sessions;
 mod backup;
 mod devices;
+mod server_keys;
 mod webhooks;
 
 pub use backup::BackupError;
@@ -281,6 +282,8 @@ impl EmbeddedStore {
             txn.open_table(webhooks::WEBHOOKS).map_err(embedded)?;
             txn.open_table(devices::DEVICES).map_err(embedded)?;
             txn.open_table(devices::NOTIFICATION_SETTINGS).map_err(embedded)?;
+            txn.open_table(server_keys::SERVER_KEYS).map_err(embedded)?;
+            txn.open_table(server_keys::APP_SERVER_KEYS).map_err(embedded)?;
             txn.open_table(auth_sessions::AUTH_SESSIONS).map_err(embedded)?;
             txn.open_table(auth_sessions::USER_AUTH_SESSIONS).map_err(embedded)?;
         }

@@ -3,7 +3,8 @@
 
 use async_trait::async_trait;
 
-use super::{DynStore, Store, StoreError};
+use super::{DynStore, KeyStore, Store, StoreError};
+use crate::auth::server_key::{KeyHash, KeyId, ServerKey};
 use crate::auth::{AuthSession, AuthSessionId};
 use crate::ids::{
     AppId, AppToken, AttachmentId, ChatNumber, DeviceId, MessageNumber, Timestamp, UserId, WebhookId,
@@ -20,6 +21,34 @@ pub struct Metered(pub DynStore);
 async fn time<T>(op: &str, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
     let m = metrics();
     timed(op, &m.store_seconds, &m.store_errors, call).await
+}
+
+#[async_trait]
+impl KeyStore for Metered {
+    async fn insert_server_key(&self, key: &ServerKey) -> Result<(), StoreError> {
+        time("insert_server_key", self.0.insert_server_key(key)).await
+    }
+
+    async fn server_key(&self, hash: &KeyHash) -> Result<Option<ServerKey>, StoreError> {
+        time("server_key", self.0.server_key(hash)).await
+    }
+
+    async fn server_keys(&self, app: &AppId) -> Result<Vec<ServerKey>, StoreError> {
+        time("server_keys", self.0.server_keys(app)).await
+    }
+
+    async fn revoke_server_key(
+        &self,
+        app: &AppId,
+        id: &KeyId,
+        at: Timestamp,
+    ) -> Result<Option<ServerKey>, StoreError> {
+        time("revoke_server_key", self.0.revoke_server_key(app, id, at)).await
+    }
+
+    async fn touch_server_key(&self, hash: &KeyHash, at: Timestamp) -> Result<(), StoreError> {
+        time("touch_server_key", self.0.touch_server_key(hash, at)).await
+    }
 }
 
 #[async_trait]

@@ -10,6 +10,7 @@ mod batch;
 mod cql;
 mod embedded;
 mod metered;
+pub mod server_keys;
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ pub use batch::{BatchConfig, BatchStats, BatchWriter, OnCommit, WriteError};
 pub use cql::{CqlConfig, CqlStore, SCHEMA_VERSION};
 pub use embedded::{BackupError, EmbeddedStore};
 pub use metered::Metered;
+pub use server_keys::KeyStore;
 
 /// Messages of one chat share a partition per bucket of this many numbers.
 ///
@@ -79,7 +81,7 @@ pub type DynStore = Arc<dyn Store>;
 /// Lists of chats, members and a user's chats are ordered by chat number or
 /// user id ascending; lists of messages newest first.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: KeyStore + Send + Sync + 'static {
     /// Saves a new application.
     async fn insert_application(&self, app: &Application) -> Result<(), StoreError>;
     /// Finds an application by its token.

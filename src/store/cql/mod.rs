@@ -15,6 +15,8 @@
 //! - `webhooks` holds an application's webhooks in one partition, by id;
 //! - `devices` holds a user's push devices in one partition, by id;
 //! - `notification_settings` holds one row per user, keyed by (app, user);
+//! - `server_keys` holds one row per server key, keyed by its hash, and
+//!   `app_server_keys` an application's key ids;
 //! - `auth_sessions` holds one row per session, keyed by its id, and
 //!   `user_auth_sessions` a user's session ids.
 //!
@@ -31,6 +33,7 @@ mod batches;
 mod devices;
 mod rows;
 mod schema;
+mod server_keys;
 mod statements;
 mod store_impl;
 mod tls;

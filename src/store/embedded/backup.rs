@@ -90,6 +90,8 @@ fn copy_all(from: &ReadTransaction, to: &redb::WriteTransaction) -> Result<u64, 
         + copy(from, to, attachments::ATTACHMENTS, c)?
         + copy(from, to, webhooks::WEBHOOKS, c)?
         + copy(from, to, devices::DEVICES, c)?
+        + copy(from, to, super::server_keys::SERVER_KEYS, c)?
+        + copy(from, to, super::server_keys::APP_SERVER_KEYS, c)?
         + copy(from, to, devices::NOTIFICATION_SETTINGS, c)?
         + copy(from, to, auth_sessions::AUTH_SESSIONS, c)?
         + copy(from, to, auth_sessions::USER_AUTH_SESSIONS, c)?;
