@@ -206,6 +206,8 @@ pub struct Metrics {
     pub quic_reconnects: IntCounterVec,
     /// Frames dropped because a peer's queue was full.
     pub quic_frames_dropped: IntCounterVec,
+    /// Resync signals sent to a peer for a chat whose live frames to it were dropped.
+    pub quic_resyncs: IntCounterVec,
     /// Live cluster members, this node included.
     pub cluster_members: IntGauge,
     /// Redis commands that failed, by command.
@@ -382,6 +384,13 @@ impl Metrics {
                 &r,
                 "weft_quic_frames_dropped_total",
                 "Frames dropped because a peer's queue was full.",
+                &["peer"],
+            ),
+            quic_resyncs: counters(
+                &r,
+                "weft_quic_resyncs_total",
+                "Resync signals queued for a peer node, one per chat whose live frames to it were dropped \
+                 (its sessions of the chat get a resync frame).",
                 &["peer"],
             ),
             cluster_members: gauge(&r, "weft_cluster_members", "Live cluster members, this node included."),

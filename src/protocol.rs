@@ -760,6 +760,12 @@ pub enum ServerFrame {
         /// Online now.
         online: bool,
     },
+    /// Live frames of `chat` were lost between nodes (a peer's queue was full):
+    /// `sync` the chat from the newest number held, as for a gap.
+    Resync {
+        /// The chat.
+        chat: ChatNumber,
+    },
     /// A member's delivered/read position moved.
     Receipt {
         /// The chat.
@@ -978,6 +984,7 @@ impl ServerFrame {
             ServerFrame::Messages { .. } | ServerFrame::CatchUp { .. } => "messages",
             ServerFrame::Typing { .. } => "typing",
             ServerFrame::Presence { .. } => "presence",
+            ServerFrame::Resync { .. } => "resync",
             ServerFrame::Receipt { .. } => "receipt",
             ServerFrame::SearchResults { .. } => "search_results",
             ServerFrame::DeviceRegistered { .. } => "device_registered",

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use bytes::Bytes;
 
 use super::directory::Directory;
+use super::resync::Owed;
 use super::transport::{SendError, Transport};
 use super::wire::Wire;
 use crate::delivery::{Audience, Event, Fabric, Hub, SessionId};
@@ -107,6 +108,8 @@ pub struct ClusterFabric {
     applied: Applied,
     /// `cluster.removal_wait_ms`: how long a removal waits for the peers.
     removal_wait: Duration,
+    /// Chats whose live frames to a peer were dropped: owed a resync signal.
+    owed: Owed,
 }
 
 impl ClusterFabric {
@@ -119,7 +122,7 @@ impl ClusterFabric {
         applied: Applied,
         removal_wait: Duration,
     ) -> Self {
-        Self { hub, directory, transport, peers, applied, removal_wait }
+        Self { hub, directory, transport, peers, applied, removal_wait, owed: Owed::default() }
     }
 
     /// Sends `frame` to each peer; the ones it was queued for.
@@ -140,8 +143,10 @@ impl ClusterFabric {
         sent
     }
 
-    /// Sends `frame` to each of `nodes` but this one.
-    fn send(&self, nodes: impl IntoIterator<Item = String>, frame: &Bytes) {
+    /// Sends `frame` to each of `nodes` but this one; returns those whose
+    /// queue was full (the frame was dropped for them).
+    fn send(&self, nodes: impl IntoIterator<Item = String>, frame: &Bytes) -> Vec<String> {
+        let mut dropped = Vec::new();
         for node in nodes {
             if node == self.directory.node() {
                 continue;
@@ -154,9 +159,26 @@ impl ClusterFabric {
             };
             match self.transport.send(&node, addr, frame.clone()) {
                 Ok(()) => {}
-                Err(SendError::Full) => tracing::warn!(peer = %node, "peer queue full; frame dropped"),
+                Err(SendError::Full) => {
+                    tracing::warn!(peer = %node, "peer queue full; frame dropped");
+                    dropped.push(node);
+                }
                 Err(e) => tracing::warn!(peer = %node, error = %e, "cannot send to peer"),
             }
+        }
+        dropped
+    }
+
+    /// `event`'s frame to `dropped` was lost: when the event belongs to a
+    /// chat's history, that peer is owed a resync of the chat.
+    fn owe_resync(&self, app: &AppId, event: &Event, audience: &Audience, dropped: Vec<String>) {
+        let Audience::Chat { chat, .. } = audience else { return };
+        // Typing is fleeting and a resync is its own signal: neither leaves a gap.
+        if dropped.is_empty() || matches!(event, Event::Typing { .. } | Event::Resync { .. }) {
+            return;
+        }
+        for peer in dropped {
+            self.owed.record(&peer, app, *chat, &self.transport, &self.peers);
         }
     }
 }
@@ -181,7 +203,8 @@ impl Fabric for ClusterFabric {
         match nodes {
             Ok(nodes) if nodes.iter().any(|n| n != self.directory.node()) => {
                 let frame = Bytes::from(Wire::event(app, event, audience).encode());
-                self.send(nodes, &frame);
+                let dropped = self.send(nodes, &frame);
+                self.owe_resync(app, event, audience, dropped);
             }
             Ok(_) => {}
             // Without the routes every live peer gets the frame: each resolves
@@ -190,7 +213,8 @@ impl Fabric for ClusterFabric {
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the directory; sending the event to every peer");
                 let frame = Bytes::from(Wire::event(app, event, audience).encode());
-                self.send(self.peers.all().into_iter().map(|(n, _)| n), &frame);
+                let dropped = self.send(self.peers.all().into_iter().map(|(n, _)| n), &frame);
+                self.owe_resync(app, event, audience, dropped);
             }
         }
     }

@@ -7,6 +7,7 @@ pub mod fabric;
 pub mod member;
 pub mod membership;
 pub mod node;
+mod resync;
 pub mod tls;
 pub mod transport;
 pub mod wire;

@@ -156,6 +156,11 @@ pub enum WireEvent {
         /// Who.
         user: String,
     },
+    /// Live events of the chat to this node were dropped: its sessions sync it.
+    Resync {
+        /// Chat.
+        chat: u64,
+    },
     /// A receipt position moved.
     Receipt {
         /// Chat.
@@ -245,6 +250,7 @@ impl Wire {
             Event::Presence { user, online } => {
                 WireEvent::Presence { user: user.as_str().to_owned(), online: *online }
             }
+            Event::Resync { chat } => WireEvent::Resync { chat: chat.get() },
         };
         let audience = match audience {
             Audience::Chat { chat, except_user, .. } => WireAudience::Chat {
@@ -323,6 +329,7 @@ impl WireEvent {
                 seq: MessageNumber(seq),
             },
             WireEvent::Presence { user: u, online } => Event::Presence { user: user(u)?, online },
+            WireEvent::Resync { chat } => Event::Resync { chat: ChatNumber(chat) },
         })
     }
 }

@@ -81,6 +81,12 @@ pub enum Event {
         /// Online now.
         online: bool,
     },
+    /// Live events of `chat` from another node were dropped on the way (its
+    /// queue for this node was full): the chat's sessions must sync it.
+    Resync {
+        /// The chat.
+        chat: ChatNumber,
+    },
 }
 
 /// Who should see an event.

@@ -97,6 +97,7 @@ pub fn outgoing(event: &Event) -> Outgoing {
         Event::Presence { user, online } => {
             frame(&ServerFrame::Presence { user: user.clone(), online: *online })
         }
+        Event::Resync { chat } => frame(&ServerFrame::Resync { chat: *chat }),
     }
 }
 
