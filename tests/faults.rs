@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use common::fault_cluster::{FaultCluster, NsNode};
 use common::traffic::{Inbox, Sent, Want, steady_recipient, steady_sender};
-use common::ws::{presence, user_token, wait_within};
+use common::ws::{user_token, wait_within};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -135,7 +135,9 @@ async fn finish(cluster: &FaultCluster, scene: &Scene, traffic: Traffic, healed:
         let stored = stored_history(&s, &scene.token, *chat, upto).await;
         let mut by_body: BTreeMap<&str, u64> = BTreeMap::new();
         for (seq, body) in &stored {
-            assert!(by_body.insert(body.as_str(), *seq).is_none(), "{body} stored twice in chat {chat}");
+            if let Some(first) = by_body.insert(body.as_str(), *seq) {
+                panic!("{body} stored twice in chat {chat}, as {first} and {seq}");
+            }
         }
         for (id, seq) in acked {
             assert_eq!(by_body.get(id.as_str()), Some(seq), "{id} was acked as {seq}");
@@ -213,7 +215,17 @@ async fn presence_everywhere(cluster: &FaultCluster, token: &str, user: &str, on
         let s = node.server();
         wait_within(limit, &format!("{user} online={online} on {}", node.id), || {
             let s = &s;
-            async move { presence(s, token, user).await["online"] == online }
+            async move {
+                let (status, body) =
+                    s.get(&format!("/api/v1/applications/{token}/users/{user}/presence")).await;
+                if status != 200 {
+                    eprintln!("{}: presence of {user} answered {status} {body}", node.id);
+                    for line in node.log_lines("WARN").iter().chain(&node.log_lines("ERROR")).rev().take(5) {
+                        eprintln!("  {line}");
+                    }
+                }
+                status == 200 && body["online"] == online
+            }
         })
         .await;
     }
@@ -233,7 +245,7 @@ async fn a_node_cut_from_its_peers_for_20_s_loses_nothing_and_converges() {
     let scene = scene(&cluster).await;
     let (a, b, c) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
     // frank is on C before the cut and leaves during it; hana arrives on C during it.
-    let frank = common::traffic::connect_any(&[c.base.clone()], &scene.jwt["frank"]).await;
+    let frank = common::traffic::connect_any(std::slice::from_ref(&c.base), &scene.jwt["frank"]).await;
     presence_everywhere(&cluster, &scene.token, "frank", true, SETTLE).await;
     let traffic = traffic(&cluster, &scene);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -246,7 +258,7 @@ async fn a_node_cut_from_its_peers_for_20_s_loses_nothing_and_converges() {
     members_metric(c, 1.0, SETTLE).await;
     eprintln!("partition seen by every node after {:?}", cut.elapsed());
     frank.close().await;
-    let hana = common::traffic::connect_any(&[c.base.clone()], &scene.jwt["hana"]).await;
+    let hana = common::traffic::connect_any(std::slice::from_ref(&c.base), &scene.jwt["hana"]).await;
     // Every node keeps serving its clients: each still has its store and Redis.
     for node in [a, b, c] {
         let (ready, checks) = node.ready().await;
@@ -267,4 +279,148 @@ async fn a_node_cut_from_its_peers_for_20_s_loses_nothing_and_converges() {
     let outcome = finish(&cluster, &scene, traffic, healed).await;
     assert!(outcome.acked > 100, "too little traffic: {outcome:?}");
     hana.close().await;
+}
+
+/// The peer-link metrics of `node` towards `peer`: (frames sent, frames received, reconnects).
+async fn link_metrics(node: &NsNode, peer: &str) -> (f64, f64, f64) {
+    let labels = format!("{{peer=\"{peer}\"}}");
+    (
+        node.metric("weft_quic_frames_sent_total", &labels).await,
+        node.metric("weft_quic_frames_received_total", &labels).await,
+        node.metric("weft_quic_reconnects_total", &labels).await,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_way_cut_for_20_s_loses_nothing_and_converges() {
+    let cluster = common::fault_cluster::start(&[]).await;
+    let scene = scene(&cluster).await;
+    let (a, b, c) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
+    // frank is on B before the cut and leaves during it; hana arrives on B during it.
+    let frank = common::traffic::connect_any(std::slice::from_ref(&b.base), &scene.jwt["frank"]).await;
+    presence_everywhere(&cluster, &scene.token, "frank", true, SETTLE).await;
+    let traffic = traffic(&cluster, &scene);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // A hears B; B does not hear A.
+    cluster.net.cut(&cluster.hosts[0], &cluster.hosts[1]);
+    let cut = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = (link_metrics(a, "node-b").await, link_metrics(b, "node-a").await);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    frank.close().await;
+    let hana = common::traffic::connect_any(std::slice::from_ref(&b.base), &scene.jwt["hana"]).await;
+    // Gossip goes round through C, so every node still sees all three, and
+    // each still has its store and Redis: all stay ready.
+    for node in [a, b, c] {
+        let (ready, checks) = node.ready().await;
+        assert!(ready, "{} not ready during a one-way cut between A and B: {checks}", node.id);
+        assert_eq!(node.members().await.len(), 3, "{} lost a member", node.id);
+    }
+    tokio::time::sleep_until(cut + Duration::from_secs(19)).await;
+    // The link metrics show the cut: what A sends B stops arriving.
+    let during = (link_metrics(a, "node-b").await, link_metrics(b, "node-a").await);
+    let (sent, arrived) = (during.0.0 - before.0.0, during.1.1 - before.1.1);
+    eprintln!("during the cut A sent B {sent} frames, B received {arrived} from A");
+    assert!(sent > 0.0 && arrived < sent, "the cut did not show: A sent {sent}, B got {arrived}");
+    tokio::time::sleep_until(cut + Duration::from_secs(20)).await;
+
+    cluster.net.heal(&cluster.hosts[0], &cluster.hosts[1]);
+    let healed = Instant::now();
+    for node in [a, b, c] {
+        members_metric(node, 3.0, SETTLE).await;
+    }
+    presence_everywhere(&cluster, &scene.token, "frank", false, SETTLE).await;
+    presence_everywhere(&cluster, &scene.token, "hana", true, SETTLE).await;
+    eprintln!("presence right everywhere after {:?}", healed.elapsed());
+    // The dead connection was replaced (QUIC's idle timeout is 10 s; the cut lasted 20).
+    wait_within(SETTLE, "A and B reconnected", || async {
+        link_metrics(a, "node-b").await.2 >= 1.0 && link_metrics(b, "node-a").await.2 >= 1.0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let outcome = finish(&cluster, &scene, traffic, healed).await;
+    assert!(outcome.acked > 100, "too little traffic: {outcome:?}");
+    hana.close().await;
+}
+
+/// Which service a scenario slows down and takes away.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Service {
+    Redis,
+    Cassandra,
+}
+
+/// Under steady traffic the service answers 300 ms late for 10 s, then is
+/// unreachable (its link down: packets vanish) for 10 s, then comes back.
+async fn slow_then_gone(service: Service) {
+    // Short store and Redis timeouts, so a node notices the outage in seconds.
+    let cluster = common::fault_cluster::start(&[("WEFT_CQL_REQUEST_TIMEOUT_MS", "2000")]).await;
+    let scene = scene(&cluster).await;
+    let (relay, host, check, errors) = match service {
+        Service::Redis => (&cluster.redis, &cluster.redis_host, "redis", "weft_redis_errors_total"),
+        Service::Cassandra => (&cluster.cql, &cluster.cql_host, "store", "weft_store_errors_total"),
+    };
+    let frank = common::traffic::connect_any(&[cluster.nodes[2].base.clone()], &scene.jwt["frank"]).await;
+    presence_everywhere(&cluster, &scene.token, "frank", true, SETTLE).await;
+    let traffic = traffic(&cluster, &scene);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    relay.set_delay(Duration::from_millis(300));
+    let slow = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Slow is not down: every node stays ready.
+    for node in &cluster.nodes {
+        let (ready, checks) = node.ready().await;
+        assert!(ready, "{} not ready while {service:?} is slow: {checks}", node.id);
+    }
+    tokio::time::sleep_until(slow + Duration::from_secs(10)).await;
+    relay.set_delay(Duration::ZERO);
+
+    let errors_before: Vec<f64> =
+        futures::future::join_all(cluster.nodes.iter().map(|n| n.metric(errors, ""))).await;
+    cluster.net.link_down(host);
+    let gone = Instant::now();
+    frank.close().await;
+    // Every node says it is not ready, and why, within the outage.
+    futures::future::join_all(cluster.nodes.iter().map(|node| async move {
+        let what = format!("{} not ready without {service:?}", node.id);
+        wait_within(Duration::from_millis(9500), &what, || async {
+            let (ready, checks) = node.ready().await;
+            !ready && checks["checks"][check] == false
+        })
+        .await;
+    }))
+    .await;
+    eprintln!("every node not ready {:?} into the outage", gone.elapsed());
+    tokio::time::sleep_until(gone + Duration::from_secs(10)).await;
+    let errors_after: Vec<f64> =
+        futures::future::join_all(cluster.nodes.iter().map(|n| n.metric(errors, ""))).await;
+    assert!(
+        errors_after.iter().zip(&errors_before).any(|(after, before)| after > before),
+        "{errors} did not move: {errors_before:?} → {errors_after:?}"
+    );
+
+    cluster.net.link_up(host);
+    let healed = Instant::now();
+    for node in &cluster.nodes {
+        wait_within(SETTLE, &format!("{} ready again", node.id), || async { node.ready().await.0 }).await;
+    }
+    eprintln!("every node ready {:?} after the outage", healed.elapsed());
+    presence_everywhere(&cluster, &scene.token, "frank", false, SETTLE).await;
+    eprintln!("frank offline everywhere {:?} after the outage", healed.elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let outcome = finish(&cluster, &scene, traffic, healed).await;
+    // At 300 ms a round trip, a send takes seconds: fewer are acked.
+    assert!(outcome.acked > 20, "too little traffic: {outcome:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_slow_then_unreachable_loses_nothing_and_readyz_tells() {
+    slow_then_gone(Service::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cassandra_slow_then_unreachable_loses_nothing_and_readyz_tells() {
+    slow_then_gone(Service::Cassandra).await;
 }

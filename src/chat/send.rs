@@ -359,13 +359,15 @@ impl ChatService {
     }
 
     /// A send's second step: persists the numbered message. On failure its
-    /// number stays a gap, its attachments are free again and a retry with
-    /// its key starts over.
+    /// attachments are free again; a retry with its key starts over, unless
+    /// the store may have taken the write after all (`write_may_have_landed`).
     pub async fn persist(&self, numbered: Numbered) -> Result<Persisted, ChatError> {
         let Numbered { message, claimed, from } = numbered;
         if let Err(e) = self.writer.write(message.clone()).await {
             self.release(&message.app, message.number, &message.attachments).await;
-            if let Some((key, _)) = &claimed {
+            if let Some((key, _)) = &claimed
+                && !write_may_have_landed(&e)
+            {
                 let _ = self.claims.forget(key).await;
             }
             return Err(e.into());
@@ -430,4 +432,15 @@ impl ChatService {
         // died before the commit.
         if age > self.claim_abandon_ms { Ok(Settled::Abandoned) } else { Err(ChatError::InFlight) }
     }
+}
+
+/// Whether a failed write may still be in the store: a CQL write that timed
+/// out or lost its connection may have been applied. Its claim then stays
+/// pending, so that a retry with the key reads the store first (`settle`):
+/// it acks the message found there, and takes the key over with a new
+/// number only once the claim is older than any commit can take
+/// (`sequence.claim_abandon_ms`). Forgetting the claim instead stored such a
+/// message twice (tests/faults.rs, Cassandra unreachable under traffic).
+fn write_may_have_landed(error: &crate::store::WriteError) -> bool {
+    matches!(error, crate::store::WriteError::Store(e) if matches!(**e, crate::store::StoreError::Unavailable(_)))
 }
