@@ -1,4 +1,4 @@
-import type { AckFrame, Application, ChatInfoChange, Chat, ChatUpdatedFrame, CreatedApplication, Device, DeviceRegisteredFrame, DeviceUnregisteredFrame, HistoryOptions, Member, MemberJoinedFrame, MemberLeftFrame, Message, MessageDeletedFrame, MessageEditedFrame, MessageListParams, MessagesFrame, MessageVersion, NotificationSettings, NotificationSettingsChange, NotificationSettingsFrame, Presence, PresenceFrame, PushProvider, ReactionFrame, ReadState, ReceiptFrame, RequestId, RestMessage, RestSearchHit, Role, RoleChangedFrame, SearchParams, SearchResultsFrame, SendAck, SendParams, ServerFrame, ThreadUpdatedFrame, TypingFrame, UploadGrant, UploadParams, UploadReadyFrame, UserToken, Webhook, WebhookDelivery, WelcomeFrame, ListParams } from './types.js';
+import type { AckFrame, Application, ChatInfoChange, Chat, ChatUpdatedFrame, CreatedApplication, Device, DeviceRegisteredFrame, DeviceUnregisteredFrame, HistoryOptions, Member, MemberJoinedFrame, MemberLeftFrame, Message, MessageDeletedFrame, MessageEditedFrame, MessageListParams, MessagesFrame, MessageVersion, NotificationSettings, NotificationSettingsChange, NotificationSettingsFrame, Presence, PresenceFrame, ResyncFrame, PushProvider, ReactionFrame, ReadState, ReceiptFrame, RequestId, RestMessage, RestSearchHit, Role, RoleChangedFrame, SearchParams, SearchResultsFrame, SendAck, SendParams, ServerFrame, ThreadUpdatedFrame, TypingFrame, UploadGrant, UploadParams, UploadReadyFrame, UserToken, Webhook, WebhookDelivery, WelcomeFrame, ListParams } from './types.js';
 export type * from './types.js';
 /** The package version. */
 export declare const VERSION = "0.1.0";
@@ -192,6 +192,8 @@ export interface WeftEvents {
     thread_updated: ThreadUpdatedFrame;
     typing: TypingFrame;
     presence: PresenceFrame;
+    /** The server lost live frames of a chat between its nodes; the client is already syncing it. */
+    resync: ResyncFrame;
     receipt: ReceiptFrame;
     chat_updated: ChatUpdatedFrame;
     member_joined: MemberJoinedFrame;
@@ -348,6 +350,8 @@ export declare class WeftClient extends Emitter<WeftEvents> {
     private watchGap;
     /** Whether a `hello` catch-up of `chat` has not ended yet. */
     private catchingUp;
+    /** The server lost live frames of a chat: fill it now, without waiting for a gap to show. */
+    private onResync;
     /** Pages a chat forward with `sync` from its position until the store has no more. */
     private fill;
     private checkCaughtUp;

@@ -727,6 +727,9 @@ export class WeftClient extends Emitter {
                 if (frame.user === this.welcome?.user)
                     this.untrack(frame.chat);
                 return;
+            case 'resync':
+                this.emit(frame.type, frame);
+                return this.onResync(frame);
             default:
                 this.emit(frame.type, frame);
                 if (frame.id !== undefined)
@@ -906,7 +909,7 @@ export class WeftClient extends Emitter {
     chatState(chat, startAt) {
         let st = this.chats.get(chat);
         if (!st) {
-            st = { position: startAt, buffer: new Map(), skipped: new Set(), gapTimer: undefined, filling: false };
+            st = { position: startAt, buffer: new Map(), skipped: new Set(), gapTimer: undefined, filling: false, refill: false };
             this.chats.set(chat, st);
         }
         return st;
@@ -1036,6 +1039,20 @@ export class WeftClient extends Emitter {
                 return true;
         return false;
     }
+    /** The server lost live frames of a chat: fill it now, without waiting for a gap to show. */
+    onResync(frame) {
+        const st = this.chats.get(frame.chat);
+        // A chat still catching up gets everything from its catch-up.
+        if (!st || this.catchingUp(frame.chat))
+            return;
+        if (st.gapTimer)
+            clearTimeout(st.gapTimer);
+        st.gapTimer = undefined;
+        if (st.filling)
+            st.refill = true; // the fill under way may have read before the lost frames' messages
+        else
+            this.fill(frame.chat);
+    }
     /** Pages a chat forward with `sync` from its position until the store has no more. */
     fill(chat) {
         const st = this.chats.get(chat);
@@ -1051,7 +1068,9 @@ export class WeftClient extends Emitter {
                 return;
             st.filling = false;
             this.ingestStored(chat, page.items, 'sync', after, page.has_more ? undefined : held);
-            if (page.has_more)
+            const again = page.has_more || st.refill;
+            st.refill = false;
+            if (again)
                 this.fill(chat);
             else
                 this.watchGap(chat, st);

@@ -118,6 +118,11 @@ export interface PresenceFrame {
     user: string;
     online: boolean;
 }
+/** Live frames of `chat` were lost between nodes: the client syncs the chat (it does so itself). */
+export interface ResyncFrame {
+    type: 'resync';
+    chat: number;
+}
 export interface ReceiptFrame {
     type: 'receipt';
     chat: number;
@@ -217,7 +222,7 @@ export interface ErrorFrame {
     retry_after_ms?: number;
 }
 /** Every frame the server sends. */
-export type ServerFrame = WelcomeFrame | AckFrame | MessageFrame | MessagesFrame | TypingFrame | PresenceFrame | ReceiptFrame | UploadReadyFrame | MessageEditedFrame | MessageDeletedFrame | ThreadUpdatedFrame | ReactionFrame | ChatUpdatedFrame | MemberJoinedFrame | MemberLeftFrame | RoleChangedFrame | DeviceRegisteredFrame | DeviceUnregisteredFrame | NotificationSettingsFrame | SearchResultsFrame | ErrorFrame;
+export type ServerFrame = WelcomeFrame | AckFrame | MessageFrame | MessagesFrame | TypingFrame | PresenceFrame | ResyncFrame | ReceiptFrame | UploadReadyFrame | MessageEditedFrame | MessageDeletedFrame | ThreadUpdatedFrame | ReactionFrame | ChatUpdatedFrame | MemberJoinedFrame | MemberLeftFrame | RoleChangedFrame | DeviceRegisteredFrame | DeviceUnregisteredFrame | NotificationSettingsFrame | SearchResultsFrame | ErrorFrame;
 /** The `type` of every server frame. */
 export type ServerFrameType = ServerFrame['type'];
 /** What `send` takes: exactly one of `chat` and `recipients`. */

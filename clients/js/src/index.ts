@@ -32,6 +32,7 @@ import type {
   NotificationSettingsFrame,
   Presence,
   PresenceFrame,
+  ResyncFrame,
   PushProvider,
   ReactionFrame,
   ReadState,
@@ -422,6 +423,8 @@ export interface WeftEvents {
   thread_updated: ThreadUpdatedFrame;
   typing: TypingFrame;
   presence: PresenceFrame;
+  /** The server lost live frames of a chat between its nodes; the client is already syncing it. */
+  resync: ResyncFrame;
   receipt: ReceiptFrame;
   chat_updated: ChatUpdatedFrame;
   member_joined: MemberJoinedFrame;
@@ -466,6 +469,8 @@ interface ChatState {
   gapTimer: ReturnType<typeof setTimeout> | undefined;
   /** A fill (`sync`) is in flight. */
   filling: boolean;
+  /** A `resync` came while a fill was in flight: fill again once it ends. */
+  refill: boolean;
 }
 
 interface Pending {
@@ -1023,6 +1028,9 @@ export class WeftClient extends Emitter<WeftEvents> {
         this.emit(frame.type, frame);
         if (frame.user === this.welcome?.user) this.untrack(frame.chat);
         return;
+      case 'resync':
+        this.emit(frame.type, frame);
+        return this.onResync(frame as ResyncFrame);
       default:
         this.emit(frame.type, frame);
         if (frame.id !== undefined) this.onAnswer(frame);
@@ -1188,7 +1196,7 @@ export class WeftClient extends Emitter<WeftEvents> {
   private chatState(chat: number, startAt: number): ChatState {
     let st = this.chats.get(chat);
     if (!st) {
-      st = { position: startAt, buffer: new Map(), skipped: new Set(), gapTimer: undefined, filling: false };
+      st = { position: startAt, buffer: new Map(), skipped: new Set(), gapTimer: undefined, filling: false, refill: false };
       this.chats.set(chat, st);
     }
     return st;
@@ -1313,6 +1321,17 @@ export class WeftClient extends Emitter<WeftEvents> {
     return false;
   }
 
+  /** The server lost live frames of a chat: fill it now, without waiting for a gap to show. */
+  private onResync(frame: ResyncFrame): void {
+    const st = this.chats.get(frame.chat);
+    // A chat still catching up gets everything from its catch-up.
+    if (!st || this.catchingUp(frame.chat)) return;
+    if (st.gapTimer) clearTimeout(st.gapTimer);
+    st.gapTimer = undefined;
+    if (st.filling) st.refill = true; // the fill under way may have read before the lost frames' messages
+    else this.fill(frame.chat);
+  }
+
   /** Pages a chat forward with `sync` from its position until the store has no more. */
   private fill(chat: number): void {
     const st = this.chats.get(chat);
@@ -1326,7 +1345,9 @@ export class WeftClient extends Emitter<WeftEvents> {
         if (this.chats.get(chat) !== st) return;
         st.filling = false;
         this.ingestStored(chat, page.items, 'sync', after, page.has_more ? undefined : held);
-        if (page.has_more) this.fill(chat);
+        const again = page.has_more || st.refill;
+        st.refill = false;
+        if (again) this.fill(chat);
         else this.watchGap(chat, st);
         this.checkCaughtUp();
       })

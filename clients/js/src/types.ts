@@ -136,6 +136,11 @@ export interface PresenceFrame {
   user: string;
   online: boolean;
 }
+/** Live frames of `chat` were lost between nodes: the client syncs the chat (it does so itself). */
+export interface ResyncFrame {
+  type: 'resync';
+  chat: number;
+}
 export interface ReceiptFrame {
   type: 'receipt';
   chat: number;
@@ -243,6 +248,7 @@ export type ServerFrame =
   | MessagesFrame
   | TypingFrame
   | PresenceFrame
+  | ResyncFrame
   | ReceiptFrame
   | UploadReadyFrame
   | MessageEditedFrame

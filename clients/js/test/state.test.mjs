@@ -75,6 +75,36 @@ test('a gap that stays open is filled with sync; a number skipped for good is pa
   client.close();
 });
 
+test('a resync frame fills its chat with sync at once, with no gap in sight; one during a fill fills again after it', async () => {
+  const { server, client, got } = setup({ client: { positions: { 3: 0 }, gapWaitMs: 60_000 } });
+  const resyncs = [];
+  client.on('resync', (f) => resyncs.push(f));
+  client.connect();
+  const ws = await server.socket(1);
+  ws.welcome();
+  ws.frame({ type: 'messages', id: ws.of('hello')[0].id, chat: 3, items: [], has_more: false, done: true });
+  ws.frame({ type: 'message', ...msg(3, 1) });
+  ws.frame({ type: 'resync', chat: 3 });
+  const sync = await until('a sync', () => ws.of('sync')[0]);
+  assert.deepEqual({ chat: sync.chat, after: sync.after }, { chat: 3, after: 1 });
+  assert.deepEqual(resyncs, [{ type: 'resync', chat: 3 }]);
+  // Another resync while that sync runs: a second sync once it is answered.
+  ws.frame({ type: 'resync', chat: 3 });
+  await tick();
+  assert.equal(ws.of('sync').length, 1);
+  ws.frame({ type: 'messages', id: sync.id, chat: 3, items: [msg(3, 2)], has_more: false });
+  const again = await until('a second sync', () => ws.of('sync')[1]);
+  assert.deepEqual({ chat: again.chat, after: again.after }, { chat: 3, after: 2 });
+  ws.frame({ type: 'messages', id: again.id, chat: 3, items: [msg(3, 3)], has_more: false });
+  await until('message 3', () => got.length === 3);
+  assert.deepEqual(got.map((g) => g.seq), [1, 2, 3]);
+  // A resync for a chat the client does not track is ignored.
+  ws.frame({ type: 'resync', chat: 99 });
+  await tick();
+  assert.equal(ws.of('sync').length, 2);
+  client.close();
+});
+
 test('a fill that finds nothing more marks the numbers below what was held as absent, not those that came after', async () => {
   const { server, client, got } = setup({ client: { positions: { 3: 0 } } });
   client.connect();
