@@ -1,7 +1,7 @@
 //! Server keys in CQL: `server_keys` by key hash (what a request looks up)
 //! and `app_server_keys` (app, id) → hash for listing and revoking. The
-//! statements are rare next to the message path, and sent unprepared-cached
-//! by the driver; a key lookup is one single-partition read.
+//! statements are sent unprepared (the driver prepares each on the way): they
+//! are rare next to the message path; a key lookup is one single-partition read.
 
 use async_trait::async_trait;
 use scylla::value::CqlTimestamp;
