@@ -42,6 +42,10 @@ fi
 
 bash scripts/services.sh up
 eval "$(bash scripts/services.sh env)"
+# The fault tests (tests/faults.rs) step a node's wall clock with libfaketime.
+if ! dpkg -s libfaketime >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime
+fi
 echo "WEFT_TEST_REDIS_URL=$WEFT_TEST_REDIS_URL WEFT_TEST_REDIS_CLUSTER_NODES=$WEFT_TEST_REDIS_CLUSTER_NODES WEFT_TEST_CQL_NODES=$WEFT_TEST_CQL_NODES WEFT_TEST_OPENSEARCH_URL=$WEFT_TEST_OPENSEARCH_URL WEFT_TEST_SMTP_URL=$WEFT_TEST_SMTP_URL WEFT_TEST_MAILPIT_URL=$WEFT_TEST_MAILPIT_URL"
 
 cargo fmt --all -- --check

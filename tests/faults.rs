@@ -424,3 +424,86 @@ async fn redis_slow_then_unreachable_loses_nothing_and_readyz_tells() {
 async fn cassandra_slow_then_unreachable_loses_nothing_and_readyz_tells() {
     slow_then_gone(Service::Cassandra).await;
 }
+
+/// libfaketime's library, which `scripts/test.sh` installs (Debian's `faketime`).
+fn libfaketime() -> String {
+    let candidates = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+    ];
+    let found = candidates.iter().find(|p| std::path::Path::new(p).exists());
+    let found = found.unwrap_or_else(|| {
+        panic!("libfaketime is missing ({candidates:?}): `apt-get install faketime` (scripts/test.sh does)")
+    });
+    (*found).to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_clock_jumping_30_s_either_way_loses_nothing() {
+    // C's wall clock (CLOCK_REALTIME, as an NTP step moves it) follows the
+    // offset in this file, read at every call; its monotonic clock is left alone.
+    let dir = tempfile::tempdir().unwrap();
+    let offset = dir.path().join("offset");
+    std::fs::write(&offset, "+0s").unwrap();
+    let faked: Vec<(String, String)> = [
+        ("LD_PRELOAD", libfaketime()),
+        ("FAKETIME_TIMESTAMP_FILE", offset.display().to_string()),
+        ("FAKETIME_NO_CACHE", "1".to_owned()),
+        ("DONT_FAKE_MONOTONIC", "1".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let cluster = common::fault_cluster::start_with(&[], [vec![], vec![], faked]).await;
+    let scene = scene(&cluster).await;
+    let (a, b, c) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
+    let mut frank =
+        Some(common::traffic::connect_any(std::slice::from_ref(&c.base), &scene.jwt["frank"]).await);
+    presence_everywhere(&cluster, &scene.token, "frank", true, SETTLE).await;
+    let traffic = traffic(&cluster, &scene);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    for (step, jump) in ["+30s", "-30s"].into_iter().enumerate() {
+        std::fs::write(&offset, jump).unwrap();
+        let jumped = Instant::now();
+        if step == 0 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            frank.take().unwrap().close().await;
+        }
+        // The jump is real: what C stamps is 30 s off.
+        let off = clock_offset(c, &scene.token, scene.chats[0], jump).await;
+        let want: i64 = if step == 0 { 30 } else { -30 };
+        assert!((off - want).abs() <= 3, "C's clock is {off} s off, not {want} s");
+        tokio::time::sleep_until(jumped + Duration::from_secs(10)).await;
+        // The clock is not a service: every node stays ready, and a member.
+        for node in [a, b, c] {
+            let (ready, checks) = node.ready().await;
+            assert!(ready, "{} not ready with C's clock at {jump}: {checks}", node.id);
+            assert_eq!(node.members().await.len(), 3, "{} lost a member with C's clock at {jump}", node.id);
+        }
+    }
+    std::fs::write(&offset, "+0s").unwrap();
+    let healed = Instant::now();
+    presence_everywhere(&cluster, &scene.token, "frank", false, SETTLE).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let outcome = finish(&cluster, &scene, traffic, healed).await;
+    assert!(outcome.acked > 100, "too little traffic: {outcome:?}");
+}
+
+/// How far the node's wall clock is from ours, in seconds, by the
+/// `created_at` of a message posted through it (`…T13:52:35.123Z`).
+async fn clock_offset(node: &NsNode, token: &str, chat: u64, label: &str) -> i64 {
+    let seconds_of_day = |hms: &str| -> i64 {
+        hms.split(':').map(|n| n.parse::<i64>().unwrap()).fold(0, |acc, n| acc * 60 + n)
+    };
+    let path = format!("/api/v1/applications/{token}/chats/{chat}/messages");
+    let (status, message) =
+        node.server().post(&path, serde_json::json!({"body": format!("clock probe {label}")})).await;
+    assert_eq!(status, 201, "{message}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let created = message["created_at"].as_str().unwrap();
+    let hms = created.split('T').nth(1).unwrap().get(..8).unwrap();
+    let diff = (seconds_of_day(hms) - now % 86_400).rem_euclid(86_400);
+    if diff > 43_200 { diff - 86_400 } else { diff }
+}

@@ -144,6 +144,11 @@ impl FaultCluster {
 /// Starts three nodes in namespaces with `extra` settings on top of the
 /// loopback trio's ([`super::trio::shared_env`]), and waits until each sees all three.
 pub async fn start(extra: &[(&str, &str)]) -> FaultCluster {
+    start_with(extra, Default::default()).await
+}
+
+/// [`start`], with `per_node[i]` added to node i's environment only.
+pub async fn start_with(extra: &[(&str, &str)], per_node: [Vec<(String, String)>; 3]) -> FaultCluster {
     let net = Net::new();
     let redis_host = net.host("redis");
     let cql_host = net.host("cql");
@@ -171,10 +176,11 @@ pub async fn start(extra: &[(&str, &str)]) -> FaultCluster {
         .iter()
         .map(|h| Relay::start_at(&h.ns, cql_nodes()[0].parse().unwrap(), &cql.addr.to_string()))
         .collect();
-    let a = start_node(&env, &hosts[0], "node-a", &[]);
+    let env_of = |i: usize| -> Vec<(String, String)> { env.iter().chain(&per_node[i]).cloned().collect() };
+    let a = start_node(&env_of(0), &hosts[0], "node-a", &[]);
     let seed = a.get("/api/v1/cluster").await.1["gossip"].as_str().unwrap().to_owned();
-    let b = start_node(&env, &hosts[1], "node-b", std::slice::from_ref(&seed));
-    let c = start_node(&env, &hosts[2], "node-c", &[seed]);
+    let b = start_node(&env_of(1), &hosts[1], "node-b", std::slice::from_ref(&seed));
+    let c = start_node(&env_of(2), &hosts[2], "node-c", &[seed]);
     let cluster = FaultCluster {
         nodes: vec![a, b, c],
         hosts,
