@@ -269,5 +269,5 @@ async fn a_seed_given_as_a_host_name_is_resolved() {
 async fn a_bad_config_is_refused_before_binding() {
     let config = MembershipConfig { gossip_interval_ms: 0, ..config(Vec::new()) };
     let err = Membership::join(&config, info("node-1", 7001)).await.unwrap_err();
-    assert_eq!(err.to_string(), "invalid value for `cluster.gossip_interval_ms`: must be at least 1");
+    assert_eq!(err.to_string(), "invalid value for `gossip.gossip_interval_ms`: must be at least 1");
 }

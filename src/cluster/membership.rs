@@ -99,26 +99,26 @@ impl MembershipConfig {
     pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
         let advertise_unusable = self.gossip_advertise.is_some_and(|addr| addr.ip().is_unspecified());
         let rules: [(bool, &str, &str); 6] = [
-            (self.cluster_id.is_empty(), "cluster.cluster_id", "must not be empty"),
-            (self.gossip_interval_ms == 0, "cluster.gossip_interval_ms", "must be at least 1"),
+            (self.cluster_id.is_empty(), "gossip.cluster_id", "must not be empty"),
+            (self.gossip_interval_ms == 0, "gossip.gossip_interval_ms", "must be at least 1"),
             (
                 !(self.phi_threshold.is_finite() && self.phi_threshold > 0.0),
-                "cluster.phi_threshold",
+                "gossip.phi_threshold",
                 "must be a positive number",
             ),
-            (self.dead_grace_ms == 0, "cluster.dead_grace_ms", "must be at least 1"),
+            (self.dead_grace_ms == 0, "gossip.dead_grace_ms", "must be at least 1"),
             (
                 self.gossip_advertise.is_none() && self.gossip_listen.ip().is_unspecified(),
-                "cluster.gossip_advertise",
-                "is required when cluster.gossip_listen is 0.0.0.0 or ::",
+                "gossip.gossip_advertise",
+                "is required when gossip.gossip_listen is 0.0.0.0 or ::",
             ),
-            (advertise_unusable, "cluster.gossip_advertise", "must be an address peers can reach"),
+            (advertise_unusable, "gossip.gossip_advertise", "must be an address peers can reach"),
         ];
         if let Some((_, key, reason)) = rules.into_iter().find(|(bad, _, _)| *bad) {
             return Err((key, reason));
         }
         if !self.seeds.iter().all(|seed| is_host_port(seed)) {
-            return Err(("cluster.seeds", "each must be ip:port or host:port"));
+            return Err(("gossip.seeds", "each must be ip:port or host:port"));
         }
         Ok(())
     }
@@ -617,21 +617,21 @@ mod tests {
         assert_eq!(MembershipConfig::default().check(), Ok(()));
         let wildcard =
             MembershipConfig { gossip_listen: "0.0.0.0:7946".parse().unwrap(), ..Default::default() };
-        assert_eq!(wildcard.check().unwrap_err().0, "cluster.gossip_advertise");
+        assert_eq!(wildcard.check().unwrap_err().0, "gossip.gossip_advertise");
         let advertised =
             MembershipConfig { gossip_advertise: Some("10.0.0.1:0".parse().unwrap()), ..wildcard.clone() };
         assert_eq!(advertised.check(), Ok(()));
         let zero = MembershipConfig { gossip_interval_ms: 0, ..Default::default() };
-        assert_eq!(zero.check().unwrap_err().0, "cluster.gossip_interval_ms");
+        assert_eq!(zero.check().unwrap_err().0, "gossip.gossip_interval_ms");
         let nan = MembershipConfig { phi_threshold: f64::NAN, ..Default::default() };
-        assert_eq!(nan.check().unwrap_err().0, "cluster.phi_threshold");
+        assert_eq!(nan.check().unwrap_err().0, "gossip.phi_threshold");
         for seed in ["10.0.0.1:7946", "[::1]:7946", "weft-gossip.svc:7946"] {
             let config = MembershipConfig { seeds: vec![seed.into()], ..Default::default() };
             assert_eq!(config.check(), Ok(()), "{seed}");
         }
         for seed in ["weft-gossip.svc", ":7946", "host:port", "::1:7946"] {
             let config = MembershipConfig { seeds: vec![seed.into()], ..Default::default() };
-            assert_eq!(config.check().unwrap_err().0, "cluster.seeds", "{seed}");
+            assert_eq!(config.check().unwrap_err().0, "gossip.seeds", "{seed}");
         }
     }
 
