@@ -310,6 +310,9 @@ impl Config {
         if !(1..=65_536).contains(&self.batch.max_messages) {
             return invalid("batch.max_messages", "must be from 1 to 65536");
         }
+        if self.batch.max_delay_ms > 60_000 {
+            return invalid("batch.max_delay_ms", "must be at most 60000");
+        }
         if !(1..=1024).contains(&self.batch.max_in_flight) {
             return invalid("batch.max_in_flight", "must be from 1 to 1024");
         }
@@ -499,6 +502,7 @@ mod tests {
             (format!("[server]\nmax_pending_connections = {}", 1u64 << 62), "server.max_pending_connections"),
             (format!("[batch]\nmax_messages = {huge}"), "batch.max_messages"),
             (format!("[batch]\nmax_messages = {}", 1u64 << 40), "batch.max_messages"),
+            (format!("[batch]\nmax_delay_ms = {huge}"), "batch.max_delay_ms"),
             (format!("[batch]\nmax_in_flight = {huge}"), "batch.max_in_flight"),
             (format!("[batch]\nqueue = {huge}"), "batch.queue"),
             (format!("[webhooks]\nconcurrency = {huge}"), "webhooks.concurrency"),
