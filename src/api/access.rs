@@ -15,6 +15,7 @@ use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 
 use super::ApiState;
+use super::audit::{Act, Origin};
 use super::error::ApiError;
 use crate::auth::server_key::{KeyId, KeySecret, LAST_USED_GRANULARITY_MS, Scope, Scopes};
 use crate::ids::{AppToken, Timestamp};
@@ -56,6 +57,7 @@ pub mod need {
 pub struct Access<N: Need> {
     app: Application,
     actor: Actor,
+    origin: Origin,
     need: PhantomData<N>,
 }
 
@@ -73,6 +75,25 @@ impl<N: Need> Access<N> {
     /// Who acts.
     pub fn actor(&self) -> &Actor {
         &self.actor
+    }
+
+    /// Appends an administrative act by this request's actor to the
+    /// application's audit trail: `before`/`after` are the changed fields,
+    /// never a body, secret, token or key.
+    pub async fn audit(
+        &self,
+        state: &ApiState,
+        action: &'static str,
+        object: impl Into<String>,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) -> Result<(), ApiError> {
+        let actor = match &self.actor {
+            Actor::ApplicationToken => "application_token".to_owned(),
+            Actor::Key(id) => format!("key:{}", id.as_str()),
+        };
+        let act = Act { app: &self.app.id, actor, action, object: object.into(), before, after };
+        super::audit::record(state.chat.store(), &self.origin, act).await
     }
 }
 
@@ -117,7 +138,7 @@ impl<N: Need> FromRequestParts<ApiState> for Access<N> {
         if !scopes.allows(N::SCOPE) {
             return Err(ApiError::InsufficientScope(N::SCOPE));
         }
-        Ok(Self { app, actor, need: PhantomData })
+        Ok(Self { app, actor, origin: Origin::of(parts), need: PhantomData })
     }
 }
 

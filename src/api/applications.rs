@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use super::ApiState;
 use super::access::{Access, need};
+use super::audit::{Act, Origin};
 use super::error::ApiError;
 use super::input::{Input, Resource};
 use super::openapi::{BAD_BODY, INTERNAL, NO_APP, TOO_LARGE, UNAVAILABLE};
@@ -96,12 +97,22 @@ impl FromRequestParts<ApiState> for Admin {
 pub async fn create(
     State(state): State<ApiState>,
     _admin: Admin,
+    origin: Origin,
     Input(fields, _): Input<ApplicationBody>,
 ) -> Result<(StatusCode, Json<CreatedApplicationOut>), ApiError> {
     let name = fields.required_string("name", MAX_NAME)?;
     let description = fields.clearable_string("description", MAX_DESCRIPTION)?.flatten();
     let metadata = fields.clearable_object("metadata")?.flatten().unwrap_or_default();
     let view = state.chat.create_application(name, description, metadata).await?;
+    let act = Act {
+        app: &view.app.id,
+        actor: "admin".to_owned(),
+        action: "application.create",
+        object: format!("application:{}", view.app.id.as_str()),
+        before: None,
+        after: Some(serde_json::json!({ "name": view.app.name, "secret": "generated" })),
+    };
+    super::audit::record(state.chat.store(), &origin, act).await?;
     Ok((StatusCode::CREATED, Json(view.into())))
 }
 
@@ -199,6 +210,29 @@ pub async fn update(
             "give `name`, `jwks_url`, `user_groups`, `description` or `metadata`".into(),
         ));
     }
+    let old = access.app();
+    let (mut before, mut after) = (Map::new(), Map::new());
+    if let Some(name) = &name {
+        before.insert("name".into(), Value::from(old.name.as_str()));
+        after.insert("name".into(), Value::from(name.as_str()));
+    }
+    if let Some(url) = &jwks_url {
+        before.insert("jwks_url".into(), old.jwks_url.as_deref().map_or(Value::Null, Value::from));
+        after.insert("jwks_url".into(), url.as_deref().map_or(Value::Null, Value::from));
+    }
+    if let Some(groups) = user_groups {
+        before.insert("user_groups".into(), Value::from(old.user_groups.as_str()));
+        after.insert("user_groups".into(), Value::from(groups.as_str()));
+    }
+    if description.is_some() {
+        after.insert("description".into(), Value::from("changed"));
+    }
+    if metadata.is_some() {
+        after.insert("metadata".into(), Value::from("changed"));
+    }
     let changes = ApplicationChanges { name, jwks_url, user_groups, description, metadata };
-    Ok(Json(state.chat.update_application(access.token(), changes).await?.into()))
+    let view = state.chat.update_application(access.token(), changes).await?;
+    let object = format!("application:{}", view.app.id.as_str());
+    access.audit(&state, "application.update", object, Some(before.into()), Some(after.into())).await?;
+    Ok(Json(view.into()))
 }

@@ -229,6 +229,9 @@ pub async fn add_member(
         })
         .transpose()?;
     state.chat.put_member(access.token(), number, &user, role).await?;
+    let object = format!("chat:{}/member:{}", number.get(), user.as_str());
+    let after = serde_json::json!({ "member": true, "role": role.map(Role::as_str) });
+    access.audit(&state, "member.put", object, None, Some(after)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -255,6 +258,9 @@ pub async fn remove_member(
 ) -> Result<StatusCode, ApiError> {
     let (number, user) = (chat_number(&number)?, user_id(&user)?);
     state.chat.remove_member(access.token(), number, &user).await?;
+    let object = format!("chat:{}/member:{}", number.get(), user.as_str());
+    let (before, after) = (serde_json::json!({ "member": true }), serde_json::json!({ "member": false }));
+    access.audit(&state, "member.remove", object, Some(before), Some(after)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -152,6 +152,9 @@ pub async fn create(
     };
     state.chat.store().insert_server_key(&key).await.map_err(ChatError::from)?;
     tracing::info!(key = key.id.as_str(), actor = ?access.actor(), "server key created");
+    let scopes: Vec<&str> = key.scopes.list().iter().map(|s| s.as_str()).collect();
+    let after = serde_json::json!({ "name": key.name, "scopes": scopes });
+    access.audit(&state, "key.create", format!("key:{}", key.id.as_str()), None, Some(after)).await?;
     let app_id = key.app.as_str().to_owned();
     Ok((
         StatusCode::CREATED,
@@ -204,5 +207,7 @@ pub async fn revoke(
     let key = store.revoke_server_key(&access.app().id, &KeyId::new(id), Timestamp::now()).await;
     let key = key.map_err(ChatError::from)?.ok_or(ApiError::NotFound("key_not_found"))?;
     tracing::info!(key = key.id.as_str(), actor = ?access.actor(), "server key revoked");
+    let (before, after) = (serde_json::json!({ "revoked": false }), serde_json::json!({ "revoked": true }));
+    access.audit(&state, "key.revoke", format!("key:{}", key.id.as_str()), Some(before), Some(after)).await?;
     Ok(Json(key.into()))
 }

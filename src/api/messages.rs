@@ -197,6 +197,9 @@ pub async fn destroy(
     let (chat, number) = (chat_number(&chat)?, message_number(&number)?);
     let app = state.chat.application(access.token()).await?;
     state.chat.delete_message(&app.id, &Author::Backend(None), (chat, number), None).await?;
+    let object = format!("chat:{}/message:{}", chat.get(), number.get());
+    let (before, after) = (serde_json::json!({ "deleted": false }), serde_json::json!({ "deleted": true }));
+    access.audit(&state, "message.delete", object, Some(before), Some(after)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -6,6 +6,7 @@
 mod access;
 mod applications;
 mod attachments;
+mod audit;
 mod backup;
 mod chats;
 mod error;
@@ -107,6 +108,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(tokens::me))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
+        .routes(routes!(audit::list))
         .routes(routes!(sessions::create, sessions::list, sessions::revoke_all))
         .routes(routes!(sessions::revoke))
         .routes(routes!(sessions::refresh))

@@ -18,7 +18,9 @@ use super::{ApiError, ApiState};
 use crate::metrics::metrics;
 
 /// Wraps every request in a span and counts it by route and status.
-pub async fn track(request: Request, next: Next) -> Response {
+pub async fn track(mut request: Request, next: Next) -> Response {
+    let request_id = super::audit::RequestId::of(request.headers());
+    request.extensions_mut().insert(request_id.clone());
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -28,13 +30,17 @@ pub async fn track(request: Request, next: Next) -> Response {
         "http",
         method = %method,
         route = %route,
+        request_id = %request_id.0,
         app = tracing::field::Empty,
         chat = tracing::field::Empty,
         user = tracing::field::Empty,
         status = tracing::field::Empty,
     );
     let started = Instant::now();
-    let response = next.run(request).instrument(span.clone()).await;
+    let mut response = next.run(request).instrument(span.clone()).await;
+    if let Ok(value) = HeaderValue::from_str(&request_id.0) {
+        response.headers_mut().insert("x-request-id", value);
+    }
     let status = response.status().as_u16();
     span.record("status", status);
     let m = metrics();

@@ -245,6 +245,8 @@ pub async fn revoke_all(
 ) -> Result<StatusCode, ApiError> {
     let user = user_id(&user)?;
     state.chat.revoke_user_sessions(access.token(), &user).await?;
+    let after = serde_json::json!({ "revoked": "all" });
+    access.audit(&state, "session.revoke_all", format!("user:{}", user.as_str()), None, Some(after)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -272,6 +274,9 @@ pub async fn revoke(
     // A malformed id names no session.
     let session = AuthSessionId::parse(&session).map_err(|_| ApiError::NotFound("session_not_found"))?;
     state.chat.revoke_session(access.token(), &user, &session).await?;
+    let object = format!("user:{}/session:{}", user.as_str(), session.as_str());
+    let after = serde_json::json!({ "revoked": true });
+    access.audit(&state, "session.revoke", object, None, Some(after)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

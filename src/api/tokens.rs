@@ -83,6 +83,9 @@ pub async fn rotate_secret(
     access: Access<need::Admin>,
 ) -> Result<Json<SecretOut>, ApiError> {
     let app = state.chat.rotate_secret(access.token()).await?;
+    let object = format!("application:{}", app.id.as_str());
+    let after = Some(serde_json::json!({ "secret": "rotated" }));
+    access.audit(&state, "application.rotate_secret", object, None, after).await?;
     Ok(Json(SecretOut { secret: app.secret.expose().to_owned() }))
 }
 

@@ -187,6 +187,8 @@ pub async fn create(
         .optional_strings("events", MAX_EVENTS, 64)?
         .ok_or_else(|| ApiError::InvalidField("`events` is required".into()))?;
     let webhook = state.chat.create_webhook(access.token(), &url, &events).await?;
+    let object = format!("webhook:{}", webhook.id.as_str());
+    access.audit(&state, "webhook.create", object, None, Some(audited(&webhook))).await?;
     Ok((StatusCode::CREATED, Json(WebhookOut::of(webhook, true))))
 }
 
@@ -286,6 +288,8 @@ pub async fn update(
     }
     let webhook =
         state.chat.update_webhook(access.token(), &id, url.as_deref(), events.as_deref(), enable).await?;
+    let object = format!("webhook:{}", webhook.id.as_str());
+    access.audit(&state, "webhook.update", object, None, Some(audited(&webhook))).await?;
     Ok(Json(WebhookOut::of(webhook, false)))
 }
 
@@ -310,6 +314,9 @@ pub async fn rotate(
     PathParams(WebhookPath { id, .. }): PathParams<WebhookPath>,
 ) -> Result<Json<WebhookOut>, ApiError> {
     let webhook = state.chat.rotate_webhook(access.token(), &webhook_id(&id)?).await?;
+    let object = format!("webhook:{}", webhook.id.as_str());
+    let after = serde_json::json!({ "secret": "rotated" });
+    access.audit(&state, "webhook.rotate", object, None, Some(after)).await?;
     Ok(Json(WebhookOut::of(webhook, true)))
 }
 
@@ -332,7 +339,12 @@ pub async fn destroy(
     access: Access<need::Webhooks>,
     PathParams(WebhookPath { id, .. }): PathParams<WebhookPath>,
 ) -> Result<StatusCode, ApiError> {
-    state.chat.delete_webhook(access.token(), &webhook_id(&id)?).await?;
+    let id = webhook_id(&id)?;
+    state.chat.delete_webhook(access.token(), &id).await?;
+    let (before, after) = (serde_json::json!({ "deleted": false }), serde_json::json!({ "deleted": true }));
+    access
+        .audit(&state, "webhook.delete", format!("webhook:{}", id.as_str()), Some(before), Some(after))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -411,4 +423,12 @@ pub async fn deliveries(
         webhook: WebhookOut::of(webhook, false),
         deliveries: log.into_iter().map(DeliveryOut::from).collect(),
     }))
+}
+
+/// What the audit trail keeps of a webhook: where (without the query, which
+/// may carry credentials), its events and whether it is enabled; never its secret.
+fn audited(webhook: &crate::model::Webhook) -> serde_json::Value {
+    let url = webhook.url.split(['?', '#']).next().unwrap_or_default();
+    let events: Vec<&str> = webhook.events.iter().map(|e| e.as_str()).collect();
+    serde_json::json!({ "url": url, "events": events, "enabled": webhook.disabled_at.is_none() })
 }

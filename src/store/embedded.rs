@@ -5,6 +5,7 @@
 //! messages, which is what keeps the fsync per commit affordable.
 
 mod attachments;
+mod audit;
 mod auth_sessions;
 mod backup;
 mod devices;
@@ -286,6 +287,7 @@ impl EmbeddedStore {
             txn.open_table(server_keys::APP_SERVER_KEYS).map_err(embedded)?;
             txn.open_table(auth_sessions::AUTH_SESSIONS).map_err(embedded)?;
             txn.open_table(auth_sessions::USER_AUTH_SESSIONS).map_err(embedded)?;
+            txn.open_table(audit::AUDIT).map_err(embedded)?;
         }
         txn.commit().map_err(embedded)?;
         Ok(Self { db: Arc::new(db) })

@@ -3,7 +3,8 @@
 
 use async_trait::async_trait;
 
-use super::{DynStore, KeyStore, Store, StoreError};
+use super::audit::{AuditEntry, AuditPosition};
+use super::{AuditStore, DynStore, KeyStore, Store, StoreError};
 use crate::auth::server_key::{KeyHash, KeyId, ServerKey};
 use crate::auth::{AuthSession, AuthSessionId};
 use crate::ids::{
@@ -48,6 +49,23 @@ impl KeyStore for Metered {
 
     async fn touch_server_key(&self, hash: &KeyHash, at: Timestamp) -> Result<(), StoreError> {
         time("touch_server_key", self.0.touch_server_key(hash, at)).await
+    }
+}
+
+#[async_trait]
+impl AuditStore for Metered {
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        time("append_audit", self.0.append_audit(entry)).await
+    }
+
+    async fn audit_entries(
+        &self,
+        app: &AppId,
+        day: i64,
+        before: Option<&AuditPosition>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        time("audit_entries", self.0.audit_entries(app, day, before, limit)).await
     }
 }
 

@@ -6,6 +6,7 @@
 //! Both pass the same contract suite (`tests/common/contract.rs`, run by `tests/store_embedded.rs` and `tests/store_cql.rs`). Driver types
 //! never leave this module: every failure becomes a [`StoreError`].
 
+pub mod audit;
 mod batch;
 mod cql;
 mod embedded;
@@ -25,6 +26,7 @@ use crate::model::{
     NotificationSettings, Page, ReadState, ReceiptKind, Role, Webhook,
 };
 
+pub use audit::AuditStore;
 pub use batch::{BatchConfig, BatchStats, BatchWriter, OnCommit, WriteError};
 pub use cql::{CqlConfig, CqlStore, SCHEMA_VERSION};
 pub use embedded::{BackupError, EmbeddedStore};
@@ -81,7 +83,7 @@ pub type DynStore = Arc<dyn Store>;
 /// Lists of chats, members and a user's chats are ordered by chat number or
 /// user id ascending; lists of messages newest first.
 #[async_trait]
-pub trait Store: KeyStore + Send + Sync + 'static {
+pub trait Store: KeyStore + AuditStore + Send + Sync + 'static {
     /// Saves a new application.
     async fn insert_application(&self, app: &Application) -> Result<(), StoreError>;
     /// Finds an application by its token.

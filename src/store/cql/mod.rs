@@ -18,7 +18,8 @@
 //! - `server_keys` holds one row per server key, keyed by its hash, and
 //!   `app_server_keys` an application's key ids;
 //! - `auth_sessions` holds one row per session, keyed by its id, and
-//!   `user_auth_sessions` a user's session ids.
+//!   `user_auth_sessions` a user's session ids;
+//! - `audit_log` holds the audit trail, one partition per (app, UTC day).
 //!
 //! The message path never uses lightweight transactions (Paxos); the rare
 //! changes that must not race do (claiming a direct chat, edits and deletes,
@@ -28,6 +29,7 @@
 //! notification settings, which are overwritten whole, write their nulls).
 
 mod attachments;
+mod audit;
 mod auth_sessions;
 mod batches;
 mod devices;

@@ -21,10 +21,11 @@ pub(super) const MIGRATIONS: &[(u32, &str, &str)] = &[
     (10, "notifications", include_str!("../../../cql/010_notifications.cql")),
     (11, "sessions", include_str!("../../../cql/011_sessions.cql")),
     (12, "server_keys", include_str!("../../../cql/012_server_keys.cql")),
+    (13, "audit", include_str!("../../../cql/013_audit.cql")),
 ];
 
 /// The schema version this build needs (the newest embedded migration).
-pub const SCHEMA_VERSION: u32 = 12;
+pub const SCHEMA_VERSION: u32 = 13;
 
 /// The migrations recorded in `keyspace` (none when the keyspace or its
 /// `schema_migrations` table does not exist yet).

@@ -94,7 +94,8 @@ fn copy_all(from: &ReadTransaction, to: &redb::WriteTransaction) -> Result<u64, 
         + copy(from, to, super::server_keys::APP_SERVER_KEYS, c)?
         + copy(from, to, devices::NOTIFICATION_SETTINGS, c)?
         + copy(from, to, auth_sessions::AUTH_SESSIONS, c)?
-        + copy(from, to, auth_sessions::USER_AUTH_SESSIONS, c)?;
+        + copy(from, to, auth_sessions::USER_AUTH_SESSIONS, c)?
+        + copy(from, to, super::audit::AUDIT, c)?;
     // A table added to the store but not to this list would be left out
     // silently: refuse instead.
     for table in from.list_tables().map_err(embedded)? {
