@@ -46,6 +46,10 @@ eval "$(bash scripts/services.sh env)"
 if ! dpkg -s libfaketime >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime
 fi
+# The loss scenario (tests/faults.rs) drops packets on peer links with nftables.
+if ! command -v nft >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables
+fi
 echo "WEFT_TEST_REDIS_URL=$WEFT_TEST_REDIS_URL WEFT_TEST_REDIS_CLUSTER_NODES=$WEFT_TEST_REDIS_CLUSTER_NODES WEFT_TEST_CQL_NODES=$WEFT_TEST_CQL_NODES WEFT_TEST_OPENSEARCH_URL=$WEFT_TEST_OPENSEARCH_URL WEFT_TEST_SMTP_URL=$WEFT_TEST_SMTP_URL WEFT_TEST_MAILPIT_URL=$WEFT_TEST_MAILPIT_URL"
 
 cargo fmt --all -- --check

@@ -507,3 +507,100 @@ async fn clock_offset(node: &NsNode, token: &str, chat: u64, label: &str) -> i64
     let diff = (seconds_of_day(hms) - now % 86_400).rem_euclid(86_400);
     if diff > 43_200 { diff - 86_400 } else { diff }
 }
+
+/// How long the loss lasts: 30 s by default (the minute, halved for
+/// the suite's time); `WEFT_FAULT_SECS=60` runs the full minute.
+fn loss_duration() -> Duration {
+    let secs = std::env::var("WEFT_FAULT_SECS").map_or(30, |v| {
+        v.parse::<u64>().unwrap_or_else(|e| panic!("WEFT_FAULT_SECS={v} is not a number of seconds: {e}"))
+    });
+    Duration::from_secs(secs)
+}
+
+/// The sum over `node`'s peers of (frames sent, frames received, reconnects, resyncs, frames dropped).
+async fn peer_totals(node: &NsNode) -> [f64; 5] {
+    let mut sums = [0.0; 5];
+    for (i, name) in [
+        "weft_quic_frames_sent_total",
+        "weft_quic_frames_received_total",
+        "weft_quic_reconnects_total",
+        "weft_quic_resyncs_total",
+        "weft_quic_frames_dropped_total",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        sums[i] = node.metric(name, "").await;
+    }
+    sums
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_percent_loss_on_every_peer_link_loses_nothing_and_converges() {
+    let cluster = common::fault_cluster::start(&[]).await;
+    let scene = scene(&cluster).await;
+    let (a, b, c) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
+    // frank is on C before the loss and leaves during it; hana arrives on C during it.
+    let frank = common::traffic::connect_any(std::slice::from_ref(&c.base), &scene.jwt["frank"]).await;
+    presence_everywhere(&cluster, &scene.token, "frank", true, SETTLE).await;
+    let traffic = traffic(&cluster, &scene);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut before = Vec::new();
+    for node in [a, b, c] {
+        before.push(peer_totals(node).await);
+    }
+    // Every node drops 5 % of what it sends each peer: every link, both ways.
+    for (i, host) in cluster.hosts.iter().enumerate() {
+        let peers: Vec<&common::netns::Host> =
+            cluster.hosts.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, h)| h).collect();
+        cluster.net.lossy(host, &peers, 5);
+    }
+    let lossy = Instant::now();
+    let lasts = loss_duration();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    frank.close().await;
+    let hana = common::traffic::connect_any(std::slice::from_ref(&c.base), &scene.jwt["hana"]).await;
+    // Loss is not a partition: presence travels, and every node stays ready and a member.
+    presence_everywhere(&cluster, &scene.token, "frank", false, SETTLE).await;
+    presence_everywhere(&cluster, &scene.token, "hana", true, SETTLE).await;
+    eprintln!("presence right everywhere {:?} into the loss", lossy.elapsed());
+    while lossy.elapsed() + Duration::from_secs(5) < lasts {
+        for node in [a, b, c] {
+            let (ready, checks) = node.ready().await;
+            assert!(ready, "{} not ready under 5 % peer loss: {checks}", node.id);
+            assert_eq!(node.members().await.len(), 3, "{} lost a member under 5 % peer loss", node.id);
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    tokio::time::sleep_until(lossy + lasts).await;
+
+    // The loss was real: the kernel dropped about one packet in twenty on every node.
+    for (node, host) in [a, b, c].into_iter().zip(&cluster.hosts) {
+        let (seen, dropped) = cluster.net.loss_counts(host);
+        let share = dropped as f64 / seen.max(1) as f64;
+        eprintln!("{} sent its peers {seen} packets, {dropped} dropped ({:.1} %)", node.id, share * 100.0);
+        assert!(seen > 500 && (0.02..0.10).contains(&share), "{}: {dropped} of {seen} dropped", node.id);
+    }
+    for host in &cluster.hosts {
+        cluster.net.lossless(host);
+    }
+    let healed = Instant::now();
+    for (node, before) in [a, b, c].into_iter().zip(&before) {
+        let after = peer_totals(node).await;
+        let moved: Vec<f64> = after.iter().zip(before).map(|(x, y)| x - y).collect();
+        eprintln!(
+            "{} during the loss: {} frames sent, {} received, {} reconnects, {} resyncs, {} dropped",
+            node.id, moved[0], moved[1], moved[2], moved[3], moved[4]
+        );
+    }
+    for node in [a, b, c] {
+        members_metric(node, 3.0, SETTLE).await;
+    }
+    presence_everywhere(&cluster, &scene.token, "frank", false, SETTLE).await;
+    presence_everywhere(&cluster, &scene.token, "hana", true, SETTLE).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let outcome = finish(&cluster, &scene, traffic, healed).await;
+    assert!(outcome.acked > 100, "too little traffic: {outcome:?}");
+    hana.close().await;
+}

@@ -3,8 +3,8 @@
 //! namespace by a veth pair, with an address on a /24 of 10.x no other live
 //! run uses. The test process reaches every host through the bridge.
 //!
-//! Faults are made with `ip` alone, so nothing beyond iproute2 is needed
-//! (this kernel has no `sch_netem` and no tc classifiers or actions):
+//! Faults are made with `ip`, and loss with `nft` (this kernel has no
+//! `sch_netem` and no tc classifiers or actions):
 //!
 //! - [`Net::cut`]: one way, silent. The sender's neighbour entry for the
 //!   receiver is replaced by a MAC address no host has, so its frames are
@@ -12,6 +12,9 @@
 //!   notice nothing (no error, no reset), exactly like a lost link.
 //! - [`Net::link_down`]: the host's bridge port goes down, both ways, for
 //!   everyone (its peers, its services and the test's clients).
+//! - [`Net::lossy`]: random loss on some of the host's outgoing links, with an
+//!   nftables table in its namespace (`numgen random` … `drop`), since netem
+//!   is missing; needs `nft` (nftables, installed by `scripts/test.sh`).
 //!
 //! Everything is created under names that carry this process's id and is
 //! removed on drop; a run killed before its drop is cleaned by the next
@@ -29,6 +32,8 @@ const BRIDGE_PREFIX: &str = "wfb";
 const VETH_PREFIX: &str = "wv";
 /// A MAC address no host has: frames sent to it go nowhere.
 const NOWHERE: &str = "02:00:5e:00:de:ad";
+/// The nftables table (family `inet`) [`Net::lossy`] makes in a host's namespace.
+const LOSS_TABLE: &str = "weftloss";
 
 static NETS: AtomicU32 = AtomicU32::new(0);
 static CREATE: Mutex<()> = Mutex::new(());
@@ -168,6 +173,80 @@ impl Net {
     pub fn link_up(&self, host: &Host) {
         ip(&["link", "set", &host.port, "up"]);
     }
+
+    /// From now on `percent`% of the packets `host` sends to any of `peers`
+    /// (every protocol: gossip and QUIC alike) are dropped at random, in the
+    /// kernel; its packets to anyone else are untouched. Replaces an earlier
+    /// [`Net::lossy`] of the host.
+    pub fn lossy(&self, host: &Host, peers: &[&Host], percent: u32) {
+        assert!(!peers.is_empty() && percent <= 100, "lossy needs peers and a percentage");
+        let peers: Vec<String> = peers.iter().map(|p| p.ip.to_string()).collect();
+        let peers = peers.join(", ");
+        // Declaring the table first makes the delete succeed on a first call,
+        // and the whole file is applied at once.
+        let rules = format!(
+            "table inet {LOSS_TABLE}\n\
+             delete table inet {LOSS_TABLE}\n\
+             table inet {LOSS_TABLE} {{\n\
+             \tchain out {{\n\
+             \t\ttype filter hook output priority 0; policy accept;\n\
+             \t\tip daddr {{ {peers} }} counter\n\
+             \t\tip daddr {{ {peers} }} numgen random mod 100 < {percent} counter drop\n\
+             \t}}\n\
+             }}\n"
+        );
+        nft_in(&host.ns, &rules);
+    }
+
+    /// Since [`Net::lossy`]: how many packets `host` sent its lossy peers,
+    /// and how many of them were dropped (the table's two counters).
+    pub fn loss_counts(&self, host: &Host) -> (u64, u64) {
+        let listing = nft_in(&host.ns, &format!("list table inet {LOSS_TABLE}\n"));
+        let counts: Vec<u64> = listing
+            .lines()
+            .filter_map(|l| l.split("counter packets ").nth(1))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        match counts[..] {
+            [seen, dropped] => (seen, dropped),
+            _ => panic!("no loss counters in {}'s table:\n{listing}", host.ns),
+        }
+    }
+
+    /// Undoes [`Net::lossy`]: nothing `host` sends is dropped any more.
+    pub fn lossless(&self, host: &Host) {
+        nft_in(&host.ns, &format!("table inet {LOSS_TABLE}\ndelete table inet {LOSS_TABLE}\n"));
+    }
+}
+
+/// Applies the nftables `rules` (an `nft -f` file) inside namespace `ns`;
+/// returns what it printed; panics with the reason when `nft` is missing or
+/// the kernel refuses them.
+#[track_caller]
+pub fn nft_in(ns: &str, rules: &str) -> String {
+    use std::io::Write as _;
+    let missing = |e: std::io::Error| -> ! {
+        panic!("the loss faults need nftables' `nft` (`apt-get install nftables`, scripts/test.sh does): {e}")
+    };
+    if let Err(e) = Command::new("nft").arg("--version").output() {
+        missing(e);
+    }
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| missing(e));
+    child.stdin.take().unwrap().write_all(rules.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "`nft -f -` in {ns} refused:\n{rules}\n{} (the loss faults need root and nf_tables)",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 impl Drop for Net {
