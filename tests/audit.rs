@@ -192,6 +192,11 @@ async fn every_administrative_act_is_audited_once_without_secrets(s: &TestServer
         })
         .collect();
     assert_eq!(got, expected, "{page}");
+    let put = entries.iter().find(|e| e["action"] == "member.put").unwrap();
+    assert_eq!(put["before"], json!({"member": false, "role": null}), "{put}");
+    assert_eq!(put["after"], json!({"member": true, "role": "admin"}), "{put}");
+    let removed = entries.iter().find(|e| e["action"] == "member.remove").unwrap();
+    assert_eq!(removed["before"], json!({"member": true, "role": "admin"}), "{removed}");
     let update = &entries[entries.len() - 2];
     assert_eq!(update["before"]["name"], "audited", "{update}");
     assert_eq!(update["after"]["name"], "renamed", "{update}");

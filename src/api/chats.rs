@@ -228,10 +228,11 @@ pub async fn add_member(
             })
         })
         .transpose()?;
-    state.chat.put_member(access.token(), number, &user, role).await?;
+    let before = prior_membership(&state, &access, number, &user).await?;
+    let member = state.chat.put_member(access.token(), number, &user, role).await?;
     let object = format!("chat:{}/member:{}", number.get(), user.as_str());
-    let after = serde_json::json!({ "member": true, "role": role.map(Role::as_str) });
-    access.audit(&state, "member.put", object, None, Some(after)).await?;
+    let after = serde_json::json!({ "member": true, "role": member.role.as_str() });
+    access.audit(&state, "member.put", object, Some(before), Some(after)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -257,9 +258,10 @@ pub async fn remove_member(
     PathParams(MemberPath { number, user, .. }): PathParams<MemberPath>,
 ) -> Result<StatusCode, ApiError> {
     let (number, user) = (chat_number(&number)?, user_id(&user)?);
+    let before = prior_membership(&state, &access, number, &user).await?;
     state.chat.remove_member(access.token(), number, &user).await?;
     let object = format!("chat:{}/member:{}", number.get(), user.as_str());
-    let (before, after) = (serde_json::json!({ "member": true }), serde_json::json!({ "member": false }));
+    let after = serde_json::json!({ "member": false, "role": null });
     access.audit(&state, "member.remove", object, Some(before), Some(after)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -314,4 +316,17 @@ pub async fn user_chats(
     let (user, page) = (user_id(&user)?, query.page()?);
     let chats = state.chat.user_chats(access.token(), &user, page).await?;
     Ok(Json(chats.into_iter().map(Into::into).collect()))
+}
+
+/// A user's membership of a chat before an act, for the audit trail:
+/// `{"member": bool, "role": "admin" | null}`.
+async fn prior_membership(
+    state: &ApiState,
+    access: &Access<need::MembersWrite>,
+    chat: crate::ids::ChatNumber,
+    user: &crate::ids::UserId,
+) -> Result<Value, ApiError> {
+    let member = state.chat.store().member(&access.app().id, chat, user).await;
+    let member = member.map_err(crate::chat::ChatError::from)?;
+    Ok(serde_json::json!({ "member": member.is_some(), "role": member.map(|m| m.role.as_str()) }))
 }
