@@ -95,6 +95,9 @@ enum Command {
 const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
+    // Two rustls providers are compiled in (ring, and aws-lc-rs through the CQL
+    // driver's TLS), so rustls picks no default by itself: every command uses ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve);
     match command {
