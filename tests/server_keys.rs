@@ -12,70 +12,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use common::auth_table::{SCOPES, table, url_for};
 use common::server::{Mode, TestServer, code};
 use serde_json::{Value, json};
-
-const SCOPES: [&str; 8] = [
-    "chats:read",
-    "chats:write",
-    "messages:read",
-    "messages:write",
-    "members:write",
-    "users:tokens",
-    "webhooks",
-    "admin",
-];
-
-/// One row of the authorization table: `METHOD /path`, credential, scope.
-struct Row {
-    method: String,
-    path: String,
-    scope: Option<String>,
-}
-
-fn table() -> Vec<Row> {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/security.md")).unwrap();
-    let start = doc.find("<!-- authorization-table").expect("docs/security.md has no authorization table");
-    let end = doc.find("<!-- end of authorization-table -->").expect("the authorization table has no end");
-    let mut rows = Vec::new();
-    for line in doc[start..end].lines().filter(|l| l.starts_with("| `")) {
-        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
-        assert_eq!(cells.len(), 3, "a row of three cells: {line}");
-        let (method, path) = cells[0].trim_matches('`').split_once(' ').unwrap();
-        let scope = match cells[2] {
-            "—" => None,
-            s => Some(s.trim_matches('`').to_owned()),
-        };
-        if let Some(scope) = &scope {
-            assert!(SCOPES.contains(&scope.as_str()), "unknown scope in {line}");
-        }
-        rows.push(Row { method: method.to_owned(), path: path.to_owned(), scope });
-    }
-    assert!(rows.len() > 50, "only {} rows", rows.len());
-    rows
-}
-
-fn placeholder(name: &str) -> &'static str {
-    match name {
-        "number" | "message" => "1",
-        "user" => "alice",
-        "emoji" => "%F0%9F%91%8D",
-        "id" | "session" => "AAAAAAAAAAAAAAAAAAAAAA",
-        "device" => "phone",
-        other => panic!("no placeholder for path parameter `{other}`: add one"),
-    }
-}
-
-fn url_for(path: &str, app: &str) -> String {
-    path.split('/')
-        .map(|segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            Some("token") => app,
-            Some(name) => placeholder(name),
-            None => segment,
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
 
 async fn call(s: &TestServer, method: &str, url: &str, key: Option<&str>) -> (u16, Value) {
     let mut request = s.http.request(method.parse().unwrap(), s.url(url));

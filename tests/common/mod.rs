@@ -42,6 +42,7 @@ macro_rules! on_every_mode {
     };
 }
 
+pub mod auth_table;
 pub mod contract;
 pub mod fault_cluster;
 pub mod hooks;
