@@ -86,9 +86,9 @@ def stale(name, now, max_age):
     """A keyspace a test run made (`weft_<kind>_<unix seconds>_<hex>`, see
     tests/common/mod.rs) more than max_age seconds ago, or one in the format
     before the seconds were in the name."""
-    m = re.fullmatch(r"weft_(it|test|proc|cli|logs)_(\d{9,})_[0-9a-f]+", name)
+    m = re.fullmatch(r"weft_[a-z]{2,16}_(\d{9,})_[0-9a-f]+", name)
     if m:
-        return now - int(m.group(2)) > max_age
+        return now - int(m.group(1)) > max_age
     return re.fullmatch(r"weft_(it|test|proc|cli|logs)_[0-9a-f]{10,16}", name) is not None
 
 
