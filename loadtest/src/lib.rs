@@ -12,6 +12,9 @@
 //! - [`scenario`]: `fanout` (one chat, many members) and `dm` (many direct chats);
 //! - [`idle`]: many held connections and what they cost the node;
 //! - [`storm`]: a node killed under its clients, who reconnect and resume;
+//! - [`soak`]: many clients sending random valid and invalid frames for a bounded time;
+//!   the node must stay ready, answer every bad frame as documented, lose no acked send,
+//!   and keep its memory flat ([`launch`] starts the node when no `--url` is given);
 //! - [`history`]: REST reads of a chat's history, old pages (the store) and the newest one;
 //! - [`report`]: results as JSON and a markdown row, and the median of several runs;
 //! - [`centrifugo`]: the same `fanout`, `cluster` and `idle` scenarios against Centrifugo
@@ -25,11 +28,13 @@
 pub mod centrifugo;
 pub mod history;
 pub mod idle;
+pub mod launch;
 pub mod node;
 pub mod proc;
 pub mod receiver;
 pub mod report;
 pub mod scenario;
+pub mod soak;
 pub mod storm;
 pub mod versus;
 pub mod webhooks;

@@ -11,7 +11,9 @@ use serde::Serialize;
 use weft_loadtest::centrifugo::Centrifugo;
 use weft_loadtest::history::{self, History, HistoryReport};
 use weft_loadtest::idle::{Idle, IdleReport};
+use weft_loadtest::launch::Launched;
 use weft_loadtest::proc::Watched;
+use weft_loadtest::soak::{Soak, SoakReport};
 use weft_loadtest::storm::{Storm, StormReport};
 use weft_loadtest::versus;
 use weft_loadtest::webhooks::{self, Webhooks, WebhooksReport};
@@ -134,6 +136,10 @@ enum Command {
     },
     /// History reads over REST: old pages (from the store), then the newest page.
     History(HistoryArgs),
+    /// Random sessions: many clients sending a seeded random mix of valid and invalid
+    /// frames; the node must stay ready, answer every bad frame as documented, keep every
+    /// acked send in history once, and keep its memory flat. Exits 1 on any failure.
+    Soak(SoakArgs),
     /// (Internal) one generator process of `idle --processes N`.
     #[command(hide = true)]
     IdleWorker {
@@ -311,6 +317,104 @@ impl HistoryArgs {
     }
 }
 
+#[derive(Args)]
+struct SoakArgs {
+    /// A running node, e.g. http://127.0.0.1:8080 (loopback only); without it, the
+    /// generator starts one (the embedded default, a temporary data directory).
+    #[arg(long)]
+    url: Option<String>,
+    /// The node's admin key, if it has one.
+    #[arg(long)]
+    admin_key: Option<String>,
+    /// The process of the --url node, for its RSS (and the memory verdict).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// The weft binary to start without --url (default: `weft` beside this program).
+    #[arg(long)]
+    weft_bin: Option<PathBuf>,
+    /// Clients, one socket at a time each.
+    #[arg(long, default_value_t = 200)]
+    clients: usize,
+    /// Chats the clients are spread over (default: one per 10 clients).
+    #[arg(long)]
+    chats: Option<usize>,
+    /// Seconds the clients run.
+    #[arg(long, default_value_t = 60)]
+    secs: u64,
+    /// Seconds after the clients leave before the settled RSS is read.
+    #[arg(long, default_value_t = 10)]
+    settle_secs: u64,
+    /// The seed of the clients' random choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Keep the started node's log here.
+    #[arg(long)]
+    node_log: Option<PathBuf>,
+}
+
+impl SoakArgs {
+    fn run(self) -> anyhow::Result<()> {
+        runtime()?.block_on(async {
+            let mut launched = match &self.url {
+                Some(_) => None,
+                None => {
+                    let bin = match &self.weft_bin {
+                        Some(bin) => bin.clone(),
+                        None => std::env::current_exe()?.with_file_name("weft"),
+                    };
+                    // The per-user send limit raised (each client sends about once a
+                    // second, more than the default allows over a minute); the per-session
+                    // frame budget and the flood limit stay as they are: the soak hits them.
+                    let env = [
+                        ("WEFT_GATEWAY_SEND_RATE_PER_SEC", "1000000".to_owned()),
+                        ("WEFT_GATEWAY_SEND_BURST", "1000000".to_owned()),
+                        ("WEFT_SERVER_SHUTDOWN_GRACE_MS", "5000".to_owned()),
+                    ];
+                    Some(Launched::start(&bin, &env).await?)
+                }
+            };
+            let url =
+                launched.as_ref().map_or_else(|| self.url.clone().unwrap_or_default(), |l| l.url.clone());
+            let pid = launched.as_ref().map(Launched::pid).or(self.server_pid);
+            let node = Node::new(&url, self.admin_key.clone())?;
+            let soak = Soak {
+                clients: self.clients,
+                chats: self.chats.unwrap_or(self.clients.div_ceil(10)).max(1),
+                duration: Duration::from_secs(self.secs),
+                settle: Duration::from_secs(self.settle_secs),
+                seed: self.seed,
+                pid,
+            };
+            let result = soak.run(&node).await;
+            let mut node_failures = Vec::new();
+            if let Some(l) = launched.as_mut() {
+                if let Some(status) = l.exited() {
+                    node_failures.push(format!("the node exited during the run ({status})"));
+                }
+                let panics = l.log_lines("panicked");
+                if panics > 0 {
+                    node_failures
+                        .push(format!("the node's log holds {panics} panic lines ({})", l.log().display()));
+                }
+            }
+            if let Some(l) = launched {
+                l.stop(self.node_log.as_deref());
+            }
+            let mut report: SoakReport = result?;
+            report.failures.extend(node_failures);
+            write_out(self.out.as_ref(), &report)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            print!("{}", SoakReport::HEADER);
+            println!("{}", report.row());
+            anyhow::ensure!(report.failures.is_empty(), "soak failed: {}", report.failures.join("; "));
+            Ok(())
+        })
+    }
+}
+
 /// The chat of the fan-out scenarios.
 #[derive(Args)]
 struct OneChat {
@@ -485,6 +589,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
         Command::History(args) => return args.run(),
+        Command::Soak(args) => return args.run(),
         Command::Idle {
             url,
             admin_key,

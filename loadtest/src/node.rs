@@ -1,6 +1,7 @@
 //! The node under test and the REST calls that prepare a run.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use reqwest::{StatusCode, Url};
@@ -208,6 +209,15 @@ impl Node {
         let mut url = self.spread.get(n).unwrap_or(&self.base).join("/connection/websocket")?;
         url.set_scheme("ws").map_err(|()| anyhow::anyhow!("cannot make a ws:// URL of {}", self.base))?;
         Ok(url.into())
+    }
+
+    /// Whether `GET /readyz` answers 200 within 5 s.
+    pub async fn ready(&self) -> bool {
+        let Ok(url) = self.url("/readyz") else { return false };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), self.http.get(url).send()).await,
+            Ok(Ok(response)) if response.status() == StatusCode::OK
+        )
     }
 
     /// The WebSocket URL of a session of the token's user.

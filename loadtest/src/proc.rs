@@ -63,6 +63,15 @@ fn parse_stat(stat: &str) -> Option<f64> {
     Some((utime + stime) as f64 / TICKS_PER_SEC)
 }
 
+/// The resident set size of `pid` in bytes (`VmRSS` of `/proc/<pid>/status`);
+/// `None` if the process is gone.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +82,10 @@ mod tests {
         assert_eq!(parse_stat(stat), Some(3.0));
         assert!(cpu_secs(&[std::process::id()]).is_some());
         assert_eq!(cpu_secs(&[]), None);
+    }
+
+    #[test]
+    fn the_rss_of_this_process_is_read() {
+        assert!(rss_bytes(std::process::id()).is_some_and(|b| b > 0));
     }
 }
