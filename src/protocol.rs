@@ -448,29 +448,7 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// Rules serde cannot express.
 fn check(frame: &ClientFrame) -> Result<(), String> {
-    let id = match frame {
-        ClientFrame::Sync(SyncRequest { id, .. }) => id.as_ref(),
-        ClientFrame::Send { id, .. }
-        | ClientFrame::Hello { id, .. }
-        | ClientFrame::Typing { id, .. }
-        | ClientFrame::Delivered { id, .. }
-        | ClientFrame::Read { id, .. }
-        | ClientFrame::Search { id, .. }
-        | ClientFrame::Edit { id, .. }
-        | ClientFrame::Delete { id, .. }
-        | ClientFrame::Upload { id, .. }
-        | ClientFrame::React { id, .. }
-        | ClientFrame::Unreact { id, .. }
-        | ClientFrame::AddMembers { id, .. }
-        | ClientFrame::RemoveMember { id, .. }
-        | ClientFrame::SetRole { id, .. }
-        | ClientFrame::UpdateChat { id, .. }
-        | ClientFrame::Leave { id, .. }
-        | ClientFrame::RegisterDevice { id, .. }
-        | ClientFrame::UnregisterDevice { id, .. }
-        | ClientFrame::NotificationSettings { id, .. }
-        | ClientFrame::Refresh { id, .. } => id.as_ref(),
-    };
+    let id = frame.request_id();
     if let Some(RequestId::Text(s)) = id
         && (s.is_empty() || s.len() > MAX_REQUEST_ID)
     {
@@ -946,6 +924,33 @@ pub enum ServerFrame {
 }
 
 impl ClientFrame {
+    /// The request `id` the frame carries, if any (echoed in its answer).
+    pub fn request_id(&self) -> Option<&RequestId> {
+        match self {
+            ClientFrame::Sync(SyncRequest { id, .. }) => id.as_ref(),
+            ClientFrame::Send { id, .. }
+            | ClientFrame::Hello { id, .. }
+            | ClientFrame::Typing { id, .. }
+            | ClientFrame::Delivered { id, .. }
+            | ClientFrame::Read { id, .. }
+            | ClientFrame::Search { id, .. }
+            | ClientFrame::Edit { id, .. }
+            | ClientFrame::Delete { id, .. }
+            | ClientFrame::Upload { id, .. }
+            | ClientFrame::React { id, .. }
+            | ClientFrame::Unreact { id, .. }
+            | ClientFrame::AddMembers { id, .. }
+            | ClientFrame::RemoveMember { id, .. }
+            | ClientFrame::SetRole { id, .. }
+            | ClientFrame::UpdateChat { id, .. }
+            | ClientFrame::Leave { id, .. }
+            | ClientFrame::RegisterDevice { id, .. }
+            | ClientFrame::UnregisterDevice { id, .. }
+            | ClientFrame::NotificationSettings { id, .. }
+            | ClientFrame::Refresh { id, .. } => id.as_ref(),
+        }
+    }
+
     /// The frame's `type`, for metrics.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -211,29 +211,7 @@ fn encode(frame: &ClientFrame) -> Value {
     }
     let mut o = Map::new();
     o.insert("type".into(), json!(frame.kind()));
-    let id = match frame {
-        ClientFrame::Sync(SyncRequest { id, .. }) => id,
-        ClientFrame::Send { id, .. }
-        | ClientFrame::Hello { id, .. }
-        | ClientFrame::Typing { id, .. }
-        | ClientFrame::Delivered { id, .. }
-        | ClientFrame::Read { id, .. }
-        | ClientFrame::Search { id, .. }
-        | ClientFrame::Edit { id, .. }
-        | ClientFrame::Delete { id, .. }
-        | ClientFrame::Upload { id, .. }
-        | ClientFrame::React { id, .. }
-        | ClientFrame::Unreact { id, .. }
-        | ClientFrame::AddMembers { id, .. }
-        | ClientFrame::RemoveMember { id, .. }
-        | ClientFrame::SetRole { id, .. }
-        | ClientFrame::UpdateChat { id, .. }
-        | ClientFrame::Leave { id, .. }
-        | ClientFrame::RegisterDevice { id, .. }
-        | ClientFrame::UnregisterDevice { id, .. }
-        | ClientFrame::NotificationSettings { id, .. }
-        | ClientFrame::Refresh { id, .. } => id,
-    };
+    let id = &frame.request_id();
     put(&mut o, "id", id);
     match frame.clone() {
         ClientFrame::Send { chat, body, client_msg_id, recipients, reply_to, attachments, .. } => {
