@@ -1,9 +1,10 @@
-//! The audit trail, on the embedded store and on Redis + Cassandra: every
-//! administrative act done through the REST API appends exactly one entry
-//! naming the actor, action, object, client address and request id; the
-//! `action` filter and paging work; no entry holds a message body, the
-//! application token or secret, a server key, a refresh or access token or a
-//! webhook secret.
+//! The audit trail, on the embedded store, on Redis + Cassandra and on three
+//! nodes of a cluster: every administrative act done through the REST API
+//! appends exactly one entry naming the actor, action, object, client address
+//! and request id; the `action` filter and paging work; no entry holds a
+//! message body, the application token or secret, a server key, a refresh or
+//! access token or a webhook secret. On three nodes act `i` goes through node
+//! `i % 3` and every node answers the same trail.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,9 +16,10 @@ use serde_json::{Value, json};
 const IP: &str = "203.0.113.7";
 const BODY: &str = "a very private message body 5d1c";
 
-/// One act through the API with a request id and a client address.
+/// One act through the API with a request id and a client address; act `i`
+/// goes through node `i % n` of the `n` nodes.
 struct Client<'a> {
-    s: &'a TestServer,
+    nodes: Vec<&'a TestServer>,
     sent: usize,
 }
 
@@ -31,12 +33,12 @@ impl Client<'_> {
         body: Option<Value>,
         key: Option<&str>,
     ) -> (u16, Value, String) {
+        let node = self.nodes[self.sent % self.nodes.len()];
         self.sent += 1;
         let request_id = format!("audit-test-{}", self.sent);
-        let mut request = self
-            .s
+        let mut request = node
             .http
-            .request(method.parse().unwrap(), self.s.url(path))
+            .request(method.parse().unwrap(), node.url(path))
             .header("x-request-id", &request_id)
             .header("x-forwarded-for", format!("{IP}, 10.0.0.1"));
         if let Some(body) = body {
@@ -80,7 +82,7 @@ async fn pages(s: &TestServer, token: &str, query: &str, limit: usize) -> (Vec<V
 }
 
 async fn every_administrative_act_is_audited_once_without_secrets(s: &TestServer) {
-    let mut c = Client { s, sent: 0 };
+    let mut c = Client { nodes: s.nodes(), sent: 0 };
     // (action, object, request id, actor), oldest first.
     let mut expected: Vec<(String, String, String, String)> = Vec::new();
     let mut secrets: Vec<String> = vec![BODY.to_owned()];
@@ -177,6 +179,27 @@ async fn every_administrative_act_is_audited_once_without_secrets(s: &TestServer
     assert_eq!(status, 200, "{body}");
     expected.push(("key.revoke".into(), format!("key:{key_id}"), rid, as_app.clone()));
 
+    // Every node answers the same trail, whichever node each act went through.
+    let mut first: Option<Value> = None;
+    for node in s.nodes() {
+        let page = the_trail_is(node, &token, chat, &expected, &secrets).await;
+        match &first {
+            None => first = Some(page),
+            Some(first) => assert_eq!(&page, first, "the nodes answer different trails"),
+        }
+    }
+}
+
+/// Checks the trail as `s` answers it: exactly `expected` (oldest first), no
+/// secret, the action filter, paging, refusals; returns the whole page.
+async fn the_trail_is(
+    s: &TestServer,
+    token: &str,
+    chat: u64,
+    expected: &[(String, String, String, String)],
+    secrets: &[String],
+) -> Value {
+    let base = format!("/api/v1/applications/{token}");
     // The whole trail in one page, newest first: exactly one entry per act.
     let (status, page) = s.get(&format!("{base}/audit")).await;
     assert_eq!(status, 200, "{page}");
@@ -203,7 +226,7 @@ async fn every_administrative_act_is_audited_once_without_secrets(s: &TestServer
 
     // Nothing secret anywhere in the trail.
     let text = page.to_string();
-    for secret in &secrets {
+    for secret in secrets {
         assert!(
             !text.contains(secret.as_str()),
             "the audit trail holds a secret or a body ({secret}): {text}"
@@ -211,17 +234,17 @@ async fn every_administrative_act_is_audited_once_without_secrets(s: &TestServer
     }
 
     // The action filter.
-    let (status, page) = s.get(&format!("{base}/audit?action=member.remove")).await;
-    assert_eq!(status, 200, "{page}");
-    let only = page["entries"].as_array().unwrap();
-    assert_eq!(only.len(), 1, "{page}");
+    let (status, filtered) = s.get(&format!("{base}/audit?action=member.remove")).await;
+    assert_eq!(status, 200, "{filtered}");
+    let only = filtered["entries"].as_array().unwrap();
+    assert_eq!(only.len(), 1, "{filtered}");
     assert_eq!(only[0]["object"], format!("chat:{chat}/member:bob"));
 
     // Paging: three at a time gives the same entries in the same order.
-    let (paged, count) = pages(s, &token, "", 3).await;
+    let (paged, count) = pages(s, token, "", 3).await;
     assert_eq!(count, expected.len().div_ceil(3), "pages");
     assert_eq!(&paged, entries, "paging lists the trail once, in order");
-    let (paged, _) = pages(s, &token, "&action=webhook.update", 1).await;
+    let (paged, _) = pages(s, token, "&action=webhook.update", 1).await;
     assert_eq!(paged.len(), 1, "{paged:?}");
 
     // A bad cursor or limit is refused.
@@ -229,6 +252,7 @@ async fn every_administrative_act_is_audited_once_without_secrets(s: &TestServer
     assert_eq!(status, 422);
     let (status, _) = s.get(&format!("{base}/audit?limit=0")).await;
     assert_eq!(status, 422);
+    page
 }
 
 mod embedded {
@@ -244,6 +268,18 @@ mod cluster {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_administrative_act_is_audited_once_without_secrets() {
         let server = super::TestServer::start(super::Mode::Cluster).await;
+        super::every_administrative_act_is_audited_once_without_secrets(&server).await;
+        server.stop().await;
+    }
+}
+
+mod spread {
+    /// Three nodes on Cassandra and a Redis Cluster; the acts go through
+    /// the three in turn.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_administrative_act_is_audited_once_without_secrets() {
+        let server = super::TestServer::start(super::Mode::Spread).await;
+        assert_eq!(server.nodes().len(), 3);
         super::every_administrative_act_is_audited_once_without_secrets(&server).await;
         server.stop().await;
     }
