@@ -536,7 +536,7 @@ async fn peer_totals(node: &NsNode) -> [f64; 5] {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_percent_loss_on_every_peer_link_loses_nothing_and_converges() {
+async fn five_percent_loss_and_50_ms_jitter_on_every_peer_link_loses_nothing_and_converges() {
     let cluster = common::fault_cluster::start(&[]).await;
     let scene = scene(&cluster).await;
     let (a, b, c) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
@@ -550,26 +550,30 @@ async fn five_percent_loss_on_every_peer_link_loses_nothing_and_converges() {
     for node in [a, b, c] {
         before.push(peer_totals(node).await);
     }
-    // Every node drops 5 % of what it sends each peer: every link, both ways.
+    // Every node drops 5 % of what it sends each peer, and every packet
+    // between two nodes is held 0–100 ms (50 ms ± 50 ms, drawn per packet, so
+    // packets overtake each other): every link, both ways.
     for (i, host) in cluster.hosts.iter().enumerate() {
         let peers: Vec<&common::netns::Host> =
             cluster.hosts.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, h)| h).collect();
         cluster.net.lossy(host, &peers, 5);
     }
+    let hosts: Vec<&common::netns::Host> = cluster.hosts.iter().collect();
+    let jitter = common::impair::Jitter::start(&hosts, Duration::from_millis(50), Duration::from_millis(50));
     let lossy = Instant::now();
     let lasts = loss_duration();
     tokio::time::sleep(Duration::from_secs(3)).await;
     frank.close().await;
     let hana = common::traffic::connect_any(std::slice::from_ref(&c.base), &scene.jwt["hana"]).await;
-    // Loss is not a partition: presence travels, and every node stays ready and a member.
+    // Loss and jitter are not a partition: presence travels, and every node stays ready and a member.
     presence_everywhere(&cluster, &scene.token, "frank", false, SETTLE).await;
     presence_everywhere(&cluster, &scene.token, "hana", true, SETTLE).await;
     eprintln!("presence right everywhere {:?} into the loss", lossy.elapsed());
     while lossy.elapsed() + Duration::from_secs(5) < lasts {
         for node in [a, b, c] {
             let (ready, checks) = node.ready().await;
-            assert!(ready, "{} not ready under 5 % peer loss: {checks}", node.id);
-            assert_eq!(node.members().await.len(), 3, "{} lost a member under 5 % peer loss", node.id);
+            assert!(ready, "{} not ready under 5 % peer loss and jitter: {checks}", node.id);
+            assert_eq!(node.members().await.len(), 3, "{} lost a member under peer loss and jitter", node.id);
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
@@ -582,6 +586,19 @@ async fn five_percent_loss_on_every_peer_link_loses_nothing_and_converges() {
         eprintln!("{} sent its peers {seen} packets, {dropped} dropped ({:.1} %)", node.id, share * 100.0);
         assert!(seen > 500 && (0.02..0.10).contains(&share), "{}: {dropped} of {seen} dropped", node.id);
     }
+    // The jitter was real: every packet between nodes went through it, held
+    // between 0 and 100 ms, and packets overtook each other.
+    let held = jitter.stats();
+    eprintln!("jitter: {held:?}");
+    assert!(
+        held.forwarded > 1_000
+            && held.overtaking > 50
+            && held.min_ms < 10
+            && (90..=100).contains(&held.max_ms)
+            && held.refused == 0,
+        "the jitter did not hold packets as asked: {held:?}"
+    );
+    drop(jitter);
     for host in &cluster.hosts {
         cluster.net.lossless(host);
     }

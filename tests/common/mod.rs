@@ -46,6 +46,7 @@ pub mod auth_table;
 pub mod contract;
 pub mod fault_cluster;
 pub mod hooks;
+pub mod impair;
 pub mod mail;
 pub mod netns;
 pub mod process;
