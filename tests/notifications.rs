@@ -266,12 +266,16 @@ async fn only_away_members_are_pushed_once_per_chat_window_as_they_chose(mode: M
             break;
         }
     }
-    // Ten messages in well under one window: at most two notifications each.
+    // Ten messages, usually well under one window: windows are fixed ticks of
+    // the gatherer, so the messages fall into one or two of them, more only
+    // when the sends themselves took longer than a window (a loaded machine).
+    let sending = std::time::Instant::now();
     for i in 1..=10u64 {
         let body = if i == 4 { "@gina have a look".to_owned() } else { format!("message {i}") };
         let ack = alice.request(common::ws::send(i, chat, &body, &format!("c{i}"))).await;
         assert_eq!(ack["type"], "ack", "{ack}");
     }
+    let windows = 2 + sending.elapsed().as_millis() as usize / 1_000;
     let count = |data: &std::collections::BTreeMap<String, String>| data["count"].parse::<u64>().unwrap();
     let web_total = || -> u64 {
         push.webpushes()
@@ -288,16 +292,22 @@ async fn only_away_members_are_pushed_once_per_chat_window_as_they_chose(mode: M
     let fcm_of = |user: &str| -> Vec<_> {
         push.fcm_messages().into_iter().filter(|m| m.token == format!("fcm-token-of-{user}")).collect()
     };
-    common::ws::wait_within(WAIT, "carol's and gina's pushes cover the ten messages", || async {
-        fcm_of("carol").iter().map(|m| count(&m.data)).sum::<u64>() == 10
-            && fcm_of("gina").iter().map(|m| count(&m.data)).sum::<u64>() == 10
-            && web_total() == 10
-    })
+    // carol and dave hear of every window, so their counts cover the ten
+    // messages; gina (mentions only) hears of the one window with her mention.
+    common::ws::wait_within(
+        WAIT,
+        "carol's and dave's pushes cover the ten messages, gina's came",
+        || async {
+            fcm_of("carol").iter().map(|m| count(&m.data)).sum::<u64>() == 10
+                && web_total() == 10
+                && !fcm_of("gina").is_empty()
+        },
+    )
     .await;
     // A window more: nothing else comes.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let carol = fcm_of("carol");
-    assert!((1..=2).contains(&carol.len()), "coalesced per window: {carol:#?}");
+    assert!((1..=windows).contains(&carol.len()), "coalesced per window ({windows} at most): {carol:#?}");
     let last = carol.last().unwrap();
     assert_eq!(last.title, "Team");
     assert!(last.body.ends_with("new messages in Team") || last.body.starts_with("alice: "), "{}", last.body);
@@ -307,6 +317,8 @@ async fn only_away_members_are_pushed_once_per_chat_window_as_they_chose(mode: M
         assert_eq!(last.body, "10 new messages in Team");
     }
     let gina = fcm_of("gina");
+    assert_eq!(gina.len(), 1, "one window held the mention: {gina:#?}");
+    assert!((1..=10).contains(&count(&gina[0].data)), "{gina:#?}");
     assert!(
         gina.iter().any(|m| m.body.contains("mentions you") || m.body.contains("mentioned you")),
         "{gina:#?}"
@@ -324,7 +336,7 @@ async fn only_away_members_are_pushed_once_per_chat_window_as_they_chose(mode: M
     let payload: Value = serde_json::from_slice(&web.last().unwrap().plaintext).unwrap();
     assert_eq!(payload["title"], "Team", "{payload}");
     assert_eq!(payload["data"]["chat"], chat.to_string(), "{payload}");
-    assert!((1..=2).contains(&web.len()), "coalesced per window: {web:#?}");
+    assert!((1..=windows).contains(&web.len()), "coalesced per window ({windows} at most): {web:#?}");
 
     // Dead tokens: the providers say so, and the devices are gone.
     push.unregister("fcm-token-of-carol");
