@@ -1,4 +1,4 @@
-import type { AckFrame, Application, ChatInfoChange, Chat, ChatUpdatedFrame, CreatedApplication, Device, DeviceRegisteredFrame, DeviceUnregisteredFrame, HistoryOptions, Member, MemberJoinedFrame, MemberLeftFrame, Message, MessageDeletedFrame, MessageEditedFrame, MessageListParams, MessagesFrame, MessageVersion, NotificationSettings, NotificationSettingsChange, NotificationSettingsFrame, Presence, PresenceFrame, ResyncFrame, PushProvider, ReactionFrame, ReadState, ReceiptFrame, RequestId, RestMessage, RestSearchHit, Role, RoleChangedFrame, SearchParams, SearchResultsFrame, SendAck, SendParams, ServerFrame, ThreadUpdatedFrame, TypingFrame, UploadGrant, UploadParams, UploadReadyFrame, UserToken, Webhook, WebhookDelivery, WelcomeFrame, ListParams } from './types.js';
+import type { AckFrame, Application, ChatInfoChange, Chat, ChatUpdatedFrame, CreatedApplication, Device, DeviceRegisteredFrame, DeviceUnregisteredFrame, HistoryOptions, Member, MemberJoinedFrame, MemberLeftFrame, Message, MessageDeletedFrame, MessageEditedFrame, MessageListParams, MessagesFrame, MessageVersion, NotificationSettings, NotificationSettingsChange, NotificationSettingsFrame, Presence, PresenceFrame, ResyncFrame, PushProvider, ReactionFrame, ReadState, ReceiptFrame, RequestId, RestMessage, RestSearchHit, Role, RefreshedFrame, RoleChangedFrame, SearchParams, SearchResultsFrame, SendAck, SendParams, ServerFrame, ThreadUpdatedFrame, TokenExpiringFrame, TypingFrame, UploadGrant, UploadParams, UploadReadyFrame, UserToken, Webhook, WebhookDelivery, WelcomeFrame, ListParams } from './types.js';
 export type * from './types.js';
 /** The package version. */
 export declare const VERSION = "0.1.0";
@@ -71,9 +71,13 @@ export interface WebSocketLike {
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
 /** Why `getToken` is called. */
 export interface TokenRequest {
-    /** `initial`, `expired` (close 4001, a 401 handshake, or the token's `exp` passed). */
-    reason: 'initial' | 'expired';
-    /** The token that was refused or expired, if any. */
+    /**
+     * `initial`; `expiring` (the node sent `token_expiring`: the token is sent in-band with
+     * `refresh`, so it must name the same user, and the same session as `previous`); or
+     * `expired` (close 4001, a 401 handshake, or the token's `exp` passed: it opens a new socket).
+     */
+    reason: 'initial' | 'expiring' | 'expired';
+    /** The token that was refused, expired or is expiring, if any. */
     previous?: string;
 }
 export interface ReconnectOptions {
@@ -100,7 +104,10 @@ export interface WeftClientOptions {
     url: string | string[];
     /** A fixed user token (no refresh possible: a 4001 then closes the client). */
     token?: string;
-    /** Gives a user token; called at the first connect and whenever the token is refused or expires. */
+    /**
+     * Gives a user token; called at the first connect, before the token expires (the node's
+     * `token_expiring`: the new token continues the same socket) and whenever it is refused or expired.
+     */
     getToken?: (req: TokenRequest) => string | Promise<string>;
     /** Chat → the last `seq` the app holds: resumed with `hello` on every connect. */
     positions?: Record<number | string, number>;
@@ -199,6 +206,10 @@ export interface WeftEvents {
     member_joined: MemberJoinedFrame;
     member_left: MemberLeftFrame;
     role_changed: RoleChangedFrame;
+    /** The token expires soon; the client is already getting a new one to send with `refresh`. */
+    token_expiring: TokenExpiringFrame;
+    /** The node took the new token (the answer to the client's `refresh`). */
+    refreshed: RefreshedFrame;
     search_results: SearchResultsFrame;
     upload_ready: UploadReadyFrame;
     device_registered: DeviceRegisteredFrame;
@@ -317,6 +328,13 @@ export declare class WeftClient extends Emitter<WeftEvents> {
     private settleConnect;
     private onFrame;
     private onWelcome;
+    /**
+     * `token_expiring`: a new token from `getToken` (`expiring`) sent with `refresh`, so the
+     * socket stays open. Any failure (no `getToken`, it threw or gave the same token, the node
+     * refused it, the connection dropped) leaves things as they were: the node closes with 4001
+     * at expiry and the client reconnects with a token it asks for then (`expired`).
+     */
+    private refreshInBand;
     /** Asks a quiet node something small; no answer in time: the connection is dead. */
     private probe;
     private sendHello;

@@ -451,6 +451,7 @@ export class WeftClient extends Emitter {
             heartbeat: undefined,
             probing: false,
             connectTimer: undefined,
+            refreshing: false,
         };
         this.conn = conn;
         conn.connectTimer = setTimeout(() => {
@@ -730,6 +731,10 @@ export class WeftClient extends Emitter {
             case 'resync':
                 this.emit(frame.type, frame);
                 return this.onResync(frame);
+            case 'token_expiring':
+                this.emit(frame.type, frame);
+                void this.refreshInBand(conn);
+                return;
             default:
                 this.emit(frame.type, frame);
                 if (frame.id !== undefined)
@@ -753,6 +758,50 @@ export class WeftClient extends Emitter {
         this.sendHello([...this.chats.entries()].map(([chat, st]) => ({ chat, after: st.position })));
         this.flush();
         this.checkCaughtUp();
+    }
+    /**
+     * `token_expiring`: a new token from `getToken` (`expiring`) sent with `refresh`, so the
+     * socket stays open. Any failure (no `getToken`, it threw or gave the same token, the node
+     * refused it, the connection dropped) leaves things as they were: the node closes with 4001
+     * at expiry and the client reconnects with a token it asks for then (`expired`).
+     */
+    async refreshInBand(conn) {
+        if (!this.getTokenFn || conn.refreshing || this.conn !== conn || !conn.welcomed)
+            return;
+        const previous = this.token;
+        conn.refreshing = true;
+        try {
+            let token;
+            try {
+                token = await this.getTokenFn(previous ? { reason: 'expiring', previous } : { reason: 'expiring' });
+            }
+            catch (e) {
+                this.log('warn', 'getToken failed before the token expired: reconnecting at expiry', e);
+                return;
+            }
+            if (typeof token !== 'string' || token.length === 0 || token === previous) {
+                this.log('warn', 'getToken gave no new token before the token expired: reconnecting at expiry');
+                return;
+            }
+            if (this.conn !== conn || this.stopped)
+                return;
+            try {
+                await this.request({ type: 'refresh', token }, { retryable: false, internal: true });
+            }
+            catch (e) {
+                this.log('warn', 'the node refused the refreshed token: reconnecting at expiry', e);
+                return;
+            }
+            // A reconnect meanwhile took a token of its own: keep that one.
+            if (this.conn !== conn || this.token !== previous)
+                return;
+            this.token = token;
+            this.tokenBad = false;
+            this.emit('token_refreshed', { reason: 'expiring' });
+        }
+        finally {
+            conn.refreshing = false;
+        }
     }
     /** Asks a quiet node something small; no answer in time: the connection is dead. */
     probe(conn) {

@@ -221,8 +221,21 @@ export interface ErrorFrame {
     message: string;
     retry_after_ms?: number;
 }
+/** The session's token expires at `expires_at`: send `refresh` with a new one before, or the socket closes with 4001. */
+export interface TokenExpiringFrame {
+    type: 'token_expiring';
+    /** RFC 3339. */
+    expires_at: string;
+}
+/** The answer to `refresh`: the session goes on with the new token. */
+export interface RefreshedFrame {
+    type: 'refreshed';
+    id?: RequestId;
+    /** When the new token expires (RFC 3339); absent for a token without expiry. */
+    expires_at?: string;
+}
 /** Every frame the server sends. */
-export type ServerFrame = WelcomeFrame | AckFrame | MessageFrame | MessagesFrame | TypingFrame | PresenceFrame | ResyncFrame | ReceiptFrame | UploadReadyFrame | MessageEditedFrame | MessageDeletedFrame | ThreadUpdatedFrame | ReactionFrame | ChatUpdatedFrame | MemberJoinedFrame | MemberLeftFrame | RoleChangedFrame | DeviceRegisteredFrame | DeviceUnregisteredFrame | NotificationSettingsFrame | SearchResultsFrame | ErrorFrame;
+export type ServerFrame = WelcomeFrame | AckFrame | MessageFrame | MessagesFrame | TypingFrame | PresenceFrame | ResyncFrame | ReceiptFrame | UploadReadyFrame | MessageEditedFrame | MessageDeletedFrame | ThreadUpdatedFrame | ReactionFrame | ChatUpdatedFrame | MemberJoinedFrame | MemberLeftFrame | RoleChangedFrame | DeviceRegisteredFrame | DeviceUnregisteredFrame | NotificationSettingsFrame | SearchResultsFrame | TokenExpiringFrame | RefreshedFrame | ErrorFrame;
 /** The `type` of every server frame. */
 export type ServerFrameType = ServerFrame['type'];
 /** What `send` takes: exactly one of `chat` and `recipients`. */

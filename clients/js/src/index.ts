@@ -41,6 +41,7 @@ import type {
   RestMessage,
   RestSearchHit,
   Role,
+  RefreshedFrame,
   RoleChangedFrame,
   SearchParams,
   SearchResultsFrame,
@@ -48,6 +49,7 @@ import type {
   SendParams,
   ServerFrame,
   ThreadUpdatedFrame,
+  TokenExpiringFrame,
   TypingFrame,
   UploadGrant,
   UploadParams,
@@ -292,9 +294,13 @@ export type WebSocketConstructor = new (url: string, protocols?: string | string
 
 /** Why `getToken` is called. */
 export interface TokenRequest {
-  /** `initial`, `expired` (close 4001, a 401 handshake, or the token's `exp` passed). */
-  reason: 'initial' | 'expired';
-  /** The token that was refused or expired, if any. */
+  /**
+   * `initial`; `expiring` (the node sent `token_expiring`: the token is sent in-band with
+   * `refresh`, so it must name the same user, and the same session as `previous`); or
+   * `expired` (close 4001, a 401 handshake, or the token's `exp` passed: it opens a new socket).
+   */
+  reason: 'initial' | 'expiring' | 'expired';
+  /** The token that was refused, expired or is expiring, if any. */
   previous?: string;
 }
 
@@ -323,7 +329,10 @@ export interface WeftClientOptions {
   url: string | string[];
   /** A fixed user token (no refresh possible: a 4001 then closes the client). */
   token?: string;
-  /** Gives a user token; called at the first connect and whenever the token is refused or expires. */
+  /**
+   * Gives a user token; called at the first connect, before the token expires (the node's
+   * `token_expiring`: the new token continues the same socket) and whenever it is refused or expired.
+   */
   getToken?: (req: TokenRequest) => string | Promise<string>;
   /** Chat → the last `seq` the app holds: resumed with `hello` on every connect. */
   positions?: Record<number | string, number>;
@@ -430,6 +439,10 @@ export interface WeftEvents {
   member_joined: MemberJoinedFrame;
   member_left: MemberLeftFrame;
   role_changed: RoleChangedFrame;
+  /** The token expires soon; the client is already getting a new one to send with `refresh`. */
+  token_expiring: TokenExpiringFrame;
+  /** The node took the new token (the answer to the client's `refresh`). */
+  refreshed: RefreshedFrame;
   search_results: SearchResultsFrame;
   upload_ready: UploadReadyFrame;
   device_registered: DeviceRegisteredFrame;
@@ -515,6 +528,8 @@ interface Conn {
   heartbeat: ReturnType<typeof setInterval> | undefined;
   probing: boolean;
   connectTimer: ReturnType<typeof setTimeout> | undefined;
+  /** An in-band token refresh is under way. */
+  refreshing: boolean;
 }
 
 /**
@@ -777,6 +792,7 @@ export class WeftClient extends Emitter<WeftEvents> {
       heartbeat: undefined,
       probing: false,
       connectTimer: undefined,
+      refreshing: false,
     };
     this.conn = conn;
     conn.connectTimer = setTimeout(() => {
@@ -1031,6 +1047,10 @@ export class WeftClient extends Emitter<WeftEvents> {
       case 'resync':
         this.emit(frame.type, frame);
         return this.onResync(frame as ResyncFrame);
+      case 'token_expiring':
+        this.emit(frame.type, frame);
+        void this.refreshInBand(conn);
+        return;
       default:
         this.emit(frame.type, frame);
         if (frame.id !== undefined) this.onAnswer(frame);
@@ -1052,6 +1072,45 @@ export class WeftClient extends Emitter<WeftEvents> {
     this.sendHello([...this.chats.entries()].map(([chat, st]) => ({ chat, after: st.position })));
     this.flush();
     this.checkCaughtUp();
+  }
+
+  /**
+   * `token_expiring`: a new token from `getToken` (`expiring`) sent with `refresh`, so the
+   * socket stays open. Any failure (no `getToken`, it threw or gave the same token, the node
+   * refused it, the connection dropped) leaves things as they were: the node closes with 4001
+   * at expiry and the client reconnects with a token it asks for then (`expired`).
+   */
+  private async refreshInBand(conn: Conn): Promise<void> {
+    if (!this.getTokenFn || conn.refreshing || this.conn !== conn || !conn.welcomed) return;
+    const previous = this.token;
+    conn.refreshing = true;
+    try {
+      let token: string;
+      try {
+        token = await this.getTokenFn(previous ? { reason: 'expiring', previous } : { reason: 'expiring' });
+      } catch (e) {
+        this.log('warn', 'getToken failed before the token expired: reconnecting at expiry', e);
+        return;
+      }
+      if (typeof token !== 'string' || token.length === 0 || token === previous) {
+        this.log('warn', 'getToken gave no new token before the token expired: reconnecting at expiry');
+        return;
+      }
+      if (this.conn !== conn || this.stopped) return;
+      try {
+        await this.request<RefreshedFrame>({ type: 'refresh', token }, { retryable: false, internal: true });
+      } catch (e) {
+        this.log('warn', 'the node refused the refreshed token: reconnecting at expiry', e);
+        return;
+      }
+      // A reconnect meanwhile took a token of its own: keep that one.
+      if (this.conn !== conn || this.token !== previous) return;
+      this.token = token;
+      this.tokenBad = false;
+      this.emit('token_refreshed', { reason: 'expiring' });
+    } finally {
+      conn.refreshing = false;
+    }
   }
 
   /** Asks a quiet node something small; no answer in time: the connection is dead. */

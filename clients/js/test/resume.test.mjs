@@ -181,6 +181,89 @@ test('token refresh: short-lived tokens (4001), a rotated secret (4001), a refus
   }
 });
 
+/**
+ * A `getToken` for `user` backed by a session (`POST …/users/:user/sessions`): the first
+ * call gives its access token, later ones trade the refresh token (`POST /auth/refresh`)
+ * for the next pair of the same session. `onExpiring` overrides the `expiring` answer.
+ */
+function sessionTokens(rest, user, onExpiring) {
+  const asked = [];
+  let refresh;
+  const newSession = () => rest.call('POST', `/api/v1/applications/${rest.appToken}/users/${user}/sessions`, {});
+  const getToken = async (req) => {
+    asked.push(req.reason);
+    if (req.reason === 'expiring' && onExpiring) return onExpiring(newSession);
+    const pair = refresh ? await rest.call('POST', '/api/v1/auth/refresh', { refresh_token: refresh }) : await newSession();
+    refresh = pair.refresh_token;
+    return pair.access_token;
+  };
+  return { asked, getToken };
+}
+
+test('token_expiring: the client refreshes in-band and the session stays on its socket past its token expiry; a refused refresh falls back to 4001', async () => {
+  // Access tokens live 3 s; the node warns 1.5 s before (half the lifetime) and checks every 100 ms.
+  const short = await singleNode({ WEFT_SESSIONS_ACCESS_TTL_SECS: '3', WEFT_GATEWAY_HEARTBEAT_MS: '400' });
+  const { rest } = await newApp(short.base);
+  const chat = await groupOf(rest, ['alice', 'bob', 'carol']);
+  const tokens = sessionTokens(rest, 'alice');
+  const alice = clientFor(rest, 'alice', short.ws, { client: { getToken: tokens.getToken, positions: { [chat]: 0 } } });
+  const bob = clientFor(rest, 'bob', short.ws);
+  const connects = [];
+  const drops = [];
+  const refreshed = [];
+  const answers = [];
+  alice.on('connected', (c) => connects.push(c.session));
+  alice.on('disconnected', (d) => drops.push(d.code));
+  alice.on('token_refreshed', (r) => refreshed.push(r.reason));
+  alice.on('refreshed', (f) => answers.push(f.expires_at));
+  try {
+    await alice.connect();
+    await bob.connect();
+    const opened = Date.now();
+    // Three token lifetimes, with traffic throughout.
+    let sent = 0;
+    while (Date.now() - opened < 9_000) {
+      await bob.send({ chat, body: `m${++sent}` });
+      await sleep(200);
+    }
+    await until('alice has all', () => seqs(alice, chat).length === sent);
+    assertContiguous(assert, seqs(alice, chat), sent, 'alice: every message, in order');
+    assert.ok(alice.all.every(({ info }) => info.source === 'live'), 'all of them live: no reconnect, no catch-up');
+    assert.deepEqual(drops, [], 'alice was never disconnected (no 4001)');
+    assert.equal(connects.length, 1, 'one socket');
+    assert.equal(alice.state, 'connected');
+    assert.ok(refreshed.length >= 2, `refreshed in-band at least twice (${refreshed})`);
+    assert.ok(refreshed.every((r) => r === 'expiring'));
+    assert.equal(answers.length, refreshed.length, 'each refresh answered with `refreshed`');
+    assert.deepEqual(tokens.asked, ['initial', ...refreshed.map(() => 'expiring')], 'getToken asked before each expiry, never after');
+    // Still a working session after its first tokens expired.
+    const ack = await alice.send({ chat, body: 'still here' });
+    await until('bob has it', () => bodies(bob, chat).includes('still here'));
+    assert.equal(ack.seq, sent + 1);
+
+    // A token of another session is refused in-band: the socket closes with 4001 at
+    // expiry and the client reconnects with a token asked for then.
+    const carolTokens = sessionTokens(rest, 'carol', async (newSession) => (await newSession()).access_token);
+    const carol = clientFor(rest, 'carol', short.ws, { client: { getToken: carolTokens.getToken } });
+    const carolDrops = [];
+    carol.on('disconnected', (d) => carolDrops.push(d.code));
+    try {
+      await carol.connect();
+      await carol.waitFor('connected', undefined, 10_000);
+      assert.deepEqual(carolDrops, [4001], 'the refused refresh left the 4001 at expiry');
+      assert.deepEqual(carolTokens.asked.slice(0, 3), ['initial', 'expiring', 'expired']);
+      await carol.send({ chat, body: 'carol is back' });
+      await until('bob has it', () => bodies(bob, chat).includes('carol is back'));
+    } finally {
+      carol.close();
+    }
+  } finally {
+    alice.close();
+    bob.close();
+    await short.dispose();
+  }
+});
+
 test('a catch-up cut at gateway.resume_max_messages pages on with sync: every missed message, once, in order', async () => {
   const small = await singleNode({ WEFT_GATEWAY_RESUME_MAX_MESSAGES: '40' });
   const { rest } = await newApp(small.base);

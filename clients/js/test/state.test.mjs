@@ -362,6 +362,52 @@ test('close codes: 4001 refreshes the token, 1012 moves to the next node at once
   assert.equal(server.sockets.length, 5, 'no reconnect after 4003');
 });
 
+test('token_expiring: a new token from getToken goes in-band with refresh on the same socket; a refused one falls back to 4001', async () => {
+  const { server, client, tokens } = setup();
+  const refreshed = [];
+  client.on('token_refreshed', (r) => refreshed.push(r.reason));
+  client.connect();
+  let ws = await server.socket(1);
+  ws.welcome();
+  ws.frame({ type: 'token_expiring', expires_at: '2026-01-01T00:00:00Z' });
+  const refresh = await until('a refresh', () => ws.of('refresh')[0]);
+  assert.equal(refresh.token, 'tok-2');
+  assert.deepEqual(tokens.map((t) => [t.reason, t.previous]), [['initial', undefined], ['expiring', 'tok-1']]);
+  ws.frame({ type: 'refreshed', id: refresh.id, expires_at: '2026-01-01T00:15:00Z' });
+  await until('token_refreshed', () => refreshed.length === 1);
+  assert.deepEqual(refreshed, ['expiring']);
+  assert.equal(server.sockets.length, 1, 'the same socket');
+  assert.equal(client.state, 'connected');
+
+  // The node refuses the next one: nothing changes until it closes with 4001 at expiry,
+  // then the client reconnects with a token asked for then.
+  ws.frame({ type: 'token_expiring', expires_at: '2026-01-01T00:15:00Z' });
+  const second = await until('a second refresh', () => ws.of('refresh')[1]);
+  assert.equal(second.token, 'tok-3');
+  assert.equal(tokens[2].previous, 'tok-2', 'the refreshed token is the current one');
+  ws.frame({ type: 'error', id: second.id, code: 'invalid_token', message: 'another session' });
+  await sleep(20);
+  assert.equal(server.sockets.length, 1);
+  assert.deepEqual(refreshed, ['expiring']);
+  ws.serverClose(4001, 'token expired');
+  ws = await server.socket(2);
+  assert.match(ws.url, /token=tok-4/);
+  assert.deepEqual(tokens.map((t) => t.reason), ['initial', 'expiring', 'expiring', 'expired']);
+  assert.equal(tokens[3].previous, 'tok-2');
+  client.close();
+
+  // With a fixed token there is nothing to refresh with: no refresh frame.
+  const fixed = new FakeServer();
+  const plain = new WeftClient({ url: 'ws://node-1.test/ws', token: 'fixed', WebSocket: fixed.WebSocket });
+  plain.connect();
+  const only = await fixed.socket(1);
+  only.welcome();
+  only.frame({ type: 'token_expiring', expires_at: '2026-01-01T00:00:00Z' });
+  await sleep(20);
+  assert.equal(only.of('refresh').length, 0);
+  plain.close();
+});
+
 test('a refused handshake asks /api/v1/me: 401 gets a new token, anything else backs off', async () => {
   let status = 401;
   const asked = [];
