@@ -91,8 +91,25 @@ async fn register_and_purge(conn: RedisConn) {
     }
     assert!(a.user_nodes(&others[7], [user("dan")].iter()).await.unwrap().contains("node-b"));
 
-    // B dies: A purges its entries, in every application.
-    assert!(a.purge("node-b").await.unwrap() > 0);
+    // carol has sessions on both nodes.
+    let shared = AppId::generate();
+    assert!(a.session_opened(&shared, &user("carol"), vec![ChatNumber(9)]).await.unwrap());
+    assert!(b.session_opened(&shared, &user("carol"), vec![ChatNumber(9)]).await.unwrap());
+
+    // B dies: A purges its entries, in every application. The users B held
+    // who are on no node now come back, once: bob and each dan, not carol.
+    let purged = a.purge("node-b").await.unwrap();
+    assert!(purged.keys > 0);
+    let mut want: Vec<(String, String)> = others.iter().map(|o| (o.to_string(), "dan".to_owned())).collect();
+    want.push((app.to_string(), "bob".to_owned()));
+    want.sort();
+    let mut orphans: Vec<(String, String)> =
+        purged.orphans.iter().map(|(a, u)| (a.to_string(), u.to_string())).collect();
+    orphans.sort();
+    assert_eq!(orphans, want, "the users only B held");
+    let again = a.purge("node-b").await.unwrap();
+    assert!(again.orphans.is_empty() && again.keys == 0, "a second purge finds nothing: {again:?}");
+    assert_eq!(a.user_node_count(&shared, &user("carol")).await.unwrap(), 1);
     assert!(a.chat_nodes(&app, c1).await.unwrap().is_empty());
     assert_eq!(a.user_node_count(&app, &user("bob")).await.unwrap(), 0);
     for other in &others {

@@ -2,7 +2,9 @@
 //! Redis, real Cassandra, gossip and QUIC). A user whose only session is on
 //! the drained node and who does not come back is announced offline to a
 //! watcher on the other node, and the directory no longer holds them online;
-//! a user who reconnects to the other node within the debounce is not.
+//! a user who reconnects to the other node within the debounce is not. A
+//! node killed outright (three processes): a survivor announces its users
+//! offline, once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -103,4 +105,75 @@ async fn a_drained_node_announces_offline_who_does_not_reconnect_elsewhere() {
     assert_eq!(presence(&sb, &token, "carol").await["online"], true);
     carol.close().await;
     bob.close().await;
+}
+
+/// A node killed outright announces nothing: a survivor, the one whose purge
+/// of the dead node's directory entries left a user on no node, announces
+/// that user offline, once, to watchers on every node. A user who also has a
+/// session on a live node is not announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_users_are_announced_offline_once_by_a_survivor() {
+    let certs = tempfile::tempdir().unwrap();
+    weft::cluster::tls::generate(certs.path(), &["node"], true).unwrap();
+    let keyspace = common::test_keyspace("killp");
+    let prefix = format!("weft-test-{:016x}", rand::random::<u64>());
+    let env = shared_env(&keyspace, &prefix, certs.path());
+    let migrated = weft(&env).arg("migrate").output().unwrap();
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    let a = start(&env, "node-a", &[]);
+    let seed = a.get("/api/v1/cluster").await["gossip"].as_str().unwrap().to_owned();
+    let b = start(&env, "node-b", std::slice::from_ref(&seed));
+    let c = start(&env, "node-c", &[seed]);
+    for node in [&a, &b, &c] {
+        wait_within(Duration::from_secs(30), "three members", || async { member_ids(node).await.len() == 3 })
+            .await;
+    }
+    let (sa, sb, sc) = (as_server(&a), as_server(&b), as_server(&c));
+    let token = sa.new_app().await;
+    let chat = chat_with(&sa, &token, &["alice", "bob", "carol", "dave"]).await;
+
+    // bob watches on B, dave on C; alice is only on A, carol on A and C.
+    let mut bob = common::ws::connect(&sb, &token, "bob").await;
+    let mut dave = common::ws::connect(&sc, &token, "dave").await;
+    let _alice = common::ws::connect(&sa, &token, "alice").await;
+    let _carol_a = common::ws::connect(&sa, &token, "carol").await;
+    let carol_c = common::ws::connect(&sc, &token, "carol").await;
+    let soon = || Instant::now() + Duration::from_secs(10);
+    for watcher in [&mut bob, &mut dave] {
+        for user in ["alice", "carol"] {
+            let online = next_presence(watcher, user, soon()).await.expect("no online presence");
+            assert_eq!(online["online"], true, "{online}");
+        }
+    }
+
+    a.signal("KILL");
+    // Gossip notices within its bound (9 s at the defaults), then a survivor purges.
+    for watcher in [&mut bob, &mut dave] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let offline =
+            next_presence(watcher, "alice", deadline).await.expect("no offline for alice within 30 s");
+        assert_eq!(offline, json!({"type":"presence","user":"alice","online":false}));
+    }
+    // Both survivors purged; a message through B then closes each watcher's
+    // stream: nothing more about alice (announced once) and nothing about carol.
+    wait_within(Duration::from_secs(30), "both survivors see two members", || async {
+        member_ids(&b).await.len() == 2 && member_ids(&c).await.len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seq = post(&sb, &token, chat, "after the kill").await;
+    for watcher in [&mut bob, &mut dave] {
+        let more: Vec<Value> = watcher
+            .until_message(chat, seq)
+            .await
+            .into_iter()
+            .filter(|f| f["type"] == "presence" && (f["user"] == "alice" || f["online"] == false))
+            .collect();
+        assert!(more.is_empty(), "alice announced twice, or carol announced offline: {more:?}");
+    }
+    assert_eq!(presence(&sb, &token, "alice").await["online"], false);
+    assert_eq!(presence(&sc, &token, "carol").await["online"], true);
+    carol_c.close().await;
+    bob.close().await;
+    dave.close().await;
 }

@@ -15,10 +15,10 @@
 //! - `prefix:node:ID:keys` — the keys node ID added itself to (its own slot on
 //!   a Redis Cluster, so writes that touch it are split per slot).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::redis_conn::{RedisConn, SlotPipes};
+use crate::redis_conn::{RedisConn, SlotPipes, hash_tag};
 
 use crate::ids::{AppId, ChatNumber, UserId};
 
@@ -26,6 +26,15 @@ use crate::ids::{AppId, ChatNumber, UserId};
 #[derive(Debug, thiserror::Error)]
 #[error("redis unavailable")]
 pub struct DirectoryError(#[source] redis::RedisError);
+
+/// What [`Directory::purge`] removed.
+#[derive(Debug, Default)]
+pub struct Purged {
+    /// Keys the dead node had added itself to.
+    pub keys: usize,
+    /// Users the dead node held who are on no node now.
+    pub orphans: Vec<(AppId, UserId)>,
+}
 
 /// A user's sessions on this node and the chats registered for them.
 struct LocalUser {
@@ -286,19 +295,58 @@ impl Directory {
     }
 
     /// Removes every entry of a dead node (run by the survivors; idempotent).
-    pub async fn purge(&self, node: &str) -> Result<usize, DirectoryError> {
+    ///
+    /// Returns how many keys the node had added itself to, and the users it
+    /// held who are now on no node at all. Of survivors purging at once,
+    /// only the one whose `SREM` took the node out of a user's set (Redis
+    /// runs each alone) can find that user orphaned, so each orphan is
+    /// reported once, for one offline announcement cluster-wide.
+    pub async fn purge(&self, node: &str) -> Result<Purged, DirectoryError> {
         let index = self.index_key(node);
         let mut conn = self.conn.clone();
         let keys: Vec<String> =
             redis::cmd("SMEMBERS").arg(&index).query_async(&mut conn).await.map_err(DirectoryError)?;
+        // Users' sets: `SREM` then `SCARD`, with replies, one pipeline per slot.
+        let mut users: BTreeMap<String, Vec<(&str, (AppId, UserId))>> = BTreeMap::new();
         let mut pipes = SlotPipes::new(&self.conn);
         for key in &keys {
-            pipes.of(key).srem(key, node).ignore();
+            match self.parse_user_key(key) {
+                Some(owner) => {
+                    let group = if self.conn.is_cluster() { hash_tag(key).to_owned() } else { String::new() };
+                    users.entry(group).or_default().push((key, owner));
+                }
+                None => {
+                    pipes.of(key).srem(key, node).ignore();
+                }
+            }
+        }
+        let mut orphans = Vec::new();
+        for group in users.into_values() {
+            let mut pipe = redis::pipe();
+            for (key, _) in &group {
+                pipe.srem(*key, node).scard(*key);
+            }
+            let mut conn = self.conn.clone();
+            let replies: Vec<i64> = pipe.query_async(&mut conn).await.map_err(DirectoryError)?;
+            for ((_, owner), pair) in group.into_iter().zip(replies.chunks(2)) {
+                if let [1, 0] = pair {
+                    orphans.push(owner);
+                }
+            }
         }
         pipes.run(&self.conn).await.map_err(DirectoryError)?;
         // The index goes last: should the purge fail half-way, a survivor can run it again.
         redis::cmd("DEL").arg(&index).query_async::<()>(&mut conn).await.map_err(DirectoryError)?;
-        Ok(keys.len())
+        Ok(Purged { keys: keys.len(), orphans })
+    }
+
+    /// The application and user of a user key ([`Directory::user_key`]), or
+    /// `None` for any other key.
+    fn parse_user_key(&self, key: &str) -> Option<(AppId, UserId)> {
+        let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix(":{")?;
+        let (app, rest) = rest.split_once("}:")?;
+        let user = rest.strip_prefix("user:")?.strip_suffix(":nodes")?;
+        Some((AppId::new(app), UserId::parse(user).ok()?))
     }
 
     /// Registers this node's entries again when its index is gone (Redis

@@ -152,6 +152,7 @@ impl Cluster {
             transport.clone(),
             directory.clone(),
             peers,
+            chat.clone(),
             stop.clone(),
         ));
         tokio::spawn(maintain(membership.clone(), directory, hub, stop));
@@ -281,12 +282,17 @@ async fn handle(
 }
 
 /// Keeps the peer addresses current; purges the directory entries of nodes
-/// that died (every survivor does; purging is idempotent).
+/// that died (every survivor does; purging is idempotent), and announces
+/// offline the users a dead node held who are on no node now (the survivor
+/// whose purge emptied their entry does, so once): a node killed outright
+/// never announces them itself, and their watchers would see them online
+/// for ever.
 async fn follow_membership(
     membership: Membership,
     transport: Transport,
     directory: Directory,
     peers: Peers,
+    chat: ChatService,
     stop: CancellationToken,
 ) {
     let mut changes = membership.changes();
@@ -314,7 +320,17 @@ async fn follow_membership(
                 peers.remove(&node);
                 transport.forget(&node);
                 match directory.purge(&node).await {
-                    Ok(keys) => tracing::info!(peer = %node, keys, "purged a gone node's directory entries"),
+                    Ok(purged) => {
+                        tracing::info!(peer = %node, keys = purged.keys, offline = purged.orphans.len(), "purged a gone node's directory entries");
+                        let chat = chat.clone();
+                        tokio::spawn(async move {
+                            for (app, user) in purged.orphans {
+                                if let Err(e) = chat.announce_presence(&app, &user, false).await {
+                                    tracing::warn!(error = %e, "cannot announce a gone node's user offline");
+                                }
+                            }
+                        });
+                    }
                     Err(e) => {
                         tracing::warn!(peer = %node, error = %e, "cannot purge a gone node's directory entries")
                     }
