@@ -1,8 +1,9 @@
 //! Sessions and refresh tokens, on the embedded store, on Cassandra + Redis,
 //! and across three in-process cluster nodes: rotation, reuse detection
 //! revoking the whole session, revocation closing the session's sockets on
-//! every node (4001) and its tokens refused everywhere, and an in-band
-//! `refresh` keeping a WebSocket alive past its first token's expiry.
+//! every node (4001) and its tokens refused everywhere, an in-band
+//! `refresh` keeping a WebSocket alive past its first token's expiry, and a
+//! session's `online` in the list holding whichever node answers it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -137,10 +138,7 @@ async fn revoking_closes_the_sessions_sockets_on_every_node_and_refuses_its_toke
     for key in ["created_at", "last_seen_at", "expires_at"] {
         assert!(laptop_row[key].is_string(), "{key}: {laptop_row}");
     }
-    assert!(laptop_row["online"].is_boolean(), "{laptop_row}");
-    if let Mode::Embedded | Mode::Cluster = mode {
-        assert_eq!(laptop_row["online"], true, "{laptop_row}");
-    }
+    assert_eq!(laptop_row["online"], true, "{laptop_row}");
 
     let one = format!("{path}/{}", laptop["session_id"].as_str().unwrap());
     assert_eq!(s.send(s.http.delete(s.url(&one))).await.0, 204);
@@ -211,5 +209,45 @@ async fn an_in_band_refresh_keeps_a_socket_alive_past_its_tokens_expiry(mode: Mo
         refresh(&s, &second["refresh_token"]).await.0 == 200
     })
     .await;
+    s.stop().await;
+}
+
+/// `online` of each of the sessions listed through `node`, by session id.
+async fn online_through(node: &TestServer, path: &str) -> std::collections::HashMap<String, bool> {
+    let (status, listed) = node.get(path).await;
+    assert_eq!(status, 200, "{listed}");
+    let rows = listed["sessions"].as_array().unwrap();
+    rows.iter().map(|r| (r["id"].as_str().unwrap().to_owned(), r["online"].as_bool().unwrap())).collect()
+}
+
+/// Three in-process nodes: a session whose only socket is on node B is
+/// online in the list whichever node answers it (A and C ask B over the
+/// cluster), and offline everywhere once that socket closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sessions_socket_on_one_node_shows_it_online_through_every_node() {
+    let s = TestServer::start(Mode::Spread).await;
+    let nodes = s.nodes();
+    let token = s.new_app().await;
+    let tablet = create_session(&s, &token, "erin", "tablet").await;
+    let idle = create_session(&s, &token, "erin", "idle").await;
+    let (tablet_id, idle_id) = (tablet["session_id"].as_str().unwrap(), idle["session_id"].as_str().unwrap());
+    let socket = Client::connect(nodes[1], tablet["access_token"].as_str().unwrap()).await;
+    assert_eq!(socket.welcome["node"], "node-1", "{}", socket.welcome);
+
+    // Registered before the welcome: every node sees it at once.
+    let path = format!("/api/v1/applications/{token}/users/erin/sessions");
+    for (i, node) in nodes.iter().enumerate() {
+        let online = online_through(node, &path).await;
+        assert_eq!(online.get(tablet_id), Some(&true), "through node-{i}: {online:?}");
+        assert_eq!(online.get(idle_id), Some(&false), "through node-{i}: {online:?}");
+    }
+
+    socket.close().await;
+    for (i, node) in nodes.iter().enumerate() {
+        wait_within(Duration::from_secs(10), &format!("node-{i} lists the session offline"), || async {
+            online_through(node, &path).await.get(tablet_id) == Some(&false)
+        })
+        .await;
+    }
     s.stop().await;
 }

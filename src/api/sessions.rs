@@ -140,7 +140,7 @@ pub struct SessionOut {
     last_seen_at: Timestamp,
     /// When its refresh token stops working unless used.
     expires_at: Timestamp,
-    /// A WebSocket opened with one of its tokens is open on the node that answers.
+    /// A WebSocket opened with one of its tokens is open on some node of the cluster.
     online: bool,
 }
 

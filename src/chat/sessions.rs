@@ -66,7 +66,7 @@ pub struct Issued {
 pub struct SessionView {
     /// The record.
     pub session: AuthSession,
-    /// A WebSocket opened with one of its tokens is open on this node.
+    /// A WebSocket opened with one of its tokens is open on some node.
     pub online: bool,
 }
 
@@ -307,11 +307,13 @@ impl ChatService {
     ) -> Result<Vec<SessionView>, ChatError> {
         let app = self.application(token).await?;
         let sessions = self.store.auth_sessions(&app.id, user).await?;
-        let mut views = Vec::with_capacity(sessions.len());
-        for session in sessions {
-            let online = self.fabric.auth_session_online(&app.id, user, &session.id).await;
-            views.push(SessionView { session, online });
-        }
+        let ids: Vec<AuthSessionId> = sessions.iter().map(|s| s.id.clone()).collect();
+        let online = self.fabric.auth_sessions_online(&app.id, user, &ids).await;
+        let views = sessions
+            .into_iter()
+            .zip(online.into_iter().chain(std::iter::repeat(false)))
+            .map(|(session, online)| SessionView { session, online })
+            .collect();
         Ok(views)
     }
 

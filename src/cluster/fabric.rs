@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use bytes::Bytes;
 
+use super::asks::Asks;
 use super::directory::Directory;
 use super::resync::Owed;
 use super::transport::{SendError, Transport};
@@ -25,6 +26,11 @@ use crate::ids::{AppId, ChatNumber, UserId};
 /// Chats up to this size are routed by their members' nodes too (still one
 /// Redis round trip): a chat created by a send may not be routed yet.
 const SMALL_CHAT: usize = 128;
+
+/// How long the session list waits for the peers asked which sessions of a
+/// user they hold; a peer silent that long (slow, or dead and not yet
+/// declared gone by gossip) counts as holding none.
+const ASK_WAIT: Duration = Duration::from_secs(1);
 
 /// The QUIC address of every live peer, kept from the membership.
 #[derive(Clone, Default)]
@@ -110,6 +116,8 @@ pub struct ClusterFabric {
     removal_wait: Duration,
     /// Chats whose live frames to a peer were dropped: owed a resync signal.
     owed: Owed,
+    /// Questions to peers about their sessions, waiting for answers.
+    asks: Asks,
 }
 
 impl ClusterFabric {
@@ -122,7 +130,50 @@ impl ClusterFabric {
         applied: Applied,
         removal_wait: Duration,
     ) -> Self {
-        Self { hub, directory, transport, peers, applied, removal_wait, owed: Owed::default() }
+        Self {
+            hub,
+            directory,
+            transport,
+            peers,
+            applied,
+            removal_wait,
+            owed: Owed::default(),
+            asks: Asks::default(),
+        }
+    }
+
+    /// Where the peers' answers to this fabric's questions go (`cluster::node` hands them in).
+    pub(super) fn asks(&self) -> Asks {
+        self.asks.clone()
+    }
+
+    /// Asks `nodes` (but this one, and those not live) which sessions of
+    /// `user` have a socket open on them; the ids they answered within [`ASK_WAIT`].
+    async fn sessions_elsewhere(&self, app: &AppId, user: &UserId, nodes: Vec<String>) -> HashSet<String> {
+        let asked: HashMap<String, SocketAddr> = nodes
+            .into_iter()
+            .filter(|n| n != self.directory.node())
+            .filter_map(|n| self.peers.get(&n).map(|addr| (n, addr)))
+            .collect();
+        if asked.is_empty() {
+            return HashSet::new();
+        }
+        // Registered before sending: an answer may come back before `send` returns.
+        let (ask, wait) = self.asks.expect(asked.keys().cloned().collect());
+        let wire = Wire::SessionsAsk { app: app.as_str().to_owned(), user: user.as_str().to_owned(), ask };
+        let frame = Bytes::from(wire.encode());
+        for (node, addr) in asked {
+            if let Err(e) = self.transport.send(&node, addr, frame.clone()) {
+                tracing::warn!(peer = %node, error = %e, "cannot ask a peer for its sessions");
+                self.asks.answered(ask, &node, Vec::new());
+            }
+        }
+        let _ = tokio::time::timeout(ASK_WAIT, wait).await;
+        let (sids, silent) = self.asks.finish(ask);
+        if !silent.is_empty() {
+            tracing::warn!(peers = ?silent, "peers did not say which sessions they hold in time");
+        }
+        sids
     }
 
     /// Sends `frame` to each peer; the ones it was queued for.
@@ -309,13 +360,30 @@ impl Fabric for ClusterFabric {
         self.send(self.peers.all().into_iter().map(|(n, _)| n), &Bytes::from(wire.encode()));
     }
 
-    async fn auth_session_online(
+    async fn auth_sessions_online(
         &self,
         app: &AppId,
         user: &UserId,
-        auth: &crate::auth::AuthSessionId,
-    ) -> bool {
-        self.hub.has_auth_session(app, user, auth)
+        auths: &[crate::auth::AuthSessionId],
+    ) -> Vec<bool> {
+        let mut online: Vec<bool> = auths.iter().map(|a| self.hub.has_auth_session(app, user, a)).collect();
+        if online.iter().all(|o| *o) {
+            return online;
+        }
+        // Only the nodes holding sockets of the user are asked; without the
+        // directory, every live peer is.
+        let nodes = match self.directory.user_nodes(app, std::iter::once(user)).await {
+            Ok(nodes) => nodes.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the directory; asking every peer for its sessions");
+                self.peers.all().into_iter().map(|(n, _)| n).collect()
+            }
+        };
+        let elsewhere = self.sessions_elsewhere(app, user, nodes).await;
+        for (online, auth) in online.iter_mut().zip(auths) {
+            *online = *online || elsewhere.contains(auth.as_str());
+        }
+        online
     }
 
     fn spans_nodes(&self) -> bool {

@@ -2,6 +2,7 @@
 //! connected where (Redis), the node-to-node transport (QUIC with mutual TLS
 //! from a cluster CA), and what nodes tell each other (the wire).
 
+mod asks;
 pub mod directory;
 pub mod fabric;
 pub mod member;

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::asks::Asks;
 use super::directory::Directory;
 use super::fabric::{Applied, ClusterFabric, Peers};
 use super::member::NodeInfo;
@@ -75,6 +76,7 @@ pub struct Cluster {
     directory: Directory,
     peers: Peers,
     applied: Applied,
+    asks: Asks,
     inbound: mpsc::Receiver<Inbound>,
 }
 
@@ -111,8 +113,9 @@ impl Cluster {
             applied.clone(),
             removal_wait,
         );
+        let asks = fabric.asks();
         let cluster =
-            Cluster { config, gossip: gossip.clone(), transport, directory, peers, applied, inbound };
+            Cluster { config, gossip: gossip.clone(), transport, directory, peers, applied, asks, inbound };
         Ok((cluster, fabric))
     }
 
@@ -129,7 +132,7 @@ impl Cluster {
         hub: Hub,
         stop: CancellationToken,
     ) -> Result<Joined, ClusterError> {
-        let Cluster { config, gossip, transport, directory, peers, applied, inbound } = self;
+        let Cluster { config, gossip, transport, directory, peers, applied, asks, inbound } = self;
         let info = NodeInfo {
             node_id: config.node_id.clone(),
             quic_addr: config.quic_advertise.unwrap_or_else(|| transport.local_addr()),
@@ -138,7 +141,7 @@ impl Cluster {
         let membership = Membership::join(&gossip, info).await?;
         membership.set_ready(true).await;
         tracing::info!(node_id = %config.node_id, gossip = %membership.gossip_advertise_addr(), quic = %transport.local_addr(), "joined the cluster");
-        let answer = Answer { transport: transport.clone(), peers: peers.clone(), applied };
+        let answer = Answer { transport: transport.clone(), peers: peers.clone(), applied, asks };
         tokio::spawn(serve_peers(
             inbound,
             chat.clone(),
@@ -187,11 +190,12 @@ impl Joined {
     }
 }
 
-/// What a node needs to answer peers' `members` frames and read their answers.
+/// What a node needs to answer peers' `members` and `sessions_ask` frames and read their answers.
 struct Answer {
     transport: Transport,
     peers: Peers,
     applied: Applied,
+    asks: Asks,
 }
 
 /// Delivers what peers send to this node's sessions.
@@ -277,6 +281,22 @@ async fn handle(
             chat.forget_auth_session(&sid);
             hub.close_auth_session(&app, &user, &sid);
         }
+        Wire::SessionsAsk { app, user, ask } => {
+            let app = AppId::new(app);
+            // An id that does not parse has no sessions here: still answered,
+            // so the asker does not wait for nothing.
+            let sids = match UserId::parse(&user) {
+                Ok(user) => hub.auth_sessions(&app, &user).iter().map(|s| s.as_str().to_owned()).collect(),
+                Err(_) => Vec::new(),
+            };
+            let addr = answer.peers.get(&frame.from).ok_or("no address for the asking peer")?;
+            let reply = Bytes::from(Wire::SessionsHere { ask, sids }.encode());
+            answer
+                .transport
+                .send(&frame.from, addr, reply)
+                .map_err(|_| "cannot answer a sessions question")?;
+        }
+        Wire::SessionsHere { ask, sids } => answer.asks.answered(ask, &frame.from, sids),
     }
     Ok(())
 }

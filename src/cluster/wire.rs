@@ -59,6 +59,23 @@ pub enum Wire {
         /// The session.
         sid: String,
     },
+    /// Which sessions of `user` have a socket open on this node? Answered
+    /// with `sessions_here` (the session list's `online`, cluster-wide).
+    SessionsAsk {
+        /// The application.
+        app: String,
+        /// The user.
+        user: String,
+        /// The number to answer with.
+        ask: u64,
+    },
+    /// The answer to a `sessions_ask`.
+    SessionsHere {
+        /// The `ask` of that frame.
+        ask: u64,
+        /// The ids of the asked user's sessions with a socket open on the answering node.
+        sids: Vec<String>,
+    },
 }
 
 /// An event on the wire.
@@ -413,6 +430,11 @@ mod tests {
             assert_eq!(format!("{:?}", e.into_event(&app).unwrap()), format!("{event:?}"));
         }
         assert!(Wire::decode(br#"{"t":"nope"}"#).is_none());
+        let ask = Wire::SessionsAsk { app: app.as_str().to_owned(), user: "alice".into(), ask: 7 };
+        let here = Wire::SessionsHere { ask: 7, sids: vec!["s1".into()] };
+        for frame in [ask, here] {
+            assert_eq!(Wire::decode(&frame.encode()), Some(frame));
+        }
         let bad = WireEvent::Typing { chat: 1, user: "not valid".into() };
         assert!(bad.into_event(&app).is_none());
     }

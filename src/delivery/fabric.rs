@@ -155,13 +155,14 @@ pub trait Fabric: Send + Sync + 'static {
     /// the sockets opened with its tokens (4001).
     async fn close_auth_session(&self, app: &AppId, user: &UserId, auth: &crate::auth::AuthSessionId);
 
-    /// Whether a socket opened with a token of session `auth` is open on this node.
-    async fn auth_session_online(
+    /// Which of `user`'s sessions `auths` have a socket opened with one of
+    /// their tokens open on any node (one answer per session, in order).
+    async fn auth_sessions_online(
         &self,
         app: &AppId,
         user: &UserId,
-        auth: &crate::auth::AuthSessionId,
-    ) -> bool;
+        auths: &[crate::auth::AuthSessionId],
+    ) -> Vec<bool>;
 
     /// Whether other nodes may hold sessions: then a draining node still
     /// announces its users offline (they may be watched, and may reconnect,

@@ -170,6 +170,16 @@ impl Hub {
         of_user.any(|h| h.auth.as_ref() == Some(auth))
     }
 
+    /// The sessions (`auth`) of `user` with a socket open on this node, each once.
+    pub fn auth_sessions(&self, app: &AppId, user: &UserId) -> Vec<crate::auth::AuthSessionId> {
+        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let of_user = sessions.get(app).and_then(|a| a.users.get(user)).into_iter().flatten();
+        let mut auths: Vec<_> = of_user.filter_map(|h| h.auth.clone()).collect();
+        auths.sort_unstable();
+        auths.dedup();
+        auths
+    }
+
     /// Closes every session (1012) one by one, spread evenly over `window`
     /// in random order, so their clients do not all reconnect at once; then
     /// any that opened meanwhile.
@@ -280,12 +290,12 @@ impl Fabric for Hub {
         Hub::close_auth_session(self, app, user, auth);
     }
 
-    async fn auth_session_online(
+    async fn auth_sessions_online(
         &self,
         app: &AppId,
         user: &UserId,
-        auth: &crate::auth::AuthSessionId,
-    ) -> bool {
-        self.has_auth_session(app, user, auth)
+        auths: &[crate::auth::AuthSessionId],
+    ) -> Vec<bool> {
+        auths.iter().map(|auth| self.has_auth_session(app, user, auth)).collect()
     }
 }
