@@ -27,6 +27,9 @@ use crate::ids::{AppId, ChatNumber, UserId};
 #[error("redis unavailable")]
 pub struct DirectoryError(#[source] redis::RedisError);
 
+/// A user of an application: whose a user key is.
+type Owner = (AppId, UserId);
+
 /// What [`Directory::purge`] removed.
 #[derive(Debug, Default)]
 pub struct Purged {
@@ -307,7 +310,7 @@ impl Directory {
         let keys: Vec<String> =
             redis::cmd("SMEMBERS").arg(&index).query_async(&mut conn).await.map_err(DirectoryError)?;
         // Users' sets: `SREM` then `SCARD`, with replies, one pipeline per slot.
-        let mut users: BTreeMap<String, Vec<(&str, (AppId, UserId))>> = BTreeMap::new();
+        let mut users: BTreeMap<String, Vec<(&str, Owner)>> = BTreeMap::new();
         let mut pipes = SlotPipes::new(&self.conn);
         for key in &keys {
             match self.parse_user_key(key) {
@@ -342,7 +345,7 @@ impl Directory {
 
     /// The application and user of a user key ([`Directory::user_key`]), or
     /// `None` for any other key.
-    fn parse_user_key(&self, key: &str) -> Option<(AppId, UserId)> {
+    fn parse_user_key(&self, key: &str) -> Option<Owner> {
         let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix(":{")?;
         let (app, rest) = rest.split_once("}:")?;
         let user = rest.strip_prefix("user:")?.strip_suffix(":nodes")?;
