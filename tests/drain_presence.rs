@@ -113,22 +113,9 @@ async fn a_drained_node_announces_offline_who_does_not_reconnect_elsewhere() {
 /// session on a live node is not announced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_users_are_announced_offline_once_by_a_survivor() {
-    let certs = tempfile::tempdir().unwrap();
-    weft::cluster::tls::generate(certs.path(), &["node"], true).unwrap();
-    let keyspace = common::test_keyspace("killp");
-    let prefix = format!("weft-test-{:016x}", rand::random::<u64>());
-    let env = shared_env(&keyspace, &prefix, certs.path());
-    let migrated = weft(&env).arg("migrate").output().unwrap();
-    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
-    let a = start(&env, "node-a", &[]);
-    let seed = a.get("/api/v1/cluster").await["gossip"].as_str().unwrap().to_owned();
-    let b = start(&env, "node-b", std::slice::from_ref(&seed));
-    let c = start(&env, "node-c", &[seed]);
-    for node in [&a, &b, &c] {
-        wait_within(Duration::from_secs(30), "three members", || async { member_ids(node).await.len() == 3 })
-            .await;
-    }
-    let (sa, sb, sc) = (as_server(&a), as_server(&b), as_server(&c));
+    let trio = common::trio::three_nodes().await;
+    let (a, b, c) = (&trio.nodes[0], &trio.nodes[1], &trio.nodes[2]);
+    let (sa, sb, sc) = (as_server(a), as_server(b), as_server(c));
     let token = sa.new_app().await;
     let chat = chat_with(&sa, &token, &["alice", "bob", "carol", "dave"]).await;
 
@@ -157,7 +144,7 @@ async fn a_killed_node_users_are_announced_offline_once_by_a_survivor() {
     // Both survivors purged; a message through B then closes each watcher's
     // stream: nothing more about alice (announced once) and nothing about carol.
     wait_within(Duration::from_secs(30), "both survivors see two members", || async {
-        member_ids(&b).await.len() == 2 && member_ids(&c).await.len() == 2
+        member_ids(b).await.len() == 2 && member_ids(c).await.len() == 2
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
