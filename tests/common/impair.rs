@@ -169,15 +169,9 @@ impl Reader {
         let mut buf = vec![0u8; 65_536];
         // Ends when the event is triggered (an error) or the device goes.
         while let Ok(n) = self.tun.recv_intr(&mut buf, &self.stop) {
-            if n >= 1 && buf[0] >> 4 == 6 {
-                counters.foreign.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            // An IPv4 header's destination is bytes 16..20.
-            let to = buf
-                .get(16..20)
-                .filter(|_| n >= 20 && buf[0] >> 4 == 4)
-                .map(|d| Ipv4Addr::new(d[0], d[1], d[2], d[3]));
+            // An IPv4 header's destination is bytes 16..20; anything else
+            // (the IPv6 the devices send when they come up) is foreign.
+            let to = (n >= 20 && buf[0] >> 4 == 4).then(|| Ipv4Addr::new(buf[16], buf[17], buf[18], buf[19]));
             let Some((to, receiver)) = to.and_then(|to| Some((to, Arc::clone(self.tuns.get(&to)?)))) else {
                 counters.foreign.fetch_add(1, Ordering::Relaxed);
                 continue;
