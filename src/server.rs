@@ -2,6 +2,7 @@
 
 pub mod backup;
 mod http;
+mod plain;
 pub mod reindex;
 mod tls;
 pub mod transfer;

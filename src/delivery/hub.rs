@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::SessionId;
 use super::fabric::{Audience, Event, Fabric};
-use super::outbox::{Cut, Outbox};
+use super::outbox::{Cut, Delivered, Outbox};
 use super::outgoing::{Outgoing, outgoing};
 use super::presence::Presence;
 use crate::ids::{AppId, ChatNumber, UserId};
@@ -236,7 +236,8 @@ impl Hub {
         sessions.values().map(|a| a.count).sum()
     }
 
-    /// Queues `item` on every session of `users` but `except`.
+    /// Delivers `item` to every session of `users` but `except`: written to
+    /// the socket by this call when the session is direct, else queued.
     pub fn send_to<'a>(
         &self,
         app: &AppId,
@@ -244,15 +245,31 @@ impl Hub {
         item: &Outgoing,
         except: Option<SessionId>,
     ) {
-        // Queued under the lock: a push never waits, and cloning each handle
-        // out of the map cost more than the pushes.
-        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(of_app) = sessions.get(app) else { return };
-        for user in users {
-            let Some(list) = of_app.users.get(user) else { continue };
-            for session in list.iter().filter(|s| Some(s.id) != except) {
-                // A full outbox cuts its session off as slow.
-                session.outbox.push(item.clone());
+        // Taken out under the lock, delivered after it: a delivery may be a
+        // socket write, and other fan-outs and connects must not wait for those.
+        let outboxes: Vec<Outbox> = {
+            let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(of_app) = sessions.get(app) else { return };
+            let of_users = users.filter_map(|user| of_app.users.get(user)).flatten();
+            of_users.filter(|s| Some(s.id) != except).map(|s| s.outbox.clone()).collect()
+        };
+        let mut written = 0u64;
+        for outbox in &outboxes {
+            // A full outbox cuts its session off as slow.
+            if outbox.deliver(item) == Delivered::Written {
+                written += 1;
+                if let Outgoing::Message { at, .. } = item {
+                    let waited = crate::ids::Timestamp::now().millis().saturating_sub(*at).max(0);
+                    crate::metrics::metrics().delivery_seconds.observe(waited as f64 / 1000.0);
+                }
+            }
+        }
+        // Counted once per event; what was queued is counted by its session when written.
+        if written > 0 {
+            let m = crate::metrics::metrics();
+            match item {
+                Outgoing::Message { .. } => m.messages_out.inc_by(written),
+                Outgoing::Frame { kind, .. } => m.frames_out.with_label_values(&[kind]).inc_by(written),
             }
         }
     }

@@ -8,18 +8,21 @@
 //!   is the whole fabric;
 //! - [`outbox`]: a session's bounded queue and its cut-off flag;
 //! - [`outgoing`]: the queued frame, encoded once per event for every recipient;
-//! - [`presence`]: who is online on this node, with the offline debounce.
+//! - [`presence`]: who is online on this node, with the offline debounce;
+//! - [`wire`]: a session's plain TCP socket, shared by the session and the fan-out.
 
 pub mod fabric;
 pub mod hub;
 pub mod outbox;
 pub mod outgoing;
 pub mod presence;
+pub mod wire;
 
 pub use fabric::{Audience, Event, Fabric};
 pub use hub::{Caps, Hub, Over, SessionHandle, Slot};
-pub use outbox::{Cut, Outbox, Wake};
-pub use outgoing::{Outgoing, message_out, message_out_for, outgoing};
+pub use outbox::{Cut, Delivered, Outbox, Wake};
+pub use outgoing::{Encoded, Outgoing, message_out, message_out_for, outgoing};
+pub use wire::Wire;
 
 /// One session on this node (unique per process, never reused).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,5 +1,7 @@
 //! A session's outbox: the bounded queue every event reaches the session
-//! through, and the flag that cuts the session off.
+//! through, the flag that cuts the session off, and, when the session's
+//! socket is plain TCP, the way to that socket that lets the fan-out write a
+//! live frame itself while the session has nothing queued.
 //!
 //! Every open session holds one, idle or not, so it is small: a queue that
 //! allocates only when frames wait, one `Notify` for "frames or a cut", and
@@ -11,15 +13,34 @@
 //! each session counts the length of what it holds; past either bound the
 //! session is cut off as slow. The two bounds are `u32`, and the byte count
 //! an atomic written under the queue's lock, so that they fit in the padding
-//! of the one `usize` capacity they replaced: an idle outbox is no larger.
+//! of the one `usize` capacity they replaced.
+//!
+//! **Written by the fan-out.** A delivery to a session that waits with an
+//! empty queue used to wake its task, which took the frame and wrote it: a
+//! task wake-up (scheduler, `select!`, wakers) per recipient per message.
+//! Now, while the session is *direct*, the fan-out writes the frame to the
+//! socket itself ([`Wire`]), under the queue's lock. The session turns direct
+//! only at a point where nothing it took is still unwritten: after the
+//! welcome, and after writing a batch that left the queue empty; it stops
+//! being direct for a catch-up (which must come before the live traffic it
+//! covers) and when it closes. So frames reach the socket in the order they
+//! would have through the queue. A frame the socket does not take at once
+//! waits in the wire, within the same byte bound, and wakes the session to
+//! flush it.
+//!
+//! The outbox also keeps what a session's catch-ups must know ([`Seen`]): the
+//! live messages it was sent, and the ones a catch-up carried (whose live
+//! copies are skipped), since both kinds of writer deliver live messages.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
 use super::outgoing::Outgoing;
+use super::wire::{Sent, Wire};
+use crate::ids::{ChatNumber, MessageNumber};
 
 /// Why a session is cut off from outside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,12 +66,25 @@ pub enum Wake {
     Frames,
 }
 
+/// What became of a delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivered {
+    /// Written to the socket by the fan-out (or kept in the wire for the session to flush).
+    Written,
+    /// Queued for the session to write.
+    Queued,
+    /// Not for this session: a catch-up carried it already, or the session is cut off.
+    Dropped,
+}
+
 /// A session's outbox; cheap to clone (the hub holds one, the session another).
 #[derive(Clone)]
 pub struct Outbox(Arc<Inner>);
 
 struct Inner {
-    queue: Mutex<VecDeque<Outgoing>>,
+    queue: Mutex<Queue>,
+    /// The session's socket, when it is plain TCP: the fan-out may write to it.
+    wire: Option<Arc<Wire>>,
     /// Frames held at most.
     capacity: u32,
     /// Bytes held at most (the sum of the queued frames' lengths).
@@ -63,12 +97,58 @@ struct Inner {
     cut: AtomicU8,
 }
 
+/// What the queue's lock guards.
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Outgoing>,
+    /// The fan-out writes to the wire itself (see the module doc).
+    direct: bool,
+    /// Made at the first live message.
+    seen: Option<Box<Seen>>,
+}
+
+impl Queue {
+    /// Whether the live message `seq` of `chat` is for the session (a
+    /// catch-up did not carry it), recording it as sent if so.
+    fn admit(&mut self, item: &Outgoing) -> bool {
+        let Outgoing::Message { chat, seq, .. } = item else { return true };
+        self.seen.get_or_insert_default().admit(*chat, *seq)
+    }
+}
+
+/// The live messages a session was sent most recently, so that a later
+/// catch-up does not repeat them, and per resumed chat the newest numbers its
+/// catch-up carried, so that their live copies are skipped.
+#[derive(Default)]
+struct Seen {
+    live: VecDeque<(ChatNumber, MessageNumber)>,
+    carried: HashMap<ChatNumber, HashSet<MessageNumber>>,
+}
+
+impl Seen {
+    /// Live messages remembered: the outbox size bounds how far a catch-up can trail live traffic.
+    const KEEP: usize = 1024;
+
+    fn admit(&mut self, chat: ChatNumber, seq: MessageNumber) -> bool {
+        if self.carried.get(&chat).is_some_and(|carried| carried.contains(&seq)) {
+            return false;
+        }
+        if self.live.len() == Self::KEEP {
+            self.live.pop_front();
+        }
+        self.live.push_back((chat, seq));
+        true
+    }
+}
+
 impl Outbox {
-    /// An empty outbox holding at most `capacity` frames of `max_bytes` in all.
-    pub fn new(capacity: usize, max_bytes: usize) -> Self {
+    /// An empty outbox holding at most `capacity` frames of `max_bytes` in
+    /// all, for a session whose socket is `wire` when it is plain TCP.
+    pub fn new(capacity: usize, max_bytes: usize, wire: Option<Arc<Wire>>) -> Self {
         let bound = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).max(1);
         Self(Arc::new(Inner {
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Queue::default()),
+            wire,
             capacity: bound(capacity),
             max_bytes: bound(max_bytes),
             bytes: AtomicU32::new(0),
@@ -77,27 +157,90 @@ impl Outbox {
         }))
     }
 
-    /// Queues `item`; a full outbox (in frames or bytes) cuts its session off as slow instead.
-    pub fn push(&self, item: Outgoing) {
-        let len = u32::try_from(item.byte_len()).unwrap_or(u32::MAX);
-        let (full, was_empty) = {
-            let mut queue = self.0.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            let bytes = self.0.bytes.load(Ordering::Relaxed).saturating_add(len);
-            let (full, was_empty) =
-                (queue.len() >= self.0.capacity as usize || bytes > self.0.max_bytes, queue.is_empty());
-            if !full {
-                queue.push_back(item);
-                self.0.bytes.store(bytes, Ordering::Relaxed);
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.0.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Delivers `item`: written to the socket now when the session is direct,
+    /// else queued; a full outbox or wire (in frames or bytes) cuts its
+    /// session off as slow instead.
+    pub fn deliver(&self, item: &Outgoing) -> Delivered {
+        if self.is_cut().is_some() {
+            return Delivered::Dropped;
+        }
+        let mut queue = self.queue();
+        if queue.direct
+            && let Some(wire) = &self.0.wire
+        {
+            if !queue.admit(item) {
+                return Delivered::Dropped;
             }
-            (full, was_empty)
-        };
-        if full {
+            let sent = wire.send(&item.frame().ws, self.0.capacity as usize, self.0.max_bytes as usize);
+            drop(queue);
+            return match sent {
+                Sent::Whole => Delivered::Written,
+                Sent::Kept => {
+                    // The session flushes it (`Wake::Frames`).
+                    self.0.ready.notify_one();
+                    Delivered::Written
+                }
+                Sent::Over => {
+                    self.cut(Cut::Slow);
+                    Delivered::Dropped
+                }
+            };
+        }
+        let len = u32::try_from(item.byte_len()).unwrap_or(u32::MAX);
+        let bytes = self.0.bytes.load(Ordering::Relaxed).saturating_add(len);
+        if queue.items.len() >= self.0.capacity as usize || bytes > self.0.max_bytes {
+            drop(queue);
             self.cut(Cut::Slow);
-        } else if was_empty {
+            return Delivered::Dropped;
+        }
+        let was_empty = queue.items.is_empty();
+        queue.items.push_back(item.clone());
+        self.0.bytes.store(bytes, Ordering::Relaxed);
+        drop(queue);
+        if was_empty {
             // Only the first frame wakes the session: it sleeps only after
             // seeing the queue empty (under the lock), and takes all it finds.
             self.0.ready.notify_one();
         }
+        Delivered::Queued
+    }
+
+    /// Lets the fan-out write to the socket, if the session has one and
+    /// nothing is queued. Called by the session only where everything it
+    /// took from the queue has been written.
+    pub fn go_direct(&self) {
+        if self.0.wire.is_some() && self.is_cut().is_none() {
+            let mut queue = self.queue();
+            queue.direct = queue.items.is_empty();
+        }
+    }
+
+    /// Stops the fan-out writing to the socket: deliveries are queued until
+    /// the next [`go_direct`](Self::go_direct). A write under way ends first.
+    pub fn stop_direct(&self) {
+        self.queue().direct = false;
+    }
+
+    /// The numbers of `chat` the session was sent live (and still remembers).
+    pub fn live_of_chat(&self, chat: ChatNumber) -> HashSet<MessageNumber> {
+        let queue = self.queue();
+        let live = queue.seen.iter().flat_map(|seen| seen.live.iter());
+        live.filter(|(c, _)| *c == chat).map(|&(_, seq)| seq).collect()
+    }
+
+    /// Records that a catch-up carried `numbers` of `chat`: their live copies are skipped.
+    pub fn carried(&self, chat: ChatNumber, numbers: impl IntoIterator<Item = MessageNumber>) {
+        let mut queue = self.queue();
+        queue.seen.get_or_insert_default().carried.entry(chat).or_default().extend(numbers);
+    }
+
+    /// Whether frames wait in the wire for the session to flush.
+    pub fn has_unsent(&self) -> bool {
+        self.0.wire.as_ref().is_some_and(|wire| wire.has_unsent())
     }
 
     /// Cuts the session off (the first cut wins).
@@ -139,7 +282,7 @@ impl Outbox {
             if now != seen {
                 return Wake::Tick(now);
             }
-            if !self.0.queue.lock().unwrap_or_else(PoisonError::into_inner).is_empty() {
+            if !self.queue().items.is_empty() || self.has_unsent() {
                 return Wake::Frames;
             }
             self.0.ready.notified().await;
@@ -170,19 +313,23 @@ impl Outbox {
     }
 
     /// Hands up to `max` waiting frames to `each`, oldest first, under the
-    /// queue's lock (`each` must not wait): no list of them is made.
+    /// queue's lock (`each` must not wait): no list of them is made. Live
+    /// messages a catch-up carried are dropped; the others are recorded as sent.
     pub fn take_each(&self, max: usize, mut each: impl FnMut(Outgoing)) {
-        let mut queue = self.0.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = queue.len().min(max);
+        let mut queue = self.queue();
+        let n = queue.items.len().min(max);
         let mut left = self.0.bytes.load(Ordering::Relaxed);
-        for item in queue.drain(..n) {
+        for _ in 0..n {
+            let Some(item) = queue.items.pop_front() else { break };
             left = left.saturating_sub(u32::try_from(item.byte_len()).unwrap_or(u32::MAX));
-            each(item);
+            if queue.admit(&item) {
+                each(item);
+            }
         }
         self.0.bytes.store(left, Ordering::Relaxed);
-        if queue.is_empty() && queue.capacity() > 64 {
+        if queue.items.is_empty() && queue.items.capacity() > 64 {
             // A burst is over: an idle session does not keep its peak.
-            queue.shrink_to_fit();
+            queue.items.shrink_to_fit();
         }
     }
 }
@@ -198,9 +345,9 @@ mod tests {
 
     #[tokio::test]
     async fn frames_wait_in_order_and_an_overflow_cuts_as_slow() {
-        let outbox = Outbox::new(3, 1 << 20);
+        let outbox = Outbox::new(3, 1 << 20, None);
         for n in 0..3 {
-            outbox.push(item(n));
+            outbox.deliver(&item(n));
         }
         assert_eq!(outbox.is_cut(), None);
         let ticks = AtomicU64::new(0);
@@ -209,10 +356,10 @@ mod tests {
             Wake::Frames
         );
         assert_eq!(outbox.take(2).len(), 2);
-        outbox.push(item(3));
-        outbox.push(item(4));
+        outbox.deliver(&item(3));
+        outbox.deliver(&item(4));
         assert_eq!(outbox.is_cut(), None, "room again after the take");
-        outbox.push(item(5));
+        outbox.deliver(&item(5));
         assert_eq!(outbox.is_cut(), Some(Cut::Slow));
         // A later cut does not replace the first.
         outbox.cut(Cut::Revoked);
@@ -223,26 +370,122 @@ mod tests {
     #[test]
     fn bytes_past_the_bound_cut_as_slow_and_taking_frees_them() {
         let big = |n: usize| Outgoing::Frame { kind: "message", frame: "x".repeat(n).into() };
-        let outbox = Outbox::new(100, 1_000);
-        outbox.push(big(400));
-        outbox.push(big(600));
+        let outbox = Outbox::new(100, 1_000, None);
+        outbox.deliver(&big(400));
+        outbox.deliver(&big(600));
         assert_eq!(outbox.is_cut(), None, "exactly at the bound");
         assert_eq!(outbox.take(1).len(), 1);
-        outbox.push(big(400));
+        outbox.deliver(&big(400));
         assert_eq!(outbox.is_cut(), None, "the 400 taken were freed");
-        outbox.push(big(1));
+        outbox.deliver(&big(1));
         assert_eq!(outbox.is_cut(), Some(Cut::Slow), "1,001 bytes held, few frames");
     }
 
     #[test]
-    fn an_idle_outbox_is_no_larger_for_its_byte_bound() {
-        // Every idle session holds one (`docs/benchmarks.md`, idle memory).
-        assert!(size_of::<Inner>() <= 88, "{}", size_of::<Inner>());
+    fn an_idle_outbox_stays_small() {
+        // Every idle session holds one (`docs/benchmarks.md`, idle memory): 88
+        // bytes, plus the wire, the direct flag and the boxed `Seen`, whose
+        // live log and carried numbers the session's own state held before
+        // (80 bytes there, 24 here).
+        assert!(size_of::<Inner>() <= 112, "{}", size_of::<Inner>());
+    }
+
+    /// An outbox whose session's socket is a real loopback connection, and the client's end.
+    async fn wired(capacity: usize, max_bytes: usize) -> (Outbox, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (ours, _) = listener.accept().await.unwrap();
+        let (_read, write) = ours.into_split();
+        (Outbox::new(capacity, max_bytes, Some(Arc::new(Wire::new(write)))), client)
+    }
+
+    fn message(chat: u64, seq: u64) -> Outgoing {
+        Outgoing::Message {
+            chat: ChatNumber(chat),
+            seq: MessageNumber(seq),
+            frame: format!("m{chat}.{seq}").into(),
+            at: 0,
+        }
+    }
+
+    /// Reads `n` whole text frames off the client's end.
+    async fn read_frames(client: &mut tokio::net::TcpStream, n: usize) -> Vec<String> {
+        use tokio::io::AsyncReadExt as _;
+        let mut texts = Vec::new();
+        for _ in 0..n {
+            let mut head = [0u8; 2];
+            client.read_exact(&mut head).await.unwrap();
+            assert_eq!(head[0], 0x81, "a final text frame");
+            let mut body = vec![0u8; usize::from(head[1])];
+            client.read_exact(&mut body).await.unwrap();
+            texts.push(String::from_utf8(body).unwrap());
+        }
+        texts
+    }
+
+    #[tokio::test]
+    async fn the_fan_out_writes_only_while_the_session_is_direct_and_nothing_is_queued() {
+        let (outbox, mut client) = wired(8, 1 << 20).await;
+        // Not direct until the session says so.
+        assert_eq!(outbox.deliver(&message(1, 1)), Delivered::Queued);
+        outbox.go_direct();
+        assert_eq!(outbox.deliver(&message(1, 2)), Delivered::Queued, "something is queued: the queue first");
+        let taken: Vec<_> = outbox.take(10).iter().map(|i| i.frame().text.to_string()).collect();
+        assert_eq!(taken, ["m1.1", "m1.2"]);
+        outbox.go_direct();
+        assert_eq!(outbox.deliver(&message(1, 3)), Delivered::Written);
+        assert_eq!(outbox.deliver(&message(2, 1)), Delivered::Written);
+        assert_eq!(read_frames(&mut client, 2).await, ["m1.3", "m2.1"]);
+        // Written live, so a catch-up of chat 1 skips them (`take` recorded 1 and 2).
+        assert_eq!(outbox.live_of_chat(ChatNumber(1)), (1..=3).map(MessageNumber).collect());
+
+        // A catch-up: deliveries queue; what it carried is not delivered again.
+        outbox.stop_direct();
+        outbox.carried(ChatNumber(3), [MessageNumber(7)]);
+        assert_eq!(outbox.deliver(&message(3, 8)), Delivered::Queued);
+        assert_eq!(outbox.deliver(&message(3, 7)), Delivered::Queued);
+        let taken: Vec<_> = outbox.take(10).iter().map(|i| i.frame().text.to_string()).collect();
+        assert_eq!(taken, ["m3.8"], "the carried copy is dropped when taken");
+        outbox.go_direct();
+        assert_eq!(outbox.deliver(&message(3, 7)), Delivered::Dropped, "carried: not written either");
+        assert_eq!(outbox.deliver(&message(3, 9)), Delivered::Written);
+        assert_eq!(read_frames(&mut client, 1).await, ["m3.9"]);
+
+        // Cut off: nothing more, and it stays so.
+        outbox.cut(Cut::Drain);
+        assert_eq!(outbox.deliver(&message(3, 10)), Delivered::Dropped);
+        outbox.go_direct();
+        assert_eq!(outbox.deliver(&message(3, 11)), Delivered::Dropped);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_read_direct_frames_is_woken_for_then_cut_off_as_slow() {
+        let (outbox, _client) = wired(8, 256 * 1024).await;
+        outbox.go_direct();
+        let ticks = AtomicU64::new(0);
+        let big = Outgoing::Frame { kind: "message", frame: "x".repeat(32 * 1024).into() };
+        let mut n = 0;
+        while !outbox.has_unsent() {
+            assert_eq!(outbox.deliver(&big), Delivered::Written);
+            n += 1;
+            assert!(n < 10_000, "the socket never filled");
+        }
+        // What waits in the wire wakes the session to flush it.
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(1), outbox.ready(&ticks, 0)).await.unwrap(),
+            Wake::Frames
+        );
+        while outbox.is_cut().is_none() {
+            outbox.deliver(&big);
+            n += 1;
+            assert!(n < 10_000, "never cut off");
+        }
+        assert_eq!(outbox.is_cut(), Some(Cut::Slow));
     }
 
     #[tokio::test]
     async fn a_tick_wakes_a_waiting_session_and_is_not_lost_before_it_waits() {
-        let outbox = Outbox::new(8, 1 << 20);
+        let outbox = Outbox::new(8, 1 << 20, None);
         let ticks = Arc::new(AtomicU64::new(0));
         let waiter = tokio::spawn({
             let (outbox, ticks) = (outbox.clone(), Arc::clone(&ticks));
@@ -268,7 +511,7 @@ mod tests {
         );
         // A tick comes before waiting frames (a session always busy writing
         // still checks its silence and its token), then the frames; a cut before both.
-        outbox.push(item(1));
+        outbox.deliver(&item(1));
         assert_eq!(outbox.ready(&ticks, 0).await, Wake::Tick(2));
         assert_eq!(outbox.ready(&ticks, 2).await, Wake::Frames);
         outbox.cut(Cut::Drain);
@@ -277,14 +520,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_session_wakes_on_a_push_or_a_cut() {
-        let outbox = Outbox::new(8, 1 << 20);
+        let outbox = Outbox::new(8, 1 << 20, None);
         let waiter = tokio::spawn({
             let outbox = outbox.clone();
             async move { outbox.ready(&AtomicU64::new(0), 0).await }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiter.is_finished());
-        outbox.push(item(1));
+        outbox.deliver(&item(1));
         assert_eq!(
             tokio::time::timeout(Duration::from_secs(1), waiter).await.unwrap().unwrap(),
             Wake::Frames
@@ -295,7 +538,7 @@ mod tests {
             async move { outbox.cut_off().await }
         });
         // A push wakes it, but it waits on for the cut.
-        outbox.push(item(2));
+        outbox.deliver(&item(2));
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!cut.is_finished());
         outbox.cut(Cut::Revoked);

@@ -1,7 +1,9 @@
 //! The outgoing frame: what waits in a session's outbox, encoded once per
-//! event and shared by every recipient (`Utf8Bytes` clones are reference counts).
+//! event and shared by every recipient (`Utf8Bytes` and `Bytes` clones are
+//! reference counts).
 
 use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 
 use super::fabric::Event;
 use crate::ids::UserId;
@@ -17,7 +19,7 @@ pub enum Outgoing {
         /// Its `type`, for metrics.
         kind: &'static str,
         /// The encoded frame.
-        frame: Utf8Bytes,
+        frame: Encoded,
     },
     /// A `message` frame, which a session that is catching up may hold back or skip.
     Message {
@@ -26,18 +28,55 @@ pub enum Outgoing {
         /// Its number.
         seq: MessageNumber,
         /// The encoded frame.
-        frame: Utf8Bytes,
+        frame: Encoded,
         /// When the message was created (ms since the epoch), for the delivery latency.
         at: i64,
     },
 }
 
 impl Outgoing {
+    /// The encoded frame.
+    pub fn frame(&self) -> &Encoded {
+        match self {
+            Self::Frame { frame, .. } | Self::Message { frame, .. } => frame,
+        }
+    }
+
     /// The encoded frame's length, in bytes.
     pub fn byte_len(&self) -> usize {
-        match self {
-            Self::Frame { frame, .. } | Self::Message { frame, .. } => frame.len(),
+        self.frame().text.len()
+    }
+}
+
+/// A frame's text, and the same text as a whole WebSocket frame (a server's:
+/// unmasked), for the fan-out to write to a socket itself.
+#[derive(Clone, Debug)]
+pub struct Encoded {
+    /// The JSON, as tungstenite writes it.
+    pub text: Utf8Bytes,
+    /// The WebSocket frame carrying it: header, then the JSON.
+    pub ws: Bytes,
+}
+
+impl From<String> for Encoded {
+    fn from(text: String) -> Self {
+        let len = text.len();
+        let mut ws = Vec::with_capacity(len + 10);
+        // FIN and the text opcode (RFC 6455, 5.2), then the length in 7, 7+16 or 7+64 bits.
+        ws.push(0x81);
+        match u16::try_from(len) {
+            Ok(short) if short < 126 => ws.push(short as u8),
+            Ok(short) => {
+                ws.push(126);
+                ws.extend_from_slice(&short.to_be_bytes());
+            }
+            Err(_) => {
+                ws.push(127);
+                ws.extend_from_slice(&(len as u64).to_be_bytes());
+            }
         }
+        ws.extend_from_slice(text.as_bytes());
+        Self { text: text.into(), ws: ws.into() }
     }
 }
 
@@ -141,5 +180,30 @@ pub fn message_out(m: &Message) -> MessageOut {
         attachments: if m.is_deleted() { Vec::new() } else { m.attachments.clone() },
         mentions: if m.is_deleted() { Vec::new() } else { model::mentions(&m.body) },
         reactions: std::collections::BTreeMap::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_websocket_frame_carries_the_text_with_the_length_in_each_of_its_three_sizes() {
+        for len in [0, 125, 126, 65_535, 65_536, 200_000] {
+            let encoded = Encoded::from("x".repeat(len));
+            let mut cursor = std::io::Cursor::new(&encoded.ws[..]);
+            let (header, payload) = tungstenite::protocol::frame::FrameHeader::parse(&mut cursor)
+                .unwrap()
+                .unwrap_or_else(|| panic!("a whole header for {len}"));
+            assert!(header.is_final && header.mask.is_none(), "{len}");
+            assert_eq!(
+                header.opcode,
+                tungstenite::protocol::frame::coding::OpCode::Data(
+                    tungstenite::protocol::frame::coding::Data::Text
+                )
+            );
+            assert_eq!(payload, len as u64);
+            assert_eq!(&encoded.ws[cursor.position() as usize..], encoded.text.as_bytes());
+        }
     }
 }

@@ -89,7 +89,7 @@ impl Session {
         // A live copy can only trail the catch-up by what the outbox holds.
         let remember = self.state.config.outbox_frames.max(PAGE);
         // Messages this session already got live are not repeated.
-        let got_live = live.live.of_chat(chat);
+        let got_live = outbox.live_of_chat(chat);
         let (mut position, mut total) = (after, 0usize);
         let mut sent: Vec<MessageNumber> = Vec::new();
         let mut frame = Filling { items: Vec::new(), bytes: 0 };
@@ -145,8 +145,7 @@ impl Session {
             read = (FRAME_BYTES.saturating_sub(frame.bytes) / largest.max(1)).clamp(1, PAGE);
         };
         let keep_from = sent.len().saturating_sub(remember);
-        let resumed = live.resumed.entry(chat).or_default();
-        resumed.sent.extend(sent.drain(keep_from..));
+        outbox.carried(chat, sent.drain(keep_from..));
         closing
     }
 }

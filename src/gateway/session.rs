@@ -1,15 +1,17 @@
 //! One WebSocket session: authenticate, then one loop over {client frame,
 //! outbox, heartbeat tick, slow-consumer cut, shutdown}. The loop owns the
-//! socket; everything else reaches the client through the bounded outbox.
+//! socket's reads; everything else reaches the client through the bounded
+//! outbox, which, while the session has nothing queued, lets the fan-out
+//! write a live frame to a plain TCP socket itself (`delivery::outbox`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::header::CONNECTION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -25,8 +27,8 @@ use super::pipeline::Sends;
 use super::reads::Reads;
 use crate::auth::bearer;
 use crate::chat::{Authenticated, ErrorKind, Refusal, Service};
-use crate::delivery::{Cut, Outbox, Outgoing, SessionHandle, SessionId, Slot, Wake};
-use crate::ids::{ChatNumber, MessageNumber, Timestamp, UserId};
+use crate::delivery::{Cut, Outbox, Outgoing, SessionHandle, SessionId, Slot, Wake, Wire};
+use crate::ids::{Timestamp, UserId};
 use crate::model::Application;
 use crate::protocol::{RequestId, Resume};
 use crate::protocol::{ServerFrame, close};
@@ -78,6 +80,7 @@ pub async fn ws_handler(
     State(state): State<GatewayState>,
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    wire: Option<Extension<Arc<Wire>>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     // In the order axum's own rejections came: query, then the handshake.
@@ -130,7 +133,7 @@ pub async fn ws_handler(
         // layer would keep its own copy of what it hands down (rust#62958),
         // and every idle session holds this future.
         .on_upgrade(move |socket| match slot {
-            Some(slot) => Either::Left(Session::new(state, who).run(socket, slot)),
+            Some(slot) => Either::Left(Session::new(state, who, wire.map(|w| w.0)).run(socket, slot)),
             // Upgraded first so that browsers see why: they cannot read a refused handshake.
             None => Either::Right(refuse(socket)),
         })
@@ -163,6 +166,8 @@ pub(super) struct Session {
     pub(super) auth: Option<crate::auth::SessionClaim>,
     /// When its token expires (an in-band `refresh` renews it).
     pub(super) expiry: Expiry,
+    /// Its socket's write side, when the connection is plain TCP (not TLS).
+    wire: Option<Arc<Wire>>,
 }
 
 /// Why the loop ends: the close code and reason to send, if any.
@@ -180,37 +185,6 @@ fn closing_for(why: Cut) -> Closing {
     }
 }
 
-/// Live messages of a resumed chat that its catch-up already carried.
-#[derive(Default)]
-pub(super) struct Resumed {
-    pub(super) sent: HashSet<MessageNumber>,
-}
-
-/// The live messages a session wrote most recently, so that a later
-/// catch-up does not repeat them. Recorded on every delivery and read only by
-/// a `hello`, so recording is a push onto a ring and the reader builds its set.
-#[derive(Default)]
-pub(super) struct LiveLog {
-    order: std::collections::VecDeque<(ChatNumber, MessageNumber)>,
-}
-
-impl LiveLog {
-    /// Entries kept: the outbox size bounds how far a catch-up can trail live traffic.
-    const KEEP: usize = 1024;
-
-    fn record(&mut self, chat: ChatNumber, seq: MessageNumber) {
-        if self.order.len() == Self::KEEP {
-            self.order.pop_front();
-        }
-        self.order.push_back((chat, seq));
-    }
-
-    /// The numbers of `chat` written live.
-    pub(super) fn of_chat(&self, chat: ChatNumber) -> HashSet<MessageNumber> {
-        self.order.iter().filter(|(c, _)| *c == chat).map(|&(_, seq)| seq).collect()
-    }
-}
-
 /// What the loop keeps between frames.
 pub(super) struct LoopState {
     pub(super) last_heard: Instant,
@@ -218,10 +192,6 @@ pub(super) struct LoopState {
     strikes_since: Instant,
     /// The frame budget, and what the last refusals announced.
     budget: Budget,
-    /// Per resumed chat, the catch-up's newest numbers, so live copies are skipped.
-    pub(super) resumed: HashMap<ChatNumber, Resumed>,
-    /// Live messages written, so a catch-up skips them.
-    pub(super) live: LiveLog,
     /// The last heartbeat tick handled (see `Hub::tick`).
     tick: u64,
 }
@@ -250,10 +220,10 @@ enum Incoming {
 }
 
 impl Session {
-    fn new(state: GatewayState, who: Authenticated) -> Self {
+    fn new(state: GatewayState, who: Authenticated, wire: Option<Arc<Wire>>) -> Self {
         let id = state.hub.next_session_id();
         let expiry = Expiry::new(who.expires_at, state.chat.sessions_config().expiry_notice_secs);
-        Self { state, app: who.app, user: who.user, id, auth: who.session, expiry }
+        Self { state, app: who.app, user: who.user, id, auth: who.session, expiry, wire }
     }
 
     fn run(self, socket: WebSocket, slot: Slot) -> impl Future<Output = ()> + Send {
@@ -268,7 +238,8 @@ impl Session {
     /// not split: the loop reads it only while waiting and writes it only in
     /// between, so a split's lock (taken on every read and write) buys nothing.
     async fn serve(self, mut sink: Sink, _slot: Slot) {
-        let outbox = Outbox::new(self.state.config.outbox_frames, self.state.config.outbox_bytes);
+        let outbox =
+            Outbox::new(self.state.config.outbox_frames, self.state.config.outbox_bytes, self.wire.clone());
         let auth = self.auth.as_ref().map(|claim| claim.id.clone());
         let handle = SessionHandle { id: self.id, outbox: outbox.clone(), auth };
         if let Err(over) = self.state.hub.register(&self.app.id, &self.user, handle, caps(&self.state.config))
@@ -293,12 +264,12 @@ impl Session {
             strikes: 0,
             strikes_since: now,
             budget: Budget::new(now),
-            resumed: HashMap::new(),
-            live: LiveLog::default(),
             tick: ticks.load(std::sync::atomic::Ordering::Acquire),
         };
         let mut closing =
             Box::pin(self.write(&mut sink, &outbox, vec![WsMessage::Text(welcome.to_text().into())])).await;
+        // Live frames queued before the welcome are written by the loop; then the fan-out writes.
+        outbox.go_direct();
         // The request being handled: one at a time, in order, while live
         // traffic keeps flowing to the client (its own sends must not make
         // it look like a slow consumer). A send leaves this step once
@@ -318,7 +289,11 @@ impl Session {
                         match self.on_client(message, &mut live) {
                             Incoming::Answer(answers) => Box::pin(self.answer(answers, &mut live, &mut sink, &outbox)).await,
                             Incoming::Hello(id, resume) => {
-                                Box::pin(self.hello(id, resume, &mut live, &mut sink, &outbox)).await
+                                // The catch-up comes before the live frames it covers: they queue meanwhile.
+                                outbox.stop_direct();
+                                let closing = Box::pin(self.hello(id, resume, &mut live, &mut sink, &outbox)).await;
+                                outbox.go_direct();
+                                closing
                             }
                             Incoming::Request(frame) => {
                                 request = Some(Box::pin(self.on_request(frame)));
@@ -364,12 +339,13 @@ impl Session {
                         let now = Timestamp::now().millis();
                         let mut frames = Vec::new();
                         let mut written = 0;
-                        outbox.take_each(WRITE_BATCH, |item| {
-                            push_outgoing(&mut frames, item, &mut live, now, &mut written);
-                        });
+                        outbox.take_each(WRITE_BATCH, |item| push_outgoing(&mut frames, item, now, &mut written));
                         // One atomic add per batch: every session shares this counter.
                         crate::metrics::metrics().messages_out.inc_by(written);
-                        Box::pin(self.write(&mut sink, &outbox, frames)).await
+                        let closing = Box::pin(self.write(&mut sink, &outbox, frames)).await;
+                        // Everything taken is written: if nothing is left queued, the fan-out writes.
+                        outbox.go_direct();
+                        closing
                     }
                     Wake::Tick(tick) => {
                         live.tick = tick;
@@ -378,6 +354,8 @@ impl Session {
                 },
             };
         }
+        // Nothing more is written to the socket but by this task (the close follows).
+        outbox.stop_direct();
         // The request under way and the sends already numbered are carried
         // through though their client will not see the answers: a send
         // dropped halfway would hold its `client_msg_id` until the claim is
@@ -419,8 +397,9 @@ impl Session {
 
     /// Writes frames in order, then flushes; a client that does not take
     /// them within `write_timeout_ms` (or overflows its outbox meanwhile) is slow.
+    /// What the fan-out left unsent in the socket's wire is flushed too.
     pub(super) async fn write(&self, sink: &mut Sink, outbox: &Outbox, frames: Vec<WsMessage>) -> Closing {
-        if frames.is_empty() {
+        if frames.is_empty() && !outbox.has_unsent() {
             return None;
         }
         let timeout = Duration::from_millis(self.state.config.write_timeout_ms);
@@ -631,30 +610,20 @@ fn count_close(code: Option<u16>) {
     m.sessions_closed.with_label_values(&[reason]).inc();
 }
 
-/// Adds an outbox item to the frames to write, unless a catch-up carried it;
-/// counts the messages in `written` (added to the metric once per batch).
-fn push_outgoing(
-    frames: &mut Vec<WsMessage>,
-    item: Outgoing,
-    live: &mut LoopState,
-    now: i64,
-    written: &mut u64,
-) {
+/// Adds an outbox item (one a catch-up did not carry) to the frames to
+/// write; counts the messages in `written` (added to the metric once per batch).
+fn push_outgoing(frames: &mut Vec<WsMessage>, item: Outgoing, now: i64, written: &mut u64) {
     let m = crate::metrics::metrics();
     match item {
         Outgoing::Frame { kind, frame } => {
             m.frames_out.with_label_values(&[kind]).inc();
-            frames.push(WsMessage::Text(frame));
+            frames.push(WsMessage::Text(frame.text));
         }
-        Outgoing::Message { chat, seq, frame, at } => {
-            let carried = live.resumed.get(&chat).is_some_and(|r| r.sent.contains(&seq));
-            if !carried {
-                live.live.record(chat, seq);
-                *written += 1;
-                let waited = now.saturating_sub(at).max(0);
-                m.delivery_seconds.observe(waited as f64 / 1000.0);
-                frames.push(WsMessage::Text(frame));
-            }
+        Outgoing::Message { frame, at, .. } => {
+            *written += 1;
+            let waited = now.saturating_sub(at).max(0);
+            m.delivery_seconds.observe(waited as f64 / 1000.0);
+            frames.push(WsMessage::Text(frame.text));
         }
     }
 }

@@ -44,8 +44,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::plain::Plain;
 use super::tls::ServerTls;
 use crate::config::ServerConfig;
+use crate::delivery::Wire;
 
 /// The least read buffer hyper accepts (`max_buf_size` panics below it).
 const MIN_BUFFER: usize = 8192;
@@ -115,7 +117,7 @@ pub(super) async fn serve(
         }
         let conn = Conn { builder: Arc::clone(&builder), router: router.clone(), limits, stop: stop.clone() };
         match &tls {
-            None => connections.spawn(conn.run(stream, permit)),
+            None => connections.spawn(conn.run_plain(stream, permit)),
             Some(tls) => connections.spawn(conn.run_tls(stream, tls.clone(), permit)),
         };
     }
@@ -178,6 +180,14 @@ struct Conn {
 const TLS_HANDSHAKE: u8 = 0x16;
 
 impl Conn {
+    /// Serves a plain connection as [`Conn::run`] does, its write side shared
+    /// with the WebSocket session it may become (`delivery::wire`).
+    async fn run_plain(self, stream: TcpStream, permit: OwnedSemaphorePermit) {
+        let plain = Plain::new(stream);
+        let wire = plain.wire();
+        self.run(plain, Some(wire), permit).await;
+    }
+
     /// Completes the TLS handshake within the header-read bound, then serves the
     /// connection as [`Conn::run`] does.
     async fn run_tls(self, stream: TcpStream, tls: ServerTls, permit: OwnedSemaphorePermit) {
@@ -197,24 +207,24 @@ impl Conn {
             }
         };
         match tokio::time::timeout(self.limits.header_read, handshake).await {
-            Ok(Ok(Some(stream))) => self.run(stream, permit).await,
+            Ok(Ok(Some(stream))) => self.run(stream, None, permit).await,
             Ok(Ok(None)) => {}
             Ok(Err(plain)) => {
                 tracing::debug!("plain http on the https listener: answered tls_required");
-                Conn { router: tls_required_router(), ..self }.run(plain, permit).await;
+                Conn { router: tls_required_router(), ..self }.run(plain, None, permit).await;
             }
             Err(_) => tracing::debug!("tls handshake timed out"),
         }
     }
 
     /// Serves the connection until it ends, times out or is upgraded; the
-    /// permit counts it as pending until then.
-    async fn run<S>(self, stream: S, permit: OwnedSemaphorePermit)
+    /// permit counts it as pending until then. Its requests carry `wire`, if any.
+    async fn run<S>(self, stream: S, wire: Option<Arc<Wire>>, permit: OwnedSemaphorePermit)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Arc::new(Activity::new());
-        let service = Tracked { router: self.router, activity: Arc::clone(&activity) };
+        let service = Tracked { router: self.router, activity: Arc::clone(&activity), wire };
         let conn = self.builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
         let mut conn = std::pin::pin!(conn);
         let mut expired = std::pin::pin!(activity.expired(self.limits));
@@ -313,6 +323,8 @@ impl Drop for Busy {
 struct Tracked {
     router: Router,
     activity: Arc<Activity>,
+    /// The connection's write side, when plain: a WebSocket upgrade shares it with the fan-out.
+    wire: Option<Arc<Wire>>,
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for Tracked {
@@ -320,8 +332,11 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Tracked {
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-    fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: hyper::Request<Incoming>) -> Self::Future {
         use tower_service::Service as _;
+        if let Some(wire) = &self.wire {
+            request.extensions_mut().insert(Arc::clone(wire));
+        }
         let busy = self.activity.begin();
         let response = self.router.clone().call(request.map(Body::new));
         Box::pin(async move {
