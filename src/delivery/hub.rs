@@ -53,6 +53,68 @@ pub struct Hub {
     presence: Presence,
     /// The heartbeat's count: sessions compare it with the last they saw.
     ticks: Arc<AtomicU64>,
+    /// The fan-outs under way, and when the last ended.
+    fanouts: Arc<Fanouts>,
+}
+
+/// Whether the node's fan-out path is busy. A fan-out alone writes to idle
+/// sessions' sockets itself, one syscall per recipient in its own task (a
+/// few ms for a thousand). When fan-outs overlap or follow each other with
+/// no gap, that path is the bottleneck: one session's pipelined sends would
+/// publish one such fan-out after another, and at a few hundred messages a
+/// second a node would spend a syscall per message per recipient. They then
+/// queue instead, and each session writes whatever the burst left it with
+/// one wake-up and one syscall, as before direct writes.
+struct Fanouts {
+    running: AtomicUsize,
+    /// When the last fan-out ended, in µs since `epoch`.
+    last_end: AtomicU64,
+    epoch: std::time::Instant,
+}
+
+impl Default for Fanouts {
+    fn default() -> Self {
+        Self { running: AtomicUsize::new(0), last_end: AtomicU64::new(0), epoch: std::time::Instant::now() }
+    }
+}
+
+impl Fanouts {
+    /// A fan-out starting within this of the last one's end follows it with no gap.
+    const GAP_MICROS: u64 = 1_000;
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn start(&self) -> Fanning<'_> {
+        let others = self.running.fetch_add(1, Ordering::Relaxed);
+        // 0: none has ended yet.
+        let last = self.last_end.load(Ordering::Relaxed);
+        let gap = last == 0 || self.now().saturating_sub(last) >= Self::GAP_MICROS;
+        Fanning { fanouts: self, direct: others == 0 && gap }
+    }
+}
+
+/// One fan-out under way.
+struct Fanning<'a> {
+    fanouts: &'a Fanouts,
+    /// Started alone, after a gap.
+    direct: bool,
+}
+
+impl Fanning<'_> {
+    /// Whether this fan-out writes to direct sessions itself: it started
+    /// alone, after a gap, and no other has started since.
+    fn may_write(&self) -> bool {
+        self.direct && self.fanouts.running.load(Ordering::Relaxed) == 1
+    }
+}
+
+impl Drop for Fanning<'_> {
+    fn drop(&mut self) {
+        self.fanouts.last_end.store(self.fanouts.now().max(1), Ordering::Relaxed);
+        self.fanouts.running.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// How many sessions one user, and one application, may hold on this node (0: no cap).
@@ -237,7 +299,8 @@ impl Hub {
     }
 
     /// Delivers `item` to every session of `users` but `except`: written to
-    /// the socket by this call when the session is direct, else queued.
+    /// the socket by this call when the session is direct and the node's
+    /// fan-out path is not busy ([`Fanouts`]), else queued.
     pub fn send_to<'a>(
         &self,
         app: &AppId,
@@ -253,10 +316,11 @@ impl Hub {
             let of_users = users.filter_map(|user| of_app.users.get(user)).flatten();
             of_users.filter(|s| Some(s.id) != except).map(|s| s.outbox.clone()).collect()
         };
+        let fanning = self.fanouts.start();
         let mut written = 0u64;
         for outbox in &outboxes {
             // A full outbox cuts its session off as slow.
-            if outbox.deliver(item) == Delivered::Written {
+            if outbox.deliver_or_queue(item, fanning.may_write()) == Delivered::Written {
                 written += 1;
                 if let Outgoing::Message { at, .. } = item {
                     let waited = crate::ids::Timestamp::now().millis().saturating_sub(*at).max(0);
@@ -314,5 +378,25 @@ impl Fabric for Hub {
         auths: &[crate::auth::AuthSessionId],
     ) -> Vec<bool> {
         auths.iter().map(|auth| self.has_auth_session(app, user, auth)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fan_out_writes_itself_only_alone_and_after_a_gap() {
+        let fanouts = Fanouts::default();
+        let first = fanouts.start();
+        assert!(first.may_write(), "the node's first fan-out, alone");
+        let second = fanouts.start();
+        assert!(!second.may_write(), "another is under way");
+        assert!(!first.may_write(), "another started since");
+        drop((first, second));
+        // (Whether the next follows with no gap depends on this machine's
+        // speed, so only the gap's far side is checked.)
+        std::thread::sleep(std::time::Duration::from_micros(2 * Fanouts::GAP_MICROS));
+        assert!(fanouts.start().may_write(), "alone again, after a gap");
     }
 }

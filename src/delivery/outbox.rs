@@ -165,11 +165,19 @@ impl Outbox {
     /// else queued; a full outbox or wire (in frames or bytes) cuts its
     /// session off as slow instead.
     pub fn deliver(&self, item: &Outgoing) -> Delivered {
+        self.deliver_or_queue(item, true)
+    }
+
+    /// Delivers `item` as [`deliver`](Self::deliver) does, but queues it even
+    /// for a direct session unless `may_write` (the fan-out is busy: see
+    /// `Hub::send_to`); the session is then not direct until it wrote it.
+    pub fn deliver_or_queue(&self, item: &Outgoing, may_write: bool) -> Delivered {
         if self.is_cut().is_some() {
             return Delivered::Dropped;
         }
         let mut queue = self.queue();
-        if queue.direct
+        if may_write
+            && queue.direct
             && let Some(wire) = &self.0.wire
         {
             if !queue.admit(item) {
@@ -200,6 +208,9 @@ impl Outbox {
         let was_empty = queue.items.is_empty();
         queue.items.push_back(item.clone());
         self.0.bytes.store(bytes, Ordering::Relaxed);
+        // A queued frame ends direct writing until the session has written
+        // it: a later frame written directly would overtake it.
+        queue.direct = false;
         drop(queue);
         if was_empty {
             // Only the first frame wakes the session: it sleeps only after
@@ -456,6 +467,21 @@ mod tests {
         assert_eq!(outbox.deliver(&message(3, 10)), Delivered::Dropped);
         outbox.go_direct();
         assert_eq!(outbox.deliver(&message(3, 11)), Delivered::Dropped);
+    }
+
+    #[tokio::test]
+    async fn a_frame_queued_by_a_busy_fan_out_is_not_overtaken_by_a_direct_one() {
+        let (outbox, mut client) = wired(8, 1 << 20).await;
+        outbox.go_direct();
+        assert_eq!(outbox.deliver_or_queue(&message(1, 1), false), Delivered::Queued);
+        assert_eq!(outbox.deliver(&message(1, 2)), Delivered::Queued, "queued behind the first");
+        let taken: Vec<_> = outbox.take(10).iter().map(|i| i.frame().text.to_string()).collect();
+        assert_eq!(taken, ["m1.1", "m1.2"]);
+        assert_eq!(outbox.deliver(&message(1, 3)), Delivered::Queued, "not direct until the session says so");
+        assert_eq!(outbox.take(10).len(), 1);
+        outbox.go_direct();
+        assert_eq!(outbox.deliver(&message(1, 4)), Delivered::Written);
+        assert_eq!(read_frames(&mut client, 1).await, ["m1.4"]);
     }
 
     #[tokio::test]
