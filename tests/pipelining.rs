@@ -33,6 +33,9 @@ fn pipelining(c: &mut weft::config::Config) {
     c.gateway.outbox_frames = 4096;
     // The refused sends of the first scenario are strikes.
     c.gateway.max_bad_frames = 10_000;
+    // Fan-outs write to idle sockets themselves where they may: the order
+    // checked here must hold across both ways a frame reaches a socket.
+    c.gateway.direct_writes = true;
 }
 
 /// A chat of alice and bob, both connected, and alice's [`SENDS`] sends

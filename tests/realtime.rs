@@ -245,7 +245,18 @@ async fn sync_refuses_a_bad_direction_and_outsiders(s: &TestServer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_cut_off_while_a_fast_one_gets_everything() {
-    let s = TestServer::start_with(Mode::Embedded, |c| c.gateway.outbox_frames = 8).await;
+    // Both ways a frame reaches a socket: queued, and written by the fan-out.
+    for direct_writes in [false, true] {
+        slow_consumer_is_cut_off(direct_writes).await;
+    }
+}
+
+async fn slow_consumer_is_cut_off(direct_writes: bool) {
+    let s = TestServer::start_with(Mode::Embedded, |c| {
+        c.gateway.outbox_frames = 8;
+        c.gateway.direct_writes = direct_writes;
+    })
+    .await;
     let token = s.new_app().await;
     let chat = s.new_chat(&token).await;
     for user in ["fast", "slow"] {

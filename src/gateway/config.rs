@@ -45,6 +45,11 @@ pub struct GatewayConfig {
     /// Sends one session may have numbered but not yet acked; past it the
     /// session reads no more frames until one is acked (backpressure on the socket).
     pub max_inflight_sends: usize,
+    /// Whether a fan-out may write a live frame to an idle session's plain TCP
+    /// socket itself rather than waking the session (`delivery::outbox`). Off
+    /// by default: it saves CPU and latency at light load, and costs
+    /// throughput under heavy fan-out (`docs/benchmarks.md`, issue 15).
+    pub direct_writes: bool,
 }
 
 impl Default for GatewayConfig {
@@ -68,6 +73,7 @@ impl Default for GatewayConfig {
             resume_max_messages: 5_000,
             write_timeout_ms: 10_000,
             max_inflight_sends: 64,
+            direct_writes: false,
         }
     }
 }

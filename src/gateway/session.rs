@@ -238,8 +238,9 @@ impl Session {
     /// not split: the loop reads it only while waiting and writes it only in
     /// between, so a split's lock (taken on every read and write) buys nothing.
     async fn serve(self, mut sink: Sink, _slot: Slot) {
-        let outbox =
-            Outbox::new(self.state.config.outbox_frames, self.state.config.outbox_bytes, self.wire.clone());
+        // Without a wire the outbox never lets the fan-out write.
+        let wire = self.wire.clone().filter(|_| self.state.config.direct_writes);
+        let outbox = Outbox::new(self.state.config.outbox_frames, self.state.config.outbox_bytes, wire);
         let auth = self.auth.as_ref().map(|claim| claim.id.clone());
         let handle = SessionHandle { id: self.id, outbox: outbox.clone(), auth };
         if let Err(over) = self.state.hub.register(&self.app.id, &self.user, handle, caps(&self.state.config))
