@@ -55,6 +55,8 @@ pub struct Hub {
     ticks: Arc<AtomicU64>,
     /// The fan-outs under way, and when the last ended.
     fanouts: Arc<Fanouts>,
+    /// Whether sessions may be written to by the fan-out (`gateway.direct_writes`).
+    direct_writes: bool,
 }
 
 /// Whether the node's fan-out path is busy. A fan-out alone writes to idle
@@ -148,6 +150,11 @@ impl Drop for Slot {
 }
 
 impl Hub {
+    /// A hub whose fan-outs may write to direct sessions' sockets themselves.
+    pub fn with_direct_writes(self, on: bool) -> Self {
+        Self { direct_writes: on, ..self }
+    }
+
     /// A fresh session id.
     pub fn next_session_id(&self) -> SessionId {
         SessionId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1)
@@ -308,6 +315,19 @@ impl Hub {
         item: &Outgoing,
         except: Option<SessionId>,
     ) {
+        if !self.direct_writes {
+            // Queued under the lock: a push never waits, and cloning each
+            // handle out of the map cost more than the pushes.
+            let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(of_app) = sessions.get(app) else { return };
+            for session in users.filter_map(|user| of_app.users.get(user)).flatten() {
+                if Some(session.id) != except {
+                    // A full outbox cuts its session off as slow.
+                    session.outbox.deliver_or_queue(item, false);
+                }
+            }
+            return;
+        }
         // Taken out under the lock, delivered after it: a delivery may be a
         // socket write, and other fan-outs and connects must not wait for those.
         let outboxes: Vec<Outbox> = {
