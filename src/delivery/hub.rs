@@ -53,70 +53,95 @@ pub struct Hub {
     presence: Presence,
     /// The heartbeat's count: sessions compare it with the last they saw.
     ticks: Arc<AtomicU64>,
-    /// The fan-outs under way, and when the last ended.
-    fanouts: Arc<Fanouts>,
+    /// How many deliveries a second fan-outs may write themselves.
+    budget: Arc<Budget>,
     /// Whether sessions may be written to by the fan-out (`gateway.direct_writes`).
     direct_writes: bool,
 }
 
-/// Whether the node's fan-out path is busy. A fan-out alone writes to idle
-/// sessions' sockets itself, one syscall per recipient in its own task (a
-/// few ms for a thousand). When fan-outs overlap or follow each other with
-/// no gap, that path is the bottleneck: one session's pipelined sends would
-/// publish one such fan-out after another, and at a few hundred messages a
-/// second a node would spend a syscall per message per recipient. They then
-/// queue instead, and each session writes whatever the burst left it with
-/// one wake-up and one syscall, as before direct writes.
-struct Fanouts {
-    running: AtomicUsize,
-    /// When the last fan-out ended, in µs since `epoch`.
-    last_end: AtomicU64,
+/// How many deliveries a second the node's fan-outs may write themselves.
+///
+/// A fan-out writing to idle sessions' sockets itself spends one syscall per
+/// recipient in its own task (a few ms for a thousand) and coalesces nothing;
+/// queued, a burst reaches each session in one wake-up and one syscall,
+/// however many messages it holds. The first is cheaper while messages are
+/// few and far between, the second once many follow one another: direct
+/// writes capped one sender's pipelined sends into a 1,000-member chat at
+/// ~330 msg/s and a node at ~300 msg/s (`docs/benchmarks.md`). So every
+/// delivery is counted in windows of [`WINDOW_MS`](Self::WINDOW_MS), and a
+/// fan-out writes itself only while neither the last window nor this one
+/// (with it) went past the budget; past it, fan-outs queue until a window
+/// stays under it. Counted approximately (relaxed atomics, a window's turn
+/// may lose a few deliveries to the next): it picks a path, nothing more.
+struct Budget {
+    /// Deliveries per window; 0: never direct.
+    per_window: u64,
+    /// The current window's number since `epoch`.
+    window: AtomicU64,
+    /// Deliveries counted in the current window.
+    used: AtomicU64,
+    /// Deliveries counted in the window before it (0 if it had none).
+    before: AtomicU64,
     epoch: std::time::Instant,
 }
 
-impl Default for Fanouts {
+impl Budget {
+    const WINDOW_MS: u64 = 100;
+
+    /// A budget of `per_sec` deliveries a second (0: none).
+    fn new(per_sec: u64) -> Self {
+        Self {
+            per_window: per_sec.saturating_mul(Self::WINDOW_MS) / 1000,
+            window: AtomicU64::new(0),
+            used: AtomicU64::new(0),
+            before: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+        }
+    }
+
+    /// Counts a fan-out to `n` sessions at `at_ms` (since `epoch`); whether it may write itself.
+    fn admit_at(&self, n: u64, at_ms: u64) -> bool {
+        if self.per_window == 0 {
+            return false;
+        }
+        let now = at_ms / Self::WINDOW_MS;
+        let current = self.window.load(Ordering::Relaxed);
+        if now > current
+            && self.window.compare_exchange(current, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            let used = self.used.swap(0, Ordering::Relaxed);
+            self.before.store(if now == current + 1 { used } else { 0 }, Ordering::Relaxed);
+        }
+        let used = self.used.fetch_add(n, Ordering::Relaxed).saturating_add(n);
+        used <= self.per_window && self.before.load(Ordering::Relaxed) <= self.per_window
+    }
+
+    /// Counts a fan-out to `n` sessions now; whether it may write itself.
+    fn admit(&self, n: u64) -> bool {
+        let at = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.admit_at(n, at)
+    }
+}
+
+impl Default for Budget {
     fn default() -> Self {
-        Self { running: AtomicUsize::new(0), last_end: AtomicU64::new(0), epoch: std::time::Instant::now() }
+        Self::new(0)
     }
 }
 
-impl Fanouts {
-    /// A fan-out starting within this of the last one's end follows it with no gap.
-    const GAP_MICROS: u64 = 1_000;
-
-    fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
-    }
-
-    fn start(&self) -> Fanning<'_> {
-        let others = self.running.fetch_add(1, Ordering::Relaxed);
-        // 0: none has ended yet.
-        let last = self.last_end.load(Ordering::Relaxed);
-        let gap = last == 0 || self.now().saturating_sub(last) >= Self::GAP_MICROS;
-        Fanning { fanouts: self, direct: others == 0 && gap }
-    }
+tokio::task_local! {
+    /// Set around a publish by a publisher with more persisted messages right
+    /// behind it (a session's pipelined sends, see `gateway::pipeline`). Its
+    /// fan-outs run one after another in its task, so one that wrote 1,000
+    /// sockets itself (~3 ms) would hold up the rest; queued, it takes a
+    /// fraction of that, and each recipient's session writes the burst with
+    /// one wake-up. A hint on the path taken, never on what is delivered.
+    static BACKLOG: bool;
 }
 
-/// One fan-out under way.
-struct Fanning<'a> {
-    fanouts: &'a Fanouts,
-    /// Started alone, after a gap.
-    direct: bool,
-}
-
-impl Fanning<'_> {
-    /// Whether this fan-out writes to direct sessions itself: it started
-    /// alone, after a gap, and no other has started since.
-    fn may_write(&self) -> bool {
-        self.direct && self.fanouts.running.load(Ordering::Relaxed) == 1
-    }
-}
-
-impl Drop for Fanning<'_> {
-    fn drop(&mut self) {
-        self.fanouts.last_end.store(self.fanouts.now().max(1), Ordering::Relaxed);
-        self.fanouts.running.fetch_sub(1, Ordering::Relaxed);
-    }
+/// Runs `publish` (which fans out) knowing whether more wait behind it: see [`BACKLOG`].
+pub async fn with_backlog<F: Future>(behind: bool, publish: F) -> F::Output {
+    BACKLOG.scope(behind, publish).await
 }
 
 /// How many sessions one user, and one application, may hold on this node (0: no cap).
@@ -150,9 +175,10 @@ impl Drop for Slot {
 }
 
 impl Hub {
-    /// A hub whose fan-outs may write to direct sessions' sockets themselves.
-    pub fn with_direct_writes(self, on: bool) -> Self {
-        Self { direct_writes: on, ..self }
+    /// A hub whose fan-outs may write to direct sessions' sockets
+    /// themselves, up to `per_sec` deliveries a second on this node (see [`Budget`]).
+    pub fn with_direct_writes(self, on: bool, per_sec: u64) -> Self {
+        Self { direct_writes: on, budget: Arc::new(Budget::new(per_sec)), ..self }
     }
 
     /// A fresh session id.
@@ -306,8 +332,9 @@ impl Hub {
     }
 
     /// Delivers `item` to every session of `users` but `except`: written to
-    /// the socket by this call when the session is direct and the node's
-    /// fan-out path is not busy ([`Fanouts`]), else queued.
+    /// the socket by this call when the session is direct, the node's
+    /// fan-outs are within their [`Budget`] and no [`BACKLOG`] waits behind
+    /// this one, else queued.
     pub fn send_to<'a>(
         &self,
         app: &AppId,
@@ -336,11 +363,12 @@ impl Hub {
             let of_users = users.filter_map(|user| of_app.users.get(user)).flatten();
             of_users.filter(|s| Some(s.id) != except).map(|s| s.outbox.clone()).collect()
         };
-        let fanning = self.fanouts.start();
+        let behind = BACKLOG.try_with(|behind| *behind).unwrap_or(false);
+        let may_write = self.budget.admit(outboxes.len() as u64) && !behind;
         let mut written = 0u64;
         for outbox in &outboxes {
             // A full outbox cuts its session off as slow.
-            if outbox.deliver_or_queue(item, fanning.may_write()) == Delivered::Written {
+            if outbox.deliver_or_queue(item, may_write) == Delivered::Written {
                 written += 1;
                 if let Outgoing::Message { at, .. } = item {
                     let waited = crate::ids::Timestamp::now().millis().saturating_sub(*at).max(0);
@@ -406,17 +434,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_fan_out_writes_itself_only_alone_and_after_a_gap() {
-        let fanouts = Fanouts::default();
-        let first = fanouts.start();
-        assert!(first.may_write(), "the node's first fan-out, alone");
-        let second = fanouts.start();
-        assert!(!second.may_write(), "another is under way");
-        assert!(!first.may_write(), "another started since");
-        drop((first, second));
-        // (Whether the next follows with no gap depends on this machine's
-        // speed, so only the gap's far side is checked.)
-        std::thread::sleep(std::time::Duration::from_micros(2 * Fanouts::GAP_MICROS));
-        assert!(fanouts.start().may_write(), "alone again, after a gap");
+    fn fan_outs_write_themselves_only_within_the_budget() {
+        // 1,000 a second: 100 per window of 100 ms.
+        let budget = Budget::new(1_000);
+        assert!(budget.admit_at(60, 0), "within this window's budget");
+        assert!(budget.admit_at(40, 50), "exactly at it");
+        assert!(!budget.admit_at(1, 99), "past it");
+        assert!(!budget.admit_at(1, 150), "the last window went past it");
+        assert!(budget.admit_at(10, 250), "the last window (2 deliveries) stayed under it");
+        assert!(budget.admit_at(10, 5_000), "after a quiet spell");
+        assert!(!Budget::new(0).admit_at(1, 0), "no budget: never direct");
     }
 }

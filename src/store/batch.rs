@@ -4,12 +4,12 @@
 //! queued (up to `max_messages`, waiting at most `max_delay_ms` for more) and
 //! commits it as one store call, with up to `max_in_flight` commits running at
 //! once. Under load, batches grow by themselves while earlier commits are in
-//! flight; when idle, a lone message waits `max_delay_ms` for company (0:
-//! committed at once). The wait trades latency for CPU: what is committed
-//! together is fanned out together, and each recipient's session writes it
-//! with one wake-up (`docs/design.md`, "The batch writer"); with
-//! `gateway.direct_writes` on, the fan-out writes each message itself and the
-//! wait saves only commits. On a store whose
+//! flight; when idle, a lone message waits `max_delay_ms` for company (0, the
+//! default: committed at once). The wait trades latency for CPU: what is
+//! committed together is fanned out together, and each recipient's session
+//! writes it with one wake-up (`docs/design.md`, "The batch writer"); with
+//! `gateway.direct_writes` on (the default), the fan-out writes each message
+//! itself and the wait saves only commits. On a store whose
 //! chats are written apart (CQL), a batch's chats are written concurrently and
 //! each chat's senders are answered when their chat is written, not when the
 //! batch's slowest chat is.
@@ -45,7 +45,7 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        Self { max_messages: 256, max_delay_ms: 1, max_in_flight: 4, queue: 16_384 }
+        Self { max_messages: 256, max_delay_ms: 0, max_in_flight: 4, queue: 16_384 }
     }
 }
 
