@@ -445,4 +445,35 @@ mod tests {
         assert!(budget.admit_at(10, 5_000), "after a quiet spell");
         assert!(!Budget::new(0).admit_at(1, 0), "no budget: never direct");
     }
+
+    #[tokio::test]
+    async fn a_publish_with_others_behind_it_queues_rather_than_writing_itself() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (ours, _) = listener.accept().await.unwrap();
+        let wire = Arc::new(super::super::Wire::new(ours.into_split().1));
+        let outbox = Outbox::new(8, 1 << 20, Some(wire));
+        let (app, user) = (AppId::new("app"), UserId::parse("bob").unwrap());
+        for (direct, budget, behind, written) in [
+            (true, 1_000_000, false, true),
+            (true, 1_000_000, true, false),
+            (true, 0, false, false),
+            (false, 1_000_000, false, false),
+        ] {
+            let hub = Hub::default().with_direct_writes(direct, budget);
+            let handle = SessionHandle { id: hub.next_session_id(), outbox: outbox.clone(), auth: None };
+            hub.register(&app, &user, handle, Caps::default()).unwrap();
+            outbox.go_direct();
+            let item = Outgoing::Frame { kind: "typing", frame: String::from("t").into() };
+            with_backlog(behind, async { hub.send_to(&app, [&user].into_iter(), &item, None) }).await;
+            let queued = outbox.take(8).len();
+            assert_eq!(queued == 0, written, "direct {direct}, budget {budget}, behind {behind}");
+            if written {
+                use tokio::io::AsyncReadExt as _;
+                let mut frame = [0u8; 3];
+                client.read_exact(&mut frame).await.unwrap();
+                assert_eq!(frame, [0x81, 1, b't'], "the whole frame, written by the fan-out");
+            }
+        }
+    }
 }
