@@ -99,8 +99,10 @@ impl Budget {
         }
     }
 
-    /// Counts a fan-out to `n` sessions at `at_ms` (since `epoch`); whether it may write itself.
-    fn admit_at(&self, n: u64, at_ms: u64) -> bool {
+    /// Whether a fan-out at `at_ms` (since `epoch`) may write itself: neither
+    /// the last window nor this one so far went past the budget. It is
+    /// [`count`](Self::count)ed once made, whichever way.
+    fn allows_at(&self, at_ms: u64) -> bool {
         if self.per_window == 0 {
             return false;
         }
@@ -112,14 +114,18 @@ impl Budget {
             let used = self.used.swap(0, Ordering::Relaxed);
             self.before.store(if now == current + 1 { used } else { 0 }, Ordering::Relaxed);
         }
-        let used = self.used.fetch_add(n, Ordering::Relaxed).saturating_add(n);
-        used <= self.per_window && self.before.load(Ordering::Relaxed) <= self.per_window
+        self.used.load(Ordering::Relaxed) <= self.per_window
+            && self.before.load(Ordering::Relaxed) <= self.per_window
     }
 
-    /// Counts a fan-out to `n` sessions now; whether it may write itself.
-    fn admit(&self, n: u64) -> bool {
-        let at = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.admit_at(n, at)
+    /// Whether a fan-out now may write itself (see [`allows_at`](Self::allows_at)).
+    fn allows(&self) -> bool {
+        self.allows_at(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Counts a fan-out's `n` deliveries in the current window.
+    fn count(&self, n: u64) {
+        self.used.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -342,17 +348,23 @@ impl Hub {
         item: &Outgoing,
         except: Option<SessionId>,
     ) {
-        if !self.direct_writes {
+        let behind = self.direct_writes && BACKLOG.try_with(|behind| *behind).unwrap_or(false);
+        if !self.direct_writes || behind || !self.budget.allows() {
             // Queued under the lock: a push never waits, and cloning each
             // handle out of the map cost more than the pushes.
-            let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-            let Some(of_app) = sessions.get(app) else { return };
-            for session in users.filter_map(|user| of_app.users.get(user)).flatten() {
-                if Some(session.id) != except {
-                    // A full outbox cuts its session off as slow.
-                    session.outbox.deliver_or_queue(item, false);
+            let mut count = 0u64;
+            {
+                let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+                let Some(of_app) = sessions.get(app) else { return };
+                for session in users.filter_map(|user| of_app.users.get(user)).flatten() {
+                    if Some(session.id) != except {
+                        // A full outbox cuts its session off as slow.
+                        session.outbox.deliver_or_queue(item, false);
+                        count += 1;
+                    }
                 }
             }
+            self.budget.count(count);
             return;
         }
         // Taken out under the lock, delivered after it: a delivery may be a
@@ -363,12 +375,11 @@ impl Hub {
             let of_users = users.filter_map(|user| of_app.users.get(user)).flatten();
             of_users.filter(|s| Some(s.id) != except).map(|s| s.outbox.clone()).collect()
         };
-        let behind = BACKLOG.try_with(|behind| *behind).unwrap_or(false);
-        let may_write = self.budget.admit(outboxes.len() as u64) && !behind;
+        self.budget.count(outboxes.len() as u64);
         let mut written = 0u64;
         for outbox in &outboxes {
             // A full outbox cuts its session off as slow.
-            if outbox.deliver_or_queue(item, may_write) == Delivered::Written {
+            if outbox.deliver_or_queue(item, true) == Delivered::Written {
                 written += 1;
                 if let Outgoing::Message { at, .. } = item {
                     let waited = crate::ids::Timestamp::now().millis().saturating_sub(*at).max(0);
@@ -437,13 +448,18 @@ mod tests {
     fn fan_outs_write_themselves_only_within_the_budget() {
         // 1,000 a second: 100 per window of 100 ms.
         let budget = Budget::new(1_000);
-        assert!(budget.admit_at(60, 0), "within this window's budget");
-        assert!(budget.admit_at(40, 50), "exactly at it");
-        assert!(!budget.admit_at(1, 99), "past it");
-        assert!(!budget.admit_at(1, 150), "the last window went past it");
-        assert!(budget.admit_at(10, 250), "the last window (2 deliveries) stayed under it");
-        assert!(budget.admit_at(10, 5_000), "after a quiet spell");
-        assert!(!Budget::new(0).admit_at(1, 0), "no budget: never direct");
+        let fan_out = |n: u64, at: u64| {
+            let allowed = budget.allows_at(at);
+            budget.count(n);
+            allowed
+        };
+        assert!(fan_out(60, 0), "within this window's budget");
+        assert!(fan_out(41, 50), "at 60 of 100");
+        assert!(!fan_out(1, 99), "past it (101)");
+        assert!(!fan_out(1, 150), "the last window went past it");
+        assert!(fan_out(10, 250), "the last window (1 delivery) stayed under it");
+        assert!(fan_out(10, 5_000), "after a quiet spell");
+        assert!(!Budget::new(0).allows_at(0), "no budget: never direct");
     }
 
     #[tokio::test]
