@@ -53,10 +53,9 @@ pub struct Hub {
     presence: Presence,
     /// The heartbeat's count: sessions compare it with the last they saw.
     ticks: Arc<AtomicU64>,
-    /// How many deliveries a second fan-outs may write themselves.
+    /// How many deliveries a second fan-outs may write themselves (none
+    /// with `gateway.direct_writes` off).
     budget: Arc<Budget>,
-    /// Whether sessions may be written to by the fan-out (`gateway.direct_writes`).
-    direct_writes: bool,
 }
 
 /// How many deliveries a second the node's fan-outs may write themselves.
@@ -125,7 +124,9 @@ impl Budget {
 
     /// Counts a fan-out's `n` deliveries in the current window.
     fn count(&self, n: u64) {
-        self.used.fetch_add(n, Ordering::Relaxed);
+        if self.per_window > 0 {
+            self.used.fetch_add(n, Ordering::Relaxed);
+        }
     }
 }
 
@@ -184,7 +185,7 @@ impl Hub {
     /// A hub whose fan-outs may write to direct sessions' sockets
     /// themselves, up to `per_sec` deliveries a second on this node (see [`Budget`]).
     pub fn with_direct_writes(self, on: bool, per_sec: u64) -> Self {
-        Self { direct_writes: on, budget: Arc::new(Budget::new(per_sec)), ..self }
+        Self { budget: Arc::new(Budget::new(if on { per_sec } else { 0 })), ..self }
     }
 
     /// A fresh session id.
@@ -348,38 +349,32 @@ impl Hub {
         item: &Outgoing,
         except: Option<SessionId>,
     ) {
-        let behind = self.direct_writes && BACKLOG.try_with(|behind| *behind).unwrap_or(false);
-        if !self.direct_writes || behind || !self.budget.allows() {
+        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(of_app) = sessions.get(app) else { return };
+        let recipients =
+            users.filter_map(|user| of_app.users.get(user)).flatten().filter(|s| Some(s.id) != except);
+        if !self.budget.allows() || BACKLOG.try_with(|behind| *behind).unwrap_or(false) {
             // Queued under the lock: a push never waits, and cloning each
             // handle out of the map cost more than the pushes.
             let mut count = 0u64;
-            {
-                let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-                let Some(of_app) = sessions.get(app) else { return };
-                for session in users.filter_map(|user| of_app.users.get(user)).flatten() {
-                    if Some(session.id) != except {
-                        // A full outbox cuts its session off as slow.
-                        session.outbox.deliver_or_queue(item, false);
-                        count += 1;
-                    }
-                }
+            for session in recipients {
+                // A full outbox cuts its session off as slow.
+                session.outbox.deliver_or_queue(item, false);
+                count += 1;
             }
+            drop(sessions);
             self.budget.count(count);
             return;
         }
         // Taken out under the lock, delivered after it: a delivery may be a
         // socket write, and other fan-outs and connects must not wait for those.
-        let outboxes: Vec<Outbox> = {
-            let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-            let Some(of_app) = sessions.get(app) else { return };
-            let of_users = users.filter_map(|user| of_app.users.get(user)).flatten();
-            of_users.filter(|s| Some(s.id) != except).map(|s| s.outbox.clone()).collect()
-        };
+        let outboxes: Vec<Outbox> = recipients.map(|s| s.outbox.clone()).collect();
+        drop(sessions);
         self.budget.count(outboxes.len() as u64);
         let mut written = 0u64;
         for outbox in &outboxes {
             // A full outbox cuts its session off as slow.
-            if outbox.deliver_or_queue(item, true) == Delivered::Written {
+            if outbox.deliver(item) == Delivered::Written {
                 written += 1;
                 if let Outgoing::Message { at, .. } = item {
                     let waited = crate::ids::Timestamp::now().millis().saturating_sub(*at).max(0);
@@ -467,7 +462,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (ours, _) = listener.accept().await.unwrap();
-        let wire = Arc::new(super::super::Wire::new(ours.into_split().1));
+        let wire = Arc::new(crate::delivery::Wire::new(ours.into_split().1));
         let outbox = Outbox::new(8, 1 << 20, Some(wire));
         let (app, user) = (AppId::new("app"), UserId::parse("bob").unwrap());
         for (direct, budget, behind, written) in [
