@@ -169,7 +169,7 @@ impl Outbox {
     }
 
     /// Delivers `item` as [`deliver`](Self::deliver) does, but queues it even
-    /// for a direct session unless `may_write` (the fan-out is busy: see
+    /// for a direct session unless `may_write` (the fan-out queues: past its budget, or with a backlog; see
     /// `Hub::send_to`); the session is then not direct until it wrote it.
     pub fn deliver_or_queue(&self, item: &Outgoing, may_write: bool) -> Delivered {
         if self.is_cut().is_some() {
