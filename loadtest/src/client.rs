@@ -406,6 +406,17 @@ impl Client {
             }
             return;
         }
+        // One frame a line: a session opened with `?batch=1` may get several in one.
+        if text.contains('\n') {
+            for line in text.split('\n') {
+                self.on_weft_frame(line);
+            }
+        } else {
+            self.on_weft_frame(text);
+        }
+    }
+
+    fn on_weft_frame(&mut self, text: &str) {
         let Ok(frame) = serde_json::from_str::<Frame<'_>>(text) else {
             self.error("unreadable frame");
             return;
@@ -588,6 +599,23 @@ mod tests {
         assert_eq!(c.outcome.latencies_us.len(), 1);
         assert!(c.outcome.received[&9].contains(4));
         assert_eq!(c.outcome.errors["rate_limited"], 1);
+    }
+
+    #[test]
+    fn a_batched_frame_is_read_a_line_at_a_time() {
+        let mut c = client(Target::Listen, 0.0);
+        c.on_text(concat!(
+            r#"{"type":"message","chat":9,"seq":4,"sender":"b7","body":"1:xx","sent_at":"x"}"#,
+            "\n",
+            r#"{"type":"typing","chat":9,"user":"b7"}"#,
+            "\n",
+            r#"{"type":"message","chat":9,"seq":5,"sender":"b7","body":"2:x\ny","sent_at":"x"}"#,
+        ));
+        assert!(c.outcome.received[&9].contains(4));
+        assert!(c.outcome.received[&9].contains(5));
+        assert!(c.outcome.errors.is_empty(), "{:?}", c.outcome.errors);
+        c.on_text("{\"type\":\"message\"\nnot json");
+        assert_eq!(c.outcome.errors["unreadable frame"], 2);
     }
 
     #[test]

@@ -464,6 +464,10 @@ struct Common {
     /// WebSocket handshakes in flight at once.
     #[arg(long, default_value_t = 200)]
     connect_concurrency: usize,
+    /// weft: open sessions with `?batch=1`, so that frames the node writes together
+    /// share a WebSocket frame, a line each (as Centrifugo's JSON protocol always does).
+    #[arg(long)]
+    batch: bool,
     /// Write the results as JSON to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -495,7 +499,9 @@ impl Common {
         anyhow::ensure!(self.window >= 1, "--window must be at least 1");
         anyhow::ensure!(self.duration_secs >= 1, "--duration-secs must be at least 1");
         Ok(Load {
-            node: Node::new(&self.url, self.admin_key.clone())?.spread_over(&self.spread)?,
+            node: Node::new(&self.url, self.admin_key.clone())?
+                .spread_over(&self.spread)?
+                .batched(self.batch),
             rate: self.rate,
             window: self.window,
             body_bytes: self.body_bytes,

@@ -21,6 +21,8 @@ pub struct Node {
     /// Where WebSockets go, in turn (the cluster scenario spreads them over nodes).
     spread: Vec<Url>,
     next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Whether sessions ask for batched frames (`?batch=1`).
+    batch: bool,
 }
 
 #[derive(Deserialize)]
@@ -48,7 +50,7 @@ impl Node {
     pub fn new(url: &str, admin_key: Option<String>) -> anyhow::Result<Self> {
         let base = loopback_url(url)?;
         let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
-        Ok(Self { spread: vec![base.clone()], base, http, admin_key, next: Default::default() })
+        Ok(Self { spread: vec![base.clone()], base, http, admin_key, next: Default::default(), batch: false })
     }
 
     /// (Nodes but the first, the first): for sockets that must sit apart.
@@ -66,6 +68,12 @@ impl Node {
     }
 
     /// Spreads WebSockets over these nodes in turn (REST stays on `--url`).
+    /// Sessions opened from now on ask for batched frames (`?batch=1`), or not.
+    pub fn batched(mut self, batch: bool) -> Self {
+        self.batch = batch;
+        self
+    }
+
     pub fn spread_over(mut self, urls: &[String]) -> anyhow::Result<Self> {
         if !urls.is_empty() {
             self.spread = urls.iter().map(|u| loopback_url(u)).collect::<anyhow::Result<_>>()?;
@@ -225,7 +233,8 @@ impl Node {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.spread.len().max(1);
         let mut url = self.spread.get(n).unwrap_or(&self.base).join("/ws")?;
         url.set_scheme("ws").map_err(|()| anyhow::anyhow!("cannot make a ws:// URL of {}", self.base))?;
-        url.set_query(Some(&format!("token={jwt}")));
+        let batch = if self.batch { "&batch=1" } else { "" };
+        url.set_query(Some(&format!("token={jwt}{batch}")));
         Ok(url.into())
     }
 }
@@ -264,5 +273,7 @@ mod tests {
     fn the_ws_url_carries_the_token() {
         let node = Node::new("http://127.0.0.1:8080", None).unwrap();
         assert_eq!(node.ws_url("a.b.c").unwrap(), "ws://127.0.0.1:8080/ws?token=a.b.c");
+        let node = node.batched(true);
+        assert_eq!(node.ws_url("a.b.c").unwrap(), "ws://127.0.0.1:8080/ws?token=a.b.c&batch=1");
     }
 }

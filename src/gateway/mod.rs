@@ -4,6 +4,7 @@
 //! - `handlers`: what each client frame does;
 //! - `catch_up`: `hello`, streamed a frame at a time;
 //! - `pipeline`: a session's sends between their number and their ack;
+//! - `lines`: batched frames, several in one WebSocket frame for a client that asks;
 //! - `caps`: the per-user and per-application session caps;
 //! - `expiry`: when the session's token expires, and its `token_expiring` notice;
 //! - `state`: what every session shares ([`GatewayState`]);
@@ -21,6 +22,7 @@ mod config;
 mod expiry;
 mod handlers;
 mod limits;
+mod lines;
 mod pipeline;
 mod reads;
 mod session;

@@ -64,13 +64,17 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<GatewayState> {
         `Authorization: Bearer` or, where a client cannot set headers (browsers), as `?token=`; \
         the handshake is refused before the upgrade when it does not authenticate.",
     security(("user_token" = []), ("user_token_query" = [])),
-    params(("token" = Option<String>, Query, description = "The user token, when not sent as a bearer header")),
+    params(
+        ("token" = Option<String>, Query, description = "The user token, when not sent as a bearer header"),
+        ("batch" = Option<bool>, Query, description = "`1` or `true`: the node may write several frames \
+            in one WebSocket text frame, one JSON object a line (docs/protocol.md, \"Batched frames\")"),
+    ),
     responses(
         (status = 101, description = "Switching protocols: the session speaks docs/protocol.md"),
         (status = 400, description = "`websocket_required`: not a WebSocket handshake"),
         (status = 401, description = "`invalid_token`, `session_revoked`: no user token, or one forged, expired, for no application or signed before a rotation; or its session was revoked"),
         (status = 405, description = "`websocket_required`: a WebSocket handshake is a GET"),
-        (status = 422, description = "`invalid_parameter`: a query that cannot be read"),
+        (status = 422, description = "`invalid_parameter`: a query that cannot be read, or a `batch` other than 1, true, 0 or false"),
         (status = 426, description = "`websocket_required`: the connection cannot be upgraded"),
         (status = 500, description = "`internal`: a bug or unreadable data (logged on the node)"),
         (status = 503, description = "`draining`, `store_unavailable`, `redis_unavailable`, `identity_provider_unavailable`: the node is shutting down (connect to another), or a service does not answer"),
@@ -91,6 +95,18 @@ pub async fn ws_handler(
             "the query string cannot be read",
         );
         return refused(bad);
+    };
+    let batch = match query.get("batch").map(String::as_str) {
+        None | Some("0" | "false") => false,
+        Some("1" | "true") => true,
+        Some(_) => {
+            let bad = crate::edge::http_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_parameter",
+                "batch must be 1 (or true) to batch frames, 0 (or false) not to",
+            );
+            return refused(bad);
+        }
     };
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
@@ -133,7 +149,7 @@ pub async fn ws_handler(
         // layer would keep its own copy of what it hands down (rust#62958),
         // and every idle session holds this future.
         .on_upgrade(move |socket| match slot {
-            Some(slot) => Either::Left(Session::new(state, who, wire.map(|w| w.0)).run(socket, slot)),
+            Some(slot) => Either::Left(Session::new(state, who, wire.map(|w| w.0), batch).run(socket, slot)),
             // Upgraded first so that browsers see why: they cannot read a refused handshake.
             None => Either::Right(refuse(socket)),
         })
@@ -168,6 +184,9 @@ pub(super) struct Session {
     pub(super) expiry: Expiry,
     /// Its socket's write side, when the connection is plain TCP (not TLS).
     wire: Option<Arc<Wire>>,
+    /// Whether the client asked for batched frames (`?batch=1`): frames written
+    /// together share a WebSocket frame, a line each (`lines`).
+    batch: bool,
 }
 
 /// Why the loop ends: the close code and reason to send, if any.
@@ -220,10 +239,10 @@ enum Incoming {
 }
 
 impl Session {
-    fn new(state: GatewayState, who: Authenticated, wire: Option<Arc<Wire>>) -> Self {
+    fn new(state: GatewayState, who: Authenticated, wire: Option<Arc<Wire>>, batch: bool) -> Self {
         let id = state.hub.next_session_id();
         let expiry = Expiry::new(who.expires_at, state.chat.sessions_config().expiry_notice_secs);
-        Self { state, app: who.app, user: who.user, id, auth: who.session, expiry, wire }
+        Self { state, app: who.app, user: who.user, id, auth: who.session, expiry, wire, batch }
     }
 
     fn run(self, socket: WebSocket, slot: Slot) -> impl Future<Output = ()> + Send {
@@ -338,11 +357,12 @@ impl Session {
                     Wake::Cut(why) => closing_for(why),
                     Wake::Frames => {
                         let now = Timestamp::now().millis();
-                        let mut frames = Vec::new();
+                        let mut texts = Vec::new();
                         let mut written = 0;
-                        outbox.take_each(WRITE_BATCH, |item| push_outgoing(&mut frames, item, now, &mut written));
+                        outbox.take_each(WRITE_BATCH, |item| push_outgoing(&mut texts, item, now, &mut written));
                         // One atomic add per batch: every session shares this counter.
                         crate::metrics::metrics().messages_out.inc_by(written);
+                        let frames = super::lines::pack(texts, self.batch);
                         let closing = Box::pin(self.write(&mut sink, &outbox, frames)).await;
                         // Everything taken is written: if nothing is left queued, the fan-out writes.
                         outbox.go_direct();
@@ -611,20 +631,20 @@ fn count_close(code: Option<u16>) {
     m.sessions_closed.with_label_values(&[reason]).inc();
 }
 
-/// Adds an outbox item (one a catch-up did not carry) to the frames to
+/// Adds an outbox item (one a catch-up did not carry) to the texts to
 /// write; counts the messages in `written` (added to the metric once per batch).
-fn push_outgoing(frames: &mut Vec<WsMessage>, item: Outgoing, now: i64, written: &mut u64) {
+fn push_outgoing(texts: &mut Vec<Utf8Bytes>, item: Outgoing, now: i64, written: &mut u64) {
     let m = crate::metrics::metrics();
     match item {
         Outgoing::Frame { kind, frame } => {
             m.frames_out.with_label_values(&[kind]).inc();
-            frames.push(WsMessage::Text(frame.text));
+            texts.push(frame.text);
         }
         Outgoing::Message { frame, at, .. } => {
             *written += 1;
             let waited = now.saturating_sub(at).max(0);
             m.delivery_seconds.observe(waited as f64 / 1000.0);
-            frames.push(WsMessage::Text(frame.text));
+            texts.push(frame.text);
         }
     }
 }

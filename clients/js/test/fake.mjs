@@ -42,6 +42,10 @@ export class FakeServer {
       frame(f) {
         this.onmessage?.({ data: JSON.stringify(f) });
       }
+      // Several frames in one WebSocket frame, a line each (`?batch=1`).
+      frames(fs) {
+        this.onmessage?.({ data: fs.map((f) => JSON.stringify(f)).join('\n') });
+      }
       serverClose(code, reason = '') {
         this.readyState = 3;
         this.onclose?.({ code, reason });

@@ -47,6 +47,21 @@ test('live frames out of order come out in order, once', async () => {
   client.close();
 });
 
+test('the client asks for batched frames and reads one frame a line, in order', async () => {
+  const { server, client, got } = setup({ client: { positions: { 3: 0 } } });
+  const p = client.connect();
+  const ws = await server.socket(1);
+  assert.equal(new URL(ws.url).searchParams.get('batch'), '1');
+  ws.welcome();
+  await p;
+  ws.frame({ type: 'messages', id: ws.of('hello')[0].id, chat: 3, items: [], has_more: false, done: true });
+  ws.frames([1, 2, 3].map((s) => ({ type: 'message', ...msg(3, s) })));
+  ws.frames([{ type: 'typing', chat: 3, user: 'bob' }, { type: 'message', ...msg(3, 4), body: 'two\nlines' }]);
+  assert.deepEqual(got.map((g) => g.seq), [1, 2, 3, 4]);
+  assert.equal(client.position(3), 4);
+  client.close();
+});
+
 test('a gap that stays open is filled with sync; a number skipped for good is passed, a late one still comes once', async () => {
   const { server, client, got } = setup({ client: { positions: { 3: 0 } } });
   const gaps = [];
