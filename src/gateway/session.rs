@@ -140,6 +140,9 @@ pub async fn ws_handler(
     // unread bytes resets it, so the client would never see why.
     let max = state.config.max_frame_bytes.saturating_add(OVERSIZE_SLACK);
     let slot = state.hub.reserve(state.config.max_connections);
+    // Boxed: axum's upgrade task keeps the callback's captures for the
+    // session's whole life, so they are one pointer, not the session.
+    let session = slot.map(|slot| Box::new((Session::new(state, who, wire.map(|w| w.0), batch), slot)));
     upgrade
         .max_frame_size(max)
         .max_message_size(max)
@@ -148,8 +151,11 @@ pub async fn ws_handler(
         // Plain closures and `Either` rather than async blocks: each async
         // layer would keep its own copy of what it hands down (rust#62958),
         // and every idle session holds this future.
-        .on_upgrade(move |socket| match slot {
-            Some(slot) => Either::Left(Session::new(state, who, wire.map(|w| w.0), batch).run(socket, slot)),
+        .on_upgrade(move |socket| match session {
+            Some(session) => {
+                let (session, slot) = *session;
+                Either::Left(session.run(socket, slot))
+            }
             // Upgraded first so that browsers see why: they cannot read a refused handshake.
             None => Either::Right(refuse(socket)),
         })
@@ -252,131 +258,153 @@ impl Session {
     }
 
     /// The session's loop. Every idle session is one such future, so the
-    /// rarer steps (catch-ups, answers, writes, ticks) are boxed: the future
-    /// keeps only the loop's own state, not the largest step's. The socket is
-    /// not split: the loop reads it only while waiting and writes it only in
-    /// between, so a split's lock (taken on every read and write) buys nothing.
-    async fn serve(self, mut sink: Sink, _slot: Slot) {
-        // Without a wire the outbox never lets the fan-out write.
-        let wire = self.wire.clone().filter(|_| self.state.config.direct_writes);
-        let outbox = Outbox::new(self.state.config.outbox_frames, self.state.config.outbox_bytes, wire);
-        let auth = self.auth.as_ref().map(|claim| claim.id.clone());
-        let handle = SessionHandle { id: self.id, outbox: outbox.clone(), auth };
-        if let Err(over) = self.state.hub.register(&self.app.id, &self.user, handle, caps(&self.state.config))
-        {
-            return Box::pin(refuse_over(sink, over)).await;
-        }
-        crate::metrics::metrics().sessions_opened.inc();
-        // Routed here before the welcome, so a `hello` sent after it misses nothing from other nodes.
-        Box::pin(self.presence_opened()).await;
-        let welcome = ServerFrame::Welcome {
-            user: self.user.clone(),
-            session: self.id.to_string(),
-            node: self.state.node_id.clone(),
-        };
-        // The heartbeat reaches the session through its outbox (`Wake::Tick`),
-        // and at shutdown the hub cuts the sessions off one by one over the
-        // drain window (`Cut::Drain`): no timer per session.
-        let ticks = self.state.hub.ticks();
-        let now = Instant::now();
-        let mut live = LoopState {
-            last_heard: now,
-            strikes: 0,
-            strikes_since: now,
-            budget: Budget::new(now),
-            tick: ticks.load(std::sync::atomic::Ordering::Acquire),
-        };
-        let mut closing =
-            Box::pin(self.write(&mut sink, &outbox, vec![WsMessage::Text(welcome.to_text().into())])).await;
-        // Live frames queued before the welcome are written by the loop; then the fan-out writes.
-        outbox.go_direct();
-        // The request being handled: one at a time, in order, while live
-        // traffic keeps flowing to the client (its own sends must not make
-        // it look like a slow consumer). A send leaves this step once
-        // numbered, for `sends`: made on the first send, as idle sessions never need it.
-        let mut request: Option<Pending<'_>> = None;
-        let mut sends: Option<Box<Sends<'_>>> = None;
-        let max_sends = self.state.config.max_inflight_sends;
-        // Polled only when its own waker fired: most wake-ups are for frames to write.
-        let reads = Reads::new();
-        while closing.is_none() {
-            let in_flight = sends.as_ref().map_or(0, |s| s.len());
-            closing = tokio::select! {
-                incoming = std::future::poll_fn(|cx| reads.poll_next(&mut sink, cx)),
-                    if request.is_none() && in_flight < max_sends => match incoming {
-                    Some(Ok(message)) => {
-                        live.last_heard = Instant::now();
-                        match self.on_client(message, &mut live) {
-                            Incoming::Answer(answers) => Box::pin(self.answer(answers, &mut live, &mut sink, &outbox)).await,
-                            Incoming::Hello(id, resume) => {
-                                // The catch-up comes before the live frames it covers: they queue meanwhile.
-                                outbox.stop_direct();
-                                let closing = Box::pin(self.hello(id, resume, &mut live, &mut sink, &outbox)).await;
-                                outbox.go_direct();
-                                closing
+    /// rarer steps (catch-ups, answers, writes, ticks, the close) are boxed:
+    /// the future keeps only the loop's own state, not the largest step's.
+    /// An `async move` block rather than an `async fn`: an async fn moves its
+    /// arguments into locals, and the future would hold the session and its
+    /// socket twice (rust#62958). The socket is not split: the loop reads it
+    /// only while waiting and writes it only in between, so a split's lock
+    /// (taken on every read and write) buys nothing.
+    #[allow(clippy::manual_async_fn, reason = "an async fn would hold its arguments twice")]
+    fn serve(self, mut sink: Sink, slot: Slot) -> impl Future<Output = ()> + Send {
+        async move {
+            // Without a wire the outbox never lets the fan-out write.
+            let wire = self.wire.clone().filter(|_| self.state.config.direct_writes);
+            let outbox = Outbox::new(self.state.config.outbox_frames, self.state.config.outbox_bytes, wire);
+            let auth = self.auth.as_ref().map(|claim| claim.id.clone());
+            let handle = SessionHandle { id: self.id, outbox: outbox.clone(), auth };
+            if let Err(over) =
+                self.state.hub.register(&self.app.id, &self.user, handle, caps(&self.state.config))
+            {
+                return Box::pin(refuse_over(sink, over)).await;
+            }
+            crate::metrics::metrics().sessions_opened.inc();
+            // Routed here before the welcome, so a `hello` sent after it misses nothing from other nodes.
+            Box::pin(self.presence_opened()).await;
+            // Only its text is kept: the frame would stay in the future for the session's life.
+            let welcome = ServerFrame::Welcome {
+                user: self.user.clone(),
+                session: self.id.to_string(),
+                node: self.state.node_id.clone(),
+            }
+            .to_text();
+            // The heartbeat reaches the session through its outbox (`Wake::Tick`),
+            // and at shutdown the hub cuts the sessions off one by one over the
+            // drain window (`Cut::Drain`): no timer per session.
+            let ticks = self.state.hub.ticks();
+            let now = Instant::now();
+            let mut live = LoopState {
+                last_heard: now,
+                strikes: 0,
+                strikes_since: now,
+                budget: Budget::new(now),
+                tick: ticks.load(std::sync::atomic::Ordering::Acquire),
+            };
+            let mut closing =
+                Box::pin(self.write(&mut sink, &outbox, vec![WsMessage::Text(welcome.into())])).await;
+            // Live frames queued before the welcome are written by the loop; then the fan-out writes.
+            outbox.go_direct();
+            // The request being handled: one at a time, in order, while live
+            // traffic keeps flowing to the client (its own sends must not make
+            // it look like a slow consumer). A send leaves this step once
+            // numbered, for `sends`: made on the first send, as idle sessions never need it.
+            let mut request: Option<Pending<'_>> = None;
+            let mut sends: Option<Box<Sends<'_>>> = None;
+            let max_sends = self.state.config.max_inflight_sends;
+            // Polled only when its own waker fired: most wake-ups are for frames to write.
+            let reads = Reads::new();
+            while closing.is_none() {
+                let in_flight = sends.as_ref().map_or(0, |s| s.len());
+                closing = tokio::select! {
+                    incoming = std::future::poll_fn(|cx| reads.poll_next(&mut sink, cx)),
+                        if request.is_none() && in_flight < max_sends => match incoming {
+                        Some(Ok(message)) => {
+                            live.last_heard = Instant::now();
+                            match self.on_client(message, &mut live) {
+                                Incoming::Answer(answers) => Box::pin(self.answer(answers, &mut live, &mut sink, &outbox)).await,
+                                Incoming::Hello(id, resume) => {
+                                    // The catch-up comes before the live frames it covers: they queue meanwhile.
+                                    outbox.stop_direct();
+                                    let closing = Box::pin(self.hello(id, resume, &mut live, &mut sink, &outbox)).await;
+                                    outbox.go_direct();
+                                    closing
+                                }
+                                Incoming::Request(frame) => {
+                                    request = Some(Box::pin(self.on_request(frame)));
+                                    None
+                                }
+                                Incoming::TooLarge => Box::pin(self.too_large(&mut sink, &outbox)).await,
+                                Incoming::Close(closing) => closing,
                             }
-                            Incoming::Request(frame) => {
-                                request = Some(Box::pin(self.on_request(frame)));
+                        }
+                        Some(Err(e)) => Box::pin(self.on_read_error(&e, &mut sink, &outbox)).await,
+                        None => Some((close::NORMAL, "")),
+                    },
+                    handled = async {
+                        match request.as_mut() {
+                            Some(pending) => pending.await,
+                            None => std::future::pending().await,
+                        }
+                    }, if request.is_some() => {
+                        request = None;
+                        match handled {
+                            Handled::SendAnswered(answers) if in_flight > 0 => {
+                                if let Some(sends) = sends.as_mut() {
+                                    sends.push_answered(answers);
+                                }
                                 None
                             }
-                            Incoming::TooLarge => Box::pin(self.too_large(&mut sink, &outbox)).await,
-                            Incoming::Close(closing) => closing,
-                        }
-                    }
-                    Some(Err(e)) => Box::pin(self.on_read_error(&e, &mut sink, &outbox)).await,
-                    None => Some((close::NORMAL, "")),
-                },
-                handled = async {
-                    match request.as_mut() {
-                        Some(pending) => pending.await,
-                        None => std::future::pending().await,
-                    }
-                }, if request.is_some() => {
-                    request = None;
-                    match handled {
-                        Handled::SendAnswered(answers) if in_flight > 0 => {
-                            if let Some(sends) = sends.as_mut() {
-                                sends.push_answered(answers);
+                            Handled::Done(answers) | Handled::SendAnswered(answers) => {
+                                Box::pin(self.answer(answers, &mut live, &mut sink, &outbox)).await
                             }
-                            None
+                            Handled::Persist(id, numbered) => {
+                                sends.get_or_insert_with(|| Box::new(Sends::new(&self.state.chat))).push(id, numbered);
+                                None
+                            }
                         }
-                        Handled::Done(answers) | Handled::SendAnswered(answers) => {
-                            Box::pin(self.answer(answers, &mut live, &mut sink, &outbox)).await
+                    },
+                    answers = std::future::poll_fn(|cx| match sends.as_mut() {
+                        Some(sends) => sends.poll_answer(cx),
+                        None => std::task::Poll::Pending,
+                    }), if in_flight > 0 => Box::pin(self.answer(answers, &mut live, &mut sink, &outbox)).await,
+                    wake = outbox.ready(ticks, live.tick) => match wake {
+                        Wake::Cut(why) => closing_for(why),
+                        Wake::Frames => {
+                            let now = Timestamp::now().millis();
+                            let mut texts = Vec::new();
+                            let mut written = 0;
+                            outbox.take_each(WRITE_BATCH, |item| push_outgoing(&mut texts, item, now, &mut written));
+                            // One atomic add per batch: every session shares this counter.
+                            crate::metrics::metrics().messages_out.inc_by(written);
+                            let frames = super::lines::pack(texts, self.batch);
+                            let closing = Box::pin(self.write(&mut sink, &outbox, frames)).await;
+                            // Everything taken is written: if nothing is left queued, the fan-out writes.
+                            outbox.go_direct();
+                            closing
                         }
-                        Handled::Persist(id, numbered) => {
-                            sends.get_or_insert_with(|| Box::new(Sends::new(&self.state.chat))).push(id, numbered);
-                            None
+                        Wake::Tick(tick) => {
+                            live.tick = tick;
+                            Box::pin(self.on_tick(&live, &mut sink, &outbox)).await
                         }
-                    }
-                },
-                answers = std::future::poll_fn(|cx| match sends.as_mut() {
-                    Some(sends) => sends.poll_answer(cx),
-                    None => std::task::Poll::Pending,
-                }), if in_flight > 0 => Box::pin(self.answer(answers, &mut live, &mut sink, &outbox)).await,
-                wake = outbox.ready(ticks, live.tick) => match wake {
-                    Wake::Cut(why) => closing_for(why),
-                    Wake::Frames => {
-                        let now = Timestamp::now().millis();
-                        let mut texts = Vec::new();
-                        let mut written = 0;
-                        outbox.take_each(WRITE_BATCH, |item| push_outgoing(&mut texts, item, now, &mut written));
-                        // One atomic add per batch: every session shares this counter.
-                        crate::metrics::metrics().messages_out.inc_by(written);
-                        let frames = super::lines::pack(texts, self.batch);
-                        let closing = Box::pin(self.write(&mut sink, &outbox, frames)).await;
-                        // Everything taken is written: if nothing is left queued, the fan-out writes.
-                        outbox.go_direct();
-                        closing
-                    }
-                    Wake::Tick(tick) => {
-                        live.tick = tick;
-                        Box::pin(self.on_tick(&live, &mut sink, &outbox)).await
-                    }
-                },
-            };
+                    },
+                };
+            }
+            // Nothing more is written to the socket but by this task (the close follows).
+            outbox.stop_direct();
+            Box::pin(self.wind_up(request, sends, closing, &mut sink)).await;
+            drop(slot);
         }
-        // Nothing more is written to the socket but by this task (the close follows).
-        outbox.stop_direct();
+    }
+
+    /// The session's end: what it had under way is carried through, then it
+    /// leaves the hub and closes its socket with `closing`'s code.
+    async fn wind_up<'a>(
+        &'a self,
+        mut request: Option<Pending<'a>>,
+        mut sends: Option<Box<Sends<'a>>>,
+        closing: Closing,
+        sink: &mut Sink,
+    ) {
         // The request under way and the sends already numbered are carried
         // through though their client will not see the answers: a send
         // dropped halfway would hold its `client_msg_id` until the claim is
