@@ -407,12 +407,8 @@ impl Client {
             return;
         }
         // One frame a line: a session opened with `?batch=1` may get several in one.
-        if text.contains('\n') {
-            for line in text.split('\n') {
-                self.on_weft_frame(line);
-            }
-        } else {
-            self.on_weft_frame(text);
+        for line in text.split('\n') {
+            self.on_weft_frame(line);
         }
     }
 

@@ -67,13 +67,13 @@ impl Node {
         Ok((rest, first))
     }
 
-    /// Spreads WebSockets over these nodes in turn (REST stays on `--url`).
     /// Sessions opened from now on ask for batched frames (`?batch=1`), or not.
     pub fn batched(mut self, batch: bool) -> Self {
         self.batch = batch;
         self
     }
 
+    /// Spreads WebSockets over these nodes in turn (REST stays on `--url`).
     pub fn spread_over(mut self, urls: &[String]) -> anyhow::Result<Self> {
         if !urls.is_empty() {
             self.spread = urls.iter().map(|u| loopback_url(u)).collect::<anyhow::Result<_>>()?;

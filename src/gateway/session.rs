@@ -371,12 +371,12 @@ impl Session {
                         Wake::Cut(why) => closing_for(why),
                         Wake::Frames => {
                             let now = Timestamp::now().millis();
-                            let mut texts = Vec::new();
+                            let mut frames = Vec::new();
                             let mut written = 0;
-                            outbox.take_each(WRITE_BATCH, |item| push_outgoing(&mut texts, item, now, &mut written));
+                            outbox.take_each(WRITE_BATCH, |item| push_outgoing(&mut frames, item, now, &mut written));
                             // One atomic add per batch: every session shares this counter.
                             crate::metrics::metrics().messages_out.inc_by(written);
-                            let frames = super::lines::pack(texts, self.batch);
+                            let frames = super::lines::pack(frames, self.batch);
                             let closing = Box::pin(self.write(&mut sink, &outbox, frames)).await;
                             // Everything taken is written: if nothing is left queued, the fan-out writes.
                             outbox.go_direct();
@@ -659,20 +659,20 @@ fn count_close(code: Option<u16>) {
     m.sessions_closed.with_label_values(&[reason]).inc();
 }
 
-/// Adds an outbox item (one a catch-up did not carry) to the texts to
+/// Adds an outbox item (one a catch-up did not carry) to the frames to
 /// write; counts the messages in `written` (added to the metric once per batch).
-fn push_outgoing(texts: &mut Vec<Utf8Bytes>, item: Outgoing, now: i64, written: &mut u64) {
+fn push_outgoing(frames: &mut Vec<WsMessage>, item: Outgoing, now: i64, written: &mut u64) {
     let m = crate::metrics::metrics();
     match item {
         Outgoing::Frame { kind, frame } => {
             m.frames_out.with_label_values(&[kind]).inc();
-            texts.push(frame.text);
+            frames.push(WsMessage::Text(frame.text));
         }
         Outgoing::Message { frame, at, .. } => {
             *written += 1;
             let waited = now.saturating_sub(at).max(0);
             m.delivery_seconds.observe(waited as f64 / 1000.0);
-            texts.push(frame.text);
+            frames.push(WsMessage::Text(frame.text));
         }
     }
 }
