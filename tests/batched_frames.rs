@@ -28,10 +28,7 @@ const SMALL: u64 = 200;
 const MAX_PACKED: usize = 16 * 1024;
 
 fn config(c: &mut weft::config::Config) {
-    c.gateway.send_rate_per_sec = 100_000;
-    c.gateway.send_burst = 100_000;
-    c.gateway.frame_rate_per_sec = 100_000;
-    c.gateway.frame_burst = 100_000;
+    common::server::with_raised_rates(c);
     c.gateway.outbox_frames = 4096;
     c.gateway.outbox_bytes = 64 * 1024 * 1024;
     // The readers read only once every send is acked.

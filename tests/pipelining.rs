@@ -26,10 +26,7 @@ on_all_modes_configured!(
 const SENDS: u64 = 300;
 
 fn pipelining(c: &mut weft::config::Config) {
-    c.gateway.send_rate_per_sec = 100_000;
-    c.gateway.send_burst = 100_000;
-    c.gateway.frame_rate_per_sec = 100_000;
-    c.gateway.frame_burst = 100_000;
+    common::server::with_raised_rates(c);
     c.gateway.outbox_frames = 4096;
     // The refused sends of the first scenario are strikes.
     c.gateway.max_bad_frames = 10_000;

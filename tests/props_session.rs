@@ -189,10 +189,7 @@ fn any_frames_are_answered_and_the_session_stays_open() {
     let server = runtime.block_on(TestServer::start_with(Mode::Embedded, |c| {
         // Only the frames are under test here, not the flood and rate limits.
         c.gateway.max_bad_frames = 1_000_000;
-        c.gateway.frame_rate_per_sec = 100_000;
-        c.gateway.frame_burst = 100_000;
-        c.gateway.send_rate_per_sec = 100_000;
-        c.gateway.send_burst = 100_000;
+        common::server::with_raised_rates(c);
     }));
     let config = proptest::test_runner::Config { failure_persistence: None, ..props_support::budget(64) };
     let outcome =

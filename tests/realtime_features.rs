@@ -681,10 +681,7 @@ async fn hello_catches_up_while_others_keep_sending(mode: Mode) {
     const RECONNECT_AT: usize = 250;
     let s = TestServer::start_with(mode, |c| {
         // Three users send 500 messages as fast as they are acked.
-        c.gateway.send_rate_per_sec = 100_000;
-        c.gateway.send_burst = 100_000;
-        c.gateway.frame_rate_per_sec = 100_000;
-        c.gateway.frame_burst = 100_000;
+        common::server::with_raised_rates(c);
         // The whole catch-up fits the recent cache (Redis in cluster mode).
         c.cache.recent_messages = 1_000;
     })

@@ -48,6 +48,15 @@ pub fn with_search(config: &mut Config) {
     config.search.batch_delay_ms = 20;
 }
 
+/// Raises the per-user send limit and the frame budget far above what a
+/// test sends, for tests of throughput and order rather than of the limits.
+pub fn with_raised_rates(config: &mut Config) {
+    config.gateway.send_rate_per_sec = 100_000;
+    config.gateway.send_burst = 100_000;
+    config.gateway.frame_rate_per_sec = 100_000;
+    config.gateway.frame_burst = 100_000;
+}
+
 /// `(endpoint, bucket, region, access key, secret key)` of the test S3 server
 /// (SeaweedFS, from `scripts/services.sh env`); a test that needs it fails without it.
 pub fn s3() -> (String, String, String, String, String) {
