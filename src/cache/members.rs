@@ -4,6 +4,11 @@
 //! per message. Changes made through this node invalidate at once; changes
 //! made through another node are seen after the TTL (the cluster transport
 //! invalidates across nodes).
+//!
+//! A list past half its TTL is still served, and the first send to see it so
+//! refreshes it in the background ([`MembersCache::get_or_refresh`]): a chat
+//! that keeps sending never waits for the store, where a list that simply
+//! expired made one message in every TTL wait for a read of all the members.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,8 +23,8 @@ const MAX_CHATS: usize = 100_000;
 /// The members of a chat, sorted by user id.
 pub type Members = Arc<[UserId]>;
 
-/// A member list and when it was read.
-type Fresh = (Members, Instant);
+/// A member list, when it was read, and whether a refresh of it is under way.
+type Fresh = (Members, Instant, bool);
 
 /// A TTL cache of member lists; cheap to clone.
 #[derive(Clone)]
@@ -57,8 +62,23 @@ impl MembersCache {
     /// The cached members of `chat`, while fresh.
     pub fn get(&self, app: &AppId, chat: ChatNumber) -> Option<Members> {
         let chats = self.chats.lock().unwrap_or_else(PoisonError::into_inner);
-        let (members, at) = chats.get(&(app.clone(), chat))?;
+        let (members, at, _) = chats.get(&(app.clone(), chat))?;
         (at.elapsed() < self.ttl).then(|| members.clone())
+    }
+
+    /// The cached members of `chat`, while fresh, and whether the caller
+    /// should refresh them now: `true` once, for the first call past half
+    /// the TTL (the caller then reads the store and [`put`](Self::put)s).
+    pub fn get_or_refresh(&self, app: &AppId, chat: ChatNumber) -> Option<(Members, bool)> {
+        let mut chats = self.chats.lock().unwrap_or_else(PoisonError::into_inner);
+        let (members, at, refreshing) = chats.get_mut(&(app.clone(), chat))?;
+        let age = at.elapsed();
+        if age >= self.ttl {
+            return None;
+        }
+        let refresh = !*refreshing && age >= self.ttl / 2;
+        *refreshing |= refresh;
+        Some((members.clone(), refresh))
     }
 
     /// Keeps `members` (sorted by user id) of `chat`, read when the epoch was
@@ -74,7 +94,7 @@ impl MembersCache {
         if chats.len() >= MAX_CHATS {
             chats.clear();
         }
-        chats.insert((app.clone(), chat), (members, Instant::now()));
+        chats.insert((app.clone(), chat), (members, Instant::now(), false));
     }
 
     /// Forgets `chat` after its members changed.
@@ -109,6 +129,30 @@ mod tests {
         let off = MembersCache::new(Duration::ZERO);
         off.put(&app, chat, users.clone(), off.epoch(&app, chat));
         assert!(off.get(&app, chat).is_none());
+    }
+
+    #[test]
+    fn a_list_past_half_its_ttl_is_served_and_refreshed_once() {
+        let (app, chat) = (AppId::generate(), ChatNumber(1));
+        let users: Members = ["a", "b"].iter().map(|u| UserId::parse(u).unwrap()).collect();
+        let cache = MembersCache::new(Duration::from_millis(200));
+        assert!(cache.get_or_refresh(&app, chat).is_none());
+        cache.put(&app, chat, users.clone(), cache.epoch(&app, chat));
+        let (listed, refresh) = cache.get_or_refresh(&app, chat).unwrap();
+        assert_eq!((listed.len(), refresh), (2, false));
+        // Aged past half the TTL (moved back in time rather than slept).
+        let past = Instant::now().checked_sub(Duration::from_millis(150)).unwrap();
+        cache.chats.lock().unwrap().get_mut(&(app.clone(), chat)).unwrap().1 = past;
+        assert_eq!(cache.get_or_refresh(&app, chat).map(|(_, r)| r), Some(true));
+        assert_eq!(cache.get_or_refresh(&app, chat).map(|(_, r)| r), Some(false), "one refresh at a time");
+        // The refreshed list starts over.
+        cache.put(&app, chat, users.clone(), cache.epoch(&app, chat));
+        assert_eq!(cache.get_or_refresh(&app, chat).map(|(_, r)| r), Some(false));
+        // Past the TTL nothing is served.
+        let expired = Instant::now().checked_sub(Duration::from_millis(250)).unwrap();
+        cache.chats.lock().unwrap().get_mut(&(app.clone(), chat)).unwrap().1 = expired;
+        assert!(cache.get_or_refresh(&app, chat).is_none());
+        assert!(cache.get(&app, chat).is_none());
     }
 
     #[test]

@@ -133,7 +133,18 @@ impl ChatService {
         app: &AppId,
         chat: ChatNumber,
     ) -> Result<crate::cache::members::Members, ChatError> {
-        if let Some(members) = self.members.get(app, chat) {
+        if let Some((members, refresh)) = self.members.get_or_refresh(app, chat) {
+            if refresh {
+                // Served as it is; read again behind this send.
+                let (store, cache, app) = (self.store.clone(), self.members.clone(), app.clone());
+                tokio::spawn(async move {
+                    let seen = cache.epoch(&app, chat);
+                    match store.members(&app, chat, ALL).await {
+                        Ok(read) => cache.put(&app, chat, read.into_iter().map(|m| m.user).collect(), seen),
+                        Err(e) => tracing::warn!(error = %e, "cannot refresh a chat's members"),
+                    }
+                });
+            }
             return Ok(members);
         }
         let seen = self.members.epoch(app, chat);
