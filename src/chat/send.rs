@@ -7,7 +7,7 @@ use crate::delivery::SessionId;
 use crate::delivery::{Audience, Event};
 use crate::ids::{AppId, ChatNumber, MessageNumber, Timestamp, UserId};
 use crate::model::{Application, Message};
-use crate::sequence::{Claim, IdempotencyKey};
+use crate::sequence::{Claim, IdempotencyKey, claim_numbered};
 
 /// Where a message goes: a chat, or users (the chat is found or created).
 #[derive(Clone, Debug)]
@@ -87,10 +87,12 @@ pub struct Numbered {
     from: Option<SessionId>,
 }
 
-/// A send persisted, its fan-out still to do: [`publish`](ChatService::publish) it.
+/// A send persisted, its claim still to mark and its fan-out still to do:
+/// [`publish`](ChatService::publish) it.
 #[derive(Debug)]
 pub struct Persisted {
     message: Message,
+    claimed: Option<(IdempotencyKey, Claim)>,
     from: Option<SessionId>,
 }
 
@@ -255,6 +257,16 @@ impl ChatService {
             return self.number_claimed(app, author, request, from, None, named).await;
         };
         let key = (app.id.clone(), author.sender().cloned(), id);
+        // The common send (a named chat, nothing to check first) claims its
+        // key and draws its number in one round trip.
+        if let Some(chat) = named
+            && request.reply_to.is_none()
+            && request.attachments.is_empty()
+            && let Some(claim) = claim_numbered(&self.numbers, &self.claims, &key, chat).await?
+        {
+            let message = Self::new_message(app, author, request, chat, claim.seq, Vec::new());
+            return Ok(Staged::Numbered(Box::new(Numbered { message, claimed: Some((key, claim)), from })));
+        }
         // The key is claimed before anything else happens, so that a retry
         // racing the first send waits for it instead of creating a second chat.
         let placeholder = Claim::pending(named.unwrap_or(ChatNumber(0)), MessageNumber(0));
@@ -349,7 +361,21 @@ impl ChatService {
             return Err(ChatError::InFlight);
         }
         self.attach_all(&app.id, chat, seq, &files).await?;
-        let message = Message {
+        let message = Self::new_message(app, author, request, chat, seq, files);
+        let claimed = claimed.map(|(key, _)| (key.clone(), claim));
+        Ok(Staged::Numbered(Box::new(Numbered { message, claimed, from })))
+    }
+
+    /// The message a numbered send stores.
+    fn new_message(
+        app: &Application,
+        author: &Author,
+        request: SendRequest,
+        chat: ChatNumber,
+        seq: MessageNumber,
+        attachments: Vec<crate::model::AttachedFile>,
+    ) -> Message {
+        Message {
             app: app.id.clone(),
             chat,
             number: seq,
@@ -362,11 +388,9 @@ impl ChatService {
             deleted_at: None,
             reply_count: 0,
             last_reply_at: None,
-            attachments: files,
+            attachments,
             reactions: Default::default(),
-        };
-        let claimed = claimed.map(|(key, _)| (key.clone(), claim));
-        Ok(Staged::Numbered(Box::new(Numbered { message, claimed, from })))
+        }
     }
 
     /// A send's second step: persists the numbered message. On failure its
@@ -383,21 +407,25 @@ impl ChatService {
             }
             return Err(e.into());
         }
-        // Persisted: from now on a retry gets this ack. If marking fails, a
-        // retry finds the message in the store instead (see `settle`).
-        if let Some((key, claim)) = &claimed
-            && let Err(e) = self.claims.confirm(key, *claim).await
-        {
-            tracing::warn!(error = %e, "cannot mark an idempotency claim committed");
-        }
-        Ok(Persisted { message, from })
+        Ok(Persisted { message, claimed, from })
     }
 
-    /// A send's last step: caches and fans out the persisted message, and
+    /// A send's last step: marks its claim committed while it caches and fans
+    /// out the persisted message (the two round trips share one), and
     /// updates the thread it answers.
     pub async fn publish(&self, persisted: Persisted) -> Sent {
-        let Persisted { message, from } = persisted;
-        let message = self.fan_out(message, from).await;
+        let Persisted { message, claimed, from } = persisted;
+        // Persisted: from now on a retry gets this ack. A retry before the
+        // mark waits for it; if marking fails, a retry finds the message in
+        // the store instead (see `settle`).
+        let confirm = async {
+            if let Some((key, claim)) = &claimed
+                && let Err(e) = self.claims.confirm(key, *claim).await
+            {
+                tracing::warn!(error = %e, "cannot mark an idempotency claim committed");
+            }
+        };
+        let (message, ()) = tokio::join!(self.fan_out(message, from), confirm);
         if let Some(parent) = message.reply_to {
             self.thread_updated(&message.app, message.chat, parent, from).await;
         }

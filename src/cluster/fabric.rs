@@ -237,20 +237,25 @@ impl ClusterFabric {
 #[async_trait::async_trait]
 impl Fabric for ClusterFabric {
     async fn deliver(&self, app: &AppId, event: &Event, audience: &Audience, except: Option<SessionId>) {
-        self.hub.deliver(app, event, audience, except).await;
-        let nodes = match audience {
-            // A chat just created (by a send to recipients) may not be in the
-            // other nodes' routes yet; its members' own routes are.
-            Audience::Chat { chat, members, .. } if members.len() <= SMALL_CHAT => self
-                .directory
-                .chat_or_user_nodes(app, *chat, members.iter())
-                .await
-                .map(|n| n.into_iter().collect()),
-            Audience::Chat { chat, .. } => self.directory.chat_nodes(app, *chat).await,
-            Audience::Users(users) => {
-                self.directory.user_nodes(app, users.iter()).await.map(|n| n.into_iter().collect())
+        let routes = async {
+            match audience {
+                // A chat just created (by a send to recipients) may not be in the
+                // other nodes' routes yet; its members' own routes are.
+                Audience::Chat { chat, members, .. } if members.len() <= SMALL_CHAT => self
+                    .directory
+                    .chat_or_user_nodes(app, *chat, members.iter())
+                    .await
+                    .map(|n| n.into_iter().collect::<Vec<_>>()),
+                Audience::Chat { chat, .. } => self.directory.chat_nodes(app, *chat).await,
+                Audience::Users(users) => {
+                    self.directory.user_nodes(app, users.iter()).await.map(|n| n.into_iter().collect())
+                }
             }
         };
+        // The routes are asked for first: Redis answers while this node
+        // delivers to its own sessions, so the other nodes' recipients wait
+        // for the longer of the two rather than for both.
+        let (nodes, ()) = tokio::join!(routes, self.hub.deliver(app, event, audience, except));
         match nodes {
             Ok(nodes) if nodes.iter().any(|n| n != self.directory.node()) => {
                 let frame = Bytes::from(Wire::event(app, event, audience).encode());

@@ -238,7 +238,7 @@ fn redis_key(prefix: &str, (app, user, id): &IdempotencyKey) -> String {
 }
 
 impl RedisClaims {
-    fn key(&self, key: &IdempotencyKey) -> String {
+    pub(super) fn key(&self, key: &IdempotencyKey) -> String {
         redis_key(&self.prefix, key)
     }
 

@@ -15,6 +15,7 @@
 //! connects once and hands the same [`RedisConn`](crate::redis_conn::RedisConn)
 //! to each, and to the recent cache and the cluster.
 
+mod claim_number;
 mod claims;
 mod locks;
 mod numbering;
@@ -23,6 +24,7 @@ use serde::Deserialize;
 
 use crate::store::StoreError;
 
+pub use self::claim_number::claim_numbered;
 pub use self::claims::{Claim, Claims, IdempotencyKey};
 pub use self::locks::Locks;
 pub use self::numbering::Numbering;

@@ -215,6 +215,16 @@ pub struct RedisCounters {
 }
 
 impl RedisCounters {
+    /// The shared connection.
+    pub(super) fn conn(&self) -> RedisConn {
+        self.conn.clone()
+    }
+
+    /// The key of `chat`'s message counter.
+    pub(super) fn message_key(&self, app: &AppId, chat: ChatNumber) -> String {
+        self.key(&Counter::Messages(app.clone(), chat))
+    }
+
     fn key(&self, counter: &Counter) -> String {
         // The hash tag keeps all keys of one application on one Redis Cluster slot.
         match counter {
