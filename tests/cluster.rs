@@ -71,3 +71,42 @@ async fn clients_on_different_nodes_chat_as_if_on_one() {
     assert_eq!(ids, ["node-0", "node-1", "node-2"], "{listing}");
     cluster.stop().await;
 }
+
+/// Waits for `want` on `client`, past other frames (other members' presence).
+async fn expect_frame(client: &mut Client, want: serde_json::Value) {
+    loop {
+        if client.next_any().await == want {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_in_a_big_chat_reaches_its_members_on_every_node() {
+    let cluster = TestServer::start_with(Mode::Spread, |c| c.gateway.presence_debounce_ms = 300).await;
+    let nodes = cluster.nodes();
+    let (a, b, c) = (nodes[0], nodes[1], nodes[2]);
+    let token = a.new_app().await;
+    // More members than the fabric routes one user at a time: the watchers'
+    // nodes are found through the chat's.
+    let names: Vec<String> = (0..140).map(|i| format!("member-{i:03}")).collect();
+    let mut members: Vec<&str> = names.iter().map(String::as_str).collect();
+    members.extend(["alice", "bob", "carol"]);
+    chat_with(a, &token, &members).await;
+    chat_with(a, &token, &["dave"]).await;
+    let mut bob = connect(b, &token, "bob").await;
+    let mut carol = connect(c, &token, "carol").await;
+    let mut dave = connect(b, &token, "dave").await;
+
+    let alice = connect(a, &token, "alice").await;
+    for watcher in [&mut bob, &mut carol] {
+        expect_frame(watcher, json!({"type":"presence","user":"alice","online":true})).await;
+    }
+    alice.close().await;
+    for watcher in [&mut bob, &mut carol] {
+        expect_frame(watcher, json!({"type":"presence","user":"alice","online":false})).await;
+    }
+    // dave shares no chat with them: nothing about anyone.
+    dave.silent().await;
+    cluster.stop().await;
+}

@@ -68,6 +68,12 @@ async fn register_and_purge(conn: RedisConn) {
     let both = [user("alice"), user("bob"), user("carol")];
     assert_eq!(a.user_nodes(&app, both.iter()).await.unwrap(), set(&["node-a", "node-b"]));
     assert!(a.chat_nodes(&AppId::generate(), c1).await.unwrap().is_empty(), "per application");
+    // Several chats' nodes at once (a presence change's watchers).
+    assert_eq!(a.chats_nodes(&app, &[c1]).await.unwrap(), set(&["node-a"]));
+    assert_eq!(a.chats_nodes(&app, &[c1, c3]).await.unwrap(), set(&["node-a", "node-b"]));
+    assert_eq!(a.chats_nodes(&app, &[c3, ChatNumber(77)]).await.unwrap(), set(&["node-b"]));
+    assert!(a.chats_nodes(&app, &[]).await.unwrap().is_empty());
+    assert!(a.chats_nodes(&AppId::generate(), &[c1, c2]).await.unwrap().is_empty(), "per application");
 
     // One of alice's devices closes: still online; the other: gone from A's sets.
     assert!(!a.session_closed(&app, &user("alice")).await.unwrap());

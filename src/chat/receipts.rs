@@ -80,15 +80,16 @@ impl ChatService {
         self.notify_presence(app, user, online);
         let chats = self.store.user_chats(app, user, Page { skip: 0, limit: PRESENCE_CHATS }).await?;
         let mut audience = BTreeSet::new();
+        let mut via = Vec::new();
         for chat in chats {
             let members = self.member_list(app, chat).await?;
             audience.extend(members.iter().filter(|m| *m != user).cloned());
+            via.push(chat);
             if audience.len() >= PRESENCE_AUDIENCE {
                 break;
             }
         }
-        let audience: Vec<UserId> = audience.into_iter().collect();
-        let audience = Audience::Users(audience);
+        let audience = Audience::MembersOf { chats: via, users: audience.into_iter().collect() };
         self.fabric.deliver(app, &Event::Presence { user: user.clone(), online }, &audience, None).await;
         Ok(())
     }

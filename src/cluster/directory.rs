@@ -253,6 +253,21 @@ impl Directory {
         Ok(sets.into_iter().flatten().collect())
     }
 
+    /// The nodes with online members of any of `chats`: one `SUNION` (the
+    /// chats' keys share their application's slot).
+    pub async fn chats_nodes(
+        &self,
+        app: &AppId,
+        chats: &[ChatNumber],
+    ) -> Result<BTreeSet<String>, DirectoryError> {
+        if chats.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let keys: Vec<String> = chats.iter().map(|chat| self.chat_key(app, *chat)).collect();
+        let mut conn = self.conn.clone();
+        redis::cmd("SUNION").arg(keys).query_async(&mut conn).await.map_err(DirectoryError)
+    }
+
     /// The nodes with sessions of any of `users`, in one round trip.
     pub async fn user_nodes<'a>(
         &self,

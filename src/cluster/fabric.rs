@@ -250,6 +250,12 @@ impl Fabric for ClusterFabric {
                 Audience::Users(users) => {
                     self.directory.user_nodes(app, users.iter()).await.map(|n| n.into_iter().collect())
                 }
+                Audience::MembersOf { users, .. } if users.len() <= SMALL_CHAT => {
+                    self.directory.user_nodes(app, users.iter()).await.map(|n| n.into_iter().collect())
+                }
+                Audience::MembersOf { chats, .. } => {
+                    self.directory.chats_nodes(app, chats).await.map(|n| n.into_iter().collect())
+                }
             }
         };
         // The routes are asked for first: Redis answers while this node

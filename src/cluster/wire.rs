@@ -274,7 +274,7 @@ impl Wire {
                 chat: chat.get(),
                 except: except_user.as_ref().map(|u| u.as_str().to_owned()),
             },
-            Audience::Users(users) => {
+            Audience::Users(users) | Audience::MembersOf { users, .. } => {
                 WireAudience::Users { users: users.iter().map(|u| u.as_str().to_owned()).collect() }
             }
         };

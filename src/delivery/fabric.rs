@@ -104,6 +104,15 @@ pub enum Audience {
     },
     /// These users.
     Users(Vec<UserId>),
+    /// These users, each a member of one of `chats` (a presence change's
+    /// watchers): routed by the chats' nodes, one Redis command a chat
+    /// rather than one a user, and delivered to the users.
+    MembersOf {
+        /// The chats the users were gathered from.
+        chats: Vec<ChatNumber>,
+        /// The users, each once.
+        users: Vec<UserId>,
+    },
 }
 
 impl Audience {
@@ -111,7 +120,7 @@ impl Audience {
     pub fn users(&self) -> impl Iterator<Item = &UserId> {
         let (members, except, users): (&[UserId], Option<&UserId>, &[UserId]) = match self {
             Audience::Chat { members, except_user, .. } => (members, except_user.as_ref(), &[]),
-            Audience::Users(users) => (&[], None, users),
+            Audience::Users(users) | Audience::MembersOf { users, .. } => (&[], None, users),
         };
         members.iter().filter(move |u| Some(*u) != except).chain(users.iter())
     }
