@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Side-by-side fan-out benchmark: weft and Centrifugo v6.9.1, one after the other, under
-# the same weft-load client and the same load, on this machine (issue 15, item 1).
+# Side-by-side fan-out benchmark: weft and Centrifugo v6.9.1 under the same weft-load
+# client and the same load, on this machine (issue 15, item 1): one node, one server after
+# the other; three nodes, both up and their runs alternating.
 #
 #   bash loadtest/centrifugo.sh [one|three|all]      (default: all)
 #
@@ -21,7 +22,10 @@
 #   three  three nodes each, the sockets spread over them: weft's scripts/cluster.sh
 #          (Redis + Cassandra, ports 8081-8083; a cluster already there is stopped first),
 #          Centrifugo with its Redis engine on the Redis of scripts/services.sh. 10 senders
-#          at each of WEFT_BENCH_CLUSTER_RATES.
+#          at each of WEFT_BENCH_CLUSTER_RATES. Both clusters are up at once and their runs
+#          alternate (weft, Centrifugo, weft, …), so that a busier minute of this shared
+#          machine falls on both rather than on whichever ran then; the idle cluster costs
+#          the other little (no sockets; gossip and Redis pings).
 #
 # weft runs with its per-user send limit and frame budget raised (as loadtest/bench.sh
 # does); Centrifugo with history and presence off, no connection limits, a 16 MiB
@@ -53,6 +57,8 @@
 #   WEFT_BENCH_SENDER_RATES (1000 2000 0), WEFT_BENCH_SENDER_MEMBERS (2), WEFT_BENCH_SENDER_WINDOW (128)
 #   WEFT_BENCH_CLUSTER_RATES (100 200)
 #   WEFT_BENCH_IDLE_CONNECTIONS (10000), WEFT_BENCH_IDLE_HOLD (10 s)
+#   WEFT_BENCH_SETTLE_BUSY (5), WEFT_BENCH_SETTLE_MAX (60)   before each run, wait (60 s at
+#                                        most) until the machine is at most 5 % busy for 2 s
 #   WEFT_BENCH_PORT (18080)              weft's port (one node)
 #   WEFT_BENCH_CENTRIFUGO_PORT (18000)   Centrifugo's port (three nodes: it and the next two)
 #   WEFT_BIN, WEFT_LOAD_BIN              use these binaries instead of building release ones
@@ -78,6 +84,8 @@ SENDER_MEMBERS=${WEFT_BENCH_SENDER_MEMBERS:-2}
 SENDER_WINDOW=${WEFT_BENCH_SENDER_WINDOW:-128}
 IDLE=${WEFT_BENCH_IDLE_CONNECTIONS:-10000}
 IDLE_HOLD=${WEFT_BENCH_IDLE_HOLD:-10}
+SETTLE_BUSY=${WEFT_BENCH_SETTLE_BUSY:-5}
+SETTLE_MAX=${WEFT_BENCH_SETTLE_MAX:-60}
 PORT=${WEFT_BENCH_PORT:-18080}
 CPORT=${WEFT_BENCH_CENTRIFUGO_PORT:-18000}
 CENTRIFUGO_VERSION=6.9.1
@@ -304,10 +312,35 @@ start_centrifugo() {
 
 # --- runs -----------------------------------------------------------------------------
 
+# busy_ticks: the machine's busy and total CPU ticks so far (/proc/stat).
+busy_ticks() {
+    local _cpu user nice system idle iowait irq softirq steal _rest
+    read -r _cpu user nice system idle iowait irq softirq steal _rest </proc/stat
+    echo "$((user + nice + system + irq + softirq + steal)) $((user + nice + system + irq + softirq + steal + idle + iowait))"
+}
+
+# settle: waits (SETTLE_MAX s at most) until the whole machine has been at most SETTLE_BUSY %
+# busy for two seconds in a row, so that no run starts while the previous one's aftermath
+# (sockets closing, presence going out, a store flushing) still runs: on 2 cores that
+# would fall on whichever server runs next.
+settle() {
+    local quiet=0 waited=0 a b busy
+    while [ "$quiet" -lt 2 ] && [ "$waited" -lt "$SETTLE_MAX" ]; do
+        read -r -a a <<<"$(busy_ticks)"
+        sleep 1
+        read -r -a b <<<"$(busy_ticks)"
+        busy=$((100 * (b[0] - a[0]) / (b[1] - a[1] > 0 ? b[1] - a[1] : 1)))
+        if [ "$busy" -le "$SETTLE_BUSY" ]; then quiet=$((quiet + 1)); else quiet=0; fi
+        waited=$((waited + 1))
+    done
+    [ "$quiet" -ge 2 ] || log "the machine was still busy after ${SETTLE_MAX} s (last second ${busy} %); running anyway"
+}
+
 # fanout FILE ARGS...: one fan-out run against the current server, its JSON in FILE.
 fanout() {
     local file=$1
     shift
+    settle
     local watch=(--server-pid "$NODES")
     [ -n "$SERVICES" ] && watch+=(--service-pid "$SERVICES")
     timeout $((2 * (WARMUP + DURATION) + 240)) "$LOAD" fanout "$@" "${EXTRA[@]}" "${watch[@]}" \
@@ -420,16 +453,41 @@ one_node() {
     } >>"$SUMMARY"
 }
 
+# keep_server NAME: saves where the current server is (URL, SPREAD, NODES, SERVICES,
+# EXTRA) under NAME; use_server NAME makes NAME's the current server again.
+keep_server() {
+    declare -g "URL_$1=$URL" "SPREAD_$1=$SPREAD" "NODES_$1=$NODES" "SERVICES_$1=$SERVICES"
+    declare -ga "EXTRA_$1"
+    local -n kept="EXTRA_$1"
+    kept=("${EXTRA[@]}")
+}
+
+use_server() {
+    local url="URL_$1" spread="SPREAD_$1" nodes="NODES_$1" services="SERVICES_$1"
+    local -n kept="EXTRA_$1"
+    SERVER=$1 URL=${!url} SPREAD=${!spread} NODES=${!nodes} SERVICES=${!services}
+    EXTRA=("${kept[@]}")
+}
+
 three_nodes() {
-    local server
-    for server in weft centrifugo; do
-        SERVER=$server
-        if [ "$server" = weft ]; then start_weft_three; else start_centrifugo 3 redis; fi
-        for r in $CLUSTER_RATES; do
-            repeat "three$r" --senders "$SENDERS" --rate "$r"
+    local server r run
+    SERVER=weft
+    start_weft_three
+    keep_server weft
+    SERVER=centrifugo
+    start_centrifugo 3 redis
+    keep_server centrifugo
+    for r in $CLUSTER_RATES; do
+        for run in $(seq 1 "$RUNS"); do
+            for server in weft centrifugo; do
+                use_server "$server"
+                log "$SERVER: three$r (run $run of $RUNS)"
+                fanout "$OUT/$SERVER-three$r-$run.json" --senders "$SENDERS" --rate "$r" ||
+                    log "$SERVER: three$r run $run failed"
+            done
         done
-        stop_servers
     done
+    stop_servers
     {
         echo
         echo "### Three nodes each (weft: Redis + Cassandra; Centrifugo: Redis engine), sockets spread"
