@@ -1,7 +1,7 @@
 //! The one send path, for WebSocket sends and REST posts alike: authorize,
 //! deduplicate, number, persist, cache, fan out.
 
-use crate::cache::members::contains;
+use crate::cache::members::{MembersCache, contains};
 use crate::chat::{ALL, ChatError, ChatService};
 use crate::delivery::SessionId;
 use crate::delivery::{Audience, Event};
@@ -140,20 +140,14 @@ impl ChatService {
                 // Served as it is; read again behind this send.
                 let (store, cache, app) = (self.store.clone(), self.members.clone(), app.clone());
                 tokio::spawn(async move {
-                    let seen = cache.epoch(&app, chat);
-                    match store.members(&app, chat, ALL).await {
-                        Ok(read) => cache.put(&app, chat, read.into_iter().map(|m| m.user).collect(), seen),
-                        Err(e) => tracing::warn!(error = %e, "cannot refresh a chat's members"),
+                    if let Err(e) = read_members(&store, &cache, &app, chat).await {
+                        tracing::warn!(error = %e, "cannot refresh a chat's members");
                     }
                 });
             }
             return Ok(members);
         }
-        let seen = self.members.epoch(app, chat);
-        let members: crate::cache::members::Members =
-            self.store.members(app, chat, ALL).await?.into_iter().map(|m| m.user).collect();
-        self.members.put(app, chat, members.clone(), seen);
-        Ok(members)
+        Ok(read_members(&self.store, &self.members, app, chat).await?)
     }
 
     /// The members of `chat` (cached), for delivering what another node sent.
@@ -471,6 +465,21 @@ impl ChatService {
         // died before the commit.
         if age > self.claim_abandon_ms { Ok(Settled::Abandoned) } else { Err(ChatError::InFlight) }
     }
+}
+
+/// Reads the members of `chat` from the store into the cache (unless an
+/// invalidation came meanwhile: see [`MembersCache::put`]).
+async fn read_members(
+    store: &crate::store::DynStore,
+    cache: &MembersCache,
+    app: &AppId,
+    chat: ChatNumber,
+) -> Result<crate::cache::members::Members, crate::store::StoreError> {
+    let seen = cache.epoch(app, chat);
+    let members: crate::cache::members::Members =
+        store.members(app, chat, ALL).await?.into_iter().map(|m| m.user).collect();
+    cache.put(app, chat, members.clone(), seen);
+    Ok(members)
 }
 
 /// Whether a failed write may still be in the store: a CQL write that timed

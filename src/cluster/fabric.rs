@@ -247,14 +247,13 @@ impl Fabric for ClusterFabric {
                     .await
                     .map(|n| n.into_iter().collect::<Vec<_>>()),
                 Audience::Chat { chat, .. } => self.directory.chat_nodes(app, *chat).await,
-                Audience::Users(users) => {
-                    self.directory.user_nodes(app, users.iter()).await.map(|n| n.into_iter().collect())
-                }
-                Audience::MembersOf { users, .. } if users.len() <= SMALL_CHAT => {
-                    self.directory.user_nodes(app, users.iter()).await.map(|n| n.into_iter().collect())
-                }
-                Audience::MembersOf { chats, .. } => {
+                // Many watchers: by their chats (small audiences keep per-user
+                // routes, for the same reason as small chats above).
+                Audience::MembersOf { chats, users } if users.len() > SMALL_CHAT => {
                     self.directory.chats_nodes(app, chats).await.map(|n| n.into_iter().collect())
+                }
+                Audience::Users(users) | Audience::MembersOf { users, .. } => {
+                    self.directory.user_nodes(app, users.iter()).await.map(|n| n.into_iter().collect())
                 }
             }
         };
