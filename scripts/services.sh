@@ -7,6 +7,7 @@
 #   bash scripts/services.sh down     stop what `up` started (by pid file), wait until it is gone
 #   bash scripts/services.sh env      print `export WEFT_TEST_...` lines: eval "$(bash scripts/services.sh env)"
 #   bash scripts/services.sh status   say what answers (exit 1 if something does not)
+#   bash scripts/services.sh logs     free disk and the last lines of each service's log (a failed CI run prints them)
 #
 # `down` takes optional names (redis, redis-cluster, cassandra, opensearch, seaweedfs, mailpit) to
 # stop only those.
@@ -903,11 +904,23 @@ lock_state() {
     flock -w 600 9 || die "another services.sh holds $STATE_DIR/.lock"
 }
 
+# SeaweedFS turns its volumes read-only (S3 PUTs answer 500) and Cassandra stops flushing on a
+# nearly full disk; a test failing there says so only in their logs. Say it up front.
+warn_low_disk() {
+    local free_kib
+    mkdir -p "$STATE_DIR"
+    free_kib=$(df -Pk "$STATE_DIR" | awk 'NR == 2 { print $4 }')
+    if [ -n "$free_kib" ] && [ "$free_kib" -lt $((8 * 1024 * 1024)) ]; then
+        log "WARNING: only $((free_kib / 1024)) MiB free under $STATE_DIR: the stores may refuse writes (S3 PUTs answering 500); free some disk (cargo clean, old target/ dirs)"
+    fi
+}
+
 cmd_up() {
     local t0
     t0=$(now_ms)
     lock_state
     ensure_tools
+    warn_low_disk
     start_redis
     start_redis_cluster
     # OpenSearch's JVM starts while Cassandra's does; both are waited for.
@@ -1005,8 +1018,25 @@ cmd_status() {
     return $ok
 }
 
+# What a failed run needs to tell a service's fault from weft's: free disk, then the last lines
+# of each log (Cassandra's only WARN/ERROR lines: its INFO lines are many). Prints, never fails.
+cmd_logs() {
+    local n=${WEFT_SVC_LOG_LINES:-30} f
+    echo "== disk: $(df -h "$STATE_DIR" 2>/dev/null | awk 'NR == 2 { print $4 " free of " $2 " (" $5 " used)" }')"
+    for f in "$REDIS_LOG" "$OS_LOG" "$SW_LOG" "$MP_LOG"; do
+        [ -f "$f" ] || continue
+        echo "== last $n lines of $f"
+        tail -n "$n" "$f" || true
+    done
+    if [ -f "$CASS_LOG" ]; then
+        echo "== last $n WARN/ERROR lines of $CASS_LOG"
+        grep -E '^(WARN|ERROR)' "$CASS_LOG" | tail -n "$n" || true
+    fi
+}
+
 case ${1:-} in
 up) cmd_up ;;
+logs) cmd_logs ;;
 down)
     shift
     cmd_down "$@"
@@ -1014,7 +1044,7 @@ down)
 env) cmd_env ;;
 status) cmd_status ;;
 *)
-    echo "usage: $0 up | down [redis|redis-cluster|cassandra|opensearch|seaweedfs|mailpit]... | env | status" >&2
+    echo "usage: $0 up | down [redis|redis-cluster|cassandra|opensearch|seaweedfs|mailpit]... | env | status | logs" >&2
     exit 2
     ;;
 esac

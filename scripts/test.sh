@@ -26,6 +26,8 @@ if [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; then
     export WEFT_SERVICES_STARTED_FILE
     stop_started_services() {
         local rc=$?
+        # A failed run shows what the services said before they are stopped.
+        [ "$rc" = 0 ] || bash scripts/services.sh logs || true
         if [ -s "$WEFT_SERVICES_STARTED_FILE" ]; then
             # shellcheck disable=SC2046 # one word per service name
             bash scripts/services.sh down $(sort -u "$WEFT_SERVICES_STARTED_FILE") || true

@@ -41,7 +41,12 @@ async fn grant(s: &TestServer, token: &str, chat: u64, body: Value) -> (u16, Val
 async fn put(s: &TestServer, url: &str, content_type: &str, bytes: Vec<u8>) -> u16 {
     let resp =
         s.http.put(absolute(s, url)).header("content-type", content_type).body(bytes).send().await.unwrap();
-    resp.status().as_u16()
+    let status = resp.status().as_u16();
+    if status >= 500 {
+        // The store's own words (S3's error XML) tell its fault from weft's in a failed run.
+        eprintln!("PUT {url} → {status}: {}", resp.text().await.unwrap_or_default());
+    }
+    status
 }
 
 async fn download(s: &TestServer, url: &str) -> (u16, Vec<u8>) {
