@@ -58,6 +58,17 @@ pub struct Hub {
     budget: Arc<Budget>,
 }
 
+/// How long one fan-out may spend writing to sockets itself before it queues
+/// the rest. Each write is a syscall that, on loopback and on kernels with
+/// costly kernel entries, also runs the receiver's side: 1,000 of them held
+/// one worker for several ms while the recipients' own sessions, spread over
+/// every worker, could have written them (`docs/benchmarks.md`, 2026-12-06).
+/// A slice adapts to the machine where a count would not.
+const DIRECT_SLICE: std::time::Duration = std::time::Duration::from_micros(500);
+
+/// The clock is read once every this many direct writes.
+const DIRECT_CHECK_EVERY: usize = 16;
+
 /// How many deliveries a second the node's fan-outs may write themselves.
 ///
 /// A fan-out writing to idle sessions' sockets itself spends one syscall per
@@ -372,9 +383,16 @@ impl Hub {
         drop(sessions);
         self.budget.count(outboxes.len() as u64);
         let mut written = 0u64;
-        for outbox in &outboxes {
+        let started = std::time::Instant::now();
+        let mut may_write = true;
+        for (i, outbox) in outboxes.iter().enumerate() {
+            // Past its slice the fan-out queues the rest: their sessions write
+            // them on every worker instead of one task holding its own.
+            if may_write && i % DIRECT_CHECK_EVERY == DIRECT_CHECK_EVERY - 1 {
+                may_write = started.elapsed() < DIRECT_SLICE;
+            }
             // A full outbox cuts its session off as slow.
-            if outbox.deliver(item) == Delivered::Written {
+            if outbox.deliver_or_queue(item, may_write) == Delivered::Written {
                 written += 1;
                 if let Outgoing::Message { at, .. } = item {
                     let waited = crate::ids::Timestamp::now().millis().saturating_sub(*at).max(0);
