@@ -351,8 +351,8 @@ impl Hub {
 
     /// Delivers `item` to every session of `users` but `except`: written to
     /// the socket by this call when the session is direct, the node's
-    /// fan-outs are within their [`Budget`] and no [`BACKLOG`] waits behind
-    /// this one, else queued.
+    /// fan-outs are within their [`Budget`], no [`BACKLOG`] waits behind
+    /// this one and this call is within its [`DIRECT_SLICE`], else queued.
     pub fn send_to<'a>(
         &self,
         app: &AppId,
