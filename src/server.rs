@@ -123,8 +123,7 @@ impl Node {
         });
         let on_commit = feed.clone().map(|feed| Arc::new(feed) as Arc<dyn crate::store::OnCommit>);
         let writer = BatchWriter::spawn_with(Arc::clone(&store), &config.batch, &tracker, on_commit);
-        let hub = Hub::default()
-            .with_direct_writes(config.gateway.direct_writes, config.gateway.direct_writes_max_per_sec);
+        let hub = Hub::default().with_direct_writes(config.gateway.direct_writes);
         let recent = match &redis {
             Some(conn) => RecentCache::redis(&config.cache, conn.clone(), prefix.clone()),
             None => RecentCache::local(&config.cache),

@@ -215,11 +215,9 @@ async fn serve_peers(
             },
             () = stop.cancelled() => break,
         };
-        // One task delivers every peer's events in turn: with more waiting,
-        // this one's fan-out queues rather than holding them up (`delivery::hub`).
-        let behind = !inbound.is_empty();
-        let handled = crate::delivery::with_backlog(behind, handle(&frame, &chat, &hub, &directory, &answer));
-        if let Err(reason) = handled.await {
+        // One task delivers every peer's events in turn; a fan-out only
+        // stages its frames, the hub's flusher writes them (`delivery::hub`).
+        if let Err(reason) = handle(&frame, &chat, &hub, &directory, &answer).await {
             tracing::warn!(peer = %frame.from, reason, "dropped a frame from a peer");
         }
     }

@@ -7,11 +7,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use super::SessionId;
 use super::fabric::{Audience, Event, Fabric};
-use super::outbox::{Cut, Delivered, Outbox};
+use super::outbox::{Cut, Flushed, Outbox, Staged};
 use super::outgoing::{Outgoing, outgoing};
 use super::presence::Presence;
 use crate::ids::{AppId, ChatNumber, UserId};
@@ -47,119 +47,80 @@ type Sessions = HashMap<AppId, AppSessions, Fast>;
 /// The local session registry; cheap to clone.
 #[derive(Clone, Default)]
 pub struct Hub {
-    sessions: Arc<Mutex<Sessions>>,
+    sessions: Arc<RwLock<Sessions>>,
     next_id: Arc<AtomicU64>,
     open: Arc<AtomicUsize>,
     presence: Presence,
     /// The heartbeat's count: sessions compare it with the last they saw.
     ticks: Arc<AtomicU64>,
-    /// How many deliveries a second fan-outs may write themselves (none
-    /// with `gateway.direct_writes` off).
-    budget: Arc<Budget>,
+    /// Writes what fan-outs staged.
+    flusher: Arc<Flusher>,
 }
 
-/// How long one fan-out may spend writing to sockets itself before it queues
-/// the rest. Each write is a syscall that, on loopback and on kernels with
-/// costly kernel entries, also runs the receiver's side: 1,000 of them held
-/// one worker for several ms while the recipients' own sessions, spread over
-/// every worker, could have written them (`docs/benchmarks.md`, 2026-12-06).
-/// A slice adapts to the machine where a count would not.
-const DIRECT_SLICE: std::time::Duration = std::time::Duration::from_micros(500);
-
-/// The clock is read once every this many direct writes.
-const DIRECT_CHECK_EVERY: usize = 16;
-
-/// How many deliveries a second the node's fan-outs may write themselves.
+/// Writes what fan-outs staged, in a task of its own (see [`Hub::send_to`]).
 ///
-/// A fan-out writing to idle sessions' sockets itself spends one syscall per
-/// recipient in its own task (a few ms for a thousand) and coalesces nothing;
-/// queued, a burst reaches each session in one wake-up and one syscall,
-/// however many messages it holds. The first is cheaper while messages are
-/// few and far between, the second once many follow one another: direct
-/// writes capped one sender's pipelined sends into a 1,000-member chat at
-/// ~330 msg/s and a node at ~300 msg/s (`docs/benchmarks.md`). So every
-/// delivery is counted in windows of [`WINDOW_MS`](Self::WINDOW_MS), and a
-/// fan-out writes itself only while neither the last window nor this one
-/// (with it) went past the budget; past it, fan-outs queue until a window
-/// stays under it. Counted approximately (relaxed atomics, a window's turn
-/// may lose a few deliveries to the next): it picks a path, nothing more.
-struct Budget {
-    /// Deliveries per window; 0: never direct.
-    per_window: u64,
-    /// The current window's number since `epoch`.
-    window: AtomicU64,
-    /// Deliveries counted in the current window.
-    used: AtomicU64,
-    /// Deliveries counted in the window before it (0 if it had none).
-    before: AtomicU64,
-    epoch: std::time::Instant,
+/// A fan-out stages its frame in each recipient's outbox under the hub's
+/// lock (a push each) and hands the outboxes it found empty to this task,
+/// which writes each one's frames to its socket in one vectored write, or
+/// wakes its session when the session is writing itself. While it writes,
+/// later fan-outs stage behind what waits, so a flush carries every message
+/// that came meanwhile: the busier the node, the more messages a syscall
+/// carries, and an idle node writes each at once.
+#[derive(Default)]
+struct Flusher {
+    /// Whether the flusher may write to sockets (`gateway.direct_writes`).
+    direct: bool,
+    /// The task's queue, made with the task on first use in a runtime.
+    tx: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Vec<Outbox>>>,
 }
 
-impl Budget {
-    const WINDOW_MS: u64 = 100;
-
-    /// A budget of `per_sec` deliveries a second (0: none).
-    fn new(per_sec: u64) -> Self {
-        Self {
-            per_window: per_sec.saturating_mul(Self::WINDOW_MS) / 1000,
-            window: AtomicU64::new(0),
-            used: AtomicU64::new(0),
-            before: AtomicU64::new(0),
-            epoch: std::time::Instant::now(),
-        }
+impl Flusher {
+    fn new(direct: bool) -> Self {
+        Self { direct, tx: std::sync::OnceLock::new() }
     }
 
-    /// Whether a fan-out at `at_ms` (since `epoch`) may write itself: neither
-    /// the last window nor this one so far went past the budget. It is
-    /// [`count`](Self::count)ed once made, whichever way.
-    fn allows_at(&self, at_ms: u64) -> bool {
-        if self.per_window == 0 {
-            return false;
+    /// Flushes `outboxes`: by the flusher's task, or here when there is no runtime to run it.
+    fn flush(&self, outboxes: Vec<Outbox>) {
+        if !self.direct {
+            // Their sessions write them: waking one is cheap.
+            for outbox in &outboxes {
+                outbox.flush(false, &mut Vec::new(), &mut Flushed::default());
+            }
+            return;
         }
-        let now = at_ms / Self::WINDOW_MS;
-        let current = self.window.load(Ordering::Relaxed);
-        if now > current
-            && self.window.compare_exchange(current, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
-        {
-            let used = self.used.swap(0, Ordering::Relaxed);
-            self.before.store(if now == current + 1 { used } else { 0 }, Ordering::Relaxed);
+        let outboxes = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let tx = self.tx.get_or_init(|| {
+                    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                    runtime.spawn(flush_staged(rx));
+                    tx
+                });
+                // Sent back only if the task's runtime is gone (a test's).
+                match tx.send(outboxes) {
+                    Ok(()) => return,
+                    Err(unsent) => unsent.0,
+                }
+            }
+            Err(_) => outboxes,
+        };
+        let (mut frames, mut done) = (Vec::new(), Flushed::default());
+        for outbox in &outboxes {
+            outbox.flush(true, &mut frames, &mut done);
         }
-        self.used.load(Ordering::Relaxed) <= self.per_window
-            && self.before.load(Ordering::Relaxed) <= self.per_window
-    }
-
-    /// Whether a fan-out now may write itself (see [`allows_at`](Self::allows_at)).
-    fn allows(&self) -> bool {
-        self.allows_at(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
-    }
-
-    /// Counts a fan-out's `n` deliveries in the current window.
-    fn count(&self, n: u64) {
-        if self.per_window > 0 {
-            self.used.fetch_add(n, Ordering::Relaxed);
-        }
+        done.record();
     }
 }
 
-impl Default for Budget {
-    fn default() -> Self {
-        Self::new(0)
+/// The flusher's task: flushes each fan-out's outboxes, in the order the fan-outs came.
+async fn flush_staged(mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<Outbox>>) {
+    let mut frames = Vec::new();
+    while let Some(outboxes) = rx.recv().await {
+        let mut done = Flushed::default();
+        for outbox in &outboxes {
+            outbox.flush(true, &mut frames, &mut done);
+        }
+        done.record();
     }
-}
-
-tokio::task_local! {
-    /// Set around a publish by a publisher with more persisted messages right
-    /// behind it (a session's pipelined sends, see `gateway::pipeline`). Its
-    /// fan-outs run one after another in its task, so one that wrote 1,000
-    /// sockets itself (~3 ms) would hold up the rest; queued, it takes a
-    /// fraction of that, and each recipient's session writes the burst with
-    /// one wake-up. A hint on the path taken, never on what is delivered.
-    static BACKLOG: bool;
-}
-
-/// Runs `publish` (which fans out) knowing whether more wait behind it: see [`BACKLOG`].
-pub async fn with_backlog<F: Future>(behind: bool, publish: F) -> F::Output {
-    BACKLOG.scope(behind, publish).await
 }
 
 /// How many sessions one user, and one application, may hold on this node (0: no cap).
@@ -193,10 +154,10 @@ impl Drop for Slot {
 }
 
 impl Hub {
-    /// A hub whose fan-outs may write to direct sessions' sockets
-    /// themselves, up to `per_sec` deliveries a second on this node (see [`Budget`]).
-    pub fn with_direct_writes(self, on: bool, per_sec: u64) -> Self {
-        Self { budget: Arc::new(Budget::new(if on { per_sec } else { 0 })), ..self }
+    /// A hub whose fan-outs are written to idle sessions' sockets by its
+    /// flusher when `on`, else by each session (see [`send_to`](Self::send_to)).
+    pub fn with_direct_writes(self, on: bool) -> Self {
+        Self { flusher: Arc::new(Flusher::new(on)), ..self }
     }
 
     /// A fresh session id.
@@ -227,7 +188,7 @@ impl Hub {
         handle: SessionHandle,
         caps: Caps,
     ) -> Result<(), Over> {
-        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut sessions = self.sessions.write().unwrap_or_else(PoisonError::into_inner);
         let of_app = sessions.entry(app.clone()).or_default();
         let of_user = of_app.users.get(user).map_or(0, Vec::len);
         if caps.per_user > 0 && of_user >= caps.per_user {
@@ -244,7 +205,7 @@ impl Hub {
 
     /// Removes a session.
     pub fn unregister(&self, app: &AppId, user: &UserId, id: SessionId) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut sessions = self.sessions.write().unwrap_or_else(PoisonError::into_inner);
         let Some(of_app) = sessions.get_mut(app) else { return };
         if let Some(list) = of_app.users.get_mut(user) {
             let before = list.len();
@@ -261,7 +222,7 @@ impl Hub {
 
     /// Closes every session of `app` on this node (its secret was rotated).
     pub fn revoke(&self, app: &AppId) {
-        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
         for handle in sessions.get(app).into_iter().flat_map(|a| a.users.values()).flatten() {
             handle.outbox.cut(Cut::Revoked);
         }
@@ -269,7 +230,7 @@ impl Hub {
 
     /// Closes the sockets of `user` opened with tokens of session `auth` (it was revoked).
     pub fn close_auth_session(&self, app: &AppId, user: &UserId, auth: &crate::auth::AuthSessionId) {
-        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
         let of_user = sessions.get(app).and_then(|a| a.users.get(user)).into_iter().flatten();
         for handle in of_user.filter(|h| h.auth.as_ref() == Some(auth)) {
             handle.outbox.cut(Cut::SessionRevoked);
@@ -278,14 +239,14 @@ impl Hub {
 
     /// Whether a socket of `user` opened with a token of session `auth` is open on this node.
     pub fn has_auth_session(&self, app: &AppId, user: &UserId, auth: &crate::auth::AuthSessionId) -> bool {
-        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
         let mut of_user = sessions.get(app).and_then(|a| a.users.get(user)).into_iter().flatten();
         of_user.any(|h| h.auth.as_ref() == Some(auth))
     }
 
     /// The sessions (`auth`) of `user` with a socket open on this node, each once.
     pub fn auth_sessions(&self, app: &AppId, user: &UserId) -> Vec<crate::auth::AuthSessionId> {
-        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
         let of_user = sessions.get(app).and_then(|a| a.users.get(user)).into_iter().flatten();
         let mut auths: Vec<_> = of_user.filter_map(|h| h.auth.clone()).collect();
         auths.sort_unstable();
@@ -308,7 +269,7 @@ impl Hub {
             }
             outbox.cut(Cut::Drain);
         }
-        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
         for session in every(&sessions) {
             session.outbox.cut(Cut::Drain);
         }
@@ -333,26 +294,26 @@ impl Hub {
 
     /// Every session's outbox, taken out under the lock for work done after it.
     fn outboxes(&self) -> Vec<Outbox> {
-        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
         every(&sessions).map(|s| s.outbox.clone()).collect()
     }
 
     /// Sessions of `user` open on this node.
     pub fn user_sessions(&self, app: &AppId, user: &UserId) -> usize {
-        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
         sessions.get(app).and_then(|a| a.users.get(user)).map_or(0, Vec::len)
     }
 
     /// Sessions open on this node.
     pub fn session_count(&self) -> usize {
-        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
         sessions.values().map(|a| a.count).sum()
     }
 
-    /// Delivers `item` to every session of `users` but `except`: written to
-    /// the socket by this call when the session is direct, the node's
-    /// fan-outs are within their [`Budget`], no [`BACKLOG`] waits behind
-    /// this one and this call is within its [`DIRECT_SLICE`], else queued.
+    /// Delivers `item` to every session of `users` but `except`: staged in
+    /// each one's outbox here, under the lock (a push each, no waiting), then
+    /// written by the [`Flusher`] for the sessions that were idle. A full
+    /// outbox cuts its session off as slow.
     pub fn send_to<'a>(
         &self,
         app: &AppId,
@@ -360,53 +321,21 @@ impl Hub {
         item: &Outgoing,
         except: Option<SessionId>,
     ) {
-        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
         let Some(of_app) = sessions.get(app) else { return };
         let recipients =
             users.filter_map(|user| of_app.users.get(user)).flatten().filter(|s| Some(s.id) != except);
-        if !self.budget.allows() || BACKLOG.try_with(|behind| *behind).unwrap_or(false) {
-            // Queued under the lock: a push never waits, and cloning each
-            // handle out of the map cost more than the pushes.
-            let mut count = 0u64;
-            for session in recipients {
-                // A full outbox cuts its session off as slow.
-                session.outbox.deliver_or_queue(item, false);
-                count += 1;
+        // Only the outboxes this frame is the first in: what is staged
+        // behind others goes with them, whoever flushes them.
+        let mut first = Vec::new();
+        for session in recipients {
+            if session.outbox.stage(item) == Staged::First {
+                first.push(session.outbox.clone());
             }
-            drop(sessions);
-            self.budget.count(count);
-            return;
         }
-        // Taken out under the lock, delivered after it: a delivery may be a
-        // socket write, and other fan-outs and connects must not wait for those.
-        let outboxes: Vec<Outbox> = recipients.map(|s| s.outbox.clone()).collect();
         drop(sessions);
-        self.budget.count(outboxes.len() as u64);
-        let mut written = 0u64;
-        let started = std::time::Instant::now();
-        let mut may_write = true;
-        for (i, outbox) in outboxes.iter().enumerate() {
-            // Past its slice the fan-out queues the rest: their sessions write
-            // them on every worker instead of one task holding its own.
-            if may_write && i % DIRECT_CHECK_EVERY == DIRECT_CHECK_EVERY - 1 {
-                may_write = started.elapsed() < DIRECT_SLICE;
-            }
-            // A full outbox cuts its session off as slow.
-            if outbox.deliver_or_queue(item, may_write) == Delivered::Written {
-                written += 1;
-                if let Outgoing::Message { at, .. } = item {
-                    let waited = crate::ids::Timestamp::now().millis().saturating_sub(*at).max(0);
-                    crate::metrics::metrics().delivery_seconds.observe(waited as f64 / 1000.0);
-                }
-            }
-        }
-        // Counted once per event; what was queued is counted by its session when written.
-        if written > 0 {
-            let m = crate::metrics::metrics();
-            match item {
-                Outgoing::Message { .. } => m.messages_out.inc_by(written),
-                Outgoing::Frame { kind, .. } => m.frames_out.with_label_values(&[kind]).inc_by(written),
-            }
+        if !first.is_empty() {
+            self.flusher.flush(first);
         }
     }
 }
@@ -457,52 +386,39 @@ impl Fabric for Hub {
 mod tests {
     use super::*;
 
-    #[test]
-    fn fan_outs_write_themselves_only_within_the_budget() {
-        // 1,000 a second: 100 per window of 100 ms.
-        let budget = Budget::new(1_000);
-        let fan_out = |n: u64, at: u64| {
-            let allowed = budget.allows_at(at);
-            budget.count(n);
-            allowed
-        };
-        assert!(fan_out(60, 0), "within this window's budget");
-        assert!(fan_out(41, 50), "at 60 of 100");
-        assert!(!fan_out(1, 99), "past it (101)");
-        assert!(!fan_out(1, 150), "the last window went past it");
-        assert!(fan_out(10, 250), "the last window (1 delivery) stayed under it");
-        assert!(fan_out(10, 5_000), "after a quiet spell");
-        assert!(!Budget::new(0).allows_at(0), "no budget: never direct");
-    }
-
     #[tokio::test]
-    async fn a_publish_with_others_behind_it_queues_rather_than_writing_itself() {
+    async fn the_flusher_writes_to_idle_sessions_and_sessions_write_the_rest() {
+        use tokio::io::AsyncReadExt as _;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (ours, _) = listener.accept().await.unwrap();
         let wire = Arc::new(crate::delivery::Wire::new(ours.into_split().1));
-        let outbox = Outbox::new(8, 1 << 20, Some(wire));
         let (app, user) = (AppId::new("app"), UserId::parse("bob").unwrap());
-        for (direct, budget, behind, written) in [
-            (true, 1_000_000, false, true),
-            (true, 1_000_000, true, false),
-            (true, 0, false, false),
-            (false, 1_000_000, false, false),
-        ] {
-            let hub = Hub::default().with_direct_writes(direct, budget);
+        let item = |t: &str| Outgoing::Frame { kind: "typing", frame: String::from(t).into() };
+        for direct in [true, false] {
+            let outbox = Outbox::new(8, 1 << 20, Some(Arc::clone(&wire)));
+            let hub = Hub::default().with_direct_writes(direct);
             let handle = SessionHandle { id: hub.next_session_id(), outbox: outbox.clone(), auth: None };
             hub.register(&app, &user, handle, Caps::default()).unwrap();
             outbox.go_direct();
-            let item = Outgoing::Frame { kind: "typing", frame: String::from("t").into() };
-            with_backlog(behind, async { hub.send_to(&app, [&user].into_iter(), &item, None) }).await;
-            let queued = outbox.take(8).len();
-            assert_eq!(queued == 0, written, "direct {direct}, budget {budget}, behind {behind}");
-            if written {
-                use tokio::io::AsyncReadExt as _;
-                let mut frame = [0u8; 3];
-                client.read_exact(&mut frame).await.unwrap();
-                assert_eq!(frame, [0x81, 1, b't'], "the whole frame, written by the fan-out");
+            hub.send_to(&app, [&user].into_iter(), &item("a"), None);
+            hub.send_to(&app, [&user].into_iter(), &item("b"), None);
+            if direct {
+                let mut frames = [0u8; 6];
+                tokio::time::timeout(std::time::Duration::from_secs(5), client.read_exact(&mut frames))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(frames, [0x81, 1, b'a', 0x81, 1, b'b'], "both, in order, by the flusher");
+                assert!(outbox.take(8).is_empty());
+            } else {
+                let ticks = AtomicU64::new(0);
+                let woken = tokio::time::timeout(std::time::Duration::from_secs(5), outbox.ready(&ticks, 0));
+                assert_eq!(woken.await.unwrap(), super::super::outbox::Wake::Frames);
+                let queued: Vec<_> = outbox.take(8).iter().map(|i| i.frame().text.to_string()).collect();
+                assert_eq!(queued, ["a", "b"], "the session writes them");
             }
+            hub.unregister(&app, &user, SessionId(1));
         }
     }
 }

@@ -19,7 +19,7 @@ pub mod presence;
 pub mod wire;
 
 pub use fabric::{Audience, Event, Fabric};
-pub use hub::{Caps, Hub, Over, SessionHandle, Slot, with_backlog};
+pub use hub::{Caps, Hub, Over, SessionHandle, Slot};
 pub use outbox::{Cut, Delivered, Outbox, Wake};
 pub use outgoing::{Encoded, Outgoing, message_out, message_out_for, outgoing};
 pub use wire::Wire;

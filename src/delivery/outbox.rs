@@ -15,18 +15,20 @@
 //! an atomic written under the queue's lock, so that they fit in the padding
 //! of the one `usize` capacity they replaced.
 //!
-//! **Written by the fan-out.** A delivery to a session that waits with an
-//! empty queue used to wake its task, which took the frame and wrote it: a
-//! task wake-up (scheduler, `select!`, wakers) per recipient per message.
-//! Now, while the session is *direct*, the fan-out writes the frame to the
-//! socket itself ([`Wire`]), under the queue's lock. The session turns direct
-//! only at a point where nothing it took is still unwritten: after the
-//! welcome, and after writing a batch that left the queue empty; it stops
-//! being direct for a catch-up (which must come before the live traffic it
-//! covers) and when it closes. So frames reach the socket in the order they
-//! would have through the queue. A frame the socket does not take at once
-//! waits in the wire, within the same byte bound, and wakes the session to
-//! flush it.
+//! **Written by the hub's flusher.** A delivery to a session that waits with
+//! an empty queue used to wake its task, which took the frame and wrote it: a
+//! task wake-up (scheduler, `select!`, wakers) per recipient per message. Now
+//! a fan-out [`stage`](Outbox::stage)s the frame (a push that wakes no one)
+//! and whoever staged the first frame waiting [`flush`](Outbox::flush)es the
+//! outbox after (the hub's flusher task): while the session is *direct*, the
+//! flush writes everything waiting to the socket itself ([`Wire`]), in one
+//! vectored write, however many fan-outs staged meanwhile. The session turns
+//! direct only at a point where nothing it took is still unwritten: after the
+//! welcome, and after writing a batch that left the queue empty; taking frames
+//! to write itself ends it, and so do a catch-up (which must come before the
+//! live traffic it covers) and the close. So frames reach the socket in the
+//! order they were staged. A frame the socket does not take at once waits in
+//! the wire, within the same byte bound, and wakes the session to flush it.
 //!
 //! The outbox also keeps what a session's catch-ups must know ([`Seen`]): the
 //! live messages it was sent, and the ones a catch-up carried (whose live
@@ -69,12 +71,59 @@ pub enum Wake {
 /// What became of a delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delivered {
-    /// Written to the socket by the fan-out (or kept in the wire for the session to flush).
+    /// Written to the socket by a flush (or kept in the wire for the session to flush).
     Written,
     /// Queued for the session to write.
     Queued,
     /// Not for this session: a catch-up carried it already, or the session is cut off.
     Dropped,
+}
+
+/// What became of a [`stage`](Outbox::stage)d item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Staged {
+    /// It is the first waiting: the one who staged it flushes the outbox.
+    First,
+    /// Others wait before it: it goes with them.
+    Behind,
+    /// The session is cut off (now, or before).
+    Dropped,
+}
+
+/// What [`flush`](Outbox::flush)es wrote, counted for the metrics once per batch.
+#[derive(Default)]
+pub struct Flushed {
+    /// `message` frames written.
+    pub written: u64,
+    /// Other frames written, by kind (few kinds: a short list).
+    pub frames: Vec<(&'static str, u64)>,
+}
+
+impl Flushed {
+    fn count(&mut self, item: &Outgoing, now: i64) {
+        match item {
+            Outgoing::Message { at, .. } => {
+                self.written += 1;
+                let waited = now.saturating_sub(*at).max(0);
+                crate::metrics::metrics().delivery_seconds.observe(waited as f64 / 1000.0);
+            }
+            Outgoing::Frame { kind, .. } => match self.frames.iter_mut().find(|(k, _)| k == kind) {
+                Some((_, n)) => *n += 1,
+                None => self.frames.push((kind, 1)),
+            },
+        }
+    }
+
+    /// Adds what was counted to the node's metrics.
+    pub fn record(&self) {
+        let m = crate::metrics::metrics();
+        if self.written > 0 {
+            m.messages_out.inc_by(self.written);
+        }
+        for (kind, n) in &self.frames {
+            m.frames_out.with_label_values(&[kind]).inc_by(*n);
+        }
+    }
 }
 
 /// A session's outbox; cheap to clone (the hub holds one, the session another).
@@ -161,63 +210,90 @@ impl Outbox {
         self.0.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Delivers `item`: written to the socket now when the session is direct,
-    /// else queued; a full outbox or wire (in frames or bytes) cuts its
-    /// session off as slow instead.
+    /// Delivers `item` on its own: [`stage`](Self::stage)d, then
+    /// [`flush`](Self::flush)ed when it is the first waiting.
     pub fn deliver(&self, item: &Outgoing) -> Delivered {
-        self.deliver_or_queue(item, true)
+        match self.stage(item) {
+            Staged::Dropped => Delivered::Dropped,
+            Staged::Behind => Delivered::Queued,
+            Staged::First => self.flush(true, &mut Vec::new(), &mut Flushed::default()),
+        }
     }
 
-    /// Delivers `item` as [`deliver`](Self::deliver) does, but queues it even
-    /// for a direct session unless `may_write` (the fan-out queues: past its budget, or with a backlog; see
-    /// `Hub::send_to`); the session is then not direct until it wrote it.
-    pub fn deliver_or_queue(&self, item: &Outgoing, may_write: bool) -> Delivered {
+    /// Puts `item` in the queue without waking anyone: whoever staged the
+    /// first of what waits (`Staged::First`) must [`flush`](Self::flush) the
+    /// outbox after, and what is staged behind it meanwhile goes with it. A
+    /// full outbox (in frames or bytes) cuts its session off as slow instead.
+    pub fn stage(&self, item: &Outgoing) -> Staged {
         if self.is_cut().is_some() {
-            return Delivered::Dropped;
-        }
-        let mut queue = self.queue();
-        if may_write
-            && queue.direct
-            && let Some(wire) = &self.0.wire
-        {
-            if !queue.admit(item) {
-                return Delivered::Dropped;
-            }
-            let sent = wire.send(&item.frame().ws, self.0.capacity as usize, self.0.max_bytes as usize);
-            drop(queue);
-            return match sent {
-                Sent::Whole => Delivered::Written,
-                Sent::Kept => {
-                    // The session flushes it (`Wake::Frames`).
-                    self.0.ready.notify_one();
-                    Delivered::Written
-                }
-                Sent::Over => {
-                    self.cut(Cut::Slow);
-                    Delivered::Dropped
-                }
-            };
+            return Staged::Dropped;
         }
         let len = u32::try_from(item.byte_len()).unwrap_or(u32::MAX);
+        let mut queue = self.queue();
         let bytes = self.0.bytes.load(Ordering::Relaxed).saturating_add(len);
         if queue.items.len() >= self.0.capacity as usize || bytes > self.0.max_bytes {
             drop(queue);
             self.cut(Cut::Slow);
-            return Delivered::Dropped;
+            return Staged::Dropped;
         }
-        let was_empty = queue.items.is_empty();
+        let first = queue.items.is_empty();
         queue.items.push_back(item.clone());
         self.0.bytes.store(bytes, Ordering::Relaxed);
-        // A queued frame ends direct writing until the session has written
-        // it: a later frame written directly would overtake it.
-        queue.direct = false;
-        drop(queue);
-        if was_empty {
-            // Only the first frame wakes the session: it sleeps only after
-            // seeing the queue empty (under the lock), and takes all it finds.
-            self.0.ready.notify_one();
+        if first { Staged::First } else { Staged::Behind }
+    }
+
+    /// Hands what waits on: written to the socket now, in one vectored write,
+    /// when the session is direct and `may_write`; else the session is woken
+    /// to write it. `frames` is scratch space for the writes (kept by the
+    /// caller across flushes), `done` counts what was written. `Dropped`:
+    /// nothing waited (the session took it), or only what a catch-up carried.
+    pub fn flush(&self, may_write: bool, frames: &mut Vec<bytes::Bytes>, done: &mut Flushed) -> Delivered {
+        let mut queue = self.queue();
+        if queue.items.is_empty() {
+            return Delivered::Dropped;
         }
-        Delivered::Queued
+        let wire = match &self.0.wire {
+            Some(wire) if may_write && queue.direct => wire,
+            _ => {
+                drop(queue);
+                self.0.ready.notify_one();
+                return Delivered::Queued;
+            }
+        };
+        frames.clear();
+        let now = crate::ids::Timestamp::now().millis();
+        while let Some(item) = queue.items.pop_front() {
+            if queue.admit(&item) {
+                done.count(&item, now);
+                frames.push(item.frame().ws.clone());
+            }
+        }
+        self.0.bytes.store(0, Ordering::Relaxed);
+        if queue.items.capacity() > 64 {
+            queue.items.shrink_to_fit();
+        }
+        if frames.is_empty() {
+            return Delivered::Dropped;
+        }
+        // The wire's turn is taken before the queue is let go: frames a
+        // session takes after this (to write itself) go after these. The
+        // write is then made without holding up fan-outs staging behind it.
+        let held = wire.hold();
+        drop(queue);
+        let sent = held.send_all(frames, self.0.capacity as usize, self.0.max_bytes as usize);
+        frames.clear();
+        match sent {
+            Sent::Whole => Delivered::Written,
+            Sent::Kept => {
+                // The session flushes it (`Wake::Frames`).
+                self.0.ready.notify_one();
+                Delivered::Written
+            }
+            Sent::Over => {
+                self.cut(Cut::Slow);
+                Delivered::Dropped
+            }
+        }
     }
 
     /// Lets the fan-out write to the socket, if the session has one and
@@ -329,6 +405,11 @@ impl Outbox {
     pub fn take_each(&self, max: usize, mut each: impl FnMut(Outgoing)) {
         let mut queue = self.queue();
         let n = queue.items.len().min(max);
+        if n > 0 {
+            // The session writes these itself: until it has, nothing may be
+            // written past them (see `go_direct`).
+            queue.direct = false;
+        }
         let mut left = self.0.bytes.load(Ordering::Relaxed);
         for _ in 0..n {
             let Some(item) = queue.items.pop_front() else { break };
@@ -470,18 +551,52 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_frame_queued_by_a_busy_fan_out_is_not_overtaken_by_a_direct_one() {
+    async fn a_frame_staged_before_the_flush_is_not_overtaken() {
         let (outbox, mut client) = wired(8, 1 << 20).await;
         outbox.go_direct();
-        assert_eq!(outbox.deliver_or_queue(&message(1, 1), false), Delivered::Queued);
-        assert_eq!(outbox.deliver(&message(1, 2)), Delivered::Queued, "queued behind the first");
+        // A fan-out staged it; its flush has not come yet.
+        assert_eq!(outbox.stage(&message(1, 1)), Staged::First);
+        assert_eq!(outbox.deliver(&message(1, 2)), Delivered::Queued, "staged behind the first, not written");
+        // The session, awake for something else, takes them to write itself.
         let taken: Vec<_> = outbox.take(10).iter().map(|i| i.frame().text.to_string()).collect();
         assert_eq!(taken, ["m1.1", "m1.2"]);
-        assert_eq!(outbox.deliver(&message(1, 3)), Delivered::Queued, "not direct until the session says so");
+        let mut frames = Vec::new();
+        assert_eq!(
+            outbox.flush(true, &mut frames, &mut Flushed::default()),
+            Delivered::Dropped,
+            "nothing left"
+        );
+        assert_eq!(
+            outbox.deliver(&message(1, 3)),
+            Delivered::Queued,
+            "not direct until the session wrote them"
+        );
         assert_eq!(outbox.take(10).len(), 1);
         outbox.go_direct();
         assert_eq!(outbox.deliver(&message(1, 4)), Delivered::Written);
         assert_eq!(read_frames(&mut client, 1).await, ["m1.4"]);
+    }
+
+    #[tokio::test]
+    async fn what_is_staged_behind_the_first_goes_in_its_flush() {
+        let (outbox, mut client) = wired(8, 1 << 20).await;
+        outbox.go_direct();
+        assert_eq!(outbox.stage(&message(1, 1)), Staged::First);
+        assert_eq!(outbox.stage(&message(2, 1)), Staged::Behind);
+        assert_eq!(outbox.stage(&message(1, 2)), Staged::Behind);
+        let (mut frames, mut done) = (Vec::new(), Flushed::default());
+        assert_eq!(outbox.flush(true, &mut frames, &mut done), Delivered::Written);
+        assert_eq!(done.written, 3);
+        assert_eq!(read_frames(&mut client, 3).await, ["m1.1", "m2.1", "m1.2"], "in the order staged");
+        // Not allowed to write (`gateway.direct_writes` off): the session is woken instead.
+        assert_eq!(outbox.stage(&message(1, 3)), Staged::First);
+        assert_eq!(outbox.flush(false, &mut frames, &mut done), Delivered::Queued);
+        let ticks = AtomicU64::new(0);
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(1), outbox.ready(&ticks, 0)).await.unwrap(),
+            Wake::Frames
+        );
+        assert_eq!(outbox.take(10).len(), 1);
     }
 
     #[tokio::test]

@@ -88,30 +88,20 @@ impl Wire {
         self.unsent.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Writes a whole frame without waiting: at once when nothing waits
-    /// before it, and what the socket does not take is kept, unless that
-    /// would hold more than `max_frames` buffers or `max_bytes` bytes.
-    pub fn send(&self, frame: &Bytes, max_frames: usize, max_bytes: usize) -> Sent {
-        let mut unsent = self.unsent();
-        let rest = if unsent.bufs.is_empty() {
-            match self.half.try_write(frame) {
-                Ok(n) if n == frame.len() => return Sent::Whole,
-                Ok(n) => frame.slice(n..),
-                // A broken socket too: the session's flush meets the error and closes.
-                Err(_) => frame.clone(),
-            }
-        } else {
-            frame.clone()
-        };
-        if unsent.bufs.len() >= max_frames || unsent.len + rest.len() > max_bytes {
-            // Half a frame cannot be taken back: it stays, and the session is cut off.
-            if rest.len() < frame.len() {
-                unsent.keep(rest);
-            }
-            return Sent::Over;
-        }
-        unsent.keep(rest);
-        Sent::Kept
+    /// Writes whole frames without waiting, in one vectored write when the
+    /// socket takes them (several per syscall when a session has several
+    /// waiting): at once when nothing waits before them, and what the socket
+    /// does not take is kept, unless that would hold more than `max_frames`
+    /// buffers or `max_bytes` bytes.
+    pub fn send_all(&self, frames: &[Bytes], max_frames: usize, max_bytes: usize) -> Sent {
+        self.hold().send_all(frames, max_frames, max_bytes)
+    }
+
+    /// Takes the wire's turn: writes made through what it returns go before
+    /// any write begun after this call. The fan-out takes it before it lets
+    /// go of the outbox it took frames from, then writes without holding the outbox.
+    pub fn hold(&self) -> Held<'_> {
+        Held { half: &self.half, unsent: self.unsent() }
     }
 
     /// Whether anything waits to be written.
@@ -173,6 +163,61 @@ impl Wire {
     }
 }
 
+/// The wire's turn, taken (see [`Wire::hold`]).
+pub struct Held<'a> {
+    half: &'a OwnedWriteHalf,
+    unsent: MutexGuard<'a, Unsent>,
+}
+
+impl Held<'_> {
+    /// Writes whole frames without waiting, in one vectored write when the
+    /// socket takes them: see [`Wire::send_all`].
+    pub fn send_all(mut self, frames: &[Bytes], max_frames: usize, max_bytes: usize) -> Sent {
+        let unsent = &mut *self.unsent;
+        // The first frame not wholly written.
+        let mut next = 0;
+        if unsent.bufs.is_empty() {
+            while next < frames.len() {
+                let batch = &frames[next..frames.len().min(next + IOVECS)];
+                let mut slices = [IoSlice::new(&[]); IOVECS];
+                for (slice, frame) in slices.iter_mut().zip(batch) {
+                    *slice = IoSlice::new(frame);
+                }
+                let total: usize = batch.iter().map(Bytes::len).sum();
+                match self.half.try_write_vectored(&slices[..batch.len()]) {
+                    Ok(n) if n == total => next += batch.len(),
+                    Ok(mut n) => {
+                        while n >= frames[next].len() {
+                            n -= frames[next].len();
+                            next += 1;
+                        }
+                        // Half a frame cannot be taken back: it is kept whatever the bound.
+                        if n > 0 {
+                            unsent.keep(frames[next].slice(n..));
+                            next += 1;
+                        }
+                        break;
+                    }
+                    // A broken socket too: the session's flush meets the error and closes.
+                    Err(_) => break,
+                }
+            }
+            if next == frames.len() && unsent.bufs.is_empty() {
+                return Sent::Whole;
+            }
+        }
+        let rest = &frames[next..];
+        let rest_len: usize = rest.iter().map(Bytes::len).sum();
+        if unsent.bufs.len() + rest.len() > max_frames || unsent.len + rest_len > max_bytes {
+            return Sent::Over;
+        }
+        for frame in rest {
+            unsent.keep(frame.clone());
+        }
+        Sent::Kept
+    }
+}
+
 /// The bytes of `bufs` past the first `n`, copied into one buffer.
 fn rest_of(bufs: &[IoSlice<'_>], mut n: usize) -> Bytes {
     let mut rest = BytesMut::new();
@@ -215,7 +260,7 @@ mod tests {
         let mut sent = 0u32;
         // The peer does not read: the socket's buffers fill, and frames wait.
         loop {
-            let result = wire.send(&frame(sent, len), usize::MAX, usize::MAX);
+            let result = wire.send_all(&[frame(sent, len)], usize::MAX, usize::MAX);
             sent += 1;
             if result == Sent::Kept {
                 break;
@@ -225,11 +270,11 @@ mod tests {
         }
         assert!(wire.has_unsent());
         for _ in 0..5 {
-            assert_eq!(wire.send(&frame(sent, len), usize::MAX, usize::MAX), Sent::Kept);
+            assert_eq!(wire.send_all(&[frame(sent, len)], usize::MAX, usize::MAX), Sent::Kept);
             sent += 1;
         }
         // A bound below what waits refuses the next frame whole.
-        assert_eq!(wire.send(&frame(sent, len), usize::MAX, 1), Sent::Over);
+        assert_eq!(wire.send_all(&[frame(sent, len)], usize::MAX, 1), Sent::Over);
         // The session's own write goes after what waits.
         let drain = async {
             let tail = frame(sent, 10);

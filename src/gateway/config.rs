@@ -45,15 +45,11 @@ pub struct GatewayConfig {
     /// Sends one session may have numbered but not yet acked; past it the
     /// session reads no more frames until one is acked (backpressure on the socket).
     pub max_inflight_sends: usize,
-    /// Whether a fan-out may write a live frame to an idle session's plain TCP
-    /// socket itself rather than waking the session (`delivery::outbox`),
-    /// within `direct_writes_max_per_sec` and when no publish waits behind it
-    /// (`delivery::hub`): less CPU and latency per delivery (`docs/benchmarks.md`, issue 15).
+    /// Whether the hub's flusher may write live frames to an idle session's
+    /// plain TCP socket itself rather than waking the session to write them
+    /// (`delivery::hub`, `delivery::outbox`): less CPU and latency per
+    /// delivery (`docs/benchmarks.md`, issue 15).
     pub direct_writes: bool,
-    /// With `direct_writes` on: deliveries a second on this node up to which a
-    /// fan-out writes itself; past it fan-outs queue, and each session writes
-    /// what a burst left it with one wake-up (0: never).
-    pub direct_writes_max_per_sec: u64,
 }
 
 impl Default for GatewayConfig {
@@ -78,7 +74,6 @@ impl Default for GatewayConfig {
             write_timeout_ms: 10_000,
             max_inflight_sends: 64,
             direct_writes: true,
-            direct_writes_max_per_sec: 250_000,
         }
     }
 }

@@ -79,10 +79,8 @@ impl<'a> Sends<'a> {
                 Some(Outcome::Persisted(id, outcome)) => match *outcome {
                     Ok(persisted) => {
                         let chat = self.chat;
-                        // Others persisted behind it: its fan-out queues rather than holding them up.
-                        let behind = !self.ready.is_empty();
                         self.publishing = Some(Box::pin(async move {
-                            let sent = crate::delivery::with_backlog(behind, chat.publish(persisted)).await;
+                            let sent = chat.publish(persisted).await;
                             Answers::one(ServerFrame::Ack { id, chat: sent.chat, seq: sent.seq })
                         }));
                     }

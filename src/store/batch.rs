@@ -8,8 +8,8 @@
 //! default: committed at once). The wait trades latency for CPU: what is
 //! committed together is fanned out together, and each recipient's session
 //! writes it with one wake-up (`docs/design.md`, "The batch writer"); with
-//! `gateway.direct_writes` on (the default), the fan-out writes each message
-//! itself and the wait saves only commits. On a store whose
+//! `gateway.direct_writes` on (the default), the hub's flusher coalesces what
+//! comes close together anyway and the wait saves mostly commits. On a store whose
 //! chats are written apart (CQL), a batch's chats are written concurrently and
 //! each chat's senders are answered when their chat is written, not when the
 //! batch's slowest chat is.
