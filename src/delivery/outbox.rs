@@ -252,14 +252,24 @@ impl Outbox {
         if queue.items.is_empty() {
             return Delivered::Dropped;
         }
-        let wire = match &self.0.wire {
-            Some(wire) if may_write && queue.direct => wire,
+        let held = match &self.0.wire {
+            Some(wire) if may_write && queue.direct => wire.hold(),
             _ => {
                 drop(queue);
                 self.0.ready.notify_one();
                 return Delivered::Queued;
             }
         };
+        if !held.is_clear() {
+            // The socket is backed up: the session writes from now on, with
+            // its back-pressure and its write timeout, and joins what waits
+            // into batched frames when its client asked for them.
+            drop(held);
+            queue.direct = false;
+            drop(queue);
+            self.0.ready.notify_one();
+            return Delivered::Queued;
+        }
         frames.clear();
         let now = crate::ids::Timestamp::now().millis();
         while let Some(item) = queue.items.pop_front() {
@@ -275,10 +285,9 @@ impl Outbox {
         if frames.is_empty() {
             return Delivered::Dropped;
         }
-        // The wire's turn is taken before the queue is let go: frames a
+        // The wire's turn was taken before the queue is let go: frames a
         // session takes after this (to write itself) go after these. The
         // write is then made without holding up fan-outs staging behind it.
-        let held = wire.hold();
         drop(queue);
         let sent = held.send_all(frames, self.0.capacity as usize, self.0.max_bytes as usize);
         frames.clear();

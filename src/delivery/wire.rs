@@ -170,6 +170,11 @@ pub struct Held<'a> {
 }
 
 impl Held<'_> {
+    /// Whether nothing waits to be written.
+    pub fn is_clear(&self) -> bool {
+        self.unsent.bufs.is_empty()
+    }
+
     /// Writes whole frames without waiting, in one vectored write when the
     /// socket takes them: see [`Wire::send_all`].
     pub fn send_all(mut self, frames: &[Bytes], max_frames: usize, max_bytes: usize) -> Sent {
