@@ -103,11 +103,7 @@ impl Flusher {
             }
             Err(_) => outboxes,
         };
-        let (mut frames, mut done) = (Vec::new(), Flushed::default());
-        for outbox in &outboxes {
-            outbox.flush(true, &mut frames, &mut done);
-        }
-        done.record();
+        write_staged(&outboxes, &mut Vec::new());
     }
 }
 
@@ -115,12 +111,17 @@ impl Flusher {
 async fn flush_staged(mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<Outbox>>) {
     let mut frames = Vec::new();
     while let Some(outboxes) = rx.recv().await {
-        let mut done = Flushed::default();
-        for outbox in &outboxes {
-            outbox.flush(true, &mut frames, &mut done);
-        }
-        done.record();
+        write_staged(&outboxes, &mut frames);
     }
+}
+
+/// Flushes `outboxes`, writing to the sockets of direct sessions (`frames`: scratch space).
+fn write_staged(outboxes: &[Outbox], frames: &mut Vec<bytes::Bytes>) {
+    let mut done = Flushed::default();
+    for outbox in outboxes {
+        outbox.flush(true, frames, &mut done);
+    }
+    done.record();
 }
 
 /// How many sessions one user, and one application, may hold on this node (0: no cap).

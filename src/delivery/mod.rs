@@ -20,7 +20,7 @@ pub mod wire;
 
 pub use fabric::{Audience, Event, Fabric};
 pub use hub::{Caps, Hub, Over, SessionHandle, Slot};
-pub use outbox::{Cut, Delivered, Outbox, Wake};
+pub use outbox::{Cut, Delivered, Flushed, Outbox, Wake};
 pub use outgoing::{Encoded, Outgoing, message_out, message_out_for, outgoing};
 pub use wire::Wire;
 

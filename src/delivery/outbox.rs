@@ -90,7 +90,8 @@ pub enum Staged {
     Dropped,
 }
 
-/// What [`flush`](Outbox::flush)es wrote, counted for the metrics once per batch.
+/// What [`flush`](Outbox::flush)es (or a session) wrote, counted for the
+/// metrics once per batch: every session shares these counters.
 #[derive(Default)]
 pub struct Flushed {
     /// `message` frames written.
@@ -100,7 +101,9 @@ pub struct Flushed {
 }
 
 impl Flushed {
-    fn count(&mut self, item: &Outgoing, now: i64) {
+    /// Counts `item`, written at `now` (ms since the epoch); a message's
+    /// delivery latency is observed here.
+    pub fn count(&mut self, item: &Outgoing, now: i64) {
         match item {
             Outgoing::Message { at, .. } => {
                 self.written += 1;

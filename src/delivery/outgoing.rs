@@ -42,6 +42,13 @@ impl Outgoing {
         }
     }
 
+    /// The encoded frame, taken out.
+    pub fn into_frame(self) -> Encoded {
+        match self {
+            Self::Frame { frame, .. } | Self::Message { frame, .. } => frame,
+        }
+    }
+
     /// The encoded frame's length, in bytes.
     pub fn byte_len(&self) -> usize {
         self.frame().text.len()

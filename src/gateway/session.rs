@@ -27,7 +27,7 @@ use super::pipeline::Sends;
 use super::reads::Reads;
 use crate::auth::bearer;
 use crate::chat::{Authenticated, ErrorKind, Refusal, Service};
-use crate::delivery::{Cut, Outbox, Outgoing, SessionHandle, SessionId, Slot, Wake, Wire};
+use crate::delivery::{Cut, Flushed, Outbox, SessionHandle, SessionId, Slot, Wake, Wire};
 use crate::ids::{Timestamp, UserId};
 use crate::model::Application;
 use crate::protocol::{RequestId, Resume};
@@ -372,10 +372,13 @@ impl Session {
                         Wake::Frames => {
                             let now = Timestamp::now().millis();
                             let mut frames = Vec::new();
-                            let mut written = 0;
-                            outbox.take_each(WRITE_BATCH, |item| push_outgoing(&mut frames, item, now, &mut written));
-                            // One atomic add per batch: every session shares this counter.
-                            crate::metrics::metrics().messages_out.inc_by(written);
+                            let mut done = Flushed::default();
+                            outbox.take_each(WRITE_BATCH, |item| {
+                                done.count(&item, now);
+                                frames.push(WsMessage::Text(item.into_frame().text));
+                            });
+                            // One atomic add per batch: every session shares these counters.
+                            done.record();
                             let frames = super::lines::pack(frames, self.batch);
                             let closing = Box::pin(self.write(&mut sink, &outbox, frames)).await;
                             // Everything taken is written: if nothing is left queued, the fan-out writes.
@@ -657,22 +660,4 @@ fn count_close(code: Option<u16>) {
         _ => "normal",
     };
     m.sessions_closed.with_label_values(&[reason]).inc();
-}
-
-/// Adds an outbox item (one a catch-up did not carry) to the frames to
-/// write; counts the messages in `written` (added to the metric once per batch).
-fn push_outgoing(frames: &mut Vec<WsMessage>, item: Outgoing, now: i64, written: &mut u64) {
-    let m = crate::metrics::metrics();
-    match item {
-        Outgoing::Frame { kind, frame } => {
-            m.frames_out.with_label_values(&[kind]).inc();
-            frames.push(WsMessage::Text(frame.text));
-        }
-        Outgoing::Message { frame, at, .. } => {
-            *written += 1;
-            let waited = now.saturating_sub(at).max(0);
-            m.delivery_seconds.observe(waited as f64 / 1000.0);
-            frames.push(WsMessage::Text(frame.text));
-        }
-    }
 }
