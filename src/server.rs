@@ -123,7 +123,10 @@ impl Node {
         });
         let on_commit = feed.clone().map(|feed| Arc::new(feed) as Arc<dyn crate::store::OnCommit>);
         let writer = BatchWriter::spawn_with(Arc::clone(&store), &config.batch, &tracker, on_commit);
-        let hub = Hub::default().with_direct_writes(config.gateway.direct_writes);
+        let hub = Hub::default().with_direct_writes(
+            config.gateway.direct_writes,
+            std::time::Duration::from_millis(config.gateway.flush_interval_ms),
+        );
         let recent = match &redis {
             Some(conn) => RecentCache::redis(&config.cache, conn.clone(), prefix.clone()),
             None => RecentCache::local(&config.cache),

@@ -8,6 +8,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::SessionId;
 use super::fabric::{Audience, Event, Fabric};
@@ -65,18 +68,30 @@ pub struct Hub {
 /// wakes its session when the session is writing itself. While it writes,
 /// later fan-outs stage behind what waits, so a flush carries every message
 /// that came meanwhile: the busier the node, the more messages a syscall
-/// carries, and an idle node writes each at once.
+/// carries.
+///
+/// Its rounds (everything handed to it so far, written) are spaced, like
+/// Nagle's algorithm sends: the next round starts no sooner than five times
+/// the last one's length after the last one began, and no later than
+/// `interval` (`gateway.flush_interval_ms`) after it. What is fanned out
+/// meanwhile goes in the same writes. A round that wrote to a few sockets
+/// (a direct message) hardly holds the next one up; one that wrote to a
+/// thousand (a big chat's message) makes the next wait most of the
+/// interval, so a busy node spends a syscall per session per interval, not
+/// per message. An idle node writes each frame at once.
 #[derive(Default)]
 struct Flusher {
     /// Whether the flusher may write to sockets (`gateway.direct_writes`).
     direct: bool,
+    /// Least time from one round's start to the next's.
+    interval: Duration,
     /// The task's queue, made with the task on first use in a runtime.
     tx: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Vec<Outbox>>>,
 }
 
 impl Flusher {
-    fn new(direct: bool) -> Self {
-        Self { direct, tx: std::sync::OnceLock::new() }
+    fn new(direct: bool, interval: Duration) -> Self {
+        Self { direct, interval, tx: std::sync::OnceLock::new() }
     }
 
     /// Flushes `outboxes`: by the flusher's task, or here when there is no runtime to run it.
@@ -92,7 +107,7 @@ impl Flusher {
             Ok(runtime) => {
                 let tx = self.tx.get_or_init(|| {
                     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                    runtime.spawn(flush_staged(rx));
+                    runtime.spawn(flush_staged(rx, self.interval));
                     tx
                 });
                 // Sent back only if the task's runtime is gone (a test's).
@@ -107,12 +122,38 @@ impl Flusher {
     }
 }
 
-/// The flusher's task: flushes each fan-out's outboxes, in the order the fan-outs came.
-async fn flush_staged(mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<Outbox>>) {
+/// A round's length times this is the least time from its start to the
+/// next's (at most the flusher's interval): a busy flusher writes at most a
+/// fifth of the time, and one that writes to a few sockets hardly waits.
+const ROUND_SPACING: u32 = 5;
+
+/// Waits shorter than this are not taken (the timer's granularity).
+const LEAST_WAIT: Duration = Duration::from_millis(1);
+
+/// The flusher's task: flushes each fan-out's outboxes, in the order the
+/// fan-outs came, in rounds spaced by their length (see [`Flusher`]).
+async fn flush_staged(mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<Outbox>>, interval: Duration) {
     let mut frames = Vec::new();
+    let mut next_round: Option<Instant> = None;
     while let Some(outboxes) = rx.recv().await {
+        if let Some(due) = next_round
+            && due.saturating_duration_since(Instant::now()) >= LEAST_WAIT
+        {
+            // Busy: what is fanned out until then joins these writes.
+            tokio::time::sleep_until(due).await;
+        }
+        let started = Instant::now();
         write_staged(&outboxes, &mut frames);
+        while let Ok(outboxes) = rx.try_recv() {
+            write_staged(&outboxes, &mut frames);
+        }
+        next_round = Some(next_round_after(started, started.elapsed(), interval));
     }
+}
+
+/// When the round after one that began at `started` and took `took` may start.
+fn next_round_after(started: Instant, took: Duration, interval: Duration) -> Instant {
+    started + interval.min(took.saturating_mul(ROUND_SPACING))
 }
 
 /// Flushes `outboxes`, writing to the sockets of direct sessions (`frames`: scratch space).
@@ -156,9 +197,10 @@ impl Drop for Slot {
 
 impl Hub {
     /// A hub whose fan-outs are written to idle sessions' sockets by its
-    /// flusher when `on`, else by each session (see [`send_to`](Self::send_to)).
-    pub fn with_direct_writes(self, on: bool) -> Self {
-        Self { flusher: Arc::new(Flusher::new(on)), ..self }
+    /// flusher when `on`, else by each session (see [`send_to`](Self::send_to)),
+    /// the flusher's rounds at least `interval` apart (see [`Flusher`]).
+    pub fn with_direct_writes(self, on: bool, interval: Duration) -> Self {
+        Self { flusher: Arc::new(Flusher::new(on, interval)), ..self }
     }
 
     /// A fresh session id.
@@ -387,18 +429,27 @@ impl Fabric for Hub {
 mod tests {
     use super::*;
 
+    /// A session's wire on a real loopback connection, and the client's end.
+    async fn wired() -> (tokio::net::TcpStream, Arc<crate::delivery::Wire>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (ours, _) = listener.accept().await.unwrap();
+        (client, Arc::new(crate::delivery::Wire::new(ours.into_split().1)))
+    }
+
+    /// A frame of `text`.
+    fn item(text: &str) -> Outgoing {
+        Outgoing::Frame { kind: "typing", frame: String::from(text).into() }
+    }
+
     #[tokio::test]
     async fn the_flusher_writes_to_idle_sessions_and_sessions_write_the_rest() {
         use tokio::io::AsyncReadExt as _;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let (ours, _) = listener.accept().await.unwrap();
-        let wire = Arc::new(crate::delivery::Wire::new(ours.into_split().1));
+        let (mut client, wire) = wired().await;
         let (app, user) = (AppId::new("app"), UserId::parse("bob").unwrap());
-        let item = |t: &str| Outgoing::Frame { kind: "typing", frame: String::from(t).into() };
         for direct in [true, false] {
             let outbox = Outbox::new(8, 1 << 20, Some(Arc::clone(&wire)));
-            let hub = Hub::default().with_direct_writes(direct);
+            let hub = Hub::default().with_direct_writes(direct, Duration::ZERO);
             let handle = SessionHandle { id: hub.next_session_id(), outbox: outbox.clone(), auth: None };
             hub.register(&app, &user, handle, Caps::default()).unwrap();
             outbox.go_direct();
@@ -421,5 +472,42 @@ mod tests {
             }
             hub.unregister(&app, &user, SessionId(1));
         }
+    }
+    #[test]
+    fn rounds_are_spaced_by_their_length_up_to_the_interval() {
+        let (at, interval) = (Instant::now(), Duration::from_millis(20));
+        let after = |took_us: u64| next_round_after(at, Duration::from_micros(took_us), interval) - at;
+        // A round to a thousand sockets: the next waits (most of) the interval.
+        assert_eq!(after(4_000), Duration::from_millis(20));
+        assert_eq!(after(3_000), Duration::from_millis(15));
+        assert_eq!(after(50_000), interval, "never longer than the interval");
+        // A round to a few sockets: shorter than a wait worth taking.
+        assert!(after(50) < LEAST_WAIT);
+        assert_eq!(next_round_after(at, Duration::from_millis(4), Duration::ZERO), at, "0: no spacing");
+    }
+
+    #[tokio::test]
+    async fn a_flusher_with_an_interval_writes_a_few_sockets_at_once_and_in_order() {
+        use tokio::io::AsyncReadExt as _;
+        let (mut client, wire) = wired().await;
+        let (app, user) = (AppId::new("app"), UserId::parse("bob").unwrap());
+        let outbox = Outbox::new(8, 1 << 20, Some(Arc::clone(&wire)));
+        // An interval far longer than the test: rounds to one socket must not wait it out.
+        let hub = Hub::default().with_direct_writes(true, Duration::from_secs(3_600));
+        let handle = SessionHandle { id: hub.next_session_id(), outbox: outbox.clone(), auth: None };
+        hub.register(&app, &user, handle, Caps::default()).unwrap();
+        outbox.go_direct();
+        let mut got = Vec::new();
+        for t in ["a", "b", "c"] {
+            hub.send_to(&app, [&user].into_iter(), &item(t), None);
+            let mut frame = [0u8; 3];
+            tokio::time::timeout(Duration::from_secs(60), client.read_exact(&mut frame))
+                .await
+                .unwrap()
+                .unwrap();
+            got.extend_from_slice(&frame);
+        }
+        assert_eq!(got, [0x81, 1, b'a', 0x81, 1, b'b', 0x81, 1, b'c']);
+        assert!(outbox.take(8).is_empty());
     }
 }

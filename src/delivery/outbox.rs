@@ -242,7 +242,18 @@ impl Outbox {
         let first = queue.items.is_empty();
         queue.items.push_back(item.clone());
         self.0.bytes.store(bytes, Ordering::Relaxed);
-        if first { Staged::First } else { Staged::Behind }
+        if first {
+            return Staged::First;
+        }
+        if queue.direct && (queue.items.len() * 2 > self.0.capacity as usize || bytes > self.0.max_bytes / 2)
+        {
+            // Half full while it waits for the flusher (its interval, or a
+            // long round): the session writes it now rather than be taken for
+            // a slow consumer (it stops being direct when it takes these).
+            drop(queue);
+            self.0.ready.notify_one();
+        }
+        Staged::Behind
     }
 
     /// Hands what waits on: written to the socket now, in one vectored write,
@@ -525,6 +536,31 @@ mod tests {
             texts.push(String::from_utf8(body).unwrap());
         }
         texts
+    }
+
+    #[tokio::test]
+    async fn a_direct_outbox_half_full_waiting_for_the_flusher_wakes_its_session() {
+        let (outbox, _client) = wired(4, 1 << 20).await;
+        outbox.go_direct();
+        let ticks = Arc::new(AtomicU64::new(0));
+        let session = {
+            let (outbox, ticks) = (outbox.clone(), Arc::clone(&ticks));
+            tokio::spawn(async move { outbox.ready(&ticks, 0).await })
+        };
+        // Parked on its wake-up: nothing is staged yet.
+        tokio::task::yield_now().await;
+        assert_eq!(outbox.stage(&message(1, 1)), Staged::First);
+        assert_eq!(outbox.stage(&message(1, 2)), Staged::Behind);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!session.is_finished(), "two of four wait for the flusher: the session is left alone");
+        assert_eq!(outbox.stage(&message(1, 3)), Staged::Behind);
+        let woken = tokio::time::timeout(Duration::from_secs(30), session).await.unwrap().unwrap();
+        assert_eq!(woken, Wake::Frames, "past half full, the session writes them itself");
+        let taken: Vec<_> = outbox.take(10).iter().map(|i| i.frame().text.to_string()).collect();
+        assert_eq!(taken, ["m1.1", "m1.2", "m1.3"]);
+        assert_eq!(outbox.is_cut(), None);
     }
 
     #[tokio::test]

@@ -50,6 +50,11 @@ pub struct GatewayConfig {
     /// (`delivery::hub`, `delivery::outbox`): less CPU and latency per
     /// delivery (`docs/benchmarks.md`, issue 15).
     pub direct_writes: bool,
+    /// Longest the flusher's next write round may wait after the last began,
+    /// in ms; it waits five times as long as the last round took, up to this:
+    /// a node busy writing big fan-outs writes what came within it to each
+    /// session in one syscall (0: each fan-out as it comes; see `delivery::hub`).
+    pub flush_interval_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -74,6 +79,7 @@ impl Default for GatewayConfig {
             write_timeout_ms: 10_000,
             max_inflight_sends: 64,
             direct_writes: true,
+            flush_interval_ms: 20,
         }
     }
 }
@@ -81,7 +87,7 @@ impl Default for GatewayConfig {
 impl GatewayConfig {
     /// What types alone cannot check: (key, reason) of the first bad value.
     pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
-        let rules: [(bool, &str, &str); 14] = [
+        let rules: [(bool, &str, &str); 15] = [
             (self.outbox_frames == 0, "gateway.outbox_frames", "must be at least 1"),
             (
                 self.outbox_bytes < self.max_frame_bytes,
@@ -109,6 +115,7 @@ impl GatewayConfig {
             ),
             (self.resume_max_messages == 0, "gateway.resume_max_messages", "must be at least 1"),
             (self.max_inflight_sends == 0, "gateway.max_inflight_sends", "must be at least 1"),
+            (self.flush_interval_ms > 1_000, "gateway.flush_interval_ms", "must be at most 1000"),
         ];
         match rules.into_iter().find(|(bad, _, _)| *bad) {
             Some((_, key, reason)) => Err((key, reason)),
