@@ -83,7 +83,7 @@ pub struct Hub {
 struct Flusher {
     /// Whether the flusher may write to sockets (`gateway.direct_writes`).
     direct: bool,
-    /// Least time from one round's start to the next's.
+    /// Longest a round may wait after the last one began (the spacing's cap).
     interval: Duration,
     /// The task's queue, made with the task on first use in a runtime.
     tx: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Vec<Outbox>>>,
@@ -198,7 +198,7 @@ impl Drop for Slot {
 impl Hub {
     /// A hub whose fan-outs are written to idle sessions' sockets by its
     /// flusher when `on`, else by each session (see [`send_to`](Self::send_to)),
-    /// the flusher's rounds at least `interval` apart (see [`Flusher`]).
+    /// the flusher's rounds spaced by their length, up to `interval` (see [`Flusher`]).
     pub fn with_direct_writes(self, on: bool, interval: Duration) -> Self {
         Self { flusher: Arc::new(Flusher::new(on, interval)), ..self }
     }
